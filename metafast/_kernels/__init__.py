@@ -1,0 +1,1 @@
+"""Compiled kernels (Cython).  Python-level policy and validation live outside this package."""

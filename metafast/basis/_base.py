@@ -1,0 +1,212 @@
+"""BasisFamily: the base class of every basis family, built-in or from a plugin.
+
+A family is a scikit-learn transformer mapping X (n, d) to its design matrix Phi (n, m), where
+column j is g_j(x; theta).  A subclass implements two methods:
+
+- ``fit(X, y=None)``: data-dependent set-up (domain, centres); returns self;
+- ``design(X)``: the (n, m) design matrix of an already validated X.
+
+The base class wraps both so that every input is validated the same way (2-D, numeric, finite,
+right number of features, fitted first) and supplies ``transform``, ``weighted_sum`` (blocked
+over rows: never the whole (n, m) matrix) and ``weighted_sum_tasks`` (each packed task its own
+weights).  Built-in families override the sums with fused Cython kernels.
+
+Families whose hyperparameters can be meta-learned also implement ``learnable_params``,
+``with_params`` and ``design_vjp`` (the gradient of sum(G * Phi(X)) with respect to each
+learnable parameter, which is all a learner needs for the chain rule).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+
+from metafast._validation import check_weights, check_X, float_dtype_of
+
+ROW_BLOCK = 1024  # rows of the design matrix materialised at a time by the generic sums
+
+
+def _wrap_fit(fit):
+    @functools.wraps(fit)
+    def checked_fit(self, X, y=None, **kwargs):
+        if _is_taskset(X):
+            return fit(self, X, y, **kwargs)
+        Xc = check_X(X, "X", min_samples=1)
+        result = fit(self, Xc, y, **kwargs)
+        self.n_features_in_ = Xc.shape[1]
+        self._mf_fitted = True
+        return result
+
+    checked_fit._mf_checked = True
+    return checked_fit
+
+
+def _wrap_design(design):
+    @functools.wraps(design)
+    def checked_design(self, X):
+        Xc = self._check_input(X)
+        Phi = design(self, Xc)
+        Phi = np.asarray(Phi)
+        m = self.n_basis
+        if Phi.shape != (Xc.shape[0], m):
+            raise RuntimeError(
+                f"{type(self).__name__}.design returned shape {Phi.shape}; expected "
+                f"({Xc.shape[0]}, {m}) (n_samples, n_basis): a bug in the family"
+            )
+        if Phi.dtype != Xc.dtype:
+            Phi = Phi.astype(Xc.dtype)
+        return Phi
+
+    checked_design._mf_checked = True
+    return checked_design
+
+
+def _is_taskset(obj) -> bool:
+    return hasattr(obj, "support_offsets") and hasattr(obj, "X_support")
+
+
+class BasisFamily(TransformerMixin, BaseEstimator):
+    """Base class of basis families: implement ``fit`` and ``design``; get the rest."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, wrapper in (("fit", _wrap_fit), ("design", _wrap_design)):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_mf_checked", False):
+                setattr(cls, name, wrapper(method))
+
+    # ------------------------------------------------------------------ to implement
+    def fit(self, X, y=None):
+        """Data-dependent set-up (domain, centres); returns self."""
+        return self
+
+    def design(self, X) -> np.ndarray:  # pragma: no cover - abstract
+        """The (n, m) design matrix of X; float32 in gives float32 out."""
+        raise NotImplementedError(f"{type(self).__name__} must implement design(X)")
+
+    # ------------------------------------------------------------------ fitted state
+    def __sklearn_is_fitted__(self) -> bool:
+        return bool(getattr(self, "_mf_fitted", False))
+
+    def _check_input(self, X, name: str = "X") -> np.ndarray:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: call fit(X) (or pass it to a "
+                "meta-learner, which fits it on the training tasks) before design/transform"
+            )
+        return check_X(X, name, n_features=getattr(self, "n_features_in_", None))
+
+    def fit_tasks(self, tasks) -> "BasisFamily":
+        """Fit on the inputs of a TaskSet (support and query points of every task)."""
+        X = np.concatenate([tasks.X_support, tasks.X_query], axis=0)
+        return self.fit(X)
+
+    # ------------------------------------------------------------------ derived API
+    def transform(self, X) -> np.ndarray:
+        """Same as design(X), so a family drops into a scikit-learn Pipeline."""
+        return self.design(X)
+
+    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
+        return self.fit(X, y, **fit_params).design(X)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{j}" for j in range(self.n_basis)], dtype=object)
+
+    def weighted_sum(self, X, w) -> np.ndarray:
+        """sum_i w_i g_i(x) for every row of X; w has shape (m,) or (m, k).
+
+        Generic version: the design matrix is built ``ROW_BLOCK`` rows at a time, so memory stays
+        O(ROW_BLOCK * m) whatever n is.  Built-in families override this with a fused kernel.
+        """
+        Xc = self._check_input(X)
+        W = check_weights(w, self.n_basis, "w", dtype=Xc.dtype)
+        out = np.empty((Xc.shape[0],) + W.shape[1:], dtype=Xc.dtype)
+        design = type(self).design.__wrapped__ if hasattr(type(self).design, "__wrapped__") else None
+        for start in range(0, Xc.shape[0], ROW_BLOCK):
+            block = Xc[start:start + ROW_BLOCK]
+            Phi = design(self, block) if design is not None else self.design(block)
+            out[start:start + block.shape[0]] = np.asarray(Phi, dtype=Xc.dtype) @ W
+        return out
+
+    def weighted_sum_tasks(self, X, offsets, W) -> np.ndarray:
+        """Per-task weighted sums over packed tasks.
+
+        Rows ``offsets[t]:offsets[t+1]`` of X belong to task t and use weights ``W[t]``
+        (W has shape (T, m)).  Returns (N,) predictions, one per row.
+        """
+        from metafast._kernels import _tasksum
+
+        Xc = self._check_input(X)
+        offsets = _check_offsets(offsets, Xc.shape[0])
+        W = np.asarray(W)
+        if W.ndim != 2 or W.shape != (offsets.shape[0] - 1, self.n_basis):
+            raise ValueError(
+                f"argument 'W' must have shape (n_tasks, n_basis) = "
+                f"({offsets.shape[0] - 1}, {self.n_basis}); got {W.shape}"
+            )
+        W = np.ascontiguousarray(W, dtype=Xc.dtype)
+        out = np.empty(Xc.shape[0], dtype=Xc.dtype)
+        design = type(self).design.__wrapped__ if hasattr(type(self).design, "__wrapped__") else None
+        for start in range(0, Xc.shape[0], ROW_BLOCK):
+            block = Xc[start:start + ROW_BLOCK]
+            Phi = design(self, block) if design is not None else self.design(block)
+            Phi = np.ascontiguousarray(Phi, dtype=Xc.dtype)
+            _tasksum.rows_dot_task_weights(Phi, offsets, W, start, out[start:start + block.shape[0]])
+        return out
+
+    # ------------------------------------------------------------------ meta-learning hooks
+    def learnable_params(self) -> dict[str, np.ndarray]:
+        """Hyperparameters a learner may tune, in an unconstrained parametrisation.
+
+        Keys name them (e.g. ``"log_length_scale"``, ``"centers"``); values are float64 arrays.
+        The default is none: the family is used as it is.
+        """
+        return {}
+
+    def with_params(self, **params: np.ndarray) -> "BasisFamily":
+        """A fitted copy of this family with some learnable parameters replaced."""
+        if params:
+            unknown = sorted(set(params) - set(self.learnable_params()))
+            if unknown:
+                raise ValueError(
+                    f"{type(self).__name__} has no learnable parameter(s) {unknown}; "
+                    f"it has {sorted(self.learnable_params())}"
+                )
+        return copy.deepcopy(self)
+
+    def design_vjp(self, X, G) -> dict[str, np.ndarray]:
+        """Gradient of sum_ij G_ij Phi_ij(X) with respect to each learnable parameter.
+
+        G has the shape of design(X).  Returns a dict with the keys and shapes of
+        ``learnable_params()``.
+        """
+        if not self.learnable_params():
+            return {}
+        raise NotImplementedError(f"{type(self).__name__} does not implement design_vjp")
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        return BaseEstimator.__repr__(self, N_CHAR_MAX)
+
+
+def _check_offsets(offsets: Any, n_rows: int) -> np.ndarray:
+    off = np.asarray(offsets)
+    if off.ndim != 1 or off.shape[0] < 1 or off.dtype.kind not in "iu":
+        raise ValueError(f"argument 'offsets' must be a 1-D integer array (n_tasks + 1,); got {off!r}")
+    off = np.ascontiguousarray(off, dtype=np.int64)
+    if off[0] != 0 or off[-1] != n_rows or np.any(np.diff(off) < 0):
+        raise ValueError(
+            "argument 'offsets' must start at 0, never decrease and end at the number of rows "
+            f"({n_rows}); got first={off[0]}, last={off[-1]}"
+        )
+    return off
+
+
+def dtype_for(X: np.ndarray) -> np.dtype:
+    """Computation dtype of an input: float32 stays float32, the rest is float64."""
+    return float_dtype_of(X)

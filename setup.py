@@ -1,0 +1,110 @@
+"""Build the Cython kernels in metafast/_kernels (all project metadata lives in pyproject.toml).
+
+- Every ``metafast/_kernels/*.pyx`` becomes the extension ``metafast._kernels.<name>``.
+- Compiler directives are set once here, not per file.  ``METAFAST_CYTHON_DEBUG=1`` turns
+  bounds and wrap-around checks back on for a debugging build.
+- OpenMP is used when the compiler can build and link a small OpenMP program; otherwise the
+  build warns and the kernels run serially.  ``METAFAST_NO_OPENMP=1`` forces a serial build.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import warnings
+from glob import glob
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+KERNEL_DIR = os.path.join("metafast", "_kernels")
+DEBUG = os.environ.get("METAFAST_CYTHON_DEBUG", "0") == "1"
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "nonecheck": False,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+
+def _compiler_has_openmp(compiler_cmd):
+    """Compile, link and run a tiny OpenMP program with ``compiler_cmd -fopenmp``."""
+    if os.environ.get("METAFAST_NO_OPENMP", "0") == "1":
+        return False
+    code = textwrap.dedent(
+        """
+        #include <omp.h>
+        #include <stdio.h>
+        int main(void) {
+            int n = 0;
+            #pragma omp parallel reduction(+:n)
+            n += 1;
+            printf("%d", n > 0);
+            return 0;
+        }
+        """
+    )
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "omp_check.c")
+        exe = os.path.join(tmp, "omp_check")
+        with open(src, "w") as fh:
+            fh.write(code)
+        cmd = list(compiler_cmd) + ["-fopenmp", src, "-o", exe]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        out = subprocess.run([exe], check=True, capture_output=True, timeout=60).stdout
+        return out.strip() == b"1"
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildKernels(build_ext):
+    """build_ext that adds OpenMP flags when the compiler supports them."""
+
+    def build_extensions(self):
+        compiler_cmd = getattr(self.compiler, "compiler_so", None) or ["cc"]
+        compiler_cmd = [c for c in compiler_cmd if not c.startswith("-")][:1] or ["cc"]
+        use_openmp = _compiler_has_openmp(compiler_cmd)
+        if not use_openmp:
+            warnings.warn(
+                "metafast: the C compiler has no working OpenMP; building the kernels without "
+                "it. Everything works, but n_jobs > 1 runs serially.",
+                stacklevel=1,
+            )
+            print("*** metafast: building WITHOUT OpenMP (kernels will run serially) ***",
+                  file=sys.stderr)
+        for ext in self.extensions:
+            if use_openmp:
+                ext.extra_compile_args.append("-fopenmp")
+                ext.extra_link_args.append("-fopenmp")
+        super().build_extensions()
+
+
+def _extensions():
+    exts = []
+    for pyx in sorted(glob(os.path.join(KERNEL_DIR, "*.pyx"))):
+        name = "metafast._kernels." + os.path.splitext(os.path.basename(pyx))[0]
+        exts.append(
+            Extension(
+                name,
+                [pyx],
+                include_dirs=[np.get_include(), KERNEL_DIR],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_22_API_VERSION")],
+                extra_compile_args=["-O3"] if DEBUG is False else ["-O0", "-g"],
+                extra_link_args=[],
+            )
+        )
+    return cythonize(exts, compiler_directives=DIRECTIVES, nthreads=0,
+                     include_path=[KERNEL_DIR])
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildKernels})
