@@ -1,0 +1,111 @@
+# Fused-type facade over scipy.linalg.cython_blas / cython_lapack for the per-task solves.
+# Every wrapper is noexcept nogil so it can run inside prange.  Matrices are column-major
+# (Fortran) as LAPACK expects; a C-contiguous symmetric matrix is its own transpose, so a
+# C-ordered (n, n) SPD buffer can be passed unchanged.
+
+from cython cimport floating
+from scipy.linalg.cython_blas cimport (
+    ddot, sdot, daxpy, saxpy, dgemv, sgemv, dgemm, sgemm, dsyrk, ssyrk, dtrsv, strsv,
+    dtrsm, strsm, dscal, sscal,
+)
+from scipy.linalg.cython_lapack cimport dpotrf, spotrf, dpotrs, spotrs, dpotri, spotri
+
+
+cdef inline floating dot(int n, const floating* x, int incx, const floating* y, int incy) noexcept nogil:
+    """np.dot(x, y)"""
+    if floating is double:
+        return ddot(&n, <double*> x, &incx, <double*> y, &incy)
+    else:
+        return sdot(&n, <float*> x, &incx, <float*> y, &incy)
+
+
+cdef inline void axpy(int n, floating alpha, const floating* x, int incx, floating* y, int incy) noexcept nogil:
+    """y += alpha * x"""
+    if floating is double:
+        daxpy(&n, &alpha, <double*> x, &incx, y, &incy)
+    else:
+        saxpy(&n, &alpha, <float*> x, &incx, y, &incy)
+
+
+cdef inline void scal(int n, floating alpha, floating* x, int incx) noexcept nogil:
+    """x *= alpha"""
+    if floating is double:
+        dscal(&n, &alpha, x, &incx)
+    else:
+        sscal(&n, &alpha, x, &incx)
+
+
+cdef inline void gemv(char trans, int m, int n, floating alpha, const floating* A, int lda,
+                      const floating* x, int incx, floating beta, floating* y, int incy) noexcept nogil:
+    """y = alpha * op(A) @ x + beta * y, A column-major (m, n)."""
+    if floating is double:
+        dgemv(&trans, &m, &n, &alpha, <double*> A, &lda, <double*> x, &incx, &beta, y, &incy)
+    else:
+        sgemv(&trans, &m, &n, &alpha, <float*> A, &lda, <float*> x, &incx, &beta, y, &incy)
+
+
+cdef inline void gemm(char transa, char transb, int m, int n, int k, floating alpha,
+                      const floating* A, int lda, const floating* B, int ldb,
+                      floating beta, floating* C, int ldc) noexcept nogil:
+    """C = alpha * op(A) @ op(B) + beta * C, column-major."""
+    if floating is double:
+        dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*> A, &lda, <double*> B, &ldb, &beta, C, &ldc)
+    else:
+        sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*> A, &lda, <float*> B, &ldb, &beta, C, &ldc)
+
+
+cdef inline void syrk(char uplo, char trans, int n, int k, floating alpha, const floating* A, int lda,
+                      floating beta, floating* C, int ldc) noexcept nogil:
+    """C = alpha * op(A) @ op(A).T + beta * C (only the `uplo` triangle), column-major."""
+    if floating is double:
+        dsyrk(&uplo, &trans, &n, &k, &alpha, <double*> A, &lda, &beta, C, &ldc)
+    else:
+        ssyrk(&uplo, &trans, &n, &k, &alpha, <float*> A, &lda, &beta, C, &ldc)
+
+
+cdef inline void trsv(char uplo, char trans, char diag, int n, const floating* A, int lda,
+                      floating* x, int incx) noexcept nogil:
+    """x = op(A)^{-1} x for triangular A."""
+    if floating is double:
+        dtrsv(&uplo, &trans, &diag, &n, <double*> A, &lda, x, &incx)
+    else:
+        strsv(&uplo, &trans, &diag, &n, <float*> A, &lda, x, &incx)
+
+
+cdef inline void trsm(char side, char uplo, char transa, char diag, int m, int n, floating alpha,
+                      const floating* A, int lda, floating* B, int ldb) noexcept nogil:
+    """B = alpha * op(A)^{-1} B (side 'L') or alpha * B op(A)^{-1} (side 'R')."""
+    if floating is double:
+        dtrsm(&side, &uplo, &transa, &diag, &m, &n, &alpha, <double*> A, &lda, B, &ldb)
+    else:
+        strsm(&side, &uplo, &transa, &diag, &m, &n, &alpha, <float*> A, &lda, B, &ldb)
+
+
+cdef inline int potrf(char uplo, int n, floating* A, int lda) noexcept nogil:
+    """In-place Cholesky of an SPD matrix; returns LAPACK's info (> 0: not positive definite)."""
+    cdef int info = 0
+    if floating is double:
+        dpotrf(&uplo, &n, A, &lda, &info)
+    else:
+        spotrf(&uplo, &n, A, &lda, &info)
+    return info
+
+
+cdef inline int potrs(char uplo, int n, int nrhs, const floating* A, int lda, floating* B, int ldb) noexcept nogil:
+    """Solve A X = B given potrf's factor of A; B overwritten by X."""
+    cdef int info = 0
+    if floating is double:
+        dpotrs(&uplo, &n, &nrhs, <double*> A, &lda, B, &ldb, &info)
+    else:
+        spotrs(&uplo, &n, &nrhs, <float*> A, &lda, B, &ldb, &info)
+    return info
+
+
+cdef inline int potri(char uplo, int n, floating* A, int lda) noexcept nogil:
+    """Inverse of an SPD matrix from potrf's factor (only the `uplo` triangle is written)."""
+    cdef int info = 0
+    if floating is double:
+        dpotri(&uplo, &n, A, &lda, &info)
+    else:
+        spotri(&uplo, &n, A, &lda, &info)
+    return info
