@@ -52,11 +52,12 @@ def _prepare(X=None, y=None, n_way=5, k_shot=1, n_query=15, classes=None, dtype=
         lo, hi = np.searchsorted(sorted_y, c, "left"), np.searchsorted(sorted_y, c, "right")
         members.append(order[lo:hi])
         if hi - lo < k_shot + n_query:
-            short.append(f"{c!r} ({hi - lo} rows)")
+            short.append(f"{c.item() if isinstance(c, np.generic) else c!r} ({hi - lo} rows)")
     if short:
         raise ValueError(
-            f"k_shot + n_query = {k_shot + n_query} examples per class are needed, but class "
-            f"{', '.join(short[:10])} {'has' if len(short) == 1 else 'have'} fewer"
+            f"k_shot + n_query = {k_shot + n_query} examples per class are needed, but "
+            f"{'class' if len(short) == 1 else f'{len(short)} classes:'} {', '.join(short[:10])} "
+            f"{'has' if len(short) == 1 else 'have'} fewer"
         )
     return dict(X=X, labels=labels, members=members, n_way=n_way, k_shot=k_shot, n_query=n_query)
 

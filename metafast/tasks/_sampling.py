@@ -62,16 +62,28 @@ class BlockSampler:
         self.prepare = prepare
         self.sample_block = sample_block
 
-    def generate(self, start: int, stop: int, seed: int, pass_index: int = 0, **prepared):
-        """Tasks ``start..stop-1`` of the sequence for ``seed`` (a TaskSet)."""
+    def generate(self, start: int, stop: int, seed: int, pass_index: int = 0, *, cache: dict | None = None,
+                 **prepared):
+        """Tasks ``start..stop-1`` of the sequence for ``seed`` (a TaskSet).
+
+        ``cache`` (a dict owned by the caller) keeps the last block drawn, so consecutive small
+        chunks of one block do not redraw it.
+        """
         from metafast.tasks._taskset import TaskSet
 
         if not 0 <= start < stop:
             raise ValueError(f"empty or negative task range [{start}, {stop})")
         parts = []
         for block in range(start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE + 1):
-            task_rng, point_rng = block_rngs(seed, block, pass_index)
-            tasks = self.sample_block(task_rng, point_rng, BLOCK_SIZE, **prepared)
+            key = (seed, block, pass_index)
+            if cache is not None and key in cache:
+                tasks = cache[key]
+            else:
+                task_rng, point_rng = block_rngs(seed, block, pass_index)
+                tasks = self.sample_block(task_rng, point_rng, BLOCK_SIZE, **prepared)
+                if cache is not None:
+                    cache.clear()
+                    cache[key] = tasks
             lo = max(start - block * BLOCK_SIZE, 0)
             hi = min(stop - block * BLOCK_SIZE, BLOCK_SIZE)
             parts.append(tasks if (lo, hi) == (0, BLOCK_SIZE) else tasks.subset(slice(lo, hi)))

@@ -50,6 +50,7 @@ class TaskStream:
             if self.n_tasks is None:
                 raise ValueError(f"loader {self.name!r} cannot stream an unlimited number of tasks")
         self._passes = 0
+        self._cache: dict = {}
 
     def __len__(self) -> int:
         if self.n_tasks is None:
@@ -64,7 +65,7 @@ class TaskStream:
         stop = start + self.chunk_size if self.n_tasks is None else min(start + self.chunk_size, self.n_tasks)
         if self.sampler is not None:
             p = pass_index if self.resample else 0
-            return self.sampler.generate(start, stop, self.seed, p, **self._prepared)
+            return self.sampler.generate(start, stop, self.seed, p, cache=self._cache, **self._prepared)
         # a plain plugin loader: one call per chunk with its own derived seed
         child = np.random.SeedSequence(self.seed, spawn_key=(2, index)).generate_state(1, np.uint64)[0]
         out = self.loader(n_tasks=stop - start, seed=int(child >> np.uint64(1)), **self.params)
