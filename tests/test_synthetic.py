@@ -173,3 +173,23 @@ def test_bad_multimodal_modes():
         mf.tasks.load("multimodal", modes=("sin",))
     with pytest.raises(ValueError, match="friedman|n_features"):
         mf.tasks.load("friedman", n_features=3)
+
+
+def test_golden_values_pin_the_random_streams():
+    # the same seed must give the same tasks on every run and every machine
+    ts = mf.tasks.load("sinusoid", n_tasks=2, seed=0)
+    assert ts.info[0]["amplitude"] == pytest.approx(2.869145651251171, rel=1e-14)
+    assert ts.X_support[0, 0] == pytest.approx(-0.46906397451775295, rel=1e-14)
+    assert ts.y_query[-1] == pytest.approx(-2.604457628139276, rel=1e-14)
+    mm = mf.tasks.load("multimodal", n_tasks=2, seed=0)
+    assert mm.info[0]["mode"] == "sine" and mm.y_query[-1] == pytest.approx(2.5918821302297754, rel=1e-14)
+
+
+def test_noise_free_on_packed_rows_and_pickle():
+    import pickle
+
+    ts = mf.tasks.load("harmonic", n_tasks=6, n_support=2, n_query=3, seed=0)
+    np.testing.assert_array_equal(mf.tasks.noise_free(ts.info, ts.X_query, ts.query_offsets), oracle(ts))
+    with pytest.raises(ValueError, match="offsets"):
+        mf.tasks.noise_free(ts.info, ts.X_query, ts.query_offsets[:-1])
+    assert pickle.loads(pickle.dumps(ts)).equals(ts)

@@ -118,7 +118,14 @@ _DIGIT_SPLITS = {"train": DIGITS_TRAIN_CLASSES, "test": DIGITS_TEST_CLASSES,
                  "all": DIGITS_TRAIN_CLASSES + DIGITS_TEST_CLASSES}
 
 
-def _prepare_digits(n_support=1, n_query=15, n_way=4, split="train", dtype=np.float64):
+def _shots(n_support, k_shot) -> int:
+    if n_support is not None and k_shot is not None and n_support != k_shot:
+        raise ValueError(f"n_support={n_support} and k_shot={k_shot} disagree; they are the same parameter here")
+    return 1 if n_support is None and k_shot is None else (n_support if n_support is not None else k_shot)
+
+
+def _prepare_digits(n_support=None, n_query=15, n_way=4, split="train", dtype=np.float64, k_shot=None):
+    n_support = _shots(n_support, k_shot)
     if split not in _DIGIT_SPLITS:
         raise ValueError(f"parameter 'split' must be one of {', '.join(_DIGIT_SPLITS)}; got {split!r}")
     from sklearn.datasets import load_digits
@@ -132,17 +139,20 @@ def _prepare_digits(n_support=1, n_query=15, n_way=4, split="train", dtype=np.fl
 DIGITS = BlockSampler("digits", _prepare_digits, _sample_block)
 
 
-def load_digits_episodes(n_tasks: int = 600, n_support: int = 1, n_query: int = 15, seed: Any = 0,
-                         n_way: int = 4, split: str = "train", dtype=np.float64) -> TaskSet:
+def load_digits_episodes(n_tasks: int = 600, n_support: int | None = None, n_query: int = 15, seed: Any = 0,
+                         n_way: int = 4, split: str = "train", dtype=np.float64,
+                         k_shot: int | None = None) -> TaskSet:
     """Few-shot episodes over scikit-learn's bundled 8x8 digits (1,797 images, no download).
 
     Fixed class split: meta-train digits 0-5 (``split="train"``), meta-test digits 6-9
     (``split="test"``), or ``"all"``.  ``n_support`` is k_shot (per class), ``n_query`` per
     class, ``n_way`` classes per episode (default 4, the most the test split allows).  Pixels
     are scaled to [0, 1] (divided by 16): 64 features.  There is no published few-shot
-    protocol on this data set; this one is metafast's.
+    protocol on this data set; this one is metafast's.  ``k_shot`` is accepted as another name
+    for ``n_support`` (as in :func:`episodes`).
     """
     n_tasks = check_positive_int(n_tasks, "n_tasks")
+    n_support = _shots(n_support, k_shot)
     prepared = DIGITS.prepare(n_support=n_support, n_query=n_query, n_way=n_way, split=split, dtype=dtype)
     return DIGITS.generate(0, n_tasks, resolve_seed(seed), 0, **prepared)
 

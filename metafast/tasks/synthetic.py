@@ -496,15 +496,23 @@ def oracle(tasks: TaskSet, which: str = "query") -> np.ndarray:
     """
     if which not in ("query", "support"):
         raise ValueError(f"parameter 'which' must be 'query' or 'support'; got {which!r}")
-    X = getattr(tasks, f"X_{which}").astype(np.float64, copy=False)
-    off = getattr(tasks, f"{which}_offsets")
+    return noise_free(tasks.info, getattr(tasks, f"X_{which}"), getattr(tasks, f"{which}_offsets"))
+
+
+def noise_free(infos: Sequence[dict], X, offsets) -> np.ndarray:
+    """Noise-free f_t(x) for packed rows: rows offsets[t]:offsets[t+1] of X belong to task t
+    whose ``info`` is ``infos[t]`` (the building block of :func:`oracle`)."""
+    X = np.asarray(X, dtype=np.float64)
+    off = np.asarray(offsets, dtype=np.int64)
+    if off.shape != (len(infos) + 1,) or off[-1] != X.shape[0]:
+        raise ValueError(f"offsets must have {len(infos) + 1} entries ending at the row count {X.shape[0]}")
     sizes = np.diff(off)
     out = np.empty(X.shape[0], dtype=np.float64)
-    names = [_family_of(d, f"info of task {t}").name for t, d in enumerate(tasks.info)]
-    for name in dict.fromkeys(names):
+    names = np.asarray([_family_of(d, f"info of task {t}").name for t, d in enumerate(infos)])
+    for name in dict.fromkeys(names.tolist()):
         fam = FAMILIES[name]
-        ids = np.flatnonzero(np.asarray(names) == name)
-        theta = fam.from_info([tasks.info[i] for i in ids])
+        ids = np.flatnonzero(names == name)
+        theta = fam.from_info([infos[i] for i in ids])
         rows_idx = _gather_rows(off, ids)[0]
         rows = {k: np.repeat(v, sizes[ids]) for k, v in theta.items()}
         out[rows_idx] = fam.value(rows, X[rows_idx])
