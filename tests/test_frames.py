@@ -120,3 +120,12 @@ def test_missing_pandas_gives_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match="pip install pandas"):
         mf.tasks.from_frame(None, "g", ["x"], "y", 2)
+
+
+def test_dropna_also_drops_missing_group_keys():
+    df = _frame()
+    df.loc[[3, 4], "g"] = None
+    with pytest.warns(UserWarning, match="dropped 2 rows"):
+        ts = mf.tasks.from_frame(df, "g", ["x1"], "y", 2, dropna=True)
+    rows = np.concatenate([np.concatenate([d["support_rows"], d["query_rows"]]) for d in ts.info])
+    assert sorted(rows) == sorted(set(range(len(df))) - {3, 4})

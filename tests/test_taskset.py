@@ -8,19 +8,23 @@ from metafast.tasks import Task, TaskSet
 
 
 @st.composite
-def task_lists(draw):
-    dtype = draw(st.sampled_from([np.float32, np.float64]))
+def task_lists(draw, mixed_dtypes=False):
+    base = draw(st.sampled_from([np.float32, np.float64]))
+    labels = draw(st.booleans())          # integer class labels instead of float targets
     d = draw(st.integers(1, 3))
     n_tasks = draw(st.integers(1, 6))
-    elems = st.floats(-1e6, 1e6, allow_nan=False, width=32 if dtype == np.float32 else 64)
     tasks = []
     for t in range(n_tasks):
+        dtype = draw(st.sampled_from([np.float32, np.float64])) if mixed_dtypes else base
+        elems = st.floats(-1e6, 1e6, allow_nan=False, width=32 if dtype == np.float32 else 64)
         ns, nq = draw(st.integers(0, 5)), draw(st.integers(0, 5))
         arr = lambda shape: draw(hnp.arrays(dtype, shape, elements=elems))
+        lab = lambda n: draw(hnp.arrays(np.int64, (n,), elements=st.integers(-3, 9)))
         info = draw(st.dictionaries(st.sampled_from(["a", "group", "k"]),
                                     st.one_of(st.integers(-5, 5), st.text(max_size=3),
                                               st.floats(allow_nan=False))))
-        tasks.append(Task(arr((ns, d)), arr((ns,)), arr((nq, d)), arr((nq,)), info))
+        ys, yq = (lab(ns), lab(nq)) if labels else (arr((ns,)), arr((nq,)))
+        tasks.append(Task(arr((ns, d)), ys, arr((nq, d)), yq, info))
     return tasks
 
 
@@ -38,6 +42,17 @@ def test_pack_unpack_round_trips_exactly(tasks):
             assert _same(getattr(t, name), getattr(task, name))
         assert t.info == task.info
     np.testing.assert_array_equal(ts.support_sizes, [t.n_support for t in tasks])
+
+
+@settings(max_examples=30, deadline=None)
+@given(task_lists(mixed_dtypes=True))
+def test_mixed_precision_packs_to_float64_without_changing_values(tasks):
+    ts = TaskSet.from_list(tasks)
+    expected = np.float32 if all(t.X_support.dtype == np.float32 for t in tasks) else np.float64
+    assert ts.dtype == expected
+    for t, task in zip(ts, tasks):
+        np.testing.assert_array_equal(t.X_query, task.X_query)   # float32 -> float64 is exact
+        assert t.X_query.dtype == expected
 
 
 @settings(max_examples=40, deadline=None)

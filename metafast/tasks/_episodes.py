@@ -88,7 +88,7 @@ def _sample_block(task_rng, point_rng, n, *, X, labels, members, n_way, k_shot, 
     return TaskSet(
         X[sup], y_s, np.arange(n + 1, dtype=np.int64) * (n_way * k_shot),
         X[qry], y_q, np.arange(n + 1, dtype=np.int64) * (n_way * n_query),
-        info=[{"classes": c} for c in names],
+        info=[{"classes": c} for c in names], _copy_info=False,
     )
 
 

@@ -87,7 +87,11 @@ class BlockSampler:
             lo = max(start - block * BLOCK_SIZE, 0)
             hi = min(stop - block * BLOCK_SIZE, BLOCK_SIZE)
             parts.append(tasks if (lo, hi) == (0, BLOCK_SIZE) else tasks.subset(slice(lo, hi)))
-        return parts[0] if len(parts) == 1 else TaskSet.concatenate(parts)
+        if len(parts) == 1:
+            return parts[0] if parts[0] is not (cache or {}).get(key) else parts[0].subset(slice(None))
+        # the parts are fresh (or copied by subset): their info dicts need no second copy
+        fresh = [p if p is not (cache or {}).get(key) else p.subset(slice(None)) for p in parts]
+        return TaskSet.concatenate(fresh, _copy_info=False)
 
     def __repr__(self) -> str:
         return f"BlockSampler({self.name!r})"
@@ -104,5 +108,5 @@ def packed(X: np.ndarray, Y: np.ndarray, n_support: int, info: list[dict]):
         np.arange(T + 1, dtype=np.int64) * n_support,
         X[:, n_support:].reshape(T * n_query, d), Y[:, n_support:].reshape(-1),
         np.arange(T + 1, dtype=np.int64) * n_query,
-        info=info,
+        info=info, _copy_info=False,
     )

@@ -4,6 +4,10 @@ A TaskSet of T tasks holds X_support (N_s, d), y_support (N_s,), support_offsets
 same for the query set; rows offsets[t]:offsets[t+1] belong to task t.  Tasks may differ in
 size.  ``tasks[i]`` is a Task of views into those arrays (no copy), so kernels can work on all
 tasks in one call while users still see one task at a time.
+
+Float targets are stored in X's dtype (float32 X means float32 y); integer targets are class
+labels and stored as int64.  Beyond packing, a TaskSet slices, concatenates, splits by task
+(``split``) and saves to / loads from ``.npz`` (``save`` / ``load``).
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class TaskSet:
         y_query: np.ndarray,
         query_offsets: np.ndarray,
         info: Sequence[dict] | None = None,
+        *,
+        _copy_info: bool = True,
     ):
         self.X_support = check_X(X_support, "X_support")
         dtype = self.X_support.dtype
@@ -75,7 +81,10 @@ class TaskSet:
                 f"query_offsets describe {self.query_offsets.shape[0] - 1}"
             )
         n = len(self)
-        self.info = [dict(d) for d in info] if info is not None else [{} for _ in range(n)]
+        if info is None:
+            self.info = [{} for _ in range(n)]
+        else:  # each task owns its dict (internal callers that made fresh dicts skip the copy)
+            self.info = [dict(d) for d in info] if _copy_info else list(info)
         if len(self.info) != n:
             raise ValueError(f"info has {len(self.info)} entries for {n} tasks")
 
@@ -172,7 +181,7 @@ class TaskSet:
         )
 
     @classmethod
-    def concatenate(cls, tasksets: Iterable["TaskSet"]) -> "TaskSet":
+    def concatenate(cls, tasksets: Iterable["TaskSet"], *, _copy_info: bool = True) -> "TaskSet":
         """One TaskSet holding the tasks of every given TaskSet, in order.
 
         All must have the same number of features; X is float32 only if every part is float32.
@@ -198,7 +207,7 @@ class TaskSet:
             np.concatenate([p.X_query for p in parts]).astype(dtype, copy=False),
             _concat_targets([p.y_query for p in parts]),
             _concat_offsets([p.query_offsets for p in parts]),
-            info=[d for p in parts for d in p.info],
+            info=[d for p in parts for d in p.info], _copy_info=_copy_info,
         )
 
     def split(self, sizes=(0.8, 0.1, 0.1), *, seed=None, shuffle: bool = True) -> tuple["TaskSet", ...]:

@@ -14,6 +14,7 @@ for any ``n_support``/``n_query``.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any, Sequence
 
 import numpy as np
@@ -81,10 +82,9 @@ class _Family:
         raise NotImplementedError
 
     def to_info(self, theta: dict[str, np.ndarray], noise: float) -> list[dict]:
+        names = ("family", *self.keys, "noise")
         cols = [theta[k].tolist() for k in self.keys]
-        return [
-            {"family": self.name, **dict(zip(self.keys, vals)), "noise": noise} for vals in zip(*cols)
-        ]
+        return [dict(zip(names, row)) for row in zip(repeat(self.name), *cols, repeat(noise))]
 
     def from_info(self, infos: Sequence[dict]) -> dict[str, np.ndarray]:
         return {k: np.asarray([d[k] for d in infos], dtype=np.float64) for k in self.keys}
