@@ -45,6 +45,12 @@ def test_n_query_multi_column_groups_and_labels():
     ts = mf.tasks.from_frame(df, ["g", "h"], "x1", "label", n_support=2, n_query=2, seed=0, drop_small=True)
     assert all(isinstance(d["group"], tuple) and len(d["group"]) == 2 for d in ts.info)
     assert set(ts.query_sizes) == {2} and ts.y_support.dtype == np.int64 and ts.is_classification
+    used = [np.concatenate([d["support_rows"], d["query_rows"], d["unused_rows"]]) for d in ts.info]
+    sizes = df.groupby(["g", "h"])["x1"].transform("size").to_numpy()
+    expected = np.flatnonzero(sizes >= 4)                 # rows of the groups big enough to keep
+    np.testing.assert_array_equal(np.sort(np.concatenate(used)), expected)   # each exactly once
+    with pytest.raises(ValueError, match="dtype"):
+        mf.tasks.from_frame(df, "g", "x1", "y", 2, dtype=np.int32)
 
 
 def test_float32_features_stay_float32():

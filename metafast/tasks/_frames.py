@@ -5,7 +5,8 @@ Every row of a group goes into its task: ``n_support`` rows drawn at random (rep
 when given).  Order, documented so nothing is silently reordered: tasks follow the order in
 which their group first appears in the frame; inside the support and the query sets rows keep
 their frame order.  ``info`` holds ``group`` (the key, a tuple for several group columns) and
-``support_rows`` / ``query_rows`` (positions in the frame, for ``df.iloc``).
+``support_rows`` / ``query_rows`` (positions in the frame, for ``df.iloc``), and, when
+``n_query`` is given, ``unused_rows``: the group's rows left out of the task.
 
 pandas is an optional dependency (the ``frames`` extra), imported only here.
 """
@@ -113,6 +114,8 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
     y = y_raw.astype(np.int64) if classification else y_raw.astype(np.float64)
     if dtype is None:
         dtype = np.float32 if all(df[c].dtype == np.float32 for c in feats) else np.float64
+    elif np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"parameter 'dtype' must be float32 or float64; got {np.dtype(dtype)}")
 
     finite = np.isfinite(X).all(axis=1) & (np.isfinite(y) if not classification else True)
     bad_rows = ~finite | bad_key
@@ -182,6 +185,10 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
          "query_rows": q_rows[q_off[t]:q_off[t + 1]]}
         for t, k in enumerate(alive.tolist())
     ]
+    if n_query is not None:   # rows beyond n_support + n_query were left out on request: say which
+        u_rows, u_off = part(~in_support & ~in_query)
+        for t, d in enumerate(info):
+            d["unused_rows"] = u_rows[u_off[t]:u_off[t + 1]]
     return TaskSet(X[s_rows].astype(dtype, copy=False), y[s_rows], s_off,
                    X[q_rows].astype(dtype, copy=False), y[q_rows], q_off, info=info)
 
