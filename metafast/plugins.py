@@ -30,6 +30,7 @@ import importlib.metadata as metadata
 import inspect
 import os
 import re
+import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -182,6 +183,18 @@ class Registry:
         obj = self.get(name)
         _check_call_params(self.describe(name), obj, params)
         return obj(**params)
+
+    def register(self, name: str, obj: Callable) -> None:
+        """Register one object directly, as an anonymous in-process plugin would.
+
+        Kept for code that fills a registry by hand; plugins use the hooks instead.  Breaking a
+        rule raises PluginError and registers nothing.
+        """
+        try:
+            self._check_new(name, obj, {})
+        except _RegistrationError as exc:
+            raise PluginError(f"cannot register: {exc}") from None
+        self._add(name, obj, PluginRecord(name=f"<direct {self.kind} {name}>", status="loaded"))
 
     def _entry(self, name: str) -> _Entry:
         if not isinstance(name, str):
@@ -486,15 +499,24 @@ class PluginHost:
         record.status = "failed"
         detail = f"{type(exc).__name__}: {exc}" if exc is not None else ""
         record.error = f"{what}: {detail}" if detail else what
-        message = f"metafast skipped {record.origin()}: it {record.error}"
+        verb = "cannot load" if strict else "skipped"
+        message = f"metafast {verb} {record.origin()}: it {record.error}"
         if record.distribution is not None and not record.builtin:
-            message += (
-                f". Set {DISABLE_ENV}={record.name} to skip it quietly, or "
-                f"{STRICT_ENV}=1 to make this an error"
-            )
+            message += f". Set {DISABLE_ENV}={record.name} to skip it quietly"
+            if not strict:
+                message += f", or {STRICT_ENV}=1 to make this an error"
         if strict:
             raise PluginError(message) from exc
-        warnings.warn(message, MetafastPluginWarning, stacklevel=4)
+        warnings.warn(message, MetafastPluginWarning, stacklevel=_outside_metafast())
+
+
+def _outside_metafast() -> int:
+    """Stack level of the first caller outside the metafast package (where a warning points)."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class _HookError(Exception):
@@ -597,7 +619,3 @@ def format_plugin_report(report: list[dict] | None = None) -> str:
         lines.append(f"Disabled by {DISABLE_ENV}:")
         lines += [title(r) for r in disabled]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # python -m metafast.plugins
-    print(format_plugin_report())

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,16 @@ def test_register_plugin_in_process_raises_when_broken():
         assert record["status"] == "loaded" and "square" in mf.basis.available()
         with pytest.raises(PluginError, match="already taken"):
             mf.plugins.register_plugin(make_plugin("sq2", metafast_basis_families=families(square=Square)))
+
+
+def test_direct_registration_follows_the_same_rules():
+    reg = PluginHost(entry_points=False).basis
+    reg.register("square", Square)
+    assert reg.get("square") is Square and "square" in reg.names()
+    with pytest.raises(PluginError, match="already taken"):
+        reg.register("rbf", Square)
+    with pytest.raises(PluginError, match="not a subclass"):
+        reg.register("other", dict)
 
 
 # ---------------------------------------------------------------------------------- make / load
@@ -439,8 +450,10 @@ def _installed(dist: str) -> bool:
     reason="example plugins not installed (pip install ./plugins/metafast-wavelets ./plugins/metafast-csvtasks)",
 )
 def test_installed_example_plugins_are_found_through_entry_points():
-    host = PluginHost(disabled=(), strict=True)
-    report = {r["name"]: r for r in host.report()}
+    host = PluginHost(disabled=(), strict=False)  # other installed plugins may be broken: not our test
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetafastPluginWarning)
+        report = {r["name"]: r for r in host.report()}
     assert report["wavelets"]["distribution"] == "metafast-wavelets"
     assert report["wavelets"]["provides"] == {"basis family": ["mexican-hat", "morlet"]}
     assert report["csvtasks"]["provides"] == {"task loader": ["csv-dir", "csv-long", "stations"]}
