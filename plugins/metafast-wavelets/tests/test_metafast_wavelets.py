@@ -58,7 +58,8 @@ def test_constant_feature_gives_finite_design():
     assert np.all(np.isfinite(Phi))
 
 
-def test_width_gradient_matches_finite_differences(rng=np.random.default_rng(3)):
+def test_width_gradient_matches_finite_differences():
+    rng = np.random.default_rng(3)
     X = rng.uniform(-1, 3, size=(20, 2))
     for fam in (MexicanHat(n_basis=10, width=0.6), Morlet(n_basis=10, width=0.6)):
         fam.fit(X)
