@@ -35,7 +35,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 class Register(Protocol):
     """The callable a hook receives: ``register(name, obj)``."""
 
-    def __call__(self, name: str, obj: Callable[..., Any], /) -> None: ...
+    def __call__(self, name: str, obj: Callable[..., Any]) -> None: ...
 
 
 @hookspec

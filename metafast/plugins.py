@@ -474,7 +474,7 @@ class PluginHost:
         errors: list[_RegistrationError] = []
         open_ = [True]
 
-        def register(name: str, obj: Callable, /) -> None:
+        def register(name: str, obj: Callable) -> None:
             if not open_[0]:
                 raise RuntimeError(f"register() of {hook} was called after the hook returned")
             try:

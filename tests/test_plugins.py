@@ -280,7 +280,7 @@ def test_factories_and_loader_results_are_checked_at_call_time():
 
 def test_benchmark_suite_hook():
     def metafast_benchmark_suites(register):
-        register("tiny", lambda: {"tasks": "sinusoid"})
+        register(name="tiny", obj=lambda: {"tasks": "sinusoid"})  # keywords work too
 
     with using_host(host_with(make_plugin("suites", metafast_benchmark_suites=metafast_benchmark_suites))):
         assert mf.plugins.suite_registry().names() == ["tiny"]
