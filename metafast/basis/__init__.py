@@ -13,12 +13,20 @@ def available() -> list[str]:
 
 
 def make(name: str, **params) -> BasisFamily:
-    """A new, unfitted basis family by registry name, e.g. ``make("rbf", n_basis=40)``."""
+    """A new, unfitted basis family by registry name, e.g. ``make("rbf", n_basis=40)``.
+
+    An unknown name raises an error listing close matches; parameters the family does not
+    accept raise a TypeError listing the ones it does; the family's own checks run as usual.
+    """
     from metafast.plugins import basis_registry
 
-    family = basis_registry().get(name)(**params)
+    registry = basis_registry()
+    family = registry.call(name, **params)
     if not isinstance(family, BasisFamily):
-        raise TypeError(f"basis family {name!r} produced {type(family).__name__}, not a BasisFamily")
+        raise TypeError(
+            f"{registry.describe(name)} returned a {type(family).__name__}, not a "
+            "metafast.basis.BasisFamily: a bug in that plugin"
+        )
     return family
 
 

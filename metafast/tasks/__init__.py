@@ -20,13 +20,32 @@ def available() -> list[str]:
 def load(name: str, **params) -> TaskSet:
     """Tasks from a registered loader, e.g. ``load("sinusoid", n_tasks=1000, n_support=10)``.
 
-    To read a TaskSet saved with ``TaskSet.save``, use ``TaskSet.load(path)``.
+    An unknown name raises an error listing close matches; parameters the loader does not
+    accept raise a TypeError listing the ones it does.  To read a TaskSet saved with
+    ``TaskSet.save``, use ``TaskSet.load(path)``.  A streaming loader returns an iterator
+    of TaskSet chunks, each checked as it arrives.
     """
     from metafast.plugins import loader_registry
 
     if isinstance(name, str) and name.endswith(".npz"):
         raise KeyError(f"{name!r} looks like a file: read saved tasks with metafast.tasks.TaskSet.load(path)")
-    return loader_registry().get(name)(**params)
+    registry = loader_registry()
+    result = registry.call(name, **params)
+    if isinstance(result, TaskSet):
+        return result
+    if hasattr(result, "__next__"):
+        return _checked_chunks(result, registry.describe(name))
+    raise TypeError(
+        f"{registry.describe(name)} returned a {type(result).__name__}, not a "
+        "metafast.tasks.TaskSet (or an iterator of TaskSet chunks): a bug in that loader"
+    )
+
+
+def _checked_chunks(chunks, what: str):
+    for i, chunk in enumerate(chunks):
+        if not isinstance(chunk, TaskSet):
+            raise TypeError(f"{what} yielded a {type(chunk).__name__} as chunk {i}, not a TaskSet")
+        yield chunk
 
 
 def concatenate(tasksets) -> TaskSet:
