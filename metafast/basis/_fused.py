@@ -1,0 +1,98 @@
+"""Shared plumbing for families whose sums run in fused Cython kernels.
+
+A subclass implements three kernel calls on validated, C-contiguous arrays of one float dtype:
+
+- ``_kernel_design(X, Phi, n_threads)``
+- ``_kernel_weighted_sum(X, W, out, n_threads)``            W (m, k), out (n, k)
+- ``_kernel_weighted_sum_tasks(X, offsets, W, out, n_threads)``  W (T, m), out (N,)
+
+and gets ``design``, ``weighted_sum`` and ``weighted_sum_tasks`` with the same validation as
+the generic base-class versions (argument names in every error), plus ``_check_G`` for
+``design_vjp``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metafast._validation import check_finite, check_weights, where
+from metafast.basis._base import BasisFamily, _check_offsets
+from metafast.parallel import effective_n_threads
+
+
+class FusedFamily(BasisFamily):
+    """BasisFamily whose design and weighted sums are Cython kernels (see module docstring)."""
+
+    n_jobs: int | None = None
+
+    def _n_threads(self) -> int:
+        return effective_n_threads(self.n_jobs)
+
+    def design(self, X) -> np.ndarray:
+        """The (n, n_basis) design matrix; float32 in gives float32 out."""
+        Phi = np.empty((X.shape[0], self.n_basis), dtype=X.dtype)
+        self._kernel_design(X, Phi, self._n_threads())
+        return Phi
+
+    def weighted_sum(self, X, w) -> np.ndarray:
+        """sum_j w_j g_j(x) per row, fused (never the (n, m) matrix); w is (m,) or (m, k)."""
+        Xc = self._check_input(X)
+        W = check_weights(w, self.n_basis, "w", dtype=Xc.dtype)
+        W2 = W.reshape(self.n_basis, -1)
+        out = np.empty((Xc.shape[0], W2.shape[1]), dtype=Xc.dtype)
+        self._kernel_weighted_sum(Xc, W2, out, self._n_threads())
+        return out[:, 0] if W.ndim == 1 else out
+
+    def weighted_sum_tasks(self, X, offsets, W) -> np.ndarray:
+        """Per-task fused sums: rows offsets[t]:offsets[t+1] use W[t]; W is (T, m)."""
+        Xc = self._check_input(X)
+        off = _check_offsets(offsets, Xc.shape[0])
+        n_tasks = off.shape[0] - 1
+        Wa = np.asarray(W)
+        if Wa.ndim != 2 or Wa.shape != (n_tasks, self.n_basis):
+            raise ValueError(
+                f"{where('W')} must have shape (n_tasks, n_basis) = ({n_tasks}, "
+                f"{self.n_basis}); got {Wa.shape}"
+            )
+        if Wa.dtype.kind not in "biuf":
+            raise TypeError(f"{where('W')} must be numeric; got dtype {Wa.dtype}")
+        Wa = np.ascontiguousarray(Wa, dtype=Xc.dtype)
+        check_finite(Wa, "W")
+        out = np.empty(Xc.shape[0], dtype=Xc.dtype)
+        if Xc.shape[0]:
+            self._kernel_weighted_sum_tasks(Xc, off, Wa, out, self._n_threads())
+        return out
+
+    def _check_G(self, G, n_rows: int, dtype) -> np.ndarray:
+        """Validate the upstream gradient G of design_vjp: shape (n, n_basis), finite."""
+        Ga = np.asarray(G)
+        if Ga.dtype.kind not in "biuf":
+            raise TypeError(f"{where('G')} must be numeric; got dtype {Ga.dtype}")
+        if Ga.shape != (n_rows, self.n_basis):
+            raise ValueError(
+                f"{where('G')} must have the shape of design(X), ({n_rows}, {self.n_basis}); "
+                f"got {Ga.shape}"
+            )
+        Ga = np.ascontiguousarray(Ga, dtype=dtype)
+        check_finite(Ga, "G")
+        return Ga
+
+    def _check_params(self, params: dict) -> dict:
+        """Validate with_params arguments against learnable_params(): names, shapes, finite."""
+        current = self.learnable_params()
+        unknown = sorted(set(params) - set(current))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no learnable parameter(s) {unknown}; "
+                f"it has {sorted(current)}"
+            )
+        checked = {}
+        for key, value in params.items():
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.shape != current[key].shape:
+                raise ValueError(
+                    f"{where(key)} must have shape {current[key].shape}; got {arr.shape}"
+                )
+            check_finite(arr, key)
+            checked[key] = arr.copy()
+        return checked
