@@ -6,7 +6,9 @@ from metafast.hookspecs import hookimpl
 @hookimpl
 def metafast_basis_families(register):
     from metafast.basis.fourier import Fourier
+    from metafast.basis.polynomial import Polynomial
     from metafast.basis.rbf import RBF
 
     register("rbf", RBF)
     register("fourier", Fourier)
+    register("polynomial", Polynomial)
