@@ -20,6 +20,15 @@ from metafast.basis._base import BasisFamily, _check_offsets
 from metafast.parallel import effective_n_threads
 
 
+def check_has_features(X: np.ndarray) -> int:
+    """Number of columns of a validated X; zero columns is an error (nothing to expand)."""
+    if X.shape[1] == 0:
+        raise ValueError(
+            f"argument 'X' has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
+    return X.shape[1]
+
+
 class FusedFamily(BasisFamily):
     """BasisFamily whose design and weighted sums are Cython kernels (see module docstring)."""
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from metafast._kernels import _bspline
 from metafast._validation import check_positive_int
-from metafast.basis._fused import FusedFamily
+from metafast.basis._fused import FusedFamily, check_has_features
 
 
 class BSpline(FusedFamily):
@@ -48,7 +48,7 @@ class BSpline(FusedFamily):
             raise ValueError(
                 f"parameter 'degree' must be <= {_bspline.MAX_SPLINE_DEGREE}; got {p}"
             )
-        d = X.shape[1]
+        d = check_has_features(X)
         per_dim = np.array([m // d + (1 if j < m % d else 0) for j in range(d)], dtype=np.intp)
         if per_dim.min() < p + 1:
             raise ValueError(

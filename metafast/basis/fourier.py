@@ -21,7 +21,7 @@ import numpy as np
 
 from metafast._kernels import _fourier
 from metafast._validation import check_finite, check_positive_int, where
-from metafast.basis._fused import FusedFamily
+from metafast.basis._fused import FusedFamily, check_has_features
 
 _RUN_RTOL = 4 * np.finfo(np.float64).eps  # frequencies within 4 ulp of a line form a run
 
@@ -77,7 +77,7 @@ class Fourier(FusedFamily):
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
         m = check_positive_int(self.n_basis, "n_basis")
-        d = X.shape[1]
+        d = check_has_features(X)
         c = 1 if self.include_constant else 0
         lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
         self.domain_ = np.stack([lo, hi])
@@ -88,7 +88,11 @@ class Fourier(FusedFamily):
             n_free = m - c
             if n_free < 0:
                 raise ValueError("parameter 'n_basis' must be >= 1 when include_constant=True")
-            per_dim = [n_free // d + (1 if j < n_free % d else 0) for j in range(d)]
+            # cos/sin pairs shared out between dimensions; an odd count ends with a lone
+            # cosine on the last dimension, so only the very last column breaks the pairing
+            pairs = n_free // 2
+            per_dim = [2 * (pairs // d + (1 if j < pairs % d else 0)) for j in range(d)]
+            per_dim[-1] += n_free % 2
             for j, q in enumerate(per_dim):
                 if q:
                     f = 2.0 * np.pi / period[j]

@@ -19,7 +19,7 @@ import numpy as np
 
 from metafast._kernels import _polynomial
 from metafast._validation import check_positive_int
-from metafast.basis._fused import FusedFamily
+from metafast.basis._fused import FusedFamily, check_has_features
 
 KINDS = {"legendre": 0, "chebyshev": 1}
 
@@ -91,6 +91,7 @@ class Polynomial(FusedFamily):
             raise ValueError(
                 f"parameter 'kind' must be one of {sorted(KINDS)}; got {self.kind!r}"
             )
+        check_has_features(X)
         lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
         self.domain_ = np.stack([lo, hi])
         half = (hi - lo) / 2.0
