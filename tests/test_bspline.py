@@ -126,3 +126,9 @@ def test_defaults_and_bad_input(rng):
 def test_constant_and_huge_inputs_are_finite():
     B = BSpline(n_basis=8).fit(np.full((4, 1), 2.0))
     assert np.isfinite(B.design(np.array([[2.0], [1e6], [-1e6]]))).all()
+
+
+def test_huge_inputs_give_a_clear_error_not_nan():
+    B = BSpline(n_basis=8).fit(np.array([[0.0], [1.0]]))
+    with pytest.raises(ValueError, match="'X'.*outside the fitted domain"):
+        B.design(np.array([[1e300]]))

@@ -178,3 +178,14 @@ def test_constant_feature_is_finite(rng):
     X = np.c_[np.full(10, 2.0), rng.uniform(size=10)]
     B = Polynomial(n_basis=6).fit(X)
     assert np.isfinite(B.design(X)).all()
+
+
+def test_huge_inputs_give_a_clear_error_not_nan(rng):
+    B = Polynomial(n_basis=12).fit(rng.uniform(size=(10, 1)))
+    X = np.array([[1e200]])
+    with pytest.raises(ValueError, match="'X'.*outside the fitted domain"):
+        B.design(X)
+    with pytest.raises(ValueError, match="'X'.*outside the fitted domain"):
+        B.weighted_sum(X, np.ones(12))
+    with pytest.raises(ValueError, match="'X'.*outside the fitted domain"):
+        B.weighted_sum_tasks(X, [0, 1], np.ones((1, 12)))

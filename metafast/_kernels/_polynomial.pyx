@@ -74,10 +74,24 @@ cdef inline void _load_u(const floating[:, ::1] X, Py_ssize_t i0, Py_ssize_t nb,
 
 
 cdef inline void _values(const double* u, const Poly* p, double* P, double* dP) noexcept nogil:
-    """P[k * BLOCK + r] = P_k(u[r]), k = 0..D, and the derivatives in dP when it is not NULL."""
+    """P[k * BLOCK + r] = P_k(u[r]), k = 0..D, and the derivatives in dP when it is not NULL.
+
+    The recurrence state lives in local arrays (no aliasing with the outputs), so the inner
+    loop over the rows of the block vectorises.
+    """
+    cdef double uu[BLOCK]
+    cdef double prev[BLOCK]
+    cdef double cur[BLOCK]
+    cdef double dprev[BLOCK]
+    cdef double dcur[BLOCK]
+    cdef double a, b, t
     cdef Py_ssize_t k, r
-    cdef double a, b
     for r in range(BLOCK):
+        uu[r] = u[r]
+        prev[r] = 1.0
+        cur[r] = uu[r]
+        dprev[r] = 0.0
+        dcur[r] = 1.0
         P[r] = 1.0
     if dP != NULL:
         for r in range(BLOCK):
@@ -85,7 +99,7 @@ cdef inline void _values(const double* u, const Poly* p, double* P, double* dP) 
     if p.D == 0:
         return
     for r in range(BLOCK):
-        P[BLOCK + r] = u[r]
+        P[BLOCK + r] = uu[r]
     if dP != NULL:
         for r in range(BLOCK):
             dP[BLOCK + r] = 1.0
@@ -96,12 +110,17 @@ cdef inline void _values(const double* u, const Poly* p, double* P, double* dP) 
         else:
             a = 2.0
             b = 1.0
-        for r in range(BLOCK):
-            P[(k + 1) * BLOCK + r] = a * u[r] * P[k * BLOCK + r] - b * P[(k - 1) * BLOCK + r]
         if dP != NULL:
             for r in range(BLOCK):
-                dP[(k + 1) * BLOCK + r] = (a * (P[k * BLOCK + r] + u[r] * dP[k * BLOCK + r])
-                                           - b * dP[(k - 1) * BLOCK + r])
+                t = a * (cur[r] + uu[r] * dcur[r]) - b * dprev[r]
+                dprev[r] = dcur[r]
+                dcur[r] = t
+                dP[(k + 1) * BLOCK + r] = t
+        for r in range(BLOCK):
+            t = a * uu[r] * cur[r] - b * prev[r]
+            prev[r] = cur[r]
+            cur[r] = t
+            P[(k + 1) * BLOCK + r] = t
 
 
 cdef void _poly_tile(const floating[:, ::1] X, Py_ssize_t i0, Py_ssize_t nb, const Poly* p,
@@ -118,6 +137,10 @@ cdef void _poly_tile(const floating[:, ::1] X, Py_ssize_t i0, Py_ssize_t nb, con
     cdef double* pc
     cdef Py_ssize_t j, c, r, stride = (p.D + 1) * BLOCK
     _load_u(X, i0, nb, p, u)
+    if p.d == 1 and not derivatives:
+        # 1-D: column k is P_k(u) itself (m == D + 1), so recur straight into the tile
+        _values(u, p, tile, NULL)
+        return
     for j in range(p.d):
         _values(u + j * BLOCK, p, P + j * stride, dP + j * stride if derivatives else NULL)
     for r in range(BLOCK):

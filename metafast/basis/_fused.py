@@ -33,15 +33,33 @@ class FusedFamily(BasisFamily):
     """BasisFamily whose design and weighted sums are Cython kernels (see module docstring)."""
 
     n_jobs: int | None = None
+    #: True when every feature is bounded (|g_j| <= 1, as cos/sin): design needs no overflow check
+    _bounded_features = False
 
     def _n_threads(self) -> int:
         return effective_n_threads(self.n_jobs)
+
+    def _check_result(self, out: np.ndarray, what: str) -> np.ndarray:
+        """Raise instead of returning inf/NaN (extrapolating far outside the fitted domain)."""
+        if out.size and not np.isfinite(out).all():
+            raise ValueError(
+                f"{type(self).__name__}.{what} overflowed to a non-finite value: argument 'X' is "
+                f"too far outside the fitted domain ({self._domain_text()}) for these features, "
+                "or the weights are huge; refit on data that covers X or rescale the inputs"
+            )
+        return out
+
+    def _domain_text(self) -> str:
+        dom = getattr(self, "domain_", None)
+        if dom is None:
+            return "unknown"
+        return ", ".join(f"[{lo:.3g}, {hi:.3g}]" for lo, hi in zip(dom[0], dom[1]))
 
     def design(self, X) -> np.ndarray:
         """The (n, n_basis) design matrix; float32 in gives float32 out."""
         Phi = np.empty((X.shape[0], self.n_basis), dtype=X.dtype)
         self._kernel_design(X, Phi, self._n_threads())
-        return Phi
+        return Phi if self._bounded_features else self._check_result(Phi, "design")
 
     def weighted_sum(self, X, w) -> np.ndarray:
         """sum_j w_j g_j(x) per row, fused (never the (n, m) matrix); w is (m,) or (m, k)."""
@@ -50,6 +68,7 @@ class FusedFamily(BasisFamily):
         W2 = W.reshape(self.n_basis, -1)
         out = np.empty((Xc.shape[0], W2.shape[1]), dtype=Xc.dtype)
         self._kernel_weighted_sum(Xc, W2, out, self._n_threads())
+        self._check_result(out, "weighted_sum")
         return out[:, 0] if W.ndim == 1 else out
 
     def weighted_sum_tasks(self, X, offsets, W) -> np.ndarray:
@@ -70,7 +89,7 @@ class FusedFamily(BasisFamily):
         out = np.empty(Xc.shape[0], dtype=Xc.dtype)
         if Xc.shape[0]:
             self._kernel_weighted_sum_tasks(Xc, off, Wa, out, self._n_threads())
-        return out
+        return self._check_result(out, "weighted_sum_tasks")
 
     def _check_G(self, G, n_rows: int, dtype) -> np.ndarray:
         """Validate the upstream gradient G of design_vjp: shape (n, n_basis), finite."""

@@ -66,6 +66,8 @@ class Fourier(FusedFamily):
         Threads for the kernels (None = all cores).
     """
 
+    _bounded_features = True  # cos and sin: no overflow check needed on the design
+
     def __init__(self, n_basis: int = 64, frequencies=None, period=None,
                  include_constant: bool = True, n_jobs: int | None = None):
         self.n_basis = n_basis
