@@ -36,6 +36,12 @@ class FusedFamily(BasisFamily):
     #: True when every feature is bounded (|g_j| <= 1, as cos/sin): design needs no overflow check
     _bounded_features = False
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
     def _n_threads(self) -> int:
         return effective_n_threads(self.n_jobs)
 
