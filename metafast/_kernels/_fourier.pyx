@@ -62,16 +62,24 @@ cdef inline void _load_column(const floating[:, ::1] X, Py_ssize_t i0, Py_ssize_
 
 
 cdef void _fourier_tile(const floating[:, ::1] X, Py_ssize_t i0, Py_ssize_t nb,
-                        const Runs* runs, double* tile) noexcept nogil:
-    """tile[j * BLOCK + r] = feature j of row i0 + r, for every column j."""
+                        const Runs* runs, double* tile, const double* w,
+                        double* acc) noexcept nogil:
+    """tile[j * BLOCK + r] = feature j of row i0 + r, for every column j.
+
+    With a weight vector w (not NULL) the features are not stored: acc[r] = sum_j w[j] g_j
+    is accumulated directly (the single-output fused sum, no tile traffic).
+    """
     cdef double xb[BLOCK]
     cdef double c[BLOCK]
     cdef double s[BLOCK]
     cdef double cd[BLOCK]
     cdef double sd[BLOCK]
-    cdef double t, f0, df, fk
+    cdef double t, f0, df, fk, wc, ws
     cdef Py_ssize_t q, k, r, col, L, nc
-    if runs.constant:
+    if w != NULL:
+        for r in range(BLOCK):
+            acc[r] = w[0] if runs.constant else 0.0
+    elif runs.constant:
         for r in range(BLOCK):
             tile[r] = 1.0
     for q in range(runs.n_runs):
@@ -108,11 +116,17 @@ cdef void _fourier_tile(const floating[:, ::1] X, Py_ssize_t i0, Py_ssize_t nb,
                         t = c[r] * cd[r] - s[r] * sd[r]
                         s[r] = s[r] * cd[r] + c[r] * sd[r]
                         c[r] = t
-            for r in range(BLOCK):
-                tile[(col + 2 * k) * BLOCK + r] = c[r]
-            if 2 * k + 1 < nc:
+            if w != NULL:
+                wc = w[col + 2 * k]
+                ws = w[col + 2 * k + 1] if 2 * k + 1 < nc else 0.0
                 for r in range(BLOCK):
-                    tile[(col + 2 * k + 1) * BLOCK + r] = s[r]
+                    acc[r] = acc[r] + wc * c[r] + ws * s[r]
+            else:
+                for r in range(BLOCK):
+                    tile[(col + 2 * k) * BLOCK + r] = c[r]
+                if 2 * k + 1 < nc:
+                    for r in range(BLOCK):
+                        tile[(col + 2 * k + 1) * BLOCK + r] = s[r]
 
 
 def fourier_design(
@@ -139,7 +153,7 @@ def fourier_design(
         for b in prange(n_blocks, schedule="static"):
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
-            _fourier_tile(X, i0, nb, &runs, tile)
+            _fourier_tile(X, i0, nb, &runs, tile, NULL, NULL)
             tile_to_rows(tile, m, i0, nb, Phi)
         free(tile)
 
@@ -169,9 +183,40 @@ def fourier_weighted_sum(
         for b in prange(n_blocks, schedule="static"):
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
-            _fourier_tile(X, i0, nb, &runs, tile)
+            _fourier_tile(X, i0, nb, &runs, tile, NULL, NULL)
             tile_dot_weights(tile, m, i0, nb, W, out)
         free(tile)
+
+
+def fourier_weighted_sum_1(
+    const floating[:, ::1] X,             # IN  (n, d) inputs
+    const Py_ssize_t[::1] run_dim,        # IN  run description (see fourier_design)
+    const Py_ssize_t[::1] run_len,
+    const Py_ssize_t[::1] run_col,
+    const Py_ssize_t[::1] run_ncols,
+    const double[::1] run_f0,
+    const double[::1] run_df,
+    bint constant,
+    const double[::1] w,                  # IN  (m,) weights (float64 whatever X's dtype)
+    floating[::1] out,                    # OUT (n,) out = Phi(X) @ w, fused in the recurrence
+    int n_threads,
+):
+    """Single-output fused sum: weights applied inside the recurrence, no tile at all."""
+    cdef Runs runs = _runs(run_dim, run_len, run_col, run_ncols, run_f0, run_df, constant)
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t n_blocks = (n + BLOCK - 1) // BLOCK, b, i0, nb, r
+    cdef double* acc
+    with nogil, parallel(num_threads=n_threads):
+        acc = <double*> malloc(BLOCK * sizeof(double))
+        if acc == NULL:
+            abort()
+        for b in prange(n_blocks, schedule="static"):
+            i0 = b * BLOCK
+            nb = min(<Py_ssize_t> BLOCK, n - i0)
+            _fourier_tile(X, i0, nb, &runs, NULL, &w[0], acc)
+            for r in range(nb):
+                out[i0 + r] = <floating> acc[r]
+        free(acc)
 
 
 def fourier_weighted_sum_tasks(
@@ -200,7 +245,7 @@ def fourier_weighted_sum_tasks(
         for b in prange(n_blocks, schedule="static"):
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
-            _fourier_tile(X, i0, nb, &runs, tile)
+            _fourier_tile(X, i0, nb, &runs, tile, NULL, NULL)
             tile_dot_task_weights(tile, m, i0, nb, &offsets[0], W, out)
         free(tile)
 
@@ -239,7 +284,7 @@ def fourier_frequency_grad(
             for b in range(ch * CHUNK_BLOCKS, min((ch + 1) * CHUNK_BLOCKS, n_blocks)):
                 i0 = b * BLOCK
                 nb = min(<Py_ssize_t> BLOCK, n - i0)
-                _fourier_tile(X, i0, nb, &runs, tile)
+                _fourier_tile(X, i0, nb, &runs, tile, NULL, NULL)
                 for q in range(runs.n_runs):
                     j = runs.dim[q]
                     for k in range(runs.length[q]):

@@ -190,7 +190,11 @@ class Fourier(FusedFamily):
         _fourier.fourier_design(X, *self._run_args(), Phi, n_threads)
 
     def _kernel_weighted_sum(self, X, W, out, n_threads):
-        _fourier.fourier_weighted_sum(X, *self._run_args(), W, out, n_threads)
+        if W.shape[1] == 1:  # one output: weights applied inside the recurrence
+            w = np.ascontiguousarray(W[:, 0], dtype=np.float64)
+            _fourier.fourier_weighted_sum_1(X, *self._run_args(), w, out[:, 0], n_threads)
+        else:
+            _fourier.fourier_weighted_sum(X, *self._run_args(), W, out, n_threads)
 
     def _kernel_weighted_sum_tasks(self, X, offsets, W, out, n_threads):
         _fourier.fourier_weighted_sum_tasks(X, *self._run_args(), offsets, W, out, n_threads)
