@@ -74,11 +74,12 @@ cdef void _fourier_tile(const floating[:, ::1] X, Py_ssize_t i0, Py_ssize_t nb,
     cdef double s[BLOCK]
     cdef double cd[BLOCK]
     cdef double sd[BLOCK]
+    cdef double total[BLOCK]   # local accumulator: no aliasing with w, so it vectorises
     cdef double t, f0, df, fk, wc, ws
     cdef Py_ssize_t q, k, r, col, L, nc
     if w != NULL:
         for r in range(BLOCK):
-            acc[r] = w[0] if runs.constant else 0.0
+            total[r] = w[0] if runs.constant else 0.0
     elif runs.constant:
         for r in range(BLOCK):
             tile[r] = 1.0
@@ -120,13 +121,16 @@ cdef void _fourier_tile(const floating[:, ::1] X, Py_ssize_t i0, Py_ssize_t nb,
                 wc = w[col + 2 * k]
                 ws = w[col + 2 * k + 1] if 2 * k + 1 < nc else 0.0
                 for r in range(BLOCK):
-                    acc[r] = acc[r] + wc * c[r] + ws * s[r]
+                    total[r] = total[r] + wc * c[r] + ws * s[r]
             else:
                 for r in range(BLOCK):
                     tile[(col + 2 * k) * BLOCK + r] = c[r]
                 if 2 * k + 1 < nc:
                     for r in range(BLOCK):
                         tile[(col + 2 * k + 1) * BLOCK + r] = s[r]
+    if w != NULL:
+        for r in range(BLOCK):
+            acc[r] = total[r]
 
 
 def fourier_design(
