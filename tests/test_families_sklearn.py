@@ -8,7 +8,6 @@ input is not supported", "X has 3 features, but Fourier is expecting 5 features 
 but use other words.  TaskModels is not checked: it is fitted on a TaskSet, not on X.
 """
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from metafast.basis.bspline import BSpline

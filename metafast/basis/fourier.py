@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from metafast._kernels import _fourier
-from metafast._validation import check_finite, check_positive_int, where
+from metafast._validation import check_finite, check_positive_int
 from metafast.basis._fused import FusedFamily, check_has_features
 
 _RUN_RTOL = 4 * np.finfo(np.float64).eps  # frequencies within 4 ulp of a line form a run
