@@ -49,3 +49,21 @@ def test_bad_n_jobs_is_reported(rng, name, params):
     B = mf.basis.make(name, n_jobs=0, **params).fit(rng.uniform(size=(5, 1)))
     with pytest.raises(ValueError, match="n_jobs"):
         B.design(rng.uniform(size=(3, 1)))
+
+
+@pytest.mark.parametrize("name, params, ones", [
+    ("fourier", {"n_basis": 1}, True),
+    ("fourier", {"n_basis": 1, "include_constant": False}, False),
+    ("polynomial", {"n_basis": 1}, True),
+    ("bspline", {"n_basis": 1, "degree": 0}, True),
+])
+def test_smallest_bases(rng, name, params, ones):
+    X = rng.uniform(-1, 1, size=(6, 1))
+    B = mf.basis.make(name, **params).fit(X)
+    Phi = B.design(X)
+    assert Phi.shape == (6, 1) and np.isfinite(Phi).all()
+    if ones:
+        np.testing.assert_allclose(Phi, 1.0)
+    grads = B.design_vjp(X, np.ones((6, 1)))
+    assert set(grads) == set(B.learnable_params())
+    assert all(np.all(np.isfinite(v)) for v in grads.values())

@@ -166,7 +166,7 @@ class Fourier(FusedFamily):
         self.run_len_ = np.array([r[3] for r in runs], dtype=np.intp)
         self.run_ncols_ = np.array([r[4] for r in runs], dtype=np.intp)
         self.run_col_ = np.array(cols, dtype=np.intp)
-        self.run_first_ = np.concatenate([[0], np.cumsum(self.run_len_)[:-1]]).astype(np.intp)
+        self.run_first_ = (np.cumsum(self.run_len_) - self.run_len_).astype(np.intp)
 
     # ------------------------------------------------------------------ fitted description
     @property
