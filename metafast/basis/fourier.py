@@ -83,44 +83,53 @@ class Fourier(FusedFamily):
         c = 1 if self.include_constant else 0
         lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
         self.domain_ = np.stack([lo, hi])
-        runs = []  # (dim, f0, df, length, ncols)
         if self.frequencies is None:
-            span = np.where(hi > lo, hi - lo, 1.0)
-            period = self._period(d, 2.0 * span)
-            n_free = m - c
-            if n_free < 0:
-                raise ValueError("parameter 'n_basis' must be >= 1 when include_constant=True")
-            # cos/sin pairs shared out between dimensions; an odd count ends with a lone
-            # cosine on the last dimension, so only the very last column breaks the pairing
-            pairs = n_free // 2
-            per_dim = [2 * (pairs // d + (1 if j < pairs % d else 0)) for j in range(d)]
-            per_dim[-1] += n_free % 2
-            for j, q in enumerate(per_dim):
-                if q:
-                    f = 2.0 * np.pi / period[j]
-                    runs.append((j, f, f, (q + 1) // 2, q))
+            runs = self._harmonic_runs(lo, hi, m - c, d)
         else:
-            if self.period is not None:
-                raise ValueError("give either 'frequencies' or 'period', not both")
-            freqs = self._frequencies()
-            capacity = c + 2 * freqs.shape[0] * d
-            if m not in (capacity, capacity - 1):
-                raise ValueError(
-                    f"parameter 'n_basis'={m} does not match {freqs.shape[0]} frequencies on "
-                    f"{d} feature(s): use n_basis={capacity} (cos and sin of each) or "
-                    f"{capacity - 1} (the last sine dropped)"
-                )
-            pieces = _split_runs(freqs)
-            for j in range(d):
-                for start, L in pieces:
-                    f0 = freqs[start]
-                    df = (freqs[start + L - 1] - f0) / (L - 1) if L > 1 else f0
-                    runs.append((j, f0, df, L, 2 * L))
-            if m == capacity - 1:
-                j, f0, df, L, nc = runs[-1]
-                runs[-1] = (j, f0, df, L, nc - 1)
+            runs = self._explicit_runs(m, c, d)
         self._set_runs(runs, c)
         return self
+
+    def _harmonic_runs(self, lo, hi, n_free: int, d: int) -> list[tuple]:
+        """Default: harmonics 2 pi k / period_j, n_free columns shared out in cos/sin pairs.
+
+        An odd n_free ends with a lone cosine on the last dimension, so only the very last
+        column breaks the pairing.  Runs are (dim, f0, df, length, ncols).
+        """
+        span = np.where(hi > lo, hi - lo, 1.0)
+        period = self._period(d, 2.0 * span)
+        pairs = n_free // 2
+        per_dim = [2 * (pairs // d + (1 if j < pairs % d else 0)) for j in range(d)]
+        per_dim[-1] += n_free % 2
+        runs = []
+        for j, q in enumerate(per_dim):
+            if q:
+                f = 2.0 * np.pi / period[j]
+                runs.append((j, f, f, (q + 1) // 2, q))
+        return runs
+
+    def _explicit_runs(self, m: int, c: int, d: int) -> list[tuple]:
+        """The given frequencies on every dimension, split into arithmetic runs."""
+        if self.period is not None:
+            raise ValueError("give either 'frequencies' or 'period', not both")
+        freqs = self._frequencies()
+        capacity = c + 2 * freqs.shape[0] * d
+        if m not in (capacity, capacity - 1):
+            raise ValueError(
+                f"parameter 'n_basis'={m} does not match {freqs.shape[0]} frequencies on "
+                f"{d} feature(s): use n_basis={capacity} (cos and sin of each) or "
+                f"{capacity - 1} (the last sine dropped)"
+            )
+        runs, pieces = [], _split_runs(freqs)
+        for j in range(d):
+            for start, L in pieces:
+                f0 = freqs[start]
+                df = (freqs[start + L - 1] - f0) / (L - 1) if L > 1 else f0
+                runs.append((j, f0, df, L, 2 * L))
+        if m == capacity - 1:
+            j, f0, df, L, nc = runs[-1]
+            runs[-1] = (j, f0, df, L, nc - 1)
+        return runs
 
     def _period(self, d: int, default: np.ndarray) -> np.ndarray:
         if self.period is None:
