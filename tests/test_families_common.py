@@ -8,8 +8,8 @@ import pytest
 
 import metafast as mf
 
-FAMILIES = [("fourier", {"n_basis": 15}), ("polynomial", {"n_basis": 10}),
-            ("bspline", {"n_basis": 12})]
+FAMILIES = [("fourier", {"n_basis": 15}), ("fourier", {"n_basis": 15, "multivariate": "lattice"}),
+            ("polynomial", {"n_basis": 10}), ("bspline", {"n_basis": 12})]
 
 
 @pytest.mark.parametrize("name, params", FAMILIES)

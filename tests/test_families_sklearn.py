@@ -29,7 +29,8 @@ EXPECTED_FAILURES = {
 @parametrize_with_checks(
     # BSpline with degree 1: the checks use up to 10 features and every feature needs
     # degree + 1 functions
-    [Fourier(n_basis=9), Polynomial(n_basis=6), BSpline(n_basis=40, degree=1)],
+    [Fourier(n_basis=9), Fourier(n_basis=9, multivariate="lattice"), Polynomial(n_basis=6),
+     BSpline(n_basis=40, degree=1)],
     expected_failed_checks=lambda est: EXPECTED_FAILURES,
 )
 def test_sklearn_estimator_checks(estimator, check):

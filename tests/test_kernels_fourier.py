@@ -260,3 +260,77 @@ def test_constant_input_gives_finite_features():
     B = Fourier(n_basis=10).fit(X)
     assert np.isfinite(B.design(X)).all()
     assert np.isfinite(B.design(np.array([[1e12, -1e12]]))).all()
+
+
+# ---------------------------------------------------------------------- lattice (d > 1)
+def lattice_reference(B, X):
+    """[1], cos(X @ f_q), sin(X @ f_q) for the (Q, d) frequency vectors f_q, cut to m."""
+    X = np.asarray(X, dtype=np.float64)
+    theta = X @ B.frequencies_.T
+    cols = [np.ones((X.shape[0], 1))] if B.include_constant else []
+    pairs = np.stack([np.cos(theta), np.sin(theta)], axis=-1).reshape(X.shape[0], 2 * theta.shape[1])
+    return np.hstack(cols + [pairs])[:, :B.n_basis]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("n", [0, 1, 7, 203])
+def test_lattice_design_matches_numpy(rng, dtype, layout, n):
+    B = Fourier(n_basis=24, multivariate="lattice").fit(make_input(rng, 30, 3, np.float64, "C"))
+    X = make_input(rng, n, 3, dtype, layout)
+    Phi = B.design(X)
+    assert Phi.dtype == dtype and Phi.shape == (n, 24)
+    np.testing.assert_allclose(Phi, lattice_reference(B, X), **tol(dtype))
+
+
+@pytest.mark.parametrize("d", range(2, 9))
+@pytest.mark.parametrize("m, constant", [(41, True), (40, True), (40, False)])
+def test_lattice_shapes_sums_and_gradients(rng, d, m, constant):
+    X = rng.uniform(-2, 2, size=(33, d))
+    B = Fourier(n_basis=m, multivariate="lattice", include_constant=constant).fit(X)
+    K = B.lattice_vectors_
+    assert len({tuple(k) for k in K}) == len(K)  # distinct, never both k and -k
+    assert not ({tuple(k) for k in K} & {tuple(-k) for k in K})
+    assert np.all(np.diff(np.abs(K).sum(axis=1)) >= 0)  # graded
+    np.testing.assert_allclose(B.design(X), lattice_reference(B, X), rtol=1e-12, atol=1e-12)
+    w = rng.normal(size=(m, 2))
+    np.testing.assert_allclose(B.weighted_sum(X, w), lattice_reference(B, X) @ w,
+                               rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(B.weighted_sum(X, w[:, 0]), lattice_reference(B, X) @ w[:, 0],
+                               rtol=1e-11, atol=1e-11)
+    G = rng.normal(size=(33, m))
+    grad = B.design_vjp(X, G)["log_base"]
+    fd = central_difference(B, X, G, "log_base")
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
+
+
+def test_lattice_has_cross_terms_and_matches_additive_in_1d(rng):
+    X = rng.uniform(-1, 1, size=(20, 2))
+    B = Fourier(n_basis=9, multivariate="lattice").fit(X)
+    assert np.any(np.count_nonzero(B.lattice_vectors_, axis=1) == 2)
+    X1 = X[:, :1]
+    A = Fourier(n_basis=9).fit(X1)
+    L = Fourier(n_basis=9, multivariate="lattice").fit(X1)
+    assert np.array_equal(A.design(X1), L.design(X1))
+
+
+def test_lattice_tasks_threads_and_errors(rng):
+    sizes = [3, 0, 9, 5]
+    offsets = np.r_[0, np.cumsum(sizes)]
+    X = rng.uniform(-1, 1, size=(offsets[-1], 2))
+    B = Fourier(n_basis=11, multivariate="lattice").fit(X)
+    W = rng.normal(size=(4, 11))
+    np.testing.assert_allclose(B.weighted_sum_tasks(X, offsets, W),
+                               per_task_reference(B, X, offsets, W), rtol=1e-12, atol=1e-12)
+    big = rng.uniform(-1, 1, size=(2000, 3))
+    B1 = Fourier(n_basis=30, multivariate="lattice", n_jobs=1).fit(big)
+    B2 = clone(B1).set_params(n_jobs=2).fit(big)
+    G = rng.normal(size=(2000, 30))
+    assert np.array_equal(B1.design(big), B2.design(big))
+    assert np.array_equal(B1.design_vjp(big, G)["log_base"], B2.design_vjp(big, G)["log_base"])
+    with pytest.raises(ValueError, match="multivariate"):
+        Fourier(multivariate="tensor").fit(X)
+    with pytest.raises(ValueError, match="frequencies"):
+        Fourier(n_basis=9, frequencies=[1.0, 2.0], multivariate="lattice").fit(X)
+    with pytest.raises(AttributeError, match="frequencies_"):
+        B.frequency_dims_
