@@ -1,6 +1,7 @@
-"""Half of the integer lattice Z^d in graded order, with a parent for angle-addition recurrences.
+"""Integer lattices in graded order: compositions (polynomial multi-indices) and the half
+lattice of Z^d with a parent for angle-addition recurrences (multivariate Fourier).
 
-Used by the multivariate Fourier features (``Fourier(multivariate="lattice")``): vector k
+In the half lattice (``Fourier(multivariate="lattice")``), vector k
 stands for the pair cos(sum_j k_j w_j x_j), sin(...).  Only one of k and -k is kept (the one
 whose first non-zero entry is positive), since they give the same pair up to the sign of the
 sine.  Vectors come by total degree |k|_1 = 1, 2, ...; within a degree by the absolute values
@@ -14,13 +15,13 @@ import itertools
 import numpy as np
 
 
-def _compositions(total: int, d: int):
+def compositions(total: int, d: int):
     """All a in N^d with sum(a) == total, lexicographically decreasing."""
     if d == 1:
         yield (total,)
         return
     for first in range(total, -1, -1):
-        for rest in _compositions(total - first, d - 1):
+        for rest in compositions(total - first, d - 1):
             yield (first,) + rest
 
 
@@ -29,7 +30,7 @@ def half_lattice(d: int, n: int) -> np.ndarray:
     out: list[tuple[int, ...]] = []
     degree = 1
     while len(out) < n:
-        for a in _compositions(degree, d):
+        for a in compositions(degree, d):
             nz = [j for j in range(d) if a[j]]
             for signs in itertools.product((1, -1), repeat=len(nz) - 1):
                 k = list(a)

@@ -20,6 +20,7 @@ import numpy as np
 from metafast._kernels import _polynomial
 from metafast._validation import check_positive_int
 from metafast.basis._fused import FusedFamily, check_has_features
+from metafast.basis._lattice import compositions
 
 KINDS = {"legendre": 0, "chebyshev": 1}
 
@@ -29,19 +30,9 @@ def graded_multi_indices(d: int, m: int) -> np.ndarray:
     out: list[tuple[int, ...]] = []
     degree = 0
     while len(out) < m:
-        out.extend(_compositions(degree, d))
+        out.extend(compositions(degree, d))
         degree += 1
     return np.asarray(out[:m], dtype=np.intp).reshape(m, d)
-
-
-def _compositions(total: int, d: int):
-    """All alpha in N^d with sum(alpha) == total, lexicographically decreasing."""
-    if d == 1:
-        yield (total,)
-        return
-    for first in range(total, -1, -1):
-        for rest in _compositions(total - first, d - 1):
-            yield (first,) + rest
 
 
 def _column_structure(alpha: np.ndarray):
