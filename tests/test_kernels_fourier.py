@@ -334,3 +334,18 @@ def test_lattice_tasks_threads_and_errors(rng):
         Fourier(n_basis=9, frequencies=[1.0, 2.0], multivariate="lattice").fit(X)
     with pytest.raises(AttributeError, match="frequencies_"):
         B.frequency_dims_
+
+
+def test_two_band_basis_spans_harmonic_tasks(rng):
+    """y = a1 sin(w x + b1) + a2 sin(2 w x + b2), w ~ U[5, 7], is fit almost exactly by the
+    two-band basis (the use the mixture-prior learner makes of it)."""
+    B = Fourier(n_basis=2 * BANDS.size + 1, frequencies=BANDS).fit(np.array([[-5.0], [5.0]]))
+    xq = np.linspace(-5, 5, 500)[:, None]
+    for _ in range(5):
+        w, (a1, a2), (b1, b2) = rng.uniform(5, 7), rng.uniform(0.1, 5, 2), rng.uniform(0, 6.3, 2)
+        def f(x):
+            return a1 * np.sin(w * x[:, 0] + b1) + a2 * np.sin(2 * w * x[:, 0] + b2)
+        x = rng.uniform(-5, 5, size=(300, 1))
+        coef = np.linalg.lstsq(B.design(x), f(x), rcond=None)[0]
+        rel = np.sqrt(np.mean((B.weighted_sum(xq, coef) - f(xq)) ** 2)) / np.std(f(xq))
+        assert rel < 1e-4
