@@ -226,6 +226,16 @@ def test_bad_inputs_raise_naming_the_argument(rng):
         B.design(np.array([["a"]]))
     with pytest.raises(ValueError, match="'w'"):
         B.weighted_sum(X, np.ones(7))
+    with pytest.raises(TypeError, match="'w'"):
+        B.weighted_sum(X, np.array(["a"] * 8))
+    with pytest.raises(ValueError, match="'w'.*NaN"):
+        B.weighted_sum(X, np.full(8, np.nan))
+    with pytest.raises(TypeError, match="'W'"):
+        B.weighted_sum_tasks(X, [0, 4, 10], np.full((2, 8), "a"))
+    with pytest.raises(ValueError, match="'W'.*inf"):
+        B.weighted_sum_tasks(X, [0, 4, 10], np.full((2, 8), np.inf))
+    with pytest.raises(ValueError, match="'offsets'"):
+        B.weighted_sum_tasks(X, np.array([0.0, 4.0, 10.0]), np.ones((2, 8)))
     with pytest.raises(ValueError, match="'W'"):
         B.weighted_sum_tasks(X, [0, 4, 10], np.ones((3, 8)))
     with pytest.raises(ValueError, match="'offsets'"):
