@@ -5,6 +5,14 @@ from metafast.hookspecs import hookimpl
 
 @hookimpl
 def metafast_basis_families(register):
+    from metafast.basis.bspline import BSpline
+    from metafast.basis.fourier import Fourier
+    from metafast.basis.polynomial import Polynomial
     from metafast.basis.rbf import RBF
+    from metafast.basis.task_models import TaskModels
 
     register("rbf", RBF)
+    register("fourier", Fourier)
+    register("polynomial", Polynomial)
+    register("bspline", BSpline)
+    register("task-models", TaskModels)

@@ -1,0 +1,62 @@
+"""Task-models family: a basis of regressors, one fitted per chosen training task."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LinearRegression
+
+import metafast as mf
+from metafast.basis.task_models import TaskModels
+
+
+@pytest.fixture
+def tasks():
+    return mf.tasks.load("sinusoid", n_tasks=12, n_support=5, n_query=10, seed=3)
+
+
+def test_columns_are_predictions_of_models_fitted_on_chosen_tasks(tasks):
+    B = TaskModels(n_basis=4, estimator=LinearRegression(), random_state=0).fit(tasks)
+    assert len(set(B.task_indices_)) == 4
+    X = np.linspace(-5, 5, 7)[:, None]
+    Phi = B.design(X)
+    assert Phi.shape == (7, 4)
+    for col, t in enumerate(B.task_indices_):
+        task = tasks[int(t)]
+        Xt = np.concatenate([task.X_support, task.X_query])
+        yt = np.concatenate([task.y_support, task.y_query])
+        ref = LinearRegression().fit(Xt, yt).predict(X)
+        np.testing.assert_allclose(Phi[:, col], ref, rtol=1e-10, atol=1e-10)
+
+
+def test_default_random_forest_is_reproducible_and_fused_sums_work(tasks):
+    B1 = mf.basis.make("task-models", n_basis=3, random_state=7).fit(tasks)
+    B2 = clone(B1).fit_tasks(tasks)
+    X = tasks.X_query[:20]
+    assert np.array_equal(B1.design(X), B2.design(X))
+    w = np.array([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(B1.weighted_sum(X, w), B1.design(X) @ w, rtol=1e-12)
+    assert B1.design(X.astype(np.float32)).dtype == np.float32
+    assert B1.design(np.zeros((0, 1))).shape == (0, 3)
+
+
+def test_support_only_option(tasks):
+    B = TaskModels(n_basis=2, estimator=LinearRegression(), use_query=False, random_state=1)
+    B.fit(tasks)
+    t = int(B.task_indices_[0])
+    ref = LinearRegression().fit(tasks[t].X_support, tasks[t].y_support)
+    np.testing.assert_allclose(B.design(tasks[t].X_query)[:, 0], ref.predict(tasks[t].X_query))
+
+
+def test_errors(tasks):
+    with pytest.raises(TypeError, match="TaskSet"):
+        TaskModels().fit(tasks.X_support)
+    with pytest.raises(ValueError, match="at least 20 training tasks"):
+        TaskModels(n_basis=20).fit(tasks)
+    with pytest.raises(NotFittedError):
+        TaskModels().design(np.zeros((2, 1)))
+    B = TaskModels(n_basis=2, estimator=LinearRegression(), random_state=0).fit(tasks)
+    with pytest.raises(ValueError, match="'X'.*features"):
+        B.design(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="'X'.*NaN"):
+        B.design(np.array([[np.nan]]))
