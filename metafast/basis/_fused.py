@@ -73,3 +73,9 @@ def learnable_array(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray
     arr = np.array(arr, dtype=np.float64)
     check_finite(arr, name)
     return arr
+
+
+def require_features(X: np.ndarray) -> None:
+    """fit needs at least one feature (a basis over a 0-dimensional input is meaningless)."""
+    if X.ndim == 2 and X.shape[1] == 0:
+        raise ValueError("argument 'X' has 0 features (shape (n, 0)); at least 1 is required")

@@ -19,6 +19,7 @@ from metafast._kernels import _random_features as _rf
 from metafast._validation import check_positive_int
 from metafast.basis import _fused
 from metafast.basis._base import BasisFamily
+from metafast.basis._fused import require_features
 from metafast.parallel import effective_n_threads
 
 _MEDIAN_SUBSAMPLE = 1000  # points used by the median heuristic (pairs: ~500,000)
@@ -39,31 +40,56 @@ class _ProjectionFeatures(BasisFamily):
         Om, b, scale = self._projection()
         return np.ascontiguousarray(Om, dtype=dtype), np.ascontiguousarray(b, dtype=dtype), scale
 
+    def _compute_input(self, X: np.ndarray) -> np.ndarray:
+        """X in the dtype the projections can be computed in without overflow.
+
+        float32 inputs whose projections could exceed float32's range are computed in float64
+        (callers cast the result back); projections beyond float64's range are an error rather
+        than inf - inf = NaN.
+        """
+        if X.shape[0] == 0:
+            return X
+        Om, b, _ = self._projection()
+        bound = float(np.max(np.abs(X).astype(np.float64) @ np.abs(Om).max(axis=0)))
+        bound += float(np.max(np.abs(b), initial=0.0))
+        if not bound < np.finfo(np.float64).max / 4:
+            raise ValueError(
+                "argument 'X' has values so large that the random projections overflow float64 "
+                f"(|omega . x| up to {bound:.3g}); rescale the inputs"
+            )
+        if X.dtype == np.float32 and bound > 1e36:
+            return X.astype(np.float64)
+        return X
+
     def design(self, X):
-        Om, b, scale = self._arrays(X.dtype)
-        out = np.empty((X.shape[0], self.n_basis), dtype=X.dtype)
-        _rf.proj_design(X, np.ascontiguousarray(Om.T), b, self._act, scale, out, self._threads())
-        return out
+        Xw = self._compute_input(X)
+        Om, b, scale = self._arrays(Xw.dtype)
+        out = np.empty((X.shape[0], self.n_basis), dtype=Xw.dtype)
+        _rf.proj_design(Xw, np.ascontiguousarray(Om.T), b, self._act, scale, out, self._threads())
+        return out.astype(X.dtype, copy=False)
 
     def weighted_sum(self, X, w) -> np.ndarray:
         """sum_j w_j g_j(x) for every row, fused (no (n, m) matrix); w (m,) or (m, k)."""
         Xc = self._check_input(X)
-        W, flat = _fused.weight_matrix(w, self.n_basis, Xc.dtype)
-        Om, b, scale = self._arrays(Xc.dtype)
-        out = np.empty((Xc.shape[0], W.shape[1]), dtype=Xc.dtype)
-        _rf.proj_weighted_sum(Xc, Om, b, self._act, scale, W, out, self._threads())
+        Xw = self._compute_input(Xc)
+        W, flat = _fused.weight_matrix(w, self.n_basis, Xw.dtype)
+        Om, b, scale = self._arrays(Xw.dtype)
+        out = np.empty((Xc.shape[0], W.shape[1]), dtype=Xw.dtype)
+        _rf.proj_weighted_sum(Xw, Om, b, self._act, scale, W, out, self._threads())
+        out = out.astype(Xc.dtype, copy=False)
         return out[:, 0] if flat else out
 
     def weighted_sum_tasks(self, X, offsets, W) -> np.ndarray:
         """Per-task fused sums: rows offsets[t]:offsets[t+1] use W[t] (W of shape (T, m))."""
         Xc = self._check_input(X)
-        off, Wc = _fused.task_weights(W, offsets, Xc.shape[0], self.n_basis, Xc.dtype)
+        Xw = self._compute_input(Xc)
+        off, Wc = _fused.task_weights(W, offsets, Xc.shape[0], self.n_basis, Xw.dtype)
         start, task, stop = _fused.task_segments(off, _rf.SUM_BLOCK)
-        Om, b, scale = self._arrays(Xc.dtype)
-        out = np.zeros(Xc.shape[0], dtype=Xc.dtype)
-        _rf.proj_weighted_sum_tasks(Xc, start, task, stop, Om, b, self._act, scale, Wc, out,
+        Om, b, scale = self._arrays(Xw.dtype)
+        out = np.zeros(Xc.shape[0], dtype=Xw.dtype)
+        _rf.proj_weighted_sum_tasks(Xw, start, task, stop, Om, b, self._act, scale, Wc, out,
                                     self._threads())
-        return out
+        return out.astype(Xc.dtype, copy=False)
 
 
 class RFF(_ProjectionFeatures):
@@ -97,6 +123,7 @@ class RFF(_ProjectionFeatures):
     def fit(self, X, y=None):
         """Draw the frequencies and phases; set the length scale from X unless given."""
         m = check_positive_int(self.n_basis, "n_basis")
+        require_features(X)
         effective_n_threads(self.n_jobs)
         X = np.asarray(X, dtype=np.float64)
         d = X.shape[1]
@@ -144,10 +171,11 @@ class RFF(_ProjectionFeatures):
     def design_vjp(self, X, G) -> dict[str, np.ndarray]:
         """Gradient of sum(G * design(X)) with respect to "log_length_scale" (float64)."""
         Xc = self._check_input(X)
-        Gc = _fused.cotangent(G, Xc.shape[0], self.n_basis, Xc.dtype)
-        Om, b, scale = self._arrays(Xc.dtype)
-        grad = np.zeros(Om.shape, dtype=Xc.dtype)
-        _rf.rff_vjp(np.ascontiguousarray(Xc.T), Gc, Om, b, scale, grad, self._threads())
+        Xw = self._compute_input(Xc)
+        Gc = _fused.cotangent(G, Xc.shape[0], self.n_basis, Xw.dtype)
+        Om, b, scale = self._arrays(Xw.dtype)
+        grad = np.zeros(Om.shape, dtype=Xw.dtype)
+        _rf.rff_vjp(np.ascontiguousarray(Xw.T), Gc, Om, b, scale, grad, self._threads())
         per_dim = grad.astype(np.float64).sum(axis=0)
         g = per_dim if self.ard else np.array([per_dim.sum()])
         return {"log_length_scale": g}
@@ -180,6 +208,7 @@ class RandomReLU(_ProjectionFeatures):
     def fit(self, X, y=None):
         """Draw directions scaled to X's spread and kinks through random points of X."""
         m = check_positive_int(self.n_basis, "n_basis")
+        require_features(X)
         effective_n_threads(self.n_jobs)
         X = np.asarray(X, dtype=np.float64)
         rng = check_random_state(self.random_state)

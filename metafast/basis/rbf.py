@@ -18,6 +18,7 @@ from metafast._kernels import _rbf
 from metafast._validation import check_positive_int, check_X
 from metafast.basis import _fused
 from metafast.basis._base import BasisFamily
+from metafast.basis._fused import require_features
 from metafast.parallel import effective_n_threads
 
 _CENTER_MODES = ("grid", "kmeans")
@@ -79,6 +80,7 @@ class RBF(BasisFamily):
     def fit(self, X, y=None):
         """Place the centres and set the length scales from the data X (n, d)."""
         m = check_positive_int(self.n_basis, "n_basis")
+        require_features(X)
         effective_n_threads(self.n_jobs)  # validate early
         d = X.shape[1]
         X = np.asarray(X, dtype=np.float64)
