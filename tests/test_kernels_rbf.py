@@ -366,7 +366,7 @@ def test_bad_rbf_parameters(params, pattern):
 
 def test_zero_feature_input_is_rejected():
     for name in ("rbf", "rff", "relu"):
-        with pytest.raises(ValueError, match="0 features"):
+        with pytest.raises(ValueError, match="0 feature"):
             mf.basis.make(name, n_basis=3).fit(np.zeros((4, 0)))
 
 

@@ -78,4 +78,6 @@ def learnable_array(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray
 def require_features(X: np.ndarray) -> None:
     """fit needs at least one feature (a basis over a 0-dimensional input is meaningless)."""
     if X.ndim == 2 and X.shape[1] == 0:
-        raise ValueError("argument 'X' has 0 features (shape (n, 0)); at least 1 is required")
+        raise ValueError(
+            f"argument 'X' has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required"
+        )

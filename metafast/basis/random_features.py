@@ -50,7 +50,8 @@ class _ProjectionFeatures(BasisFamily):
         if X.shape[0] == 0:
             return X
         Om, b, _ = self._projection()
-        bound = float(np.max(np.abs(X).astype(np.float64) @ np.abs(Om).max(axis=0)))
+        with np.errstate(over="ignore"):
+            bound = float(np.max(np.abs(X).astype(np.float64) @ np.abs(Om).max(axis=0)))
         bound += float(np.max(np.abs(b), initial=0.0))
         if not bound < np.finfo(np.float64).max / 4:
             raise ValueError(
@@ -66,7 +67,7 @@ class _ProjectionFeatures(BasisFamily):
         Om, b, scale = self._arrays(Xw.dtype)
         out = np.empty((X.shape[0], self.n_basis), dtype=Xw.dtype)
         _rf.proj_design(Xw, np.ascontiguousarray(Om.T), b, self._act, scale, out, self._threads())
-        return out.astype(X.dtype, copy=False)
+        return _cast(out, X.dtype)
 
     def weighted_sum(self, X, w) -> np.ndarray:
         """sum_j w_j g_j(x) for every row, fused (no (n, m) matrix); w (m,) or (m, k)."""
@@ -76,7 +77,7 @@ class _ProjectionFeatures(BasisFamily):
         Om, b, scale = self._arrays(Xw.dtype)
         out = np.empty((Xc.shape[0], W.shape[1]), dtype=Xw.dtype)
         _rf.proj_weighted_sum(Xw, Om, b, self._act, scale, W, out, self._threads())
-        out = out.astype(Xc.dtype, copy=False)
+        out = _cast(out, Xc.dtype)
         return out[:, 0] if flat else out
 
     def weighted_sum_tasks(self, X, offsets, W) -> np.ndarray:
@@ -89,7 +90,7 @@ class _ProjectionFeatures(BasisFamily):
         out = np.zeros(Xc.shape[0], dtype=Xw.dtype)
         _rf.proj_weighted_sum_tasks(Xw, start, task, stop, Om, b, self._act, scale, Wc, out,
                                     self._threads())
-        return out.astype(Xc.dtype, copy=False)
+        return _cast(out, Xc.dtype)
 
 
 class RFF(_ProjectionFeatures):
@@ -223,6 +224,12 @@ class RandomReLU(_ProjectionFeatures):
 
     def _projection(self):
         return self.directions_, self.offsets_, 1.0
+
+
+def _cast(arr: np.ndarray, dtype) -> np.ndarray:
+    """Cast back to the input dtype; ReLU values beyond float32's range become inf (not NaN)."""
+    with np.errstate(over="ignore"):
+        return arr.astype(dtype, copy=False)
 
 
 def _median_heuristic(X: np.ndarray, ard: bool, rng) -> np.ndarray:
