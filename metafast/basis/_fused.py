@@ -79,5 +79,5 @@ def require_features(X: np.ndarray) -> None:
     """fit needs at least one feature (a basis over a 0-dimensional input is meaningless)."""
     if X.ndim == 2 and X.shape[1] == 0:
         raise ValueError(
-            f"argument 'X' has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required"
+            f"argument 'X' has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
         )
