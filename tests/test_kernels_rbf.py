@@ -430,3 +430,41 @@ def test_property_fused_sum_equals_design_times_weights(n, d, m, key, f32, seed)
     t = tol(dtype)
     np.testing.assert_allclose(B.weighted_sum(X, w), P.astype(np.float64) @ w, rtol=t["rtol"],
                                atol=10 * t["atol"] * (1 + np.abs(w).sum() * (1 + np.abs(P).max(initial=0))))
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=st.lists(st.integers(0, 300), min_size=1, max_size=6),
+       key=st.sampled_from(["rbf-per-center", "rff", "relu"]), f32=st.booleans(),
+       n_jobs=st.sampled_from([1, 2]))
+def test_property_task_sums_equal_per_task_design(sizes, key, f32, n_jobs):
+    dtype = np.float32 if f32 else np.float64
+    B = make(key, n_jobs=n_jobs, random_state=0).fit(data(30, 2, np.float64, seed=1))
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    X = data(offsets[-1], 2, dtype, seed=len(sizes))
+    W = np.random.default_rng(len(sizes)).normal(size=(len(sizes), B.n_basis))
+    got = B.weighted_sum_tasks(X, offsets, W)
+    P = B.design(X).astype(np.float64)
+    want = np.concatenate([np.zeros(0)] + [P[offsets[t]:offsets[t + 1]] @ W[t]
+                                           for t in range(len(sizes))])
+    t = tol(dtype)
+    np.testing.assert_allclose(got, want, rtol=t["rtol"], atol=20 * t["atol"] * (1 + np.abs(W).max()))
+
+
+@pytest.mark.parametrize("key", ["rbf-both", "rff-ard", "relu"])
+def test_clone_pickle_and_fit_tasks(key):
+    import pickle
+
+    from sklearn.base import clone
+
+    B = fitted(key, d=2)
+    X = data(20, 2, np.float64, seed=2)
+    B2 = pickle.loads(pickle.dumps(B))
+    np.testing.assert_array_equal(B2.design(X), B.design(X))
+    C = clone(B)
+    assert C.get_params() == B.get_params() and not C.__sklearn_is_fitted__()
+    tasks = mf.tasks.TaskSet.from_list([
+        mf.tasks.Task(X[:5], np.zeros(5), X[5:10], np.zeros(5)),
+        mf.tasks.Task(X[10:15], np.zeros(5), X[15:], np.zeros(5)),
+    ])
+    F = make(key, random_state=0).fit_tasks(tasks)
+    assert F.design(X).shape == (20, F.n_basis)
