@@ -72,17 +72,23 @@ static MF_CLONES void MF_NAME(mf_rbf_wsum_rows)(
     for (int64_t i = 0; i < n; i++)
         for (int64_t q = 0; q < d; q++) xt[q * n + i] = X[i * d + q];
     for (int64_t i = 0; i < k * n; i++) acc[i] = 0;
+    const MF_T half = (MF_T)0.70710678118654752440;   /* sqrt(1/2): folds the -0.5 into s */
     for (int64_t j = 0; j < m; j++) {
         for (int64_t i = 0; i < n; i++) e[i] = 0;
         for (int64_t q = 0; q < d; q++) {
-            const MF_T c = C[j * d + q], s = S[j * d + q];
+            const MF_T c = C[j * d + q], s = S[j * d + q] * half;
             const MF_T *restrict xq = xt + q * n;
             for (int64_t i = 0; i < n; i++) {
                 MF_T u = (xq[i] - c) * s;
-                e[i] += u * u;
+                e[i] -= u * u;
             }
         }
-        for (int64_t i = 0; i < n; i++) e[i] = MF_EXP((MF_T)-0.5 * e[i]);
+        if (k == 1) {                     /* the common case: exp and accumulate in one pass */
+            const MF_T w = W[j];
+            for (int64_t i = 0; i < n; i++) acc[i] += w * MF_EXP(e[i]);
+            continue;
+        }
+        for (int64_t i = 0; i < n; i++) e[i] = MF_EXP(e[i]);
         for (int64_t o = 0; o < k; o++) {
             const MF_T w = W[j * k + o];
             MF_T *restrict a = acc + o * n;
