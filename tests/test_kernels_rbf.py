@@ -297,6 +297,20 @@ def test_huge_distances_give_zero_or_finite_not_nan(key):
             B.design(np.array([[1e308, -1e308]]))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rbf_gradients_of_far_points_are_zero_not_nan(dtype):
+    B = fitted("rbf-both")
+    B = B.with_params(log_length_scale=np.full((9, 2), np.log(0.1)))   # (x - c) / l overflows
+    big = np.finfo(dtype).max / 2
+    X = np.array([[big, -big], [big, 0.0], [0.5, 0.5]], dtype=dtype)
+    G = np.ones((3, 9), dtype=dtype)
+    grads = B.design_vjp(X, G)
+    near = B.design_vjp(X[2:], G[2:])
+    for name in grads:
+        assert np.all(np.isfinite(grads[name]))
+        np.testing.assert_allclose(grads[name], near[name], rtol=1e-5, atol=1e-6)
+
+
 def test_rbf_constant_data_and_single_point():
     for X in (np.ones((5, 2)), np.array([[0.5]])):
         for centers in ("grid", "kmeans"):

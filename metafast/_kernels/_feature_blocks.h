@@ -124,6 +124,9 @@ static MF_CLONES void MF_NAME(mf_rbf_vjp_center)(
             MF_T *restrict uq = u + q * B;
             for (int64_t i = 0; i < nb; i++) {
                 MF_T v = (xq[i] - cq) * sq;
+                /* |u| beyond MF_U_MAX already gives Phi = 0; clamping keeps u finite, so the
+                 * products below are 0 * finite = 0, never 0 * inf = NaN */
+                v = MF_FABS(v) > MF_U_MAX ? MF_COPYSIGN(MF_U_MAX, v) : v;
                 uq[i] = v;
                 ph[i] += v * v;
             }

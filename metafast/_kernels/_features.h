@@ -16,6 +16,9 @@
 #define MF_LIBM_COS cos
 #define MF_LIBM_SIN sin
 #define MF_TRIG_LIMIT MF_TRIG_LIMIT_D
+#define MF_FABS fabs
+#define MF_COPYSIGN copysign
+#define MF_U_MAX 1e150
 #include "_feature_blocks.h"
 #undef MF_T
 #undef MF_SUF
@@ -25,6 +28,9 @@
 #undef MF_LIBM_COS
 #undef MF_LIBM_SIN
 #undef MF_TRIG_LIMIT
+#undef MF_FABS
+#undef MF_COPYSIGN
+#undef MF_U_MAX
 
 #define MF_T float
 #define MF_SUF _f
@@ -34,6 +40,9 @@
 #define MF_LIBM_COS cosf
 #define MF_LIBM_SIN sinf
 #define MF_TRIG_LIMIT MF_TRIG_LIMIT_F
+#define MF_FABS fabsf
+#define MF_COPYSIGN copysignf
+#define MF_U_MAX 1e18f
 #include "_feature_blocks.h"
 #undef MF_T
 #undef MF_SUF
@@ -43,5 +52,8 @@
 #undef MF_LIBM_COS
 #undef MF_LIBM_SIN
 #undef MF_TRIG_LIMIT
+#undef MF_FABS
+#undef MF_COPYSIGN
+#undef MF_U_MAX
 
 #endif /* METAFAST_FEATURES_H */
