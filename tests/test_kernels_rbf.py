@@ -89,7 +89,7 @@ def test_design_and_sums_match_reference(key, dtype, n):
 
 
 @pytest.mark.parametrize("key", ["rbf", "rbf-ard", "rff", "relu"])
-@pytest.mark.parametrize("d", range(1, 9))
+@pytest.mark.parametrize("d", [*range(1, 9), 9, 13])  # > 8: the multi-pass distance path
 def test_every_input_dimension(key, d):
     B = make(key, **({"n_basis": 2 ** d} if key.startswith("rbf") and d <= 3 else {})).fit(
         data(40, d, np.float64, seed=d))

@@ -59,6 +59,22 @@ static MF_CLONES void MF_NAME(mf_rbf_design_rows)(
     }
 }
 
+/* e[i] = -sum_q ((xt[q, i] - c[q]) * s[q])^2 in one pass over i; inlined with a constant d
+ * the q loop unrolls and the i loop vectorises (one store per element instead of d). */
+MF_INLINE void MF_NAME(mf_neg_sqdist)(const MF_T *restrict xt, int64_t n, int64_t d,
+                                      const MF_T *restrict c, const MF_T *restrict s,
+                                      MF_T *restrict e)
+{
+    for (int64_t i = 0; i < n; i++) {
+        MF_T z = 0;
+        for (int64_t q = 0; q < d; q++) {
+            MF_T u = (xt[q * n + i] - c[q]) * s[q];
+            z -= u * u;
+        }
+        e[i] = z;
+    }
+}
+
 /* Weighted sums of n rows: out (n, k) = Phi(X) @ W with W (m, k), C and S (m, d), never more than
  * one column of Phi at a time.  scratch: n * (d + 1 + k) values. */
 static MF_CLONES void MF_NAME(mf_rbf_wsum_rows)(
@@ -73,14 +89,32 @@ static MF_CLONES void MF_NAME(mf_rbf_wsum_rows)(
         for (int64_t q = 0; q < d; q++) xt[q * n + i] = X[i * d + q];
     for (int64_t i = 0; i < k * n; i++) acc[i] = 0;
     const MF_T half = (MF_T)0.70710678118654752440;   /* sqrt(1/2): folds the -0.5 into s */
+    MF_T cj[8], sj[8];
     for (int64_t j = 0; j < m; j++) {
-        for (int64_t i = 0; i < n; i++) e[i] = 0;
-        for (int64_t q = 0; q < d; q++) {
-            const MF_T c = C[j * d + q], s = S[j * d + q] * half;
-            const MF_T *restrict xq = xt + q * n;
-            for (int64_t i = 0; i < n; i++) {
-                MF_T u = (xq[i] - c) * s;
-                e[i] -= u * u;
+        if (d <= 8) {                     /* one pass, the dimension a compile-time constant */
+            for (int64_t q = 0; q < d; q++) {
+                cj[q] = C[j * d + q];
+                sj[q] = S[j * d + q] * half;
+            }
+            switch (d) {
+            case 1: MF_NAME(mf_neg_sqdist)(xt, n, 1, cj, sj, e); break;
+            case 2: MF_NAME(mf_neg_sqdist)(xt, n, 2, cj, sj, e); break;
+            case 3: MF_NAME(mf_neg_sqdist)(xt, n, 3, cj, sj, e); break;
+            case 4: MF_NAME(mf_neg_sqdist)(xt, n, 4, cj, sj, e); break;
+            case 5: MF_NAME(mf_neg_sqdist)(xt, n, 5, cj, sj, e); break;
+            case 6: MF_NAME(mf_neg_sqdist)(xt, n, 6, cj, sj, e); break;
+            case 7: MF_NAME(mf_neg_sqdist)(xt, n, 7, cj, sj, e); break;
+            default: MF_NAME(mf_neg_sqdist)(xt, n, 8, cj, sj, e); break;
+            }
+        } else {                          /* many dimensions: one pass per dimension */
+            for (int64_t i = 0; i < n; i++) e[i] = 0;
+            for (int64_t q = 0; q < d; q++) {
+                const MF_T c = C[j * d + q], s = S[j * d + q] * half;
+                const MF_T *restrict xq = xt + q * n;
+                for (int64_t i = 0; i < n; i++) {
+                    MF_T u = (xq[i] - c) * s;
+                    e[i] -= u * u;
+                }
             }
         }
         if (k == 1) {                     /* the common case: exp and accumulate in one pass */
