@@ -12,6 +12,7 @@ from sklearn.exceptions import NotFittedError
 
 import metafast as mf
 from metafast._kernels import _rbf, _random_features
+from metafast.basis import _fused
 
 FAMILIES = {
     "rbf": dict(n_basis=9),
@@ -261,7 +262,8 @@ def test_with_params_replaces_and_leaves_original():
 # ------------------------------------------------------------------ threads
 @pytest.mark.parametrize("key", ["rbf-both", "rff-ard", "relu"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_results_bit_identical_whatever_the_thread_count(key, dtype):
+def test_results_bit_identical_whatever_the_thread_count(key, dtype, monkeypatch):
+    monkeypatch.setattr(_fused, "MIN_PARALLEL_WORK", 0)     # thread even this small work
     X = data(1501, 3, dtype, seed=9)
     offsets = np.array([0, 5, 700, 701, 1501])
     outs = []
@@ -451,6 +453,15 @@ def test_property_fused_sum_equals_design_times_weights(n, d, m, key, f32, seed)
        key=st.sampled_from(["rbf-per-center", "rff", "relu"]), f32=st.booleans(),
        n_jobs=st.sampled_from([1, 2]))
 def test_property_task_sums_equal_per_task_design(sizes, key, f32, n_jobs):
+    saved = _fused.MIN_PARALLEL_WORK
+    _fused.MIN_PARALLEL_WORK = 0       # thread even small work (hypothesis cannot use monkeypatch)
+    try:
+        _check_task_sums(sizes, key, f32, n_jobs)
+    finally:
+        _fused.MIN_PARALLEL_WORK = saved
+
+
+def _check_task_sums(sizes, key, f32, n_jobs):
     dtype = np.float32 if f32 else np.float64
     B = make(key, n_jobs=n_jobs, random_state=0).fit(data(30, 2, np.float64, seed=1))
     offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -482,3 +493,10 @@ def test_clone_pickle_and_fit_tasks(key):
     ])
     F = make(key, random_state=0).fit_tasks(tasks)
     assert F.design(X).shape == (20, F.n_basis)
+
+
+def test_small_work_runs_on_one_thread():
+    assert _fused.n_threads_for(4, 10, 10) == 1
+    assert _fused.n_threads_for(2, 100_000, 64) == mf.parallel.effective_n_threads(2)
+    with pytest.raises(ValueError, match="n_jobs"):
+        _fused.n_threads_for(0, 100_000, 64)

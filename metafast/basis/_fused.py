@@ -12,6 +12,18 @@ import numpy as np
 
 from metafast._validation import _as_numeric_array, check_finite, check_weights
 from metafast.basis._base import _check_offsets
+from metafast.parallel import effective_n_threads
+
+# Below this many (row x basis function) evaluations a call runs on one thread: waking a second
+# thread costs more than it saves (and, on a busy machine, can cost a scheduler time slice).
+# Results are identical either way.  Tests set it to 0 to exercise the threaded paths.
+MIN_PARALLEL_WORK = 1 << 16
+
+
+def n_threads_for(n_jobs, n_rows: int, n_basis: int) -> int:
+    """Kernel threads for a call: ``effective_n_threads(n_jobs)``, or 1 for small work."""
+    threads = effective_n_threads(n_jobs)
+    return 1 if n_rows * n_basis < MIN_PARALLEL_WORK else threads
 
 
 def weight_matrix(w: Any, n_basis: int, dtype: np.dtype) -> tuple[np.ndarray, bool]:

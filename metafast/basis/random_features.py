@@ -33,8 +33,8 @@ class _ProjectionFeatures(BasisFamily):
     def _projection(self) -> tuple[np.ndarray, np.ndarray, float]:  # pragma: no cover
         raise NotImplementedError
 
-    def _threads(self) -> int:
-        return effective_n_threads(self.n_jobs)
+    def _threads(self, n_rows: int) -> int:
+        return _fused.n_threads_for(self.n_jobs, n_rows, self.n_basis)
 
     def _arrays(self, dtype):
         Om, b, scale = self._projection()
@@ -66,7 +66,8 @@ class _ProjectionFeatures(BasisFamily):
         Xw = self._compute_input(X)
         Om, b, scale = self._arrays(Xw.dtype)
         out = np.empty((X.shape[0], self.n_basis), dtype=Xw.dtype)
-        _rf.proj_design(Xw, np.ascontiguousarray(Om.T), b, self._act, scale, out, self._threads())
+        _rf.proj_design(Xw, np.ascontiguousarray(Om.T), b, self._act, scale, out,
+                        self._threads(X.shape[0]))
         return _cast(out, X.dtype)
 
     def weighted_sum(self, X, w) -> np.ndarray:
@@ -76,7 +77,8 @@ class _ProjectionFeatures(BasisFamily):
         W, flat = _fused.weight_matrix(w, self.n_basis, Xw.dtype)
         Om, b, scale = self._arrays(Xw.dtype)
         out = np.empty((Xc.shape[0], W.shape[1]), dtype=Xw.dtype)
-        _rf.proj_weighted_sum(Xw, Om, b, self._act, scale, W, out, self._threads())
+        _rf.proj_weighted_sum(Xw, Om, b, self._act, scale, W, out,
+                              self._threads(Xc.shape[0]))
         out = _cast(out, Xc.dtype)
         return out[:, 0] if flat else out
 
@@ -89,7 +91,7 @@ class _ProjectionFeatures(BasisFamily):
         Om, b, scale = self._arrays(Xw.dtype)
         out = np.zeros(Xc.shape[0], dtype=Xw.dtype)
         _rf.proj_weighted_sum_tasks(Xw, start, task, stop, Om, b, self._act, scale, Wc, out,
-                                    self._threads())
+                                    self._threads(Xc.shape[0]))
         return _cast(out, Xc.dtype)
 
 
@@ -176,7 +178,8 @@ class RFF(_ProjectionFeatures):
         Gc = _fused.cotangent(G, Xc.shape[0], self.n_basis, Xw.dtype)
         Om, b, scale = self._arrays(Xw.dtype)
         grad = np.zeros(Om.shape, dtype=Xw.dtype)
-        _rf.rff_vjp(np.ascontiguousarray(Xw.T), Gc, Om, b, scale, grad, self._threads())
+        _rf.rff_vjp(np.ascontiguousarray(Xw.T), Gc, Om, b, scale, grad,
+                    self._threads(Xc.shape[0]))
         per_dim = grad.astype(np.float64).sum(axis=0)
         g = per_dim if self.ard else np.array([per_dim.sum()])
         return {"log_length_scale": g}

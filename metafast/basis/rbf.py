@@ -143,15 +143,15 @@ class RBF(BasisFamily):
         S = np.broadcast_to(1.0 / ls, (m, d))
         return np.ascontiguousarray(C, dtype=dtype), np.ascontiguousarray(S, dtype=dtype)
 
-    def _threads(self) -> int:
-        return effective_n_threads(self.n_jobs)
+    def _threads(self, n_rows: int) -> int:
+        return _fused.n_threads_for(self.n_jobs, n_rows, self.n_basis)
 
     # ------------------------------------------------------------------ evaluation
     def design(self, X):
         C, S = self._kernel_arrays(X.dtype)
         out = np.empty((X.shape[0], self.n_basis), dtype=X.dtype)
         _rbf.rbf_design(X, np.ascontiguousarray(C.T), np.ascontiguousarray(S.T), out,
-                        self._threads())
+                        self._threads(X.shape[0]))
         return out
 
     def weighted_sum(self, X, w) -> np.ndarray:
@@ -160,7 +160,7 @@ class RBF(BasisFamily):
         W, flat = _fused.weight_matrix(w, self.n_basis, Xc.dtype)
         C, S = self._kernel_arrays(Xc.dtype)
         out = np.empty((Xc.shape[0], W.shape[1]), dtype=Xc.dtype)
-        _rbf.rbf_weighted_sum(Xc, C, S, W, out, self._threads())
+        _rbf.rbf_weighted_sum(Xc, C, S, W, out, self._threads(Xc.shape[0]))
         return out[:, 0] if flat else out
 
     def weighted_sum_tasks(self, X, offsets, W) -> np.ndarray:
@@ -170,7 +170,8 @@ class RBF(BasisFamily):
         start, task, stop = _fused.task_segments(off, _rbf.SUM_BLOCK)
         C, S = self._kernel_arrays(Xc.dtype)
         out = np.zeros(Xc.shape[0], dtype=Xc.dtype)
-        _rbf.rbf_weighted_sum_tasks(Xc, start, task, stop, C, S, Wc, out, self._threads())
+        _rbf.rbf_weighted_sum_tasks(Xc, start, task, stop, C, S, Wc, out,
+                                    self._threads(Xc.shape[0]))
         return out
 
     # ------------------------------------------------------------------ meta-learning hooks
@@ -205,7 +206,8 @@ class RBF(BasisFamily):
         C, S = self._kernel_arrays(Xc.dtype)
         grad_c = np.zeros(C.shape, dtype=Xc.dtype)
         grad_l = np.zeros(C.shape, dtype=Xc.dtype)
-        _rbf.rbf_vjp(np.ascontiguousarray(Xc.T), Gc, C, S, grad_c, grad_l, self._threads())
+        _rbf.rbf_vjp(np.ascontiguousarray(Xc.T), Gc, C, S, grad_c, grad_l,
+                     self._threads(Xc.shape[0]))
         grad_l = grad_l.astype(np.float64)
         if self.per_center and self.ard:
             g_ls = grad_l
