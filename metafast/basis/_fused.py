@@ -93,3 +93,14 @@ def require_features(X: np.ndarray) -> None:
         raise ValueError(
             f"argument 'X' has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
         )
+
+
+class PreservesFloat32:
+    """scikit-learn tag: float32 input gives float32 output (checked by sklearn's
+    check_transformer_preserve_dtypes)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

@@ -25,7 +25,7 @@ from metafast.parallel import effective_n_threads
 _MEDIAN_SUBSAMPLE = 1000  # points used by the median heuristic (pairs: ~500,000)
 
 
-class _ProjectionFeatures(BasisFamily):
+class _ProjectionFeatures(_fused.PreservesFloat32, BasisFamily):
     """Shared evaluation of g_j(x) = act(Om_j . x + b_j) through the projection kernels."""
 
     _act: int

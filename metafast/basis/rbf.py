@@ -24,7 +24,7 @@ from metafast.parallel import effective_n_threads
 _CENTER_MODES = ("grid", "kmeans")
 
 
-class RBF(BasisFamily):
+class RBF(_fused.PreservesFloat32, BasisFamily):
     """Gaussian RBF basis: ``n_basis`` centres on a grid or from k-means, fitted to the data.
 
     Parameters
