@@ -37,6 +37,21 @@ MF_INLINE void MF_NAME(mf_activate)(MF_T *restrict z, int64_t n, int act, MF_T s
 
 /* ------------------------------------------------------------------------------------ RBF */
 
+/* row[j] = sum_q ((x[q] - Ct[q, j]) * St[q, j])^2; with a constant d the q loop unrolls. */
+MF_INLINE void MF_NAME(mf_row_sqdist)(const MF_T *restrict x, int64_t d,
+                                      const MF_T *restrict Ct, const MF_T *restrict St,
+                                      int64_t m, MF_T *restrict row)
+{
+    for (int64_t j = 0; j < m; j++) {
+        MF_T z = 0;
+        for (int64_t q = 0; q < d; q++) {
+            MF_T u = (x[q] - Ct[q * m + j]) * St[q * m + j];
+            z += u * u;
+        }
+        row[j] = z;
+    }
+}
+
 /* Design rows: out (n, m) row-major; Ct, St are the centres and inverse scales transposed (d, m). */
 static MF_CLONES void MF_NAME(mf_rbf_design_rows)(
     const MF_T *restrict X, int64_t n, int64_t d, const MF_T *restrict Ct,
@@ -45,14 +60,21 @@ static MF_CLONES void MF_NAME(mf_rbf_design_rows)(
     for (int64_t i = 0; i < n; i++) {
         MF_T *restrict row = out + i * m;
         const MF_T *x = X + i * d;
-        for (int64_t j = 0; j < m; j++) row[j] = 0;
-        for (int64_t k = 0; k < d; k++) {
-            const MF_T xk = x[k];
-            const MF_T *restrict c = Ct + k * m;
-            const MF_T *restrict s = St + k * m;
-            for (int64_t j = 0; j < m; j++) {
-                MF_T u = (xk - c[j]) * s[j];
-                row[j] += u * u;
+        switch (d) {                      /* one pass over the row for small d (see above) */
+        case 1: MF_NAME(mf_row_sqdist)(x, 1, Ct, St, m, row); break;
+        case 2: MF_NAME(mf_row_sqdist)(x, 2, Ct, St, m, row); break;
+        case 3: MF_NAME(mf_row_sqdist)(x, 3, Ct, St, m, row); break;
+        case 4: MF_NAME(mf_row_sqdist)(x, 4, Ct, St, m, row); break;
+        default:
+            for (int64_t j = 0; j < m; j++) row[j] = 0;
+            for (int64_t k = 0; k < d; k++) {
+                const MF_T xk = x[k];
+                const MF_T *restrict c = Ct + k * m;
+                const MF_T *restrict s = St + k * m;
+                for (int64_t j = 0; j < m; j++) {
+                    MF_T u = (xk - c[j]) * s[j];
+                    row[j] += u * u;
+                }
             }
         }
         for (int64_t j = 0; j < m; j++) row[j] = MF_EXP((MF_T)-0.5 * row[j]);
