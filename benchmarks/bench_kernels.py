@@ -100,7 +100,8 @@ def bench_rbf_sum(n: int, repeats: int) -> list[dict]:
 
 def bench_fourier_sum(n: int, repeats: int) -> list[dict]:
     if "fourier" not in mf.basis.available():
-        print("(b) skipped: basis family 'fourier' is not registered in this build", file=sys.stderr)
+        print("(b) skipped: basis family 'fourier' is not registered in this build",
+              file=sys.stderr)
         return [dict(case="(b) fourier weighted_sum d=1", dtype="-", threads="-", n=n, m=64,
                      ns=None, ref_ns=None, ratio=None, note="skipped: 'fourier' not registered")]
     m = 64

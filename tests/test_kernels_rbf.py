@@ -82,7 +82,8 @@ def test_design_and_sums_match_reference(key, dtype, n):
     scale = np.abs(w).sum()
     s1 = B.weighted_sum(X, w)
     assert s1.shape == (n,) and s1.dtype == dtype
-    np.testing.assert_allclose(s1, ref @ w, rtol=tol(dtype)["rtol"], atol=tol(dtype)["atol"] * scale)
+    np.testing.assert_allclose(s1, ref @ w, rtol=tol(dtype)["rtol"],
+                               atol=tol(dtype)["atol"] * scale)
     sk = B.weighted_sum(X, Wk)
     assert sk.shape == (n, 3)
     np.testing.assert_allclose(sk, ref @ Wk, rtol=tol(dtype)["rtol"],
@@ -217,7 +218,8 @@ def test_design_vjp_matches_central_differences(key, n):
     for name, value in params.items():
         assert grads[name].shape == value.shape and grads[name].dtype == np.float64
         num = _fd_grad(B, X, G, name)
-        np.testing.assert_allclose(grads[name], num, rtol=1e-6, atol=1e-7 * max(1, np.abs(num).max()))
+        np.testing.assert_allclose(grads[name], num, rtol=1e-6,
+                                   atol=1e-7 * max(1, np.abs(num).max()))
 
 
 @pytest.mark.parametrize("key", ["rbf-both", "rff-ard"])
@@ -247,7 +249,8 @@ def test_relu_has_no_learnable_params():
 def test_with_params_replaces_and_leaves_original():
     B = fitted("rbf")
     p = B.learnable_params()
-    B2 = B.with_params(log_length_scale=p["log_length_scale"] + np.log(2.0), centers=p["centers"] + 1)
+    B2 = B.with_params(log_length_scale=p["log_length_scale"] + np.log(2.0),
+                       centers=p["centers"] + 1)
     np.testing.assert_allclose(B2.length_scale_, 2 * B.length_scale_)
     np.testing.assert_allclose(B2.centers_, B.centers_ + 1)
     np.testing.assert_allclose(B.learnable_params()["centers"], p["centers"])
@@ -361,7 +364,8 @@ def test_bad_input_errors_name_the_argument(key):
 @pytest.mark.parametrize("name", ["rbf", "rff", "relu"])
 def test_unfitted_family_raises(name):
     B = mf.basis.make(name, n_basis=4)
-    for call in (lambda: B.design(np.zeros((2, 1))), lambda: B.weighted_sum(np.zeros((2, 1)), np.ones(4)),
+    for call in (lambda: B.design(np.zeros((2, 1))),
+                 lambda: B.weighted_sum(np.zeros((2, 1)), np.ones(4)),
                  lambda: B.weighted_sum_tasks(np.zeros((2, 1)), [0, 2], np.ones((1, 4)))):
         with pytest.raises(NotFittedError):
             call()
@@ -445,7 +449,8 @@ def test_property_fused_sum_equals_design_times_weights(n, d, m, key, f32, seed)
         assert np.all(P >= 0)
     t = tol(dtype)
     np.testing.assert_allclose(B.weighted_sum(X, w), P.astype(np.float64) @ w, rtol=t["rtol"],
-                               atol=10 * t["atol"] * (1 + np.abs(w).sum() * (1 + np.abs(P).max(initial=0))))
+                               atol=10 * t["atol"]
+                               * (1 + np.abs(w).sum() * (1 + np.abs(P).max(initial=0))))
 
 
 @settings(max_examples=20, deadline=None)
@@ -472,7 +477,8 @@ def _check_task_sums(sizes, key, f32, n_jobs):
     want = np.concatenate([np.zeros(0)] + [P[offsets[t]:offsets[t + 1]] @ W[t]
                                            for t in range(len(sizes))])
     t = tol(dtype)
-    np.testing.assert_allclose(got, want, rtol=t["rtol"], atol=20 * t["atol"] * (1 + np.abs(W).max()))
+    np.testing.assert_allclose(got, want, rtol=t["rtol"],
+                               atol=20 * t["atol"] * (1 + np.abs(W).max()))
 
 
 @pytest.mark.parametrize("key", ["rbf-both", "rff-ard", "relu"])

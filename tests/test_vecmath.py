@@ -1,4 +1,4 @@
-"""Accuracy of the kernels' vectorised exp / cos / sin (metafast/_kernels/_vecmath.h) against numpy."""
+"""Accuracy of the kernels' vectorised exp / cos / sin (metafast/_kernels/_vecmath.h) vs numpy."""
 
 import numpy as np
 import pytest
@@ -35,7 +35,8 @@ def test_exp_accuracy_over_whole_range(dtype, lo, hi, max_ulp):
     assert not np.any(np.isnan(got))
 
 
-@pytest.mark.parametrize("dtype, under, over", [(np.float64, -745.2, 709.8), (np.float32, -103.98, 88.73)])
+@pytest.mark.parametrize("dtype, under, over",
+                         [(np.float64, -745.2, 709.8), (np.float32, -103.98, 88.73)])
 def test_exp_underflows_to_exact_zero_and_overflows_to_inf(dtype, under, over):
     x = np.array([under - 1e-3, -800, -1e4, -1e300 if dtype == np.float64 else -3e38, -np.inf,
                   over + 0.01, 1e4, np.inf], dtype=dtype)

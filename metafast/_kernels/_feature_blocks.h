@@ -52,7 +52,7 @@ MF_INLINE void MF_NAME(mf_row_sqdist)(const MF_T *restrict x, int64_t d,
     }
 }
 
-/* Design rows: out (n, m) row-major; Ct, St are the centres and inverse scales transposed (d, m). */
+/* Design rows: out (n, m) row-major; Ct, St: centres and inverse scales transposed (d, m). */
 static MF_CLONES void MF_NAME(mf_rbf_design_rows)(
     const MF_T *restrict X, int64_t n, int64_t d, const MF_T *restrict Ct,
     const MF_T *restrict St, int64_t m, MF_T *restrict out)

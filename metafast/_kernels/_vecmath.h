@@ -7,7 +7,8 @@
  *
  * Accuracy (checked in tests/test_vecmath.py against numpy over the whole range):
  *   mf_exp / mf_expf:  a few ulp; below -745.2 (-103.98 for float) the result is exactly 0 (no
- *                      NaN, gradual underflow through the subnormals); above 709.8 (88.7) it is inf.
+ *                      NaN, gradual underflow through the subnormals); above 709.8 (88.7)
+ *                      it is inf.
  *   mf_cos / mf_sin:   a few ulp for |x| <= MF_TRIG_LIMIT (2^20 for double, 4096 for float).
  *                      Larger arguments need the exact reduction of libm: the block helpers
  *                      mf_cos_block* fall back to cos/cosf for those entries.

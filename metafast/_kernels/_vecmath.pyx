@@ -1,4 +1,4 @@
-"""The vectorised exp / cos / sin of _vecmath.h on whole arrays (for accuracy tests and benchmarks)."""
+"""The vectorised exp / cos / sin of _vecmath.h on whole arrays (for accuracy tests)."""
 
 from cython cimport floating
 from libc.stdint cimport int64_t

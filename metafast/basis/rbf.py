@@ -93,7 +93,8 @@ class RBF(_fused.PreservesFloat32, BasisFamily):
         if isinstance(self.centers, str):
             if self.centers not in _CENTER_MODES:
                 raise ValueError(
-                    f"parameter 'centers' must be 'grid', 'kmeans' or an array; got {self.centers!r}"
+                    "parameter 'centers' must be 'grid', 'kmeans' or an array; "
+                    f"got {self.centers!r}"
                 )
             if self.centers == "grid":
                 g = round(m ** (1.0 / d))
@@ -244,7 +245,8 @@ def _kmeans_centers(X: np.ndarray, m: int, random_state: Any) -> np.ndarray:
         return np.concatenate([uniq, filler], axis=0)
     from sklearn.cluster import KMeans
 
-    km = KMeans(n_clusters=m, n_init=1, random_state=check_random_state(random_state).randint(2**31 - 1))
+    seed = check_random_state(random_state).randint(2**31 - 1)
+    km = KMeans(n_clusters=m, n_init=1, random_state=seed)
     km.fit(X)
     return np.array(km.cluster_centers_, dtype=np.float64)
 
