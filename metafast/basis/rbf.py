@@ -256,11 +256,11 @@ def _nearest_spacing(C: np.ndarray, span: np.ndarray) -> float:
     neighbouring bumps overlap); the data span (or 1) when the centres coincide."""
     m = C.shape[0]
     if m > 1:
-        sq = np.sum(C * C, axis=1)
-        D = sq[:, None] + sq[None, :] - 2.0 * C @ C.T
-        np.fill_diagonal(D, np.inf)
-        nearest = np.sqrt(np.maximum(D.min(axis=1), 0.0))
-        value = float(np.mean(nearest))
+        from scipy.spatial import cKDTree   # O(m log m) time, O(m) memory, even for large m
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            dist, _ = cKDTree(C).query(C, k=2)
+            value = float(np.mean(dist[:, 1]))
         if value > 0 and np.isfinite(value):
             return value
     width = float(np.max(span)) if span.size else 0.0
