@@ -8,10 +8,13 @@ def metafast_basis_families(register):
     from metafast.basis.bspline import BSpline
     from metafast.basis.fourier import Fourier
     from metafast.basis.polynomial import Polynomial
+    from metafast.basis.random_features import RFF, RandomReLU
     from metafast.basis.rbf import RBF
     from metafast.basis.task_models import TaskModels
 
     register("rbf", RBF)
+    register("rff", RFF)
+    register("relu", RandomReLU)
     register("fourier", Fourier)
     register("polynomial", Polynomial)
     register("bspline", BSpline)
