@@ -29,3 +29,12 @@ def metafast_task_loaders(register: Callable[[str, Callable], None]) -> None:
     ``loader(n_tasks=..., n_support=..., n_query=..., seed=..., **params)`` must return a
     ``metafast.tasks.TaskSet`` (or an iterable of TaskSet chunks when streaming).
     """
+
+
+@hookspec
+def metafast_bench_suites(register: Callable[[str, Callable], None]) -> None:
+    """Register benchmark suites for ``metafast bench``: call ``register(name, suite_factory)``.
+
+    ``suite_factory(quick=False, **options)`` must return a ``metafast.bench.Suite`` (a list of
+    cases: task family, shots, learner, with fixed seeds); ``quick=True`` asks for a CI-sized run.
+    """
