@@ -115,10 +115,10 @@ def plot_task_fits(tasks, models: dict, path: str | Path, truth=None, task_ids: 
     fig = _figure(3.4 * len(task_ids), 3.2)
     axes = fig.subplots(1, len(task_ids), squeeze=False, sharey=False)[0]
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    X_all = np.concatenate([tasks.X_support[:, 0], tasks.X_query[:, 0]])  # the family's input domain
+    grid = np.linspace(X_all.min(), X_all.max(), 300)[:, None]
     for ax, i in zip(axes, task_ids):
         t = tasks[i]
-        X_all = np.concatenate([t.X_support[:, 0], t.X_query[:, 0]])
-        grid = np.linspace(X_all.min(), X_all.max(), 300)[:, None]
         if truth is not None:
             y_true = truth(i, grid)
             if y_true is not None:

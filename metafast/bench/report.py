@@ -97,8 +97,11 @@ def to_markdown(results: Results, title: str | None = None) -> str:
     if problems:
         out += [""] + problems
     out.append("")
-    out.append("MSE: mean over test tasks of the query-set mean squared error; ± is 1.96 x the standard "
-               "error over tasks. Seconds are wall-clock (fit on the training tasks; evaluate on the test tasks).")
+    out.append("MSE / accuracy: mean over test tasks of the query-set metric; ± is 1.96 x the standard error "
+               "over tasks. NLL: Gaussian negative log predictive density per query point; 90% cover: share "
+               "of query points inside the central 90% predictive interval. Seconds are wall-clock: fit on "
+               "the training tasks (for the baselines only the basis set-up), evaluate on the test tasks "
+               "(adapting to each task's support points).")
     return "\n".join(out) + "\n"
 
 
