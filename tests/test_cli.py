@@ -1,0 +1,149 @@
+"""The metafast command, run as users run it: ``python -m metafast ...`` in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args, cwd=ROOT, env=None, code=None):
+    """Run metafast (``python -m metafast`` or ``python -c code``) from the checkout; not a TTY."""
+    cmd = [sys.executable] + (["-c", code] if code else ["-m", "metafast"]) + list(args)
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300)
+
+
+def test_help_and_version():
+    p = run("--help")
+    assert p.returncode == 0
+    for cmd in ("demo", "bench", "plugins", "basis", "tasks"):
+        assert cmd in p.stdout
+
+
+def test_version_in_process(capsys):
+    from metafast.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("metafast ")
+
+
+@pytest.mark.parametrize("args, expect", [
+    (("frobnicate",), "invalid choice: 'frobnicate'"),
+    (("bench", "regresion"), "Did you mean 'regression'?"),
+    (("basis", "rbff"), "Did you mean 'rbf'?"),
+])
+def test_bad_arguments_exit_2_with_the_valid_choices(args, expect):
+    p = run(*args)
+    assert p.returncode == 2, p.stderr
+    assert expect in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("args, expect", [
+    ((), "required"),
+    (("bench",), "SUITE"),
+    (("bench", "nonsense-suite"), "Valid choices: classification, regression, speed, all"),
+    (("bench", "regression", "--seed", "x"), "invalid int value"),
+    (("bench", "regression", "--frob"), "unrecognized arguments"),
+    (("demo", "--quick", "extra"), "unrecognized arguments"),
+    (("tasks", "sinusiod"), "Did you mean 'sinusoid'?"),
+    (("tasks", "zzzz"), "Valid choices: sinusoid"),
+    (("basis", "a", "b"), "unrecognized arguments"),
+])
+def test_more_bad_arguments_in_process(args, expect, capsys):
+    """The same parser in-process (a subprocess per case would cost seconds each)."""
+    from metafast.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    assert exc.value.code == 2
+    assert expect in capsys.readouterr().err
+
+
+def test_basis_lists_families_with_parameters_and_description():
+    p = run("basis")
+    assert p.returncode == 0
+    assert "rbf(n_basis=40, length_scale=None)" in p.stdout
+    assert p.stdout.splitlines()[1].strip()  # the one-line description
+
+
+def test_basis_one_family_in_process(capsys):
+    from metafast.cli import main
+
+    assert main(["basis", "rbf"]) == 0
+    assert capsys.readouterr().out.startswith("rbf(")
+
+
+def test_tasks_lists_loaders_with_parameters_and_description():
+    p = run("tasks")
+    assert p.returncode == 0
+    assert "sinusoid(n_tasks=" in p.stdout and "Finn" in p.stdout
+
+
+def test_plugins_lists_what_is_installed():
+    p = run("plugins")
+    assert p.returncode == 0
+    assert "rbf" in p.stdout and "sinusoid" in p.stdout
+
+
+def test_bench_regression_quick_writes_table_json_markdown_and_plots(tmp_path):
+    out = tmp_path / "bench"
+    p = run("bench", "regression", "--quick", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "per-task ridge" in p.stdout and "MSE (95% CI)" in p.stdout
+    data = json.loads((out / "results.json").read_text())
+    assert data["suite"] == "regression"
+    ok = [r for r in data["rows"] if r["status"] == "ok"]
+    assert {r["shots"] for r in ok} == {5, 10} and all(r["mse"] >= 0 for r in ok)
+    assert "| family | K | learner |" in (out / "results.md").read_text()
+    assert (out / "regression_mse_vs_shots.png").read_bytes()[:4] == b"\x89PNG"
+    assert "\r" not in p.stderr  # no progress bar when stderr is not a terminal
+
+
+def test_bench_quiet_prints_only_the_table(capsys):
+    from metafast.cli import main
+
+    assert main(["bench", "demo", "--quick", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("family") and "metafast bench" not in out
+
+
+@pytest.mark.slow
+def test_bench_speed_quick_writes_the_fit_time_plot(tmp_path):
+    p = run("bench", "speed", "--quick", "--out", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "speed_fit_time_vs_tasks.png").exists()
+
+
+def test_demo_quick_prints_the_table_and_writes_the_plot(tmp_path):
+    p = run("demo", "--quick", cwd=tmp_path)  # default PNG name, in the working directory
+    assert p.returncode == 0, p.stderr
+    assert "metafast demo: meta-training on" in p.stdout
+    assert "per-task ridge" in p.stdout and "oracle" in p.stdout
+    assert (tmp_path / "metafast-demo.png").read_bytes()[:4] == b"\x89PNG"
+    assert "\r" not in p.stderr  # no progress bar when stderr is not a terminal
+
+
+def test_demo_quiet_in_process(tmp_path, capsys):
+    from metafast.cli import main
+
+    assert main(["demo", "--quick", "-q", "--out", str(tmp_path / "d.png")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("family") and (tmp_path / "d.png").exists()
+
+
+def test_demo_without_matplotlib_says_how_to_get_the_plot_and_exits_0(tmp_path):
+    code = ("import sys; sys.modules['matplotlib'] = None\n"
+            "from metafast.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    p = run("demo", "--quick", "--out", str(tmp_path / "d.png"), code=code)
+    assert p.returncode == 0, p.stderr
+    assert "per-task ridge" in p.stdout
+    assert 'pip install "metafast[plot]"' in p.stderr
+    assert not (tmp_path / "d.png").exists()
