@@ -316,3 +316,37 @@ def test_machine_summary_names_cpu_threads_blas_and_versions():
     text = format_machine_info(info)
     for word in ("CPU", "threads", "BLAS", "numpy", "metafast"):
         assert word in text
+
+
+# ---------------------------------------------------------------------------------- classification
+def _episodes(rng, n_tasks=12, n_way=3, k_shot=2, n_query=4, d=5):
+    tasks = []
+    for _ in range(n_tasks):
+        classes = rng.choice(10, size=n_way, replace=False)
+        means = rng.normal(size=(n_way, d))
+        ys = np.repeat(classes, k_shot)
+        yq = np.repeat(classes, n_query)
+        Xs = means[np.repeat(np.arange(n_way), k_shot)] + rng.normal(scale=0.8, size=(n_way * k_shot, d))
+        Xq = means[np.repeat(np.arange(n_way), n_query)] + rng.normal(scale=0.8, size=(n_way * n_query, d))
+        tasks.append(mf.tasks.Task(Xs, ys.astype(np.int64), Xq, yq.astype(np.int64)))
+    return mf.tasks.TaskSet.from_list(tasks)
+
+
+def test_per_task_centroid_matches_sklearn_nearest_centroid_per_task(rng):
+    from sklearn.neighbors import NearestCentroid
+
+    from metafast.bench import PerTaskCentroid
+
+    ts = _episodes(rng)
+    model = PerTaskCentroid().fit(ts)
+    pred = model.predict_tasks(ts)
+    accs = []
+    for i, t in enumerate(ts):
+        ref = NearestCentroid().fit(t.X_support, t.y_support).predict(t.X_query)
+        np.testing.assert_array_equal(pred[ts.query_offsets[i]:ts.query_offsets[i + 1]], ref)
+        np.testing.assert_array_equal(model.adapt(t.X_support, t.y_support).predict(t.X_query), ref)
+        accs.append(np.mean(ref == t.y_query))
+    got = model.evaluate(ts)
+    assert got["accuracy"] == pytest.approx(np.mean(accs))
+    assert got["accuracy_ci95"] == pytest.approx(1.96 * np.std(accs, ddof=1) / np.sqrt(len(accs)))
+    assert 0.5 < got["accuracy"] <= 1.0  # well-separated classes: far above chance (1/3)

@@ -8,7 +8,7 @@ and plots.  ``metafast bench SUITE`` is its command-line front end.
 """
 
 from metafast.bench._skip import Unavailable
-from metafast.bench.baselines import Oracle, PerTaskRidge, PooledRidge, noise_free_target
+from metafast.bench.baselines import Oracle, PerTaskCentroid, PerTaskRidge, PooledRidge, noise_free_target
 from metafast.bench.report import format_table, to_json, to_markdown, write_results
 from metafast.bench.runner import COLUMNS, Results, run_case, run_suite
 from metafast.bench.suites import (
@@ -17,7 +17,7 @@ from metafast.bench.suites import (
 )
 
 __all__ = [
-    "BUILTIN_SUITES", "COLUMNS", "Case", "LearnerSpec", "Oracle", "PerTaskRidge", "PooledRidge", "Results",
+    "BUILTIN_SUITES", "COLUMNS", "Case", "LearnerSpec", "Oracle", "PerTaskCentroid", "PerTaskRidge", "PooledRidge", "Results",
     "Suite", "Unavailable", "available_suites", "default_baselines", "default_learners", "format_table",
     "get_suite", "grid", "metafast_learner", "noise_free_target", "run_case", "run_suite", "to_json",
     "to_markdown", "write_results",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from metafast.bench._skip import Unavailable
-from metafast.bench.baselines import Oracle, PerTaskRidge, PooledRidge
+from metafast.bench.baselines import Oracle, PerTaskCentroid, PerTaskRidge, PooledRidge
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +164,13 @@ def speed_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = No
 
 def classification_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None, seed: int = 0) -> Suite:
     """Few-shot classification on ``digits`` episodes (5-way, 1 and 5 shots) with the
-    MetaClassifier heads; skipped where the loader or learner is not installed."""
+    MetaClassifier heads and a per-task nearest-centroid baseline; skipped where the loader or
+    learner is not installed."""
     if learners is None:
         learners = [LearnerSpec(f"MetaClassifier ({h})", metafast_learner("MetaClassifier", head=h))
                     for h in ("proto", "ridge", "logistic")]
+    learners = list(learners) + [LearnerSpec("per-task nearest centroid",
+                                             lambda basis, case: PerTaskCentroid(), "baseline")]
     n_train, n_test = (200, 100) if quick else (2000, 600)
     cases = grid(("digits",), (1, 5), learners, n_train=n_train, n_test=n_test, n_query=15, seed=seed,
                  task_params={"n_way": 5}, problem="classification")
