@@ -350,3 +350,45 @@ def test_per_task_centroid_matches_sklearn_nearest_centroid_per_task(rng):
     assert got["accuracy"] == pytest.approx(np.mean(accs))
     assert got["accuracy_ci95"] == pytest.approx(1.96 * np.std(accs, ddof=1) / np.sqrt(len(accs)))
     assert 0.5 < got["accuracy"] <= 1.0  # well-separated classes: far above chance (1/3)
+
+
+# ---------------------------------------------------------------------------------- progress, logs
+def test_non_finite_metrics_are_an_error_not_a_number_in_the_table():
+    class NaNLearner(PerTaskRidge):
+        def _predict_tasks(self, tasks):
+            mean, _ = super()._predict_tasks(tasks)
+            mean[0] = np.nan
+            return mean, None
+
+    row = bench.run_case(tiny_case(spec("nan", NaNLearner)))[0]
+    assert row["status"] == "error" and "non-finite mse" in row["error"] and row["mse"] is None
+
+
+def test_progress_bar_only_when_verbose_and_on_a_terminal(monkeypatch):
+    from metafast.bench import runner
+
+    for verbose, tty, shown in [(1, True, True), (0, True, False), (1, False, False), (2, True, True)]:
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty, raising=False)
+        with runner._progress(3, "x", verbose) as bar:
+            assert bar.disable is (not shown)
+
+
+def test_failed_and_skipped_cases_are_logged(caplog):
+    cases = [tiny_case(spec("broken", Crashing)), tiny_case(LearnerSpec("ghost", metafast_learner("Nope")))]
+    with caplog.at_level("INFO", logger="metafast.bench"):
+        run_suite(Suite("t", cases), verbose=0)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "boom" in warnings[0].getMessage()
+    assert any("skipped" in r.getMessage() and "Nope" in r.getMessage() for r in caplog.records)
+
+
+def test_learner_factory_silences_learner_progress_and_seeds_it(monkeypatch):
+    class Chatty(PerTaskRidge):
+        def __init__(self, basis=None, verbose=1, random_state=None):
+            super().__init__(basis=basis)
+            self.verbose, self.random_state = verbose, random_state
+
+    monkeypatch.setattr(mf, "Chatty", Chatty, raising=False)
+    est = metafast_learner("Chatty")(None, tiny_case(None, seed=7))
+    assert est.verbose == 0 and est.random_state == 7
+    assert metafast_learner("Chatty", verbose=2)(None, tiny_case(None)).verbose == 2

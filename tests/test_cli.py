@@ -147,3 +147,35 @@ def test_demo_without_matplotlib_says_how_to_get_the_plot_and_exits_0(tmp_path):
     assert "per-task ridge" in p.stdout
     assert 'pip install "metafast[plot]"' in p.stderr
     assert not (tmp_path / "d.png").exists()
+
+
+def test_bench_all_writes_one_folder_per_suite(tmp_path, monkeypatch, capsys):
+    """'all' runs every suite but the demo; tiny stand-ins keep this fast."""
+    from metafast.bench import Case, LearnerSpec, PerTaskRidge, Suite, suites
+    from metafast.cli import main
+
+    def tiny(name):
+        def factory(quick=False, seed=0):
+            spec = LearnerSpec("ridge", lambda basis, case: PerTaskRidge(basis=basis), "baseline")
+            return Suite(name, [Case("sinusoid", k, spec, n_train=20, n_test=10, seed=seed) for k in (3, 6)])
+        return factory
+
+    for name in ("regression", "classification", "speed"):
+        monkeypatch.setitem(suites.BUILTIN_SUITES, name, tiny(name))
+    assert main(["bench", "all", "-q", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classification", "regression", "speed"]
+    assert (tmp_path / "speed" / "results.md").exists()
+    assert "demo" not in capsys.readouterr().out
+
+
+def test_bench_exits_1_when_a_case_failed(monkeypatch, capsys):
+    from metafast.bench import Case, LearnerSpec, Suite, suites
+    from metafast.cli import main
+
+    def broken(basis, case):
+        raise RuntimeError("kaput")
+
+    monkeypatch.setitem(suites.BUILTIN_SUITES, "speed",
+                        lambda quick=False, seed=0: Suite("speed", [Case("sinusoid", 3, LearnerSpec("b", broken))]))
+    assert main(["bench", "speed", "-q"]) == 1
+    assert "RuntimeError: kaput" in capsys.readouterr().out

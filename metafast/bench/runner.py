@@ -8,6 +8,7 @@ run goes on; a case whose learner, family or basis is not installed is recorded 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -137,8 +138,13 @@ def run_case(case: Case, cache: _TaskCache | None = None, suite: str = "") -> tu
                        type(exc).__name__, exc)
         logger.debug("traceback of the failed case", exc_info=True)
         return row, None, test
-    row.update(status="ok", fit_seconds=t1 - t0, eval_seconds=t2 - t1)
-    row.update({k: float(v) for k, v in scores.items() if k in COLUMNS and k != "n_tasks"})
+    metrics = {k: float(v) for k, v in scores.items() if k in COLUMNS and k != "n_tasks"}
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if bad:  # a learner bug: never let NaN or inf into a results table
+        row.update(status="error", error=f"evaluate returned non-finite {', '.join(bad)}")
+        logger.warning("case %s / K=%s / %s: %s", case.family, case.shots, case.learner.label, row["error"])
+        return row, None, test
+    row.update(metrics, status="ok", fit_seconds=t1 - t0, eval_seconds=t2 - t1)
     row["n_tasks"] = int(scores.get("n_tasks", case.n_test))
     return row, model, test
 

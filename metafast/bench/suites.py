@@ -87,7 +87,8 @@ def metafast_learner(class_name: str, **params: Any) -> Callable[[Any, Case], An
     """A factory for ``metafast.<class_name>(basis=basis, **params)``, looked up when called.
 
     Raises ``Unavailable`` if the class is not in this install or lacks one of ``params``;
-    passes ``random_state=case.seed`` when the class takes it.
+    passes ``random_state=case.seed`` and ``verbose=0`` (the harness shows its own progress) when
+    the class takes them and ``params`` does not set them.
     """
 
     def factory(basis: Any, case: Case) -> Any:
@@ -109,6 +110,8 @@ def metafast_learner(class_name: str, **params: Any) -> Callable[[Any, Case], An
             kwargs["basis"] = basis
         if "random_state" in accepted:
             kwargs.setdefault("random_state", case.seed)
+        if "verbose" in accepted:
+            kwargs.setdefault("verbose", 0)
         return cls(**kwargs)
 
     factory.__qualname__ = f"metafast_learner({class_name!r})"
