@@ -59,6 +59,7 @@ def plot_error_vs_shots(results: Results, path: str | Path, metric: str = "mse")
                         yerr=[r.get(metric + "_ci95") or 0.0 for r in lr], label=label, capsize=3,
                         **_style(lr[0]["kind"]))
         ax.set_title(family)
+        ax.set_xticks(sorted({r["shots"] for r in rows if r["family"] == family}))
         ax.set_xlabel("shots K (support points per task)")
         ax.set_ylabel(f"query {metric.upper() if metric == 'mse' else metric} (95% CI)")
         if metric == "mse":
@@ -112,7 +113,7 @@ def plot_task_fits(tasks, models: dict, path: str | Path, truth=None, task_ids: 
     noise-free curve (or None).
     """
     task_ids = [i for i in task_ids if i < len(tasks)]
-    fig = _figure(3.4 * len(task_ids), 3.2)
+    fig = _figure(3.4 * len(task_ids), 3.6)
     axes = fig.subplots(1, len(task_ids), squeeze=False, sharey=False)[0]
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
     X_all = np.concatenate([tasks.X_support[:, 0], tasks.X_query[:, 0]])  # the family's input domain
@@ -137,7 +138,8 @@ def plot_task_fits(tasks, models: dict, path: str | Path, truth=None, task_ids: 
         ax.set_title(f"test task {i} (K={t.n_support})")
         ax.set_xlabel("x")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="x-small", loc="best")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize="small")
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=110)
