@@ -179,3 +179,17 @@ def test_bench_exits_1_when_a_case_failed(monkeypatch, capsys):
                         lambda quick=False, seed=0: Suite("speed", [Case("sinusoid", 3, LearnerSpec("b", broken))]))
     assert main(["bench", "speed", "-q"]) == 1
     assert "RuntimeError: kaput" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_benchmarks_run_all_writes_machine_summary_and_results(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--only", "bench_regression.py",
+           "--output", str(out)]
+    p = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("Machine\n- CPU:")  # the machine summary comes first
+    text = out.read_text()
+    assert "## Machine" in text and "BLAS" in text and "| family | K | learner |" in text
+    assert text.count("- CPU:") == 1  # printed once, not again by each script
