@@ -392,3 +392,16 @@ def test_learner_factory_silences_learner_progress_and_seeds_it(monkeypatch):
     est = metafast_learner("Chatty")(None, tiny_case(None, seed=7))
     assert est.verbose == 0 and est.random_state == 7
     assert metafast_learner("Chatty", verbose=2)(None, tiny_case(None)).verbose == 2
+
+
+def test_tuned_alpha_is_the_grid_value_with_the_lowest_training_query_mse():
+    from metafast.bench import baselines
+
+    train = small_tasks(n_tasks=60, noise=0.2)
+    basis = mf.basis.make("rbf", n_basis=12)
+    tuned = PerTaskRidge(basis=basis, alpha="tuned").fit(train)
+    mses = [PerTaskRidge(basis=basis, alpha=a).fit(train).evaluate(train)["mse"] for a in baselines.ALPHA_GRID]
+    assert tuned.alpha_ == baselines.ALPHA_GRID[int(np.argmin(mses))]
+    assert tuned.evaluate(train)["mse"] == pytest.approx(min(mses))
+    with pytest.raises(ValueError, match="'tuned'"):
+        PerTaskRidge(alpha="best").fit(train)

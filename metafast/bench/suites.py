@@ -129,9 +129,10 @@ def default_learners() -> list[LearnerSpec]:
 
 
 def default_baselines(oracle: bool = True) -> list[LearnerSpec]:
-    """Per-task ridge and pooled ridge on the same basis, and the noise-free oracle."""
+    """Per-task ridge (penalty tuned on the training tasks) and pooled ridge on the same basis,
+    and the noise-free oracle."""
     specs = [
-        LearnerSpec("per-task ridge", lambda basis, case: PerTaskRidge(basis=basis), "baseline"),
+        LearnerSpec("per-task ridge", lambda basis, case: PerTaskRidge(basis=basis, alpha="tuned"), "baseline"),
         LearnerSpec("pooled ridge", lambda basis, case: PooledRidge(basis=basis), "baseline"),
     ]
     if oracle:
