@@ -103,11 +103,15 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return noise_free_target("sinusoid", [tasks.info[i]], X, [0, len(X)])
 
     try:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         path = plot_task_fits(tasks, models, args.out, truth=truth,
                               title=f"metafast demo: few-shot fits on sinusoid test tasks (K={shots})")
     except PlotUnavailable as exc:  # the table is the main result: still a success
         print(f"\nNo plot written: {exc}", file=sys.stderr)
         return 1 if results.failed() else 0
+    except OSError as exc:
+        print(f"\nCould not write the plot to {args.out}: {exc}", file=sys.stderr)
+        return 1
     print(f"\nPlot of 4 test tasks (support points, true curve, predictive means and 90% bands): {path}")
     return 1 if results.failed() else 0
 
@@ -125,7 +129,12 @@ def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(unknown_name_message("benchmark suite", args.suite, names + [SUITE_ALL]))
     status = 0
     for name in chosen:
-        suite = get_suite(name, quick=args.quick, seed=args.seed)
+        try:
+            suite = get_suite(name, quick=args.quick, seed=args.seed)
+        except Exception as exc:  # a broken plugin suite: report it, run the others
+            print(f"suite {name!r} could not be built: {type(exc).__name__}: {exc}", file=sys.stderr)
+            status = 1
+            continue
         _say(args, f"metafast bench {name}{' --quick' if args.quick else ''}: {len(suite)} cases. "
                    f"{suite.description}")
         results = run_suite(suite, verbose=args.verbose)

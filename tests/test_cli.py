@@ -130,14 +130,6 @@ def test_demo_quick_prints_the_table_and_writes_the_plot(tmp_path):
     assert "\r" not in p.stderr  # no progress bar when stderr is not a terminal
 
 
-def test_demo_quiet_in_process(tmp_path, capsys):
-    from metafast.cli import main
-
-    assert main(["demo", "--quick", "-q", "--out", str(tmp_path / "d.png")]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("family") and (tmp_path / "d.png").exists()
-
-
 def test_demo_without_matplotlib_says_how_to_get_the_plot_and_exits_0(tmp_path):
     code = ("import sys; sys.modules['matplotlib'] = None\n"
             "from metafast.cli import main\n"
@@ -193,3 +185,31 @@ def test_benchmarks_run_all_writes_machine_summary_and_results(tmp_path):
     text = out.read_text()
     assert "## Machine" in text and "BLAS" in text and "| family | K | learner |" in text
     assert text.count("- CPU:") == 1  # printed once, not again by each script
+
+
+def test_a_broken_suite_is_reported_and_the_others_run(monkeypatch, capsys):
+    from metafast.bench import Case, LearnerSpec, PerTaskRidge, Suite, suites
+    from metafast.cli import main
+
+    def broken(quick=False):  # also: takes no seed, which get_suite must not pass
+        raise RuntimeError("suite factory bug")
+
+    def fine(quick=False):
+        spec = LearnerSpec("ridge", lambda basis, case: PerTaskRidge(basis=basis), "baseline")
+        return Suite("speed", [Case("sinusoid", 3, spec, n_train=10, n_test=5)])
+
+    monkeypatch.setitem(suites.BUILTIN_SUITES, "classification", broken)
+    monkeypatch.setitem(suites.BUILTIN_SUITES, "regression", fine)
+    monkeypatch.setitem(suites.BUILTIN_SUITES, "speed", fine)
+    assert main(["bench", "all", "-q"]) == 1
+    captured = capsys.readouterr()
+    assert "RuntimeError: suite factory bug" in captured.err
+    assert captured.out.count("ridge") == 2
+
+
+def test_demo_creates_the_folder_of_its_plot(tmp_path, capsys):
+    from metafast.cli import main
+
+    assert main(["demo", "--quick", "-q", "--out", str(tmp_path / "new" / "d.png")]) == 0
+    assert (tmp_path / "new" / "d.png").exists()
+    assert capsys.readouterr().out.startswith("family")  # -q: no heading

@@ -245,7 +245,14 @@ def get_suite(name: str, quick: bool = False, **options: Any) -> Suite:
     factories = suite_factories()
     if name not in factories:
         raise KeyError(unknown_name_message("benchmark suite", name, sorted(factories)))
-    suite = factories[name](quick=quick, **options)
+    factory = factories[name]
+    try:  # pass only the options a (plugin) factory accepts, e.g. seed
+        params = inspect.signature(factory).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            options = {k: v for k, v in options.items() if k in params}
+    except (TypeError, ValueError):
+        pass
+    suite = factory(quick=quick, **options)
     if not isinstance(suite, Suite):
         raise TypeError(f"suite factory {name!r} returned {type(suite).__name__}, not a metafast.bench.Suite")
     return suite if suite.name == name else replace(suite, name=name)
