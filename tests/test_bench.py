@@ -85,9 +85,11 @@ def test_oracle_is_the_noise_free_target():
     t = clean[2]
     got = noise_free_target("sinusoid", [t.info], t.X_query, [0, t.n_query])
     np.testing.assert_allclose(got, t.y_query)
-    assert noise_free_target("no-such-family", [t.info], t.X_query, [0, t.n_query]) is None
+    # tasks without generating parameters (real data): no oracle, a reported skip
+    assert noise_free_target("no-such-family", [{}], t.X_query, [0, t.n_query]) is None
+    bare = mf.tasks.TaskSet.from_list([mf.tasks.Task(t.X_support, t.y_support, t.X_query, t.y_query)])
     with pytest.raises(Unavailable, match="noise-free target"):
-        Oracle("no-such-family").fit(clean)
+        Oracle("no-such-family").fit(bare)
 
 
 def test_baseline_bad_input_is_a_clear_error():

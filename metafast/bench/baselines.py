@@ -26,21 +26,30 @@ from metafast.tasks._taskset import TaskSet
 
 # ---------------------------------------------------------------------------------- the oracle seam
 def noise_free_target(family: str, infos: Sequence[dict], X: np.ndarray, offsets: np.ndarray) -> np.ndarray | None:
-    """Noise-free targets f_t(x) of packed tasks, or None when ``family``'s target is unknown.
+    """Noise-free targets f_t(x) of packed tasks, or None when they are not known.
 
     Rows ``offsets[t]:offsets[t+1]`` of X belong to task t, whose generating parameters are
     ``infos[t]`` (a TaskSet's ``info``).  This is the ONE place that knows how to compute a task
-    family's true function: point it at the tasks module's API when that lands.
+    family's true function: it asks the tasks module (``metafast.tasks.noise_free(infos, X,
+    offsets)``, where that exists) and otherwise knows the built-in ``sinusoid``.
     """
+    import metafast.tasks as tasks_api
+
     X = np.asarray(X, dtype=np.float64)
     offsets = np.asarray(offsets, dtype=np.int64)
-    task_of_row = np.repeat(np.arange(len(infos)), np.diff(offsets))
+    api = getattr(tasks_api, "noise_free", None)
+    if api is not None:
+        try:
+            return np.asarray(api(infos, X, offsets), dtype=np.float64)
+        except (ValueError, KeyError, TypeError):
+            pass  # tasks without generating parameters (real data, plugin families)
     if family == "sinusoid":
         try:
             amp = np.array([info["amplitude"] for info in infos], dtype=np.float64)
             phase = np.array([info["phase"] for info in infos], dtype=np.float64)
         except KeyError:
             return None
+        task_of_row = np.repeat(np.arange(len(infos)), np.diff(offsets))
         return amp[task_of_row] * np.sin(X[:, 0] - phase[task_of_row])
     return None
 
