@@ -35,8 +35,8 @@ def test_version_in_process(capsys):
 
 @pytest.mark.parametrize("args, expect", [
     (("frobnicate",), "invalid choice: 'frobnicate'"),
-    (("bench", "regresion"), "Did you mean 'regression'?"),
-    (("basis", "rbff"), "Did you mean 'rbf'?"),
+    (("bench", "regresion"), "Did you mean 'regression'"),
+    (("basis", "rbff"), "Did you mean 'rbf'"),
 ])
 def test_bad_arguments_exit_2_with_the_valid_choices(args, expect):
     p = run(*args)
@@ -52,7 +52,7 @@ def test_bad_arguments_exit_2_with_the_valid_choices(args, expect):
     (("bench", "regression", "--seed", "x"), "invalid int value"),
     (("bench", "regression", "--frob"), "unrecognized arguments"),
     (("demo", "--quick", "extra"), "unrecognized arguments"),
-    (("tasks", "sinusiod"), "Did you mean 'sinusoid'?"),
+    (("tasks", "sinusiod"), "Did you mean 'sinusoid'"),
     (("tasks", "zzzz"), "Valid choices: sinusoid"),
     (("basis", "a", "b"), "unrecognized arguments"),
 ])
@@ -69,8 +69,9 @@ def test_more_bad_arguments_in_process(args, expect, capsys):
 def test_basis_lists_families_with_parameters_and_description():
     p = run("basis")
     assert p.returncode == 0
-    assert "rbf(n_basis=40, length_scale=None)" in p.stdout
-    assert p.stdout.splitlines()[1].strip()  # the one-line description
+    lines = p.stdout.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("rbf(n_basis="))  # parameters
+    assert lines[i + 1].startswith("    ") and lines[i + 1].strip()  # the one-line description
 
 
 def test_basis_one_family_in_process(capsys):
@@ -83,7 +84,9 @@ def test_basis_one_family_in_process(capsys):
 def test_tasks_lists_loaders_with_parameters_and_description():
     p = run("tasks")
     assert p.returncode == 0
-    assert "sinusoid(n_tasks=" in p.stdout and "Finn" in p.stdout
+    lines = p.stdout.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("sinusoid(") and "n_tasks=" in line)
+    assert lines[i + 1].startswith("    ") and lines[i + 1].strip()
 
 
 def test_plugins_lists_what_is_installed():
