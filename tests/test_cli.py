@@ -53,7 +53,7 @@ def test_bad_arguments_exit_2_with_the_valid_choices(args, expect):
     (("bench", "regression", "--frob"), "unrecognized arguments"),
     (("demo", "--quick", "extra"), "unrecognized arguments"),
     (("tasks", "sinusiod"), "Did you mean 'sinusoid'"),
-    (("tasks", "zzzz"), "Valid choices: sinusoid"),
+    (("tasks", "zzzz"), ("Valid choices: ", "sinusoid")),
     (("basis", "a", "b"), "unrecognized arguments"),
 ])
 def test_more_bad_arguments_in_process(args, expect, capsys):
@@ -63,7 +63,9 @@ def test_more_bad_arguments_in_process(args, expect, capsys):
     with pytest.raises(SystemExit) as exc:
         main(list(args))
     assert exc.value.code == 2
-    assert expect in capsys.readouterr().err
+    err = capsys.readouterr().err
+    for part in (expect,) if isinstance(expect, str) else expect:
+        assert part in err
 
 
 def test_basis_lists_families_with_parameters_and_description():
