@@ -225,7 +225,8 @@ def test_classification_cases_ask_the_loader_for_episodes():
     case = suites.classification_suite(quick=True).cases[0]
     assert case.problem == "classification"
     params = case.loader_params("test")
-    assert params["k_shot"] == case.shots and params["n_way"] == 5 and "n_support" not in params
+    assert params["k_shot"] == case.shots and params["n_way"] == 4 and "n_support" not in params
+    assert params["split"] == "test" and case.loader_params("train")["split"] == "train"
 
 
 class _SuitePlugin:

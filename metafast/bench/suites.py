@@ -46,7 +46,8 @@ class LearnerSpec:
 class Case:
     """One row of a benchmark: fit ``learner`` on ``n_train`` tasks of ``family`` with ``shots``
     support points each, evaluate on ``n_test`` new tasks (seeds fixed: train ``seed``, test
-    ``seed + 1``).  ``task_params`` go to the loader; ``basis`` is (family name, parameters)."""
+    ``seed + 1``).  ``task_params`` go to the loader, plus ``split_params["train"]`` or
+    ``["test"]`` for one split (e.g. held-out classes); ``basis`` is (family name, parameters)."""
 
     family: str
     shots: int
@@ -56,6 +57,7 @@ class Case:
     n_query: int = 20
     seed: int = 0
     task_params: Mapping[str, Any] = field(default_factory=dict)
+    split_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     basis: tuple[str, Mapping[str, Any]] = DEFAULT_BASIS
     problem: str = "regression"
 
@@ -67,7 +69,8 @@ class Case:
             shape = {"k_shot": self.shots, "n_query": self.n_query}
         else:
             shape = {"n_support": self.shots, "n_query": self.n_query}
-        return {"n_tasks": n_tasks, "seed": seed, **shape, **dict(self.task_params)}
+        return {"n_tasks": n_tasks, "seed": seed, **shape, **dict(self.task_params),
+                **dict(self.split_params.get(split, {}))}
 
 
 @dataclass
@@ -167,7 +170,8 @@ def speed_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = No
 
 
 def classification_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None, seed: int = 0) -> Suite:
-    """Few-shot classification on ``digits`` episodes (5-way, 1 and 5 shots) with the
+    """Few-shot classification on ``digits`` episodes (4-way, 1 and 5 shots; meta-test classes
+    held out from meta-training) with the
     MetaClassifier heads and a per-task nearest-centroid baseline; skipped where the loader or
     learner is not installed."""
     if learners is None:
@@ -177,7 +181,8 @@ def classification_suite(quick: bool = False, learners: Sequence[LearnerSpec] | 
                                              lambda basis, case: PerTaskCentroid(), "baseline")]
     n_train, n_test = (200, 100) if quick else (2000, 600)
     cases = grid(("digits",), (1, 5), learners, n_train=n_train, n_test=n_test, n_query=15, seed=seed,
-                 task_params={"n_way": 5}, problem="classification")
+                 task_params={"n_way": 4}, split_params={"train": {"split": "train"}, "test": {"split": "test"}},
+                 problem="classification")
     return Suite("classification", cases, "few-shot classification accuracy on digits episodes")
 
 
