@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from metafast.bench.baselines import PerTaskRidge, PooledRidge
 from metafast.bench.runner import Results
 
 INSTALL_HINT = 'pip install "metafast[plot]"'
@@ -107,7 +108,8 @@ def plot_results(results: Results, out_dir: str | Path) -> list[Path]:
 def plot_task_fits(tasks, models: dict, path: str | Path, truth=None, task_ids: Sequence[int] = (0, 1, 2, 3),
                    title: str = "") -> Path:
     """Few-shot fits on a few test tasks (1-D inputs): support points, the true curve, each
-    model's adapted mean and, for Bayesian models, the 90% predictive band.
+    model's adapted mean (dashed for the baselines) and, for Bayesian models, the 90% predictive
+    band.
 
     ``models`` maps a label to a fitted meta-learner; ``truth(task_index, X)`` gives the
     noise-free curve (or None).
@@ -133,7 +135,7 @@ def plot_task_fits(tasks, models: dict, path: str | Path, truth=None, task_ids: 
             else:
                 mean = learner.predict(grid)
             ax.plot(grid[:, 0], mean, color=color, label=f"{label} mean",
-                    linestyle="-" if getattr(model, "_bayesian", False) else "--")
+                    linestyle="--" if isinstance(model, (PerTaskRidge, PooledRidge)) else "-")
         ax.scatter(t.X_support[:, 0], t.y_support, color="black", zorder=5, s=22, label="support points")
         ax.set_title(f"test task {i} (K={t.n_support})")
         ax.set_xlabel("x")
