@@ -229,26 +229,53 @@ def test_classification_cases_ask_the_loader_for_episodes():
     assert params["split"] == "test" and case.loader_params("train")["split"] == "train"
 
 
+def _toy_suite(quick=False, **kw):
+    return Suite("toy-suite", [tiny_case(spec("ridge", PerTaskRidge))])
+
+
 class _SuitePlugin:
+    """Registers a suite under both hook names (skeleton: metafast_bench_suites; the full plugin
+    manager: metafast_benchmark_suites) so the test follows whichever the install has."""
+
     @mf.hookimpl
     def metafast_bench_suites(self, register):
-        register("toy-suite", lambda quick=False, **kw: Suite("toy-suite", [tiny_case(spec("ridge", PerTaskRidge))]))
+        register("toy-suite", _toy_suite)
+
+    @mf.hookimpl
+    def metafast_benchmark_suites(self, register):
+        register("toy-suite", _toy_suite)
+
+
+def _check_toy_suite_runs():
+    assert "toy-suite" in bench.available_suites()
+    results = run_suite(bench.get_suite("toy-suite"), verbose=0)
+    assert results.suite == "toy-suite" and results.rows[0]["status"] == "ok"
 
 
 def test_plugins_add_suites_through_the_hook():
     from metafast import plugins
 
-    if hasattr(plugins, "register_plugin"):  # the full plugin manager
-        pytest.skip("the plugin manager branch tests its own registration path")
-    pm = plugins._load()["pm"]
-    plugin = _SuitePlugin()
-    pm.register(plugin, name="toy-suite-plugin")
-    try:
-        assert "toy-suite" in bench.available_suites()
-        results = run_suite(bench.get_suite("toy-suite"), verbose=0)
-        assert results.suite == "toy-suite" and results.rows[0]["status"] == "ok"
-    finally:
-        pm.unregister(plugin)
+    if hasattr(plugins, "using_host"):  # the full plugin manager: a private host for the test
+        class Plugin:
+            @mf.hookimpl
+            def metafast_benchmark_suites(self, register):
+                register("toy-suite", _toy_suite)
+
+        with plugins.using_host(plugins.PluginHost(entry_points=False, plugins=(("toy", Plugin()),))):
+            _check_toy_suite_runs()
+    else:  # the skeleton's plugin manager
+        class Plugin:
+            @mf.hookimpl
+            def metafast_bench_suites(self, register):
+                register("toy-suite", _toy_suite)
+
+        pm = plugins._load()["pm"]
+        plugin = Plugin()
+        pm.register(plugin, name="toy-suite-plugin")
+        try:
+            _check_toy_suite_runs()
+        finally:
+            pm.unregister(plugin)
     assert "toy-suite" not in bench.available_suites()
 
 
