@@ -233,19 +233,6 @@ def _toy_suite(quick=False, **kw):
     return Suite("toy-suite", [tiny_case(spec("ridge", PerTaskRidge))])
 
 
-class _SuitePlugin:
-    """Registers a suite under both hook names (skeleton: metafast_bench_suites; the full plugin
-    manager: metafast_benchmark_suites) so the test follows whichever the install has."""
-
-    @mf.hookimpl
-    def metafast_bench_suites(self, register):
-        register("toy-suite", _toy_suite)
-
-    @mf.hookimpl
-    def metafast_benchmark_suites(self, register):
-        register("toy-suite", _toy_suite)
-
-
 def _check_toy_suite_runs():
     assert "toy-suite" in bench.available_suites()
     results = run_suite(bench.get_suite("toy-suite"), verbose=0)
