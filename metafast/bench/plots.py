@@ -49,7 +49,7 @@ def plot_error_vs_shots(results: Results, path: str | Path, metric: str = "mse")
     """One panel per task family: ``metric`` (95% CI error bars) against shots, a line per learner."""
     rows = [r for r in results.ok() if r.get(metric) is not None]
     families = list(dict.fromkeys(r["family"] for r in rows))
-    fig = _figure(4.2 * max(len(families), 1), 3.6)
+    fig = _figure(4.2 * max(len(families), 1) + 2.0, 3.6)
     axes = fig.subplots(1, max(len(families), 1), squeeze=False)[0]
     for ax, family in zip(axes, families):
         for label, lr in _by_learner([r for r in rows if r["family"] == family]).items():
@@ -66,7 +66,12 @@ def plot_error_vs_shots(results: Results, path: str | Path, metric: str = "mse")
         if metric == "mse":
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small")
+    labels: dict = {}  # one legend for all panels: a learner may be missing from some
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labels.setdefault(label, handle)
+    if labels:
+        fig.legend(list(labels.values()), list(labels), loc="outside right center", fontsize="small")
     fig.savefig(path, dpi=110)
     return Path(path)
 

@@ -100,8 +100,8 @@ def to_markdown(results: Results, title: str | None = None) -> str:
     out.append("MSE / accuracy: mean over test tasks of the query-set metric; ± is 1.96 x the standard error "
                "over tasks. NLL: Gaussian negative log predictive density per query point; 90% cover: share "
                "of query points inside the central 90% predictive interval. Seconds are wall-clock: fit on "
-               "the training tasks (for the baselines only the basis set-up), evaluate on the test tasks "
-               "(adapting to each task's support points).")
+               "the training tasks (per-task ridge: basis set-up and choosing its penalty), evaluate on "
+               "the test tasks (adapting to each task's support points).")
     return "\n".join(out) + "\n"
 
 
