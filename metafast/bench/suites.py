@@ -150,14 +150,18 @@ def grid(families: Sequence[str], shots: Sequence[int], learners: Sequence[Learn
 
 # ---------------------------------------------------------------------------------- built-in suites
 def regression_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None,
-                     families: Sequence[str] = REGRESSION_FAMILIES, seed: int = 0) -> Suite:
+                     families: Sequence[str] = REGRESSION_FAMILIES, seed: int = 0,
+                     bases: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None) -> Suite:
     """Few-shot regression: query MSE (95% CI over test tasks) and fit seconds for every
-    learner and baseline on sinusoid, harmonic and multimodal at K = 5, 10, 20."""
+    learner and baseline on sinusoid, harmonic and multimodal at K = 5, 10, 20.
+
+    ``bases`` maps a family to the (basis name, parameters) its cases use (default: 40 RBFs,
+    ``DEFAULT_BASIS``, for every family)."""
     specs = list(default_learners() if learners is None else learners) + default_baselines()
-    if quick:
-        cases = grid(families, (5, 10), specs, n_train=300, n_test=100, seed=seed)
-    else:
-        cases = grid(families, REGRESSION_SHOTS, specs, n_train=2000, n_test=600, seed=seed)
+    shots, sizes = ((5, 10), dict(n_train=300, n_test=100)) if quick else (REGRESSION_SHOTS, dict(n_train=2000, n_test=600))
+    bases = dict(bases or {})
+    cases = [case for family in families
+             for case in grid([family], shots, specs, seed=seed, basis=bases.get(family, DEFAULT_BASIS), **sizes)]
     return Suite("regression", cases, "few-shot regression quality: MSE against shots, learners vs baselines")
 
 
