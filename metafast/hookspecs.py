@@ -69,8 +69,8 @@ def metafast_task_loaders(register: Register) -> None:
 def metafast_benchmark_suites(register: Register) -> None:
     """Register benchmark suites for ``metafast bench``: call ``register(name, suite)``.
 
-    ``suite`` is a callable; what it is called with and returns is defined by the benchmark
-    harness (``metafast.bench``).  metafast itself only checks that it is callable.
+    ``suite(quick=False, **options)`` must return a ``metafast.bench.Suite`` (a list of cases:
+    task family, shots, learner, with fixed seeds); ``quick=True`` asks for a CI-sized run.
 
     .. versionadded:: 0.1
     """

@@ -1,0 +1,18 @@
+"""Make ``import metafast`` work when a benchmark script runs from a source checkout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def import_metafast():
+    """Import metafast: the installed one, else the (built in place) checkout this file is in."""
+    try:
+        import metafast
+    except ImportError:
+        sys.path.insert(0, str(ROOT))
+        import metafast
+    return metafast

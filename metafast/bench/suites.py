@@ -1,0 +1,256 @@
+"""Benchmark suites: lists of cases (task family, shots, learner or baseline) with fixed seeds.
+
+A suite is data: ``Suite(name, cases)``.  Built-in suites are made by the factories in
+``BUILTIN_SUITES`` (each takes ``quick`` for a CI-sized run); plugins add suites through the
+``metafast_benchmark_suites(register)`` hook (``register(name, suite_factory)``).  ``get_suite`` and
+``available_suites`` see both.
+
+The learners compared are data too (``default_learners()``: a list of ``LearnerSpec``), built
+from names looked up on ``metafast`` at run time, so a learner that is not installed is a
+reported skip, not a crash.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, Sequence
+
+from metafast.bench._skip import Unavailable
+from metafast.bench.baselines import Oracle, PerTaskCentroid, PerTaskRidge, PooledRidge
+
+logger = logging.getLogger(__name__)
+
+REGRESSION_FAMILIES = ("sinusoid", "harmonic", "multimodal")
+REGRESSION_SHOTS = (5, 10, 20)
+DEFAULT_BASIS = ("rbf", {"n_basis": 40})
+
+
+# ---------------------------------------------------------------------------------- data types
+@dataclass(frozen=True)
+class LearnerSpec:
+    """A learner or baseline in a suite: a label and ``factory(basis, case) -> unfitted estimator``.
+
+    ``kind`` is "learner", "baseline" or "oracle" (reports group by it).  A factory raises
+    ``Unavailable`` when the estimator is not installed.
+    """
+
+    label: str
+    factory: Callable[[Any, "Case"], Any]
+    kind: str = "learner"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of a benchmark: fit ``learner`` on ``n_train`` tasks of ``family`` with ``shots``
+    support points each, evaluate on ``n_test`` new tasks (seeds fixed: train ``seed``, test
+    ``seed + 1``).  ``task_params`` go to the loader, plus ``split_params["train"]`` or
+    ``["test"]`` for one split (e.g. held-out classes); ``basis`` is (family name, parameters)."""
+
+    family: str
+    shots: int
+    learner: LearnerSpec
+    n_train: int = 2000
+    n_test: int = 600
+    n_query: int = 20
+    seed: int = 0
+    task_params: Mapping[str, Any] = field(default_factory=dict)
+    split_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    basis: tuple[str, Mapping[str, Any]] = DEFAULT_BASIS
+    problem: str = "regression"
+
+    def loader_params(self, split: str) -> dict:
+        """Keyword arguments of ``mf.tasks.load(family, ...)`` for the "train" or "test" split."""
+        n_tasks = self.n_train if split == "train" else self.n_test
+        seed = self.seed if split == "train" else self.seed + 1
+        if self.problem == "classification":  # episodes: shots and query points are per class
+            shape = {"k_shot": self.shots, "n_query": self.n_query}
+        else:
+            shape = {"n_support": self.shots, "n_query": self.n_query}
+        return {"n_tasks": n_tasks, "seed": seed, **shape, **dict(self.task_params),
+                **dict(self.split_params.get(split, {}))}
+
+
+@dataclass
+class Suite:
+    """A named list of cases; ``description`` is one line for listings."""
+
+    name: str
+    cases: list[Case]
+    description: str = ""
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+
+# ---------------------------------------------------------------------------------- learner lists
+def metafast_learner(class_name: str, **params: Any) -> Callable[[Any, Case], Any]:
+    """A factory for ``metafast.<class_name>(basis=basis, **params)``, looked up when called.
+
+    Raises ``Unavailable`` if the class is not in this install or lacks one of ``params``;
+    passes ``random_state=case.seed`` and ``verbose=0`` (the harness shows its own progress) when
+    the class takes them and ``params`` does not set them.
+    """
+
+    def factory(basis: Any, case: Case) -> Any:
+        import metafast
+
+        cls = getattr(metafast, class_name, None)
+        if cls is None:
+            import metafast.learners as learners
+
+            cls = getattr(learners, class_name, None)
+        if cls is None:
+            raise Unavailable(f"metafast.{class_name} is not available in this install")
+        accepted = inspect.signature(cls).parameters
+        missing = sorted(set(params) - set(accepted))
+        if missing:
+            raise Unavailable(f"metafast.{class_name} has no parameter(s) {', '.join(missing)} in this install")
+        kwargs = dict(params)
+        if "basis" in accepted:
+            kwargs["basis"] = basis
+        if "random_state" in accepted:
+            kwargs.setdefault("random_state", case.seed)
+        if "verbose" in accepted:
+            kwargs.setdefault("verbose", 0)
+        return cls(**kwargs)
+
+    factory.__qualname__ = f"metafast_learner({class_name!r})"
+    return factory
+
+
+def default_learners() -> list[LearnerSpec]:
+    """The meta-learners of the regression tables (edit this list to compare others)."""
+    return [
+        LearnerSpec("MetaRidge", metafast_learner("MetaRidge")),
+        LearnerSpec("MetaBayes", metafast_learner("MetaBayes")),
+        LearnerSpec("MetaBayes (learned basis)", metafast_learner("MetaBayes", learn_basis=True)),
+        LearnerSpec("MetaBayes (mixture of 3)", metafast_learner("MetaBayes", n_components=3)),
+    ]
+
+
+def default_baselines(oracle: bool = True) -> list[LearnerSpec]:
+    """Per-task ridge (penalty tuned on the training tasks) and pooled ridge on the same basis,
+    and the noise-free oracle."""
+    specs = [
+        LearnerSpec("per-task ridge", lambda basis, case: PerTaskRidge(basis=basis, alpha="tuned"), "baseline"),
+        LearnerSpec("pooled ridge", lambda basis, case: PooledRidge(basis=basis), "baseline"),
+    ]
+    if oracle:
+        specs.append(LearnerSpec("oracle", lambda basis, case: Oracle(family=case.family), "oracle"))
+    return specs
+
+
+def grid(families: Sequence[str], shots: Sequence[int], learners: Sequence[LearnerSpec], **case_params) -> list[Case]:
+    """Every (family, shots, learner) combination as a Case, in that order."""
+    return [Case(f, int(k), spec, **case_params) for f in families for k in shots for spec in learners]
+
+
+# ---------------------------------------------------------------------------------- built-in suites
+def regression_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None,
+                     families: Sequence[str] = REGRESSION_FAMILIES, seed: int = 0,
+                     bases: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None) -> Suite:
+    """Few-shot regression: query MSE (95% CI over test tasks) and fit seconds for every
+    learner and baseline on sinusoid, harmonic and multimodal at K = 5, 10, 20.
+
+    ``bases`` maps a family to the (basis name, parameters) its cases use (default: 40 RBFs,
+    ``DEFAULT_BASIS``, for every family)."""
+    specs = list(default_learners() if learners is None else learners) + default_baselines()
+    shots, sizes = ((5, 10), dict(n_train=300, n_test=100)) if quick else (REGRESSION_SHOTS, dict(n_train=2000, n_test=600))
+    bases = dict(bases or {})
+    cases = [case for family in families
+             for case in grid([family], shots, specs, seed=seed, basis=bases.get(family, DEFAULT_BASIS), **sizes)]
+    return Suite("regression", cases, "few-shot regression quality: MSE against shots, learners vs baselines")
+
+
+def speed_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None, seed: int = 0) -> Suite:
+    """Meta-training time against the number of training tasks (sinusoid, K = 10)."""
+    specs = list(default_learners() if learners is None else learners) + default_baselines(oracle=False)
+    sizes = (250, 500, 1000) if quick else (1000, 2000, 4000, 8000, 16000)
+    cases = [Case("sinusoid", 10, spec, n_train=n, n_test=100, seed=seed) for n in sizes for spec in specs]
+    return Suite("speed", cases, "fit time against the number of training tasks")
+
+
+def classification_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None, seed: int = 0) -> Suite:
+    """Few-shot classification on ``digits`` episodes (4-way, 1 and 5 shots; meta-test classes
+    held out from meta-training) with the
+    MetaClassifier heads and a per-task nearest-centroid baseline; skipped where the loader or
+    learner is not installed."""
+    if learners is None:
+        learners = [LearnerSpec(f"MetaClassifier ({h})", metafast_learner("MetaClassifier", head=h))
+                    for h in ("proto", "ridge", "logistic")]
+    learners = list(learners) + [LearnerSpec("per-task nearest centroid",
+                                             lambda basis, case: PerTaskCentroid(), "baseline")]
+    n_train, n_test = (200, 100) if quick else (2000, 600)
+    cases = grid(("digits",), (1, 5), learners, n_train=n_train, n_test=n_test, n_query=15, seed=seed,
+                 task_params={"n_way": 4}, split_params={"train": {"split": "train"}, "test": {"split": "test"}},
+                 problem="classification")
+    return Suite("classification", cases, "few-shot classification accuracy on digits episodes")
+
+
+def demo_suite(quick: bool = False, seed: int = 0) -> Suite:
+    """What ``metafast demo`` runs: MetaBayes and MetaRidge against the baselines on sinusoid."""
+    specs = [LearnerSpec("MetaBayes", metafast_learner("MetaBayes")),
+             LearnerSpec("MetaRidge", metafast_learner("MetaRidge"))] + default_baselines()
+    n_train, n_test = (300, 100) if quick else (2000, 600)
+    cases = grid(("sinusoid",), (5, 10), specs, n_train=n_train, n_test=n_test, seed=seed)
+    return Suite("demo", cases, "MetaBayes and MetaRidge against the baselines on sinusoid")
+
+
+BUILTIN_SUITES: dict[str, Callable[..., Suite]] = {
+    "regression": regression_suite,
+    "classification": classification_suite,
+    "speed": speed_suite,
+    "demo": demo_suite,
+}
+
+
+# ---------------------------------------------------------------------------------- plugin suites
+def _plugin_suite_factories() -> dict[str, Callable[..., Suite]]:
+    """Suites registered by plugins through the ``metafast_benchmark_suites`` hook."""
+    from metafast import plugins
+
+    reg = plugins.suite_registry()
+    return {name: reg.get(name) for name in reg.names()}
+
+
+def suite_factories() -> dict[str, Callable[..., Suite]]:
+    """Every suite factory by name: built-in first, then plugin suites (built-ins win clashes)."""
+    try:
+        extra = _plugin_suite_factories()
+    except Exception as exc:  # a broken plugin never breaks the built-in suites
+        logger.warning("could not load plugin benchmark suites: %s", exc)
+        extra = {}
+    return {**extra, **BUILTIN_SUITES}
+
+
+def available_suites() -> list[str]:
+    """Sorted names of every benchmark suite (built-in and plugins)."""
+    return sorted(suite_factories())
+
+
+def get_suite(name: str, quick: bool = False, **options: Any) -> Suite:
+    """The suite ``name`` built by its factory; unknown names raise KeyError with suggestions."""
+    factories = suite_factories()
+    if name not in factories:
+        raise KeyError(unknown_name_message("benchmark suite", name, sorted(factories)))
+    factory = factories[name]
+    try:  # pass only the options a (plugin) factory accepts, e.g. seed
+        params = inspect.signature(factory).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            options = {k: v for k, v in options.items() if k in params}
+    except (TypeError, ValueError):
+        pass
+    suite = factory(quick=quick, **options)
+    if not isinstance(suite, Suite):
+        raise TypeError(f"suite factory {name!r} returned {type(suite).__name__}, not a metafast.bench.Suite")
+    return suite if suite.name == name else replace(suite, name=name)
+
+
+def unknown_name_message(kind: str, name: str, choices: Sequence[str]) -> str:
+    """'unknown <kind> <name>. Did you mean ...? Valid choices: ...' (difflib suggestions)."""
+    close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices) or '(none)'}"

@@ -1,0 +1,236 @@
+"""The ``metafast`` command (also ``python -m metafast``).
+
+    metafast demo [--quick] [--out PNG]         meta-train on sinusoid, print a table, plot fits
+    metafast bench SUITE [--quick] [--out DIR]  run a benchmark suite (regression, speed, ...)
+    metafast plugins                            installed plugins and what they provide
+    metafast basis [NAME]                       basis families: parameters and one-line descriptions
+    metafast tasks [NAME]                       task loaders, likewise
+
+Unknown commands, suites or names exit with status 2 and the valid choices; a benchmark in
+which some case failed exits with status 1 after reporting everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+logger = logging.getLogger("metafast.cli")
+
+DEMO_PNG = "metafast-demo.png"
+SUITE_ALL = "all"
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _describe(obj: Callable) -> tuple[str, str]:
+    """(parameters from the signature, first docstring line) of a class or function."""
+    try:
+        params = [p for p in inspect.signature(obj).parameters.values()
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        sig = ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params)
+    except (TypeError, ValueError):
+        sig = "..."
+    doc = inspect.getdoc(obj) or ""
+    return sig, (doc.strip().splitlines() or ["(no description)"])[0]
+
+
+def _list_registry(kind: str, names: list[str], get: Callable[[str], Callable], only: str | None,
+                   parser: argparse.ArgumentParser) -> int:
+    from metafast.bench.suites import unknown_name_message
+
+    if only is not None:
+        if only not in names:
+            parser.error(unknown_name_message(kind, only, names))
+        names = [only]
+    if not names:
+        print(f"no {kind} is installed")
+        return 0
+    for name in names:
+        sig, doc = _describe(get(name))
+        print(f"{name}({sig})\n    {doc}")
+    return 0
+
+
+def _plugins_text() -> str:
+    """What ``metafast plugins`` prints: the plugin manager's report when it has one."""
+    from metafast import plugins
+
+    if hasattr(plugins, "format_plugin_report"):
+        return plugins.format_plugin_report()
+    import metafast as mf
+    from metafast.bench.suites import available_suites
+
+    return "\n".join([  # seam: the minimal plugin manager has no report yet
+        f"metafast {mf.__version__}: plugins of the entry-point group {plugins.GROUP!r}",
+        f"  basis families: {', '.join(mf.basis.available())}",
+        f"  task loaders: {', '.join(mf.tasks.available())}",
+        f"  benchmark suites: {', '.join(available_suites())}",
+    ])
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose <= 1 else logging.INFO if verbose == 2 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("metafast").setLevel(level)
+
+
+# ---------------------------------------------------------------------------------- commands
+def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from metafast.bench import format_table, get_suite, noise_free_target, run_suite
+    from metafast.bench.plots import PlotUnavailable, plot_task_fits
+
+    suite = get_suite("demo", quick=args.quick, seed=args.seed)
+    case = suite.cases[0]
+    _say(args, f"metafast demo: meta-training on {case.n_train} sinusoid tasks (y = A sin(x - phi)), "
+               f"40 RBF basis functions; testing on {case.n_test} new tasks with K = 5 and 10 support points.")
+    results = run_suite(suite, verbose=args.verbose, keep_models=True)
+    print(format_table(results))
+    if results.failed():
+        print("some cases failed: see above (rerun with -vv for tracebacks)", file=sys.stderr)
+    shots = min((k for (_, k) in results.tasks), default=None)
+    if shots is None:
+        print("nothing to plot: no model could be fitted", file=sys.stderr)
+        return 1
+    tasks = results.tasks[("sinusoid", shots)]
+    models = {label: m for (fam, k, label), m in results.models.items()
+              if k == shots and label not in ("pooled ridge", "oracle")}
+
+    def truth(i, X):
+        return noise_free_target("sinusoid", [tasks.info[i]], X, [0, len(X)])
+
+    try:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        path = plot_task_fits(tasks, models, args.out, truth=truth,
+                              title=f"metafast demo: few-shot fits on sinusoid test tasks (K={shots})")
+    except PlotUnavailable as exc:  # the table is the main result: still a success
+        print(f"\nNo plot written: {exc}", file=sys.stderr)
+        return 1 if results.failed() else 0
+    except OSError as exc:
+        print(f"\nCould not write the plot to {args.out}: {exc}", file=sys.stderr)
+        return 1
+    print(f"\nPlot of 4 test tasks (support points, true curve, predictive means and 90% bands): {path}")
+    return 1 if results.failed() else 0
+
+
+def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from metafast.bench import available_suites, format_table, get_suite, run_suite, write_results
+    from metafast.bench.suites import unknown_name_message
+
+    names = [n for n in available_suites() if n != "demo"]
+    if args.suite == SUITE_ALL:
+        chosen = names
+    elif args.suite in names or args.suite == "demo":
+        chosen = [args.suite]
+    else:
+        parser.error(unknown_name_message("benchmark suite", args.suite, names + [SUITE_ALL]))
+    status = 0
+    for name in chosen:
+        try:
+            suite = get_suite(name, quick=args.quick, seed=args.seed)
+        except Exception as exc:  # a broken plugin suite: report it, run the others
+            print(f"suite {name!r} could not be built: {type(exc).__name__}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        _say(args, f"metafast bench {name}{' --quick' if args.quick else ''}: {len(suite)} cases. "
+                   f"{suite.description}")
+        results = run_suite(suite, verbose=args.verbose)
+        print(format_table(results))
+        if args.out:
+            out = Path(args.out) / name if len(chosen) > 1 else Path(args.out)
+            written = write_results(results, out)
+            print("wrote " + ", ".join(written["written"]))
+            for note in written["notes"]:
+                print(f"No plots written: {note}", file=sys.stderr)
+        if results.failed():
+            status = 1
+        print()
+    return status
+
+
+def cmd_plugins(args, parser) -> int:
+    print(_plugins_text())
+    return 0
+
+
+def cmd_basis(args, parser) -> int:
+    import metafast as mf
+    from metafast.plugins import basis_registry
+
+    return _list_registry("basis family", mf.basis.available(), basis_registry().get, args.name, parser)
+
+
+def cmd_tasks(args, parser) -> int:
+    import metafast as mf
+    from metafast.plugins import loader_registry
+
+    return _list_registry("task loader", mf.tasks.available(), loader_registry().get, args.name, parser)
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if args.verbose:
+        print(text, flush=True)
+
+
+# ---------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from metafast._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="metafast", description="Fast meta-learning of basis-function models.",
+        epilog="Run 'metafast COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"metafast {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", dest="verbose", action="store_const", const=0, default=1,
+                        help="no progress bars or headings, only results and errors")
+    common.add_argument("-v", "--verbose", dest="verbose", action="count",
+                        help="more diagnostics (-vv: debug logging with tracebacks)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", parents=[common], help="meta-train on sinusoid tasks, print a table, plot fits",
+                       description="Meta-train MetaBayes and MetaRidge on sinusoid tasks, compare them with "
+                                   "the baselines on new tasks at K = 5 and 10, and plot 4 test tasks.")
+    p.add_argument("--quick", action="store_true", help="fewer tasks (a few seconds)")
+    p.add_argument("--out", default=DEMO_PNG, help=f"where to write the PNG (default: {DEMO_PNG})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the task samples (default: 0)")
+    p.set_defaults(func=cmd_demo, parser=p)
+
+    p = sub.add_parser("bench", parents=[common], help="run a benchmark suite",
+                       description="Run a benchmark suite: regression, classification, speed, a plugin's "
+                                   "suite, or all of them.")
+    p.add_argument("suite", metavar="SUITE", help="suite name (see 'metafast plugins'), or 'all'")
+    p.add_argument("--quick", action="store_true", help="a CI-sized run (under a minute)")
+    p.add_argument("--out", metavar="DIR", help="write results.json, results.md and PNG plots into DIR")
+    p.add_argument("--seed", type=int, default=0, help="seed of the task samples (default: 0)")
+    p.set_defaults(func=cmd_bench, parser=p)
+
+    p = sub.add_parser("plugins", help="installed plugins and what they provide")
+    p.set_defaults(func=cmd_plugins, parser=p)
+    p = sub.add_parser("basis", help="basis families with their parameters")
+    p.add_argument("name", nargs="?", help="show only this family")
+    p.set_defaults(func=cmd_basis, parser=p)
+    p = sub.add_parser("tasks", help="task loaders with their parameters")
+    p.add_argument("name", nargs="?", help="show only this loader")
+    p.set_defaults(func=cmd_tasks, parser=p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``metafast`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "verbose"):
+        args.verbose = 1
+    _configure_logging(args.verbose)
+    try:  # args.parser is the sub-command's parser, so errors show that command's usage
+        return int(args.func(args, args.parser) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
