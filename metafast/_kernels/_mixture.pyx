@@ -24,7 +24,7 @@ from cython cimport floating
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
-from libc.math cimport log, exp, INFINITY
+from libc.math cimport log, exp, sqrt, INFINITY
 
 from scipy.linalg.cython_blas cimport dtrmm, strmm
 from metafast._kernels._linalg cimport dot, gemv, gemm, syrk, trsv, trsm, potrf, potri
@@ -54,10 +54,17 @@ cdef int _factor(int n, int m,
                  double* loglik,          # OUT log N(y_t; Phi_t mu_c, C_tc)
                  ) noexcept nogil:
     """Factor one task under one component; returns the number of jitter retries (-1: failed)."""
-    cdef int i, info = 1, tries = 0
-    cdef double jitter = 0.0, mean_diag = 0.0, logdet = 0.0
     memcpy(At, Pt, m * n * sizeof(floating))
     trmm(c'L', c'U', c'N', c'N', m, n, <floating> 1.0, U, m, At, m)
+    return _factor_At(n, m, Pt, mu, y, s2, At, Cm, z, loglik)
+
+
+cdef int _factor_At(int n, int m, const floating* Pt, const floating* mu, const floating* y, double s2,
+                    const floating* At,   # IN  (m x n, ld m) A^T = L^T Phi_t^T, already computed
+                    floating* Cm, floating* z, double* loglik) noexcept nogil:
+    """_factor given A^T (so A^T of many tasks can come from one level-3 call)."""
+    cdef int i, info = 1, tries = 0
+    cdef double jitter = 0.0, mean_diag = 0.0, logdet = 0.0
     while True:
         syrk(c'L', c'T', n, m, <floating> 1.0, At, m, <floating> 0.0, Cm, n)
         if tries == 0:
@@ -106,22 +113,21 @@ cdef void _normalise(int n_comp, const floating* log_w, const double* ll, floati
 
 cdef void _accumulate(int n, int m, const floating* Pt, const floating* Cm, const floating* z,
                       double s2, double r,
-                      floating* a, floating* u, floating* X, floating* Cinv,   # scratch
-                      floating* G, floating* sum_u, double* noise) noexcept nogil:
-    """G += r (u u^T - Phi^T C^{-1} Phi) (upper triangle, column-major), sum_u += r u,
-    noise += r (s2^2 |a|^2 + n s2 - s2^2 tr C^{-1})."""
-    cdef int i, j
-    cdef double tr = 0.0
+                      floating* a, floating* Cinv,   # scratch (n,), (n x n)
+                      floating* Xs,                  # OUT (m x n, ld m) sqrt(r) Phi^T L_tc^{-T}
+                      floating* us,                  # OUT (m,) sqrt(r) u
+                      floating* sum_u, double* noise) noexcept nogil:
+    """This task's share of the component statistics: sum_u += r u, noise += r (s2^2 |a|^2 + n s2
+    - s2^2 tr C^{-1}), and the columns Xs, us whose outer products give r (u u^T - P) later."""
+    cdef int i
+    cdef double tr = 0.0, sr = sqrt(r)
     memcpy(a, z, n * sizeof(floating))
     trsv(c'L', c'T', c'N', n, Cm, n, a, 1)                          # a = C^{-1} r
-    gemv(c'N', m, n, <floating> 1.0, Pt, m, a, 1, <floating> 0.0, u, 1)   # u = Phi^T a
-    memcpy(X, Pt, m * n * sizeof(floating))
-    trsm(c'R', c'L', c'T', c'N', m, n, <floating> 1.0, Cm, n, X, m)  # X = Phi^T L^{-T}
-    syrk(c'U', c'N', m, n, <floating> -r, X, m, <floating> 1.0, G, m)
-    for j in range(m):
-        for i in range(j + 1):
-            G[i + j * m] = G[i + j * m] + <floating> (r * u[i] * u[j])
-        sum_u[j] = sum_u[j] + <floating> (r * u[j])
+    gemv(c'N', m, n, <floating> sr, Pt, m, a, 1, <floating> 0.0, us, 1)   # sqrt(r) Phi^T a
+    memcpy(Xs, Pt, m * n * sizeof(floating))
+    trsm(c'R', c'L', c'T', c'N', m, n, <floating> sr, Cm, n, Xs, m)  # sqrt(r) Phi^T L^{-T}
+    for i in range(m):
+        sum_u[i] = sum_u[i] + <floating> (sr * us[i])
     memcpy(Cinv, Cm, n * n * sizeof(floating))
     potri(c'L', n, Cinv, n)
     for i in range(n):
@@ -148,76 +154,116 @@ def em_step(
     floating[::1] sum_noise,               # OUT (B,) sum_t sum_c r_tc noise_tc (zeroed)
     double resp_floor,                     # IN  r_tc below this adds nothing to sum_u/G/noise
     bint accumulate,                       # IN  False: E-step outputs only
+    int chunk_rows,                        # IN  rows per level-3 call (tasks are never split)
     int n_threads,
 ):
-    """One E-step (responsibilities, log evidence) and the M-step statistics over all tasks."""
+    """One E-step (responsibilities, log evidence) and the M-step statistics over all tasks.
+
+    Inside a block, tasks go in chunks of about chunk_rows rows: A^T = L_c^T Phi^T of the whole
+    chunk is one trmm per component, and the chunk's r-weighted outer products are two syrk per
+    component, so the O(n m^2) work runs as large level-3 calls."""
     cdef int n_tasks = offsets.shape[0] - 1, m = Phi.shape[1], n_comp = means.shape[0]
     cdef int n_blocks = block_offsets.shape[0] - 1
-    cdef int b, t, c, n, n_max = 0, tries, worst
-    cdef long long start
+    cdef int b, t, t0, t1, c, n, n_max = 0, tries, worst, rows_max, rows, n_x, n_u
+    cdef long long start, cstart
     cdef double r, lev, noise
     cdef floating* At_all
     cdef floating* Cm_all
     cdef floating* z_all
     cdef floating* a
-    cdef floating* u
-    cdef floating* X
     cdef floating* Cinv
+    cdef floating* Xs
+    cdef floating* Us
+    cdef int* n_xc
+    cdef int* n_uc
     cdef double* ll
     if n_tasks == 0 or n_comp == 0:
         return
     for t in range(n_tasks):
         n_max = max(n_max, <int> (offsets[t + 1] - offsets[t]))
     n_max = max(n_max, 1)
+    chunk_rows = max(chunk_rows, 1)
+    rows_max = max(chunk_rows, n_max) + n_max    # a chunk stops once it reaches chunk_rows
     with nogil, parallel(num_threads=n_threads):
-        At_all = <floating*> malloc(n_comp * m * n_max * sizeof(floating))
+        At_all = <floating*> malloc(n_comp * m * rows_max * sizeof(floating))
         Cm_all = <floating*> malloc(n_comp * n_max * n_max * sizeof(floating))
         z_all = <floating*> malloc(n_comp * n_max * sizeof(floating))
         a = <floating*> malloc(n_max * sizeof(floating))
-        u = <floating*> malloc(m * sizeof(floating))
-        X = <floating*> malloc(m * n_max * sizeof(floating))
         Cinv = <floating*> malloc(n_max * n_max * sizeof(floating))
+        Xs = <floating*> malloc(n_comp * m * rows_max * sizeof(floating))
+        Us = <floating*> malloc(n_comp * m * rows_max * sizeof(floating))
+        n_xc = <int*> malloc(n_comp * sizeof(int))
+        n_uc = <int*> malloc(n_comp * sizeof(int))
         ll = <double*> malloc(n_comp * sizeof(double))
         for b in prange(n_blocks, schedule="dynamic"):
             noise = 0.0
-            for t in range(<int> block_offsets[b], <int> block_offsets[b + 1]):
-                start = offsets[t]
-                n = <int> (offsets[t + 1] - start)
-                worst = 0
+            t0 = <int> block_offsets[b]
+            while t0 < block_offsets[b + 1]:
+                # the chunk [t0, t1): whole tasks, about chunk_rows rows
+                t1 = t0
+                cstart = offsets[t0]
+                while t1 < block_offsets[b + 1] and (t1 == t0 or offsets[t1 + 1] - cstart <= chunk_rows):
+                    t1 = t1 + 1
+                rows = <int> (offsets[t1] - cstart)
                 for c in range(n_comp):
-                    if n == 0:
-                        ll[c] = 0.0
+                    n_xc[c] = 0
+                    n_uc[c] = 0
+                    if rows > 0:
+                        memcpy(At_all + c * m * rows_max, &Phi[cstart, 0], m * rows * sizeof(floating))
+                        trmm(c'L', c'U', c'N', c'N', m, rows, <floating> 1.0, &chol[c, 0, 0], m,
+                             At_all + c * m * rows_max, m)
+                for t in range(t0, t1):
+                    start = offsets[t]
+                    n = <int> (offsets[t + 1] - start)
+                    worst = 0
+                    for c in range(n_comp):
+                        if n == 0:
+                            ll[c] = 0.0
+                            continue
+                        tries = _factor_At(n, m, &Phi[start, 0], &means[c, 0], &y[start], noise_var,
+                                           At_all + c * m * rows_max + (start - cstart) * m,
+                                           Cm_all + c * n_max * n_max, z_all + c * n_max, &ll[c])
+                        if tries < 0 or worst < 0:
+                            worst = -1
+                        elif tries > worst:
+                            worst = tries
+                    for c in range(n_comp):
+                        log_lik[t, c] = <floating> ll[c]
+                    n_jitter[t] = worst
+                    _normalise(n_comp, &log_weights[0], ll, &resp[t, 0], &lev)
+                    log_ev[t] = <floating> lev
+                    if not accumulate:
                         continue
-                    tries = _factor(n, m, &Phi[start, 0], &chol[c, 0, 0], &means[c, 0], &y[start],
-                                    noise_var, At_all + c * m * n_max, Cm_all + c * n_max * n_max,
-                                    z_all + c * n_max, &ll[c])
-                    if tries < 0 or worst < 0:
-                        worst = -1
-                    elif tries > worst:
-                        worst = tries
-                for c in range(n_comp):
-                    log_lik[t, c] = <floating> ll[c]
-                n_jitter[t] = worst
-                _normalise(n_comp, &log_weights[0], ll, &resp[t, 0], &lev)
-                log_ev[t] = <floating> lev
-                if not accumulate:
-                    continue
-                for c in range(n_comp):
-                    r = resp[t, c]
-                    sum_r[b, c] = sum_r[b, c] + <floating> r
-                    if n == 0 or r <= 0.0 or r < resp_floor or ll[c] == -INFINITY:
-                        continue
-                    _accumulate(n, m, &Phi[start, 0], Cm_all + c * n_max * n_max, z_all + c * n_max,
-                                noise_var, r, a, u, X, Cinv, &sum_G[b, c, 0, 0], &sum_u[b, c, 0],
-                                &noise)
+                    for c in range(n_comp):
+                        r = resp[t, c]
+                        sum_r[b, c] = sum_r[b, c] + <floating> r
+                        if n == 0 or r <= 0.0 or r < resp_floor or ll[c] == -INFINITY:
+                            continue
+                        n_x = n_xc[c]
+                        n_u = n_uc[c]
+                        _accumulate(n, m, &Phi[start, 0], Cm_all + c * n_max * n_max, z_all + c * n_max,
+                                    noise_var, r, a, Cinv, Xs + c * m * rows_max + n_x * m,
+                                    Us + c * m * rows_max + n_u * m, &sum_u[b, c, 0], &noise)
+                        n_xc[c] = n_x + n
+                        n_uc[c] = n_u + 1
+                if accumulate:
+                    for c in range(n_comp):
+                        if n_xc[c] > 0:
+                            syrk(c'U', c'N', m, n_xc[c], <floating> -1.0, Xs + c * m * rows_max, m,
+                                 <floating> 1.0, &sum_G[b, c, 0, 0], m)
+                            syrk(c'U', c'N', m, n_uc[c], <floating> 1.0, Us + c * m * rows_max, m,
+                                 <floating> 1.0, &sum_G[b, c, 0, 0], m)
+                t0 = t1
             sum_noise[b] = <floating> noise
         free(At_all)
         free(Cm_all)
         free(z_all)
         free(a)
-        free(u)
-        free(X)
         free(Cinv)
+        free(Xs)
+        free(Us)
+        free(n_xc)
+        free(n_uc)
         free(ll)
 
 

@@ -44,6 +44,7 @@ _MIN_WEIGHT = 0.5      # a component holding less than half a task's worth of re
 _COVAR_FLOOR = 1e-9    # relative diagonal floor added to every Sigma_c (in the rescaled space)
 _BLOCK_BYTES = 128 * 2**20   # memory budget of the per-block M-step statistics
 _MAX_BLOCKS = 64
+_CHUNK_ROWS = 512      # design rows per level-3 call in the EM kernel
 _ROW_BLOCK = 256       # query rows per kernel step in predict
 
 
@@ -183,7 +184,7 @@ class _EM:
             _k.em_step(self.Phi, self.y, self.offsets, p.chol, p.means, p.log_weights, p.noise_var,
                        blocks, out["log_lik"], out["resp"], out["log_ev"], out["n_jitter"],
                        out["sum_r"], out["sum_u"], out["sum_G"], out["sum_noise"],
-                       _RESP_FLOOR, accumulate, self.n_threads)
+                       _RESP_FLOOR, accumulate, _CHUNK_ROWS, self.n_threads)
         if np.any(out["n_jitter"] < 0):
             bad = int(np.flatnonzero(out["n_jitter"] < 0)[0])
             raise FloatingPointError(f"the marginal covariance of task {bad} could not be factored even "
