@@ -90,11 +90,13 @@ cdef int _factor_At(int n, int m, const floating* Pt, const floating* mu, const 
     return tries
 
 
-cdef void _normalise(int n_comp, const floating* log_w, const double* ll, floating* resp,
-                     double* log_ev) noexcept nogil:
-    """resp_c = pi_c N_c / sum_k pi_k N_k, by log-sum-exp; log_ev = log sum_k pi_k N_k."""
+cdef double _normalise(int n_comp, const floating* log_w, const double* ll, floating* resp) noexcept nogil:
+    """resp_c = pi_c N_c / sum_k pi_k N_k, by log-sum-exp; returns log sum_k pi_k N_k.
+
+    (A return value, not an out-pointer: a prange variable only written through a pointer would
+    be shared between threads.)"""
     cdef int c
-    cdef double mx = -INFINITY, s = 0.0, v
+    cdef double mx = -INFINITY, s = 0.0, v, log_ev
     for c in range(n_comp):
         v = log_w[c] + ll[c]
         if v > mx:
@@ -102,13 +104,13 @@ cdef void _normalise(int n_comp, const floating* log_w, const double* ll, floati
     if mx == -INFINITY:
         for c in range(n_comp):
             resp[c] = 0
-        log_ev[0] = -INFINITY
-        return
+        return -INFINITY
     for c in range(n_comp):
         s = s + exp(log_w[c] + ll[c] - mx)
-    log_ev[0] = mx + log(s)
+    log_ev = mx + log(s)
     for c in range(n_comp):
-        resp[c] = <floating> exp(log_w[c] + ll[c] - log_ev[0])
+        resp[c] = <floating> exp(log_w[c] + ll[c] - log_ev)
+    return log_ev
 
 
 cdef void _accumulate(int n, int m, const floating* Pt, const floating* Cm, const floating* z,
@@ -230,7 +232,7 @@ def em_step(
                     for c in range(n_comp):
                         log_lik[t, c] = <floating> ll[c]
                     n_jitter[t] = worst
-                    _normalise(n_comp, &log_weights[0], ll, &resp[t, 0], &lev)
+                    lev = _normalise(n_comp, &log_weights[0], ll, &resp[t, 0])
                     log_ev[t] = <floating> lev
                     if not accumulate:
                         continue
@@ -351,7 +353,7 @@ def posterior(
                     syrk(c'U', c'N', m, n, <floating> -1.0, Z, m, <floating> 1.0, S, m)
                     _symmetrise_upper(m, S)
             n_jitter[t] = worst
-            _normalise(n_comp, &log_weights[0], ll, &resp[t, 0], &lev)
+            lev = _normalise(n_comp, &log_weights[0], ll, &resp[t, 0])
             log_ev[t] = <floating> lev
         free(At)
         free(Cm)
@@ -466,7 +468,7 @@ def predict(
                         comp_var[qstart + q0 + j, c] = <floating> var
                     q0 = q0 + qb
             n_jitter[t] = worst
-            _normalise(n_comp, &log_weights[0], ll, &resp[t, 0], &lev)
+            lev = _normalise(n_comp, &log_weights[0], ll, &resp[t, 0])
         free(At)
         free(Cm)
         free(z)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.cluster import KMeans
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from threadpoolctl import ThreadpoolController
 
 from metafast._kernels import _mixture as _k
@@ -38,7 +38,7 @@ __all__ = ["MixturePrior", "MixtureTaskRegressor"]
 
 _COVARIANCES = ("full", "diag", "spherical")
 _INIT_ITER = 10        # EM iterations of the single-Gaussian fit that seeds k-means
-_SCREEN_ITER = 10      # EM iterations every restart gets before the best one is continued
+_SCREEN_ITER = 5       # EM iterations every restart gets before the best one is continued
 _RESP_FLOOR = 1e-10    # a task's component with a smaller responsibility adds no M-step statistics
 _MIN_WEIGHT = 0.5      # a component holding less than half a task's worth of responsibility collapsed
 _COVAR_FLOOR = 1e-9    # relative diagonal floor added to every Sigma_c (in the rescaled space)
@@ -51,14 +51,17 @@ _ROW_BLOCK = 256       # query rows per kernel step in predict
 _CONTROLLER = None
 
 
-def _single_threaded_blas():
-    """Context limiting BLAS to one thread around kernels that call it inside prange.
+def _single_threaded_blas(user_api="blas"):
+    """Context limiting BLAS (or every native thread pool, user_api=None) to one thread.
 
-    The controller is built once (scanning the loaded libraries costs milliseconds per call)."""
+    Around kernels that call BLAS inside prange; around a whole fit so that k-means and the numpy
+    M-step give the same bits whatever the machine's thread settings (our kernels set their
+    thread count explicitly).  The controller is built once: scanning the loaded libraries costs
+    milliseconds."""
     global _CONTROLLER
     if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+    return _CONTROLLER.limit(limits=1, user_api=user_api)
 
 
 # ---------------------------------------------------------------------------------------- input
@@ -226,7 +229,7 @@ class _EM:
             history.append(stats["total"])
             if progress is not None:
                 progress.update(1)
-            if not drop and abs(stats["total"] - prev) <= tol * self.n_tasks:
+            if not drop and abs(stats["total"] - prev) <= tol * max(abs(stats["total"]), 1.0):
                 converged = True
                 break
             prev = stats["total"]
@@ -245,8 +248,8 @@ class MixturePrior:
         and keeps the best C (refit on all tasks); the scores are in ``component_scores_``.
     covariance : {"full", "diag", "spherical"}
         Form of every Sigma_c.
-    max_iter, tol : EM stops after max_iter iterations or when the summed log evidence gains
-        less than tol per task in one iteration.
+    max_iter, tol : EM stops after max_iter iterations or when one iteration changes the summed
+        log evidence by less than tol times its magnitude.
     n_init : restarts of k-means (on the per-task posterior means under a single Gaussian fitted
         first); each restart gets a short EM run and the one with the highest evidence is
         continued.
@@ -305,10 +308,12 @@ class MixturePrior:
         n_tasks = len(offsets) - 1
         self.n_threads_ = effective_n_threads(self.n_threads)
         if n_comp is None:
-            return self._fit_auto(Phi, y, offsets)
+            with _single_threaded_blas(None):
+                return self._fit_auto(Phi, y, offsets)
         if n_comp > n_tasks:
             raise ValueError(f"parameter 'n_components'={n_comp} exceeds the number of tasks ({n_tasks})")
-        self._fit_fixed(Phi, y, offsets, n_comp)
+        with _single_threaded_blas(None):
+            self._fit_fixed(Phi, y, offsets, n_comp)
         return self
 
     def _scales(self, Phi, y):
@@ -343,7 +348,7 @@ class MixturePrior:
         if not converged:
             warnings.warn(f"MixturePrior: EM did not converge in max_iter={self.max_iter} iterations "
                           f"(last gain {history[-1] - history[-2] if len(history) > 1 else float('nan'):.3g});"
-                          " increase max_iter or tol", UserWarning, stacklevel=3)
+                          " increase max_iter or tol", ConvergenceWarning, stacklevel=3)
         if dropped:
             warnings.warn(f"MixturePrior: {len(dropped)} component(s) collapsed (responsibility below "
                           f"{_MIN_WEIGHT} tasks) and were dropped; {p.n_components} remain. See "
