@@ -255,6 +255,21 @@ def test_collapsed_component_is_dropped_and_reported(rng):
     np.testing.assert_allclose(p2.weights, [1.0])
 
 
+def test_fit_survives_a_dropped_component(rng, monkeypatch):
+    import metafast.learners._mixture as mod
+
+    Phi, y, off, z, mus = two_kind_tasks(rng, T=200)
+    # with two kinds of task, one of three components holds < 0.3 T: call that collapsed
+    monkeypatch.setattr(mod, "_collapse_threshold", lambda T, C: 0.3 * T if C == 3 else 0.5)
+    with pytest.warns(UserWarning, match="dropped"):
+        mp = MixturePrior(n_components=3, random_state=0, n_init=1, max_iter=60).fit(Phi, y, off)
+    assert mp.n_components_ == 2 and mp.dropped_components_
+    assert mp.weights_.shape == (2,) and mp.responsibilities_.shape == (200, 2)
+    np.testing.assert_allclose(np.sort(mp.means_[:, 0]), [-2, 2], atol=0.15)
+    mean, std = mp.predict_tasks(Phi, y, off, Phi, off)
+    assert np.mean((mean - y) ** 2) < 0.05 and np.all(np.isfinite(std))
+
+
 def test_auto_selects_two_components(rng):
     Phi, y, off, _, _ = two_kind_tasks(rng, T=200)
     with warnings.catch_warnings():
@@ -334,7 +349,7 @@ def test_input_layouts_give_the_same_fit(rng):
         np.testing.assert_allclose(other.means_, a.means_, rtol=1e-12)
 
 
-@pytest.mark.parametrize("case", ["duplicates", "constant_y", "scaled_1e6", "huge_y", "one_point"])
+@pytest.mark.parametrize("case", ["duplicates", "constant_y", "scaled_1e6", "huge_y", "one_point", "empty_tasks"])
 def test_hard_inputs_stay_finite(case, rng):
     Phi, y, off, _, _ = two_kind_tasks(rng, T=60, n=6)
     if case == "duplicates":
@@ -348,6 +363,8 @@ def test_hard_inputs_stay_finite(case, rng):
         y = y * 1e12
     elif case == "one_point":
         off = np.arange(0, len(y) + 1, dtype=np.int64)
+    elif case == "empty_tasks":
+        off = np.insert(off, [0, 5, 5, len(off)], [0, off[5], off[5], off[-1]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         mp = MixturePrior(n_components=2, random_state=0, max_iter=20).fit(Phi, y, off)

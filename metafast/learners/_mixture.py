@@ -156,6 +156,11 @@ def _factor_covariances(covs: np.ndarray):
 
 
 # ---------------------------------------------------------------------------------------- EM
+def _collapse_threshold(n_tasks: int, n_comp: int) -> float:
+    """Total responsibility below which a component counts as collapsed (and is dropped)."""
+    return min(_MIN_WEIGHT, 0.5 * n_tasks / n_comp)
+
+
 class _EM:
     """E- and M-steps over fixed packed (rescaled) data; one instance per fit."""
 
@@ -201,7 +206,7 @@ class _EM:
         r = stats["sum_r"].sum(axis=0)
         U = stats["sum_u"].sum(axis=0)
         G = _symmetrise_lower(stats["sum_G"].sum(axis=0))
-        keep = r >= min(_MIN_WEIGHT, 0.5 * self.n_tasks / p.n_components)
+        keep = r >= _collapse_threshold(self.n_tasks, p.n_components)
         dropped = [(int(c), float(r[c])) for c in np.flatnonzero(~keep)]
         r, U, G = r[keep], U[keep], G[keep]
         Sig, mu = p.covs[keep], p.means[keep]
