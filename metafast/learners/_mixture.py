@@ -125,10 +125,6 @@ class _Params:
         with np.errstate(divide="ignore"):
             return np.log(self.weights)
 
-    def subset(self, keep: np.ndarray) -> "_Params":
-        w = self.weights[keep]
-        return _Params(w / w.sum(), self.means[keep], self.covs[keep], self.noise_var)
-
 
 def _factor_covariances(covs: np.ndarray):
     """Symmetrised covariances with a small relative floor and their lower Cholesky factors."""
@@ -287,7 +283,7 @@ class MixturePrior:
             if self.n_components != "auto":
                 raise ValueError(f"parameter 'n_components' must be a positive int or 'auto'; "
                                  f"got {self.n_components!r}")
-            lo, hi = self._component_range()
+            self._component_range()
             return None
         return check_positive_int(self.n_components, "n_components")
 
