@@ -347,6 +347,8 @@ def test_input_layouts_give_the_same_fit(rng):
     c = MixturePrior(n_components=2, random_state=0).fit(wide[:, ::2], y, off)
     for other in (b, c):
         np.testing.assert_allclose(other.means_, a.means_, rtol=1e-12)
+    d = MixturePrior(n_components=2, random_state=0).fit(Phi.astype(np.float32), y.astype(np.float32), off)
+    np.testing.assert_allclose(np.sort(d.means_[:, 0]), np.sort(a.means_[:, 0]), rtol=1e-3)
 
 
 @pytest.mark.parametrize("case", ["duplicates", "constant_y", "scaled_1e6", "huge_y", "one_point", "empty_tasks"])

@@ -44,7 +44,8 @@ _MIN_WEIGHT = 0.5      # a component holding less than half a task's worth of re
 _COVAR_FLOOR = 1e-9    # relative diagonal floor added to every Sigma_c (in the rescaled space)
 _BLOCK_BYTES = 128 * 2**20   # memory budget of the per-block M-step statistics
 _MAX_BLOCKS = 64
-_CHUNK_ROWS = 512      # design rows per level-3 call in the EM kernel
+_CHUNK_ROWS = 512      # design rows per level-3 call in the EM kernel (at most)
+_CHUNK_BYTES = 16 * 2**20  # per-thread scratch budget of those calls
 _ROW_BLOCK = 256       # query rows per kernel step in predict
 
 
@@ -174,6 +175,12 @@ class _EM:
         n_blocks = int(max(1, min(self.n_tasks, _MAX_BLOCKS, _BLOCK_BYTES // per_block)))
         return np.linspace(0, self.n_tasks, n_blocks + 1).round().astype(np.int64)
 
+    def _chunk_rows(self, n_comp: int) -> int:
+        """Rows per level-3 call: _CHUNK_ROWS, fewer when per-thread scratch (3 C m rows) would
+        exceed _CHUNK_BYTES."""
+        m = self.Phi.shape[1]
+        return int(np.clip(_CHUNK_BYTES // (3 * n_comp * m * 8), 32, _CHUNK_ROWS))
+
     def estep(self, p: _Params, accumulate: bool = True) -> dict:
         T, C, m = self.n_tasks, p.n_components, self.Phi.shape[1]
         blocks = self._blocks(C) if accumulate else np.array([0, T], dtype=np.int64)
@@ -188,7 +195,7 @@ class _EM:
             _k.em_step(self.Phi, self.y, self.offsets, p.chol, p.means, p.log_weights, p.noise_var,
                        blocks, out["log_lik"], out["resp"], out["log_ev"], out["n_jitter"],
                        out["sum_r"], out["sum_u"], out["sum_G"], out["sum_noise"],
-                       _RESP_FLOOR, accumulate, _CHUNK_ROWS, self.n_threads)
+                       _RESP_FLOOR, accumulate, self._chunk_rows(C), self.n_threads)
         if np.any(out["n_jitter"] < 0):
             bad = int(np.flatnonzero(out["n_jitter"] < 0)[0])
             raise FloatingPointError(f"the marginal covariance of task {bad} could not be factored even "
