@@ -410,3 +410,26 @@ def test_prior_pickles(rng):
     a = mp.predict_tasks(Phi, y, off, Phi, off)
     b = mp2.predict_tasks(Phi, y, off, Phi, off)
     np.testing.assert_array_equal(a[0], b[0])
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=15, deadline=None)
+@given(sizes=st.lists(st.integers(0, 7), min_size=1, max_size=6), m=st.integers(1, 6),
+       C=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_em_step_property_matches_brute_force(sizes, m, C, seed):
+    rng = np.random.default_rng(seed)
+    Phi, y, off, mu, Sig, w, s2 = packed_problem(rng, sizes, m, C)
+    T = len(sizes)
+    out = run_em_step(Phi, y, off, mu, Sig, w, s2, [0, T], chunk_rows=int(rng.integers(1, 20)), n_threads=2)
+    ll, R, lev, _, _ = brute_estep(Phi, y, off, mu, Sig, w, s2)
+    np.testing.assert_allclose(out["ll"], ll, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(out["r"], R, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(out["sr"].sum(0), R.sum(0), rtol=1e-12)
+
+
+def test_verbose_fit_runs_without_a_terminal(rng, capsys):
+    Phi, y, off, _, _ = two_kind_tasks(rng, T=40)
+    MixturePrior(n_components=2, verbose=1, max_iter=5, random_state=0).fit(Phi, y, off)
+    assert capsys.readouterr().err == ""
