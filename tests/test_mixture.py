@@ -433,3 +433,16 @@ def test_verbose_fit_runs_without_a_terminal(rng, capsys):
     Phi, y, off, _, _ = two_kind_tasks(rng, T=40)
     MixturePrior(n_components=2, verbose=1, max_iter=5, random_state=0).fit(Phi, y, off)
     assert capsys.readouterr().err == ""
+
+
+def test_restarts_screened_on_a_task_subset(rng, monkeypatch):
+    import metafast.learners._mixture as mod
+
+    monkeypatch.setattr(mod, "_SCREEN_TASKS", 60)
+    Phi, y, off, z, mus = two_kind_tasks(rng, T=200)
+    mp = MixturePrior(n_components=2, random_state=0, max_iter=25, tol=0.0, n_threads=2).fit(Phi, y, off)
+    assert mp.n_iter_ == 25 - mod._SCREEN_ITER and len(mp.log_evidence_) == mp.n_iter_
+    assert np.diff(mp.log_evidence_).min() >= -1e-9 * np.abs(mp.log_evidence_).max()
+    np.testing.assert_allclose(np.sort(mp.means_[:, 0]), [-2, 2], atol=0.15)
+    again = MixturePrior(n_components=2, random_state=0, max_iter=25, tol=0.0, n_threads=1).fit(Phi, y, off)
+    np.testing.assert_array_equal(again.means_, mp.means_)

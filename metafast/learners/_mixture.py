@@ -39,6 +39,7 @@ __all__ = ["MixturePrior", "MixtureTaskRegressor"]
 _COVARIANCES = ("full", "diag", "spherical")
 _INIT_ITER = 10        # EM iterations of the single-Gaussian fit that seeds k-means
 _SCREEN_ITER = 5       # EM iterations every restart gets before the best one is continued
+_SCREEN_TASKS = 500    # restarts are screened on a random subset of this many tasks (if more)
 _RESP_FLOOR = 1e-10    # a task's component with a smaller responsibility adds no M-step statistics
 _MIN_WEIGHT = 0.5      # a component holding less than half a task's worth of responsibility collapsed
 _COVAR_FLOOR = 1e-9    # relative diagonal floor added to every Sigma_c (in the rescaled space)
@@ -259,8 +260,8 @@ class MixturePrior:
     max_iter, tol : EM stops after max_iter iterations or when one iteration changes the summed
         log evidence by less than tol times its magnitude.
     n_init : restarts of k-means (on the per-task posterior means under a single Gaussian fitted
-        first); each restart gets a short EM run and the one with the highest evidence is
-        continued.
+        first); each restart gets a short EM run (on a random subset of 500 tasks when there are
+        more) and the one with the highest evidence is continued on all tasks.
     random_state : seed of the k-means restarts and of the "auto" split.
     n_threads : threads of the kernels (None = all cores; results do not depend on it).
     verbose : > 0 shows a progress bar on a terminal.
@@ -373,6 +374,12 @@ class MixturePrior:
             else self.random_state
         seeds = rng.randint(0, 2**31 - 1, size=self.n_init)
         screen = min(_SCREEN_ITER, self.max_iter) if self.n_init > 1 else self.max_iter
+        # restarts are screened on a random subset of tasks when there are many (cheaper; the
+        # evidence of runs on the same subset is still comparable)
+        sub = em
+        if self.n_init > 1 and T > _SCREEN_TASKS:
+            idx = np.sort(rng.choice(T, _SCREEN_TASKS, replace=False))
+            sub = _EM(*_take_tasks(em.Phi, em.y, em.offsets, idx), em.covariance, em.n_threads)
         best = None
         for seed in seeds:
             with warnings.catch_warnings():
@@ -381,10 +388,19 @@ class MixturePrior:
             counts = np.bincount(km.labels_, minlength=n_comp).astype(np.float64)
             weights = np.maximum(counts, 1.0) / np.maximum(counts, 1.0).sum()
             p0 = _Params(weights, km.cluster_centers_, np.repeat(p1.covs, n_comp, axis=0), p1.noise_var)
-            run = em.run(p0, screen, self.tol)
+            run = sub.run(p0, screen, self.tol)
             if best is None or run[1]["total"] > best[1]["total"]:
                 best = run
         p, stats, history, dropped, converged = best
+        if sub is not em:
+            # continue on every task; the history is that of the full data only, and drops
+            # during screening get negative iteration numbers
+            em.n_jitter += sub.n_jitter
+            bar.update(len(history))
+            dropped = [(it - len(history), c, w) for it, c, w in dropped]
+            p, stats, history, more_dropped, converged = em.run(p, max(1, self.max_iter - len(history)),
+                                                                self.tol, None, bar)
+            return p, stats, history, dropped + more_dropped, converged
         bar.update(len(history))
         if not converged and len(history) < self.max_iter:
             p, stats, more, dropped2, converged = em.run(p, self.max_iter - len(history), self.tol, stats, bar)
