@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils import check_random_state
 from threadpoolctl import ThreadpoolController
 
 from metafast._kernels import _mixture as _k
@@ -370,8 +371,7 @@ class MixturePrior:
         post_means = np.empty((T, 1, m))
         self._posterior(em.Phi, em.y, em.offsets, p1, post_means, None)
         W = post_means[:, 0, :]
-        rng = np.random.RandomState(self.random_state) if not isinstance(self.random_state, np.random.RandomState) \
-            else self.random_state
+        rng = check_random_state(self.random_state)
         seeds = rng.randint(0, 2**31 - 1, size=self.n_init)
         screen = min(_SCREEN_ITER, self.max_iter) if self.n_init > 1 else self.max_iter
         # restarts are screened on a random subset of tasks when there are many (cheaper; the
@@ -444,8 +444,7 @@ class MixturePrior:
         if n_tasks - n_held < hi:
             raise ValueError(f"n_components='auto' needs more training tasks ({n_tasks - n_held} after "
                              f"holding out {n_held}) than the largest candidate C={hi}")
-        rng = np.random.RandomState(self.random_state if not isinstance(self.random_state, np.random.RandomState)
-                                    else self.random_state.randint(2**31 - 1))
+        rng = check_random_state(self.random_state)
         perm = rng.permutation(n_tasks)
         held, train = np.sort(perm[:n_held]), np.sort(perm[n_held:])
         tr = _take_tasks(Phi, y, offsets, train)
