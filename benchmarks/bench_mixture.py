@@ -81,10 +81,14 @@ def _pack(X, Y, n_support):
 # ------------------------------------------------------------------------------------ designs
 def fourier_design():
     try:
-        B = mf.basis.make("fourier", frequencies=HARMONIC_FREQS).fit(np.zeros((1, 1)))
+        B = mf.basis.make("fourier", n_basis=2 * len(HARMONIC_FREQS), frequencies=HARMONIC_FREQS,
+                          include_constant=False).fit(np.array([[-8.0], [8.0]]))
+        print("design: mf.basis.make('fourier', ...)")
         return B.design
     except Exception:
         pass
+
+    print("design: numpy Fourier features (mf.basis.make('fourier', frequencies=...) unavailable)")
 
     def design(X):
         x = np.asarray(X, dtype=np.float64)[:, :1]
