@@ -22,6 +22,11 @@ def where(name: str, task: Any = None) -> str:
 def _as_numeric_array(value: Any, name: str, task: Any) -> np.ndarray:
     if value is None:
         raise TypeError(f"{where(name, task)} is None; expected an array of numbers")
+    if hasattr(value, "tocsr") or type(value).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            f"{where(name, task)} is a scipy sparse matrix: sparse input is not supported; "
+            "pass a dense array (X.toarray())"
+        )
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
@@ -29,14 +34,15 @@ def _as_numeric_array(value: Any, name: str, task: Any) -> np.ndarray:
     if arr.dtype == object:
         try:
             arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as exc:
             raise TypeError(
-                f"{where(name, task)} holds non-numeric values (dtype object); convert it to numbers"
+                f"{where(name, task)} holds non-numeric values (dtype object; {exc}); "
+                "convert it to numbers"
             ) from None
     if arr.dtype.kind in "USV":
         raise TypeError(f"{where(name, task)} holds strings (dtype {arr.dtype}); expected numbers")
     if arr.dtype.kind == "c":
-        raise TypeError(f"{where(name, task)} is complex; expected real numbers")
+        raise ValueError(f"{where(name, task)} is complex: Complex data not supported; expected real numbers")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{where(name, task)} has unsupported dtype {arr.dtype}; expected numbers")
     return arr
@@ -68,22 +74,33 @@ def check_X(
     dtype: Any = None,
     order: str = "C",
     min_samples: int = 0,
+    min_features: int = 1,
+    estimator: str | None = None,
 ) -> np.ndarray:
     """Validate a 2-D input matrix and return it as contiguous float32/float64.
 
     ``dtype`` forces a dtype; by default float32 stays float32 and everything else becomes
-    float64.  ``n_features`` checks the column count against what a model was fitted on.
+    float64.  ``n_features`` checks the column count against what a model was fitted on
+    (``estimator`` names that model in the message).  Where scikit-learn's estimator checks look
+    for particular phrases, the messages contain them.
     """
     arr = _as_numeric_array(X, name, task)
     if arr.ndim != 2:
-        hint = " Use X.reshape(-1, 1) for a single feature." if arr.ndim == 1 else ""
+        hint = (" Reshape your data: X.reshape(-1, 1) for a single feature, "
+                "X.reshape(1, -1) for a single sample.") if arr.ndim == 1 else ""
         raise ValueError(
             f"{where(name, task)} must be 2-D (n_samples, n_features); got shape {arr.shape}.{hint}"
         )
-    if n_features is not None and arr.shape[1] != n_features:
+    if arr.shape[1] < min_features:
         raise ValueError(
-            f"{where(name, task)} has {arr.shape[1]} features, but {n_features} were expected "
-            "(the number seen in fit)"
+            f"{where(name, task)} has {arr.shape[1]} feature(s) (shape={arr.shape}) while a "
+            f"minimum of {min_features} is required."
+        )
+    if n_features is not None and arr.shape[1] != n_features:
+        model = estimator or "the model"
+        raise ValueError(
+            f"{where(name, task)}: X has {arr.shape[1]} features, but {model} is expecting "
+            f"{n_features} features as input (the number seen in fit)"
         )
     if arr.shape[0] < min_samples:
         raise ValueError(

@@ -340,7 +340,7 @@ def test_bad_input_errors_name_the_argument(key):
     cases = [
         (lambda: B.design(np.array([[np.nan, 1.0]])), ValueError, "'X'.*NaN"),
         (lambda: B.design(np.array([[np.inf, 1.0]])), ValueError, "'X'.*inf"),
-        (lambda: B.design(np.zeros((3, 5))), ValueError, "'X' has 5 features"),
+        (lambda: B.design(np.zeros((3, 5))), ValueError, "argument 'X'.*X has 5 features"),
         (lambda: B.design(np.zeros(3)), ValueError, "'X' must be 2-D"),
         (lambda: B.design(np.array([["a", "b"]])), TypeError, "'X'"),
         (lambda: B.weighted_sum(X, np.ones(m + 1)), ValueError, "'w'"),

@@ -99,7 +99,8 @@ class BasisFamily(TransformerMixin, BaseEstimator):
                 f"This {type(self).__name__} is not fitted yet: call fit(X) (or pass it to a "
                 "meta-learner, which fits it on the training tasks) before design/transform"
             )
-        return check_X(X, name, n_features=getattr(self, "n_features_in_", None))
+        return check_X(X, name, n_features=getattr(self, "n_features_in_", None),
+                       estimator=type(self).__name__)
 
     def fit_tasks(self, tasks) -> "BasisFamily":
         """Fit on the inputs of a TaskSet (support and query points of every task)."""
