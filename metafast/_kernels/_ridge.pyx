@@ -53,6 +53,102 @@ cdef inline void _symmetrise_lower(int n, floating* A) noexcept nogil:
             A[i * n + j] = A[j * n + i]
 
 
+# ---------------------------------------------------------------------------- small dense helpers
+# Few-shot tasks have n ~ 5-20 points: for such sizes a LAPACK call costs more in overhead than
+# in arithmetic, so the dual path uses these plain loops (row-major lower-triangular L, L[i*n+k],
+# k <= i).  The compiler vectorises the inner loops over the m basis functions.
+
+cdef inline int _gram_chol(int n, int m, const floating* Psi, floating lam, floating* L) noexcept nogil:
+    """L = chol(Psi Psi^T + lam I), row-major lower, with jitter retries; returns the retries."""
+    cdef int i, j, k, tries = 0
+    cdef floating acc, d, scale = 0, shift = lam
+    for i in range(n):
+        for j in range(i + 1):
+            acc = 0
+            for k in range(m):
+                acc = acc + Psi[i * m + k] * Psi[j * m + k]
+            L[i * n + j] = acc
+        scale = scale + L[i * n + i]
+    scale = scale / n if (n > 0 and scale > 0) else 1.0
+    while True:
+        for i in range(n):
+            L[i * n + i] += shift
+        if _chol_inplace(n, L) == 0 or tries >= 12:
+            return tries
+        tries += 1
+        for i in range(n):                       # rebuild the Gram matrix and retry with jitter
+            for j in range(i + 1):
+                acc = 0
+                for k in range(m):
+                    acc = acc + Psi[i * m + k] * Psi[j * m + k]
+                L[i * n + j] = acc
+        shift = lam + scale * (1e-7 if floating is float else 1e-13) * (10.0 ** (tries - 1))
+
+
+cdef inline int _chol_inplace(int n, floating* L) noexcept nogil:
+    """In-place Cholesky of the row-major lower triangle; returns 0 or the failing pivot + 1."""
+    cdef int i, j, k
+    cdef floating acc, d
+    for j in range(n):
+        d = L[j * n + j]
+        for k in range(j):
+            d = d - L[j * n + k] * L[j * n + k]
+        if not (d > 0):
+            return j + 1
+        d = sqrt(d)
+        L[j * n + j] = d
+        for i in range(j + 1, n):
+            acc = L[i * n + j]
+            for k in range(j):
+                acc = acc - L[i * n + k] * L[j * n + k]
+            L[i * n + j] = acc / d
+    return 0
+
+
+cdef inline void _forward_rows(int n, int m, const floating* L, floating* X) noexcept nogil:
+    """X = L^{-1} X for X (n, m) row-major (m = 1 for a vector)."""
+    cdef int i, k, j
+    cdef floating lik, inv
+    for i in range(n):
+        for k in range(i):
+            lik = L[i * n + k]
+            for j in range(m):
+                X[i * m + j] -= lik * X[k * m + j]
+        inv = 1.0 / L[i * n + i]
+        for j in range(m):
+            X[i * m + j] *= inv
+
+
+cdef inline void _backward_rows(int n, int m, const floating* L, floating* X) noexcept nogil:
+    """X = L^{-T} X for X (n, m) row-major."""
+    cdef int i, k, j
+    cdef floating lki, inv
+    for i in range(n - 1, -1, -1):
+        for k in range(i + 1, n):
+            lki = L[k * n + i]
+            for j in range(m):
+                X[i * m + j] -= lki * X[k * m + j]
+        inv = 1.0 / L[i * n + i]
+        for j in range(m):
+            X[i * m + j] *= inv
+
+
+cdef inline void _inverse_diag(int n, const floating* L, floating* col, floating* diag) noexcept nogil:
+    """diag[i] = ((L L^T)^{-1})_ii = ||L^{-1} e_i||^2; col is n scratch entries."""
+    cdef int i, r, k
+    cdef floating acc, tot
+    for i in range(n):
+        col[i] = 1.0 / L[i * n + i]
+        tot = col[i] * col[i]
+        for r in range(i + 1, n):
+            acc = 0
+            for k in range(i, r):
+                acc = acc + L[r * n + k] * col[k]
+            col[r] = -acc / L[r * n + r]
+            tot = tot + col[r] * col[r]
+        diag[i] = tot
+
+
 cdef int _chol_dual(int n, int m, const floating* Psi, floating lam, floating* K) noexcept nogil:
     """K = chol(Psi Psi^T + lam I) (lower, column-major n x n); returns the jitter retries."""
     cdef int i, info, tries = 0
@@ -100,13 +196,13 @@ cdef int _solve_one(int n, int m, const floating* Phi, const floating* y, const 
                     floating* work) noexcept nogil:
     """Biased ridge weights w (m,) of one task, and its LOO residuals loo (n,) unless NULL.
 
-    work: n*m + max(n, m)^2 + n*m + 2*(n + m) entries.  Returns the Cholesky jitter retries.
+    work: 2*n*m + max(n, m)^2 + 4*n + 2*m entries.  Returns the Cholesky jitter retries.
     """
     cdef floating* Psi = work
     cdef floating* F = Psi + n * m                 # factor (n x n dual, m x m primal)
     cdef int big = n if n > m else m
     cdef floating* V = F + big * big               # primal LOO: L^{-1} Psi^T (m x n)
-    cdef floating* r0 = V + n * m
+    cdef floating* r0 = V + n * m + 2 * n
     cdef floating* u = r0 + n + m
     cdef int i, j, tries
     cdef floating si, lev, floor
@@ -118,13 +214,18 @@ cdef int _solve_one(int n, int m, const floating* Phi, const floating* y, const 
     _prior_residual(n, m, Phi, y, h, r0)
     if n <= m:
         # dual: alpha = (Psi Psi^T + lam I)^{-1} r0,  u = Psi^T alpha
-        tries = _chol_dual(n, m, Psi, lam, F)
-        potrs(c'L', n, 1, F, n, r0, n)                     # r0 <- alpha
-        gemv(c'N', m, n, 1.0, Psi, m, r0, 1, 0.0, u, 1)    # u = Psi^T alpha
+        tries = _gram_chol(n, m, Psi, lam, F)
+        _forward_rows(n, 1, F, r0)
+        _backward_rows(n, 1, F, r0)                         # r0 <- alpha
+        for j in range(m):
+            u[j] = 0
+        for i in range(n):
+            for j in range(m):
+                u[j] += Psi[i * m + j] * r0[i]              # u = Psi^T alpha
         if loo != NULL:
-            potri(c'L', n, F, n)                            # lower triangle of K^{-1}
+            _inverse_diag(n, F, V, V + n)                   # diag of K^{-1}
             for i in range(n):
-                loo[i] = r0[i] / F[i * n + i]               # e_i = alpha_i / (K^{-1})_ii
+                loo[i] = r0[i] / V[n + i]                   # e_i = alpha_i / (K^{-1})_ii
     else:
         # primal: (Psi^T Psi + lam I) u = Psi^T r0
         tries = _chol_primal(n, m, Psi, lam, F)
@@ -169,7 +270,7 @@ def solve_tasks(
     """Per-task biased ridge weights (and leave-one-out residuals); returns the jitter retries."""
     cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1], t, nmax = _max_size(offsets)
     cdef Py_ssize_t big = nmax if nmax > m else m
-    cdef Py_ssize_t wsize = 2 * nmax * m + big * big + 2 * (nmax + m) + 1
+    cdef Py_ssize_t wsize = 2 * nmax * m + big * big + 4 * nmax + 2 * m + 1
     cdef bint want_loo = loo.shape[0] > 0
     cdef int retries = 0, n
     cdef floating* work
@@ -208,7 +309,7 @@ def adapt_predict(
     cdef int big = n if n > m else m
     cdef floating* work
     cdef int tries = 0
-    work = <floating*> malloc((2 * n * m + big * big + 2 * (n + m) + 1) * sizeof(floating))
+    work = <floating*> malloc((2 * n * m + big * big + 4 * n + 2 * m + 1) * sizeof(floating))
     if work == NULL:
         raise MemoryError("metafast: could not allocate the scratch of adapt_predict")
     with nogil:
@@ -222,92 +323,94 @@ def adapt_predict(
 
 # ---------------------------------------------------------------------------- meta statistics
 cdef int _stats_one(int n, int m, const floating* Phi, const floating* y, const floating* s,
-                    floating lam, floating* M, floating* b, floating* Q, floating* q,
-                    floating* sq, floating* work) noexcept nogil:
-    """Add one task's GLS statistics (M += Phi^T G Phi, b += Phi^T G y, G = (Phi D Phi^T +
-    lam I)^{-1}) and its LOO quadratic (Q += F^T F / n, q += F^T f / n, sq += f.f / n, where the
-    LOO residuals at prior mean h are f - F h) to the m x m / m / 1 accumulators.
+                    floating lam, floating* M, floating* b, floating* Z, floating* zy,
+                    floating* Fm, floating* f, floating* work) noexcept nogil:
+    """One task's share of the GLS statistics sum_t Phi^T G Phi, sum_t Phi^T G y (G = (Phi D Phi^T
+    + lam I)^{-1}) and of the LOO quadratic sum_t F^T F / n, F^T f / n, f.f / n (the LOO
+    residuals at prior mean h are f - F h).
 
-    work: 3*n*m + max(n, m)^2 + 2*m*m + 3*(n + m) entries.  Returns the jitter retries.
+    Dual tasks (n <= m) write whitened rows Z = L^{-1} Phi, zy = L^{-1} y (so that Z^T Z is their
+    share) and leave M, b alone; primal tasks add their share to M (lower triangle) and b and
+    write zero rows.  Both write the LOO rows F / sqrt(n), f / sqrt(n).  The caller reduces the
+    rows of a block of tasks with one syrk.  work: n*m + max(n, m)^2 + 2*m*m + 2*(n + m).
+    Returns the jitter retries.
     """
     cdef floating* Psi = work
-    cdef floating* Z = Psi + n * m                 # n x m workspace (col-major m x n)
-    cdef floating* Fm = Z + n * m                  # LOO design F, col-major m x n
     cdef int big = n if n > m else m
-    cdef floating* L = Fm + n * m                  # factor
+    cdef floating* L = Psi + n * m                 # factor
     cdef floating* C = L + big * big               # m x m
     cdef floating* Y = C + m * m                   # m x m
-    cdef floating* zy = Y + m * m                  # n (+ m)
-    cdef floating* f = zy + n + m                  # n
-    cdef floating* c = f + n + m                   # m (+ n)
-    cdef int i, j, k, tries
-    cdef floating inv_n = 1.0 / n, inv_lam = 1.0 / lam, lev, si, floor, pii
+    cdef floating* c = Y + m * m                   # m
+    cdef floating* cz = c + n + m                  # m
+    cdef floating* lb = cz + m                     # n
+    cdef int i, j, tries
+    cdef floating inv_lam = 1.0 / lam, inv_sqrt_n = 1.0 / sqrt(<double> n), lev, si, floor, pii
     _scaled_design(n, m, Phi, s, Psi)
     if n <= m:
-        tries = _chol_dual(n, m, Psi, lam, L)
-        # Z = L^{-1} Phi  (col-major: Phi^T L^{-T}, i.e. solve from the right)
+        tries = _gram_chol(n, m, Psi, lam, L)
+        # Z = L^{-1} Phi, zy = L^{-1} y
         for i in range(n * m):
             Z[i] = Phi[i]
-        trsm(c'R', c'L', c'T', c'N', m, n, 1.0, L, n, Z, m)
+        _forward_rows(n, m, L, Z)
         for i in range(n):
             zy[i] = y[i]
-        trsm(c'L', c'L', c'N', c'N', n, 1, 1.0, L, n, zy, n)
-        syrk(c'L', c'N', m, n, 1.0, Z, m, 1.0, M, m)          # M += Z^T Z
-        gemv(c'N', m, n, 1.0, Z, m, zy, 1, 1.0, b, 1)         # b += Z^T zy
-        # LOO: e = E (y - Phi h), E = diag(P_ii)^{-1} P, P = K^{-1}
-        potri(c'L', n, L, n)
-        _symmetrise_lower(n, L)
-        # F^T = Phi^T P diag(1/P_ii): col-major m x n = (Phi^T)(P) then scale columns
-        gemm(c'N', c'N', m, n, n, 1.0, Phi, m, L, n, 0.0, Fm, m)
+        _forward_rows(n, 1, L, zy)
+        # LOO: e = E (y - Phi h), E = diag(P_ii)^{-1} P, P = K^{-1}:  P Phi = L^{-T} Z
+        for i in range(n * m):
+            Fm[i] = Z[i]
+        _backward_rows(n, m, L, Fm)
         for i in range(n):
-            f[i] = dot(n, &L[i * n], 1, y, 1)
-            pii = L[i * n + i]
+            f[i] = zy[i]
+        _backward_rows(n, 1, L, f)
+        _inverse_diag(n, L, C, Y)
+        for i in range(n):
+            pii = inv_sqrt_n / Y[i]
+            f[i] *= pii
             for j in range(m):
-                Fm[i * m + j] /= pii
-            f[i] /= pii
+                Fm[i * m + j] *= pii
     else:
         tries = _chol_primal(n, m, Psi, lam, L)
+        for i in range(n * m):
+            Z[i] = 0
+        for i in range(n):
+            zy[i] = 0
         # C = Phi^T Phi, c = Phi^T y
         syrk(c'L', c'N', m, n, 1.0, Phi, m, 0.0, C, m)
         _symmetrise_lower(m, C)
         gemv(c'N', m, n, 1.0, Phi, m, y, 1, 0.0, c, 1)
-        # Y = L^{-1} S C ; zy = L^{-1} S c
+        # Y = L^{-1} S C ; cz = L^{-1} S c
         for j in range(m):
             for i in range(m):
                 Y[j * m + i] = s[i] * C[j * m + i]
-            zy[j] = s[j] * c[j]
+            cz[j] = s[j] * c[j]
         trsm(c'L', c'L', c'N', c'N', m, m, 1.0, L, m, Y, m)
-        trsm(c'L', c'L', c'N', c'N', m, 1, 1.0, L, m, zy, m)
-        # M += (C - Y^T Y) / lam ;  b += (c - Y^T zy) / lam
+        trsm(c'L', c'L', c'N', c'N', m, 1, 1.0, L, m, cz, m)
+        # M += (C - Y^T Y) / lam ;  b += (c - Y^T cz) / lam
         syrk(c'L', c'T', m, m, -inv_lam, Y, m, 1.0, M, m)
         for j in range(m):
             for i in range(j, m):
                 M[j * m + i] += inv_lam * C[j * m + i]
-        gemv(c'T', m, m, -inv_lam, Y, m, zy, 1, 1.0, b, 1)
+        gemv(c'T', m, m, -inv_lam, Y, m, cz, 1, 1.0, b, 1)
         for j in range(m):
             b[j] += inv_lam * c[j]
-        # LOO: e = diag(1/(1 - S_ii)) (I - Psi A^{-1} Psi^T) (y - Phi h).  V = L^{-1} Psi^T.
-        for i in range(n * m):
-            Z[i] = Psi[i]
-        trsm(c'L', c'L', c'N', c'N', m, n, 1.0, L, m, Z, m)
-        # F^T = Phi^T - Y^T V  (col-major m x n);  f = y - V^T zy
+        # LOO: e = diag(1/(1 - S_ii)) (I - Psi A^{-1} Psi^T) (y - Phi h), with V = L^{-1} Psi^T
+        # (kept in Psi's buffer): F^T = Phi^T - Y^T V, f = y - V^T cz.
         for i in range(n * m):
             Fm[i] = Phi[i]
-        gemm(c'T', c'N', m, n, m, -1.0, Y, m, Z, m, 1.0, Fm, m)
         for i in range(n):
-            f[i] = y[i] - dot(m, &Z[i * m], 1, zy, 1)
-            lev = dot(m, &Z[i * m], 1, &Z[i * m], 1)
             si = dot(m, &Psi[i * m], 1, &Psi[i * m], 1)
-            floor = lam / (lam + si)
-            lev = 1 - lev
-            if lev < floor:
-                lev = floor
+            lb[i] = lam / (lam + si)                   # exact lower bound of 1 - S_ii
+        trsm(c'L', c'L', c'N', c'N', m, n, 1.0, L, m, Psi, m)
+        gemm(c'T', c'N', m, n, m, -1.0, Y, m, Psi, m, 1.0, Fm, m)
+        for i in range(n):
+            f[i] = y[i] - dot(m, &Psi[i * m], 1, cz, 1)
+            lev = 1 - dot(m, &Psi[i * m], 1, &Psi[i * m], 1)
+            if lev < lb[i]:
+                lev = lb[i]
+            lev = inv_sqrt_n / lev
             for j in range(m):
-                Fm[i * m + j] /= lev
-            f[i] /= lev
-    syrk(c'L', c'N', m, n, inv_n, Fm, m, 1.0, Q, m)          # Q += F^T F / n
-    gemv(c'N', m, n, inv_n, Fm, m, f, 1, 1.0, q, 1)          # q += F^T f / n
-    sq[0] += inv_n * dot(n, f, 1, f, 1)
+                Fm[i * m + j] *= lev
+            f[i] *= lev
     return tries
 
 
@@ -331,15 +434,21 @@ def meta_stats(
     int n_threads=1,
 ):
     """Closed-form statistics of the GLS prior mean and of the LOO score, summed over tasks
-    (empty tasks skipped).  Returns the jitter retries."""
+    (empty tasks skipped).  Returns the jitter retries.
+
+    Tasks are processed in fixed blocks (task_blocks); each block writes its tasks' whitened rows
+    to a block buffer, reduces them with one syrk/gemv into its own slot, and the slots are added
+    in block order, so the result does not depend on the thread count.
+    """
     cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1], nmax = _max_size(offsets)
-    cdef Py_ssize_t bs = task_blocks(T), nb = (T + bs - 1) // bs, blk, t, i, j
+    cdef Py_ssize_t bs = task_blocks(T), nb = (T + bs - 1) // bs, blk, t, t0, t1, r0
     cdef Py_ssize_t big = nmax if nmax > m else m
-    cdef Py_ssize_t wsize = 3 * nmax * m + big * big + 2 * m * m + 3 * (nmax + m) + 1
+    cdef Py_ssize_t wsize = nmax * m + big * big + 2 * m * m + 2 * (nmax + m) + 1
     cdef Py_ssize_t slot = 2 * m * m + 2 * m + 1
-    cdef int retries = 0, n
+    cdef int retries = 0, n, rows
     cdef floating* work
     cdef floating* acc
+    cdef floating* rowbuf
     dtype = np.float64 if floating is double else np.float32
     slots_arr = np.zeros((max(nb, 1), slot), dtype=dtype)
     cdef floating[:, ::1] slots = slots_arr
@@ -347,20 +456,39 @@ def meta_stats(
         with nogil, parallel(num_threads=n_threads):
             work = <floating*> malloc(wsize * sizeof(floating))
             for blk in prange(nb, schedule='dynamic'):
-                if work == NULL:
+                t0 = blk * bs
+                t1 = min(T, (blk + 1) * bs)
+                rows = <int> (offsets[t1] - offsets[t0])
+                rowbuf = <floating*> malloc((2 * rows * m + 2 * rows + 1) * sizeof(floating))
+                if work == NULL or rowbuf == NULL:
                     retries += _NO_MEMORY
+                    free(rowbuf)
                     continue
                 acc = &slots[blk, 0]
-                for t in range(blk * bs, min(T, (blk + 1) * bs)):
+                for t in range(t0, t1):
                     n = <int> (offsets[t + 1] - offsets[t])
                     if n > 0:
-                        retries += _stats_one(n, <int> m, &Phi[offsets[t], 0], &y[offsets[t]],
-                                              &s[0], <floating> lam, acc, acc + m * m,
-                                              acc + m * m + m, acc + 2 * m * m + m,
-                                              acc + 2 * m * m + 2 * m, work)
+                        r0 = offsets[t] - offsets[t0]
+                        retries += _stats_one(n, <int> m, &Phi[offsets[t], 0], &y[offsets[t]], &s[0],
+                                              <floating> lam, acc, acc + m * m,
+                                              rowbuf + r0 * m, rowbuf + 2 * rows * m + r0,
+                                              rowbuf + rows * m + r0 * m, rowbuf + 2 * rows * m + rows + r0,
+                                              work)
+                if rows > 0:
+                    # M += Z^T Z, b += Z^T zy, Q += F^T F, q += F^T f, sq += f.f over the block's rows
+                    syrk(c'L', c'N', <int> m, rows, 1.0, rowbuf, <int> m, 1.0, acc, <int> m)
+                    gemv(c'N', <int> m, rows, 1.0, rowbuf, <int> m, rowbuf + 2 * rows * m, 1, 1.0,
+                         acc + m * m, 1)
+                    syrk(c'L', c'N', <int> m, rows, 1.0, rowbuf + rows * m, <int> m, 1.0,
+                         acc + m * m + m, <int> m)
+                    gemv(c'N', <int> m, rows, 1.0, rowbuf + rows * m, <int> m,
+                         rowbuf + 2 * rows * m + rows, 1, 1.0, acc + 2 * m * m + m, 1)
+                    acc[2 * m * m + 2 * m] += dot(rows, rowbuf + 2 * rows * m + rows, 1,
+                                                  rowbuf + 2 * rows * m + rows, 1)
+                free(rowbuf)
             free(work)
     if retries >= _NO_MEMORY:
-        raise MemoryError("metafast: could not allocate the per-thread scratch of meta_stats")
+        raise MemoryError("metafast: could not allocate the scratch of meta_stats")
     total = slots_arr[0].copy()
     for blk in range(1, nb):
         total += slots_arr[blk]
@@ -560,7 +688,8 @@ def loo_grad(
     int n_threads=1,
 ):
     """Leave-one-out squared loss of every task's support set and its gradients (dual).
-    Tasks with fewer than 2 points contribute zero.  Returns the jitter retries."""
+    Empty tasks contribute zero; a task with one point is
+    scored on predicting it from the prior mean.  Returns the jitter retries."""
     cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1], t, i
     cdef Py_ssize_t nmax = _max_size(offsets)
     cdef Py_ssize_t wsize = nmax * m + 3 * nmax * nmax + 5 * nmax + m + 1
