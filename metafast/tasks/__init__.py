@@ -1,8 +1,13 @@
-"""Tasks: Task, packed TaskSet, built-in task families and loaders."""
+"""Tasks: Task, packed TaskSet, built-in task families and loaders, streams, tables, episodes."""
 
 from __future__ import annotations
 
+from metafast.tasks._episodes import DIGITS_TEST_CLASSES, DIGITS_TRAIN_CLASSES, episodes
+from metafast.tasks._frames import from_csv, from_frame
+from metafast.tasks._split import split_classes, split_tasks
+from metafast.tasks._stream import TaskStream, stream
 from metafast.tasks._taskset import Task, TaskSet
+from metafast.tasks.synthetic import noise_free, oracle, true_function
 
 
 def available() -> list[str]:
@@ -13,10 +18,24 @@ def available() -> list[str]:
 
 
 def load(name: str, **params) -> TaskSet:
-    """Tasks from a registered loader, e.g. ``load("sinusoid", n_tasks=1000, n_support=10)``."""
+    """Tasks from a registered loader, e.g. ``load("sinusoid", n_tasks=1000, n_support=10)``.
+
+    To read a TaskSet saved with ``TaskSet.save``, use ``TaskSet.load(path)``.
+    """
     from metafast.plugins import loader_registry
 
+    if isinstance(name, str) and name.endswith(".npz"):
+        raise KeyError(f"{name!r} looks like a file: read saved tasks with metafast.tasks.TaskSet.load(path)")
     return loader_registry().get(name)(**params)
 
 
-__all__ = ["Task", "TaskSet", "available", "load"]
+def concatenate(tasksets) -> TaskSet:
+    """One TaskSet with the tasks of every given TaskSet, in order."""
+    return TaskSet.concatenate(tasksets)
+
+
+__all__ = [
+    "Task", "TaskSet", "TaskStream", "available", "load", "stream", "concatenate",
+    "from_frame", "from_csv", "episodes", "split_tasks", "split_classes",
+    "true_function", "oracle", "noise_free", "DIGITS_TRAIN_CLASSES", "DIGITS_TEST_CLASSES",
+]

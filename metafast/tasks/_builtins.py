@@ -5,6 +5,9 @@ from metafast.hookspecs import hookimpl
 
 @hookimpl
 def metafast_task_loaders(register):
-    from metafast.tasks.synthetic import load_sinusoid
+    from metafast.tasks._episodes import load_digits_episodes
+    from metafast.tasks.synthetic import LOADERS
 
-    register("sinusoid", load_sinusoid)
+    for name, loader in LOADERS.items():
+        register(name, loader)
+    register("digits", load_digits_episodes)

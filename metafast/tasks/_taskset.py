@@ -4,6 +4,10 @@ A TaskSet of T tasks holds X_support (N_s, d), y_support (N_s,), support_offsets
 same for the query set; rows offsets[t]:offsets[t+1] belong to task t.  Tasks may differ in
 size.  ``tasks[i]`` is a Task of views into those arrays (no copy), so kernels can work on all
 tasks in one call while users still see one task at a time.
+
+Float targets are stored in X's dtype (float32 X means float32 y); integer targets are class
+labels and stored as int64.  Beyond packing, a TaskSet slices, concatenates, splits by task
+(``split``) and saves to / loads from ``.npz`` (``save`` / ``load``).
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class TaskSet:
         y_query: np.ndarray,
         query_offsets: np.ndarray,
         info: Sequence[dict] | None = None,
+        *,
+        _copy_info: bool = True,
     ):
         self.X_support = check_X(X_support, "X_support")
         dtype = self.X_support.dtype
@@ -75,7 +81,10 @@ class TaskSet:
                 f"query_offsets describe {self.query_offsets.shape[0] - 1}"
             )
         n = len(self)
-        self.info = [dict(d) for d in info] if info is not None else [{} for _ in range(n)]
+        if info is None:
+            self.info = [{} for _ in range(n)]
+        else:  # each task owns its dict (internal callers that made fresh dicts skip the copy)
+            self.info = [dict(d) for d in info] if _copy_info else list(info)
         if len(self.info) != n:
             raise ValueError(f"info has {len(self.info)} entries for {n} tasks")
 
@@ -155,12 +164,105 @@ class TaskSet:
             yield self[i]
 
     def subset(self, index) -> "TaskSet":
-        """A new TaskSet of the selected tasks (slice, integer array or boolean mask), copied."""
-        ids = np.arange(len(self))[index]
-        ids = np.atleast_1d(ids)
+        """A new TaskSet of the selected tasks (slice, integer array or boolean mask), copied.
+
+        Tasks come out in the order of ``index`` (repeats allowed); rows are gathered in one
+        vectorised step, not task by task.
+        """
+        ids = np.atleast_1d(np.arange(len(self))[index])
         if ids.size == 0:
             raise ValueError("the selection is empty: a TaskSet needs at least one task")
-        return TaskSet.from_list([self[int(i)] for i in ids], dtype=self.dtype)
+        s_rows, s_off = _gather_rows(self.support_offsets, ids)
+        q_rows, q_off = _gather_rows(self.query_offsets, ids)
+        return TaskSet(
+            self.X_support[s_rows], self.y_support[s_rows], s_off,
+            self.X_query[q_rows], self.y_query[q_rows], q_off,
+            info=[self.info[int(i)] for i in ids],
+        )
+
+    @classmethod
+    def concatenate(cls, tasksets: Iterable["TaskSet"], *, _copy_info: bool = True) -> "TaskSet":
+        """One TaskSet holding the tasks of every given TaskSet, in order.
+
+        All must have the same number of features; X is float32 only if every part is float32.
+        """
+        parts = list(tasksets)
+        if not parts:
+            raise ValueError("argument 'tasksets' is empty: nothing to concatenate")
+        for i, p in enumerate(parts):
+            if not isinstance(p, TaskSet):
+                raise TypeError(f"argument 'tasksets' item {i} is a {type(p).__name__}, not a TaskSet")
+            if p.n_features != parts[0].n_features:
+                raise ValueError(
+                    f"argument 'tasksets' item {i} has {p.n_features} features but item 0 has "
+                    f"{parts[0].n_features}"
+                )
+        if len(parts) == 1:
+            return parts[0].subset(slice(None))
+        dtype = np.float32 if all(p.dtype == np.float32 for p in parts) else np.float64
+        return cls(
+            np.concatenate([p.X_support for p in parts]).astype(dtype, copy=False),
+            _concat_targets([p.y_support for p in parts]),
+            _concat_offsets([p.support_offsets for p in parts]),
+            np.concatenate([p.X_query for p in parts]).astype(dtype, copy=False),
+            _concat_targets([p.y_query for p in parts]),
+            _concat_offsets([p.query_offsets for p in parts]),
+            info=[d for p in parts for d in p.info], _copy_info=_copy_info,
+        )
+
+    def split(self, sizes=(0.8, 0.1, 0.1), *, seed=None, shuffle: bool = True) -> tuple["TaskSet", ...]:
+        """Split by task into disjoint parts (e.g. meta-train / validation / test).
+
+        See :func:`metafast.tasks.split_tasks`; every task lands in exactly one part, so no
+        task's points leak between parts.
+        """
+        from metafast.tasks._split import split_tasks
+
+        return split_tasks(self, sizes, seed=seed, shuffle=shuffle)
+
+    def astype(self, dtype) -> "TaskSet":
+        """A copy with X (and float y) in ``dtype`` (float32 or float64); integer labels stay int64."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"parameter 'dtype' must be float32 or float64; got {dtype}")
+        return TaskSet(
+            self.X_support.astype(dtype), self.y_support.copy(), self.support_offsets.copy(),
+            self.X_query.astype(dtype), self.y_query.copy(), self.query_offsets.copy(), info=self.info,
+        )
+
+    @property
+    def is_classification(self) -> bool:
+        """True when the targets are integer class labels."""
+        return self.y_support.dtype.kind in "iu"
+
+    def equals(self, other: "TaskSet") -> bool:
+        """Exact equality of every array, offset and info entry (dtype included)."""
+        if not isinstance(other, TaskSet):
+            return False
+        arrays = ("X_support", "y_support", "support_offsets", "X_query", "y_query", "query_offsets")
+        for a in arrays:
+            x, y = getattr(self, a), getattr(other, a)
+            if x.dtype != y.dtype or x.shape != y.shape or not np.array_equal(x, y):
+                return False
+        return _info_equal(self.info, other.info)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        """Write to an ``.npz`` file (arrays stored exactly; ``info`` as tagged JSON).
+
+        ``info`` values may be None, bool, int, float, str, lists, tuples, dicts with string
+        keys, numpy scalars and numpy arrays; anything else raises TypeError before writing.
+        """
+        from metafast.tasks._io import save_taskset
+
+        save_taskset(self, path)
+
+    @classmethod
+    def load(cls, path) -> "TaskSet":
+        """Read a TaskSet written by :meth:`save` (no pickle is ever loaded)."""
+        from metafast.tasks._io import load_taskset
+
+        return load_taskset(path)
 
     def __repr__(self) -> str:
         return (
@@ -187,3 +289,47 @@ def _check_task_offsets(offsets, n_rows: int, name: str) -> np.ndarray:
             f"got first={off[0]}, last={off[-1]}"
         )
     return off
+
+
+def _gather_rows(offsets: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of tasks ``ids`` (in that order) and the offsets of the gathered rows."""
+    starts = offsets[ids]
+    sizes = offsets[ids + 1] - starts
+    new_off = _offsets_from_sizes(sizes)
+    # row r of the output belongs to selected task k: starts[k] + (r - new_off[k])
+    rows = np.repeat(starts - new_off[:-1], sizes) + np.arange(new_off[-1], dtype=np.int64)
+    return rows, new_off
+
+
+def _concat_offsets(parts: Sequence[np.ndarray]) -> np.ndarray:
+    return _offsets_from_sizes(np.concatenate([np.diff(p) for p in parts]))
+
+
+def _concat_targets(parts: Sequence[np.ndarray]) -> np.ndarray:
+    kinds = {p.dtype.kind for p in parts}
+    if len(kinds) > 1 and kinds & {"i", "u"}:
+        raise ValueError(
+            "cannot concatenate TaskSets with integer class labels and TaskSets with float targets"
+        )
+    return np.concatenate(parts)
+
+
+def _info_equal(a: Sequence[dict], b: Sequence[dict]) -> bool:
+    if len(a) != len(b):
+        return False
+    return all(_value_equal(x, y) for x, y in zip(a, b))
+
+
+def _value_equal(x, y) -> bool:
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        return (
+            isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
+            and x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind in "fc")
+        )
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_value_equal(x[k], y[k]) for k in x)
+    if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+        return type(x) is type(y) and len(x) == len(y) and all(_value_equal(u, v) for u, v in zip(x, y))
+    if isinstance(x, float) and isinstance(y, float) and np.isnan(x) and np.isnan(y):
+        return True
+    return type(x) is type(y) and x == y

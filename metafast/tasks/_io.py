@@ -1,0 +1,112 @@
+"""Saving and loading TaskSets as ``.npz`` files.
+
+The packed arrays are stored as they are (dtype and values exact).  ``info`` (a list of dicts)
+is stored as one JSON string with type tags, so tuples, numpy scalars and numpy arrays come back
+as what they were.  Loading never unpickles anything (``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+FORMAT = "metafast.TaskSet"
+FORMAT_VERSION = 1
+_ARRAYS = ("X_support", "y_support", "support_offsets", "X_query", "y_query", "query_offsets")
+
+
+def _encode(value, where: str):
+    """JSON-safe form of an info value; raises TypeError naming the task and key."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if np.isfinite(value):
+            return value
+        return {"__float__": repr(value)}
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return {"__npscalar__": value.dtype.str, "v": _encode(value.item(), where)}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"{where} is a numpy array of dtype {value.dtype}; only numeric arrays can be saved")
+        return {
+            "__ndarray__": value.dtype.str,
+            "shape": list(value.shape),
+            "data": [_encode(v, where) for v in value.ravel().tolist()],
+        }
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, where) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v, where) for v in value]
+    if isinstance(value, dict):
+        for k in value:
+            if not isinstance(k, str):
+                raise TypeError(f"{where} has a non-string dict key {k!r}; only string keys can be saved")
+        if any(k.startswith("__") for k in value):
+            return {"__dict__": {k: _encode(v, where) for k, v in value.items()}}
+        return {k: _encode(v, where) for k, v in value.items()}
+    raise TypeError(
+        f"{where} is a {type(value).__name__}, which cannot be saved; use numbers, strings, "
+        "lists, tuples, dicts or numeric numpy arrays"
+    )
+
+
+def _decode(obj):
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__float__" in obj:
+        return float(obj["__float__"])
+    if "__npscalar__" in obj:
+        return np.dtype(obj["__npscalar__"]).type(_decode(obj["v"]))
+    if "__ndarray__" in obj:
+        data = [_decode(v) for v in obj["data"]]
+        return np.asarray(data, dtype=np.dtype(obj["__ndarray__"])).reshape(obj["shape"])
+    if "__tuple__" in obj:
+        return tuple(_decode(v) for v in obj["__tuple__"])
+    if "__dict__" in obj:
+        return {k: _decode(v) for k, v in obj["__dict__"].items()}
+    return {k: _decode(v) for k, v in obj.items()}
+
+
+def save_taskset(tasks, path) -> None:
+    """Write ``tasks`` to ``path`` (``.npz`` is appended by numpy when missing)."""
+    info = []
+    for t, d in enumerate(tasks.info):
+        info.append({str(k): _encode(v, f"info key {k!r} of task {t}") for k, v in d.items()})
+        for k in d:
+            if not isinstance(k, str):
+                raise TypeError(f"info key {k!r} of task {t} is not a string; only string keys can be saved")
+    header = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "info": info}, allow_nan=False)
+    np.savez(path, header=np.asarray(header), **{a: getattr(tasks, a) for a in _ARRAYS})
+
+
+def load_taskset(path):
+    """Read a TaskSet written by :func:`save_taskset`, with clear errors for other files."""
+    from metafast.tasks._taskset import TaskSet
+
+    path = os.fspath(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path!r} is not a readable .npz file: {exc}") from None
+    with data:
+        missing = [a for a in ("header", *_ARRAYS) if a not in data.files]
+        if missing:
+            raise ValueError(f"{path!r} is not a metafast TaskSet file (missing {', '.join(missing)})")
+        header = json.loads(str(data["header"][()]))
+        if header.get("format") != FORMAT:
+            raise ValueError(f"{path!r} is not a metafast TaskSet file")
+        if header.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path!r} was written in TaskSet format version {header.get('version')}; this "
+                f"metafast reads version {FORMAT_VERSION}"
+            )
+        arrays = {a: data[a] for a in _ARRAYS}
+    return TaskSet(**arrays, info=[_decode(d) for d in header["info"]])
