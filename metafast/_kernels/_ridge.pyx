@@ -704,7 +704,7 @@ def loo_grad(
                 retries += _NO_MEMORY
                 continue
             n = <int> (offsets[t + 1] - offsets[t])
-            if n < 2:
+            if n == 0:
                 loss[t] = 0
                 dlam[t] = 0
                 for i in range(m):
