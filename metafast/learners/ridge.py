@@ -19,11 +19,12 @@ from typing import Any, Iterable
 
 import numpy as np
 from scipy.optimize import minimize
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import NotFittedError
 
 from metafast._kernels import _ridge
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
+from metafast.basis._base import BasisFamily
 from metafast.learners._base import MetaLearner, check_tasks, iter_task_chunks
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
@@ -37,7 +38,8 @@ class BiasedRidgeRegressor(RegressorMixin, BaseEstimator):
     """Ridge regression on a basis, shrunk towards ``prior_mean`` instead of zero.
 
     coef_ = argmin ||Phi w - y||^2 + alpha * sum_j (w_j - prior_mean_j)^2 / prior_scale_j^2,
-    with Phi = basis.design(X).  ``MetaRidge.adapt`` returns one of these, already fitted; it is
+    with Phi = basis.design(X) (an unfitted basis is first fitted on X, as in a Pipeline; the
+    fitted one is ``basis_``).  ``MetaRidge.adapt`` returns one of these, already fitted; it is
     an ordinary scikit-learn regressor (clone, cross_val_score, pipelines).  It is not Bayesian:
     ``predict(X, return_std=True)`` raises (use MetaBayes for predictive uncertainty).
     """
@@ -60,9 +62,13 @@ class BiasedRidgeRegressor(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y) -> "BiasedRidgeRegressor":
         """Solve the biased ridge problem on (X, y); the basis must already be fitted."""
-        if self.basis is None or not self.basis.__sklearn_is_fitted__():
-            raise ValueError("parameter 'basis' must be a fitted metafast BasisFamily")
-        Phi = _as_f64(self.basis.design(X))
+        basis = self.basis
+        if not isinstance(basis, BasisFamily):
+            raise TypeError(f"parameter 'basis' must be a metafast BasisFamily; got {type(basis).__name__}")
+        if not basis.__sklearn_is_fitted__():       # as in a Pipeline: fit an unfitted basis on X
+            basis = clone(basis).fit(X)
+        self.basis_ = basis
+        Phi = _as_f64(basis.design(X))
         yc = _fast_y(y, Phi.shape[0])
         h, s = self._prior(Phi.shape[1])
         alpha = check_positive_float(self.alpha, "alpha")
@@ -70,7 +76,7 @@ class BiasedRidgeRegressor(RegressorMixin, BaseEstimator):
         self.n_jitter_ = _ridge.adapt_predict(Phi, yc, h, s, alpha, w, np.empty((0, Phi.shape[1])), _EMPTY_1D)
         self.coef_ = w
         self.intercept_ = 0.0
-        self.n_features_in_ = self.basis.n_features_in_
+        self.n_features_in_ = basis.n_features_in_
         return self
 
     def predict(self, X, return_std: bool = False) -> np.ndarray:
@@ -82,7 +88,7 @@ class BiasedRidgeRegressor(RegressorMixin, BaseEstimator):
             )
         if not hasattr(self, "coef_"):
             raise NotFittedError("This BiasedRidgeRegressor is not fitted yet: call fit(X, y)")
-        return self.basis.weighted_sum(X, self.coef_.astype(_dtype_of(X), copy=False)).astype(np.float64, copy=False)
+        return self.basis_.weighted_sum(X, self.coef_.astype(_dtype_of(X), copy=False)).astype(np.float64, copy=False)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "coef_")
