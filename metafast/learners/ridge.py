@@ -315,6 +315,38 @@ class MetaRidge(MetaLearner):
     def _fit_basis(self, source, h, alpha, s):
         """L-BFGS on (basis params, log alpha, h) jointly, held-out loss with exact gradients."""
         base = self.basis_
+        objective, pack, unpack = self._basis_objective(source, base, s)
+        params0 = base.learnable_params()
+        keys = sorted(params0)
+        m = base.n_basis
+        x0 = pack(params0, np.log(alpha), h)
+        n_theta = x0.size - 1 - m
+        bounds = [(None, None)] * n_theta + [(np.log(1e-8), np.log(1e8))] + [(None, None)] * m
+        bar = _progress(self.verbose, self.max_iter, "basis learning")
+        trace = []
+
+        def callback(intermediate_result):
+            trace.append(float(intermediate_result.fun))
+            if bar is not None:
+                bar.update(1)
+
+        try:
+            res = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
+                           options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": self.tol * 1e-3})
+        finally:
+            if bar is not None:
+                bar.close()
+        theta, log_lam, hv = unpack(res.x)
+        self.basis_ = base.with_params(**theta) if keys else base
+        self.basis_loss_ = [float(objective(x0)[0])] + trace
+        self.basis_result_ = res
+        return np.array(hv, dtype=np.float64), float(np.exp(log_lam)), int(res.nit)
+
+    def _basis_objective(self, source, base, s):
+        """The basis-learning objective over x = (basis params flattened, log alpha, h):
+        mean over tasks of the query MSE after adapting on the support set (or of the LOO MSE on
+        the support set when some task has no query points), with its exact gradient
+        (algorithms.md 0.3 / 3.3; G matrices from the kernel, contracted by design_vjp)."""
         params0 = base.learnable_params()
         keys = sorted(params0)
         shapes = [np.shape(params0[k]) for k in keys]
@@ -364,28 +396,11 @@ class MetaRidge(MetaLearner):
             grad = np.concatenate([np.ravel(g_theta[k]) for k in keys] + [[g_lam * lam], g_h])
             return total, grad
 
-        x0 = np.concatenate([np.ravel(np.asarray(params0[k], dtype=np.float64)) for k in keys]
-                            + [[np.log(alpha)], h])
-        bounds = [(None, None)] * sum(sizes) + [(np.log(1e-8), np.log(1e8))] + [(None, None)] * m
-        bar = _progress(self.verbose, self.max_iter, "basis learning")
-        trace = []
+        def pack(theta, log_lam, hv):
+            return np.concatenate([np.ravel(np.asarray(theta[k], dtype=np.float64)) for k in keys]
+                                  + [[log_lam], hv])
 
-        def callback(xk):
-            trace.append(objective(xk)[0])
-            if bar is not None:
-                bar.update(1)
-
-        try:
-            res = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
-                           options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": self.tol * 1e-3})
-        finally:
-            if bar is not None:
-                bar.close()
-        theta, log_lam, hv = unpack(res.x)
-        self.basis_ = base.with_params(**theta) if keys else base
-        self.basis_loss_ = [float(objective(x0)[0])] + trace
-        self.basis_result_ = res
-        return np.array(hv, dtype=np.float64), float(np.exp(log_lam)), int(res.nit)
+        return objective, pack, unpack
 
     # ------------------------------------------------------------------ adapt, predict, evaluate
     def _prior_arrays(self):
