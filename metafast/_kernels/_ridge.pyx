@@ -42,7 +42,7 @@ cdef inline void _prior_residual(int n, int m, const floating* Phi, const floati
     """r0 = y - Phi @ h"""
     cdef int i
     for i in range(n):
-        r0[i] = y[i] - dot(m, &Phi[i * m], 1, h, 1)
+        r0[i] = y[i] - _dot4(m, &Phi[i * m], h)
 
 
 cdef inline void _symmetrise_lower(int n, floating* A) noexcept nogil:
@@ -58,16 +58,29 @@ cdef inline void _symmetrise_lower(int n, floating* A) noexcept nogil:
 # in arithmetic, so the dual path uses these plain loops (row-major lower-triangular L, L[i*n+k],
 # k <= i).  The compiler vectorises the inner loops over the m basis functions.
 
+cdef inline floating _dot4(int m, const floating* a, const floating* b) noexcept nogil:
+    """np.dot(a, b) with four partial sums (breaks the add latency chain of a plain loop)."""
+    cdef int k = 0
+    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    while k + 4 <= m:
+        s0 = s0 + a[k] * b[k]
+        s1 = s1 + a[k + 1] * b[k + 1]
+        s2 = s2 + a[k + 2] * b[k + 2]
+        s3 = s3 + a[k + 3] * b[k + 3]
+        k += 4
+    while k < m:
+        s0 = s0 + a[k] * b[k]
+        k += 1
+    return (s0 + s1) + (s2 + s3)
+
+
 cdef inline int _gram_chol(int n, int m, const floating* Psi, floating lam, floating* L) noexcept nogil:
     """L = chol(Psi Psi^T + lam I), row-major lower, with jitter retries; returns the retries."""
     cdef int i, j, k, tries = 0
     cdef floating acc, d, scale = 0, shift = lam
     for i in range(n):
         for j in range(i + 1):
-            acc = 0
-            for k in range(m):
-                acc = acc + Psi[i * m + k] * Psi[j * m + k]
-            L[i * n + j] = acc
+            L[i * n + j] = _dot4(m, &Psi[i * m], &Psi[j * m])
         scale = scale + L[i * n + i]
     scale = scale / n if (n > 0 and scale > 0) else 1.0
     while True:
@@ -78,10 +91,7 @@ cdef inline int _gram_chol(int n, int m, const floating* Psi, floating lam, floa
         tries += 1
         for i in range(n):                       # rebuild the Gram matrix and retry with jitter
             for j in range(i + 1):
-                acc = 0
-                for k in range(m):
-                    acc = acc + Psi[i * m + k] * Psi[j * m + k]
-                L[i * n + j] = acc
+                L[i * n + j] = _dot4(m, &Psi[i * m], &Psi[j * m])
         shift = lam + scale * (1e-7 if floating is float else 1e-13) * (10.0 ** (tries - 1))
 
 
@@ -324,7 +334,7 @@ def adapt_predict(
 # ---------------------------------------------------------------------------- meta statistics
 cdef int _stats_one(int n, int m, const floating* Phi, const floating* y, const floating* s,
                     floating lam, floating* M, floating* b, floating* Z, floating* zy,
-                    floating* Fm, floating* f, floating* work) noexcept nogil:
+                    floating* Fm, floating* f, bint with_loo, floating* work) noexcept nogil:
     """One task's share of the GLS statistics sum_t Phi^T G Phi, sum_t Phi^T G y (G = (Phi D Phi^T
     + lam I)^{-1}) and of the LOO quadratic sum_t F^T F / n, F^T f / n, f.f / n (the LOO
     residuals at prior mean h are f - F h).
@@ -355,6 +365,8 @@ cdef int _stats_one(int n, int m, const floating* Phi, const floating* y, const 
         for i in range(n):
             zy[i] = y[i]
         _forward_rows(n, 1, L, zy)
+        if not with_loo:
+            return tries
         # LOO: e = E (y - Phi h), E = diag(P_ii)^{-1} P, P = K^{-1}:  P Phi = L^{-T} Z
         for i in range(n * m):
             Fm[i] = Z[i]
@@ -393,6 +405,8 @@ cdef int _stats_one(int n, int m, const floating* Phi, const floating* y, const 
         gemv(c'T', m, m, -inv_lam, Y, m, cz, 1, 1.0, b, 1)
         for j in range(m):
             b[j] += inv_lam * c[j]
+        if not with_loo:
+            return tries
         # LOO: e = diag(1/(1 - S_ii)) (I - Psi A^{-1} Psi^T) (y - Phi h), with V = L^{-1} Psi^T
         # (kept in Psi's buffer): F^T = Phi^T - Y^T V, f = y - V^T cz.
         for i in range(n * m):
@@ -432,6 +446,7 @@ def meta_stats(
     floating[::1] q,                     # OUT (m,)   sum_t F_t^T f_t / n_t
     floating[::1] sq,                    # OUT (1,)   sum_t f_t.f_t / n_t
     int n_threads=1,
+    bint with_loo=True,                  # IN  False: skip the LOO quadratic (Q, q, sq set to 0)
 ):
     """Closed-form statistics of the GLS prior mean and of the LOO score, summed over tasks
     (empty tasks skipped).  Returns the jitter retries.
@@ -473,12 +488,13 @@ def meta_stats(
                                               <floating> lam, acc, acc + m * m,
                                               rowbuf + r0 * m, rowbuf + 2 * rows * m + r0,
                                               rowbuf + rows * m + r0 * m, rowbuf + 2 * rows * m + rows + r0,
-                                              work)
+                                              with_loo, work)
                 if rows > 0:
                     # M += Z^T Z, b += Z^T zy, Q += F^T F, q += F^T f, sq += f.f over the block's rows
                     syrk(c'L', c'N', <int> m, rows, 1.0, rowbuf, <int> m, 1.0, acc, <int> m)
                     gemv(c'N', <int> m, rows, 1.0, rowbuf, <int> m, rowbuf + 2 * rows * m, 1, 1.0,
                          acc + m * m, 1)
+                if rows > 0 and with_loo:
                     syrk(c'L', c'N', <int> m, rows, 1.0, rowbuf + rows * m, <int> m, 1.0,
                          acc + m * m + m, <int> m)
                     gemv(c'N', <int> m, rows, 1.0, rowbuf + rows * m, <int> m,

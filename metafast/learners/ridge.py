@@ -207,7 +207,7 @@ class MetaRidge(MetaLearner):
     def _design(self, basis, X) -> np.ndarray:
         return _as_f64(basis.design(X))
 
-    def _stats(self, source: "_TaskSource", alphas: np.ndarray, s: np.ndarray):
+    def _stats(self, source: "_TaskSource", alphas: np.ndarray, s: np.ndarray, with_loo: bool = True):
         """One pass: the GLS statistics (M, b) and the LOO quadratic (Q, q, sq) for each alpha."""
         m = self.basis_.n_basis
         k = alphas.size
@@ -223,7 +223,7 @@ class MetaRidge(MetaLearner):
             for i, a in enumerate(alphas):
                 with _blas_single_thread(self._n_threads):
                     self.n_jitter_ += _ridge.meta_stats(Phi, y, off, s, float(a), Mi, bi, Qi, qi, sqi,
-                                                        self._n_threads)
+                                                        self._n_threads, with_loo)
                 M[i] += Mi; b[i] += bi; Q[i] += Qi; q[i] += qi; sq[i] += sqi[0]
         if n_tasks == 0:
             raise ValueError("argument 'tasks': every task has an empty support set; nothing to learn from")
@@ -231,9 +231,12 @@ class MetaRidge(MetaLearner):
 
     def _select_alpha(self, source, alphas, s):
         """Closed-form h for each alpha and the alpha with the best cross-validation score."""
-        M, b, Q, q, sq, n_tasks = self._stats(source, alphas, s)
+        with_loo = self.cv == "loo" and alphas.size > 1
+        M, b, Q, q, sq, n_tasks = self._stats(source, alphas, s, with_loo)
         hs = np.stack([gls_mean(M[i], b[i]) for i in range(alphas.size)])
-        if self.cv == "loo":
+        if alphas.size == 1:
+            scores = np.array([np.nan])          # nothing to choose: no score computed
+        elif self.cv == "loo":
             scores = np.array([(sq[i] - 2 * q[i] @ hs[i] + hs[i] @ Q[i] @ hs[i]) / n_tasks
                                for i in range(alphas.size)])
             scores = np.maximum(scores, 0.0)
@@ -288,7 +291,7 @@ class MetaRidge(MetaLearner):
             z = res.x
             n_iter += int(res.nit)
             s = np.sqrt(np.maximum(_softmax_scale(z), _METRIC_MIN))
-            M, b, *_ = self._stats(source, np.array([alpha]), s)
+            M, b, *_ = self._stats(source, np.array([alpha]), s, with_loo=False)
             h = gls_mean(M[0], b[0])
             val = self._envelope(source, h, s, alpha)[0]
             if prev - val <= self.tol * max(abs(prev), 1.0):
@@ -530,18 +533,19 @@ def _progress(verbose: int, total, desc: str):
 
 
 class _blas_single_thread:
-    """Limit BLAS to one thread while a multi-threaded kernel calls it from inside prange."""
+    """Limit BLAS to one thread while a kernel calls it: the kernels' BLAS calls are small (tasks or
+    blocks of tasks), where a threaded BLAS only adds synchronisation (measured: 10x slower fits),
+    and inside prange it would oversubscribe the cores."""
 
     def __init__(self, n_threads: int):
         self.n_threads = n_threads
         self._ctx = None
 
     def __enter__(self):
-        if self.n_threads > 1:
-            from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits
 
-            self._ctx = threadpool_limits(1, "blas")
-            self._ctx.__enter__()
+        self._ctx = threadpool_limits(1, "blas")
+        self._ctx.__enter__()
         return self
 
     def __exit__(self, *exc):
