@@ -240,3 +240,25 @@ def test_gls_mean_singular_statistics():
     M = np.diag([2.0, 0.0]); b = np.array([4.0, 0.0])
     np.testing.assert_allclose(gls_mean(M, b), [2.0, 0.0])
     np.testing.assert_array_equal(gls_mean(np.zeros((2, 2)), np.zeros(2)), [0.0, 0.0])
+
+
+def test_adapt_accepts_any_layout_and_float32(hier):
+    tasks, _ = hier
+    model = mf.MetaRidge(basis=Identity(3).fit(tasks.X_support), verbose=1, n_jobs=-1).fit(tasks)
+    t = tasks[7]
+    ref = model.adapt(t.X_support, t.y_support).predict(t.X_query)
+    wide = np.zeros((t.X_support.shape[0], 6)); wide[:, ::2] = t.X_support
+    for X, y in ((np.asfortranarray(t.X_support), list(t.y_support)), (wide[:, ::2], t.y_support[:, None]),
+                 (t.X_support.astype(np.int64).astype(np.float64) * 0 + t.X_support, t.y_support)):
+        np.testing.assert_allclose(model.adapt(X, y).predict(np.asfortranarray(t.X_query)), ref, rtol=1e-12)
+    p32 = model.adapt(t.X_support.astype(np.float32), t.y_support.astype(np.float32)).predict(
+        t.X_query.astype(np.float32))
+    assert p32.dtype == np.float64 and np.all(np.isfinite(p32))
+    np.testing.assert_allclose(p32, ref, rtol=1e-3, atol=1e-3)
+    ts32 = mf.tasks.TaskSet(tasks.X_support.astype(np.float32), tasks.y_support.astype(np.float32),
+                            tasks.support_offsets, tasks.X_query.astype(np.float32),
+                            tasks.y_query.astype(np.float32), tasks.query_offsets)
+    r32, r64 = model.evaluate(ts32), model.evaluate(tasks)
+    assert r32["mse"] == pytest.approx(r64["mse"], rel=1e-3)
+    m32 = mf.MetaRidge(basis=Identity(3).fit(tasks.X_support)).fit(ts32)
+    np.testing.assert_allclose(m32.prior_mean_, model.prior_mean_, rtol=1e-4)

@@ -140,7 +140,7 @@ class MetaRidge(MetaLearner):
     Attributes
     ----------
     basis_, prior_mean_ (h, shape (m,)), alpha_, prior_scale_ (sqrt of the metric, (m,)),
-    metric_ (diag D), cv_scores_ (score of each alpha), alphas_, n_iter_, n_tasks_,
+    metric_ (diag D), cv_scores_ (score of each alpha; empty when a single alpha is given), alphas_, n_iter_, n_tasks_,
     basis_loss_ (held-out loss trace of the basis learning), n_jitter_.
     """
 
@@ -234,9 +234,9 @@ class MetaRidge(MetaLearner):
         with_loo = self.cv == "loo" and alphas.size > 1
         M, b, Q, q, sq, n_tasks = self._stats(source, alphas, s, with_loo)
         hs = np.stack([gls_mean(M[i], b[i]) for i in range(alphas.size)])
-        if alphas.size == 1:
-            scores = np.array([np.nan])          # nothing to choose: no score computed
-        elif self.cv == "loo":
+        if alphas.size == 1:                     # nothing to choose: no score computed
+            return hs[0], float(alphas[0]), np.empty(0)
+        if self.cv == "loo":
             scores = np.array([(sq[i] - 2 * q[i] @ hs[i] + hs[i] @ Q[i] @ hs[i]) / n_tasks
                                for i in range(alphas.size)])
             scores = np.maximum(scores, 0.0)
