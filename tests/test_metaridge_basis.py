@@ -74,3 +74,13 @@ def test_learned_basis_beats_fixed_on_harmonic():
     assert learned_mse < 0.9 * fixed_mse
     freq = np.sort(learned.basis_.frequencies_)
     assert np.any((freq > 4.5) & (freq < 7.5))                 # moved to the harmonic band [5, 7]
+
+
+def test_learn_basis_without_learnable_params_tunes_alpha_and_mean():
+    from ridge_helpers import Identity, linear_hierarchy
+
+    tasks, h = linear_hierarchy(n_tasks=150, n_support=3, d=3, seed=8)
+    model = mf.MetaRidge(basis=Identity(3), alphas=50.0, learn_basis=True, max_iter=30).fit(tasks)
+    assert model.alpha_ != 50.0
+    assert model.basis_loss_[-1] < model.basis_loss_[0]
+    np.testing.assert_allclose(model.prior_mean_, h, atol=0.15)

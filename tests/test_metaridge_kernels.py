@@ -233,3 +233,20 @@ def test_ill_conditioned_tasks_stay_finite(rng):
     _ridge.solve_tasks(big, yb, np.array([0, 30]), np.zeros(m), np.ones(m), 1e-3, W, loo, 1)
     np.testing.assert_allclose(W[0], np.linalg.lstsq(big, yb, rcond=None)[0], rtol=1e-6)
     assert np.all(np.isfinite(loo))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(0, 12), min_size=1, max_size=6), m=st.integers(1, 9),
+       lam=st.floats(1e-3, 1e3), seed=st.integers(0, 2 ** 16))
+def test_solve_tasks_property(sizes, m, lam, seed):
+    rng = np.random.default_rng(seed)
+    Phi, y, off = packed(rng, sizes, m)
+    h = rng.normal(size=m); s = rng.uniform(0.2, 3, size=m)
+    W = np.empty((len(sizes), m))
+    _ridge.solve_tasks(Phi, y, off, h, s, lam, W, np.empty(0), 1)
+    for t in range(len(sizes)):
+        ref = ref_weights(Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]], h, s, lam)
+        np.testing.assert_allclose(W[t], ref, rtol=1e-7, atol=1e-7 * (1 + np.abs(ref).max()))
