@@ -128,7 +128,7 @@ def test_stream_fit_equals_taskset_fit(hier):
     streamed = mf.MetaRidge(basis=basis).fit(iter(chunks))
     np.testing.assert_allclose(streamed.prior_mean_, whole.prior_mean_, rtol=1e-10)
     assert streamed.alpha_ == whole.alpha_
-    listed = mf.MetaRidge(basis=basis, metric="diag", max_iter=5).fit(chunks)
+    listed = mf.MetaRidge(basis=basis, metric="diag", max_iter=3, n_jobs=1).fit(chunks)
     assert np.all(np.isfinite(listed.metric_))
     with pytest.raises(ValueError, match="one-shot iterator"):
         mf.MetaRidge(basis=basis, metric="diag").fit(iter(chunks))
@@ -178,8 +178,9 @@ def test_params_clone_pickle_and_basis_untouched(hier, tmp_path):
         mf.MetaRidge().__setstate__(state)
 
 
-def test_thread_count_invariant_fit(hier):
-    tasks, _ = hier
+def test_thread_count_invariant_fit():
+    tasks, _ = linear_hierarchy(n_tasks=900, n_support=6, n_query=4, d=3, seed=9, sizes=[1, 2, 6, 9])
+    assert tasks.support_offsets[-1] >= 2048          # large enough for the kernels to use threads
     basis = Identity(3).fit(tasks.X_support)
     a = mf.MetaRidge(basis=basis, n_jobs=1, metric="diag", max_iter=5).fit(tasks)
     b = mf.MetaRidge(basis=basis, n_jobs=2, metric="diag", max_iter=5).fit(tasks)
@@ -194,6 +195,10 @@ def test_bad_input_errors(hier):
         mf.MetaRidge().adapt(np.zeros((2, 1)), np.zeros(2))
     with pytest.raises(ValueError, match="alphas"):
         mf.MetaRidge(alphas=[1.0, -1.0]).fit(tasks)
+    with pytest.raises(TypeError, match="alphas"):
+        mf.MetaRidge(alphas="many").fit(tasks)
+    with pytest.raises(ValueError, match="n_jobs"):
+        mf.MetaRidge(n_jobs=0).fit(tasks)
     with pytest.raises(ValueError, match="cv"):
         mf.MetaRidge(cv="kfold").fit(tasks)
     with pytest.raises(ValueError, match="metric"):

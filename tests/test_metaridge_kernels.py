@@ -139,7 +139,7 @@ def test_heldout_gradients_finite_differences(rng):
     def run(Phi_, Pq_, h_, lam_, s_=s):
         G = np.empty_like(Phi_); Gq = np.empty_like(Pq_)
         loss, dl, dh = np.empty(T), np.empty(T), np.empty((T, m))
-        _ridge.heldout_grad(Phi_, y, off, Pq_, yq, qoff, h_, s_, lam_, 1 / T, G, Gq, loss, dl, dh, 2)
+        _ridge.heldout_grad(Phi_, y, off, Pq_, yq, qoff, h_, s_, lam_, 1 / T, G, Gq, loss, dl, dh, 1)
         return loss.sum(), G, Gq, dl.sum(), dh.sum(0)
 
     L, G, Gq, dl, dh = run(Phi, Pq, h, lam)
@@ -166,7 +166,7 @@ def test_loo_gradients_finite_differences(rng):
     def run(Phi_, h_, lam_):
         G = np.empty_like(Phi_)
         loss, dl, dh = np.empty(T), np.empty(T), np.empty((T, m))
-        _ridge.loo_grad(Phi_, y, off, h_, s, lam_, 1 / T, G, loss, dl, dh, 2)
+        _ridge.loo_grad(Phi_, y, off, h_, s, lam_, 1 / T, G, loss, dl, dh, 1)
         return loss.sum(), G, dl.sum(), dh.sum(0)
 
     L, G, dl, dh = run(Phi, h, lam)

@@ -19,7 +19,7 @@
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free
-from libc.math cimport sqrt, fabs
+from libc.math cimport sqrt
 
 from metafast._kernels._linalg cimport dot, gemv, gemm, syrk, trsm, potrf, potrs, potri
 

@@ -179,6 +179,7 @@ class MetaRidge(MetaLearner):
             if len(alphas) > 1:
                 h, alpha, self.cv_scores_ = self._select_alpha(source, alphas, s)
         self.basis_loss_ = []
+        self.basis_result_ = None
         if self.learn_basis:
             h, alpha, it = self._fit_basis(source, h, alpha, s)
             n_iter += it
@@ -192,7 +193,11 @@ class MetaRidge(MetaLearner):
         return self
 
     def _check_params(self) -> np.ndarray:
-        alphas = np.atleast_1d(np.asarray(self.alphas, dtype=np.float64)).ravel()
+        try:
+            alphas = np.atleast_1d(np.asarray(self.alphas, dtype=np.float64)).ravel()
+        except (TypeError, ValueError):
+            raise TypeError(f"parameter 'alphas' must be a number or a sequence of numbers; "
+                            f"got {self.alphas!r}") from None
         if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
             raise ValueError(f"parameter 'alphas' must be positive finite numbers; got {self.alphas!r}")
         if self.cv not in ("loo", "query"):
@@ -223,7 +228,7 @@ class MetaRidge(MetaLearner):
             for i, a in enumerate(alphas):
                 with _blas_single_thread(self._n_threads):
                     self.n_jitter_ += _ridge.meta_stats(Phi, y, off, s, float(a), Mi, bi, Qi, qi, sqi,
-                                                        self._n_threads, with_loo)
+                                                        _threads_for(self._n_threads, off), with_loo)
                 M[i] += Mi; b[i] += bi; Q[i] += Qi; q[i] += qi; sq[i] += sqi[0]
         if n_tasks == 0:
             raise ValueError("argument 'tasks': every task has an empty support set; nothing to learn from")
@@ -269,7 +274,7 @@ class MetaRidge(MetaLearner):
         loss = np.empty(T); dlam = np.empty(T); dh = np.empty((T, Phi.shape[1]))
         with _blas_single_thread(self._n_threads):
             self.n_jitter_ += _ridge.heldout_grad(Phi, y, off, Phiq, yq, qoff, h, s, lam, scale,
-                                                  G, Gq, loss, dlam, dh, self._n_threads)
+                                                  G, Gq, loss, dlam, dh, _threads_for(self._n_threads, off))
         return loss, G, Gq, dlam, dh
 
     # ------------------------------------------------------------------ diagonal metric
@@ -309,7 +314,7 @@ class MetaRidge(MetaLearner):
             val = np.empty(T); dd = np.empty((T, m))
             with _blas_single_thread(self._n_threads):
                 self.n_jitter_ += _ridge.envelope_grad(Phi, _as_f64(chunk.y_support), off, h, s, alpha,
-                                                       val, dd, self._n_threads)
+                                                       val, dd, _threads_for(self._n_threads, off))
             total += val.sum(); grad += dd.sum(axis=0)
             n_tasks += int(np.count_nonzero(np.diff(off)))
         return total / n_tasks, grad / n_tasks
@@ -386,7 +391,7 @@ class MetaRidge(MetaLearner):
                     G = np.empty_like(Phi); loss = np.empty(T); dlam = np.empty(T); dh = np.empty((T, m))
                     with _blas_single_thread(self._n_threads):
                         self.n_jitter_ += _ridge.loo_grad(Phi, y, off, hv, s, lam, 1.0 / n_total, G, loss,
-                                                          dlam, dh, self._n_threads)
+                                                          dlam, dh, _threads_for(self._n_threads, off))
                 total += float(loss.sum())
                 g_lam += float(dlam.sum())
                 g_h += dh.sum(axis=0)
@@ -406,9 +411,6 @@ class MetaRidge(MetaLearner):
         return objective, pack, unpack
 
     # ------------------------------------------------------------------ adapt, predict, evaluate
-    def _prior_arrays(self):
-        return self.prior_mean_, self.prior_scale_
-
     def adapt(self, X, y) -> BiasedRidgeRegressor:
         """A fitted BiasedRidgeRegressor for a new task's support points (X, y)."""
         self._check_fitted()
@@ -435,7 +437,8 @@ class MetaRidge(MetaLearner):
         n_threads = effective_n_threads(self.n_jobs)
         with _blas_single_thread(n_threads):
             _ridge.solve_tasks(Phi, _as_f64(ts.y_support), ts.support_offsets, self.prior_mean_,
-                               self.prior_scale_, self.alpha_, W, _EMPTY_1D, n_threads)
+                               self.prior_scale_, self.alpha_, W, _EMPTY_1D,
+                               _threads_for(n_threads, ts.support_offsets))
         return W
 
     def _predict_tasks(self, tasks: TaskSet):
@@ -443,6 +446,12 @@ class MetaRidge(MetaLearner):
         Xq = tasks.X_query
         mean = self.basis_.weighted_sum_tasks(Xq, tasks.query_offsets, W.astype(Xq.dtype, copy=False))
         return np.asarray(mean, dtype=np.float64), None
+
+
+def _threads_for(n_threads: int, offsets: np.ndarray) -> int:
+    """Threads worth starting for a kernel call: one for small task sets, where starting a
+    parallel region costs more than the work (results never depend on the thread count)."""
+    return n_threads if offsets[-1] >= 2048 else 1
 
 
 def gls_mean(M: np.ndarray, b: np.ndarray) -> np.ndarray:
