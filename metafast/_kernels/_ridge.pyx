@@ -78,9 +78,9 @@ cdef inline int _gram_chol(int n, int m, const floating* Psi, floating lam, floa
     """L = chol(Psi Psi^T + lam I), row-major lower, with jitter retries; returns the retries."""
     cdef int i, j, k, tries = 0
     cdef floating acc, d, scale = 0, shift = lam
+    # Gram matrix by BLAS: the column-major upper triangle is the row-major lower one
+    syrk(c'U', c'T', n, m, 1.0, Psi, m, 0.0, L, n)
     for i in range(n):
-        for j in range(i + 1):
-            L[i * n + j] = _dot4(m, &Psi[i * m], &Psi[j * m])
         scale = scale + L[i * n + i]
     scale = scale / n if (n > 0 and scale > 0) else 1.0
     while True:
@@ -89,9 +89,7 @@ cdef inline int _gram_chol(int n, int m, const floating* Psi, floating lam, floa
         if _chol_inplace(n, L) == 0 or tries >= 12:
             return tries
         tries += 1
-        for i in range(n):                       # rebuild the Gram matrix and retry with jitter
-            for j in range(i + 1):
-                L[i * n + j] = _dot4(m, &Psi[i * m], &Psi[j * m])
+        syrk(c'U', c'T', n, m, 1.0, Psi, m, 0.0, L, n)    # rebuild the Gram matrix, retry with jitter
         shift = lam + scale * (1e-7 if floating is float else 1e-13) * (10.0 ** (tries - 1))
 
 
