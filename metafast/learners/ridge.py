@@ -29,7 +29,7 @@ from metafast.learners._base import MetaLearner, check_tasks, iter_task_chunks
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
-DEFAULT_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+DEFAULT_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 _METRIC_MIN = 1e-8  # smallest prior scale kept for a basis function, relative to the mean of 1
 
 
@@ -284,7 +284,10 @@ class MetaRidge(MetaLearner):
         z = np.log(np.maximum(s ** 2, _METRIC_MIN))
         n_iter = 0
         prev = np.inf
+        bar = _progress(self.verbose, None, "metric rounds")
         for _ in range(self.max_iter):
+            if bar is not None:
+                bar.update(1)
             def objective(zv):
                 d = _softmax_scale(zv)
                 val, grad_d = self._envelope(source, h, np.sqrt(d), alpha)
@@ -302,6 +305,8 @@ class MetaRidge(MetaLearner):
             if prev - val <= self.tol * max(abs(prev), 1.0):
                 break
             prev = val
+        if bar is not None:
+            bar.close()
         return h, s, n_iter
 
     def _envelope(self, source, h, s, alpha):
