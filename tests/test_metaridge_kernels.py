@@ -250,3 +250,27 @@ def test_solve_tasks_property(sizes, m, lam, seed):
     for t in range(len(sizes)):
         ref = ref_weights(Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]], h, s, lam)
         np.testing.assert_allclose(W[t], ref, rtol=1e-7, atol=1e-7 * (1 + np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_split_stats_against_numpy(rng, dtype):
+    """Transfer-risk statistics: w_t(h) = A_t h + c_t, M_t = Phi_q A_t, z_t = y_q - Phi_q c_t."""
+    m = 6
+    sizes, qsizes = [1, 3, 6, 9, 2, 0, 4], [4, 0, 5, 3, 1, 2, 3]
+    Phi, y, off = packed(rng, sizes, m, dtype)
+    Pq, yq, qoff = packed(rng, qsizes, m, dtype)
+    s = rng.uniform(0.5, 2, size=m); lam = 0.7; D = np.diag(s ** 2)
+    A = np.zeros((m, m)); b = np.zeros(m); c = 0.0
+    for t in range(len(sizes)):
+        P, yt = Phi[off[t]:off[t + 1]].astype(float), y[off[t]:off[t + 1]].astype(float)
+        Q, ytq = Pq[qoff[t]:qoff[t + 1]].astype(float), yq[qoff[t]:qoff[t + 1]].astype(float)
+        if not len(ytq):
+            continue
+        G = np.linalg.inv(P @ D @ P.T + lam * np.eye(len(yt)))
+        At, ct = np.eye(m) - D @ P.T @ G @ P, D @ P.T @ G @ yt
+        M, z = Q @ At, ytq - Q @ ct
+        A += M.T @ M / len(ytq); b += M.T @ z / len(ytq); c += z @ z / len(ytq)
+    out = np.empty((m, m), dtype), np.empty(m, dtype), np.empty(1, dtype)
+    _ridge.split_stats(Phi, y, off, Pq, yq, qoff, s.astype(dtype), lam, *out, 2)
+    for got, ref in zip(out, (A, b, np.array([c]))):
+        np.testing.assert_allclose(got, ref, rtol=10 * TOL[dtype], atol=10 * TOL[dtype] * np.abs(A).max())

@@ -518,6 +518,126 @@ def meta_stats(
     return retries
 
 
+# ---------------------------------------------------------------------------- split (transfer-risk) statistics
+cdef int _split_one(int n, int m, int nq, const floating* Phi, const floating* y,
+                    const floating* Phiq, const floating* yq, const floating* s, floating lam,
+                    floating* Mq, floating* zq, floating* work) noexcept nogil:
+    """Rows of one task's transfer-risk least-squares problem (algorithms.md 1.2):
+    Mq = Phi_q A_t / sqrt(n_q), zq = (y_q - Phi_q c_t) / sqrt(n_q), where w_t(h) = A_t h + c_t, so
+    the task's query MSE at h is ||Mq h - zq||^2.  Dual form:  Phi_q A_t = Phi_q - Bw Z,
+    Phi_q c_t = Bw zy, with Z = L^{-1} Phi, zy = L^{-1} y, Bw^T = L^{-1} Phi D Phi_q^T.
+    work: 2*n*m + n*n + n*nq + n entries.  Returns the jitter retries."""
+    cdef floating* Psi = work
+    cdef floating* L = Psi + n * m
+    cdef floating* Z = L + n * n
+    cdef floating* BT = Z + n * m                  # (n, nq) row-major
+    cdef floating* zy = BT + n * nq
+    cdef int i, j, k, tries = 0
+    cdef floating inv = 1.0 / sqrt(<double> nq), bki
+    for i in range(nq):
+        for j in range(m):
+            Mq[i * m + j] = Phiq[i * m + j]
+        zq[i] = yq[i]
+    if n > 0:
+        _scaled_design(n, m, Phi, s, Psi)
+        tries = _gram_chol(n, m, Psi, lam, L)
+        for i in range(n * m):
+            Z[i] = Phi[i]
+        _forward_rows(n, m, L, Z)
+        for i in range(n):
+            zy[i] = y[i]
+        _forward_rows(n, 1, L, zy)
+        # BT[k, i] = (Psi_k * s) . Phiq_i  = (Phi D Phi_q^T)[k, i]
+        for k in range(n):
+            for i in range(nq):
+                bki = 0
+                for j in range(m):
+                    bki = bki + Psi[k * m + j] * s[j] * Phiq[i * m + j]
+                BT[k * nq + i] = bki
+        _forward_rows(n, nq, L, BT)                # BT = L^{-1} Phi D Phi_q^T
+        for k in range(n):
+            for i in range(nq):
+                bki = BT[k * nq + i]
+                zq[i] -= bki * zy[k]
+                for j in range(m):
+                    Mq[i * m + j] -= bki * Z[k * m + j]
+    for i in range(nq):
+        zq[i] *= inv
+        for j in range(m):
+            Mq[i * m + j] *= inv
+    return tries
+
+
+def split_stats(
+    const floating[:, ::1] Phi,          # IN  (N, m) packed support design
+    const floating[::1] y,               # IN  (N,)
+    const long long[::1] offsets,        # IN  (T+1,)
+    const floating[:, ::1] Phi_q,        # IN  (N_q, m) packed query design
+    const floating[::1] y_q,             # IN  (N_q,)
+    const long long[::1] q_offsets,      # IN  (T+1,)
+    const floating[::1] s,               # IN  (m,) prior scale
+    double lam,
+    floating[:, ::1] A,                  # OUT (m, m) sum_t M_t^T M_t / n_q,t
+    floating[::1] b,                     # OUT (m,)   sum_t M_t^T z_t / n_q,t
+    floating[::1] c,                     # OUT (1,)   sum_t z_t.z_t / n_q,t
+    int n_threads=1,
+):
+    """Statistics of the transfer-risk objective sum_t ||M_t h - z_t||^2 / n_q,t (tasks without
+    query points skipped), reduced in fixed blocks of tasks like meta_stats.  Returns the jitter
+    retries."""
+    cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1]
+    cdef Py_ssize_t nmax = _max_size(offsets), nqmax = _max_size(q_offsets)
+    cdef Py_ssize_t bs = task_blocks(T), nb = (T + bs - 1) // bs, blk, t, t0, t1, r0
+    cdef Py_ssize_t wsize = 2 * nmax * m + nmax * nmax + nmax * nqmax + nmax + 1
+    cdef Py_ssize_t slot = m * m + m + 1
+    cdef int retries = 0, n, nq, rows
+    cdef floating* work
+    cdef floating* acc
+    cdef floating* rowbuf
+    dtype = np.float64 if floating is double else np.float32
+    slots_arr = np.zeros((max(nb, 1), slot), dtype=dtype)
+    cdef floating[:, ::1] slots = slots_arr
+    if T > 0:
+        with nogil, parallel(num_threads=n_threads):
+            work = <floating*> malloc(wsize * sizeof(floating))
+            for blk in prange(nb, schedule='dynamic'):
+                t0 = blk * bs
+                t1 = min(T, (blk + 1) * bs)
+                rows = <int> (q_offsets[t1] - q_offsets[t0])
+                rowbuf = <floating*> malloc((rows * m + rows + 1) * sizeof(floating))
+                if work == NULL or rowbuf == NULL:
+                    retries += _NO_MEMORY
+                    free(rowbuf)
+                    continue
+                acc = &slots[blk, 0]
+                for t in range(t0, t1):
+                    n = <int> (offsets[t + 1] - offsets[t])
+                    nq = <int> (q_offsets[t + 1] - q_offsets[t])
+                    if nq > 0:
+                        r0 = q_offsets[t] - q_offsets[t0]
+                        retries += _split_one(n, <int> m, nq, &Phi[offsets[t], 0] if n > 0 else NULL,
+                                              &y[offsets[t]] if n > 0 else NULL, &Phi_q[q_offsets[t], 0],
+                                              &y_q[q_offsets[t]], &s[0], <floating> lam,
+                                              rowbuf + r0 * m, rowbuf + rows * m + r0, work)
+                if rows > 0:
+                    syrk(c'L', c'N', <int> m, rows, 1.0, rowbuf, <int> m, 1.0, acc, <int> m)
+                    gemv(c'N', <int> m, rows, 1.0, rowbuf, <int> m, rowbuf + rows * m, 1, 1.0,
+                         acc + m * m, 1)
+                    acc[m * m + m] += dot(rows, rowbuf + rows * m, 1, rowbuf + rows * m, 1)
+                free(rowbuf)
+            free(work)
+    if retries >= _NO_MEMORY:
+        raise MemoryError("metafast: could not allocate the scratch of split_stats")
+    total = slots_arr[0].copy()
+    for blk in range(1, nb):
+        total += slots_arr[blk]
+    At = total[:m * m].reshape(m, m)
+    np.asarray(A)[...] = np.triu(At) + np.triu(At, 1).T
+    np.asarray(b)[...] = total[m * m:m * m + m]
+    c[0] = total[m * m + m]
+    return retries
+
+
 # ---------------------------------------------------------------------------- gradients
 cdef int _query_grad_one(int n, int m, int nq, const floating* Phi, const floating* y,
                          const floating* Phiq, const floating* yq, const floating* h,

@@ -126,6 +126,10 @@ class MetaRidge(MetaLearner):
     cv : {"loo", "query"}
         How alpha is chosen: leave-one-out on the support sets (PRESS identity, one pass over
         the tasks, works on streams) or the query sets of the training tasks.
+    mean : {"envelope", "split"}
+        Closed form of h: ``"envelope"`` (default) minimises the summed Moreau envelopes of the
+        support losses (GLS; needs no query sets); ``"split"`` minimises the query MSE after
+        adapting on the support set (transfer risk, Denevi et al. 2018; needs query sets).
     metric : {None, "diag"}
         ``"diag"`` learns a per-basis-function prior scale D (mean 1): w ~ N(h, D/alpha) up to the
         noise level, by minimising the Moreau-envelope objective over D alternately with h.
@@ -144,12 +148,14 @@ class MetaRidge(MetaLearner):
     basis_loss_ (held-out loss trace of the basis learning), n_jitter_.
     """
 
-    def __init__(self, basis=None, *, alphas=DEFAULT_ALPHAS, cv: str = "loo", metric: str | None = None,
+    def __init__(self, basis=None, *, alphas=DEFAULT_ALPHAS, cv: str = "loo", mean: str = "envelope",
+                 metric: str | None = None,
                  learn_basis: bool = False, max_iter: int = 100, tol: float = 1e-6,
                  n_jobs: int | None = None, random_state=None, verbose: int = 0):
         self.basis = basis
         self.alphas = alphas
         self.cv = cv
+        self.mean = mean
         self.metric = metric
         self.learn_basis = learn_basis
         self.max_iter = max_iter
@@ -202,8 +208,13 @@ class MetaRidge(MetaLearner):
             raise ValueError(f"parameter 'alphas' must be positive finite numbers; got {self.alphas!r}")
         if self.cv not in ("loo", "query"):
             raise ValueError(f"parameter 'cv' must be 'loo' or 'query'; got {self.cv!r}")
+        if self.mean not in ("envelope", "split"):
+            raise ValueError(f"parameter 'mean' must be 'envelope' or 'split'; got {self.mean!r}")
         if self.metric not in (None, "none", "diag"):
             raise ValueError(f"parameter 'metric' must be None or 'diag'; got {self.metric!r}")
+        if self.metric == "diag" and self.mean == "split":
+            raise ValueError("metric='diag' is learned on the envelope objective together with its "
+                             "closed-form mean: use mean='envelope' with it")
         check_positive_int(self.max_iter, "max_iter")
         check_positive_float(self.tol, "tol")
         return alphas
@@ -237,8 +248,12 @@ class MetaRidge(MetaLearner):
     def _select_alpha(self, source, alphas, s):
         """Closed-form h for each alpha and the alpha with the best cross-validation score."""
         with_loo = self.cv == "loo" and alphas.size > 1
-        M, b, Q, q, sq, n_tasks = self._stats(source, alphas, s, with_loo)
-        hs = np.stack([gls_mean(M[i], b[i]) for i in range(alphas.size)])
+        if self.mean == "envelope" or with_loo:
+            M, b, Q, q, sq, n_tasks = self._stats(source, alphas, s, with_loo)
+        if self.mean == "split":
+            hs = self._split_means(source, alphas, s)
+        else:
+            hs = np.stack([gls_mean(M[i], b[i]) for i in range(alphas.size)])
         if alphas.size == 1:                     # nothing to choose: no score computed
             return hs[0], float(alphas[0]), np.empty(0)
         if self.cv == "loo":
@@ -249,6 +264,28 @@ class MetaRidge(MetaLearner):
             scores = self._query_scores(source, alphas, hs, s)
         best = int(np.argmin(scores))
         return hs[best], float(alphas[best]), scores
+
+    def _split_means(self, source, alphas, s) -> np.ndarray:
+        """The transfer-risk closed form of h for each alpha (algorithms.md 1.2), one pass."""
+        m = self.basis_.n_basis
+        A = np.zeros((alphas.size, m, m)); b = np.zeros((alphas.size, m)); n_tasks = 0
+        Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
+        for chunk in source.chunks(progress=self.verbose, what="split statistics"):
+            _check_regression(chunk)
+            Phi = self._design(self.basis_, chunk.X_support)
+            Phiq = self._design(self.basis_, chunk.X_query)
+            y, yq = _as_f64(chunk.y_support), _as_f64(chunk.y_query)
+            n_tasks += int(np.count_nonzero(np.diff(chunk.query_offsets)))
+            for i, a in enumerate(alphas):
+                with _blas_single_thread(self._n_threads):
+                    self.n_jitter_ += _ridge.split_stats(Phi, y, chunk.support_offsets, Phiq, yq,
+                                                         chunk.query_offsets, s, float(a), Ai, bi, ci,
+                                                         _threads_for(self._n_threads, chunk.query_offsets))
+                A[i] += Ai; b[i] += bi
+        if n_tasks == 0:
+            raise ValueError("mean='split' needs training tasks with query points; none has any "
+                             "(use mean='envelope')")
+        return np.stack([gls_mean(A[i], b[i]) for i in range(alphas.size)])
 
     def _query_scores(self, source, alphas, hs, s) -> np.ndarray:
         """Mean over tasks of the query MSE after adapting on the support set, for each alpha."""
