@@ -8,5 +8,6 @@ from metafast import _check_build  # noqa: F401  (clear error when kernels are n
 from metafast._version import __version__
 from metafast.hookspecs import hookimpl
 from metafast import basis, tasks
+from metafast.learners.bayes import MetaBayes  # noqa: F401
 
-__all__ = ["__version__", "hookimpl", "basis", "tasks"]
+__all__ = ["__version__", "hookimpl", "basis", "tasks", "MetaBayes"]

@@ -1,1 +1,5 @@
 """Meta-learners: scikit-learn estimators that fit on tasks and adapt to a new task."""
+
+from metafast.learners.bayes import BayesTaskRegressor, MetaBayes
+
+__all__ = ["MetaBayes", "BayesTaskRegressor"]
