@@ -231,6 +231,10 @@ def test_float32_tasks_fit_close_to_float64(rng):
     b = quiet_fit(MetaBayes(basis=basis(m), max_iter=10, tol=0), t32)
     np.testing.assert_allclose(b.mean_, a.mean_, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(b.log_evidence_, a.log_evidence_, rtol=1e-4)
+    m32, s32 = b.predict_tasks(t32)
+    m64, s64 = a.predict_tasks(tasks)
+    np.testing.assert_allclose(m32, m64, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(s32, s64, rtol=1e-3, atol=1e-3)
 
 
 def test_results_do_not_depend_on_the_thread_count(rng):
