@@ -103,112 +103,95 @@ cdef inline double _sum_log_diag(int n, const floating* L) noexcept nogil:
     return s
 
 
-# ---------------------------------------------------------------------------- E-step
-cdef int _task_estep(
-    int n, int m, const floating* PhiT, const floating* y,
-    const floating* mu, const floating* Sigma, const floating* Sigma_inv, const floating* h,
-    double logdet_sigma, floating s2, bint sigma_diag, bint diag_stats,
-    floating* mt, double* acc_D, double* acc_m, double* acc_s, double* logp_out,
-    floating* W1, floating* W2, floating* D, floating* v1,
-) noexcept nogil:
-    """One task's E-step: posterior mean into mt, its M-step statistics added to the block sums.
+# ---------------------------------------------------------------------------- E-step (whitened)
+# The E-step works in whitened coordinates: with Sigma = U U^T, w = mu + U v and v ~ N(0, I), so
+# the caller passes Phi_w = Phi U (one large GEMM for all rows, far faster than m x m products per
+# task) and r = y - Phi mu.  Per task only an n x n (dual) or m x m (primal) Cholesky remains.
 
-    acc_D += S_t + m_t m_t^T (dual tasks: minus Sigma, counted in acc_s[2] instead);
-    acc_m += m_t; acc_s += [log p_t, ||y - Phi m_t||^2 + tr(Phi S_t Phi^T), dual?, n].
-    Returns the jitter status of the factorisation.
+cdef int _white_dual_factor(int n, int m, const floating* PhiT, floating s2, floating* C) noexcept nogil:
+    """C = chol_L(Phi_w Phi_w^T + s2 I); jitter rounds used, or -1 when it stayed singular."""
+    cdef int i, info, tries
+    cdef double jitter = 0, scale = 0
+    for tries in range(MAX_JITTER_TRIES + 1):
+        syrk(c'L', c'T', n, m, 1.0, PhiT, m, 0.0, C, n)
+        if tries == 0:
+            scale = _trace_scale(n, C) + s2
+        for i in range(n):
+            C[i * n + i] += s2 + <floating> jitter
+        info = potrf(c'L', n, C, n)
+        if info == 0:
+            return tries
+        jitter = scale * (1e-10 if floating is double else 1e-6) * (10.0 ** tries)
+    return -1
+
+
+cdef int _white_task_estep(
+    int n, int m, const floating* PhiT, const floating* r, floating s2, bint diag_stats,
+    floating* v, floating* Vt, floating* Dloc, double* acc_s, double* logp_out,
+    floating* W, floating* z,
+) noexcept nogil:
+    """One task's whitened E-step.
+
+    Posterior of v: N(v_t, S'_t).  Dual tasks write V_t^T = Phi_w^T L^{-T} (m x n) to ``Vt`` (the
+    caller subtracts V^T V for the block in one syrk; S'_t = I - V^T V); primal tasks add S'_t to
+    Dloc themselves.  acc_s += [log p_t, noise statistic, dual?, n].  Returns the jitter status.
     """
-    cdef int i, j, k, status
+    cdef int i, status
     cdef double quad, logp, noise_stat, trinv, s2d = s2
-    _copy(m, mu, mt)
+    memset(v, 0, m * sizeof(floating))
     if n == 0:
-        # no data: S_t = Sigma (counted as a dual task), D = mu mu^T
-        memset(D, 0, m * m * sizeof(floating))
-        if diag_stats:
-            for i in range(m):
-                D[i * m + i] = mt[i] * mt[i]
-        else:
-            syrk(c'L', c'N', m, 1, 1.0, mt, m, 0.0, D, m)
-        status = 0
-        logp = 0
-        noise_stat = 0
         acc_s[2] += 1
-    elif n < m:
-        status = _dual_factor(n, m, PhiT, Sigma, sigma_diag, s2, W1, W2)
+        logp_out[0] = 0
+        return 0
+    if n < m:
+        status = _white_dual_factor(n, m, PhiT, s2, W)
         if status < 0:
             logp_out[0] = -INFINITY
             return status
-        # z = L^{-1} (y - Phi mu)
-        _copy(n, y, v1)
-        gemv(c'T', m, n, -1.0, PhiT, m, mu, 1, 1.0, v1, 1)
-        trsv(c'L', c'N', c'N', n, W2, n, v1, 1)
-        quad = dot(n, v1, 1, v1, 1)
-        logp = -0.5 * quad - _sum_log_diag(n, W2) - 0.5 * n * LOG_2PI
-        # Vt = Bt L^{-T} = (L^{-1} Phi Sigma)^T ; m_t = mu + Vt z
-        trsm(c'R', c'L', c'T', c'N', m, n, 1.0, W2, n, W1, m)
-        gemv(c'N', m, n, 1.0, W1, m, v1, 1, 1.0, mt, 1)
-        # D = m_t m_t^T - V^T V  (lower triangle)
-        if diag_stats:
-            for i in range(m):
-                quad = 0
-                for k in range(n):
-                    quad = quad + W1[k * m + i] * W1[k * m + i]
-                D[i * m + i] = <floating> (mt[i] * mt[i] - quad)
-        else:
-            syrk(c'L', c'N', m, n, -1.0, W1, m, 0.0, D, m)
-            syrk(c'L', c'N', m, 1, 1.0, mt, m, 1.0, D, m)
-        # a = L^{-T} z ; residual y - Phi m_t = s2 a ; tr(Phi S Phi^T) = s2 (n - s2 tr C^{-1})
-        trsv(c'L', c'T', c'N', n, W2, n, v1, 1)
-        noise_stat = s2d * s2d * dot(n, v1, 1, v1, 1)
-        potri(c'L', n, W2, n)
+        _copy(n, r, z)
+        trsv(c'L', c'N', c'N', n, W, n, z, 1)                       # z = L^{-1} r
+        quad = dot(n, z, 1, z, 1)
+        logp = -0.5 * quad - _sum_log_diag(n, W) - 0.5 * n * LOG_2PI
+        _copy(m * n, PhiT, Vt)
+        trsm(c'R', c'L', c'T', c'N', m, n, 1.0, W, n, Vt, m)         # Vt = Phi_w^T L^{-T}
+        gemv(c'N', m, n, 1.0, Vt, m, z, 1, 0.0, v, 1)               # v_t = V^T z
+        trsv(c'L', c'T', c'N', n, W, n, z, 1)                       # a = C^{-1} r
+        noise_stat = s2d * s2d * dot(n, z, 1, z, 1)                 # ||y - Phi m_t||^2 = s2^2 ||a||^2
+        potri(c'L', n, W, n)
         trinv = 0
         for i in range(n):
-            trinv += W2[i * n + i]
-        noise_stat += s2d * (n - s2d * trinv)
+            trinv += W[i * n + i]
+        noise_stat += s2d * (n - s2d * trinv)                       # tr(Phi S Phi^T)
         acc_s[2] += 1
     else:
-        status = _primal_factor(n, m, PhiT, Sigma_inv, s2, W1)
-        if status < 0:
+        for status in range(MAX_JITTER_TRIES + 1):
+            memset(W, 0, m * m * sizeof(floating))
+            for i in range(m):
+                W[i * m + i] = 1.0 + (0.0 if status == 0 else (1e-10 if floating is double else 1e-6) * (10.0 ** status))
+            syrk(c'L', c'N', m, n, 1.0 / s2, PhiT, m, 1.0, W, m)
+            if potrf(c'L', m, W, m) == 0:
+                break
+        else:
             logp_out[0] = -INFINITY
-            return status
-        # m_t = A^{-1} (h + Phi^T y / s2),  h = Sigma^{-1} mu
-        _copy(m, h, mt)
-        gemv(c'N', m, n, 1.0 / s2, PhiT, m, y, 1, 1.0, mt, 1)
-        potrs(c'L', m, 1, W1, m, mt, m)
-        # rss = ||y - Phi m_t||^2
-        _copy(n, y, v1)
-        gemv(c'T', m, n, -1.0, PhiT, m, mt, 1, 1.0, v1, 1)
-        noise_stat = dot(n, v1, 1, v1, 1)
-        # quad = (m_t - mu)^T Sigma^{-1} (m_t - mu)
-        for i in range(m):
-            v1[i] = mt[i] - mu[i]
-        gemv(c'N', m, m, 1.0, Sigma_inv, m, v1, 1, 0.0, D, 1)
-        quad = dot(m, v1, 1, D, 1)
-        logp = -0.5 * (noise_stat / s2d + quad + 2.0 * _sum_log_diag(m, W1) + logdet_sigma
-                       + n * (LOG_2PI + log(s2d)))
-        # S_t = A^{-1} (lower); tr(Phi S Phi^T) = s2 (m - tr(S Sigma^{-1}))
-        potri(c'L', m, W1, m)
+            return -1
+        gemv(c'N', m, n, 1.0 / s2, PhiT, m, r, 1, 0.0, v, 1)
+        potrs(c'L', m, 1, W, m, v, m)                                # v_t = A^{-1} Phi_w^T r / s2
+        _copy(n, r, z)
+        gemv(c'T', m, n, -1.0, PhiT, m, v, 1, 1.0, z, 1)
+        noise_stat = dot(n, z, 1, z, 1)
+        quad = dot(m, v, 1, v, 1)
+        logp = -0.5 * (noise_stat / s2d + quad + 2.0 * _sum_log_diag(m, W) + n * (LOG_2PI + log(s2d)))
+        potri(c'L', m, W, m)                                         # S'_t = A^{-1}
         trinv = 0
-        for j in range(m):
-            trinv += W1[j * m + j] * Sigma_inv[j * m + j]
-            for i in range(j + 1, m):
-                trinv += 2.0 * W1[j * m + i] * Sigma_inv[j * m + i]
+        for i in range(m):
+            trinv += W[i * m + i]
         noise_stat += s2d * (m - trinv)
         if diag_stats:
             for i in range(m):
-                D[i * m + i] = W1[i * m + i] + mt[i] * mt[i]
+                Dloc[i * m + i] += W[i * m + i]
         else:
-            _copy(m * m, W1, D)
-            syrk(c'L', c'N', m, 1, 1.0, mt, m, 1.0, D, m)
-    # add this task's statistics to its block
-    if diag_stats:
-        for i in range(m):
-            acc_D[i * m + i] += D[i * m + i]
-    else:
-        for j in range(m):
-            for i in range(j, m):
-                acc_D[j * m + i] += D[j * m + i]
-    for i in range(m):
-        acc_m[i] += mt[i]
+            for i in range(m * m):
+                Dloc[i] += W[i]
     acc_s[0] += logp
     acc_s[1] += noise_stat
     acc_s[3] += n
@@ -217,65 +200,92 @@ cdef int _task_estep(
 
 
 def em_stats(
-    const floating[:, ::1] Phi,          # IN  (N, m) packed design matrix of all tasks
-    const floating[::1] y,               # IN  (N,) packed targets
+    const floating[:, ::1] Phi_w,        # IN  (N, m) whitened packed design Phi U (Sigma = U U^T)
+    const floating[::1] r,               # IN  (N,) residual at the prior mean, y - Phi mu
     const long long[::1] offsets,        # IN  (T+1,) task boundaries
-    const floating[::1] mu,              # IN  (m,) prior mean
-    const floating[:, ::1] Sigma,        # IN  (m, m) prior covariance (SPD)
-    const floating[:, ::1] Sigma_inv,    # IN  (m, m) its inverse (used by primal tasks)
-    const floating[::1] h,               # IN  (m,) Sigma^{-1} mu
-    double logdet_sigma,                 # IN  log|Sigma|
     double noise_var,                    # IN  s2 > 0
-    bint sigma_diag,                     # IN  Sigma is diagonal (cheaper products)
     bint diag_stats,                     # IN  only the diagonal of the second-moment sum is needed
     int block_size,                      # IN  tasks per accumulation block (fixed, thread-independent)
     int n_threads,                       # IN
-    floating[:, ::1] means,              # OUT (T, m) posterior means m_t
+    floating[:, ::1] v_out,              # OUT (T, m) whitened posterior means v_t (m_t = mu + U v_t)
     double[::1] logp,                    # OUT (T,) log evidence log p(y_t) per task
     int[::1] status,                     # OUT (T,) jitter rounds per task, -1 when it failed
-    double[:, :, ::1] acc_D,             # OUT (n_blocks, m, m) per-block sum of D_t (lower, col-major)
-    double[:, ::1] acc_m,                # OUT (n_blocks, m) per-block sum of m_t
-    double[:, ::1] acc_s,                # OUT (n_blocks, 4) per-block [log p, noise stat, n dual, n points]
+    double[:, :, ::1] acc_D,             # OUT (n_blocks, m, m) per block sum of S'_t + v_t v_t^T - [dual] I
+    double[:, ::1] acc_m,                # OUT (n_blocks, m) per block sum of v_t
+    double[:, ::1] acc_s,                # OUT (n_blocks, 4) per block [log p, noise stat, n dual, n points]
 ):
-    """E-step over all packed tasks; block sums zeroed here.  See the module docstring."""
-    cdef int m = Phi.shape[1]
+    """Whitened E-step over all packed tasks (see above); block sums are zeroed here.
+
+    Symmetric sums are written in the column-major lower triangle (row-major upper triangle).
+    """
+    cdef int m = Phi_w.shape[1]
     cdef int n_tasks = offsets.shape[0] - 1
     cdef int n_blocks = acc_m.shape[0]
-    cdef int b, t, t0, t1, n, nmax = 0
+    cdef int b, t, t0, t1, n, i, j, k, nmax = 0, max_rows = 0, rows
     cdef long long off
-    cdef floating *W1
-    cdef floating *W2
-    cdef floating *D
-    cdef floating *v1
+    cdef floating *W
+    cdef floating *z
+    cdef floating *Vbuf
+    cdef floating *vbuf
+    cdef floating *Dloc
     cdef floating s2 = <floating> noise_var
+    cdef double acc
     for t in range(n_tasks):
-        if offsets[t + 1] - offsets[t] > nmax:
-            nmax = <int> (offsets[t + 1] - offsets[t])
+        nmax = max(nmax, <int> (offsets[t + 1] - offsets[t]))
+    for b in range(n_blocks):
+        t0 = b * block_size
+        t1 = min(t0 + block_size, n_tasks)
+        max_rows = max(max_rows, <int> (offsets[t1] - offsets[t0]))
     acc_D[...] = 0
     acc_m[...] = 0
     acc_s[...] = 0
     if n_tasks == 0:
         return
     with nogil, parallel(num_threads=n_threads):
-        W1 = <floating*> malloc(m * m * sizeof(floating))
-        W2 = <floating*> malloc(m * m * sizeof(floating))
-        D = <floating*> malloc(m * m * sizeof(floating))
-        v1 = <floating*> malloc((nmax + m + 1) * sizeof(floating))
+        W = <floating*> malloc(m * m * sizeof(floating))
+        z = <floating*> malloc((nmax + 1) * sizeof(floating))
+        Vbuf = <floating*> malloc((m * max_rows + 1) * sizeof(floating))
+        vbuf = <floating*> malloc(m * block_size * sizeof(floating))
+        Dloc = <floating*> malloc(m * m * sizeof(floating))
         for b in prange(n_blocks, schedule='dynamic'):
             t0 = b * block_size
             t1 = min(t0 + block_size, n_tasks)
+            memset(Dloc, 0, m * m * sizeof(floating))
+            rows = 0
             for t in range(t0, t1):
                 off = offsets[t]
                 n = <int> (offsets[t + 1] - off)
-                status[t] = _task_estep(
-                    n, m, &Phi[off, 0] if n > 0 else &mu[0], &y[off] if n > 0 else &mu[0],
-                    &mu[0], &Sigma[0, 0], &Sigma_inv[0, 0], &h[0], logdet_sigma, s2,
-                    sigma_diag, diag_stats, &means[t, 0], &acc_D[b, 0, 0], &acc_m[b, 0],
-                    &acc_s[b, 0], &logp[t], W1, W2, D, v1)
-        free(W1)
-        free(W2)
-        free(D)
-        free(v1)
+                status[t] = _white_task_estep(
+                    n, m, &Phi_w[off, 0], &r[off],
+                    s2, diag_stats, &vbuf[(t - t0) * m], &Vbuf[rows * m], Dloc, &acc_s[b, 0], &logp[t],
+                    W, z)
+                if n > 0 and n < m:
+                    rows = rows + n
+                _copy(m, &vbuf[(t - t0) * m], &v_out[t, 0])
+            # Dloc += sum v v^T - sum V^T V over the block, in two calls
+            if diag_stats:
+                for i in range(m):
+                    acc = 0
+                    for k in range(t1 - t0):
+                        acc = acc + vbuf[k * m + i] * vbuf[k * m + i]
+                    for k in range(rows):
+                        acc = acc - Vbuf[k * m + i] * Vbuf[k * m + i]
+                    acc_D[b, i, i] += acc + Dloc[i * m + i]
+            else:
+                syrk(c'L', c'N', m, t1 - t0, 1.0, vbuf, m, 1.0, Dloc, m)
+                if rows > 0:
+                    syrk(c'L', c'N', m, rows, -1.0, Vbuf, m, 1.0, Dloc, m)
+                for j in range(m):
+                    for i in range(j, m):
+                        acc_D[b, j, i] += Dloc[j * m + i]
+            for k in range(t1 - t0):
+                for i in range(m):
+                    acc_m[b, i] += vbuf[k * m + i]
+        free(W)
+        free(z)
+        free(Vbuf)
+        free(vbuf)
+        free(Dloc)
 
 
 # ---------------------------------------------------------------------------- predictive

@@ -100,34 +100,59 @@ class Stats:
                      self.noise, self.log_evidence, self.n_jittered, self.n_failed)
 
 
+def whitening(prior: GaussianPrior) -> np.ndarray:
+    """U with Sigma = U U^T (lower Cholesky factor, jittered if Sigma is near singular)."""
+    m = prior.cov.shape[0]
+    if prior.kind != "full":
+        return np.diag(np.sqrt(np.maximum(np.diag(prior.cov), 0.0)))
+    cov = 0.5 * (prior.cov + prior.cov.T)
+    scale = max(float(np.trace(cov)) / max(m, 1), np.finfo(np.float64).tiny)
+    jitter = 0.0
+    for _ in range(10):
+        try:
+            return np.linalg.cholesky(cov + jitter * np.eye(m))
+        except np.linalg.LinAlgError:
+            jitter = scale * 1e-12 if jitter == 0 else jitter * 100
+    raise np.linalg.LinAlgError("the prior covariance is not positive definite, even with jitter")
+
+
 def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPrior,
           n_threads: int, keep_task_values: bool = False) -> tuple[Stats, np.ndarray]:
-    """E-step over packed tasks: (summed statistics, posterior means (T, m))."""
+    """E-step over packed tasks: (summed statistics, posterior means (T, m)).
+
+    Works in whitened coordinates w = mu + U v, v ~ N(0, I) (Sigma = U U^T): the whitened design
+    Phi U is one large matrix product for all rows, and the kernel only does the per-task
+    Cholesky work.  The statistics are mapped back to w here.
+    """
     dtype = Phi.dtype
     T = offsets.shape[0] - 1
     m = Phi.shape[1]
-    mu, Sigma, Sinv, h, logdet, s2, sigma_diag = prior.kernel_args(dtype)
+    mu = np.asarray(prior.mean, dtype=np.float64)
+    U = whitening(prior)
+    Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype))
+    r = np.ascontiguousarray(np.asarray(y, dtype=dtype) - Phi @ mu.astype(dtype), dtype=dtype)
     diag_stats = prior.kind != "full"
     block = max(1, -(-T // N_BLOCKS))
     n_blocks = -(-T // block)
-    means = np.empty((T, m), dtype=dtype)
+    V = np.empty((T, m), dtype=dtype)
     logp = np.empty(T, dtype=np.float64)
     status = np.empty(T, dtype=np.intc)
     acc_D = np.empty((n_blocks, m, m), dtype=np.float64)
     acc_m = np.empty((n_blocks, m), dtype=np.float64)
     acc_s = np.empty((n_blocks, 4), dtype=np.float64)
-    _bayes.em_stats(Phi, np.ascontiguousarray(y, dtype=dtype), offsets, mu, Sigma, Sinv, h, logdet, s2,
-                    sigma_diag, diag_stats, block, n_threads, means, logp, status, acc_D, acc_m, acc_s)
+    _bayes.em_stats(Phi_w, r, offsets, float(prior.noise_var), diag_stats, block, n_threads,
+                    V, logp, status, acc_D, acc_m, acc_s)
     D = acc_D.sum(axis=0)
-    if diag_stats:
-        D = np.diag(np.diag(D))
-    else:
-        D = np.triu(D) + np.triu(D, 1).T   # the kernel fills the row-major upper triangle
+    D = np.diag(np.diag(D)) if diag_stats else np.triu(D) + np.triu(D, 1).T
     s = acc_s.sum(axis=0)
-    n_dual = s[2]
-    cov = np.asarray(prior.cov, dtype=np.float64)
-    second = D + n_dual * (np.diag(np.diag(cov)) if diag_stats else cov)
-    stats = Stats(T, int(round(s[3])), acc_m.sum(axis=0), second, float(s[1]), float(s[0]),
+    E = D + s[2] * np.eye(m)                  # sum_t S'_t + v_t v_t^T in whitened coordinates
+    Usv = U @ acc_m.sum(axis=0)
+    sum_mean = T * mu + Usv
+    second = U @ E @ U.T + T * np.outer(mu, mu) + np.outer(mu, Usv) + np.outer(Usv, mu)
+    if diag_stats:
+        second = np.diag(np.diag(second))
+    means = (mu + V.astype(np.float64) @ U.T).astype(dtype)
+    stats = Stats(T, int(round(s[3])), sum_mean, second, float(s[1]), float(s[0]),
                   int((status > 0).sum()), int((status < 0).sum()))
     if keep_task_values:
         stats.task_log_evidence = [logp]
