@@ -129,7 +129,10 @@ def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPr
     m = Phi.shape[1]
     mu = np.asarray(prior.mean, dtype=np.float64)
     U = whitening(prior)
-    Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype))
+    if prior.kind == "full":
+        Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype))
+    else:                                     # diagonal U: a column scaling, not a matrix product
+        Phi_w = np.ascontiguousarray(Phi * np.diag(U).astype(dtype))
     r = np.ascontiguousarray(np.asarray(y, dtype=dtype) - Phi @ mu.astype(dtype), dtype=dtype)
     diag_stats = prior.kind != "full"
     block = max(1, -(-T // N_BLOCKS))
