@@ -83,6 +83,12 @@ class MetaBayes(MetaLearner):
         Restarts of the mixture EM (only used when n_components != 1).
     n_jobs : int or None
         Threads of the kernels (None: all cores).  Results do not depend on it.
+    backend : {"threads", "dask"}
+        "dask" runs each EM iteration's E-step as a map-reduce over the TaskSet chunks on the
+        active dask.distributed Client (chunks are sent to the workers once; each worker computes
+        its chunks' design and statistics; the driver sums them in chunk order and does the
+        M-step), matching the in-process fit to round-off.  Split a big TaskSet into chunks
+        (a list of TaskSets or a stream) to spread it over workers.
     random_state : int, Generator or None
         Used by the mixture prior; the single-Gaussian EM is deterministic.
     verbose : int
@@ -105,7 +111,7 @@ class MetaBayes(MetaLearner):
     def __init__(self, basis=None, covariance: str = "full", n_components=1, max_iter: int = 200,
                  tol: float = 1e-5, prior_weight: float = 1.0, prior_scale="auto", learn_basis: bool = False,
                  basis_max_iter: int = 10, basis_rounds: int = 10, n_init: int = 1, n_jobs=None,
-                 random_state=None, verbose: int = 0):
+                 backend: str = "threads", random_state=None, verbose: int = 0):
         self.basis = basis
         self.covariance = covariance
         self.n_components = n_components
@@ -118,6 +124,7 @@ class MetaBayes(MetaLearner):
         self.basis_rounds = basis_rounds
         self.n_init = n_init
         self.n_jobs = n_jobs
+        self.backend = backend
         self.random_state = random_state
         self.verbose = verbose
 
@@ -136,6 +143,8 @@ class MetaBayes(MetaLearner):
         check_positive_int(self.basis_max_iter, "basis_max_iter")
         check_positive_int(self.basis_rounds, "basis_rounds", minimum=0)
         check_positive_int(self.n_init, "n_init")
+        if self.backend not in ("threads", "dask"):
+            raise ValueError(f"parameter 'backend' must be 'threads' or 'dask'; got {self.backend!r}")
         check_positive_int(self.verbose, "verbose", minimum=0) if not isinstance(self.verbose, bool) else None
         self._n_threads = effective_n_threads(self.n_jobs)
 
@@ -155,32 +164,30 @@ class MetaBayes(MetaLearner):
             raise ValueError("argument 'tasks' holds no TaskSet chunks")
         return tasks, first
 
-    def _design(self, chunk: TaskSet, query: bool = False):
-        """(Phi, y / y_scale, offsets) of a chunk's support (or query) rows, in the chunk's dtype."""
-        X = chunk.X_query if query else chunk.X_support
-        y = chunk.y_query if query else chunk.y_support
-        off = chunk.query_offsets if query else chunk.support_offsets
-        if X.shape[1] != self.basis_.n_features_in_:
-            raise ValueError(
-                f"argument 'tasks' has {X.shape[1]} features, but the model was fitted on "
-                f"{self.basis_.n_features_in_}"
-            )
-        Phi = np.ascontiguousarray(self.basis_.design(X))
-        ys = np.ascontiguousarray(np.asarray(y, dtype=np.float64) / self._y_scale, dtype=Phi.dtype)
-        return Phi, ys, off
-
     def _estep_all(self, source, prior: GaussianPrior, cache: dict | None) -> Stats:
-        """E-step statistics summed over every chunk (design cached for an in-memory TaskSet)."""
+        """E-step statistics summed over every chunk, in chunk order.
+
+        In process, the design of an in-memory TaskSet is computed once and cached; with
+        backend="dask" each chunk's statistics are computed on a worker (map) and summed here
+        (reduce).
+        """
         total = Stats()
-        for i, chunk in enumerate(iter_task_chunks(source)):
-            if cache is not None and i in cache:
-                Phi, ys, off = cache[i]
-            else:
-                Phi, ys, off = self._design(chunk)
-                if cache is not None:
-                    cache[i] = (Phi, ys, off)
-            stats, _ = estep(Phi, ys, off, prior, self._n_threads)
-            total += stats
+        if self.backend == "dask":
+            from metafast.parallel import dask_map_chunks
+
+            chunks = self._dask_chunks if getattr(self, "_dask_chunks", None) is not None \
+                else list(iter_task_chunks(source))
+            for stats in dask_map_chunks(_chunk_estep, chunks, self.basis_, self._y_scale, prior, self._n_threads):
+                total += stats
+        else:
+            for i, chunk in enumerate(iter_task_chunks(source)):
+                if cache is not None and i in cache:
+                    Phi, ys, off = cache[i]
+                else:
+                    Phi, ys, off = _chunk_design(self.basis_, chunk, self._y_scale)
+                    if cache is not None:
+                        cache[i] = (Phi, ys, off)
+                total += estep(Phi, ys, off, prior, self._n_threads)[0]
         if total.n_tasks == 0:
             raise ValueError("argument 'tasks' holds no tasks")
         if total.n_failed:
@@ -211,12 +218,18 @@ class MetaBayes(MetaLearner):
         cache = {} if isinstance(source, list) else None
         self._n_jittered = 0
         self._history, self._objective, self.n_iter_ = [], [], 0
+        self._dask_chunks = None
+        if self.backend == "dask" and isinstance(source, list):
+            from metafast.parallel import dask_client
+
+            self._dask_chunks = dask_client().scatter(source, hash=False)   # sent to the workers once
         prior, self.converged_ = self._em(source, self._prior, cache)
         if self.learn_basis:
             prior = self._learn_basis(source, prior, cache)
         self._finish(prior)
         self._stats = self._estep_all(source, prior, cache).without_tasks()
         self.n_tasks_seen_ = self._stats.n_tasks
+        self._dask_chunks = None
         self._mf_fitted = True
         return self
 
@@ -332,6 +345,7 @@ class MetaBayes(MetaLearner):
             raise NotImplementedError("partial_fit is only available with n_components=1")
         source, _ = self._chunk_source(tasks)
         cache = {} if isinstance(source, list) else None
+        self._dask_chunks = None
         self._n_jittered = 0
         self._history, self._objective = [], []   # this call's history (new tasks only)
         prior, self.converged_ = self._em(source, self._prior, cache, fixed=self._stats)
@@ -359,7 +373,7 @@ class MetaBayes(MetaLearner):
             return self.mixture_.predict_tasks(Phi_s, np.asarray(tasks.y_support, dtype=np.float64),
                                                tasks.support_offsets, Phi_q, tasks.query_offsets)
         self._n_threads = effective_n_threads(self.n_jobs)
-        Phi, ys, off = self._design(tasks)
+        Phi, ys, off = _chunk_design(self.basis_, tasks, self._y_scale)
         Phi_q = np.ascontiguousarray(self.basis_.design(tasks.X_query), dtype=Phi.dtype)
         mu, Sigma, Sinv, h, _, s2, sigma_diag = self._prior.kernel_args(Phi.dtype)
         T = len(tasks)
@@ -399,6 +413,27 @@ class MetaBayes(MetaLearner):
         self.n_tasks_seen_ = len(ts)
         self._mf_fitted = True
         return self
+
+
+def _chunk_design(basis, chunk: TaskSet, y_scale: float, query: bool = False):
+    """(Phi, y / y_scale, offsets) of a chunk's support (or query) rows, in the chunk's dtype."""
+    X = chunk.X_query if query else chunk.X_support
+    y = chunk.y_query if query else chunk.y_support
+    off = chunk.query_offsets if query else chunk.support_offsets
+    if X.shape[1] != basis.n_features_in_:
+        raise ValueError(
+            f"argument 'tasks' has {X.shape[1]} features, but the model was fitted on {basis.n_features_in_}"
+        )
+    Phi = np.ascontiguousarray(basis.design(X))
+    ys = np.ascontiguousarray(np.asarray(y, dtype=np.float64) / y_scale, dtype=Phi.dtype)
+    return Phi, ys, off
+
+
+def _chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, n_threads: int) -> Stats:
+    """One chunk's E-step statistics (what a Dask worker computes)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        Phi, ys, off = _chunk_design(basis, chunk, y_scale)
+        return estep(Phi, ys, off, prior, n_threads)[0]
 
 
 def _combined(a: Stats, b: Stats) -> Stats:
