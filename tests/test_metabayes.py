@@ -358,3 +358,15 @@ def test_learned_basis_beats_the_fixed_one():
     print("fixed", rf, "learned", rl, "length scale", np.exp(learned.basis_.log_length_scale_))
     assert rl["mse"] < 0.1 * rf["mse"]
     assert rl["nll"] < rf["nll"]
+
+
+def test_verbose_fit_and_concurrent_predictions_are_safe(rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    tasks = hierarchy(rng, 30, 3, [3, 5], np.zeros(3), np.eye(3), 0.1)
+    model = quiet_fit(MetaBayes(basis=basis(3), max_iter=5, verbose=1), tasks)   # no TTY: silent bar
+    expected = model.predict_tasks(tasks)[0]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: model.predict_tasks(tasks)[0], range(8)))
+    for r in results:
+        np.testing.assert_array_equal(r, expected)

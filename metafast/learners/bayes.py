@@ -372,7 +372,7 @@ class MetaBayes(MetaLearner):
             Phi_s, Phi_q = self.basis_.design(tasks.X_support), self.basis_.design(tasks.X_query)
             return self.mixture_.predict_tasks(Phi_s, np.asarray(tasks.y_support, dtype=np.float64),
                                                tasks.support_offsets, Phi_q, tasks.query_offsets)
-        self._n_threads = effective_n_threads(self.n_jobs)
+        n_threads = effective_n_threads(self.n_jobs)   # local: concurrent predict calls share nothing
         Phi, ys, off = _chunk_design(self.basis_, tasks, self._y_scale)
         Phi_q = np.ascontiguousarray(self.basis_.design(tasks.X_query), dtype=Phi.dtype)
         mu, Sigma, Sinv, h, _, s2, sigma_diag = self._prior.kernel_args(Phi.dtype)
@@ -382,7 +382,7 @@ class MetaBayes(MetaLearner):
         pvar = np.empty(Phi_q.shape[0], dtype=Phi.dtype)
         status = np.empty(T, dtype=np.intc)
         _bayes.predict_tasks(Phi, ys, off, Phi_q, tasks.query_offsets, mu, Sigma, Sinv, h, s2, sigma_diag,
-                             self._n_threads, means, pmean, pvar, status)
+                             n_threads, means, pmean, pvar, status)
         if (status < 0).any():
             raise FloatingPointError(f"{int((status < 0).sum())} task(s) had a singular posterior")
         c = self._y_scale
