@@ -230,11 +230,11 @@ class MetaBayes(MetaLearner):
             from metafast.parallel import dask_client
 
             self._dask_chunks = dask_client().scatter(source, hash=False)   # sent to the workers once
-        prior, self.converged_ = self._em(source, self._prior, cache)
+        prior, self.converged_, stats = self._em(source, self._prior, cache)
         if self.learn_basis:
-            prior = self._learn_basis(source, prior, cache)
+            prior, stats = self._learn_basis(source, prior, stats, cache)
         self._finish(prior)
-        self._stats = self._estep_all(source, prior, cache).without_tasks()
+        self._stats = stats.without_tasks()      # kept (O(m^2)) for partial_fit
         self.n_tasks_seen_ = self._stats.n_tasks
         self._dask_chunks = None
         self._mf_fitted = True
@@ -299,7 +299,7 @@ class MetaBayes(MetaLearner):
                 f"MetaBayes EM did not converge in max_iter={self.max_iter} iterations (last change "
                 f"{abs(self._history[-1] - self._history[-2]) / T:.3g} per task > tol={self.tol}); "
                 "increase max_iter or tol", ConvergenceWarning, stacklevel=3)
-        return prior, converged
+        return prior, converged, stats
 
     def _objective_of(self, stats: Stats, prior: GaussianPrior) -> float:
         ll = stats.log_evidence - stats.n_points * np.log(self._y_scale)
@@ -310,7 +310,7 @@ class MetaBayes(MetaLearner):
         self._history.append(ll)
         self._objective.append(ll + log_prior(prior, self._nu, self._psi))
 
-    def _learn_basis(self, source, prior: GaussianPrior, cache) -> GaussianPrior:
+    def _learn_basis(self, source, prior: GaussianPrior, stats: Stats, cache) -> tuple[GaussianPrior, Stats]:
         from metafast.learners._basis_opt import optimise_basis
 
         def chunks():
@@ -325,12 +325,12 @@ class MetaBayes(MetaLearner):
             self.basis_ = new_basis
             if cache is not None:
                 cache.clear()
-            prior, self.converged_ = self._em(source, prior, cache)
+            prior, self.converged_, stats = self._em(source, prior, cache)
             self.basis_log_evidence_.append(self._history[-1])
             T = sum(len(c) for c in iter_task_chunks(source))
             if self.basis_log_evidence_[-1] - self.basis_log_evidence_[-2] <= self.tol * T:
                 break
-        return prior
+        return prior, stats
 
     def _finish(self, prior: GaussianPrior) -> None:
         """Store the prior and the public attributes (in the units of y)."""
@@ -367,9 +367,8 @@ class MetaBayes(MetaLearner):
         self._dask_chunks = None
         self._n_jittered = 0
         self._history, self._objective = [], []   # this call's history (new tasks only)
-        prior, self.converged_ = self._em(source, self._prior, cache, fixed=self._stats)
+        prior, self.converged_, new = self._em(source, self._prior, cache, fixed=self._stats)
         self._finish(prior)
-        new = self._estep_all(source, prior, cache)
         self._stats = _combined(new, self._stats).without_tasks()
         self.n_tasks_seen_ = self._stats.n_tasks
         return self
