@@ -36,3 +36,33 @@ def effective_n_threads(n_jobs: int | None) -> int:
     if n_jobs < 0:
         return max(1, max_threads + n_jobs + 1)
     return n_jobs
+
+
+def dask_client():
+    """The active dask.distributed Client, with a clear error when there is none."""
+    try:
+        from distributed import get_client
+    except ImportError:  # pragma: no cover - optional dependency
+        raise ImportError(
+            "backend='dask' needs dask.distributed: pip install 'metafast[dask]'"
+        ) from None
+    try:
+        return get_client()
+    except ValueError:
+        raise ValueError(
+            "backend='dask' needs a running dask.distributed Client: create one first, e.g. "
+            "`from distributed import Client; client = Client()`"
+        ) from None
+
+
+def dask_map_chunks(fn, chunks, *args):
+    """Run ``fn(chunk, *args)`` for every chunk on the Dask workers; results in chunk order.
+
+    ``args`` are scattered once (broadcast) per call; chunks may be futures already on the
+    cluster.  The caller reduces the results in that fixed order, so a map-reduce fit matches
+    the in-process fit to round-off.
+    """
+    client = dask_client()
+    shared = [client.scatter(a, broadcast=True, hash=False) for a in args]
+    futures = [client.submit(fn, chunk, *shared, pure=False) for chunk in chunks]
+    return client.gather(futures)

@@ -1,5 +1,6 @@
 """Meta-learners: scikit-learn estimators that fit on tasks and adapt to a new task."""
 
+from metafast.learners.bayes import BayesTaskRegressor, MetaBayes
 from metafast.learners.ridge import BiasedRidgeRegressor, MetaRidge
 
-__all__ = ["MetaRidge", "BiasedRidgeRegressor"]
+__all__ = ["MetaBayes", "BayesTaskRegressor", "MetaRidge", "BiasedRidgeRegressor"]

@@ -1,0 +1,512 @@
+"""Per-task kernels of hierarchical Bayesian linear regression over packed tasks (MetaBayes).
+
+Model: w_t ~ N(mu, Sigma), y_t | w_t ~ N(Phi_t w_t, s2 I).  Every function works on all tasks of a
+packed design matrix at once (rows offsets[t]:offsets[t+1] belong to task t), one task per loop
+iteration, ``prange`` over fixed blocks of tasks.  Per task:
+
+- dual form when n_t < m: C = Phi Sigma Phi^T + s2 I (n x n), Cholesky C = L L^T, then
+  a = C^{-1}(y - Phi mu), posterior mean m_t = mu + Sigma Phi^T a and
+  posterior covariance S_t = Sigma - V^T V with V = L^{-1} Phi Sigma;
+- primal form otherwise: A = Sigma^{-1} + Phi^T Phi / s2, m_t = A^{-1}(Sigma^{-1} mu + Phi^T y / s2),
+  S_t = A^{-1}.
+
+Thread-count invariance: task t always falls in block t // block_size, each block accumulates its
+tasks in order into its own slot, and the caller reduces the blocks in a fixed order.  Statistics
+are accumulated in float64 whatever the input precision.
+
+Storage convention: a C-ordered (n, m) row block is read by BLAS as the column-major (m, n) matrix
+Phi^T; symmetric accumulators are written in their column-major lower triangle (the row-major
+upper triangle), which the caller symmetrises.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange, parallel
+from libc.math cimport log, sqrt, INFINITY
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+
+from metafast._kernels._linalg cimport dot, gemv, gemm, syrk, trsv, trsm, potrf, potrs, potri
+
+cdef double LOG_2PI = 1.8378770664093453
+cdef int MAX_JITTER_TRIES = 8
+
+
+# ---------------------------------------------------------------------------- small helpers
+cdef inline void _copy(int n, const floating* src, floating* dst) noexcept nogil:
+    """dst[:] = src[:]"""
+    memcpy(dst, src, n * sizeof(floating))
+
+
+cdef inline double _trace_scale(int n, const floating* A) noexcept nogil:
+    """mean |diag(A)| of a column-major (n, n) matrix, at least 1e-300 (scale for jitter)."""
+    cdef double s = 0
+    cdef int i
+    for i in range(n):
+        s += A[i * n + i] if A[i * n + i] > 0 else -A[i * n + i]
+    s /= n
+    return s if s > 1e-300 else 1e-300
+
+
+cdef int _dual_factor(int n, int m, const floating* PhiT, const floating* Sigma, bint sigma_diag,
+                      floating s2, floating* Bt, floating* C) noexcept nogil:
+    """Bt = Sigma Phi^T (m x n), C = chol_L(Phi Sigma Phi^T + s2 I) (n x n, lower).
+
+    Returns the number of jitter rounds used (0 normally), or -1 when C stayed singular.
+    """
+    cdef int i, k, info, tries
+    cdef double jitter = 0, scale
+    if sigma_diag:
+        for k in range(n):
+            for i in range(m):
+                Bt[k * m + i] = Sigma[i * m + i] * PhiT[k * m + i]
+    else:
+        gemm(c'N', c'N', m, n, m, 1.0, Sigma, m, PhiT, m, 0.0, Bt, m)
+    for tries in range(MAX_JITTER_TRIES + 1):
+        # C = Phi Bt = (Phi^T)^T Bt
+        gemm(c'T', c'N', n, n, m, 1.0, PhiT, m, Bt, m, 0.0, C, n)
+        if tries == 0:
+            scale = _trace_scale(n, C) + s2
+        for i in range(n):
+            C[i * n + i] += s2 + <floating> jitter
+        info = potrf(c'L', n, C, n)
+        if info == 0:
+            return tries
+        jitter = scale * (1e-10 if floating is double else 1e-6) * (10.0 ** tries)
+    return -1
+
+
+cdef int _primal_factor(int n, int m, const floating* PhiT, const floating* Sigma_inv,
+                        floating s2, floating* A) noexcept nogil:
+    """A = chol_L(Sigma^{-1} + Phi^T Phi / s2) (m x m, lower); jitter rounds or -1 as above."""
+    cdef int i, info, tries
+    cdef double jitter = 0, scale = 0
+    for tries in range(MAX_JITTER_TRIES + 1):
+        _copy(m * m, Sigma_inv, A)
+        syrk(c'L', c'N', m, n, 1.0 / s2, PhiT, m, 1.0, A, m)
+        if tries == 0:
+            scale = _trace_scale(m, A)
+        for i in range(m):
+            A[i * m + i] += <floating> jitter
+        info = potrf(c'L', m, A, m)
+        if info == 0:
+            return tries
+        jitter = scale * (1e-10 if floating is double else 1e-6) * (10.0 ** tries)
+    return -1
+
+
+cdef inline double _sum_log_diag(int n, const floating* L) noexcept nogil:
+    """sum_i log L_ii (half the log-determinant of L L^T)."""
+    cdef double s = 0
+    cdef int i
+    for i in range(n):
+        s += log(L[i * n + i])
+    return s
+
+
+# ---------------------------------------------------------------------------- E-step (whitened)
+# The E-step works in whitened coordinates: with Sigma = U U^T, w = mu + U v and v ~ N(0, I), so
+# the caller passes Phi_w = Phi U (one large GEMM for all rows, far faster than m x m products per
+# task) and r = y - Phi mu.  Per task only an n x n (dual) or m x m (primal) Cholesky remains.
+
+cdef int _white_dual_factor(int n, int m, const floating* PhiT, floating s2, floating* C) noexcept nogil:
+    """C = chol_L(Phi_w Phi_w^T + s2 I); jitter rounds used, or -1 when it stayed singular."""
+    cdef int i, info, tries
+    cdef double jitter = 0, scale = 0
+    for tries in range(MAX_JITTER_TRIES + 1):
+        syrk(c'L', c'T', n, m, 1.0, PhiT, m, 0.0, C, n)
+        if tries == 0:
+            scale = _trace_scale(n, C) + s2
+        for i in range(n):
+            C[i * n + i] += s2 + <floating> jitter
+        info = potrf(c'L', n, C, n)
+        if info == 0:
+            return tries
+        jitter = scale * (1e-10 if floating is double else 1e-6) * (10.0 ** tries)
+    return -1
+
+
+cdef int _white_task_estep(
+    int n, int m, const floating* PhiT, const floating* r, floating s2, bint diag_stats,
+    floating* v, floating* Vt, floating* Dloc, double* acc_s, double* logp_out,
+    floating* W, floating* z,
+) noexcept nogil:
+    """One task's whitened E-step.
+
+    Posterior of v: N(v_t, S'_t).  Dual tasks write V_t^T = Phi_w^T L^{-T} (m x n) to ``Vt`` (the
+    caller subtracts V^T V for the block in one syrk; S'_t = I - V^T V); primal tasks add S'_t to
+    Dloc themselves.  acc_s += [log p_t, noise statistic, dual?, n].  Returns the jitter status.
+    """
+    cdef int i, status
+    cdef double quad, logp, noise_stat, trinv, s2d = s2
+    memset(v, 0, m * sizeof(floating))
+    if n == 0:
+        acc_s[2] += 1
+        logp_out[0] = 0
+        return 0
+    if n < m:
+        status = _white_dual_factor(n, m, PhiT, s2, W)
+        if status < 0:
+            logp_out[0] = -INFINITY
+            return status
+        _copy(n, r, z)
+        trsv(c'L', c'N', c'N', n, W, n, z, 1)                       # z = L^{-1} r
+        quad = dot(n, z, 1, z, 1)
+        logp = -0.5 * quad - _sum_log_diag(n, W) - 0.5 * n * LOG_2PI
+        _copy(m * n, PhiT, Vt)
+        trsm(c'R', c'L', c'T', c'N', m, n, 1.0, W, n, Vt, m)         # Vt = Phi_w^T L^{-T}
+        gemv(c'N', m, n, 1.0, Vt, m, z, 1, 0.0, v, 1)               # v_t = V^T z
+        trsv(c'L', c'T', c'N', n, W, n, z, 1)                       # a = C^{-1} r
+        noise_stat = s2d * s2d * dot(n, z, 1, z, 1)                 # ||y - Phi m_t||^2 = s2^2 ||a||^2
+        potri(c'L', n, W, n)
+        trinv = 0
+        for i in range(n):
+            trinv += W[i * n + i]
+        noise_stat += s2d * (n - s2d * trinv)                       # tr(Phi S Phi^T)
+        acc_s[2] += 1
+    else:
+        for status in range(MAX_JITTER_TRIES + 1):
+            memset(W, 0, m * m * sizeof(floating))
+            for i in range(m):
+                W[i * m + i] = 1.0 + (0.0 if status == 0 else (1e-10 if floating is double else 1e-6) * (10.0 ** status))
+            syrk(c'L', c'N', m, n, 1.0 / s2, PhiT, m, 1.0, W, m)
+            if potrf(c'L', m, W, m) == 0:
+                break
+        else:
+            logp_out[0] = -INFINITY
+            return -1
+        gemv(c'N', m, n, 1.0 / s2, PhiT, m, r, 1, 0.0, v, 1)
+        potrs(c'L', m, 1, W, m, v, m)                                # v_t = A^{-1} Phi_w^T r / s2
+        _copy(n, r, z)
+        gemv(c'T', m, n, -1.0, PhiT, m, v, 1, 1.0, z, 1)
+        noise_stat = dot(n, z, 1, z, 1)
+        quad = dot(m, v, 1, v, 1)
+        logp = -0.5 * (noise_stat / s2d + quad + 2.0 * _sum_log_diag(m, W) + n * (LOG_2PI + log(s2d)))
+        potri(c'L', m, W, m)                                         # S'_t = A^{-1}
+        trinv = 0
+        for i in range(m):
+            trinv += W[i * m + i]
+        noise_stat += s2d * (m - trinv)
+        if diag_stats:
+            for i in range(m):
+                Dloc[i * m + i] += W[i * m + i]
+        else:
+            for i in range(m * m):
+                Dloc[i] += W[i]
+    acc_s[0] += logp
+    acc_s[1] += noise_stat
+    acc_s[3] += n
+    logp_out[0] = logp
+    return status
+
+
+def em_stats(
+    const floating[:, ::1] Phi_w,        # IN  (N, m) whitened packed design Phi U (Sigma = U U^T)
+    const floating[::1] r,               # IN  (N,) residual at the prior mean, y - Phi mu
+    const long long[::1] offsets,        # IN  (T+1,) task boundaries
+    double noise_var,                    # IN  s2 > 0
+    bint diag_stats,                     # IN  only the diagonal of the second-moment sum is needed
+    int block_size,                      # IN  tasks per accumulation block (fixed, thread-independent)
+    int n_threads,                       # IN
+    floating[:, ::1] v_out,              # OUT (T, m) whitened posterior means v_t (m_t = mu + U v_t)
+    double[::1] logp,                    # OUT (T,) log evidence log p(y_t) per task
+    int[::1] status,                     # OUT (T,) jitter rounds per task, -1 when it failed
+    double[:, :, ::1] acc_D,             # OUT (n_blocks, m, m) per block sum of S'_t + v_t v_t^T - [dual] I
+    double[:, ::1] acc_m,                # OUT (n_blocks, m) per block sum of v_t
+    double[:, ::1] acc_s,                # OUT (n_blocks, 4) per block [log p, noise stat, n dual, n points]
+):
+    """Whitened E-step over all packed tasks (see above); block sums are zeroed here.
+
+    Symmetric sums are written in the column-major lower triangle (row-major upper triangle).
+    """
+    cdef int m = Phi_w.shape[1]
+    cdef int n_tasks = offsets.shape[0] - 1
+    cdef int n_blocks = acc_m.shape[0]
+    cdef int b, t, t0, t1, n, i, j, k, nmax = 0, max_rows = 0, rows
+    cdef long long off
+    cdef floating *W
+    cdef floating *z
+    cdef floating *Vbuf
+    cdef floating *vbuf
+    cdef floating *Dloc
+    cdef floating s2 = <floating> noise_var
+    cdef double acc
+    for t in range(n_tasks):
+        nmax = max(nmax, <int> (offsets[t + 1] - offsets[t]))
+    for b in range(n_blocks):
+        t0 = b * block_size
+        t1 = min(t0 + block_size, n_tasks)
+        max_rows = max(max_rows, <int> (offsets[t1] - offsets[t0]))
+    acc_D[...] = 0
+    acc_m[...] = 0
+    acc_s[...] = 0
+    if n_tasks == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        W = <floating*> malloc(m * m * sizeof(floating))
+        z = <floating*> malloc((nmax + 1) * sizeof(floating))
+        Vbuf = <floating*> malloc((m * max_rows + 1) * sizeof(floating))
+        vbuf = <floating*> malloc(m * block_size * sizeof(floating))
+        Dloc = <floating*> malloc(m * m * sizeof(floating))
+        for b in prange(n_blocks, schedule='dynamic'):
+            t0 = b * block_size
+            t1 = min(t0 + block_size, n_tasks)
+            memset(Dloc, 0, m * m * sizeof(floating))
+            rows = 0
+            for t in range(t0, t1):
+                off = offsets[t]
+                n = <int> (offsets[t + 1] - off)
+                status[t] = _white_task_estep(
+                    n, m, &Phi_w[off, 0], &r[off],
+                    s2, diag_stats, &vbuf[(t - t0) * m], &Vbuf[rows * m], Dloc, &acc_s[b, 0], &logp[t],
+                    W, z)
+                if n > 0 and n < m:
+                    rows = rows + n
+                _copy(m, &vbuf[(t - t0) * m], &v_out[t, 0])
+            # Dloc += sum v v^T - sum V^T V over the block, in two calls
+            if diag_stats:
+                for i in range(m):
+                    acc = 0
+                    for k in range(t1 - t0):
+                        acc = acc + vbuf[k * m + i] * vbuf[k * m + i]
+                    for k in range(rows):
+                        acc = acc - Vbuf[k * m + i] * Vbuf[k * m + i]
+                    acc_D[b, i, i] += acc + Dloc[i * m + i]
+            else:
+                syrk(c'L', c'N', m, t1 - t0, 1.0, vbuf, m, 1.0, Dloc, m)
+                if rows > 0:
+                    syrk(c'L', c'N', m, rows, -1.0, Vbuf, m, 1.0, Dloc, m)
+                for j in range(m):
+                    for i in range(j, m):
+                        acc_D[b, j, i] += Dloc[j * m + i]
+            for k in range(t1 - t0):
+                for i in range(m):
+                    acc_m[b, i] += vbuf[k * m + i]
+        free(W)
+        free(z)
+        free(Vbuf)
+        free(vbuf)
+        free(Dloc)
+
+
+# ---------------------------------------------------------------------------- predictive
+cdef int _task_predict(
+    int n, int nq, int m, const floating* PhiT, const floating* y, const floating* PhiqT,
+    const floating* mu, const floating* Sigma, const floating* Sigma_inv, const floating* h,
+    floating s2, bint sigma_diag, floating* mt, floating* pmean, floating* pvar,
+    floating* W1, floating* W2, floating* v1, floating* Q,
+) noexcept nogil:
+    """Posterior of one task from its support rows and the predictive mean/variance at its query rows."""
+    cdef int i, k, status = 0
+    cdef double acc
+    _copy(m, mu, mt)
+    if n > 0 and n < m:
+        status = _dual_factor(n, m, PhiT, Sigma, sigma_diag, s2, W1, W2)
+        if status < 0:
+            return status
+        _copy(n, y, v1)
+        gemv(c'T', m, n, -1.0, PhiT, m, mu, 1, 1.0, v1, 1)
+        trsv(c'L', c'N', c'N', n, W2, n, v1, 1)
+        trsm(c'R', c'L', c'T', c'N', m, n, 1.0, W2, n, W1, m)     # W1 = Vt
+        gemv(c'N', m, n, 1.0, W1, m, v1, 1, 1.0, mt, 1)
+    elif n >= m:
+        status = _primal_factor(n, m, PhiT, Sigma_inv, s2, W1)    # W1 = chol(A)
+        if status < 0:
+            return status
+        _copy(m, h, mt)
+        gemv(c'N', m, n, 1.0 / s2, PhiT, m, y, 1, 1.0, mt, 1)
+        potrs(c'L', m, 1, W1, m, mt, m)
+    if nq == 0:
+        return status
+    # predictive mean phi^T m_t
+    gemv(c'T', m, nq, 1.0, PhiqT, m, mt, 1, 0.0, pmean, 1)
+    if n >= m:
+        # var = s2 + ||L_A^{-1} phi||^2
+        _copy(m * nq, PhiqT, Q)
+        trsm(c'L', c'L', c'N', c'N', m, nq, 1.0, W1, m, Q, m)
+        for k in range(nq):
+            pvar[k] = s2 + dot(m, &Q[k * m], 1, &Q[k * m], 1)
+        return status
+    # var = s2 + phi^T Sigma phi - ||V phi||^2
+    if sigma_diag:
+        for k in range(nq):
+            acc = 0
+            for i in range(m):
+                acc = acc + Sigma[i * m + i] * PhiqT[k * m + i] * PhiqT[k * m + i]
+            pvar[k] = <floating> acc
+    else:
+        gemm(c'N', c'N', m, nq, m, 1.0, Sigma, m, PhiqT, m, 0.0, Q, m)
+        for k in range(nq):
+            pvar[k] = dot(m, &Q[k * m], 1, &PhiqT[k * m], 1)
+    if n > 0:
+        # U = Vt^T Phiq^T (n x nq)
+        gemm(c'T', c'N', n, nq, m, 1.0, W1, m, PhiqT, m, 0.0, Q, n)
+        for k in range(nq):
+            pvar[k] -= dot(n, &Q[k * n], 1, &Q[k * n], 1)
+    for k in range(nq):
+        if pvar[k] < 0:
+            pvar[k] = 0
+        pvar[k] += s2
+    return status
+
+
+def predict_tasks(
+    const floating[:, ::1] Phi,          # IN  (N_s, m) packed support design
+    const floating[::1] y,               # IN  (N_s,) support targets
+    const long long[::1] offsets,        # IN  (T+1,) support boundaries
+    const floating[:, ::1] Phi_q,        # IN  (N_q, m) packed query design
+    const long long[::1] q_offsets,      # IN  (T+1,) query boundaries
+    const floating[::1] mu,              # IN  (m,)
+    const floating[:, ::1] Sigma,        # IN  (m, m)
+    const floating[:, ::1] Sigma_inv,    # IN  (m, m)
+    const floating[::1] h,               # IN  (m,) Sigma^{-1} mu
+    double noise_var,                    # IN
+    bint sigma_diag,                     # IN
+    int n_threads,                       # IN
+    floating[:, ::1] means,              # OUT (T, m) posterior means
+    floating[::1] pred_mean,             # OUT (N_q,) predictive means
+    floating[::1] pred_var,              # OUT (N_q,) predictive variances (noise included)
+    int[::1] status,                     # OUT (T,) jitter rounds, -1 on failure
+):
+    """Condition every task on its support rows and predict its query rows, all tasks at once."""
+    cdef int m = Phi.shape[1]
+    cdef int n_tasks = offsets.shape[0] - 1
+    cdef int t, n, nq, nmax = 0, nqmax = 0
+    cdef long long off, qoff
+    cdef floating *W1
+    cdef floating *W2
+    cdef floating *v1
+    cdef floating *Q
+    cdef floating s2 = <floating> noise_var
+    for t in range(n_tasks):
+        nmax = max(nmax, <int> (offsets[t + 1] - offsets[t]))
+        nqmax = max(nqmax, <int> (q_offsets[t + 1] - q_offsets[t]))
+    with nogil, parallel(num_threads=n_threads):
+        W1 = <floating*> malloc(m * m * sizeof(floating))
+        W2 = <floating*> malloc(m * m * sizeof(floating))
+        v1 = <floating*> malloc((nmax + m + 1) * sizeof(floating))
+        Q = <floating*> malloc((m * nqmax + 1) * sizeof(floating))
+        for t in prange(n_tasks, schedule='dynamic', chunksize=16):
+            off = offsets[t]
+            qoff = q_offsets[t]
+            n = <int> (offsets[t + 1] - off)
+            nq = <int> (q_offsets[t + 1] - qoff)
+            status[t] = _task_predict(
+                n, nq, m, &Phi[off, 0] if n > 0 else &mu[0], &y[off] if n > 0 else &mu[0],
+                &Phi_q[qoff, 0] if nq > 0 else &mu[0], &mu[0], &Sigma[0, 0], &Sigma_inv[0, 0],
+                &h[0], s2, sigma_diag, &means[t, 0],
+                &pred_mean[qoff] if nq > 0 else &mu[0], &pred_var[qoff] if nq > 0 else &mu[0],
+                W1, W2, v1, Q)
+        free(W1)
+        free(W2)
+        free(v1)
+        free(Q)
+
+
+# ---------------------------------------------------------------------------- gradient w.r.t. Phi
+cdef int _task_grad(
+    int n, int m, const floating* PhiT, const floating* y,
+    const floating* mu, const floating* Sigma, const floating* Sigma_inv, const floating* h,
+    double logdet_sigma, floating s2, bint sigma_diag, floating* GT, double* logp_out,
+    floating* W1, floating* W2, floating* mt, floating* v1,
+) noexcept nogil:
+    """G = dlog p_t / dPhi_t = a m_t^T - C^{-1} Phi Sigma, written as G^T (m x n) into GT.
+
+    Dual (n < m): C^{-1} Phi Sigma from the n x n Cholesky.  Primal: a = (y - Phi m_t)/s2 and
+    C^{-1} Phi Sigma = Phi S_t / s2 (Woodbury), so no n x n matrix is formed.
+    """
+    cdef int i, k, status
+    cdef double quad
+    if n == 0:
+        logp_out[0] = 0
+        return 0
+    _copy(m, mu, mt)
+    if n < m:
+        status = _dual_factor(n, m, PhiT, Sigma, sigma_diag, s2, W1, W2)
+        if status < 0:
+            logp_out[0] = -INFINITY
+            return status
+        _copy(n, y, v1)
+        gemv(c'T', m, n, -1.0, PhiT, m, mu, 1, 1.0, v1, 1)
+        trsv(c'L', c'N', c'N', n, W2, n, v1, 1)
+        quad = dot(n, v1, 1, v1, 1)
+        logp_out[0] = -0.5 * quad - _sum_log_diag(n, W2) - 0.5 * n * LOG_2PI
+        trsv(c'L', c'T', c'N', n, W2, n, v1, 1)                       # v1 = a
+        gemv(c'N', m, n, 1.0, W1, m, v1, 1, 1.0, mt, 1)              # m_t = mu + Bt a
+        # GT = -Bt C^{-1} + m_t a^T
+        _copy(m * n, W1, GT)
+        trsm(c'R', c'L', c'T', c'N', m, n, 1.0, W2, n, GT, m)
+        trsm(c'R', c'L', c'N', c'N', m, n, -1.0, W2, n, GT, m)
+    else:
+        status = _primal_factor(n, m, PhiT, Sigma_inv, s2, W1)
+        if status < 0:
+            logp_out[0] = -INFINITY
+            return status
+        _copy(m, h, mt)
+        gemv(c'N', m, n, 1.0 / s2, PhiT, m, y, 1, 1.0, mt, 1)
+        potrs(c'L', m, 1, W1, m, mt, m)
+        _copy(n, y, v1)
+        gemv(c'T', m, n, -1.0, PhiT, m, mt, 1, 1.0, v1, 1)              # residual
+        quad = dot(n, v1, 1, v1, 1) / s2
+        for i in range(m):
+            W2[i] = mt[i] - mu[i]
+        gemv(c'N', m, m, 1.0, Sigma_inv, m, W2, 1, 0.0, &W2[m], 1)
+        quad = quad + dot(m, W2, 1, &W2[m], 1)
+        logp_out[0] = -0.5 * (quad + 2.0 * _sum_log_diag(m, W1) + logdet_sigma
+                              + n * (LOG_2PI + log(<double> s2)))
+        for k in range(n):
+            v1[k] = v1[k] / s2                                         # a
+        # GT = -(S Phi^T) / s2 + m_t a^T, S = A^{-1}
+        _copy(m * n, PhiT, GT)
+        potrs(c'L', m, n, W1, m, GT, m)
+        for i in range(m * n):
+            GT[i] = -GT[i] / s2
+    for k in range(n):
+        for i in range(m):
+            GT[k * m + i] += mt[i] * v1[k]
+    return status
+
+
+def grad_design(
+    const floating[:, ::1] Phi,          # IN  (N, m) packed design
+    const floating[::1] y,               # IN  (N,)
+    const long long[::1] offsets,        # IN  (T+1,)
+    const floating[::1] mu,              # IN  (m,)
+    const floating[:, ::1] Sigma,        # IN  (m, m)
+    const floating[:, ::1] Sigma_inv,    # IN  (m, m)
+    const floating[::1] h,               # IN  (m,) Sigma^{-1} mu
+    double logdet_sigma,                 # IN
+    double noise_var,                    # IN
+    bint sigma_diag,                     # IN
+    int n_threads,                       # IN
+    floating[:, ::1] G,                  # OUT (N, m) dlog p_t / dPhi_t for every packed row
+    double[::1] logp,                    # OUT (T,) log evidence per task
+    int[::1] status,                     # OUT (T,)
+):
+    """Gradient of each task's log evidence with respect to its design rows (algorithms.md 6.2)."""
+    cdef int m = Phi.shape[1]
+    cdef int n_tasks = offsets.shape[0] - 1
+    cdef int t, n, nmax = 0
+    cdef long long off
+    cdef floating *W1
+    cdef floating *W2
+    cdef floating *mt
+    cdef floating *v1
+    cdef floating s2 = <floating> noise_var
+    for t in range(n_tasks):
+        nmax = max(nmax, <int> (offsets[t + 1] - offsets[t]))
+    with nogil, parallel(num_threads=n_threads):
+        W1 = <floating*> malloc(m * m * sizeof(floating))
+        W2 = <floating*> malloc((m * m + 2 * m) * sizeof(floating))
+        mt = <floating*> malloc(m * sizeof(floating))
+        v1 = <floating*> malloc((nmax + m + 1) * sizeof(floating))
+        for t in prange(n_tasks, schedule='dynamic', chunksize=16):
+            off = offsets[t]
+            n = <int> (offsets[t + 1] - off)
+            status[t] = _task_grad(
+                n, m, &Phi[off, 0] if n > 0 else &mu[0], &y[off] if n > 0 else &mu[0],
+                &mu[0], &Sigma[0, 0], &Sigma_inv[0, 0], &h[0], logdet_sigma, s2, sigma_diag,
+                &G[off, 0] if n > 0 else &mt[0], &logp[t], W1, W2, mt, v1)
+        free(W1)
+        free(W2)
+        free(mt)
+        free(v1)

@@ -1,0 +1,94 @@
+"""Basis hyperparameters by maximising the summed log marginal likelihood (algorithms.md 6.2).
+
+For a fixed prior (mu, Sigma, sigma^2) the summed log evidence J(theta) = sum_t log p(y_t | theta)
+has dJ/dPhi_t = a_t m_t^T - C_t^{-1} Phi_t Sigma (= Q Phi Sigma + a mu^T), which the ``_bayes``
+kernel computes for every packed row at once; the basis contracts it with dPhi/dtheta through
+``design_vjp``.  scipy's L-BFGS-B then moves theta.  MetaBayes alternates this with EM (see
+``MetaBayes`` for why).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+from scipy.optimize import minimize
+
+from metafast._kernels import _bayes
+from metafast.learners._bayes_em import GaussianPrior
+
+
+def _flatten(params: dict) -> tuple[np.ndarray, list]:
+    layout = [(k, np.shape(v)) for k, v in params.items()]
+    flat = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in params.values()]) \
+        if params else np.zeros(0)
+    return flat, layout
+
+
+def _unflatten(x: np.ndarray, layout: list) -> dict:
+    out, i = {}, 0
+    for key, shape in layout:
+        size = int(np.prod(shape, dtype=np.int64))
+        out[key] = x[i:i + size].reshape(shape).copy()
+        i += size
+    return out
+
+
+def log_evidence_and_grad(basis, chunks: Iterable, prior: GaussianPrior, y_scale: float,
+                          n_threads: int) -> tuple[float, dict, int]:
+    """(sum_t log p(y_t), its gradient per learnable parameter, number of tasks), standardised y."""
+    total, grads, n_tasks = 0.0, None, 0
+    for chunk in chunks:
+        Xs = chunk.X_support
+        Phi = np.ascontiguousarray(basis.design(Xs))
+        dtype = Phi.dtype
+        mu, Sigma, Sinv, h, logdet, s2, sigma_diag = prior.kernel_args(dtype)
+        y = np.ascontiguousarray(np.asarray(chunk.y_support, dtype=np.float64) / y_scale, dtype=dtype)
+        T = len(chunk)
+        G = np.zeros_like(Phi)
+        logp = np.empty(T, dtype=np.float64)
+        status = np.empty(T, dtype=np.intc)
+        _bayes.grad_design(Phi, y, chunk.support_offsets, mu, Sigma, Sinv, h, logdet, s2, sigma_diag,
+                           n_threads, G, logp, status)
+        if (status < 0).any():
+            return -np.inf, {}, T
+        total += float(logp.sum())
+        g = basis.design_vjp(Xs, G)
+        grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
+        n_tasks += T
+    return total, grads or {}, n_tasks
+
+
+def optimise_basis(basis, chunks_factory: Callable[[], Iterable], prior: GaussianPrior, y_scale: float,
+                   n_threads: int, max_iter: int) -> tuple[object, float, float]:
+    """L-BFGS on the basis's learnable parameters for a fixed prior.
+
+    Returns (new basis, summed log evidence before, after); the old basis is kept when L-BFGS
+    does not improve on it.
+    """
+    params = basis.learnable_params()
+    if not params:
+        raise ValueError(
+            f"learn_basis=True, but the basis {type(basis).__name__} has no learnable parameters "
+            "(its learnable_params() is empty)"
+        )
+    x0, layout = _flatten(params)
+    n_tasks = [1]
+
+    def objective(x):
+        b = basis.with_params(**_unflatten(x, layout))
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                val, grad, n_tasks[0] = log_evidence_and_grad(b, chunks_factory(), prior, y_scale, n_threads)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+            return np.inf, np.zeros_like(x)
+        g, _ = _flatten({k: grad[k] for k, _ in layout}) if grad else (np.zeros_like(x), None)
+        if not (np.isfinite(val) and np.isfinite(g).all()):
+            return np.inf, np.zeros_like(x)
+        return -val / n_tasks[0], -g / n_tasks[0]
+
+    f0, _ = objective(x0)
+    res = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    if np.isfinite(res.fun) and res.fun < f0:
+        return basis.with_params(**_unflatten(res.x, layout)), -f0 * n_tasks[0], -res.fun * n_tasks[0]
+    return basis, -f0 * n_tasks[0], -f0 * n_tasks[0]

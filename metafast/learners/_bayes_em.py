@@ -1,0 +1,192 @@
+"""EM for the hierarchical Bayesian linear model behind MetaBayes (algorithms.md section 2.4).
+
+Model: w_t ~ N(mu, Sigma), y_t | w_t ~ N(Phi_t w_t, s2 I).  The E-step (Cython, ``_kernels._bayes``)
+turns every task into its posterior N(m_t, S_t) and adds its sufficient statistics to fixed blocks;
+this module reduces the blocks (fixed order, so thread-count invariant) and does the closed-form
+M-step:
+
+    mu    = (1/T) sum_t m_t
+    Sigma = ( sum_t [S_t + (m_t - mu)(m_t - mu)^T] + nu psi I ) / (T + nu)        (full)
+            (same, diagonal only / mean of the diagonal for "diag" / "iso")
+    s2    = (1/N) sum_t [ ||y_t - Phi_t m_t||^2 + tr(Phi_t S_t Phi_t^T) ]
+
+The ``nu psi I`` term is the MAP update under the prior
+log p(Sigma) = -nu/2 [log|Sigma| + psi tr(Sigma^{-1})] (an inverse-Wishart pulled toward psi I with
+the weight of ``nu`` pseudo-tasks).  It keeps Sigma positive definite when there are fewer tasks
+than basis functions; EM then never decreases log evidence + log p(Sigma) (and never decreases the
+log evidence itself when nu = 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+
+from metafast._kernels import _bayes
+
+N_BLOCKS = 256  # accumulation blocks per E-step call (depends only on the number of tasks)
+COVARIANCE_TYPES = ("full", "diag", "iso")
+
+
+@dataclass
+class GaussianPrior:
+    """Prior N(mean, cov) over the weights and the noise variance, in standardised target units."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    noise_var: float
+    kind: str = "full"
+
+    def factor(self) -> tuple[np.ndarray, float]:
+        """(Sigma^{-1}, log|Sigma|) from a Cholesky factor, with jitter if Sigma is near singular."""
+        m = self.cov.shape[0]
+        cov = 0.5 * (self.cov + self.cov.T)
+        scale = max(float(np.trace(cov)) / max(m, 1), np.finfo(np.float64).tiny)
+        jitter = 0.0
+        for _ in range(10):
+            try:
+                c, low = cho_factor(cov + jitter * np.eye(m), lower=True)
+                inv = cho_solve((c, low), np.eye(m))
+                return 0.5 * (inv + inv.T), 2.0 * float(np.log(np.diag(c)).sum())
+            except np.linalg.LinAlgError:
+                jitter = scale * 1e-12 if jitter == 0 else jitter * 100
+        raise np.linalg.LinAlgError("the prior covariance is not positive definite, even with jitter")
+
+    def kernel_args(self, dtype) -> tuple:
+        """Arguments the _bayes kernels take for this prior, in the computation dtype."""
+        inv, logdet = self.factor()
+        mu = np.ascontiguousarray(self.mean, dtype=dtype)
+        return (mu, np.ascontiguousarray(self.cov, dtype=dtype), np.ascontiguousarray(inv, dtype=dtype),
+                np.ascontiguousarray(inv @ self.mean, dtype=dtype), logdet, float(self.noise_var),
+                self.kind != "full")
+
+    def copy(self) -> "GaussianPrior":
+        return GaussianPrior(self.mean.copy(), self.cov.copy(), float(self.noise_var), self.kind)
+
+
+@dataclass
+class Stats:
+    """Summed E-step statistics of a set of tasks (all in float64)."""
+
+    n_tasks: int = 0
+    n_points: int = 0
+    sum_mean: np.ndarray | None = None        # sum_t m_t
+    second_moment: np.ndarray | None = None   # sum_t S_t + m_t m_t^T
+    noise: float = 0.0                        # sum_t ||y_t - Phi_t m_t||^2 + tr(Phi_t S_t Phi_t^T)
+    log_evidence: float = 0.0                 # sum_t log p(y_t)
+    n_jittered: int = 0
+    n_failed: int = 0
+    task_log_evidence: list = field(default_factory=list)
+
+    def __iadd__(self, other: "Stats") -> "Stats":
+        if self.sum_mean is None:
+            self.sum_mean = np.zeros_like(other.sum_mean)
+            self.second_moment = np.zeros_like(other.second_moment)
+        self.n_tasks += other.n_tasks
+        self.n_points += other.n_points
+        self.sum_mean = self.sum_mean + other.sum_mean
+        self.second_moment = self.second_moment + other.second_moment
+        self.noise += other.noise
+        self.log_evidence += other.log_evidence
+        self.n_jittered += other.n_jittered
+        self.n_failed += other.n_failed
+        return self
+
+    def without_tasks(self) -> "Stats":
+        """A copy without the per-task log evidence list (what is kept between partial_fit calls)."""
+        return Stats(self.n_tasks, self.n_points, self.sum_mean.copy(), self.second_moment.copy(),
+                     self.noise, self.log_evidence, self.n_jittered, self.n_failed)
+
+
+def whitening(prior: GaussianPrior) -> np.ndarray:
+    """U with Sigma = U U^T (lower Cholesky factor, jittered if Sigma is near singular)."""
+    m = prior.cov.shape[0]
+    if prior.kind != "full":
+        return np.diag(np.sqrt(np.maximum(np.diag(prior.cov), 0.0)))
+    cov = 0.5 * (prior.cov + prior.cov.T)
+    scale = max(float(np.trace(cov)) / max(m, 1), np.finfo(np.float64).tiny)
+    jitter = 0.0
+    for _ in range(10):
+        try:
+            return np.linalg.cholesky(cov + jitter * np.eye(m))
+        except np.linalg.LinAlgError:
+            jitter = scale * 1e-12 if jitter == 0 else jitter * 100
+    raise np.linalg.LinAlgError("the prior covariance is not positive definite, even with jitter")
+
+
+def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPrior,
+          n_threads: int, keep_task_values: bool = False) -> tuple[Stats, np.ndarray]:
+    """E-step over packed tasks: (summed statistics, posterior means (T, m)).
+
+    Works in whitened coordinates w = mu + U v, v ~ N(0, I) (Sigma = U U^T): the whitened design
+    Phi U is one large matrix product for all rows, and the kernel only does the per-task
+    Cholesky work.  The statistics are mapped back to w here.
+    """
+    dtype = Phi.dtype
+    T = offsets.shape[0] - 1
+    m = Phi.shape[1]
+    mu = np.asarray(prior.mean, dtype=np.float64)
+    U = whitening(prior)
+    if prior.kind == "full":
+        Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype))
+    else:                                     # diagonal U: a column scaling, not a matrix product
+        Phi_w = np.ascontiguousarray(Phi * np.diag(U).astype(dtype))
+    r = np.ascontiguousarray(np.asarray(y, dtype=dtype) - Phi @ mu.astype(dtype), dtype=dtype)
+    diag_stats = prior.kind != "full"
+    block = max(1, -(-T // N_BLOCKS))
+    n_blocks = -(-T // block)
+    V = np.empty((T, m), dtype=dtype)
+    logp = np.empty(T, dtype=np.float64)
+    status = np.empty(T, dtype=np.intc)
+    acc_D = np.empty((n_blocks, m, m), dtype=np.float64)
+    acc_m = np.empty((n_blocks, m), dtype=np.float64)
+    acc_s = np.empty((n_blocks, 4), dtype=np.float64)
+    _bayes.em_stats(Phi_w, r, offsets, float(prior.noise_var), diag_stats, block, n_threads,
+                    V, logp, status, acc_D, acc_m, acc_s)
+    D = acc_D.sum(axis=0)
+    D = np.diag(np.diag(D)) if diag_stats else np.triu(D) + np.triu(D, 1).T
+    s = acc_s.sum(axis=0)
+    E = D + s[2] * np.eye(m)                  # sum_t S'_t + v_t v_t^T in whitened coordinates
+    Usv = U @ acc_m.sum(axis=0)
+    sum_mean = T * mu + Usv
+    second = U @ E @ U.T + T * np.outer(mu, mu) + np.outer(mu, Usv) + np.outer(Usv, mu)
+    if diag_stats:
+        second = np.diag(np.diag(second))
+    means = (mu + V.astype(np.float64) @ U.T).astype(dtype)
+    stats = Stats(T, int(round(s[3])), sum_mean, second, float(s[1]), float(s[0]),
+                  int((status > 0).sum()), int((status < 0).sum()))
+    if keep_task_values:
+        stats.task_log_evidence = [logp]
+    return stats, means
+
+
+def log_prior(prior: GaussianPrior, nu: float, psi: float) -> float:
+    """log p(Sigma) = -nu/2 [log|Sigma| + psi tr(Sigma^{-1})] (up to a constant)."""
+    if nu == 0:
+        return 0.0
+    inv, logdet = prior.factor()
+    return -0.5 * nu * (logdet + psi * float(np.trace(inv)))
+
+
+def mstep(stats: Stats, prior: GaussianPrior, nu: float, psi: float, noise_floor: float) -> GaussianPrior:
+    """Closed-form M-step (MAP in Sigma with the shrinkage prior); see the module docstring."""
+    T = stats.n_tasks
+    m = stats.sum_mean.shape[0]
+    mu = stats.sum_mean / T
+    scatter = stats.second_moment - T * np.outer(mu, mu)   # sum_t S_t + (m_t - mu)(m_t - mu)^T
+    if prior.kind == "full":
+        cov = (scatter + nu * psi * np.eye(m)) / (T + nu)
+        cov = 0.5 * (cov + cov.T)
+    elif prior.kind == "diag":
+        cov = np.diag((np.diag(scatter) + nu * psi) / (T + nu))
+    else:
+        cov = np.eye(m) * (float(np.trace(scatter)) / m + nu * psi) / (T + nu)
+    # a variance can never be negative; round-off in float32 statistics could make it so
+    d = np.diag(cov).copy()
+    floor = np.finfo(np.float64).eps * max(float(d.max(initial=0.0)), 1e-300)
+    if np.any(d < floor):
+        cov[np.diag_indices(m)] = np.maximum(d, floor)
+    noise = stats.noise / stats.n_points if stats.n_points > 0 else prior.noise_var
+    return GaussianPrior(mu, cov, max(float(noise), noise_floor), prior.kind)

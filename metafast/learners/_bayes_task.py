@@ -1,0 +1,145 @@
+"""The per-task Bayesian regressor that ``MetaBayes.adapt`` returns.
+
+It holds a Gaussian posterior N(coef_, covariance_) over the basis weights of one task, starting
+from the meta-learned prior, and refines it point by point: ``update(X, y)`` is the block
+Sherman-Morrison-Woodbury (Kalman) update, O(m^2) per point for a single point, and gives the same
+posterior as conditioning on all points at once (ALPaCA's recursive form, algorithms.md 2.2).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError
+
+from metafast._validation import check_positive_float, check_X, check_y
+
+
+def gaussian_condition(Phi: np.ndarray, y: np.ndarray, mean: np.ndarray, cov: np.ndarray,
+                       noise_var: float) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior (mean, cov) of w ~ N(mean, cov) after y = Phi w + N(0, noise_var I), in float64.
+
+    Uses the k x k innovation covariance Phi cov Phi^T + noise_var I, so the cost is
+    O(k m^2 + k^2 m + k^3); for k = 1 this is the Sherman-Morrison update.
+    """
+    k = Phi.shape[0]
+    if k == 0:
+        return mean.copy(), cov.copy()
+    B = Phi @ cov                                       # (k, m)
+    C = B @ Phi.T
+    C[np.diag_indices(k)] += noise_var
+    jitter = 0.0
+    scale = max(float(np.trace(C)) / k, np.finfo(np.float64).tiny)
+    for _ in range(10):
+        try:
+            factor = cho_factor(C + jitter * np.eye(k), lower=True)
+            break
+        except np.linalg.LinAlgError:
+            jitter = scale * 1e-12 if jitter == 0 else jitter * 100
+    else:  # pragma: no cover - noise_var > 0 makes C positive definite
+        raise np.linalg.LinAlgError("innovation covariance is not positive definite")
+    gain = cho_solve(factor, B).T                       # (m, k) = cov Phi^T C^{-1}
+    new_mean = mean + gain @ (y - Phi @ mean)
+    new_cov = cov - gain @ B
+    new_cov = 0.5 * (new_cov + new_cov.T)
+    return new_mean, new_cov
+
+
+class BayesTaskRegressor(RegressorMixin, BaseEstimator):
+    """Bayesian linear regression on a fixed basis with a given Gaussian prior (one task).
+
+    Parameters
+    ----------
+    basis : fitted BasisFamily
+        The meta-learned basis (kept as given; ``clone`` copies it fitted).
+    prior_mean : (m,) array
+    prior_covariance : (m, m) array
+    noise_var : float
+        Observation noise variance sigma^2.
+
+    Attributes
+    ----------
+    coef_ : (m,) posterior mean of the weights.
+    covariance_ : (m, m) posterior covariance of the weights.
+    noise_var_ : float
+    n_samples_seen_ : int, points conditioned on so far (fit + update).
+    """
+
+    def __init__(self, basis=None, prior_mean=None, prior_covariance=None, noise_var=1.0):
+        self.basis = basis
+        self.prior_mean = prior_mean
+        self.prior_covariance = prior_covariance
+        self.noise_var = noise_var
+
+    def __sklearn_clone__(self):
+        # the basis is part of the model, not a hyperparameter to refit: keep it fitted
+        params = self.get_params(deep=False)
+        params["basis"] = copy.deepcopy(self.basis)
+        return type(self)(**params)
+
+    # ------------------------------------------------------------------ helpers
+    def _prior(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.basis is None or not self.basis.__sklearn_is_fitted__():
+            raise ValueError("parameter 'basis' must be a fitted BasisFamily (as MetaBayes.adapt passes it)")
+        m = self.basis.n_basis
+        mean = np.zeros(m) if self.prior_mean is None else np.asarray(self.prior_mean, dtype=np.float64)
+        cov = np.eye(m) if self.prior_covariance is None else np.asarray(self.prior_covariance, dtype=np.float64)
+        if mean.shape != (m,) or cov.shape != (m, m):
+            raise ValueError(
+                f"prior_mean must have shape ({m},) and prior_covariance ({m}, {m}) for a basis of "
+                f"{m} functions; got {mean.shape} and {cov.shape}"
+            )
+        if not (np.isfinite(mean).all() and np.isfinite(cov).all()):
+            raise ValueError("prior_mean and prior_covariance must be finite")
+        return mean, cov
+
+    def _design(self, X, name: str = "X") -> np.ndarray:
+        Xc = check_X(X, name, n_features=self.basis.n_features_in_)
+        return np.asarray(self.basis.design(Xc), dtype=np.float64)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit(X, y) first")
+
+    # ------------------------------------------------------------------ API
+    def fit(self, X, y) -> "BayesTaskRegressor":
+        """Condition the prior on (X, y); X may have zero rows (the posterior is then the prior)."""
+        mean, cov = self._prior()
+        self.noise_var_ = check_positive_float(self.noise_var, "noise_var")
+        Phi = self._design(X)
+        yc = check_y(y, "y", n_samples=Phi.shape[0])
+        self.coef_, self.covariance_ = gaussian_condition(Phi, yc, mean, cov, self.noise_var_)
+        self.n_features_in_ = self.basis.n_features_in_
+        self.n_samples_seen_ = int(Phi.shape[0])
+        return self
+
+    def update(self, X, y) -> "BayesTaskRegressor":
+        """Refine the posterior with new points (rank-k update, O(m^2) per single point).
+
+        Equal (to round-off) to refitting on all points seen so far.
+        """
+        self._check_fitted()
+        Phi = self._design(X, "X")
+        yc = check_y(y, "y", n_samples=Phi.shape[0])
+        self.coef_, self.covariance_ = gaussian_condition(Phi, yc, self.coef_, self.covariance_, self.noise_var_)
+        self.n_samples_seen_ += int(Phi.shape[0])
+        return self
+
+    def predict(self, X, return_std: bool = False):
+        """Posterior predictive mean (and std, observation noise included) at X."""
+        self._check_fitted()
+        Phi = self._design(X)
+        mean = Phi @ self.coef_
+        if not return_std:
+            return mean
+        var = np.einsum("ij,ij->i", Phi @ self.covariance_, Phi)
+        return mean, np.sqrt(np.maximum(var, 0.0) + self.noise_var_)
+
+    def sample_weights(self, n_samples: int = 1, random_state=None) -> np.ndarray:
+        """Draws (n_samples, m) from the weight posterior (e.g. for Thompson sampling)."""
+        self._check_fitted()
+        rng = np.random.default_rng(random_state)
+        return rng.multivariate_normal(self.coef_, self.covariance_, size=n_samples, method="eigh")

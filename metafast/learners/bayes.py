@@ -1,0 +1,474 @@
+"""MetaBayes: empirical-Bayes hierarchical linear regression on a basis (ALPaCA with EM).
+
+Each task's weights are drawn from a shared Gaussian prior, w_t ~ N(mu, Sigma), and its targets
+are y_t | w_t ~ N(Phi_t w_t, sigma^2 I).  ``fit`` learns (mu, Sigma, sigma^2) by EM with the
+closed-form M-step (algorithms.md 2.4; ``_bayes_em``), with the E-step for all tasks in one Cython
+call.  A new task is then fit by exact Bayesian conditioning (``adapt``), which gives calibrated
+predictive intervals from a handful of points and can be refined point by point.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import functools
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
+
+from metafast._kernels import _bayes
+from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
+from metafast.learners._base import MetaLearner, check_tasks, iter_task_chunks
+from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, estep, log_prior, mstep
+from metafast.learners._bayes_task import BayesTaskRegressor
+from metafast.parallel import effective_n_threads
+from metafast.tasks._taskset import TaskSet
+
+# smallest noise variance EM may reach, in units of the (standardised) target variance
+_NOISE_FLOOR = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-6}
+
+
+def _one_blas_thread(method):
+    """Run ``method`` with BLAS limited to one thread: the kernels call BLAS on tiny per-task
+    matrices inside their own OpenMP threads, where a threaded BLAS only oversubscribes (25x
+    slower measured)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with threadpool_limits(limits=1, user_api="blas"):
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+class MetaBayes(MetaLearner):
+    """Hierarchical Bayesian linear regression across tasks, fitted by empirical Bayes (EM).
+
+    Parameters
+    ----------
+    basis : BasisFamily, family name or None
+        The basis; fitted on the training tasks unless already fitted (never modified: the
+        fitted copy is ``basis_``).  None means ``"rbf"`` with 40 functions.
+    covariance : {"full", "diag", "iso"}
+        Structure of the prior covariance Sigma ("diag" is shared ARD across tasks).
+    n_components : int or "auto"
+        1 is the single Gaussian prior.  Anything else delegates fit/adapt/evaluate to the
+        mixture-of-Gaussians prior (``metafast.learners._mixture.MixturePrior``).
+    max_iter : int
+        Maximum EM iterations (M-steps) per EM run.
+    tol : float
+        Stop when the summed log evidence changes by less than ``tol`` per task.
+    prior_weight : float >= 0
+        nu, the weight in pseudo-tasks of the inverse-Wishart shrinkage of Sigma toward
+        ``prior_scale * I`` (MAP M-step).  Keeps Sigma positive definite when there are fewer
+        tasks than basis functions; 0 is plain maximum likelihood.
+    prior_scale : "auto" or float > 0
+        psi, the variance of the shrinkage target, in squared target units; "auto" uses the
+        initial isotropic prior (target variance / mean squared norm of a design row).
+    learn_basis : bool
+        Also learn the basis's ``learnable_params`` by maximising the summed log evidence.
+        Alternates L-BFGS on the basis (prior fixed) with EM (basis fixed): the M-step is exact
+        and cheap, so each phase monotonically increases the same objective, and Sigma needs no
+        positive-definite reparametrisation as it would in a joint gradient method.  Basis phases
+        are kept short because the prior is held fixed in them: many short alternations climbed
+        much further than a few long ones in our tests (a basis move is only worth as much as the
+        prior that goes with it).
+    basis_max_iter : int
+        L-BFGS iterations per basis phase.
+    basis_rounds : int
+        Maximum number of (basis phase, EM run) alternations.
+    n_init : int
+        Restarts of the mixture EM (only used when n_components != 1).
+    n_jobs : int or None
+        Threads of the kernels (None: all cores).  Results do not depend on it.
+    backend : {"threads", "dask"}
+        "dask" runs each EM iteration's E-step as a map-reduce over the TaskSet chunks on the
+        active dask.distributed Client (chunks are sent to the workers once; each worker computes
+        its chunks' design and statistics; the driver sums them in chunk order and does the
+        M-step), matching the in-process fit to round-off.  Split a big TaskSet into chunks
+        (a list of TaskSets or a stream) to spread it over workers.
+    overrelax : bool
+        Adaptive over-relaxed EM (Salakhutdinov & Roweis 2003): the step from the current prior to
+        the EM update is stretched by eta (x1.5 after each success, up to 16) and kept only when
+        the objective does not decrease, else the plain EM step is taken and eta resets to 1.
+        Monotone like plain EM; far fewer iterations when EM crawls (e.g. noise-free tasks).
+        Not used by partial_fit.
+    random_state : int, Generator or None
+        Used by the mixture prior; the single-Gaussian EM is deterministic.
+    verbose : int
+        > 0 shows a tqdm progress bar over EM iterations on a terminal.
+
+    Attributes
+    ----------
+    basis_ : the fitted (and, with learn_basis, learned) basis.
+    mean_ : (m,) prior mean mu.    covariance_ : (m, m) prior covariance Sigma.
+    noise_var_ : float, sigma^2.    (all in the units of y)
+    log_evidence_ : (n_evals,) summed log evidence sum_t log p(y_t) after each M-step (the first
+        entry is the initial prior); never decreases when prior_weight = 0.
+    objective_ : (n_evals,) log evidence + log p(Sigma) (the quantity MAP-EM never decreases).
+    n_iter_ : int, M-steps done in total.    converged_ : bool.
+    n_tasks_seen_ : int, tasks fitted on (fit + partial_fit).
+    """
+
+    _bayesian = True
+
+    def __init__(self, basis=None, covariance: str = "full", n_components=1, max_iter: int = 200,
+                 tol: float = 1e-5, prior_weight: float = 1.0, prior_scale="auto", learn_basis: bool = False,
+                 basis_max_iter: int = 10, basis_rounds: int = 10, n_init: int = 1, n_jobs=None,
+                 backend: str = "threads", overrelax: bool = True, random_state=None, verbose: int = 0):
+        self.basis = basis
+        self.covariance = covariance
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.tol = tol
+        self.prior_weight = prior_weight
+        self.prior_scale = prior_scale
+        self.learn_basis = learn_basis
+        self.basis_max_iter = basis_max_iter
+        self.basis_rounds = basis_rounds
+        self.n_init = n_init
+        self.n_jobs = n_jobs
+        self.backend = backend
+        self.overrelax = overrelax
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ================================================================== parameters and data
+    def _check_params(self) -> None:
+        if self.covariance not in COVARIANCE_TYPES:
+            raise ValueError(f"parameter 'covariance' must be one of {COVARIANCE_TYPES}; got {self.covariance!r}")
+        nc = self.n_components
+        if not (nc == "auto" or (isinstance(nc, (int, np.integer)) and not isinstance(nc, bool) and nc >= 1)):
+            raise ValueError(f"parameter 'n_components' must be an integer >= 1 or 'auto'; got {nc!r}")
+        check_positive_int(self.max_iter, "max_iter", minimum=0)
+        check_positive_float(self.tol, "tol", allow_zero=True)
+        check_positive_float(self.prior_weight, "prior_weight", allow_zero=True)
+        if not (isinstance(self.prior_scale, str) and self.prior_scale == "auto"):
+            check_positive_float(self.prior_scale, "prior_scale")
+        check_positive_int(self.basis_max_iter, "basis_max_iter")
+        check_positive_int(self.basis_rounds, "basis_rounds", minimum=0)
+        check_positive_int(self.n_init, "n_init")
+        if self.backend not in ("threads", "dask"):
+            raise ValueError(f"parameter 'backend' must be 'threads' or 'dask'; got {self.backend!r}")
+        check_positive_int(self.verbose, "verbose", minimum=0) if not isinstance(self.verbose, bool) else None
+        self._n_threads = effective_n_threads(self.n_jobs)
+
+    @staticmethod
+    def _chunk_source(tasks):
+        """(list-or-reiterable of chunks, first chunk); rejects one-shot iterators."""
+        if isinstance(tasks, TaskSet):
+            return [check_tasks(tasks)], check_tasks(tasks)
+        if hasattr(tasks, "__iter__") and iter(tasks) is tasks:
+            raise TypeError(
+                "argument 'tasks' is a one-shot iterator, but EM passes over the tasks once per "
+                "iteration: pass a TaskSet, a list of TaskSet chunks or a re-iterable stream "
+                "(mf.tasks.stream), or feed chunks one at a time to partial_fit"
+            )
+        first = next(iter(iter_task_chunks(tasks)), None)
+        if first is None:
+            raise ValueError("argument 'tasks' holds no TaskSet chunks")
+        return tasks, first
+
+    def _estep_all(self, source, prior: GaussianPrior, cache: dict | None) -> Stats:
+        """E-step statistics summed over every chunk, in chunk order.
+
+        In process, the design of an in-memory TaskSet is computed once and cached; with
+        backend="dask" each chunk's statistics are computed on a worker (map) and summed here
+        (reduce).
+        """
+        total = Stats()
+        if self.backend == "dask":
+            from metafast.parallel import dask_map_chunks
+
+            chunks = self._dask_chunks if getattr(self, "_dask_chunks", None) is not None \
+                else list(iter_task_chunks(source))
+            for stats in dask_map_chunks(_chunk_estep, chunks, self.basis_, self._y_scale, prior, self._n_threads):
+                total += stats
+        else:
+            for i, chunk in enumerate(iter_task_chunks(source)):
+                if cache is not None and i in cache:
+                    Phi, ys, off = cache[i]
+                else:
+                    Phi, ys, off = _chunk_design(self.basis_, chunk, self._y_scale)
+                    if cache is not None:
+                        cache[i] = (Phi, ys, off)
+                total += estep(Phi, ys, off, prior, self._n_threads)[0]
+        if total.n_tasks == 0:
+            raise ValueError("argument 'tasks' holds no tasks")
+        if total.n_failed:
+            raise FloatingPointError(
+                f"{total.n_failed} task(s) had a singular posterior even after jitter: the basis or the "
+                "targets are degenerate (check for huge magnitudes)"
+            )
+        self._n_jittered += total.n_jittered
+        return total
+
+    # ================================================================== fit
+    @_one_blas_thread
+    def fit(self, tasks, y=None) -> "MetaBayes":
+        """Learn the prior (and, with learn_basis, the basis) from training tasks.
+
+        ``tasks`` is a TaskSet or a re-iterable of TaskSet chunks (a stream); for a stream the
+        statistics are accumulated chunk by chunk each EM iteration, so memory stays bounded, and
+        an unfitted basis is fitted on the first chunk.
+        """
+        self._check_params()
+        for attr in ("mixture_", "_stats"):
+            self.__dict__.pop(attr, None)
+        if self.n_components != 1:
+            return self._fit_mixture(tasks)
+        source, first = self._chunk_source(tasks)
+        self.basis_ = self._init_basis(first, default="rbf", n_basis=40)
+        self._set_scale_and_init(source, first.dtype)
+        cache = {} if isinstance(source, list) else None
+        self._n_jittered = 0
+        self._history, self._objective, self.n_iter_ = [], [], 0
+        self._dask_chunks = None
+        if self.backend == "dask" and isinstance(source, list):
+            from metafast.parallel import dask_client
+
+            self._dask_chunks = dask_client().scatter(source, hash=False)   # sent to the workers once
+        prior, self.converged_, stats = self._em(source, self._prior, cache)
+        if self.learn_basis:
+            prior, stats = self._learn_basis(source, prior, stats, cache)
+        self._finish(prior)
+        self._stats = stats.without_tasks()      # kept (O(m^2)) for partial_fit
+        self.n_tasks_seen_ = self._stats.n_tasks
+        self._dask_chunks = None
+        self._mf_fitted = True
+        return self
+
+    def _set_scale_and_init(self, source, dtype) -> None:
+        """Target scale (undone exactly at the end) and the isotropic starting prior.
+
+        One pass over all chunks: y_scale = RMS of the support targets, and the starting prior
+        N(0, s0 I) with s0 = 1 / mean squared norm of a design row (so Phi Sigma Phi^T ~ y^2).
+        """
+        sum_y2 = sum_phi2 = 0.0
+        n_rows = 0
+        for chunk in iter_task_chunks(source):
+            y = np.asarray(chunk.y_support, dtype=np.float64)
+            sum_y2 += float(np.dot(y, y))
+            n_rows += y.size
+            for start in range(0, chunk.X_support.shape[0], 8192):
+                Phi = np.asarray(self.basis_.design(chunk.X_support[start:start + 8192]), dtype=np.float64)
+                sum_phi2 += float(np.einsum("ij,ij->", Phi, Phi))
+        rms = np.sqrt(sum_y2 / n_rows) if n_rows else 0.0
+        self._y_scale = float(rms) if np.isfinite(rms) and rms > 0 else 1.0
+        row_norm = sum_phi2 / n_rows if n_rows else 0.0
+        s0 = 1.0 / row_norm if np.isfinite(row_norm) and row_norm > 0 else 1.0
+        m = self.basis_.n_basis
+        self._psi = s0 if isinstance(self.prior_scale, str) else float(self.prior_scale) / self._y_scale ** 2
+        self._nu = float(self.prior_weight)
+        self._noise_floor = _NOISE_FLOOR[np.dtype(dtype)]
+        self._prior = GaussianPrior(np.zeros(m), s0 * np.eye(m), 0.25, self.covariance)
+
+    def _em(self, source, prior: GaussianPrior, cache, fixed: Stats | None = None):
+        """EM from ``prior`` until the log evidence per task changes by < tol; appends history."""
+        from tqdm.auto import tqdm
+
+        stats = self._estep_all(source, prior, cache)
+        T = stats.n_tasks
+        self._record(stats, prior)
+        converged = False
+        show = bool(self.verbose) and sys.stderr.isatty()
+        eta = 1.0                        # over-relaxation step (1 = plain EM)
+        relax = self.overrelax and fixed is None
+        with tqdm(total=self.max_iter, desc="MetaBayes EM", disable=not show, leave=False) as bar:
+            for _ in range(self.max_iter):
+                total = stats if fixed is None else _combined(stats, fixed)
+                em_prior = mstep(total, prior, self._nu, self._psi, self._noise_floor)
+                cand = _extrapolate(prior, em_prior, eta, self._noise_floor) if relax and eta > 1 else em_prior
+                cand_stats = self._estep_all(source, cand, cache) if cand is not None else None
+                if cand is not em_prior and (cand is None or self._objective_of(cand_stats, cand) < self._objective[-1]):
+                    cand, cand_stats, eta = em_prior, self._estep_all(source, em_prior, cache), 1.0
+                elif relax:
+                    eta = min(eta * 1.5, 16.0)
+                prior, stats = cand, cand_stats
+                self.n_iter_ += 1
+                self._record(stats, prior)
+                bar.update(1)
+                bar.set_postfix(log_evidence_per_task=f"{self._history[-1] / T:.5g}")
+                if abs(self._history[-1] - self._history[-2]) <= self.tol * T:
+                    converged = True
+                    break
+        if not converged and self.max_iter > 0:
+            warnings.warn(
+                f"MetaBayes EM did not converge in max_iter={self.max_iter} iterations (last change "
+                f"{abs(self._history[-1] - self._history[-2]) / T:.3g} per task > tol={self.tol}); "
+                "increase max_iter or tol", ConvergenceWarning, stacklevel=3)
+        return prior, converged, stats
+
+    def _objective_of(self, stats: Stats, prior: GaussianPrior) -> float:
+        ll = stats.log_evidence - stats.n_points * np.log(self._y_scale)
+        return ll + log_prior(prior, self._nu, self._psi)
+
+    def _record(self, stats: Stats, prior: GaussianPrior) -> None:
+        ll = stats.log_evidence - stats.n_points * np.log(self._y_scale)   # in the units of y
+        self._history.append(ll)
+        self._objective.append(ll + log_prior(prior, self._nu, self._psi))
+
+    def _learn_basis(self, source, prior: GaussianPrior, stats: Stats, cache) -> tuple[GaussianPrior, Stats]:
+        from metafast.learners._basis_opt import optimise_basis
+
+        def chunks():
+            return iter_task_chunks(source)
+
+        self.basis_log_evidence_ = [self._history[-1]]
+        for _ in range(self.basis_rounds):
+            new_basis, before, after = optimise_basis(self.basis_, chunks, prior, self._y_scale,
+                                                      self._n_threads, self.basis_max_iter)
+            if new_basis is self.basis_:
+                break
+            self.basis_ = new_basis
+            if cache is not None:
+                cache.clear()
+            prior, self.converged_, stats = self._em(source, prior, cache)
+            self.basis_log_evidence_.append(self._history[-1])
+            T = sum(len(c) for c in iter_task_chunks(source))
+            if self.basis_log_evidence_[-1] - self.basis_log_evidence_[-2] <= self.tol * T:
+                break
+        return prior, stats
+
+    def _finish(self, prior: GaussianPrior) -> None:
+        """Store the prior and the public attributes (in the units of y)."""
+        self._prior = prior
+        c = self._y_scale
+        self.mean_ = prior.mean * c
+        self.covariance_ = prior.cov * c ** 2
+        self.noise_var_ = float(prior.noise_var * c ** 2)
+        self.log_evidence_ = np.asarray(self._history)
+        self.objective_ = np.asarray(self._objective)
+        if self._n_jittered:
+            warnings.warn(
+                f"MetaBayes: {self._n_jittered} per-task factorisations needed diagonal jitter "
+                "(near-singular design or noise variance at its floor)", RuntimeWarning, stacklevel=3)
+
+    # ================================================================== partial_fit
+    @_one_blas_thread
+    def partial_fit(self, tasks) -> "MetaBayes":
+        """Keep meta-learning as new tasks arrive (incremental EM with frozen old statistics).
+
+        The E-step statistics of earlier tasks are kept, summed, as computed at the prior of their
+        own fit; EM then runs on the new tasks with the M-step using old + new statistics, and the
+        new tasks' statistics (at the final prior) join the store.  Memory is O(m^2) whatever the
+        number of tasks seen.  This equals a full refit when the prior barely moves; the basis is
+        fixed after the first call.  The first call on an unfitted model is ``fit``.
+        """
+        if not getattr(self, "_mf_fitted", False) or getattr(self, "_stats", None) is None:
+            return self.fit(tasks)
+        self._check_params()
+        if self.n_components != 1:
+            raise NotImplementedError("partial_fit is only available with n_components=1")
+        source, _ = self._chunk_source(tasks)
+        cache = {} if isinstance(source, list) else None
+        self._dask_chunks = None
+        self._n_jittered = 0
+        self._history, self._objective = [], []   # this call's history (new tasks only)
+        prior, self.converged_, new = self._em(source, self._prior, cache, fixed=self._stats)
+        self._finish(prior)
+        self._stats = _combined(new, self._stats).without_tasks()
+        self.n_tasks_seen_ = self._stats.n_tasks
+        return self
+
+    # ================================================================== new tasks
+    def adapt(self, X, y) -> BayesTaskRegressor:
+        """A fitted BayesTaskRegressor for a new task with support points (X, y)."""
+        self._check_fitted()
+        if self.n_components != 1 and hasattr(self, "mixture_"):
+            Xc = check_X(X, "X", n_features=self.basis_.n_features_in_)
+            return self.mixture_.task_regressor(self.basis_, Xc, check_y(y, "y", n_samples=Xc.shape[0]))
+        return BayesTaskRegressor(basis=self.basis_, prior_mean=self.mean_, prior_covariance=self.covariance_,
+                                  noise_var=self.noise_var_).fit(X, y)
+
+    @_one_blas_thread
+    def _predict_tasks(self, tasks: TaskSet):
+        """Predictive mean and std at every query row, each task conditioned on its support."""
+        if hasattr(self, "mixture_"):
+            Phi_s, Phi_q = self.basis_.design(tasks.X_support), self.basis_.design(tasks.X_query)
+            return self.mixture_.predict_tasks(Phi_s, np.asarray(tasks.y_support, dtype=np.float64),
+                                               tasks.support_offsets, Phi_q, tasks.query_offsets)
+        n_threads = effective_n_threads(self.n_jobs)   # local: concurrent predict calls share nothing
+        Phi, ys, off = _chunk_design(self.basis_, tasks, self._y_scale)
+        Phi_q = np.ascontiguousarray(self.basis_.design(tasks.X_query), dtype=Phi.dtype)
+        mu, Sigma, Sinv, h, _, s2, sigma_diag = self._prior.kernel_args(Phi.dtype)
+        T = len(tasks)
+        means = np.empty((T, Phi.shape[1]), dtype=Phi.dtype)
+        pmean = np.empty(Phi_q.shape[0], dtype=Phi.dtype)
+        pvar = np.empty(Phi_q.shape[0], dtype=Phi.dtype)
+        status = np.empty(T, dtype=np.intc)
+        _bayes.predict_tasks(Phi, ys, off, Phi_q, tasks.query_offsets, mu, Sigma, Sinv, h, s2, sigma_diag,
+                             n_threads, means, pmean, pvar, status)
+        if (status < 0).any():
+            raise FloatingPointError(f"{int((status < 0).sum())} task(s) had a singular posterior")
+        c = self._y_scale
+        return pmean.astype(np.float64) * c, np.sqrt(pvar.astype(np.float64)) * c
+
+    def predict_tasks(self, tasks: TaskSet) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of the posterior predictive at every packed query row of ``tasks``."""
+        self._check_fitted()
+        return self._predict_tasks(check_tasks(tasks))
+
+    # ================================================================== mixture delegation
+    def _fit_mixture(self, tasks) -> "MetaBayes":
+        from metafast.learners._mixture import MixturePrior
+
+        ts = check_tasks(tasks)
+        self.basis_ = self._init_basis(ts, default="rbf", n_basis=40)
+        Phi = np.ascontiguousarray(self.basis_.design(ts.X_support))
+        y = np.asarray(ts.y_support, dtype=np.float64)
+        prior = MixturePrior(self.n_components, covariance=self.covariance, max_iter=self.max_iter, tol=self.tol,
+                             n_init=self.n_init, random_state=self.random_state, n_threads=self._n_threads,
+                             verbose=self.verbose).fit(Phi, y, ts.support_offsets)
+        self.mixture_ = prior
+        self.log_evidence_ = np.asarray(prior.log_evidence_)
+        self.n_iter_ = prior.n_iter_
+        self.n_components_ = prior.n_components_
+        self.weights_, self.means_, self.covariances_ = prior.weights_, prior.means_, prior.covariances_
+        self.noise_var_ = prior.noise_var_
+        self.n_tasks_seen_ = len(ts)
+        self._mf_fitted = True
+        return self
+
+
+def _chunk_design(basis, chunk: TaskSet, y_scale: float, query: bool = False):
+    """(Phi, y / y_scale, offsets) of a chunk's support (or query) rows, in the chunk's dtype."""
+    X = chunk.X_query if query else chunk.X_support
+    y = chunk.y_query if query else chunk.y_support
+    off = chunk.query_offsets if query else chunk.support_offsets
+    if X.shape[1] != basis.n_features_in_:
+        raise ValueError(
+            f"argument 'tasks' has {X.shape[1]} features, but the model was fitted on {basis.n_features_in_}"
+        )
+    Phi = np.ascontiguousarray(basis.design(X))
+    ys = np.ascontiguousarray(np.asarray(y, dtype=np.float64) / y_scale, dtype=Phi.dtype)
+    return Phi, ys, off
+
+
+def _chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, n_threads: int) -> Stats:
+    """One chunk's E-step statistics (what a Dask worker computes)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        Phi, ys, off = _chunk_design(basis, chunk, y_scale)
+        return estep(Phi, ys, off, prior, n_threads)[0]
+
+
+def _extrapolate(old: GaussianPrior, new: GaussianPrior, eta: float, noise_floor: float) -> GaussianPrior | None:
+    """The over-relaxed step old + eta (new - old) (noise in log space); None if Sigma loses
+    positive definiteness."""
+    cov = old.cov + eta * (new.cov - old.cov)
+    cov = 0.5 * (cov + cov.T)
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return None
+    noise = old.noise_var * (new.noise_var / old.noise_var) ** eta
+    return GaussianPrior(old.mean + eta * (new.mean - old.mean), cov, max(float(noise), noise_floor), new.kind)
+
+
+def _combined(a: Stats, b: Stats) -> Stats:
+    out = Stats()
+    out += a
+    out += b
+    return out
