@@ -18,6 +18,8 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
 from metafast.bench._skip import Unavailable
 from metafast.bench.baselines import Oracle, PerTaskCentroid, PerTaskRidge, PooledRidge
 
@@ -26,6 +28,14 @@ logger = logging.getLogger(__name__)
 REGRESSION_FAMILIES = ("sinusoid", "harmonic", "multimodal")
 REGRESSION_SHOTS = (5, 10, 20)
 DEFAULT_BASIS = ("rbf", {"n_basis": 40})
+# harmonic tasks (Lacoste et al. 2018) mix frequencies w ~ U[5, 7] and 2w: 40 RBFs on their
+# x range cannot resolve them, a Fourier basis on the two bands (angular frequencies
+# 4.6-7.4 and 9.2-14.8, 15 each, cosine and sine) spans them.
+HARMONIC_FREQUENCIES = tuple(float(f) for f in (*np.linspace(4.6, 7.4, 15), *np.linspace(9.2, 14.8, 15)))
+FAMILY_BASES = {
+    "harmonic": ("fourier", {"n_basis": 60, "frequencies": HARMONIC_FREQUENCIES,
+                             "include_constant": False}),
+}
 
 
 # ---------------------------------------------------------------------------------- data types
@@ -155,11 +165,11 @@ def regression_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None
     """Few-shot regression: query MSE (95% CI over test tasks) and fit seconds for every
     learner and baseline on sinusoid, harmonic and multimodal at K = 5, 10, 20.
 
-    ``bases`` maps a family to the (basis name, parameters) its cases use (default: 40 RBFs,
-    ``DEFAULT_BASIS``, for every family)."""
+    ``bases`` maps a family to the (basis name, parameters) its cases use (default:
+    ``FAMILY_BASES``, else 40 RBFs, ``DEFAULT_BASIS``)."""
     specs = list(default_learners() if learners is None else learners) + default_baselines()
     shots, sizes = ((5, 10), dict(n_train=300, n_test=100)) if quick else (REGRESSION_SHOTS, dict(n_train=2000, n_test=600))
-    bases = dict(bases or {})
+    bases = {**FAMILY_BASES, **dict(bases or {})}
     cases = [case for family in families
              for case in grid([family], shots, specs, seed=seed, basis=bases.get(family, DEFAULT_BASIS), **sizes)]
     return Suite("regression", cases, "few-shot regression quality: MSE against shots, learners vs baselines")
