@@ -213,7 +213,8 @@ def test_builtin_suites_are_data_with_fixed_seeds():
     custom = suites.regression_suite(quick=True, learners=[spec("toy", ToyBayes)], families=["sinusoid"])
     assert {c.learner.label for c in custom.cases} == {"toy", "per-task ridge", "pooled ridge", "oracle"}
     assert all(isinstance(s, LearnerSpec) for s in suites.default_learners())
-    assert all(c.basis == suites.DEFAULT_BASIS for c in full.cases)
+    assert all(c.basis == suites.FAMILY_BASES.get(c.family, suites.DEFAULT_BASIS) for c in full.cases)
+    assert {c.basis[0] for c in full.cases if c.family == "harmonic"} == {"fourier"}
     per_family = suites.regression_suite(quick=True, bases={"harmonic": ("fourier", {"n_basis": 21})})
     assert {c.basis[0] for c in per_family.cases if c.family == "harmonic"} == {"fourier"}
     assert {c.basis[0] for c in per_family.cases if c.family != "harmonic"} == {"rbf"}
