@@ -23,6 +23,10 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from _common import import_metafast  # noqa: E402
+
+import_metafast()  # the installed metafast, else this checkout (built in place)
+
 import metafast as mf
 from metafast._kernels import _ridge
 
@@ -103,7 +107,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 tasks, 2 repeats")
     args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.repeat = min(args.tasks, 2000), min(args.repeat, 2)
     bench_fit(args.tasks, args.repeat)
     bench_adapt(args.repeat)
 

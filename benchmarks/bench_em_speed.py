@@ -20,14 +20,15 @@ with 1 and 2 threads.  Design matrices are computed once outside the timings for
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+from _common import import_metafast  # noqa: E402
+
+import_metafast()  # the installed metafast, else this checkout (built in place)
 
 from metafast.learners._bayes_em import GaussianPrior, estep, mstep  # noqa: E402
 
@@ -84,7 +85,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--tasks", type=int, default=4000)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 500 tasks, 2 repeats")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.tasks, args.repeat = min(args.tasks, 500), min(args.repeat, 2)
 
     T, n, m = args.tasks, 20, 40
     Phi, y, prior = problem(T, n, m)

@@ -24,7 +24,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _common import import_metafast  # noqa: E402
+
+import_metafast()  # the installed metafast, else this checkout (built in place)
 
 import metafast as mf  # noqa: E402
 from metafast.parallel import effective_n_threads  # noqa: E402

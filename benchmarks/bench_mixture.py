@@ -28,6 +28,10 @@ import warnings
 
 import numpy as np
 
+from _common import import_metafast  # noqa: E402
+
+import_metafast()  # the installed metafast, else this checkout (built in place)
+
 import metafast as mf
 from metafast.learners._mixture import _EM, MixturePrior, _single_threaded_blas
 from metafast.tasks import TaskSet

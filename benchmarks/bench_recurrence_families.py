@@ -16,6 +16,10 @@ import numpy as np
 from numpy.polynomial import legendre
 from scipy.interpolate import BSpline as ScipyBSpline
 
+from _common import import_metafast  # noqa: E402
+
+import_metafast()  # the installed metafast, else this checkout (built in place)
+
 from metafast.basis.bspline import BSpline
 from metafast.basis.fourier import Fourier
 from metafast.basis.polynomial import Polynomial

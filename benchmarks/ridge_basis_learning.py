@@ -19,9 +19,12 @@ import sys
 
 import numpy as np
 
+from _common import import_metafast  # noqa: E402
+
+import_metafast()  # the installed metafast, else this checkout (built in place)
+
 import metafast as mf
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from ridge_helpers import LearnableFourier  # noqa: E402
 
 
