@@ -8,13 +8,18 @@ from pathlib import Path
 
 import pytest
 
+import metafast
+
 ROOT = Path(__file__).resolve().parent.parent
+# where the metafast under test lives: the checkout (built in place) or site-packages (CI tests
+# the installed package, and an unbuilt checkout on the path must not shadow it)
+PKG_ROOT = Path(metafast.__file__).resolve().parent.parent
 
 
-def run(*args, cwd=ROOT, env=None, code=None):
-    """Run metafast (``python -m metafast`` or ``python -c code``) from the checkout; not a TTY."""
+def run(*args, cwd=PKG_ROOT, env=None, code=None):
+    """Run metafast (``python -m metafast`` or ``python -c code``) as the tests import it; not a TTY."""
     cmd = [sys.executable] + (["-c", code] if code else ["-m", "metafast"]) + list(args)
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": str(PKG_ROOT), **(env or {})}
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300)
 
 
@@ -183,7 +188,7 @@ def test_benchmarks_run_all_writes_machine_summary_and_results(tmp_path):
     out = tmp_path / "RESULTS.md"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--only", "bench_regression.py",
            "--output", str(out)]
-    p = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+    p = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(PKG_ROOT)}, capture_output=True,
                        text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("Machine\n- CPU:")  # the machine summary comes first
