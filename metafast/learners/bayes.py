@@ -421,7 +421,7 @@ class MetaBayes(MetaLearner):
         y = np.asarray(ts.y_support, dtype=np.float64)
         prior = MixturePrior(self.n_components, covariance=self.covariance, max_iter=self.max_iter, tol=self.tol,
                              n_init=self.n_init, random_state=self.random_state, n_threads=self._n_threads,
-                             verbose=self.verbose).fit(Phi, y, ts.support_offsets)
+                             verbose=self.verbose, prior_weight=self.prior_weight).fit(Phi, y, ts.support_offsets)
         self.mixture_ = prior
         self.log_evidence_ = np.asarray(prior.log_evidence_)
         self.n_iter_ = prior.n_iter_
