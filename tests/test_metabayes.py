@@ -305,6 +305,7 @@ def test_mixture_delegation():
     shrunk = quiet_fit(MetaBayes(basis=mf.basis.make("rbf", n_basis=12, length_scale=1.0), n_components=2,
                                  max_iter=20, random_state=0), tasks)
     assert shrunk.mixture_.prior_weight == 1.0 and np.isfinite(shrunk.evaluate(tasks)["nll"])
+    assert shrunk.objective_.shape == shrunk.log_evidence_.shape
     mean, std = model.adapt(tasks[0].X_support, tasks[0].y_support).predict(tasks[0].X_query, return_std=True)
     assert np.isfinite(mean).all() and (std > 0).all()
     assert np.isfinite(model.evaluate(tasks)["nll"])
