@@ -177,14 +177,15 @@ def run_family(name, make_tasks, design, components, args):
     train = make_tasks(args.n_train, 20, 0, seed=1)
     Phi = design(train.X_support)
     print(f"\n== {name}: {args.n_train} training tasks x 20 points, m = {Phi.shape[1]}, "
-          f"{args.iters} EM iterations, n_threads = {args.n_threads}")
+          f"{args.iters} EM iterations, n_threads = {args.n_threads}, prior_weight = {args.prior_weight}")
     fits = {}
     for C in components:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             prior = MixturePrior(n_components=C, max_iter=args.iters, tol=0.0, n_init=args.n_init,
-                                 random_state=0, n_threads=args.n_threads).fit(Phi, train.y_support,
+                                 random_state=0, n_threads=args.n_threads,
+                                 prior_weight=args.prior_weight).fit(Phi, train.y_support,
                                                                                 train.support_offsets)
         fits[C] = (prior, time.perf_counter() - t0)
     print(f"{'K':>4} " + " ".join(f"{'MSE C=' + str(C):>18}" for C in components))
@@ -233,6 +234,8 @@ def main(argv=None):
     ap.add_argument("--ref-iters", type=int, default=3, help="numpy reference iterations actually run")
     ap.add_argument("--ref-tasks", type=int, default=1500, help="numpy reference tasks actually used")
     ap.add_argument("--n-threads", type=int, default=None)
+    ap.add_argument("--prior-weight", type=float, default=1.0,
+                    help="MixturePrior prior_weight (covariance shrinkage, in pseudo-tasks; 0 = plain ML)")
     ap.add_argument("--family", choices=["harmonic", "multimodal", "both"], default="both")
     args = ap.parse_args(argv)
     if args.quick:

@@ -296,9 +296,16 @@ def test_not_fitted_and_bad_input_errors(rng):
 def test_mixture_delegation():
     pytest.importorskip("metafast.learners._mixture")
     tasks = mf.tasks.load("sinusoid", n_tasks=100, n_support=5, n_query=10, seed=0)
+    # sinusoid weights vary in a 2-D subspace (one Gaussian fits): plain ML (prior_weight=0)
+    # keeps two components, the default shrinkage (prior_weight=1) lets the spare one collapse
     model = quiet_fit(MetaBayes(basis=mf.basis.make("rbf", n_basis=12, length_scale=1.0), n_components=2,
-                                max_iter=20, random_state=0), tasks)
+                                max_iter=20, random_state=0, prior_weight=0.0), tasks)
     assert model.n_components_ == 2 and hasattr(model, "mixture_")
+    assert model.mixture_.prior_weight == model.prior_weight == 0.0     # the shrinkage is passed through
+    shrunk = quiet_fit(MetaBayes(basis=mf.basis.make("rbf", n_basis=12, length_scale=1.0), n_components=2,
+                                 max_iter=20, random_state=0), tasks)
+    assert shrunk.mixture_.prior_weight == 1.0 and np.isfinite(shrunk.evaluate(tasks)["nll"])
+    assert shrunk.objective_.shape == shrunk.log_evidence_.shape
     mean, std = model.adapt(tasks[0].X_support, tasks[0].y_support).predict(tasks[0].X_query, return_std=True)
     assert np.isfinite(mean).all() and (std > 0).all()
     assert np.isfinite(model.evaluate(tasks)["nll"])

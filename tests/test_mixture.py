@@ -180,44 +180,128 @@ def test_posterior_and_predict_kernels_match_brute_force(dtype, rng):
 
 
 # ------------------------------------------------------------------------------------ EM
-def single_gaussian_em(Phi, y, off, mu, Sig, s2, n_iter):
-    """Brute-force numpy EM for one Gaussian prior (section 2.4), task by task."""
+def brute_log_prior(Sig, nu, target):
+    """log p(Sigma) = -nu/2 [log|Sigma| + tr(target Sigma^-1)] (the inverse-Wishart-style shrinkage)."""
+    return -0.5 * nu * (np.linalg.slogdet(Sig)[1] + np.trace(target @ np.linalg.inv(Sig)))
+
+
+def single_gaussian_em(Phi, y, off, mu, Sig, s2, n_iter, nu=0.0, target=None):
+    """Brute-force numpy EM for one Gaussian prior (section 2.4), task by task; with nu > 0 the
+    MAP M-step Sigma = (T Sigma_ML + nu target) / (T + nu).  Returns the log evidence and the
+    MAP objective (log evidence + log p(Sigma)) after every iteration."""
     T, m = len(off) - 1, Phi.shape[1]
-    history = []
+    history, objective = [], []
     for _ in range(n_iter):
         ll, R, lev, pm, pS = brute_estep(Phi, y, off, mu[None], Sig[None], np.ones(1), s2)
         _, mu_, Sig_, s2 = brute_mstep(Phi, y, off, R, pm, pS)
         mu, Sig = mu_[0], Sig_[0]
+        if nu > 0:
+            Sig = (T * Sig + nu * target) / (T + nu)
         history.append(brute_estep(Phi, y, off, mu[None], Sig[None], np.ones(1), s2)[2].sum())
-    return mu, Sig, s2, np.array(history)
+        objective.append(history[-1] + (brute_log_prior(Sig, nu, target) if nu > 0 else 0.0))
+    return mu, Sig, s2, np.array(history), np.array(objective)
 
 
-def test_one_component_equals_single_gaussian_em(rng):
+@pytest.mark.parametrize("nu", [0.0, 1.0, 7.5])
+def test_one_component_equals_single_gaussian_em(nu, rng):
     Phi, y, off, _, _ = two_kind_tasks(rng, T=40, n=6, m=4)
     Phi[:, 1] *= 3.0
-    mp = MixturePrior(n_components=1, max_iter=14, tol=0.0).fit(Phi, y, off)
-    # the fit's own start: isotropic prior in the rescaled space (unit-RMS y and columns)
+    mp = MixturePrior(n_components=1, max_iter=14, tol=0.0, prior_weight=nu).fit(Phi, y, off)
+    # the fit's own start, which is also the shrinkage target: isotropic prior psi I, psi = 1/m,
+    # in the rescaled space (unit-RMS y and columns)
     ys, d = np.sqrt(np.mean(y**2)), np.sqrt(np.mean(Phi**2, axis=0))
     mu0, Sig0, s20 = np.zeros(4), np.diag(ys**2 / (4 * d**2)), 0.5 * ys**2
-    mu, Sig, s2, hist = single_gaussian_em(Phi, y, off, mu0, Sig0, s20, 14)
+    mu, Sig, s2, hist, obj = single_gaussian_em(Phi, y, off, mu0, Sig0, s20, 14, nu, Sig0)
     np.testing.assert_allclose(mp.means_[0], mu, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(mp.covariances_[0], Sig, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(mp.noise_var_, s2, rtol=1e-6)
     np.testing.assert_allclose(mp.log_evidence_, hist, rtol=1e-8)
+    # objective_ is defined up to a constant (the rescaling): compare its steps
+    np.testing.assert_allclose(np.diff(mp.objective_), np.diff(obj), rtol=1e-6, atol=1e-8 * np.abs(obj).max())
+    if nu == 0:
+        np.testing.assert_array_equal(mp.objective_, mp.log_evidence_)
+    else:
+        assert np.all(mp.objective_ < mp.log_evidence_ + 1e3)   # a real, finite prior term
+        assert not np.allclose(np.diff(mp.objective_), np.diff(mp.log_evidence_))
     assert mp.n_iter_ == 14 and mp.responsibilities_.shape == (40, 1)
 
 
+def test_map_mstep_and_log_prior_match_brute_force(rng):
+    Phi, y, off, mu, Sig, w, s2 = packed_problem(rng, [4, 2, 6, 3, 5, 1, 4], 3, 2)
+    nu = 2.5
+    em = _EM(Phi, y, off, "full", 1, prior_weight=nu)
+    p = _Params(w, mu, Sig, s2)
+    p2, dropped = em.mstep(p, em.estep(p))
+    assert not dropped
+    _, R, _, pm, pS = brute_estep(Phi, y, off, p.means, p.covs, w, s2)
+    pi, mu_b, Sig_b, s2_b = brute_mstep(Phi, y, off, R, pm, pS)
+    Nc = R.sum(0)
+    Sig_map = (Nc[:, None, None] * Sig_b + nu / 3 * np.eye(3)) / (Nc + nu)[:, None, None]
+    np.testing.assert_allclose(p2.weights, pi, rtol=1e-9)
+    np.testing.assert_allclose(p2.means, mu_b, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(p2.covs, Sig_map, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(p2.noise_var, s2_b, rtol=1e-9)
+    want = sum(brute_log_prior(p2.covs[c], nu, np.eye(3) / 3) for c in range(2))
+    np.testing.assert_allclose(em.log_prior(p2), want, rtol=1e-10)
+    assert _EM(Phi, y, off, "full", 1).log_prior(p2) == 0.0
+
+
+def test_shrinkage_bounds_component_covariances_away_from_zero(rng):
+    # 12-function basis, ~10 tasks of 3 points per component, weights varying in 2 directions
+    # only: the ML covariances are near singular
+    m, T, n = 12, 30, 3
+    Phi = rng.normal(size=(T * n, m))
+    W = 3.0 * rng.normal(size=(3, m))[rng.integers(0, 3, T)] + rng.normal(size=(T, 2)) @ rng.normal(size=(2, m))
+    y = np.einsum("tnm,tm->tn", Phi.reshape(T, n, m), W).ravel() + 0.01 * rng.normal(size=T * n)
+    off = np.arange(T + 1, dtype=np.int64) * n
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ml = MixturePrior(n_components=3, prior_weight=0.0, random_state=0, max_iter=40).fit(Phi, y, off)
+        mapfit = MixturePrior(n_components=3, prior_weight=1.0, random_state=0, max_iter=40).fit(Phi, y, off)
+    psi = 1.0 / 12
+    for p, mp in ((mapfit._params, mapfit), (ml._params, ml)):
+        r = mp.responsibilities_.sum(0)
+        low = np.linalg.eigvalsh(p.covs).min(axis=1)
+        if mp is mapfit:
+            assert np.all(low >= 1.0 * psi / (r + 1.0) * (1 - 1e-9))
+        else:
+            assert low.min() < 0.05 * psi / (r.max() + 1.0)   # what the shrinkage prevents
+
+
+def test_noise_free_tasks_keep_a_relative_noise_floor(rng):
+    import metafast.learners._mixture as mod
+
+    m, T, n = 4, 60, 8
+    Phi = rng.normal(size=(T * n, m))
+    W = rng.normal(size=(T, m)) * 1e3
+    y = np.einsum("tnm,tm->tn", Phi.reshape(T, n, m), W).ravel()     # exact: no noise at all
+    off = np.arange(T + 1, dtype=np.int64) * n
+    mp = MixturePrior(n_components=2, random_state=0, max_iter=30).fit(Phi, y, off)
+    np.testing.assert_allclose(mp.noise_var_, mod._NOISE_FLOOR * np.mean(y**2), rtol=1e-6)
+    mean, std = mp.predict_tasks(Phi, y, off, Phi, off)
+    assert np.all(std >= np.sqrt(mod._NOISE_FLOOR * np.mean(y**2)) * (1 - 1e-9))
+    assert np.all(np.isfinite(mean)) and np.max(np.abs(mean - y)) < 1e-3 * np.sqrt(np.mean(y**2))
+
+
+@pytest.mark.parametrize("nu", [0.0, 1.0, 20.0])
 @pytest.mark.parametrize("covariance", ["full", "diag", "spherical"])
-def test_log_evidence_never_decreases(covariance, rng):
+def test_em_objective_never_decreases(covariance, nu, rng):
+    """Plain EM climbs the log evidence; MAP-EM (nu > 0) climbs log evidence + log p(Sigma)."""
     Phi, y, off, _, _ = two_kind_tasks(rng, T=120, n=5, m=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        mp = MixturePrior(n_components=3, covariance=covariance, max_iter=40, tol=0.0, random_state=0).fit(Phi, y, off)
+        # three components for two kinds of task: plain EM splits one kind (its evidence keeps
+        # climbing); with the shrinkage the spare component would collapse, so MAP-EM gets two
+        mp = MixturePrior(n_components=3 if nu == 0 else 2, covariance=covariance, max_iter=40, tol=0.0,
+                          random_state=0, prior_weight=nu).fit(Phi, y, off)
     if mp.dropped_components_:
-        pytest.skip("a component was dropped (evidence may dip there)")
-    gains = np.diff(mp.log_evidence_)
-    assert gains.min() >= -1e-9 * np.abs(mp.log_evidence_).max()
-    assert mp.log_evidence_[-1] > mp.log_evidence_[0]
+        pytest.skip("a component was dropped (the objective may dip there)")
+    climbed = mp.objective_ if nu > 0 else mp.log_evidence_
+    gains = np.diff(climbed)
+    assert gains.min() >= -1e-9 * np.abs(climbed).max()
+    assert climbed[-1] > climbed[0]
+    if nu == 0:
+        np.testing.assert_array_equal(mp.objective_, mp.log_evidence_)
     if covariance != "full":
         off_diag = mp.covariances_ - np.einsum("cii->ci", mp.covariances_)[:, :, None] * np.eye(5)
         assert np.abs(off_diag).max() == 0.0
@@ -282,7 +366,8 @@ def test_auto_selects_two_components(rng):
     table = mp.component_scores_
     np.testing.assert_array_equal(table["n_components"], [1, 2, 3])
     assert set(table) >= {"heldout_log_evidence", "bic", "train_log_evidence"}
-    assert np.argmin(table["bic"]) == 1
+    # with the shrinkage a spare third component collapses to two: BIC must pick a 2-component fit
+    assert table["n_components_fitted"][np.argmin(table["bic"])] == 2
 
 
 # ------------------------------------------------------------------------------------ prediction
@@ -395,6 +480,8 @@ def test_bad_input_is_reported(rng):
         MixturePrior(n_components="many").fit(Phi, y, off)
     with pytest.raises(ValueError, match="covariance"):
         MixturePrior(covariance="tied").fit(Phi, y, off)
+    with pytest.raises(ValueError, match="prior_weight"):
+        MixturePrior(prior_weight=-1.0).fit(Phi, y, off)
     with pytest.raises(ValueError, match="component_range"):
         MixturePrior(n_components="auto", component_range=(3, 1)).fit(Phi, y, off)
     with pytest.raises(NotFittedError):
@@ -445,7 +532,7 @@ def test_restarts_screened_on_a_task_subset(rng, monkeypatch):
     Phi, y, off, z, mus = two_kind_tasks(rng, T=200)
     mp = MixturePrior(n_components=2, random_state=0, max_iter=25, tol=0.0, n_threads=2).fit(Phi, y, off)
     assert mp.n_iter_ == 25 - mod._SCREEN_ITER and len(mp.log_evidence_) == mp.n_iter_
-    assert np.diff(mp.log_evidence_).min() >= -1e-9 * np.abs(mp.log_evidence_).max()
+    assert np.diff(mp.objective_).min() >= -1e-9 * np.abs(mp.objective_).max()
     np.testing.assert_allclose(np.sort(mp.means_[:, 0]), [-2, 2], atol=0.15)
     again = MixturePrior(n_components=2, random_state=0, max_iter=25, tol=0.0, n_threads=1).fit(Phi, y, off)
     np.testing.assert_array_equal(again.means_, mp.means_)

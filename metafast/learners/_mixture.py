@@ -8,7 +8,14 @@ variance s2 shared by every task; it stays closed-form:
   likelihood N(y_t; Phi_t mu_c, Phi_t Sigma_c Phi_t^T + s2 I) (one n x n Cholesky per task and
   component, in the Cython kernel ``metafast._kernels._mixture``, parallel over tasks);
 - M-step: closed-form pi, mu_c, Sigma_c (full, diagonal or spherical) and s2 from the
-  responsibility-weighted posterior moments.
+  responsibility-weighted posterior moments.  Sigma_c is the MAP update under an
+  inverse-Wishart-style prior log p(Sigma_c) = -nu/2 [log|Sigma_c| + psi tr(Sigma_c^{-1})] with
+  the weight of nu = ``prior_weight`` pseudo-tasks per component, pulling it toward psi I
+  (psi = 1/m in the rescaled space below: the isotropic prior EM starts from):
+
+      Sigma_c = (r_c Sigma_c^ML + nu psi I) / (r_c + nu),     r_c = sum_t r_tc.
+
+  EM then never decreases log evidence + sum_c log p(Sigma_c) (``objective_``).
 
 ``MetaBayes(n_components=C)`` delegates here; this class works on packed design matrices
 (Phi (N, m), y (N,), task row offsets (T+1,)) so it does not depend on any basis family.
@@ -44,6 +51,8 @@ _SCREEN_TASKS = 500    # restarts are screened on a random subset of this many t
 _RESP_FLOOR = 1e-10    # a task's component with a smaller responsibility adds no M-step statistics
 _MIN_WEIGHT = 0.5      # a component holding less than half a task's worth of responsibility collapsed
 _COVAR_FLOOR = 1e-9    # relative diagonal floor added to every Sigma_c (in the rescaled space)
+_NOISE_FLOOR = 1e-8    # smallest noise variance, as a fraction of the mean squared target (y has unit
+                       # RMS in the rescaled space): predictive std >= 1e-4 x RMS(y), noise-free tasks allowed
 _BLOCK_BYTES = 128 * 2**20   # memory budget of the per-block M-step statistics
 _MAX_BLOCKS = 64
 _CHUNK_ROWS = 512      # design rows per level-3 call in the EM kernel (at most)
@@ -163,10 +172,12 @@ def _collapse_threshold(n_tasks: int, n_comp: int) -> float:
 class _EM:
     """E- and M-steps over fixed packed (rescaled) data; one instance per fit."""
 
-    def __init__(self, Phi, y, offsets, covariance, n_threads):
+    def __init__(self, Phi, y, offsets, covariance, n_threads, prior_weight=0.0):
         self.Phi, self.y, self.offsets = Phi, y, offsets
         self.covariance = covariance
         self.n_threads = n_threads
+        self.prior_weight = float(prior_weight)
+        self.psi = 1.0 / max(Phi.shape[1], 1)   # shrinkage target psi I: the isotropic start
         self.n_tasks = len(offsets) - 1
         self.n_points = int(offsets[-1])
         self.n_jitter = 0
@@ -204,7 +215,19 @@ class _EM:
                                      "with jitter: check the basis design for inf/huge values")
         self.n_jitter += int(out["n_jitter"].sum())
         out["total"] = float(out["log_ev"].sum())
+        out["objective"] = out["total"] + self.log_prior(p)
         return out
+
+    def log_prior(self, p: _Params) -> float:
+        """sum_c log p(Sigma_c) = -nu/2 sum_c [log|Sigma_c| + psi tr(Sigma_c^{-1})] (0 when nu = 0)."""
+        if self.prior_weight == 0.0:
+            return 0.0
+        L = p.chol
+        logdet = 2.0 * np.log(np.einsum("cii->ci", L)).sum(axis=1)
+        m = L.shape[-1]
+        Linv = np.linalg.solve(L, np.broadcast_to(np.eye(m), L.shape))   # tr(S^-1) = ||L^-1||_F^2
+        tr_inv = np.einsum("cij,cij->c", Linv, Linv)
+        return float(-0.5 * self.prior_weight * np.sum(logdet + self.psi * tr_inv))
 
     def mstep(self, p: _Params, stats: dict) -> tuple[_Params, list]:
         """Closed-form updates; components whose weight collapsed are dropped (and returned)."""
@@ -218,31 +241,36 @@ class _EM:
         d = np.einsum("cij,cj->ci", Sig, U) / r[:, None]
         means = mu + d
         covs = Sig + Sig @ (G / r[:, None, None]) @ Sig - d[:, :, None] * d[:, None, :]
+        eye = np.eye(covs.shape[-1])
         if self.covariance == "diag":
-            covs = np.einsum("cii->ci", covs)[:, :, None] * np.eye(covs.shape[-1])
+            covs = np.einsum("cii->ci", covs)[:, :, None] * eye
         elif self.covariance == "spherical":
-            covs = (np.trace(covs, axis1=-2, axis2=-1) / covs.shape[-1])[:, None, None] * np.eye(covs.shape[-1])
+            covs = (np.trace(covs, axis1=-2, axis2=-1) / covs.shape[-1])[:, None, None] * eye
+        nu = self.prior_weight
+        if nu > 0.0:   # MAP: r_c tasks' scatter plus nu pseudo-tasks of covariance psi I
+            covs = (r[:, None, None] * covs + (nu * self.psi) * eye) / (r + nu)[:, None, None]
         noise = stats["sum_noise"].sum() / max(self.n_points, 1)
-        noise = max(noise, 1e-12)  # y has unit RMS here: a floor far below any real noise level
+        noise = max(noise, _NOISE_FLOOR)  # y has unit RMS here: the floor is relative to its scale
         return _Params(r / r.sum(), means, covs, noise), dropped
 
     def run(self, p: _Params, n_iter: int, tol: float, stats: dict | None = None, progress=None):
         """EM from p for up to n_iter iterations; returns (params, last E-step stats, history,
-        dropped, converged).  history[i] is the summed log evidence after iteration i."""
+        dropped, converged).  history[i] is (summed log evidence, MAP objective) after iteration i;
+        convergence is judged on the objective (what MAP-EM climbs)."""
         stats = self.estep(p) if stats is None else stats
         history, dropped, converged = [], [], False
-        prev = stats["total"]
+        prev = stats["objective"]
         for it in range(n_iter):
             p, drop = self.mstep(p, stats)
             dropped += [(it, c, w) for c, w in drop]
             stats = self.estep(p)
-            history.append(stats["total"])
+            history.append((stats["total"], stats["objective"]))
             if progress is not None:
                 progress.update(1)
-            if not drop and abs(stats["total"] - prev) <= tol * max(abs(stats["total"]), 1.0):
+            if not drop and abs(stats["objective"] - prev) <= tol * max(abs(stats["objective"]), 1.0):
                 converged = True
                 break
-            prev = stats["total"]
+            prev = stats["objective"]
         return p, stats, history, dropped, converged
 
 
@@ -267,10 +295,19 @@ class MixturePrior:
     n_threads : threads of the kernels (None = all cores; results do not depend on it).
     verbose : > 0 shows a progress bar on a terminal.
     component_range : (low, high) inclusive range of C tried by n_components="auto".
+    prior_weight : float >= 0
+        nu, the weight in pseudo-tasks (per component) of the inverse-Wishart-style shrinkage of
+        every Sigma_c toward psi I, psi = 1/m in the rescaled space (unit-RMS y and design
+        columns; the isotropic prior EM starts from).  Keeps components that hold few tasks
+        relative to the basis size from becoming over-confident.  0 is plain maximum likelihood.
+
+    Attributes (besides the fitted parameters): ``log_evidence_`` (summed log evidence after each
+    iteration), ``objective_`` (log evidence + sum_c log p(Sigma_c), up to a constant: what EM
+    never decreases; equal to ``log_evidence_`` when prior_weight = 0).
     """
 
     def __init__(self, n_components=2, covariance="full", max_iter=100, tol=1e-6, n_init=3,
-                 random_state=None, n_threads=1, verbose=0, component_range=(1, 8)):
+                 random_state=None, n_threads=1, verbose=0, component_range=(1, 8), prior_weight=1.0):
         self.n_components = n_components
         self.covariance = covariance
         self.max_iter = max_iter
@@ -280,6 +317,7 @@ class MixturePrior:
         self.n_threads = n_threads
         self.verbose = verbose
         self.component_range = component_range
+        self.prior_weight = prior_weight
 
     # ------------------------------------------------------------------ fitting
     def _check_params(self):
@@ -288,6 +326,7 @@ class MixturePrior:
         check_positive_int(self.max_iter, "max_iter")
         check_positive_int(self.n_init, "n_init")
         check_positive_float(self.tol, "tol", allow_zero=True)
+        check_positive_float(self.prior_weight, "prior_weight", allow_zero=True)
         if isinstance(self.n_components, str):
             if self.n_components != "auto":
                 raise ValueError(f"parameter 'n_components' must be a positive int or 'auto'; "
@@ -337,7 +376,7 @@ class MixturePrior:
         self._y_scale, self._col_scale = self._scales(Phi, y)
         Phi_s = np.ascontiguousarray(Phi / self._col_scale)
         y_s = y / self._y_scale
-        em = _EM(Phi_s, y_s, offsets, self.covariance, self.n_threads_)
+        em = _EM(Phi_s, y_s, offsets, self.covariance, self.n_threads_, float(self.prior_weight))
         m = Phi.shape[1]
         show = bool(self.verbose) and sys.stderr.isatty()
         from tqdm.auto import tqdm
@@ -357,7 +396,7 @@ class MixturePrior:
                 p, stats, history, dropped, converged = self._restarts(em, p1, n_comp, bar)
         if not converged:
             warnings.warn(f"MixturePrior: EM did not converge in max_iter={self.max_iter} iterations "
-                          f"(last gain {history[-1] - history[-2] if len(history) > 1 else float('nan'):.3g});"
+                          f"(last gain {history[-1][1] - history[-2][1] if len(history) > 1 else float('nan'):.3g});"
                           " increase max_iter or tol", ConvergenceWarning, stacklevel=3)
         if dropped:
             warnings.warn(f"MixturePrior: {len(dropped)} component(s) collapsed (responsibility below "
@@ -379,7 +418,7 @@ class MixturePrior:
         sub = em
         if self.n_init > 1 and T > _SCREEN_TASKS:
             idx = np.sort(rng.choice(T, _SCREEN_TASKS, replace=False))
-            sub = _EM(*_take_tasks(em.Phi, em.y, em.offsets, idx), em.covariance, em.n_threads)
+            sub = _EM(*_take_tasks(em.Phi, em.y, em.offsets, idx), em.covariance, em.n_threads, em.prior_weight)
         best = None
         for seed in seeds:
             with warnings.catch_warnings():
@@ -389,7 +428,7 @@ class MixturePrior:
             weights = np.maximum(counts, 1.0) / np.maximum(counts, 1.0).sum()
             p0 = _Params(weights, km.cluster_centers_, np.repeat(p1.covs, n_comp, axis=0), p1.noise_var)
             run = sub.run(p0, screen, self.tol)
-            if best is None or run[1]["total"] > best[1]["total"]:
+            if best is None or run[1]["objective"] > best[1]["objective"]:
                 best = run
         p, stats, history, dropped, converged = best
         if sub is not em:
@@ -429,7 +468,9 @@ class MixturePrior:
         self.covariances_ = p.covs * ys**2 / (d[:, None] * d[None, :])
         self.noise_var_ = p.noise_var * ys**2
         shift = em.n_points * np.log(ys)
-        self.log_evidence_ = np.asarray(history, dtype=np.float64) - shift
+        hist = np.asarray(history, dtype=np.float64).reshape(-1, 2)
+        self.log_evidence_ = hist[:, 0] - shift
+        self.objective_ = hist[:, 1] - shift
         self.n_iter_ = len(history)
         self.responsibilities_ = stats["resp"].copy()
         self.task_log_evidence_ = stats["log_ev"] - np.diff(em.offsets) * np.log(ys)
@@ -469,7 +510,8 @@ class MixturePrior:
 
     def _clone(self, **changes) -> "MixturePrior":
         params = {k: getattr(self, k) for k in ("n_components", "covariance", "max_iter", "tol", "n_init",
-                                                 "random_state", "n_threads", "verbose", "component_range")}
+                                                 "random_state", "n_threads", "verbose", "component_range",
+                                                 "prior_weight")}
         params.update(changes)
         return MixturePrior(**params)
 

@@ -63,7 +63,9 @@ class MetaBayes(MetaLearner):
     prior_weight : float >= 0
         nu, the weight in pseudo-tasks of the inverse-Wishart shrinkage of Sigma toward
         ``prior_scale * I`` (MAP M-step).  Keeps Sigma positive definite when there are fewer
-        tasks than basis functions; 0 is plain maximum likelihood.
+        tasks than basis functions; 0 is plain maximum likelihood.  The mixture prior
+        (n_components != 1) applies it to every component covariance (target: its isotropic
+        start, see docs/mixture.md; ``prior_scale`` is not used there).
     prior_scale : "auto" or float > 0
         psi, the variance of the shrinkage target, in squared target units; "auto" uses the
         initial isotropic prior (target variance / mean squared norm of a design row).
@@ -421,9 +423,10 @@ class MetaBayes(MetaLearner):
         y = np.asarray(ts.y_support, dtype=np.float64)
         prior = MixturePrior(self.n_components, covariance=self.covariance, max_iter=self.max_iter, tol=self.tol,
                              n_init=self.n_init, random_state=self.random_state, n_threads=self._n_threads,
-                             verbose=self.verbose).fit(Phi, y, ts.support_offsets)
+                             verbose=self.verbose, prior_weight=self.prior_weight).fit(Phi, y, ts.support_offsets)
         self.mixture_ = prior
         self.log_evidence_ = np.asarray(prior.log_evidence_)
+        self.objective_ = np.asarray(prior.objective_)
         self.n_iter_ = prior.n_iter_
         self.n_components_ = prior.n_components_
         self.weights_, self.means_, self.covariances_ = prior.weights_, prior.means_, prior.covariances_
