@@ -536,3 +536,14 @@ def test_restarts_screened_on_a_task_subset(rng, monkeypatch):
     np.testing.assert_allclose(np.sort(mp.means_[:, 0]), [-2, 2], atol=0.15)
     again = MixturePrior(n_components=2, random_state=0, max_iter=25, tol=0.0, n_threads=1).fit(Phi, y, off)
     np.testing.assert_array_equal(again.means_, mp.means_)
+
+
+def test_metabayes_iso_covariance_maps_to_spherical_components():
+    import metafast as mf
+
+    train = mf.tasks.load("sinusoid", n_tasks=120, n_support=8, n_query=4, seed=3)
+    model = mf.MetaBayes(basis=mf.basis.make("rbf", n_basis=12), covariance="iso", n_components=2,
+                         max_iter=20, random_state=0).fit(train)
+    assert model.mixture_.covariance == "spherical"
+    scores = model.evaluate(mf.tasks.load("sinusoid", n_tasks=30, n_support=8, n_query=10, seed=4))
+    assert np.isfinite(scores["mse"]) and np.isfinite(scores["nll"])

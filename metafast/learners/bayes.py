@@ -421,7 +421,9 @@ class MetaBayes(MetaLearner):
         self.basis_ = self._init_basis(ts, default="rbf", n_basis=40)
         Phi = np.ascontiguousarray(self.basis_.design(ts.X_support))
         y = np.asarray(ts.y_support, dtype=np.float64)
-        prior = MixturePrior(self.n_components, covariance=self.covariance, max_iter=self.max_iter, tol=self.tol,
+        # MetaBayes says "iso" where the mixture module says "spherical" (one variance per component)
+        covariance = "spherical" if self.covariance == "iso" else self.covariance
+        prior = MixturePrior(self.n_components, covariance=covariance, max_iter=self.max_iter, tol=self.tol,
                              n_init=self.n_init, random_state=self.random_state, n_threads=self._n_threads,
                              verbose=self.verbose, prior_weight=self.prior_weight).fit(Phi, y, ts.support_offsets)
         self.mixture_ = prior
