@@ -108,6 +108,20 @@ def learnable_array(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray
     return arr
 
 
+def given_length_scale(value: Any, shape: tuple[int, ...], settings: str) -> np.ndarray:
+    """A user's ``length_scale`` (a number, or an array of ``shape``) as a fresh float64 array of
+    ``shape``, finite and > 0; ``settings`` names the options that fix the shape."""
+    ls = np.asarray(value, dtype=np.float64)
+    if ls.ndim == 0:
+        ls = np.full(shape, float(ls))
+    if ls.shape != shape:
+        raise ValueError(f"parameter 'length_scale' must be a number or an array of shape {shape} "
+                         f"({settings}); got shape {ls.shape}")
+    if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
+        raise ValueError("parameter 'length_scale' must be finite and > 0")
+    return ls.copy()
+
+
 def length_scale_from_log(log_ls: np.ndarray) -> np.ndarray:
     """exp(log length scales), which must stay finite and > 0 in float64."""
     ls = np.exp(log_ls)

@@ -128,14 +128,8 @@ class RFF(_ProjectionFeatures):
         if self.length_scale is None:
             self.length_scale_ = _median_heuristic(X, self.ard, rng)
         else:
-            ls = np.asarray(self.length_scale, dtype=np.float64)
-            ls = np.full(shape, float(ls)) if ls.ndim == 0 else ls
-            if ls.shape != shape:
-                raise ValueError(f"parameter 'length_scale' must be a number or an array of "
-                                 f"shape {shape} (ard={self.ard}); got shape {ls.shape}")
-            if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
-                raise ValueError("parameter 'length_scale' must be finite and > 0")
-            self.length_scale_ = ls.copy()
+            self.length_scale_ = _fused.given_length_scale(self.length_scale, shape,
+                                                           f"ard={self.ard}")
         return self
 
     def _projection(self):

@@ -108,17 +108,8 @@ class RBF(_fused.KernelFamily):
     def _initial_length_scale(self, X: np.ndarray, d: int) -> np.ndarray:
         shape = self._scale_shape(d)
         if self.length_scale is not None:
-            ls = np.asarray(self.length_scale, dtype=np.float64)
-            if ls.ndim == 0:
-                ls = np.full(shape, float(ls))
-            if ls.shape != shape:
-                raise ValueError(
-                    f"parameter 'length_scale' must be a number or an array of shape {shape} "
-                    f"(ard={self.ard}, per_center={self.per_center}); got shape {ls.shape}"
-                )
-            if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
-                raise ValueError("parameter 'length_scale' must be finite and > 0")
-            return ls.copy()
+            return _fused.given_length_scale(self.length_scale, shape,
+                                             f"ard={self.ard}, per_center={self.per_center}")
         C = self.centers_
         if self.ard:
             span = X.max(axis=0) - X.min(axis=0)
