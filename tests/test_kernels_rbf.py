@@ -12,7 +12,7 @@ from sklearn.exceptions import NotFittedError
 
 import metafast as mf
 from metafast._kernels import _rbf, _random_features
-from metafast.basis import _kernel_inputs as _fused
+from metafast.basis import _fused
 
 FAMILIES = {
     "rbf": dict(n_basis=9),

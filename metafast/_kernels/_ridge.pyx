@@ -74,15 +74,27 @@ cdef inline floating _dot4(int m, const floating* a, const floating* b) noexcept
     return (s0 + s1) + (s2 + s3)
 
 
+cdef inline floating _mean_diag(int k, const floating* A) noexcept nogil:
+    """Mean of the diagonal of the k x k matrix A, or 1 when that is not > 0 (jitter scale)."""
+    cdef int i
+    cdef floating scale = 0
+    for i in range(k):
+        scale = scale + A[i * k + i]
+    return scale / k if (k > 0 and scale > 0) else 1.0
+
+
+cdef inline floating _jitter_shift(floating lam, floating scale, int tries) noexcept nogil:
+    """Diagonal shift of Cholesky retry ``tries`` (>= 1): lam plus a growing fraction of scale."""
+    return lam + scale * (1e-7 if floating is float else 1e-13) * (10.0 ** (tries - 1))
+
+
 cdef inline int _gram_chol(int n, int m, const floating* Psi, floating lam, floating* L) noexcept nogil:
     """L = chol(Psi Psi^T + lam I), row-major lower, with jitter retries; returns the retries."""
-    cdef int i, j, k, tries = 0
-    cdef floating acc, d, scale = 0, shift = lam
+    cdef int i, tries = 0
+    cdef floating scale, shift = lam
     # Gram matrix by BLAS: the column-major upper triangle is the row-major lower one
     syrk(c'U', c'T', n, m, 1.0, Psi, m, 0.0, L, n)
-    for i in range(n):
-        scale = scale + L[i * n + i]
-    scale = scale / n if (n > 0 and scale > 0) else 1.0
+    scale = _mean_diag(n, L)
     while True:
         for i in range(n):
             L[i * n + i] += shift
@@ -90,7 +102,7 @@ cdef inline int _gram_chol(int n, int m, const floating* Psi, floating lam, floa
             return tries
         tries += 1
         syrk(c'U', c'T', n, m, 1.0, Psi, m, 0.0, L, n)    # rebuild the Gram matrix, retry with jitter
-        shift = lam + scale * (1e-7 if floating is float else 1e-13) * (10.0 ** (tries - 1))
+        shift = _jitter_shift(lam, scale, tries)
 
 
 cdef inline int _chol_inplace(int n, floating* L) noexcept nogil:
@@ -141,6 +153,18 @@ cdef inline void _backward_rows(int n, int m, const floating* L, floating* X) no
             X[i * m + j] *= inv
 
 
+cdef inline void _whiten(int n, int m, const floating* L, const floating* Phi,
+                         const floating* y, floating* Z, floating* zy) noexcept nogil:
+    """Z = L^{-1} Phi (n, m) and zy = L^{-1} y for the row-major lower factor L."""
+    cdef int i
+    for i in range(n * m):
+        Z[i] = Phi[i]
+    _forward_rows(n, m, L, Z)
+    for i in range(n):
+        zy[i] = y[i]
+    _forward_rows(n, 1, L, zy)
+
+
 cdef inline void _inverse_diag(int n, const floating* L, floating* col, floating* diag) noexcept nogil:
     """diag[i] = ((L L^T)^{-1})_ii = ||L^{-1} e_i||^2; col is n scratch entries."""
     cdef int i, r, k
@@ -157,46 +181,44 @@ cdef inline void _inverse_diag(int n, const floating* L, floating* col, floating
         diag[i] = tot
 
 
-cdef int _chol_dual(int n, int m, const floating* Psi, floating lam, floating* K) noexcept nogil:
+cdef int _chol_syrk(char trans, int k, int inner, const floating* Psi, int ld, floating lam,
+                    floating* A) noexcept nogil:
+    """A = chol(op + lam I) (lower, column-major k x k), op the BLAS syrk product of Psi with
+    ``trans`` and inner dimension ``inner``; returns the jitter retries."""
+    cdef int i, info, tries = 0
+    cdef floating shift = lam, scale = 0
+    while True:
+        syrk(c'L', trans, k, inner, 1.0, Psi, ld, 0.0, A, k)
+        if tries == 0:
+            scale = _mean_diag(k, A)
+        for i in range(k):
+            A[i * k + i] += shift
+        info = potrf(c'L', k, A, k)
+        if info == 0 or tries >= 12:
+            return tries
+        tries += 1
+        shift = _jitter_shift(lam, scale, tries)
+
+
+cdef inline int _chol_dual(int n, int m, const floating* Psi, floating lam,
+                           floating* K) noexcept nogil:
     """K = chol(Psi Psi^T + lam I) (lower, column-major n x n); returns the jitter retries."""
-    cdef int i, info, tries = 0
-    cdef floating shift = lam, scale = 0
-    while True:
-        syrk(c'L', c'T', n, m, 1.0, Psi, m, 0.0, K, n)
-        if tries == 0:
-            for i in range(n):
-                scale = scale + K[i * n + i]
-            scale = scale / n if n > 0 else 1.0
-            if scale <= 0:
-                scale = 1.0
-        for i in range(n):
-            K[i * n + i] += shift
-        info = potrf(c'L', n, K, n)
-        if info == 0 or tries >= 12:
-            return tries
-        tries += 1
-        shift = lam + scale * (1e-7 if floating is float else 1e-13) * (10.0 ** (tries - 1))
+    return _chol_syrk(c'T', n, m, Psi, m, lam, K)
 
 
-cdef int _chol_primal(int n, int m, const floating* Psi, floating lam, floating* A) noexcept nogil:
+cdef inline int _chol_primal(int n, int m, const floating* Psi, floating lam,
+                             floating* A) noexcept nogil:
     """A = chol(Psi^T Psi + lam I) (lower, column-major m x m); returns the jitter retries."""
-    cdef int i, info, tries = 0
-    cdef floating shift = lam, scale = 0
-    while True:
-        syrk(c'L', c'N', m, n, 1.0, Psi, m, 0.0, A, m)
-        if tries == 0:
-            for i in range(m):
-                scale = scale + A[i * m + i]
-            scale = scale / m if m > 0 else 1.0
-            if scale <= 0:
-                scale = 1.0
-        for i in range(m):
-            A[i * m + i] += shift
-        info = potrf(c'L', m, A, m)
-        if info == 0 or tries >= 12:
-            return tries
-        tries += 1
-        shift = lam + scale * (1e-7 if floating is float else 1e-13) * (10.0 ** (tries - 1))
+    return _chol_syrk(c'N', m, n, Psi, m, lam, A)
+
+
+cdef inline int _dual_setup(int n, int m, const floating* Phi, const floating* y,
+                            const floating* h, const floating* s, floating lam, floating* Psi,
+                            floating* r0, floating* L) noexcept nogil:
+    """Psi = Phi S, r0 = y - Phi h and L = chol(Psi Psi^T + lam I); returns the jitter retries."""
+    _scaled_design(n, m, Phi, s, Psi)
+    _prior_residual(n, m, Phi, y, h, r0)
+    return _chol_dual(n, m, Psi, lam, L)
 
 
 cdef int _solve_one(int n, int m, const floating* Phi, const floating* y, const floating* h,
@@ -356,13 +378,7 @@ cdef int _stats_one(int n, int m, const floating* Phi, const floating* y, const 
     _scaled_design(n, m, Phi, s, Psi)
     if n <= m:
         tries = _gram_chol(n, m, Psi, lam, L)
-        # Z = L^{-1} Phi, zy = L^{-1} y
-        for i in range(n * m):
-            Z[i] = Phi[i]
-        _forward_rows(n, m, L, Z)
-        for i in range(n):
-            zy[i] = y[i]
-        _forward_rows(n, 1, L, zy)
+        _whiten(n, m, L, Phi, y, Z, zy)
         if not with_loo:
             return tries
         # LOO: e = E (y - Phi h), E = diag(P_ii)^{-1} P, P = K^{-1}:  P Phi = L^{-T} Z
@@ -426,6 +442,32 @@ cdef int _stats_one(int n, int m, const floating* Phi, const floating* y, const 
     return tries
 
 
+cdef inline void _reduce_rows(int rows, int m, const floating* R, const floating* r,
+                              floating* acc, bint with_sq) noexcept nogil:
+    """acc[:m*m] += R^T R (column-major lower), acc[m*m:m*m+m] += R^T r and, with ``with_sq``,
+    acc[m*m+m] += r.r over a block's ``rows`` rows R (rows, m) and r (rows,)."""
+    if rows <= 0:
+        return
+    syrk(c'L', c'N', m, rows, 1.0, R, m, 1.0, acc, m)
+    gemv(c'N', m, rows, 1.0, R, m, r, 1, 1.0, acc + m * m, 1)
+    if with_sq:
+        acc[m * m + m] += dot(rows, r, 1, r, 1)
+
+
+def _block_total(slots, Py_ssize_t nb):
+    """Sum of the per-block slots in block order (the same whatever the thread count)."""
+    total = slots[0].copy()
+    for blk in range(1, nb):
+        total += slots[blk]
+    return total
+
+
+def _symmetric(lower_colmajor, Py_ssize_t m):
+    """The full symmetric (m, m) matrix of a column-major lower triangle stored flat."""
+    A = lower_colmajor.reshape(m, m)          # column-major lower == row-major upper
+    return np.triu(A) + np.triu(A, 1).T
+
+
 def task_blocks(Py_ssize_t n_tasks):
     """Block size of the statistics reduction: depends on the number of tasks only (so the
     result does not depend on the thread count), at most 256 blocks."""
@@ -487,32 +529,19 @@ def meta_stats(
                                               rowbuf + r0 * m, rowbuf + 2 * rows * m + r0,
                                               rowbuf + rows * m + r0 * m, rowbuf + 2 * rows * m + rows + r0,
                                               with_loo, work)
-                if rows > 0:
-                    # M += Z^T Z, b += Z^T zy, Q += F^T F, q += F^T f, sq += f.f over the block's rows
-                    syrk(c'L', c'N', <int> m, rows, 1.0, rowbuf, <int> m, 1.0, acc, <int> m)
-                    gemv(c'N', <int> m, rows, 1.0, rowbuf, <int> m, rowbuf + 2 * rows * m, 1, 1.0,
-                         acc + m * m, 1)
-                if rows > 0 and with_loo:
-                    syrk(c'L', c'N', <int> m, rows, 1.0, rowbuf + rows * m, <int> m, 1.0,
-                         acc + m * m + m, <int> m)
-                    gemv(c'N', <int> m, rows, 1.0, rowbuf + rows * m, <int> m,
-                         rowbuf + 2 * rows * m + rows, 1, 1.0, acc + 2 * m * m + m, 1)
-                    acc[2 * m * m + 2 * m] += dot(rows, rowbuf + 2 * rows * m + rows, 1,
-                                                  rowbuf + 2 * rows * m + rows, 1)
+                # M += Z^T Z, b += Z^T zy, Q += F^T F, q += F^T f, sq += f.f over the block's rows
+                _reduce_rows(rows, <int> m, rowbuf, rowbuf + 2 * rows * m, acc, False)
+                if with_loo:
+                    _reduce_rows(rows, <int> m, rowbuf + rows * m, rowbuf + 2 * rows * m + rows,
+                                 acc + m * m + m, True)
                 free(rowbuf)
             free(work)
     if retries >= _NO_MEMORY:
         raise MemoryError("metafast: could not allocate the scratch of meta_stats")
-    total = slots_arr[0].copy()
-    for blk in range(1, nb):
-        total += slots_arr[blk]
-    Mt = total[:m * m].reshape(m, m)          # column-major lower == row-major upper
-    Mt = np.triu(Mt) + np.triu(Mt, 1).T
-    Qt = total[m * m + m:2 * m * m + m].reshape(m, m)
-    Qt = np.triu(Qt) + np.triu(Qt, 1).T
-    np.asarray(M)[...] = Mt
+    total = _block_total(slots_arr, nb)
+    np.asarray(M)[...] = _symmetric(total[:m * m], m)
     np.asarray(b)[...] = total[m * m:m * m + m]
-    np.asarray(Q)[...] = Qt
+    np.asarray(Q)[...] = _symmetric(total[m * m + m:2 * m * m + m], m)
     np.asarray(q)[...] = total[2 * m * m + m:2 * m * m + 2 * m]
     sq[0] = total[2 * m * m + 2 * m]
     return retries
@@ -541,12 +570,7 @@ cdef int _split_one(int n, int m, int nq, const floating* Phi, const floating* y
     if n > 0:
         _scaled_design(n, m, Phi, s, Psi)
         tries = _gram_chol(n, m, Psi, lam, L)
-        for i in range(n * m):
-            Z[i] = Phi[i]
-        _forward_rows(n, m, L, Z)
-        for i in range(n):
-            zy[i] = y[i]
-        _forward_rows(n, 1, L, zy)
+        _whiten(n, m, L, Phi, y, Z, zy)
         # BT[k, i] = (Psi_k * s) . Phiq_i  = (Phi D Phi_q^T)[k, i]
         for k in range(n):
             for i in range(nq):
@@ -619,26 +643,31 @@ def split_stats(
                                               &y[offsets[t]] if n > 0 else NULL, &Phi_q[q_offsets[t], 0],
                                               &y_q[q_offsets[t]], &s[0], <floating> lam,
                                               rowbuf + r0 * m, rowbuf + rows * m + r0, work)
-                if rows > 0:
-                    syrk(c'L', c'N', <int> m, rows, 1.0, rowbuf, <int> m, 1.0, acc, <int> m)
-                    gemv(c'N', <int> m, rows, 1.0, rowbuf, <int> m, rowbuf + rows * m, 1, 1.0,
-                         acc + m * m, 1)
-                    acc[m * m + m] += dot(rows, rowbuf + rows * m, 1, rowbuf + rows * m, 1)
+                _reduce_rows(rows, <int> m, rowbuf, rowbuf + rows * m, acc, True)
                 free(rowbuf)
             free(work)
     if retries >= _NO_MEMORY:
         raise MemoryError("metafast: could not allocate the scratch of split_stats")
-    total = slots_arr[0].copy()
-    for blk in range(1, nb):
-        total += slots_arr[blk]
-    At = total[:m * m].reshape(m, m)
-    np.asarray(A)[...] = np.triu(At) + np.triu(At, 1).T
+    total = _block_total(slots_arr, nb)
+    np.asarray(A)[...] = _symmetric(total[:m * m], m)
     np.asarray(b)[...] = total[m * m:m * m + m]
     c[0] = total[m * m + m]
     return retries
 
 
 # ---------------------------------------------------------------------------- gradients
+cdef inline void _zero_task_grad(int m, Py_ssize_t n, floating* G, floating* loss, floating* dlam,
+                                 floating* dh) noexcept nogil:
+    """A task that contributes nothing: zero loss, dL/dlam, dL/dh (m,) and its G rows (n, m)."""
+    cdef Py_ssize_t i
+    loss[0] = 0
+    dlam[0] = 0
+    for i in range(m):
+        dh[i] = 0
+    for i in range(n * m):
+        G[i] = 0
+
+
 cdef int _query_grad_one(int n, int m, int nq, const floating* Phi, const floating* y,
                          const floating* Phiq, const floating* yq, const floating* h,
                          const floating* s, floating lam, floating scale,
@@ -660,9 +689,7 @@ cdef int _query_grad_one(int n, int m, int nq, const floating* Phi, const floati
     cdef int i, j, tries = 0
     cdef floating acc
     if n > 0:
-        _scaled_design(n, m, Phi, s, Psi)
-        _prior_residual(n, m, Phi, y, h, a)
-        tries = _chol_dual(n, m, Psi, lam, L)
+        tries = _dual_setup(n, m, Phi, y, h, s, lam, Psi, a, L)
         potrs(c'L', n, 1, L, n, a, n)                            # a = P r0
         gemv(c'N', m, n, 1.0, Psi, m, a, 1, 0.0, tmp, 1)         # Psi^T a
         for j in range(m):
@@ -737,12 +764,8 @@ def heldout_grad(
             n = <int> (offsets[t + 1] - offsets[t])
             nq = <int> (q_offsets[t + 1] - q_offsets[t])
             if nq == 0:
-                loss[t] = 0
-                dlam[t] = 0
-                for i in range(m):
-                    dh[t, i] = 0
-                for i in range(offsets[t] * m, offsets[t + 1] * m):
-                    (&G[0, 0])[i] = 0
+                _zero_task_grad(<int> m, offsets[t + 1] - offsets[t], &G[0, 0] + offsets[t] * m,
+                                &loss[t], &dlam[t], &dh[t, 0])
                 continue
             retries += _query_grad_one(
                 n, <int> m, nq, &Phi[offsets[t], 0] if n > 0 else NULL,
@@ -773,9 +796,7 @@ cdef int _loo_grad_one(int n, int m, const floating* Phi, const floating* y, con
     cdef floating* tmp = qv + n
     cdef int i, j, tries
     cdef floating c = scale / n, acc = 0, tr = 0
-    _scaled_design(n, m, Phi, s, Psi)
-    _prior_residual(n, m, Phi, y, h, a)
-    tries = _chol_dual(n, m, Psi, lam, P)
+    tries = _dual_setup(n, m, Phi, y, h, s, lam, Psi, a, P)
     potri(c'L', n, P, n)
     _symmetrise_lower(n, P)
     for i in range(n):
@@ -839,12 +860,8 @@ def loo_grad(
                 continue
             n = <int> (offsets[t + 1] - offsets[t])
             if n == 0:
-                loss[t] = 0
-                dlam[t] = 0
-                for i in range(m):
-                    dh[t, i] = 0
-                for i in range(offsets[t] * m, offsets[t + 1] * m):
-                    (&G[0, 0])[i] = 0
+                _zero_task_grad(<int> m, offsets[t + 1] - offsets[t], &G[0, 0] + offsets[t] * m,
+                                &loss[t], &dlam[t], &dh[t, 0])
                 continue
             retries += _loo_grad_one(n, <int> m, &Phi[offsets[t], 0], &y[offsets[t]], &h[0],
                                      &s[0], <floating> lam, <floating> scale,
@@ -898,9 +915,8 @@ def envelope_grad(
             a = L + n * n
             r0 = a + n
             pg = r0 + n
-            _scaled_design(n, <int> m, &Phi[offsets[t], 0], &s[0], Psi)
-            _prior_residual(n, <int> m, &Phi[offsets[t], 0], &y[offsets[t]], &h[0], r0)
-            retries += _chol_dual(n, <int> m, Psi, <floating> lam, L)
+            retries += _dual_setup(n, <int> m, &Phi[offsets[t], 0], &y[offsets[t]], &h[0], &s[0],
+                                   <floating> lam, Psi, r0, L)
             for j in range(n):
                 a[j] = r0[j]
             potrs(c'L', n, 1, L, n, a, n)

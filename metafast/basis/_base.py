@@ -89,6 +89,14 @@ class BasisFamily(TransformerMixin, BaseEstimator):
         """The (n, m) design matrix of X; float32 in gives float32 out."""
         raise NotImplementedError(f"{type(self).__name__} must implement design(X)")
 
+    def __sklearn_tags__(self):
+        # design keeps float32 (the checked design casts Phi to X's float dtype), so every
+        # family preserves it (checked by sklearn's check_transformer_preserve_dtypes)
+        tags = super().__sklearn_tags__()
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
     # ------------------------------------------------------------------ fitted state
     def __sklearn_is_fitted__(self) -> bool:
         return bool(getattr(self, "_mf_fitted", False))
@@ -172,14 +180,19 @@ class BasisFamily(TransformerMixin, BaseEstimator):
 
     def with_params(self, **params: np.ndarray) -> "BasisFamily":
         """A fitted copy of this family with some learnable parameters replaced."""
+        self._check_param_names(params)
+        return copy.deepcopy(self)
+
+    def _check_param_names(self, params: dict) -> None:
+        """Every with_params key must be one of learnable_params()."""
         if params:
-            unknown = sorted(set(params) - set(self.learnable_params()))
+            known = self.learnable_params()
+            unknown = sorted(set(params) - set(known))
             if unknown:
                 raise ValueError(
                     f"{type(self).__name__} has no learnable parameter(s) {unknown}; "
-                    f"it has {sorted(self.learnable_params())}"
+                    f"it has {sorted(known)}"
                 )
-        return copy.deepcopy(self)
 
     def design_vjp(self, X, G) -> dict[str, np.ndarray]:
         """Gradient of sum_ij G_ij Phi_ij(X) with respect to each learnable parameter.

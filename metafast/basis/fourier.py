@@ -274,7 +274,7 @@ class Fourier(FusedFamily):
         return {"log_base": np.log(self.run_f0_), "log_spacing": np.log(self.run_df_)}
 
     def with_params(self, **params) -> "Fourier":
-        checked = self._check_params(params)
+        checked = self._checked_params(params)
         new = super().with_params()
         if new.lattice_vectors_ is not None:
             if "log_base" in checked:
@@ -297,7 +297,7 @@ class Fourier(FusedFamily):
         partial = np.zeros((n_chunks, K), dtype=np.float64)
         if Xc.shape[0]:
             _fourier.fourier_frequency_grad(Xc, *self._run_args(), self.run_first_, Ga,
-                                            partial, self._n_threads())
+                                            partial, self._threads(Xc.shape[0]))
         g = partial.sum(axis=0)  # d/df_k, fixed summation order whatever the thread count
         run_of = np.repeat(np.arange(len(self.run_len_)), self.run_len_)
         k = np.arange(K) - np.repeat(self.run_first_, self.run_len_)
@@ -312,5 +312,5 @@ class Fourier(FusedFamily):
         if Xc.shape[0]:
             K = np.ascontiguousarray(self.lattice_vectors_, dtype=np.float64)
             _fourier_lattice.lattice_base_grad(Xc, *self._lattice_args(), K, Ga, partial,
-                                               self._n_threads())
+                                               self._threads(Xc.shape[0]))
         return {"log_base": partial.sum(axis=0) * self.base_}

@@ -114,7 +114,7 @@ class Polynomial(FusedFamily):
         return {"log_scale": self.log_scale_.copy(), "shift": self.shift_.copy()}
 
     def with_params(self, **params) -> "Polynomial":
-        checked = self._check_params(params)
+        checked = self._checked_params(params)
         new = super().with_params()
         if "log_scale" in checked:
             new.log_scale_ = checked["log_scale"]
@@ -133,6 +133,7 @@ class Polynomial(FusedFamily):
         n_chunks = max(1, -(-Xc.shape[0] // _polynomial.ROWS_PER_CHUNK))
         partial = np.zeros((n_chunks, 2 * d), dtype=np.float64)
         if Xc.shape[0]:
-            _polynomial.polynomial_domain_grad(Xc, *self._args(), Ga, partial, self._n_threads())
+            _polynomial.polynomial_domain_grad(Xc, *self._args(), Ga, partial,
+                                               self._threads(Xc.shape[0]))
         sums = partial.sum(axis=0)  # fixed order: identical for any thread count
         return {"log_scale": -sums[d:], "shift": -sums[:d] * np.exp(-self.log_scale_)}

@@ -16,25 +16,19 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from metafast._kernels import _random_features as _rf
-from metafast._validation import check_positive_int
-from metafast.basis import _kernel_inputs as _fused
-from metafast.basis._base import BasisFamily
-from metafast.basis._kernel_inputs import require_features
-from metafast.parallel import effective_n_threads
+from metafast.basis import _fused
 
 _MEDIAN_SUBSAMPLE = 1000  # points used by the median heuristic (pairs: ~500,000)
 
 
-class _ProjectionFeatures(_fused.PreservesFloat32, BasisFamily):
+class _ProjectionFeatures(_fused.KernelFamily):
     """Shared evaluation of g_j(x) = act(Om_j . x + b_j) through the projection kernels."""
 
     _act: int
+    _single_thread_small_work = True
 
     def _projection(self) -> tuple[np.ndarray, np.ndarray, float]:  # pragma: no cover
         raise NotImplementedError
-
-    def _threads(self, n_rows: int) -> int:
-        return _fused.n_threads_for(self.n_jobs, n_rows, self.n_basis)
 
     def _arrays(self, dtype):
         Om, b, scale = self._projection()
@@ -125,10 +119,7 @@ class RFF(_ProjectionFeatures):
 
     def fit(self, X, y=None):
         """Draw the frequencies and phases; set the length scale from X unless given."""
-        m = check_positive_int(self.n_basis, "n_basis")
-        require_features(X)
-        effective_n_threads(self.n_jobs)
-        X = np.asarray(X, dtype=np.float64)
+        m, X = self._fit_input(X)
         d = X.shape[1]
         rng = check_random_state(self.random_state)
         self.eps_ = rng.standard_normal((m, d))
@@ -137,14 +128,8 @@ class RFF(_ProjectionFeatures):
         if self.length_scale is None:
             self.length_scale_ = _median_heuristic(X, self.ard, rng)
         else:
-            ls = np.asarray(self.length_scale, dtype=np.float64)
-            ls = np.full(shape, float(ls)) if ls.ndim == 0 else ls
-            if ls.shape != shape:
-                raise ValueError(f"parameter 'length_scale' must be a number or an array of "
-                                 f"shape {shape} (ard={self.ard}); got shape {ls.shape}")
-            if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
-                raise ValueError("parameter 'length_scale' must be finite and > 0")
-            self.length_scale_ = ls.copy()
+            self.length_scale_ = _fused.given_length_scale(self.length_scale, shape,
+                                                           f"ard={self.ard}")
         return self
 
     def _projection(self):
@@ -159,23 +144,17 @@ class RFF(_ProjectionFeatures):
 
     def with_params(self, **params: np.ndarray) -> "RFF":
         """A fitted copy with "log_length_scale" replaced."""
-        current = self.learnable_params()
-        new = super().with_params(**params)
-        if "log_length_scale" in params:
-            log_ls = _fused.learnable_array(params["log_length_scale"], "log_length_scale",
-                                            current["log_length_scale"].shape)
-            ls = np.exp(log_ls)
-            if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
-                raise ValueError("parameter 'log_length_scale' gives length scales that are "
-                                 "not finite and > 0 in float64")
-            new.length_scale_ = ls
+        checked = self._checked_params(params)
+        new = super().with_params()
+        if "log_length_scale" in checked:
+            new.length_scale_ = _fused.length_scale_from_log(checked["log_length_scale"])
         return new
 
     def design_vjp(self, X, G) -> dict[str, np.ndarray]:
         """Gradient of sum(G * design(X)) with respect to "log_length_scale" (float64)."""
         Xc = self._check_input(X)
         Xw = self._compute_input(Xc)
-        Gc = _fused.cotangent(G, Xc.shape[0], self.n_basis, Xw.dtype)
+        Gc = self._check_G(G, Xc.shape[0], Xw.dtype)
         Om, b, scale = self._arrays(Xw.dtype)
         grad = np.zeros(Om.shape, dtype=Xw.dtype)
         _rf.rff_vjp(np.ascontiguousarray(Xw.T), Gc, Om, b, scale, grad,
@@ -211,10 +190,7 @@ class RandomReLU(_ProjectionFeatures):
 
     def fit(self, X, y=None):
         """Draw directions scaled to X's spread and kinks through random points of X."""
-        m = check_positive_int(self.n_basis, "n_basis")
-        require_features(X)
-        effective_n_threads(self.n_jobs)
-        X = np.asarray(X, dtype=np.float64)
+        m, X = self._fit_input(X)
         rng = check_random_state(self.random_state)
         spread = X.std(axis=0)
         spread = np.where(spread > 0, spread, 1.0)

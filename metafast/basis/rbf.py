@@ -15,16 +15,13 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from metafast._kernels import _rbf
-from metafast._validation import check_positive_int, check_X
-from metafast.basis import _kernel_inputs as _fused
-from metafast.basis._base import BasisFamily
-from metafast.basis._kernel_inputs import require_features
-from metafast.parallel import effective_n_threads
+from metafast._validation import check_X
+from metafast.basis import _fused
 
 _CENTER_MODES = ("grid", "kmeans")
 
 
-class RBF(_fused.PreservesFloat32, BasisFamily):
+class RBF(_fused.KernelFamily):
     """Gaussian RBF basis: ``n_basis`` centres on a grid or from k-means, fitted to the data.
 
     Parameters
@@ -48,6 +45,8 @@ class RBF(_fused.PreservesFloat32, BasisFamily):
     n_jobs : int or None
         Kernel threads; None uses every core.  Results do not depend on it.
     """
+
+    _single_thread_small_work = True
 
     def __init__(
         self,
@@ -79,11 +78,8 @@ class RBF(_fused.PreservesFloat32, BasisFamily):
 
     def fit(self, X, y=None):
         """Place the centres and set the length scales from the data X (n, d)."""
-        m = check_positive_int(self.n_basis, "n_basis")
-        require_features(X)
-        effective_n_threads(self.n_jobs)  # validate early
+        m, X = self._fit_input(X)
         d = X.shape[1]
-        X = np.asarray(X, dtype=np.float64)
         self.centers_ = self._place_centers(X, m)
         self.length_scale_ = self._initial_length_scale(X, d)
         return self
@@ -112,17 +108,8 @@ class RBF(_fused.PreservesFloat32, BasisFamily):
     def _initial_length_scale(self, X: np.ndarray, d: int) -> np.ndarray:
         shape = self._scale_shape(d)
         if self.length_scale is not None:
-            ls = np.asarray(self.length_scale, dtype=np.float64)
-            if ls.ndim == 0:
-                ls = np.full(shape, float(ls))
-            if ls.shape != shape:
-                raise ValueError(
-                    f"parameter 'length_scale' must be a number or an array of shape {shape} "
-                    f"(ard={self.ard}, per_center={self.per_center}); got shape {ls.shape}"
-                )
-            if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
-                raise ValueError("parameter 'length_scale' must be finite and > 0")
-            return ls.copy()
+            return _fused.given_length_scale(self.length_scale, shape,
+                                             f"ard={self.ard}, per_center={self.per_center}")
         C = self.centers_
         if self.ard:
             span = X.max(axis=0) - X.min(axis=0)
@@ -143,9 +130,6 @@ class RBF(_fused.PreservesFloat32, BasisFamily):
             ls = ls[:, None]  # one per centre: broadcast along the dimensions
         S = np.broadcast_to(1.0 / ls, (m, d))
         return np.ascontiguousarray(C, dtype=dtype), np.ascontiguousarray(S, dtype=dtype)
-
-    def _threads(self, n_rows: int) -> int:
-        return _fused.n_threads_for(self.n_jobs, n_rows, self.n_basis)
 
     # ------------------------------------------------------------------ evaluation
     def design(self, X):
@@ -186,24 +170,18 @@ class RBF(_fused.PreservesFloat32, BasisFamily):
 
     def with_params(self, **params: np.ndarray) -> "RBF":
         """A fitted copy with "centers" and/or "log_length_scale" replaced."""
-        current = self.learnable_params()
-        new = super().with_params(**params)
-        if "centers" in params:
-            new.centers_ = _fused.learnable_array(params["centers"], "centers",
-                                                  current["centers"].shape)
-        if "log_length_scale" in params:
-            log_ls = _fused.learnable_array(params["log_length_scale"], "log_length_scale",
-                                            current["log_length_scale"].shape)
-            new.length_scale_ = np.exp(log_ls)
-            if not np.all(np.isfinite(new.length_scale_)) or np.any(new.length_scale_ <= 0):
-                raise ValueError("parameter 'log_length_scale' gives length scales that are "
-                                 "not finite and > 0 in float64")
+        checked = self._checked_params(params)
+        new = super().with_params()
+        if "centers" in checked:
+            new.centers_ = checked["centers"]
+        if "log_length_scale" in checked:
+            new.length_scale_ = _fused.length_scale_from_log(checked["log_length_scale"])
         return new
 
     def design_vjp(self, X, G) -> dict[str, np.ndarray]:
         """Gradient of sum(G * design(X)) w.r.t. "centers" and "log_length_scale" (float64)."""
         Xc = self._check_input(X)
-        Gc = _fused.cotangent(G, Xc.shape[0], self.n_basis, Xc.dtype)
+        Gc = self._check_G(G, Xc.shape[0], Xc.dtype)
         C, S = self._kernel_arrays(Xc.dtype)
         grad_c = np.zeros(C.shape, dtype=Xc.dtype)
         grad_l = np.zeros(C.shape, dtype=Xc.dtype)
