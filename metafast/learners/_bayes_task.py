@@ -161,7 +161,8 @@ class BayesTaskRegressor(RegressorMixin, BaseEstimator):
         Phi = self._design(X)
         mean = np.empty(Phi.shape[0])
         std = np.empty(Phi.shape[0] if return_std else 0)
-        _bayes.predict_one(Phi, as_f64(self.coef_), as_f64(self.covariance_), self.noise_var_, bool(return_std), mean, std)
+        _bayes.predict_one(Phi, as_f64(self.coef_), as_f64(self.covariance_), self.noise_var_, bool(return_std),
+                           mean, std)
         return (mean, std) if return_std else mean
 
     def sample_weights(self, n_samples: int = 1, random_state=None) -> np.ndarray:
