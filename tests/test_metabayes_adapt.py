@@ -71,14 +71,15 @@ def test_one_task_kernels_match_the_joint_gaussian(n, kind, rng):
     ref_pm = Phi_q @ ref_mean
     ref_ps = np.sqrt(np.einsum("ij,jk,ik->i", Phi_q, ref_cov, Phi_q) + c**2 * s2)
 
+    kprior = _bayes.OneTaskPrior(mu, Sigma, Sinv, h, s2, diag, c)
     coef, cov = np.empty(m), np.empty((m, m))
-    assert _bayes.adapt_one(Phi, y, mu, Sigma, Sinv, h, s2, diag, c, coef, cov) == 0
+    assert _bayes.adapt_one(kprior, Phi, y, coef, cov) == 0
     np.testing.assert_allclose(coef, ref_mean, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(cov, ref_cov, rtol=1e-8, atol=1e-12)
     np.testing.assert_array_equal(cov, cov.T)
 
     coef2, pm, ps = np.empty(m), np.empty(5), np.empty(5)
-    assert _bayes.adapt_predict(Phi, y, mu, Sigma, Sinv, h, s2, diag, c, Phi_q, True, coef2, pm, ps) == 0
+    assert _bayes.adapt_predict(kprior, Phi, y, Phi_q, True, coef2, pm, ps) == 0
     np.testing.assert_allclose(coef2, ref_mean, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(pm, ref_pm, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(ps, ref_ps, rtol=1e-9)
@@ -94,12 +95,13 @@ def test_one_task_kernels_query_blocks_and_empty_query(rng):
     prior = prior_problem(rng, m)
     args = prior.kernel_args(np.float64)
     mu, Sigma, Sinv, h, _, s2, diag = args
+    kprior = _bayes.OneTaskPrior(mu, Sigma, Sinv, h, s2, diag, 1.0)
     Phi, y = rng.normal(size=(3, m)), rng.normal(size=3)
     ref_mean, ref_cov = numpy_task_posterior(Phi, y, prior.mean, prior.cov, s2)
     for nq in (0, 1, 255, 256, 257, 601):                       # around and across QUERY_BLOCK = 256
         Phi_q = rng.normal(size=(nq, m))
         coef, pm, ps = np.empty(m), np.full(nq, np.nan), np.full(nq, np.nan)
-        _bayes.adapt_predict(Phi, y, mu, Sigma, Sinv, h, s2, diag, 1.0, Phi_q, True, coef, pm, ps)
+        _bayes.adapt_predict(kprior, Phi, y, Phi_q, True, coef, pm, ps)
         np.testing.assert_allclose(pm, Phi_q @ ref_mean, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(ps, np.sqrt(np.einsum("ij,jk,ik->i", Phi_q, ref_cov, Phi_q) + s2), rtol=1e-9)
         pm2, ps2 = np.full(nq, np.nan), np.full(nq, np.nan)
@@ -107,25 +109,39 @@ def test_one_task_kernels_query_blocks_and_empty_query(rng):
         np.testing.assert_allclose(ps2, ps, rtol=1e-9)
         # without the std: the std buffer may be empty and is never written
         pm3 = np.empty(nq)
-        _bayes.adapt_predict(Phi, y, mu, Sigma, Sinv, h, s2, diag, 1.0, Phi_q, False, coef, pm3, np.empty(0))
+        _bayes.adapt_predict(kprior, Phi, y, Phi_q, False, coef, pm3, np.empty(0))
         np.testing.assert_allclose(pm3, pm, rtol=1e-12, atol=1e-14)
 
 
-def test_a_singular_posterior_is_reported_not_returned(rng):
+def test_a_singular_posterior_or_bad_target_is_reported_not_returned(rng):
     m = 3
     mu, Sigma, Sinv, h, _, _, diag = GaussianPrior(np.zeros(m), np.eye(m), 0.1, "full").kernel_args(np.float64)
-    bad_s2 = -1.0                          # never reached from Python: makes C = Phi Sigma Phi^T + s2 I indefinite
-    Phi = np.zeros((2, m))
-    assert _bayes.adapt_one(Phi, np.zeros(2), mu, Sigma, Sinv, h, bad_s2, diag, 1.0,
-                            np.empty(m), np.empty((m, m))) == -1
-    assert _bayes.adapt_predict(Phi, np.zeros(2), mu, Sigma, Sinv, h, bad_s2, diag, 1.0, np.zeros((1, m)), True,
-                                np.empty(m), np.empty(1), np.empty(1)) == -1
-    model = fitted_model(rng, m=m)
-    model._one_task_cache = (model._prior, (mu, Sigma, Sinv, h, bad_s2, diag, 1.0))
+    with pytest.raises(ValueError, match="> 0"):
+        _bayes.OneTaskPrior(mu, Sigma, Sinv, h, -1.0, diag, 1.0)
+    with pytest.raises(ValueError, match="shapes"):
+        _bayes.OneTaskPrior(mu, Sigma[:2], Sinv, h, 0.1, diag, 1.0)
+    kprior = _bayes.OneTaskPrior(mu, Sigma, Sinv, h, 0.1, diag, 1.0)
+    Phi, out = np.zeros((2, m)), (np.empty(m), np.empty((m, m)))
+    with pytest.raises(ValueError, match="columns"):
+        _bayes.adapt_one(kprior, np.zeros((2, m + 1)), np.zeros(2), *out)
+    with pytest.raises(ValueError, match="values"):
+        _bayes.adapt_one(kprior, Phi, np.zeros(3), *out)
+    for bad in (np.nan, np.inf, -np.inf):
+        assert _bayes.adapt_one(kprior, Phi, np.array([0.0, bad]), *out) == -2
+        assert _bayes.adapt_predict(kprior, Phi, np.array([bad, 0.0]), Phi, True, np.empty(m), np.empty(2),
+                                    np.empty(2)) == -2
+    # how MetaBayes turns the statuses into errors (a factorisation failure cannot be provoked
+    # through a valid prior: noise_var > 0 keeps every C positive definite)
+    from metafast.learners.bayes import _check_status
+
+    _check_status(0, np.zeros(2))
+    _check_status(3, np.zeros(2))                              # jitter rounds are not errors
     with pytest.raises(FloatingPointError, match="singular"):
-        model.adapt(Phi, np.zeros(2))
-    with pytest.raises(FloatingPointError, match="singular"):
-        model.adapt_predict(Phi, np.zeros(2), Phi)
+        _check_status(-1, np.zeros(2))
+    with pytest.raises(ValueError, match=r"argument 'y' contains inf \(first at index \[1\]"):
+        _check_status(-2, np.array([0.0, np.inf]))
+    with pytest.raises(ValueError, match=r"argument 'y' contains NaN \(first at index \[0\]"):
+        fitted_model(rng, m=m).adapt(Phi, np.array([np.nan, 0.0]))
 
 
 # ------------------------------------------------------------------ MetaBayes.adapt / adapt_predict

@@ -490,6 +490,44 @@ cdef void _predict_from_cov(int nq, int m, const double* PhiqT, const double* co
         k0 += kb
 
 
+cdef class OneTaskPrior:
+    """A fitted prior in float64 for the one-task kernels, in standardised target units (y /
+    y_scale).  Built once per fitted prior, so a call does not re-acquire six buffers."""
+    cdef const double[::1] mu              # (m,)
+    cdef const double[:, ::1] Sigma        # (m, m)
+    cdef const double[:, ::1] Sigma_inv    # (m, m)
+    cdef const double[::1] h               # (m,) Sigma^{-1} mu
+    cdef readonly double noise_var
+    cdef readonly bint sigma_diag
+    cdef readonly double y_scale
+    cdef readonly int m
+
+    def __init__(self, const double[::1] mu, const double[:, ::1] Sigma, const double[:, ::1] Sigma_inv,
+                 const double[::1] h, double noise_var, bint sigma_diag, double y_scale):
+        cdef int m = mu.shape[0]
+        if not (Sigma.shape[0] == Sigma.shape[1] == Sigma_inv.shape[0] == Sigma_inv.shape[1] == h.shape[0] == m):
+            raise ValueError("OneTaskPrior: mu, Sigma, Sigma_inv and h must have shapes (m,), (m, m), (m, m), (m,)")
+        if not (noise_var > 0 and y_scale > 0):
+            raise ValueError("OneTaskPrior: noise_var and y_scale must be > 0")
+        self.mu, self.Sigma, self.Sigma_inv, self.h = mu, Sigma, Sigma_inv, h
+        self.noise_var, self.sigma_diag, self.y_scale, self.m = noise_var, sigma_diag, y_scale, m
+
+
+cdef int _check_shapes(OneTaskPrior prior, int m, int n, int ny) except -1:
+    if m != prior.m or ny != n:
+        raise ValueError(f"one-task kernel: design has {m} columns for a prior of {prior.m}, "
+                         f"or y has {ny} values for {n} rows")
+    return 0
+
+
+cdef bint _all_finite(int n, const double* y) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        if not (y[i] - y[i] == 0):      # false for NaN and +-inf
+            return False
+    return True
+
+
 cdef double* _one_task_scratch(int n, int m, int nq):
     """ys (n) | W1 (m*m) | W2 (m*m) | v1 (n) | Q (m * min(nq, QUERY_BLOCK)), or MemoryError."""
     cdef int qb = nq if nq < QUERY_BLOCK else QUERY_BLOCK
@@ -500,22 +538,18 @@ cdef double* _one_task_scratch(int n, int m, int nq):
 
 
 def adapt_one(
+    OneTaskPrior prior,                  # IN  the fitted prior (standardised units)
     const double[:, ::1] Phi,            # IN  (n, m) support design of one task (n may be 0)
     const double[::1] y,                 # IN  (n,) support targets, units of y
-    const double[::1] mu,                # IN  (m,) prior mean, standardised units
-    const double[:, ::1] Sigma,          # IN  (m, m) prior covariance, standardised units
-    const double[:, ::1] Sigma_inv,      # IN  (m, m)
-    const double[::1] h,                 # IN  (m,) Sigma^{-1} mu
-    double noise_var,                    # IN  standardised units
-    bint sigma_diag,                     # IN  Sigma is diagonal
-    double y_scale,                      # IN  the prior is that of y / y_scale
     double[::1] coef,                    # OUT (m,) posterior mean of the weights, units of y
     double[:, ::1] cov,                  # OUT (m, m) posterior covariance, units of y squared
 ):
     """One task's weight posterior N(coef, cov): dual form when n < m, primal otherwise (as
-    predict_tasks).  Returns the jitter rounds used, -1 when the factorisation failed."""
+    predict_tasks).  Returns the jitter rounds used, -1 when the factorisation failed, -2 when
+    y holds NaN or inf (nothing is computed)."""
     cdef int n = Phi.shape[0], m = Phi.shape[1], i, status
-    cdef double c2 = y_scale * y_scale
+    _check_shapes(prior, m, n, y.shape[0])
+    cdef double y_scale = prior.y_scale, c2 = prior.y_scale * prior.y_scale
     cdef double* work = _one_task_scratch(n, m, 0)
     cdef double* ys = work
     cdef double* W1 = ys + n
@@ -523,11 +557,14 @@ def adapt_one(
     cdef double* v1 = W2 + m * m
     cdef double* S
     with nogil:
-        status = _condition_scaled(n, m, &Phi[0, 0] if n > 0 else NULL, &y[0] if n > 0 else NULL, y_scale,
-                                   &mu[0], &Sigma[0, 0], &Sigma_inv[0, 0], &h[0], noise_var, sigma_diag,
-                                   &coef[0], ys, W1, W2, v1)
+        if n > 0 and not _all_finite(n, &y[0]):
+            status = -2
+        else:
+            status = _condition_scaled(n, m, &Phi[0, 0] if n > 0 else NULL, &y[0] if n > 0 else NULL, y_scale,
+                                       &prior.mu[0], &prior.Sigma[0, 0], &prior.Sigma_inv[0, 0], &prior.h[0],
+                                       prior.noise_var, prior.sigma_diag, &coef[0], ys, W1, W2, v1)
         if status >= 0:
-            _posterior_cov(n, m, &Sigma[0, 0], W1, &cov[0, 0])
+            _posterior_cov(n, m, &prior.Sigma[0, 0], W1, &cov[0, 0])
             for i in range(m):
                 coef[i] *= y_scale
             S = &cov[0, 0]
@@ -538,15 +575,9 @@ def adapt_one(
 
 
 def adapt_predict(
+    OneTaskPrior prior,                  # IN  the fitted prior (standardised units)
     const double[:, ::1] Phi,            # IN  (n, m) support design of one task (n may be 0)
     const double[::1] y,                 # IN  (n,) support targets, units of y
-    const double[::1] mu,                # IN  (m,) prior mean, standardised units
-    const double[:, ::1] Sigma,          # IN  (m, m)
-    const double[:, ::1] Sigma_inv,      # IN  (m, m)
-    const double[::1] h,                 # IN  (m,) Sigma^{-1} mu
-    double noise_var,                    # IN  standardised units
-    bint sigma_diag,                     # IN
-    double y_scale,                      # IN
     const double[:, ::1] Phi_q,          # IN  (n_q, m) query design (n_q may be 0)
     bint with_std,                       # IN  also the predictive std
     double[::1] coef,                    # OUT (m,) posterior mean of the weights, units of y
@@ -557,9 +588,13 @@ def adapt_predict(
 
     The std goes through the m x m posterior covariance and one gemm per query block, which for
     a handful of support points is cheaper than the Sigma and V products of predict_tasks.
-    Returns the jitter rounds used, -1 when the factorisation failed.
+    Returns the jitter rounds used, -1 when the factorisation failed, -2 when y holds NaN or inf.
     """
     cdef int n = Phi.shape[0], m = Phi.shape[1], nq = Phi_q.shape[0], i, k, status
+    _check_shapes(prior, m, n, y.shape[0])
+    if Phi_q.shape[1] != m or pred_mean.shape[0] != nq or (with_std and pred_std.shape[0] != nq):
+        raise ValueError("adapt_predict: query design or outputs of the wrong shape")
+    cdef double y_scale = prior.y_scale
     cdef double* work = _one_task_scratch(n, m, nq)
     cdef double* ys = work
     cdef double* W1 = ys + n
@@ -567,13 +602,16 @@ def adapt_predict(
     cdef double* v1 = W2 + m * m
     cdef double* Q = v1 + n
     with nogil:
-        status = _condition_scaled(n, m, &Phi[0, 0] if n > 0 else NULL, &y[0] if n > 0 else NULL, y_scale,
-                                   &mu[0], &Sigma[0, 0], &Sigma_inv[0, 0], &h[0], noise_var, sigma_diag,
-                                   &coef[0], ys, W1, W2, v1)
+        if n > 0 and not _all_finite(n, &y[0]):
+            status = -2
+        else:
+            status = _condition_scaled(n, m, &Phi[0, 0] if n > 0 else NULL, &y[0] if n > 0 else NULL, y_scale,
+                                       &prior.mu[0], &prior.Sigma[0, 0], &prior.Sigma_inv[0, 0], &prior.h[0],
+                                       prior.noise_var, prior.sigma_diag, &coef[0], ys, W1, W2, v1)
         if status >= 0:
             if with_std and nq > 0:
-                _posterior_cov(n, m, &Sigma[0, 0], W1, W2)       # W2 = S (standardised units)
-            _predict_from_cov(nq, m, &Phi_q[0, 0] if nq > 0 else NULL, &coef[0], W2, noise_var, with_std,
+                _posterior_cov(n, m, &prior.Sigma[0, 0], W1, W2)     # W2 = S (standardised units)
+            _predict_from_cov(nq, m, &Phi_q[0, 0] if nq > 0 else NULL, &coef[0], W2, prior.noise_var, with_std,
                               &pred_mean[0] if nq > 0 else NULL, &pred_std[0] if (nq > 0 and with_std) else NULL, Q)
             for i in range(m):
                 coef[i] *= y_scale

@@ -54,10 +54,11 @@ def as_f64(A: np.ndarray) -> np.ndarray:
     return A if (A.dtype == np.float64 and A.flags.c_contiguous) else np.ascontiguousarray(A, dtype=np.float64)
 
 
-def fast_y(y, n: int, name: str = "y") -> np.ndarray:
-    """check_y, with a fast path for an already valid float64 C-contiguous vector of n values."""
+def fast_y(y, n: int, name: str = "y", finite_checked_by_caller: bool = False) -> np.ndarray:
+    """check_y, with a fast path for an already valid float64 C-contiguous vector of n values
+    (whose finiteness the caller may check itself, e.g. in the kernel that reads it)."""
     if (type(y) is np.ndarray and y.dtype == np.float64 and y.ndim == 1 and y.shape[0] == n
-            and y.flags.c_contiguous and np.isfinite(y).all()):
+            and y.flags.c_contiguous and (finite_checked_by_caller or np.isfinite(y).all())):
         return y
     return check_y(y, name, n_samples=n)
 

@@ -386,10 +386,10 @@ class MetaBayes(MetaLearner):
             Xc = check_X(X, "X", n_features=self.basis_.n_features_in_)
             return self.mixture_.task_regressor(self.basis_, Xc, check_y(y, "y", n_samples=Xc.shape[0]))
         Phi = as_f64(self.basis_.design(X))
-        yc = fast_y(y, Phi.shape[0])
+        yc = fast_y(y, Phi.shape[0], finite_checked_by_caller=True)
         m = Phi.shape[1]
         coef, cov = np.empty(m), np.empty((m, m))
-        _check_status(_bayes.adapt_one(Phi, yc, *self._one_task_args(), coef, cov))
+        _check_status(_bayes.adapt_one(self._one_task_prior(), Phi, yc, coef, cov), yc)
         reg = BayesTaskRegressor(basis=self.basis_, prior_mean=self.mean_, prior_covariance=self.covariance_,
                                  noise_var=self.noise_var_)
         return reg._set_posterior(coef, cov, Phi.shape[0])
@@ -405,11 +405,11 @@ class MetaBayes(MetaLearner):
         if hasattr(self, "mixture_"):
             return self.adapt(X, y).predict(X_query, return_std=return_std)
         Phi, Phi_q = self._support_query_design(X, X_query)
-        yc = fast_y(y, Phi.shape[0])
+        yc = fast_y(y, Phi.shape[0], finite_checked_by_caller=True)
         nq = Phi_q.shape[0]
         mean, std = np.empty(nq), np.empty(nq if return_std else 0)
-        _check_status(_bayes.adapt_predict(Phi, yc, *self._one_task_args(), Phi_q, bool(return_std),
-                                           np.empty(Phi.shape[1]), mean, std))
+        _check_status(_bayes.adapt_predict(self._one_task_prior(), Phi, yc, Phi_q, bool(return_std),
+                                           np.empty(Phi.shape[1]), mean, std), yc)
         return (mean, std) if return_std else mean
 
     def _support_query_design(self, X, X_query) -> tuple[np.ndarray, np.ndarray]:
@@ -433,17 +433,17 @@ class MetaBayes(MetaLearner):
         state.pop("_one_task_cache", None)   # derived from _prior; rebuilt on first use
         return state
 
-    def _one_task_args(self) -> tuple:
-        """(mu, Sigma, Sigma^{-1}, Sigma^{-1} mu, noise_var, diagonal?, y_scale) of the fitted prior
-        in float64, for the one-task kernels; computed once per fitted prior (O(m^3)).
+    def _one_task_prior(self) -> "_bayes.OneTaskPrior":
+        """The fitted prior in float64 for the one-task kernels (mu, Sigma, Sigma^{-1},
+        Sigma^{-1} mu, noise variance, y scale); built once per fitted prior (O(m^3)).
 
         Keyed on the prior object, which fit and partial_fit replace (never modify), so a refit
-        invalidates it; concurrent callers at worst compute the same tuple twice.
+        invalidates it; concurrent callers at worst build the same object twice.
         """
         cached = self.__dict__.get("_one_task_cache")
         if cached is None or cached[0] is not self._prior:
             mu, Sigma, Sinv, h, _, s2, diag = self._prior.kernel_args(np.float64)
-            cached = (self._prior, (mu, Sigma, Sinv, h, s2, diag, float(self._y_scale)))
+            cached = (self._prior, _bayes.OneTaskPrior(mu, Sigma, Sinv, h, s2, diag, float(self._y_scale)))
             self._one_task_cache = cached
         return cached[1]
 
@@ -497,7 +497,10 @@ class MetaBayes(MetaLearner):
         return self
 
 
-def _check_status(status: int) -> None:
+def _check_status(status: int, y: np.ndarray) -> None:
+    """Raise for a failed one-task kernel: -2 is a non-finite target (check_y names it)."""
+    if status == -2:
+        check_y(y, "y")
     if status < 0:
         raise FloatingPointError(
             "the task's posterior is singular even after jitter: the basis or the targets are "
