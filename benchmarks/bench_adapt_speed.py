@@ -5,7 +5,8 @@ Prints
   the whole `MetaRidge.fit` with one alpha (basis design + statistics + solve for h) and for the
   statistics kernel alone (design precomputed), with 1 and 2 threads;
 - adapt + predict one task (10 support, 100 query points, m = 40): microseconds per call for
-  `model.adapt(X, y).predict(Xq)` and `model.adapt_predict(X, y, Xq)`, against the scikit-learn
+  `model.adapt(X, y).predict(Xq)` and `model.adapt_predict(X, y, Xq)` (MetaRidge; MetaBayes with
+  and without the predictive std), against the scikit-learn
   equivalent (an RBF FunctionTransformer with the same centres + Ridge in a Pipeline, fit then
   predict), and the ratios.  Targets (DESIGN.md): >= 200,000 tasks/s per pass; >= 20x.
 
@@ -99,6 +100,13 @@ def bench_adapt(repeat: int) -> None:
         t_b = best_of(lambda: bayes.adapt(X, y).predict(Xq, return_std=True), repeat, number)
         print(f"  MetaBayes.adapt(X, y).predict(Xq, return_std=True)        {t_b * 1e6:9.1f} us   "
               f"ratio {t_sk / t_b:5.1f}x")
+        if hasattr(bayes, "adapt_predict"):
+            t_bo = best_of(lambda: bayes.adapt_predict(X, y, Xq, return_std=True), repeat, number)
+            t_bm = best_of(lambda: bayes.adapt_predict(X, y, Xq), repeat, number)
+            print(f"  MetaBayes.adapt_predict(X, y, Xq, return_std=True)        {t_bo * 1e6:9.1f} us   "
+                  f"ratio {t_sk / t_bo:5.1f}x   (target >= 20x)")
+            print(f"  MetaBayes.adapt_predict(X, y, Xq)  (mean only)            {t_bm * 1e6:9.1f} us   "
+                  f"ratio {t_sk / t_bm:5.1f}x")
     else:
         print("  (mf.MetaBayes not available in this build: skipped)")
 

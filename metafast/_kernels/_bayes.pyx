@@ -289,15 +289,18 @@ def em_stats(
 
 
 # ---------------------------------------------------------------------------- predictive
-cdef int _task_predict(
-    int n, int nq, int m, const floating* PhiT, const floating* y, const floating* PhiqT,
+cdef int _task_condition(
+    int n, int m, const floating* PhiT, const floating* y,
     const floating* mu, const floating* Sigma, const floating* Sigma_inv, const floating* h,
-    floating s2, bint sigma_diag, floating* mt, floating* pmean, floating* pvar,
-    floating* W1, floating* W2, floating* v1, floating* Q,
+    floating s2, bint sigma_diag, floating* mt, floating* W1, floating* W2, floating* v1,
 ) noexcept nogil:
-    """Posterior of one task from its support rows and the predictive mean/variance at its query rows."""
-    cdef int i, k, status = 0
-    cdef double acc
+    """Posterior mean m_t of one task from its n support rows (n may be 0).
+
+    Leaves the factor the predictive and the posterior covariance need: dual (0 < n < m)
+    W1 = V^T = Sigma Phi^T L^{-T} (m x n); primal (n >= m) W1 = chol_L(A) (m x m).
+    Returns the jitter rounds, or -1 when the factorisation failed.
+    """
+    cdef int status = 0
     _copy(m, mu, mt)
     if n > 0 and n < m:
         status = _dual_factor(n, m, PhiT, Sigma, sigma_diag, s2, W1, W2)
@@ -315,9 +318,19 @@ cdef int _task_predict(
         _copy(m, h, mt)
         gemv(c'N', m, n, 1.0 / s2, PhiT, m, y, 1, 1.0, mt, 1)
         potrs(c'L', m, 1, W1, m, mt, m)
+    return status
+
+
+cdef void _task_predictive(
+    int n, int nq, int m, const floating* PhiqT, const floating* Sigma, floating s2, bint sigma_diag,
+    const floating* mt, const floating* W1, floating* pmean, floating* pvar, floating* Q,
+) noexcept nogil:
+    """Predictive mean phi^T m_t and variance (noise included) at nq query rows, from the
+    posterior left by ``_task_condition``.  Q: scratch of m * nq."""
+    cdef int i, k
+    cdef double acc
     if nq == 0:
-        return status
-    # predictive mean phi^T m_t
+        return
     gemv(c'T', m, nq, 1.0, PhiqT, m, mt, 1, 0.0, pmean, 1)
     if n >= m:
         # var = s2 + ||L_A^{-1} phi||^2
@@ -325,7 +338,7 @@ cdef int _task_predict(
         trsm(c'L', c'L', c'N', c'N', m, nq, 1.0, W1, m, Q, m)
         for k in range(nq):
             pvar[k] = s2 + dot(m, &Q[k * m], 1, &Q[k * m], 1)
-        return status
+        return
     # var = s2 + phi^T Sigma phi - ||V phi||^2
     if sigma_diag:
         for k in range(nq):
@@ -346,6 +359,18 @@ cdef int _task_predict(
         if pvar[k] < 0:
             pvar[k] = 0
         pvar[k] += s2
+
+
+cdef int _task_predict(
+    int n, int nq, int m, const floating* PhiT, const floating* y, const floating* PhiqT,
+    const floating* mu, const floating* Sigma, const floating* Sigma_inv, const floating* h,
+    floating s2, bint sigma_diag, floating* mt, floating* pmean, floating* pvar,
+    floating* W1, floating* W2, floating* v1, floating* Q,
+) noexcept nogil:
+    """Posterior of one task from its support rows and the predictive mean/variance at its query rows."""
+    cdef int status = _task_condition(n, m, PhiT, y, mu, Sigma, Sigma_inv, h, s2, sigma_diag, mt, W1, W2, v1)
+    if status >= 0:
+        _task_predictive(n, nq, m, PhiqT, Sigma, s2, sigma_diag, mt, W1, pmean, pvar, Q)
     return status
 
 
@@ -400,6 +425,227 @@ def predict_tasks(
         free(W2)
         free(v1)
         free(Q)
+
+
+# ---------------------------------------------------------------------------- one task (adapt)
+# MetaBayes.adapt / adapt_predict and BayesTaskRegressor.predict: one task per call, no threads,
+# float64 only (a plain double signature: no fused-type dispatch on this latency-bound path).
+# The prior is in standardised target units (y / y_scale); inputs and outputs are in the units of y.
+
+cdef int QUERY_BLOCK = 256   # query rows per block: the m x block scratch stays small
+
+
+cdef inline void _symmetrise_lower(int m, double* S) noexcept nogil:
+    """Copy the column-major lower triangle of the (m, m) matrix S into its upper triangle."""
+    cdef int i, j
+    for j in range(m):
+        for i in range(j + 1, m):
+            S[i * m + j] = S[j * m + i]
+
+
+cdef int _condition_scaled(
+    int n, int m, const double* PhiT, const double* y, double y_scale,
+    const double* mu, const double* Sigma, const double* Sigma_inv, const double* h,
+    double s2, bint sigma_diag, double* mt, double* ys, double* W1, double* W2, double* v1,
+) noexcept nogil:
+    """_task_condition on y / y_scale (copied into ys)."""
+    cdef int i
+    cdef double inv = 1.0 / y_scale
+    for i in range(n):
+        ys[i] = y[i] * inv
+    return _task_condition(n, m, PhiT, <const double*> ys, mu, Sigma, Sigma_inv, h, s2, sigma_diag,
+                           mt, W1, W2, v1)
+
+
+cdef void _posterior_cov(int n, int m, const double* Sigma, const double* W1, double* S) noexcept nogil:
+    """S = posterior covariance (m x m, both triangles) from the factor _task_condition left in W1:
+    Sigma - V^T V when n < m (Sigma when n = 0), A^{-1} from chol(A) otherwise."""
+    if n >= m:
+        _copy(m * m, W1, S)
+        potri(c'L', m, S, m)
+    else:
+        _copy(m * m, Sigma, S)
+        if n > 0:
+            syrk(c'L', c'N', m, n, -1.0, W1, m, 1.0, S, m)
+    _symmetrise_lower(m, S)
+
+
+cdef void _predict_from_cov(int nq, int m, const double* PhiqT, const double* coef, const double* S,
+                            double s2, bint with_std, double* pmean, double* pstd, double* Q) noexcept nogil:
+    """pmean = Phi_q coef; pstd = sqrt(max(phi^T S phi, 0) + s2), in blocks of QUERY_BLOCK rows
+    (Q: m * QUERY_BLOCK scratch)."""
+    cdef int k, k0 = 0, kb
+    cdef double var
+    if nq == 0:
+        return
+    gemv(c'T', m, nq, 1.0, PhiqT, m, coef, 1, 0.0, pmean, 1)
+    if not with_std:
+        return
+    while k0 < nq:
+        kb = min(QUERY_BLOCK, nq - k0)
+        gemm(c'N', c'N', m, kb, m, 1.0, S, m, &PhiqT[k0 * m], m, 0.0, Q, m)
+        for k in range(kb):
+            var = dot(m, &Q[k * m], 1, &PhiqT[(k0 + k) * m], 1)
+            pstd[k0 + k] = sqrt((var if var > 0 else 0.0) + s2)
+        k0 += kb
+
+
+cdef class OneTaskPrior:
+    """A fitted prior in float64 for the one-task kernels, in standardised target units (y /
+    y_scale).  Built once per fitted prior, so a call does not re-acquire six buffers."""
+    cdef const double[::1] mu              # (m,)
+    cdef const double[:, ::1] Sigma        # (m, m)
+    cdef const double[:, ::1] Sigma_inv    # (m, m)
+    cdef const double[::1] h               # (m,) Sigma^{-1} mu
+    cdef readonly double noise_var
+    cdef readonly bint sigma_diag
+    cdef readonly double y_scale
+    cdef readonly int m
+
+    def __init__(self, const double[::1] mu, const double[:, ::1] Sigma, const double[:, ::1] Sigma_inv,
+                 const double[::1] h, double noise_var, bint sigma_diag, double y_scale):
+        cdef int m = mu.shape[0]
+        if not (Sigma.shape[0] == Sigma.shape[1] == Sigma_inv.shape[0] == Sigma_inv.shape[1] == h.shape[0] == m):
+            raise ValueError("OneTaskPrior: mu, Sigma, Sigma_inv and h must have shapes (m,), (m, m), (m, m), (m,)")
+        if not (noise_var > 0 and y_scale > 0):
+            raise ValueError("OneTaskPrior: noise_var and y_scale must be > 0")
+        self.mu, self.Sigma, self.Sigma_inv, self.h = mu, Sigma, Sigma_inv, h
+        self.noise_var, self.sigma_diag, self.y_scale, self.m = noise_var, sigma_diag, y_scale, m
+
+
+cdef int _check_shapes(OneTaskPrior prior, int m, int n, int ny) except -1:
+    if m != prior.m or ny != n:
+        raise ValueError(f"one-task kernel: design has {m} columns for a prior of {prior.m}, "
+                         f"or y has {ny} values for {n} rows")
+    return 0
+
+
+cdef bint _all_finite(int n, const double* y) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        if not (y[i] - y[i] == 0):      # false for NaN and +-inf
+            return False
+    return True
+
+
+cdef double* _one_task_scratch(int n, int m, int nq):
+    """ys (n) | W1 (m*m) | W2 (m*m) | v1 (n) | Q (m * min(nq, QUERY_BLOCK)), or MemoryError."""
+    cdef int qb = nq if nq < QUERY_BLOCK else QUERY_BLOCK
+    cdef double* work = <double*> malloc((2 * n + 2 * m * m + m * qb + 1) * sizeof(double))
+    if work == NULL:
+        raise MemoryError("metafast: could not allocate the scratch of a one-task Bayesian kernel")
+    return work
+
+
+def adapt_one(
+    OneTaskPrior prior,                  # IN  the fitted prior (standardised units)
+    const double[:, ::1] Phi,            # IN  (n, m) support design of one task (n may be 0)
+    const double[::1] y,                 # IN  (n,) support targets, units of y
+    double[::1] coef,                    # OUT (m,) posterior mean of the weights, units of y
+    double[:, ::1] cov,                  # OUT (m, m) posterior covariance, units of y squared
+):
+    """One task's weight posterior N(coef, cov): dual form when n < m, primal otherwise (as
+    predict_tasks).  Returns the jitter rounds used, -1 when the factorisation failed, -2 when
+    y holds NaN or inf (nothing is computed)."""
+    cdef int n = Phi.shape[0], m = Phi.shape[1], i, status
+    _check_shapes(prior, m, n, y.shape[0])
+    cdef double y_scale = prior.y_scale, c2 = prior.y_scale * prior.y_scale
+    cdef double* work = _one_task_scratch(n, m, 0)
+    cdef double* ys = work
+    cdef double* W1 = ys + n
+    cdef double* W2 = W1 + m * m
+    cdef double* v1 = W2 + m * m
+    cdef double* S
+    with nogil:
+        if n > 0 and not _all_finite(n, &y[0]):
+            status = -2
+        else:
+            status = _condition_scaled(n, m, &Phi[0, 0] if n > 0 else NULL, &y[0] if n > 0 else NULL, y_scale,
+                                       &prior.mu[0], &prior.Sigma[0, 0], &prior.Sigma_inv[0, 0], &prior.h[0],
+                                       prior.noise_var, prior.sigma_diag, &coef[0], ys, W1, W2, v1)
+        if status >= 0:
+            _posterior_cov(n, m, &prior.Sigma[0, 0], W1, &cov[0, 0])
+            for i in range(m):
+                coef[i] *= y_scale
+            S = &cov[0, 0]
+            for i in range(m * m):
+                S[i] *= c2
+    free(work)
+    return status
+
+
+def adapt_predict(
+    OneTaskPrior prior,                  # IN  the fitted prior (standardised units)
+    const double[:, ::1] Phi,            # IN  (n, m) support design of one task (n may be 0)
+    const double[::1] y,                 # IN  (n,) support targets, units of y
+    const double[:, ::1] Phi_q,          # IN  (n_q, m) query design (n_q may be 0)
+    bint with_std,                       # IN  also the predictive std
+    double[::1] coef,                    # OUT (m,) posterior mean of the weights, units of y
+    double[::1] pred_mean,               # OUT (n_q,) predictive mean, units of y
+    double[::1] pred_std,                # OUT (n_q,) predictive std with noise (untouched unless with_std)
+):
+    """Condition one task on its support rows and predict its query rows, in one call.
+
+    The std goes through the m x m posterior covariance and one gemm per query block, which for
+    a handful of support points is cheaper than the Sigma and V products of predict_tasks.
+    Returns the jitter rounds used, -1 when the factorisation failed, -2 when y holds NaN or inf.
+    """
+    cdef int n = Phi.shape[0], m = Phi.shape[1], nq = Phi_q.shape[0], i, k, status
+    _check_shapes(prior, m, n, y.shape[0])
+    if Phi_q.shape[1] != m or pred_mean.shape[0] != nq or (with_std and pred_std.shape[0] != nq):
+        raise ValueError("adapt_predict: query design or outputs of the wrong shape")
+    cdef double y_scale = prior.y_scale
+    cdef double* work = _one_task_scratch(n, m, nq)
+    cdef double* ys = work
+    cdef double* W1 = ys + n
+    cdef double* W2 = W1 + m * m
+    cdef double* v1 = W2 + m * m
+    cdef double* Q = v1 + n
+    with nogil:
+        if n > 0 and not _all_finite(n, &y[0]):
+            status = -2
+        else:
+            status = _condition_scaled(n, m, &Phi[0, 0] if n > 0 else NULL, &y[0] if n > 0 else NULL, y_scale,
+                                       &prior.mu[0], &prior.Sigma[0, 0], &prior.Sigma_inv[0, 0], &prior.h[0],
+                                       prior.noise_var, prior.sigma_diag, &coef[0], ys, W1, W2, v1)
+        if status >= 0:
+            if with_std and nq > 0:
+                _posterior_cov(n, m, &prior.Sigma[0, 0], W1, W2)     # W2 = S (standardised units)
+            _predict_from_cov(nq, m, &Phi_q[0, 0] if nq > 0 else NULL, &coef[0], W2, prior.noise_var, with_std,
+                              &pred_mean[0] if nq > 0 else NULL, &pred_std[0] if (nq > 0 and with_std) else NULL, Q)
+            for i in range(m):
+                coef[i] *= y_scale
+            for k in range(nq):
+                pred_mean[k] *= y_scale
+            if with_std:
+                for k in range(nq):
+                    pred_std[k] *= y_scale
+    free(work)
+    return status
+
+
+def predict_one(
+    const double[:, ::1] Phi_q,          # IN  (n_q, m) query design
+    const double[::1] coef,              # IN  (m,) posterior mean of the weights
+    const double[:, ::1] cov,            # IN  (m, m) posterior covariance (symmetric)
+    double noise_var,                    # IN  same units as cov
+    bint with_std,                       # IN
+    double[::1] pred_mean,               # OUT (n_q,) Phi_q coef
+    double[::1] pred_std,                # OUT (n_q,) sqrt(max(phi^T cov phi, 0) + noise_var) (if with_std)
+):
+    """Posterior predictive of a fitted one-task posterior N(coef, cov)."""
+    cdef int nq = Phi_q.shape[0], m = Phi_q.shape[1]
+    cdef int qb = nq if nq < QUERY_BLOCK else QUERY_BLOCK
+    cdef double* Q
+    if nq == 0:
+        return
+    Q = <double*> malloc((m * qb + 1) * sizeof(double))
+    if Q == NULL:
+        raise MemoryError("metafast: could not allocate the scratch of predict_one")
+    with nogil:
+        _predict_from_cov(nq, m, &Phi_q[0, 0], &coef[0], &cov[0, 0], noise_var, with_std,
+                          &pred_mean[0], &pred_std[0] if with_std else NULL, Q)
+    free(Q)
 
 
 # ---------------------------------------------------------------------------- gradient w.r.t. Phi

@@ -15,7 +15,8 @@ from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
-from metafast._validation import check_positive_float, check_X, check_y
+from metafast._kernels import _bayes
+from metafast._validation import check_positive_float, check_y
 
 
 def gaussian_condition(Phi: np.ndarray, y: np.ndarray, mean: np.ndarray, cov: np.ndarray,
@@ -46,6 +47,20 @@ def gaussian_condition(Phi: np.ndarray, y: np.ndarray, mean: np.ndarray, cov: np
     new_cov = cov - gain @ B
     new_cov = 0.5 * (new_cov + new_cov.T)
     return new_mean, new_cov
+
+
+def as_f64(A: np.ndarray) -> np.ndarray:
+    """A as a C-contiguous float64 array (no copy when it already is one)."""
+    return A if (A.dtype == np.float64 and A.flags.c_contiguous) else np.ascontiguousarray(A, dtype=np.float64)
+
+
+def fast_y(y, n: int, name: str = "y", finite_checked_by_caller: bool = False) -> np.ndarray:
+    """check_y, with a fast path for an already valid float64 C-contiguous vector of n values
+    (whose finiteness the caller may check itself, e.g. in the kernel that reads it)."""
+    if (type(y) is np.ndarray and y.dtype == np.float64 and y.ndim == 1 and y.shape[0] == n
+            and y.flags.c_contiguous and (finite_checked_by_caller or np.isfinite(y).all())):
+        return y
+    return check_y(y, name, n_samples=n)
 
 
 class BayesTaskRegressor(RegressorMixin, BaseEstimator):
@@ -96,9 +111,9 @@ class BayesTaskRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("prior_mean and prior_covariance must be finite")
         return mean, cov
 
-    def _design(self, X, name: str = "X") -> np.ndarray:
-        Xc = check_X(X, name, n_features=self.basis.n_features_in_)
-        return np.asarray(self.basis.design(Xc), dtype=np.float64)
+    def _design(self, X) -> np.ndarray:
+        # the basis validates X (2-D, numeric, finite, its number of features) in design()
+        return as_f64(self.basis.design(X))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
@@ -116,13 +131,26 @@ class BayesTaskRegressor(RegressorMixin, BaseEstimator):
         self.n_samples_seen_ = int(Phi.shape[0])
         return self
 
+    def _set_posterior(self, coef: np.ndarray, covariance: np.ndarray, n_samples: int) -> "BayesTaskRegressor":
+        """Install a posterior computed elsewhere (MetaBayes.adapt's kernel) as the fitted state.
+
+        The caller guarantees what ``fit`` would check: a fitted basis and a prior of the right
+        shapes whose posterior after ``n_samples`` points is N(coef, covariance).
+        """
+        self.coef_ = coef
+        self.covariance_ = covariance
+        self.noise_var_ = float(self.noise_var)
+        self.n_features_in_ = self.basis.n_features_in_
+        self.n_samples_seen_ = int(n_samples)
+        return self
+
     def update(self, X, y) -> "BayesTaskRegressor":
         """Refine the posterior with new points (rank-k update, O(m^2) per single point).
 
         Equal (to round-off) to refitting on all points seen so far.
         """
         self._check_fitted()
-        Phi = self._design(X, "X")
+        Phi = self._design(X)
         yc = check_y(y, "y", n_samples=Phi.shape[0])
         self.coef_, self.covariance_ = gaussian_condition(Phi, yc, self.coef_, self.covariance_, self.noise_var_)
         self.n_samples_seen_ += int(Phi.shape[0])
@@ -132,11 +160,11 @@ class BayesTaskRegressor(RegressorMixin, BaseEstimator):
         """Posterior predictive mean (and std, observation noise included) at X."""
         self._check_fitted()
         Phi = self._design(X)
-        mean = Phi @ self.coef_
-        if not return_std:
-            return mean
-        var = np.einsum("ij,ij->i", Phi @ self.covariance_, Phi)
-        return mean, np.sqrt(np.maximum(var, 0.0) + self.noise_var_)
+        mean = np.empty(Phi.shape[0])
+        std = np.empty(Phi.shape[0] if return_std else 0)
+        _bayes.predict_one(Phi, as_f64(self.coef_), as_f64(self.covariance_), self.noise_var_, bool(return_std),
+                           mean, std)
+        return (mean, std) if return_std else mean
 
     def sample_weights(self, n_samples: int = 1, random_state=None) -> np.ndarray:
         """Draws (n_samples, m) from the weight posterior (e.g. for Thompson sampling)."""
