@@ -223,3 +223,11 @@ def test_demo_creates_the_folder_of_its_plot(tmp_path, capsys):
     assert main(["demo", "--quick", "-q", "--out", str(tmp_path / "new" / "d.png")]) == 0
     assert (tmp_path / "new" / "d.png").exists()
     assert capsys.readouterr().out.startswith("family")  # -q: no heading
+
+
+def test_demo_reports_the_png_it_really_writes(tmp_path):
+    from metafast.bench.plots import _save
+    from matplotlib.figure import Figure
+
+    written = _save(Figure(), tmp_path / "fits")
+    assert written == tmp_path / "fits.png" and written.exists()

@@ -22,6 +22,16 @@ class PlotUnavailable(ImportError):
     """matplotlib is not installed; the message says how to get it."""
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Write ``fig`` as PNG and return the file really written (matplotlib adds ".png" to a
+    path without a suffix)."""
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def _figure(width: float, height: float):
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -72,8 +82,7 @@ def plot_error_vs_shots(results: Results, path: str | Path, metric: str = "mse")
             labels.setdefault(label, handle)
     if labels:
         fig.legend(list(labels.values()), list(labels), loc="outside right center", fontsize="small")
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_fit_time_vs_tasks(results: Results, path: str | Path) -> Path:
@@ -91,8 +100,7 @@ def plot_fit_time_vs_tasks(results: Results, path: str | Path) -> Path:
     ax.set_ylabel("fit seconds")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_results(results: Results, out_dir: str | Path) -> list[Path]:
@@ -149,5 +157,4 @@ def plot_task_fits(tasks, models: dict, path: str | Path, truth=None, task_ids: 
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize="small")
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return _save(fig, path)
