@@ -227,7 +227,8 @@ def test_demo_creates_the_folder_of_its_plot(tmp_path, capsys):
 
 def test_demo_reports_the_png_it_really_writes(tmp_path):
     from metafast.bench.plots import _save
-    from matplotlib.figure import Figure
+
+    Figure = pytest.importorskip("matplotlib.figure").Figure
 
     written = _save(Figure(), tmp_path / "fits")
     assert written == tmp_path / "fits.png" and written.exists()
