@@ -32,3 +32,19 @@ def test_weighted_sum_tasks_matches_per_task_reference(rng):
     out = B.weighted_sum_tasks(ts.X_query, ts.query_offsets, W)
     ref = np.concatenate([B.design(ts[t].X_query) @ W[t] for t in range(7)])
     np.testing.assert_allclose(out, ref, rtol=1e-12)
+
+
+def test_generic_weighted_sum_tasks_rejects_non_finite_weights(rng):
+    class Plain(mf.basis.BasisFamily):
+        def __init__(self, n_basis=3):
+            self.n_basis = n_basis
+
+        def design(self, X):
+            return np.repeat(X[:, :1], self.n_basis, axis=1)
+
+    B = Plain().fit(np.zeros((2, 1)))
+    W = np.ones((1, 3))
+    W[0, 1] = np.nan
+    with pytest.raises(ValueError, match="'W'.*NaN"):
+        B.weighted_sum_tasks(np.ones((4, 1)), [0, 4], W)
+    np.testing.assert_allclose(B.weighted_sum(np.arange(2500.0)[:, None], np.ones(3)), 3 * np.arange(2500.0))

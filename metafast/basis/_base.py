@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
-from metafast._validation import check_weights, check_X, float_dtype_of
+from metafast._validation import check_finite, check_weights, check_X
 
 ROW_BLOCK = 1024  # rows of the design matrix materialised at a time by the generic sums
 
@@ -136,11 +136,8 @@ class BasisFamily(TransformerMixin, BaseEstimator):
         Xc = self._check_input(X)
         W = check_weights(w, self.n_basis, "w", dtype=Xc.dtype)
         out = np.empty((Xc.shape[0],) + W.shape[1:], dtype=Xc.dtype)
-        design = type(self).design.__wrapped__ if hasattr(type(self).design, "__wrapped__") else None
-        for start in range(0, Xc.shape[0], ROW_BLOCK):
-            block = Xc[start:start + ROW_BLOCK]
-            Phi = design(self, block) if design is not None else self.design(block)
-            out[start:start + block.shape[0]] = np.asarray(Phi, dtype=Xc.dtype) @ W
+        for start, Phi in self._design_blocks(Xc):
+            out[start:start + Phi.shape[0]] = Phi @ W
         return out
 
     def weighted_sum_tasks(self, X, offsets, W) -> np.ndarray:
@@ -160,14 +157,23 @@ class BasisFamily(TransformerMixin, BaseEstimator):
                 f"({offsets.shape[0] - 1}, {self.n_basis}); got {W.shape}"
             )
         W = np.ascontiguousarray(W, dtype=Xc.dtype)
+        check_finite(W, "W")
         out = np.empty(Xc.shape[0], dtype=Xc.dtype)
-        design = type(self).design.__wrapped__ if hasattr(type(self).design, "__wrapped__") else None
+        for start, Phi in self._design_blocks(Xc):
+            _tasksum.rows_dot_task_weights(Phi, offsets, W, start, out[start:start + Phi.shape[0]])
+        return out
+
+    def _design_blocks(self, Xc: np.ndarray):
+        """(start, Phi) for consecutive ``ROW_BLOCK``-row blocks of an already validated X.
+
+        Calls the family's own design (unwrapped: X was validated once for the whole call), so
+        the generic sums never hold more than ROW_BLOCK x m of the design matrix.
+        """
+        design = getattr(type(self).design, "__wrapped__", None)
         for start in range(0, Xc.shape[0], ROW_BLOCK):
             block = Xc[start:start + ROW_BLOCK]
             Phi = design(self, block) if design is not None else self.design(block)
-            Phi = np.ascontiguousarray(Phi, dtype=Xc.dtype)
-            _tasksum.rows_dot_task_weights(Phi, offsets, W, start, out[start:start + block.shape[0]])
-        return out
+            yield start, np.ascontiguousarray(Phi, dtype=Xc.dtype)
 
     # ------------------------------------------------------------------ meta-learning hooks
     def learnable_params(self) -> dict[str, np.ndarray]:
@@ -208,6 +214,11 @@ class BasisFamily(TransformerMixin, BaseEstimator):
         return BaseEstimator.__repr__(self, N_CHAR_MAX)
 
 
+# a family that needs no data-dependent set-up may omit fit: the inherited one validates X and
+# marks the family fitted like any subclass's own fit
+BasisFamily.fit = _wrap_fit(BasisFamily.fit)
+
+
 def _check_offsets(offsets: Any, n_rows: int) -> np.ndarray:
     off = np.asarray(offsets)
     if off.ndim != 1 or off.shape[0] < 1 or off.dtype.kind not in "iu":
@@ -220,7 +231,3 @@ def _check_offsets(offsets: Any, n_rows: int) -> np.ndarray:
         )
     return off
 
-
-def dtype_for(X: np.ndarray) -> np.dtype:
-    """Computation dtype of an input: float32 stays float32, the rest is float64."""
-    return float_dtype_of(X)
