@@ -52,6 +52,30 @@ def iter_task_chunks(tasks: Any, name: str = "tasks") -> Iterable[TaskSet]:
         yield chunk
 
 
+TRAIN_ROWS = ("all", "support")
+
+
+def check_train_rows(train_rows: str) -> str:
+    """Validate a learner's ``train_rows`` parameter ("all" or "support")."""
+    if train_rows not in TRAIN_ROWS:
+        raise ValueError(f"parameter 'train_rows' must be one of {TRAIN_ROWS}; got {train_rows!r}")
+    return train_rows
+
+
+def training_view(chunk: TaskSet, train_rows: str) -> TaskSet:
+    """The rows a learner meta-trains on: with ``train_rows="all"`` (the default of every learner)
+    each task's support and query rows together, as its support; with ``"support"`` the chunk as
+    given (the old behaviour, or a learner that uses the split on purpose)."""
+    return chunk.all_rows() if check_train_rows(train_rows) == "all" else chunk
+
+
+def training_chunks(tasks: Any, train_rows: str, name: str = "tasks") -> Iterable[TaskSet]:
+    """:func:`iter_task_chunks` with every chunk turned into its :func:`training_view`."""
+    check_train_rows(train_rows)
+    for chunk in iter_task_chunks(tasks, name):
+        yield training_view(chunk, train_rows)
+
+
 def per_task_mean(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Mean of ``values`` over each task's rows (offsets (T+1,)); NaN-free: empty tasks give 0
     and are excluded by the caller through ``offsets``."""

@@ -230,6 +230,29 @@ class TaskSet:
             self.X_query.astype(dtype), self.y_query.copy(), self.query_offsets.copy(), info=self.info,
         )
 
+    def all_rows(self) -> "TaskSet":
+        """Every labelled row of each task as its support, with an empty query.
+
+        Task t's support becomes its support rows followed by its query rows, so a learner that
+        meta-trains on the support sees all the labelled data (the default of every learner:
+        see ``train_rows``).  Rows are gathered in one vectorised step; ``info`` is shared.
+        """
+        if self.X_query.shape[0] == 0:
+            return self
+        s_sizes, q_sizes = self.support_sizes, self.query_sizes
+        off = _offsets_from_sizes(s_sizes + q_sizes)
+        # row r of the merged task t: support row if r - off[t] < s_sizes[t], else a query row
+        s_pos = np.repeat(off[:-1], s_sizes) + (np.arange(self.X_support.shape[0]) -
+                                                np.repeat(self.support_offsets[:-1], s_sizes))
+        q_pos = np.repeat(off[:-1] + s_sizes, q_sizes) + (np.arange(self.X_query.shape[0]) -
+                                                          np.repeat(self.query_offsets[:-1], q_sizes))
+        n, d = int(off[-1]), self.n_features
+        X = np.empty((n, d), dtype=self.dtype)
+        X[s_pos], X[q_pos] = self.X_support, self.X_query
+        y = np.empty(n, dtype=self.y_support.dtype)
+        y[s_pos], y[q_pos] = self.y_support, self.y_query
+        return TaskSet(X, y, off, X[:0], y[:0], np.zeros_like(off), info=self.info, _copy_info=False)
+
     @property
     def is_classification(self) -> bool:
         """True when the targets are integer class labels."""
