@@ -81,10 +81,10 @@ def test_log_evidence_is_the_gaussian_marginal_of_the_final_prior(rng):
     tasks = hierarchy(rng, 12, m, [1, 4, 5], np.ones(m), np.eye(m), 0.3)
     model = quiet_fit(MetaBayes(basis=basis(m), max_iter=5, tol=0), tasks)
     ll = 0.0
-    for t in tasks:
-        P = t.X_support
+    for t in tasks:            # every labelled row of a task: support and query (train_rows="all")
+        P, y = np.concatenate([t.X_support, t.X_query]), np.concatenate([t.y_support, t.y_query])
         ll += multivariate_normal(P @ model.mean_, P @ model.covariance_ @ P.T
-                                  + model.noise_var_ * np.eye(len(P))).logpdf(t.y_support)
+                                  + model.noise_var_ * np.eye(len(P))).logpdf(y)
     np.testing.assert_allclose(model.log_evidence_[-1], ll, rtol=1e-9)
 
 

@@ -35,7 +35,8 @@ def envelope_objective(h, tasks, basis, lam, d=None):
 def test_closed_form_mean_minimises_envelope(hier):
     tasks, _ = hier
     model = mf.MetaRidge(basis=Identity(3).fit(tasks.X_support), alphas=0.5).fit(tasks)
-    f = lambda h: envelope_objective(h, tasks, model.basis_, 0.5)
+    # the default fit uses every labelled row: support and query rows together
+    f = lambda h: envelope_objective(h, tasks.all_rows(), model.basis_, 0.5)
     res = minimize(f, np.zeros(3), method="BFGS", options={"gtol": 1e-10})
     np.testing.assert_allclose(model.prior_mean_, res.x, atol=1e-5)
     assert f(model.prior_mean_) <= res.fun + 1e-9
@@ -56,8 +57,9 @@ def test_alpha_chosen_by_explicit_leave_one_out(hier):
     for a in alphas:
         h = mf.MetaRidge(basis=basis, alphas=a).fit(tasks).prior_mean_
         per_task = []
-        for t in range(len(tasks)):
-            P, y = tasks[t].X_support, tasks[t].y_support
+        merged = tasks.all_rows()          # LOO runs over every labelled row (train_rows="all")
+        for t in range(len(merged)):
+            P, y = merged[t].X_support, merged[t].y_support
             e = [y[i] - P[i] @ np.linalg.solve(P[np.arange(len(y)) != i].T @ P[np.arange(len(y)) != i]
                                                + a * np.eye(3),
                                                P[np.arange(len(y)) != i].T @ y[np.arange(len(y)) != i]

@@ -76,6 +76,31 @@ def training_chunks(tasks: Any, train_rows: str, name: str = "tasks") -> Iterabl
         yield training_view(chunk, train_rows)
 
 
+class TrainingStream:
+    """A re-iterable stream of TaskSet chunks seen through :func:`training_view`: each pass
+    over it is a pass over the underlying stream (so a regenerating stream stays bounded in
+    memory)."""
+
+    def __init__(self, stream: Any, train_rows: str):
+        self.stream = stream
+        self.train_rows = check_train_rows(train_rows)
+
+    def __iter__(self):
+        return training_chunks(self.stream, self.train_rows)
+
+
+def training_source(tasks: Any, train_rows: str) -> Any:
+    """``tasks`` as a learner meta-trains on them, of the same kind: a TaskSet gives a TaskSet,
+    a list of chunks a list, any other re-iterable a :class:`TrainingStream`.  (One-shot
+    iterators are for the caller to reject or consume first.)"""
+    check_train_rows(train_rows)
+    if isinstance(tasks, TaskSet):
+        return training_view(check_tasks(tasks), train_rows)
+    if isinstance(tasks, (list, tuple)):
+        return list(training_chunks(tasks, train_rows))
+    return TrainingStream(tasks, train_rows)
+
+
 def per_task_mean(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Mean of ``values`` over each task's rows (offsets (T+1,)); NaN-free: empty tasks give 0
     and are excluded by the caller through ``offsets``."""

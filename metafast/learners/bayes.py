@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_limits
 
 from metafast._kernels import _bayes
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
-from metafast.learners._base import MetaLearner, check_tasks, iter_task_chunks
+from metafast.learners._base import (MetaLearner, check_tasks, check_train_rows, iter_task_chunks, training_source,
+                                     training_view)
 from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, estep, log_prior, mstep
 from metafast.learners._bayes_task import BayesTaskRegressor, as_f64, fast_y
 from metafast.parallel import effective_n_threads
@@ -97,6 +98,11 @@ class MetaBayes(MetaLearner):
         the objective does not decrease, else the plain EM step is taken and eta resets to 1.
         Monotone like plain EM; far fewer iterations when EM crawls (e.g. noise-free tasks).
         Not used by partial_fit.
+    train_rows : {"all", "support"}
+        The rows of each training task that meta-training uses.  "all" (default): support and
+        query rows together, since the evidence-based fit has no use for the split and every
+        labelled row sharpens the prior; "support": the support rows only (the behaviour of
+        metafast 0.1, or to hold the query rows out).
     random_state : int, Generator or None
         Used by the mixture prior; the single-Gaussian EM is deterministic.
     verbose : int
@@ -119,7 +125,8 @@ class MetaBayes(MetaLearner):
     def __init__(self, basis=None, covariance: str = "full", n_components=1, max_iter: int = 200,
                  tol: float = 1e-5, prior_weight: float = 1.0, prior_scale="auto", learn_basis: bool = False,
                  basis_max_iter: int = 10, basis_rounds: int = 10, n_init: int = 1, n_jobs=None,
-                 backend: str = "threads", overrelax: bool = True, random_state=None, verbose: int = 0):
+                 backend: str = "threads", overrelax: bool = True, train_rows: str = "all",
+                 random_state=None, verbose: int = 0):
         self.basis = basis
         self.covariance = covariance
         self.n_components = n_components
@@ -134,6 +141,7 @@ class MetaBayes(MetaLearner):
         self.n_jobs = n_jobs
         self.backend = backend
         self.overrelax = overrelax
+        self.train_rows = train_rows
         self.random_state = random_state
         self.verbose = verbose
 
@@ -152,22 +160,28 @@ class MetaBayes(MetaLearner):
         check_positive_int(self.basis_max_iter, "basis_max_iter")
         check_positive_int(self.basis_rounds, "basis_rounds", minimum=0)
         check_positive_int(self.n_init, "n_init")
+        check_train_rows(self.train_rows)
         if self.backend not in ("threads", "dask"):
             raise ValueError(f"parameter 'backend' must be 'threads' or 'dask'; got {self.backend!r}")
         check_positive_int(self.verbose, "verbose", minimum=0) if not isinstance(self.verbose, bool) else None
         self._n_threads = effective_n_threads(self.n_jobs)
 
-    @staticmethod
-    def _chunk_source(tasks):
-        """(list-or-reiterable of chunks, first chunk); rejects one-shot iterators."""
+    def _chunk_source(self, tasks):
+        """(list-or-reiterable of training chunks, first chunk); rejects one-shot iterators.
+
+        The chunks are the rows EM trains on (``train_rows``): by default each task's support
+        and query rows together.
+        """
         if isinstance(tasks, TaskSet):
-            return [check_tasks(tasks)], check_tasks(tasks)
+            ts = training_view(check_tasks(tasks), self.train_rows)
+            return [ts], ts
         if hasattr(tasks, "__iter__") and iter(tasks) is tasks:
             raise TypeError(
                 "argument 'tasks' is a one-shot iterator, but EM passes over the tasks once per "
                 "iteration: pass a TaskSet, a list of TaskSet chunks or a re-iterable stream "
                 "(mf.tasks.stream), or feed chunks one at a time to partial_fit"
             )
+        tasks = training_source(tasks, self.train_rows)
         first = next(iter(iter_task_chunks(tasks)), None)
         if first is None:
             raise ValueError("argument 'tasks' holds no TaskSet chunks")
@@ -481,7 +495,7 @@ class MetaBayes(MetaLearner):
     def _fit_mixture(self, tasks) -> "MetaBayes":
         from metafast.learners._mixture import MixturePrior
 
-        ts = check_tasks(tasks)
+        ts = training_view(check_tasks(tasks), self.train_rows)
         self.basis_ = self._init_basis(ts, default="rbf", n_basis=40)
         Phi = np.ascontiguousarray(self.basis_.design(ts.X_support))
         y = np.asarray(ts.y_support, dtype=np.float64)

@@ -25,7 +25,7 @@ from sklearn.exceptions import NotFittedError
 from metafast._kernels import _ridge
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
 from metafast.basis._base import BasisFamily
-from metafast.learners._base import MetaLearner, check_tasks, iter_task_chunks
+from metafast.learners._base import MetaLearner, check_tasks, check_train_rows, iter_task_chunks, training_view
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
@@ -137,6 +137,13 @@ class MetaRidge(MetaLearner):
         Optimise the basis's learnable parameters, log alpha and h jointly on the held-out
         loss (query sets, or LOO on the support sets when tasks have no query points).
     max_iter, tol : L-BFGS iterations and tolerance of the metric / basis optimisation.
+    train_rows : {"all", "support"}
+        Rows of each training task behind the closed-form statistics (envelope mean h, LOO
+        choice of alpha, the metric): "all" (default) uses support and query rows together;
+        "support" the support rows only.  The held-out objectives use the support/query split
+        on purpose, whatever this says: ``cv="query"`` (scores alpha on the query sets),
+        ``mean="split"`` (transfer risk) and ``learn_basis=True`` (query loss after adapting on
+        the support).
     n_jobs : threads of the kernels (None = all cores).
     random_state : MetaRidge is deterministic; accepted for API uniformity.
     verbose : int; > 0 shows a progress bar on the iterative fits.
@@ -151,7 +158,7 @@ class MetaRidge(MetaLearner):
     def __init__(self, basis=None, *, alphas=DEFAULT_ALPHAS, cv: str = "loo", mean: str = "envelope",
                  metric: str | None = None,
                  learn_basis: bool = False, max_iter: int = 100, tol: float = 1e-6,
-                 n_jobs: int | None = None, random_state=None, verbose: int = 0):
+                 train_rows: str = "all", n_jobs: int | None = None, random_state=None, verbose: int = 0):
         self.basis = basis
         self.alphas = alphas
         self.cv = cv
@@ -160,6 +167,7 @@ class MetaRidge(MetaLearner):
         self.learn_basis = learn_basis
         self.max_iter = max_iter
         self.tol = tol
+        self.train_rows = train_rows
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -169,7 +177,7 @@ class MetaRidge(MetaLearner):
         """Meta-train on a TaskSet or a stream (iterable) of TaskSet chunks."""
         alphas = self._check_params()
         self._n_threads = effective_n_threads(self.n_jobs)
-        source = _TaskSource(tasks)
+        source = _TaskSource(tasks, self.train_rows)
         first = source.first
         _check_regression(first)
         self.basis_ = self._init_basis(first)
@@ -217,6 +225,7 @@ class MetaRidge(MetaLearner):
                              "closed-form mean: use mean='envelope' with it")
         check_positive_int(self.max_iter, "max_iter")
         check_positive_float(self.tol, "tol")
+        check_train_rows(self.train_rows)
         return alphas
 
     # ------------------------------------------------------------------ closed-form h and alpha
@@ -270,7 +279,7 @@ class MetaRidge(MetaLearner):
         m = self.basis_.n_basis
         A = np.zeros((alphas.size, m, m)); b = np.zeros((alphas.size, m)); n_tasks = 0
         Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
-        for chunk in source.chunks(progress=self.verbose, what="split statistics"):
+        for chunk in source.chunks(progress=self.verbose, what="split statistics", split=True):
             _check_regression(chunk)
             Phi = self._design(self.basis_, chunk.X_support)
             Phiq = self._design(self.basis_, chunk.X_query)
@@ -290,7 +299,7 @@ class MetaRidge(MetaLearner):
     def _query_scores(self, source, alphas, hs, s) -> np.ndarray:
         """Mean over tasks of the query MSE after adapting on the support set, for each alpha."""
         total = np.zeros(alphas.size); n_tasks = 0
-        for chunk in source.chunks(progress=self.verbose, what="query scores"):
+        for chunk in source.chunks(progress=self.verbose, what="query scores", split=True):
             Phi = self._design(self.basis_, chunk.X_support)
             Phiq = self._design(self.basis_, chunk.X_query)
             y, yq = _as_f64(chunk.y_support), _as_f64(chunk.y_query)
@@ -420,7 +429,7 @@ class MetaRidge(MetaLearner):
             g_theta = {k: np.zeros(sh) for k, sh in zip(keys, shapes)}
             g_lam = 0.0
             g_h = np.zeros(m)
-            for chunk in source.chunks():
+            for chunk in source.chunks(split=True):
                 Phi = self._design(basis, chunk.X_support)
                 y = _as_f64(chunk.y_support)
                 off = chunk.support_offsets
@@ -528,7 +537,8 @@ class _TaskSource:
     closed-form fit and gives a clear error for the fits that need several passes.
     """
 
-    def __init__(self, tasks: Any):
+    def __init__(self, tasks: Any, train_rows: str = "all"):
+        self.train_rows = check_train_rows(train_rows)
         if isinstance(tasks, TaskSet):
             check_tasks(tasks)
         elif not hasattr(tasks, "__iter__"):
@@ -542,7 +552,9 @@ class _TaskSource:
         if self.first is None:
             raise ValueError("argument 'tasks' holds no tasks")
 
-    def chunks(self, progress: int = 0, what: str = "") -> Iterable[TaskSet]:
+    def chunks(self, progress: int = 0, what: str = "", split: bool = False) -> Iterable[TaskSet]:
+        """Each non-empty chunk once; as training rows (``train_rows``) unless ``split`` asks
+        for the support/query split as given (the held-out objectives)."""
         if self._one_shot:
             if self._passes > 0:
                 raise ValueError(
@@ -557,14 +569,14 @@ class _TaskSource:
         bar = None if isinstance(self._tasks, TaskSet) else _progress(progress, None, what)
         for c in it:
             if len(c):
-                yield c
+                yield c if split else training_view(c, self.train_rows)
                 if bar is not None:
                     bar.update(1)
         if bar is not None:
             bar.close()
 
     def all_have_queries(self) -> bool:
-        return all(bool(np.all(np.diff(c.query_offsets) > 0)) for c in self.chunks())
+        return all(bool(np.all(np.diff(c.query_offsets) > 0)) for c in self.chunks(split=True))
 
     def n_tasks(self) -> int:
         return sum(len(c) for c in self.chunks())
