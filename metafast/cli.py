@@ -5,6 +5,9 @@
     metafast plugins                            installed plugins and what they provide
     metafast basis [NAME]                       basis families: parameters and one-line descriptions
     metafast tasks [NAME]                       task loaders, likewise
+    metafast fit TABLE.csv --group G --target Y -o MODEL   meta-train on a table (see cli_table)
+    metafast predict MODEL TABLE.csv -o OUT.csv            predict its empty targets
+    metafast info MODEL                                    what a model file holds
 
 Unknown commands, suites or names exit with status 2 and the valid choices; a benchmark in
 which some case failed exits with status 1 after reporting everything else.
@@ -207,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the task samples (default: 0)")
     p.set_defaults(func=cmd_bench, parser=p)
 
+    from metafast.cli_table import add_table_commands
+
+    add_table_commands(sub, common)
     p = sub.add_parser("plugins", help="installed plugins and what they provide")
     p.set_defaults(func=cmd_plugins, parser=p)
     p = sub.add_parser("basis", help="basis families with their parameters")

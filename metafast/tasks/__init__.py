@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from metafast.tasks._episodes import DIGITS_TEST_CLASSES, DIGITS_TRAIN_CLASSES, episodes
 from metafast.tasks._frames import from_csv, from_frame
+from metafast.tasks._groups import split_groups
 from metafast.tasks._split import split_classes, split_tasks
 from metafast.tasks._stream import TaskStream, stream
 from metafast.tasks._taskset import Task, TaskSet
@@ -55,6 +56,6 @@ def concatenate(tasksets) -> TaskSet:
 
 __all__ = [
     "Task", "TaskSet", "TaskStream", "available", "load", "stream", "concatenate",
-    "from_frame", "from_csv", "episodes", "split_tasks", "split_classes",
+    "from_frame", "from_csv", "episodes", "split_tasks", "split_classes", "split_groups",
     "true_function", "oracle", "noise_free", "DIGITS_TRAIN_CLASSES", "DIGITS_TEST_CLASSES",
 ]

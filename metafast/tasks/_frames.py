@@ -2,7 +2,9 @@
 
 Every row of a group goes into its task: ``n_support`` rows drawn at random (reproducibly for
 ``seed``) form the support set and the rest the query set (or exactly ``n_query`` of the rest
-when given).  Order, documented so nothing is silently reordered: tasks follow the order in
+when given).  ``n_support=None`` puts every row of a group in the support and leaves the query
+empty: whole groups as training tasks (learners meta-train on every labelled row; hold groups
+out for testing with :func:`metafast.tasks.split_groups`).  Order, documented so nothing is silently reordered: tasks follow the order in
 which their group first appears in the frame; inside the support and the query sets rows keep
 their frame order.  ``info`` holds ``group`` (the key, a tuple for several group columns) and
 ``support_rows`` / ``query_rows`` (positions in the frame, for ``df.iloc``), and, when
@@ -55,14 +57,15 @@ def _key(v):
 
 
 def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], target: str,
-               n_support: int, n_query: int | None = None, seed: Any = 0, *,
+               n_support: int | None, n_query: int | None = None, seed: Any = 0, *,
                drop_small: bool = False, dropna: bool = False, dtype=None) -> TaskSet:
     """One task per group of ``df``: features -> X, target -> y.
 
     Errors name the column, the group and the row: a missing column, a non-numeric feature or
     target, NaN/inf values (or ``dropna=True``: such rows are dropped and counted in a warning),
     groups with fewer than ``n_support + max(n_query, 1)`` rows (or ``drop_small=True``: such
-    groups are dropped and counted in a warning).  An integer target gives int64 class labels,
+    groups are dropped and counted in a warning).  ``n_support=None``: whole groups, every row
+    in the support, no query rows (``n_query`` must then be None).  An integer target gives int64 class labels,
     a float target float y.  ``dtype`` forces X's float dtype (default: float32 only when every
     feature column is float32).
     """
@@ -81,7 +84,14 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
         )
     if target in feats or target in groups or set(feats) & set(groups):
         raise ValueError("the group, feature and target columns must be different columns")
-    n_support = check_positive_int(n_support, "n_support")
+    whole_groups = n_support is None
+    if whole_groups:
+        if n_query is not None:
+            raise ValueError("n_support=None puts every row of a group in the support: n_query "
+                             f"must then be None (got {n_query!r})")
+        n_support = 0
+    else:
+        n_support = check_positive_int(n_support, "n_support")
     if n_query is not None:
         n_query = check_positive_int(n_query, "n_query")
 
@@ -138,7 +148,7 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
                       "group keys (dropna=True)", UserWarning, stacklevel=2)
 
     sizes = np.bincount(codes[keep], minlength=len(keys))
-    need = n_support + (n_query if n_query is not None else 1)
+    need = 1 if whole_groups else n_support + (n_query if n_query is not None else 1)
     small = np.flatnonzero(sizes < need)
     if small.size:
         if not drop_small:
@@ -146,7 +156,7 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
             more = f" and {small.size - 5} more" if small.size > 5 else ""
             raise ValueError(
                 f"{small.size} group{'s' if small.size > 1 else ''} ha{'ve' if small.size > 1 else 's'} fewer "
-                f"than n_support + {'n_query' if n_query is not None else '1 query row'} = {need} rows: "
+                f"than {'1 labelled row' if whole_groups else 'n_support + ' + ('n_query' if n_query is not None else '1 query row')} = {need} rows: "
                 f"{listed}{more}; pass drop_small=True to drop them"
             )
         keep &= ~np.isin(codes, small)
@@ -169,7 +179,7 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
     starts = _offsets_from_sizes(counts)[:-1]
     rank = np.empty(pos.size, dtype=np.int64)
     rank[by_group] = np.arange(pos.size) - starts[g[by_group]]
-    in_support = rank < n_support
+    in_support = rank < n_support if not whole_groups else np.ones(pos.size, dtype=bool)
     in_query = ~in_support if n_query is None else (~in_support & (rank < n_support + n_query))
 
     def part(mask):
@@ -210,7 +220,7 @@ def _numeric_or_raise(pd, s, col: str, what: str, group_of):
     )
 
 
-def from_csv(path, group, features, target, n_support: int, n_query: int | None = None,
+def from_csv(path, group, features, target, n_support: int | None, n_query: int | None = None,
              seed: Any = 0, *, read_csv_kwargs: dict | None = None, **kwargs) -> TaskSet:
     """:func:`from_frame` on ``pandas.read_csv(path, **read_csv_kwargs)``."""
     pd = _pandas()
