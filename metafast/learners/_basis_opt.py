@@ -74,8 +74,17 @@ def optimise_basis(basis, chunks_factory: Callable[[], Iterable], prior: Gaussia
         )
     x0, layout = _flatten(params)
     n_tasks = [1]
+    last: dict = {}          # L-BFGS evaluates x0 again first: one evaluation serves both
 
     def objective(x):
+        key = x.tobytes()
+        if key not in last:
+            last.clear()
+            last[key] = _evaluate(x)
+        val, g = last[key]
+        return val, g.copy()
+
+    def _evaluate(x):
         b = basis.with_params(**_unflatten(x, layout))
         try:
             with np.errstate(over="ignore", invalid="ignore"):

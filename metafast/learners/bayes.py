@@ -82,6 +82,12 @@ class MetaBayes(MetaLearner):
         L-BFGS iterations per basis phase.
     basis_rounds : int
         Maximum number of (basis phase, EM run) alternations.
+    basis_em_iter : int or None
+        EM iterations after each basis phase (warm-started from the current prior); EM runs to
+        convergence once, after the last phase.  Every partial EM run still increases the
+        objective, so the alternation climbs as before at a fraction of the cost (the prior need
+        not be converged to give the basis phase a good direction).  None runs EM to convergence
+        after every phase (the slower schedule of metafast 0.1).
     n_init : int
         Restarts of the mixture EM (only used when n_components != 1).
     n_jobs : int or None
@@ -124,7 +130,7 @@ class MetaBayes(MetaLearner):
 
     def __init__(self, basis=None, covariance: str = "full", n_components=1, max_iter: int = 200,
                  tol: float = 1e-5, prior_weight: float = 1.0, prior_scale="auto", learn_basis: bool = False,
-                 basis_max_iter: int = 10, basis_rounds: int = 10, n_init: int = 1, n_jobs=None,
+                 basis_max_iter: int = 10, basis_rounds: int = 10, basis_em_iter=3, n_init: int = 1, n_jobs=None,
                  backend: str = "threads", overrelax: bool = True, train_rows: str = "all",
                  random_state=None, verbose: int = 0):
         self.basis = basis
@@ -137,6 +143,7 @@ class MetaBayes(MetaLearner):
         self.learn_basis = learn_basis
         self.basis_max_iter = basis_max_iter
         self.basis_rounds = basis_rounds
+        self.basis_em_iter = basis_em_iter
         self.n_init = n_init
         self.n_jobs = n_jobs
         self.backend = backend
@@ -159,6 +166,8 @@ class MetaBayes(MetaLearner):
             check_positive_float(self.prior_scale, "prior_scale")
         check_positive_int(self.basis_max_iter, "basis_max_iter")
         check_positive_int(self.basis_rounds, "basis_rounds", minimum=0)
+        if self.basis_em_iter is not None:
+            check_positive_int(self.basis_em_iter, "basis_em_iter")
         check_positive_int(self.n_init, "n_init")
         check_train_rows(self.train_rows)
         if self.backend not in ("threads", "dask"):
@@ -281,8 +290,13 @@ class MetaBayes(MetaLearner):
         self._noise_floor = _NOISE_FLOOR[np.dtype(dtype)]
         self._prior = GaussianPrior(np.zeros(m), s0 * np.eye(m), 0.25, self.covariance)
 
-    def _em(self, source, prior: GaussianPrior, cache, fixed: Stats | None = None):
-        """EM from ``prior`` until the log evidence per task changes by < tol; appends history."""
+    def _em(self, source, prior: GaussianPrior, cache, fixed: Stats | None = None, max_iter: int | None = None):
+        """EM from ``prior`` until the log evidence per task changes by < tol; appends history.
+
+        ``max_iter`` (default: the parameter) caps this run; a capped run that stops short is
+        not warned about (its caller finishes the job)."""
+        capped = max_iter is not None
+        max_iter = self.max_iter if max_iter is None else max_iter
         from tqdm.auto import tqdm
 
         stats = self._estep_all(source, prior, cache)
@@ -292,8 +306,8 @@ class MetaBayes(MetaLearner):
         show = bool(self.verbose) and sys.stderr.isatty()
         eta = 1.0                        # over-relaxation step (1 = plain EM)
         relax = self.overrelax and fixed is None
-        with tqdm(total=self.max_iter, desc="MetaBayes EM", disable=not show, leave=False) as bar:
-            for _ in range(self.max_iter):
+        with tqdm(total=max_iter, desc="MetaBayes EM", disable=not show, leave=False) as bar:
+            for _ in range(max_iter):
                 total = stats if fixed is None else _combined(stats, fixed)
                 em_prior = mstep(total, prior, self._nu, self._psi, self._noise_floor)
                 cand = _extrapolate(prior, em_prior, eta, self._noise_floor) if relax and eta > 1 else em_prior
@@ -310,7 +324,7 @@ class MetaBayes(MetaLearner):
                 if abs(self._history[-1] - self._history[-2]) <= self.tol * T:
                     converged = True
                     break
-        if not converged and self.max_iter > 0:
+        if not converged and max_iter > 0 and not capped:
             warnings.warn(
                 f"MetaBayes EM did not converge in max_iter={self.max_iter} iterations (last change "
                 f"{abs(self._history[-1] - self._history[-2]) / T:.3g} per task > tol={self.tol}); "
@@ -332,7 +346,10 @@ class MetaBayes(MetaLearner):
         def chunks():
             return iter_task_chunks(source)
 
+        T = stats.n_tasks
         self.basis_log_evidence_ = [self._history[-1]]
+        partial = self.basis_em_iter is not None
+        settled = True                      # is the prior converged for the current basis?
         for _ in range(self.basis_rounds):
             new_basis, before, after = optimise_basis(self.basis_, chunks, prior, self._y_scale,
                                                       self._n_threads, self.basis_max_iter)
@@ -341,11 +358,15 @@ class MetaBayes(MetaLearner):
             self.basis_ = new_basis
             if cache is not None:
                 cache.clear()
-            prior, self.converged_, stats = self._em(source, prior, cache)
+            prior, settled, stats = self._em(source, prior, cache,
+                                             max_iter=self.basis_em_iter if partial else None)
             self.basis_log_evidence_.append(self._history[-1])
-            T = sum(len(c) for c in iter_task_chunks(source))
             if self.basis_log_evidence_[-1] - self.basis_log_evidence_[-2] <= self.tol * T:
                 break
+        if not settled:                     # the last partial EM run: finish it
+            prior, settled, stats = self._em(source, prior, cache)
+            self.basis_log_evidence_[-1] = self._history[-1]
+        self.converged_ = settled
         return prior, stats
 
     def _finish(self, prior: GaussianPrior) -> None:
