@@ -172,6 +172,35 @@ class MetaLearner(BaseEstimator):
                 f"This {type(self).__name__} is not fitted yet: call fit(tasks) before adapt/predict/evaluate"
             )
 
+    # ------------------------------------------------------------------ fit aside, swap in
+    # A fit runs on a work copy and installs its result with one assignment of ``__dict__``;
+    # readers (adapt, adapt_predict, evaluate) take a ``_fitted_view`` (one dict copy, atomic
+    # under the GIL), so a reader running while another thread refits sees the old model or the
+    # new one, never a mix of both.  A fit that raises leaves the old model in place.
+    def _work_copy(self, keep_fitted: bool) -> "MetaLearner":
+        """A learner to fit on: the parameters only, or (``keep_fitted``, for partial_fit) a
+        shallow copy of the fitted state whose attributes the fit rebinds, never mutates."""
+        work = object.__new__(type(self))
+        state = self.__dict__.copy()     # atomic: readers may add cache entries meanwhile
+        if not keep_fitted:
+            params = self._get_param_names()
+            state = {k: v for k, v in state.items() if k in params}
+        work.__dict__ = state
+        return work
+
+    def _swap_in(self, work: "MetaLearner") -> None:
+        """Install the state fitted on ``work`` in one step (see ``_work_copy``)."""
+        old = self.__dict__       # kept alive until the swap is done: no finaliser runs mid-swap
+        self.__dict__ = work.__dict__
+        del old
+
+    def _fitted_view(self) -> "MetaLearner":
+        """A consistent read-only view of the fitted model (see ``_work_copy``)."""
+        view = object.__new__(type(self))
+        view.__dict__ = self.__dict__.copy()
+        view._check_fitted()
+        return view
+
     # ------------------------------------------------------------------ public API
     def evaluate(self, tasks: TaskSet) -> dict:
         """Adapt to every task's support set and score its query set.
@@ -179,9 +208,9 @@ class MetaLearner(BaseEstimator):
         Returns a dict with "mse" and "mse_ci95" (1.96 x the standard error over tasks), and for
         Bayesian learners "nll", "nll_ci95", "coverage90", "coverage90_ci95"; plus "n_tasks".
         """
-        self._check_fitted()
+        model = self._fitted_view()
         ts = check_tasks(tasks)
-        mean, std = self._predict_tasks(ts)
+        mean, std = model._predict_tasks(ts)
         return query_metrics(np.asarray(ts.y_query, dtype=np.float64), mean, std if self._bayesian else None,
                              ts.query_offsets)
 

@@ -222,14 +222,21 @@ class MetaBayes(MetaLearner):
         return total
 
     # ================================================================== fit
-    @_one_blas_thread
     def fit(self, tasks, y=None) -> "MetaBayes":
         """Learn the prior (and, with learn_basis, the basis) from training tasks.
 
         ``tasks`` is a TaskSet or a re-iterable of TaskSet chunks (a stream); for a stream the
         statistics are accumulated chunk by chunk each EM iteration, so memory stays bounded, and
-        an unfitted basis is fitted on the first chunk.
+        an unfitted basis is fitted on the first chunk.  The new model is built aside and swapped
+        in at the end: concurrent ``adapt``/``evaluate`` calls see the old model or the new one.
         """
+        work = self._work_copy(keep_fitted=False)
+        work._fit_aside(tasks)
+        self._swap_in(work)
+        return self
+
+    @_one_blas_thread
+    def _fit_aside(self, tasks) -> "MetaBayes":
         self._check_params()
         for attr in ("mixture_", "_stats"):
             self.__dict__.pop(attr, None)
@@ -363,7 +370,6 @@ class MetaBayes(MetaLearner):
                 "(near-singular design or noise variance at its floor)", RuntimeWarning, stacklevel=3)
 
     # ================================================================== partial_fit
-    @_one_blas_thread
     def partial_fit(self, tasks) -> "MetaBayes":
         """Keep meta-learning as new tasks arrive (incremental EM with frozen old statistics).
 
@@ -375,6 +381,13 @@ class MetaBayes(MetaLearner):
         """
         if not getattr(self, "_mf_fitted", False) or getattr(self, "_stats", None) is None:
             return self.fit(tasks)
+        work = self._work_copy(keep_fitted=True)
+        work._partial_fit_aside(tasks)
+        self._swap_in(work)
+        return self
+
+    @_one_blas_thread
+    def _partial_fit_aside(self, tasks) -> "MetaBayes":
         self._check_params()
         if self.n_components != 1:
             raise NotImplementedError("partial_fit is only available with n_components=1")
@@ -397,7 +410,9 @@ class MetaBayes(MetaLearner):
         m x m form otherwise, as in ``evaluate``); it holds a reference to ``basis_``, which no
         per-task estimator modifies.
         """
-        self._check_fitted()
+        return self._fitted_view()._adapt(X, y)
+
+    def _adapt(self, X, y) -> BayesTaskRegressor:
         if hasattr(self, "mixture_"):
             Xc = check_X(X, "X", n_features=self.basis_.n_features_in_)
             return self.mixture_.task_regressor(self.basis_, Xc, check_y(y, "y", n_samples=Xc.shape[0]))
@@ -417,9 +432,11 @@ class MetaBayes(MetaLearner):
         per-task estimator or the posterior covariance: the predictive mean, and with
         ``return_std`` the predictive std (observation noise included).
         """
-        self._check_fitted()
+        return self._fitted_view()._adapt_predict(X, y, X_query, return_std)
+
+    def _adapt_predict(self, X, y, X_query, return_std: bool):
         if hasattr(self, "mixture_"):
-            return self.adapt(X, y).predict(X_query, return_std=return_std)
+            return self._adapt(X, y).predict(X_query, return_std=return_std)
         Phi, Phi_q = self._support_query_design(X, X_query)
         yc = fast_y(y, Phi.shape[0], finite_checked_by_caller=True)
         nq = Phi_q.shape[0]
@@ -449,18 +466,26 @@ class MetaBayes(MetaLearner):
         state.pop("_one_task_cache", None)   # derived from _prior; rebuilt on first use
         return state
 
+    def _fitted_view(self) -> "MetaBayes":
+        # the views share one slot caching the one-task prior (see _one_task_prior)
+        self.__dict__.setdefault("_one_task_cache", [None])
+        return super()._fitted_view()
+
     def _one_task_prior(self) -> "_bayes.OneTaskPrior":
         """The fitted prior in float64 for the one-task kernels (mu, Sigma, Sigma^{-1},
         Sigma^{-1} mu, noise variance, y scale); built once per fitted prior (O(m^3)).
 
-        Keyed on the prior object, which fit and partial_fit replace (never modify), so a refit
-        invalidates it; concurrent callers at worst build the same object twice.
+        Kept in a one-slot list shared by the fitted views and keyed on the prior object, which
+        fit and partial_fit replace (never modify), so a refit invalidates it; concurrent callers
+        at worst build the same object twice.
         """
-        cached = self.__dict__.get("_one_task_cache")
+        slot = self.__dict__.get("_one_task_cache")
+        cached = slot[0] if slot else None
         if cached is None or cached[0] is not self._prior:
             mu, Sigma, Sinv, h, _, s2, diag = self._prior.kernel_args(np.float64)
             cached = (self._prior, _bayes.OneTaskPrior(mu, Sigma, Sinv, h, s2, diag, float(self._y_scale)))
-            self._one_task_cache = cached
+            if slot:
+                slot[0] = cached
         return cached[1]
 
     @_one_blas_thread
@@ -488,8 +513,7 @@ class MetaBayes(MetaLearner):
 
     def predict_tasks(self, tasks: TaskSet) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) of the posterior predictive at every packed query row of ``tasks``."""
-        self._check_fitted()
-        return self._predict_tasks(check_tasks(tasks))
+        return self._fitted_view()._predict_tasks(check_tasks(tasks))
 
     # ================================================================== mixture delegation
     def _fit_mixture(self, tasks) -> "MetaBayes":

@@ -174,7 +174,17 @@ class MetaRidge(MetaLearner):
 
     # ------------------------------------------------------------------ fit
     def fit(self, tasks, y=None) -> "MetaRidge":
-        """Meta-train on a TaskSet or a stream (iterable) of TaskSet chunks."""
+        """Meta-train on a TaskSet or a stream (iterable) of TaskSet chunks.
+
+        The new model is built aside and swapped in at the end: concurrent ``adapt`` /
+        ``evaluate`` calls see the old model or the new one, never a mix.
+        """
+        work = self._work_copy(keep_fitted=False)
+        work._fit_aside(tasks)
+        self._swap_in(work)
+        return self
+
+    def _fit_aside(self, tasks) -> None:
         alphas = self._check_params()
         self._n_threads = effective_n_threads(self.n_jobs)
         source = _TaskSource(tasks, self.train_rows)
@@ -204,7 +214,6 @@ class MetaRidge(MetaLearner):
         self.metric_ = s ** 2
         self.n_iter_ = n_iter
         self._mf_fitted = True
-        return self
 
     def _check_params(self) -> np.ndarray:
         try:
@@ -464,25 +473,26 @@ class MetaRidge(MetaLearner):
     # ------------------------------------------------------------------ adapt, predict, evaluate
     def adapt(self, X, y) -> BiasedRidgeRegressor:
         """A fitted BiasedRidgeRegressor for a new task's support points (X, y)."""
-        self._check_fitted()
-        return BiasedRidgeRegressor(basis=self.basis_, prior_mean=self.prior_mean_, alpha=self.alpha_,
-                                    prior_scale=self.prior_scale_).fit(X, y)
+        model = self._fitted_view()
+        return BiasedRidgeRegressor(basis=model.basis_, prior_mean=model.prior_mean_, alpha=model.alpha_,
+                                    prior_scale=model.prior_scale_).fit(X, y)
 
     def adapt_predict(self, X, y, X_query) -> np.ndarray:
         """Adapt to (X, y) and predict X_query in one kernel call (the fastest one-task path)."""
-        self._check_fitted()
-        Phi = _as_f64(self.basis_.design(X))
-        Phiq = _as_f64(self.basis_.design(X_query))
+        model = self._fitted_view()
+        Phi = _as_f64(model.basis_.design(X))
+        Phiq = _as_f64(model.basis_.design(X_query))
         yc = _fast_y(y, Phi.shape[0])
         w = np.empty(Phi.shape[1])
         pred = np.empty(Phiq.shape[0])
-        _ridge.adapt_predict(Phi, yc, self.prior_mean_, self.prior_scale_, self.alpha_, w, Phiq, pred)
+        _ridge.adapt_predict(Phi, yc, model.prior_mean_, model.prior_scale_, model.alpha_, w, Phiq, pred)
         return pred
 
     def adapt_tasks(self, tasks: TaskSet) -> np.ndarray:
         """Per-task weights (T, m) after adapting to every task's support set."""
-        self._check_fitted()
-        ts = check_tasks(tasks)
+        return self._fitted_view()._adapt_tasks(check_tasks(tasks))
+
+    def _adapt_tasks(self, ts: TaskSet) -> np.ndarray:
         Phi = self._design(self.basis_, ts.X_support)
         W = np.empty((len(ts), self.basis_.n_basis))
         n_threads = effective_n_threads(self.n_jobs)
@@ -493,7 +503,7 @@ class MetaRidge(MetaLearner):
         return W
 
     def _predict_tasks(self, tasks: TaskSet):
-        W = self.adapt_tasks(tasks)
+        W = self._adapt_tasks(tasks)
         Xq = tasks.X_query
         mean = self.basis_.weighted_sum_tasks(Xq, tasks.query_offsets, W.astype(Xq.dtype, copy=False))
         return np.asarray(mean, dtype=np.float64), None
