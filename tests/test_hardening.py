@@ -10,6 +10,8 @@ import metafast as mf
 from metafast.learners import MetaBayes, MetaRidge
 from metafast.parallel import OVERSUBSCRIBE_LIMIT, available_cores, effective_n_threads
 
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 
 def _sinusoid(n_tasks=30, seed=0, **kw):
     return mf.tasks.load("sinusoid", n_tasks=n_tasks, n_support=5, n_query=5, seed=seed, **kw)
@@ -69,9 +71,6 @@ def _concurrent_predictions(model, fits, X, y, Xq, n_readers=2, rounds=4):
     lambda: MetaRidge(basis=mf.basis.make("rbf", n_basis=8), n_jobs=1),   # basis_ set early in fit
 ], ids=["metabayes", "mixture", "metaridge"])
 def test_fit_swaps_the_model_in_atomically(make):
-    import warnings
-
-    warnings.simplefilter("ignore")
     A, B = _sinusoid(40, seed=1), _sinusoid(40, seed=2, amplitude=(5.0, 9.0))
     X, y, Xq = A[0].X_support, A[0].y_support, np.linspace(-5, 5, 7)[:, None]
     expected = [np.asarray(make().fit(ts).adapt_predict(X, y, Xq)) for ts in (A, B)]
@@ -91,3 +90,157 @@ def test_failed_fit_keeps_the_old_model():
     with pytest.raises(ValueError, match="alphas"):
         model.fit(tasks)
     np.testing.assert_array_equal(model.prior_mean_, before)
+
+
+# ----------------------------------------------------------------------- 3. endless streams
+@pytest.mark.parametrize("learner", [MetaBayes, MetaRidge])
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_endless_stream_is_refused(learner, method):
+    model = learner(basis=_basis())
+    if method == "partial_fit" and not hasattr(model, "partial_fit"):
+        pytest.skip("no partial_fit")
+    endless = mf.tasks.stream("sinusoid", n_tasks=None, chunk_size=5, n_support=5, n_query=5)
+    with pytest.raises(ValueError, match="endless stream"):
+        getattr(model, method)(endless)
+
+
+def test_bounded_stream_still_fits():
+    finite = mf.tasks.stream("sinusoid", n_tasks=20, chunk_size=5, n_support=5, n_query=5)
+    assert MetaBayes(basis=_basis(), max_iter=5).fit(finite).n_tasks_seen_ == 20
+
+
+# ----------------------------------------------------------------------- 4. no labelled rows
+def _no_support(n_tasks=6):
+    ts = _sinusoid(n_tasks)
+    empty = np.zeros(n_tasks + 1, dtype=np.int64)
+    return mf.tasks.TaskSet(ts.X_support[:0], ts.y_support[:0], empty, ts.X_query, ts.y_query, ts.query_offsets)
+
+
+@pytest.mark.parametrize("n_components", [1, 2])
+@pytest.mark.parametrize("basis", ["fitted", "unfitted"])
+def test_metabayes_refuses_tasks_without_labelled_rows(n_components, basis):
+    b = _basis() if basis == "fitted" else mf.basis.make("rbf", n_basis=5)
+    model = MetaBayes(basis=b, train_rows="support", n_components=n_components)
+    with pytest.raises(ValueError, match="no labelled rows"):
+        model.fit(_no_support())
+    assert not hasattr(model, "converged_")
+    # with train_rows="all" the query rows are labelled rows: it fits on them
+    MetaBayes(basis=_basis(), max_iter=5).fit(_no_support())
+
+
+# ----------------------------------------------------------------------- 5. class labels
+@pytest.mark.parametrize("n_components", [1, 2])
+def test_metabayes_refuses_class_labels(n_components):
+    episodes = mf.tasks.load("digits", n_tasks=4, n_way=2, k_shot=2, n_query=2, seed=0)
+    with pytest.raises(TypeError, match="MetaClassifier"):
+        MetaBayes(basis=mf.basis.make("rbf", n_basis=5), n_components=n_components).fit(episodes)
+
+
+# ----------------------------------------------------------------------- 8. NaN written in later
+@pytest.mark.parametrize("learner", [MetaBayes, MetaRidge])
+@pytest.mark.parametrize("array", ["y_support", "y_query", "X_support"])
+def test_nan_written_into_a_taskset_never_reaches_a_fit(learner, array):
+    ts = _sinusoid(8)
+    getattr(ts, array)[7] = np.nan   # row 7: task 1 (5 rows per task), row 2 of the task
+    with pytest.raises(ValueError, match=f"{array} of task 1 holds NaN"):
+        learner(basis=_basis()).fit(ts)
+
+
+@pytest.mark.parametrize("learner", [MetaBayes, MetaRidge])
+def test_nan_written_into_a_taskset_never_reaches_a_metric(learner):
+    model = learner(basis=_basis(), **({"max_iter": 5} if learner is MetaBayes else {})).fit(_sinusoid())
+    ts = _sinusoid(8, seed=3)
+    ts.y_query[3] = np.inf
+    with pytest.raises(ValueError, match="y_query of task 0 holds inf"):
+        model.evaluate(ts)
+
+
+# ----------------------------------------------------------------------- 6, 7. from_frame columns
+def _frame():
+    pd = pytest.importorskip("pandas")
+    return pd.DataFrame({"g": np.repeat(["a", "b"], 6), "x": np.arange(12.0), "y": np.linspace(0, 1, 12)})
+
+
+def test_from_frame_refuses_complex_columns():
+    df = _frame()
+    df["x"] = df["x"] + 1j
+    with pytest.raises(TypeError, match="feature column 'x' is complex"):
+        mf.tasks.from_frame(df, "g", "x", "y", n_support=2)
+    df = _frame()
+    df["y"] = df["y"].astype(object)
+    df.loc[4, "y"] = 2 + 3j
+    with pytest.raises(TypeError, match=r"target column 'y'.*complex.*\(2\+3j\) at row 4"):
+        mf.tasks.from_frame(df, "g", "x", "y", n_support=2)
+
+
+@pytest.mark.parametrize("text_dtype", [object, "string"])
+def test_from_frame_names_the_first_cell_that_does_not_parse(text_dtype):
+    df = _frame()
+    df["x"] = df["x"].map(str).astype(text_dtype)
+    df.loc[9, "x"] = "N/A?"
+    with pytest.raises(TypeError, match=r"column 'x'.*'N/A\?' at row 9, group 'b'"):
+        mf.tasks.from_frame(df, "g", "x", "y", n_support=2)
+    df.loc[9, "x"] = "9.0"     # every cell parses: numbers as text are still refused, named
+    with pytest.raises(TypeError, match=r"numbers stored as text.*'0.0' at row 0"):
+        mf.tasks.from_frame(df, "g", "x", "y", n_support=2)
+
+
+def test_from_frame_object_column_of_numbers_with_missing_cells():
+    df = _frame()
+    df["x"] = df["x"].astype(object)
+    df.loc[3, "x"] = None
+    with pytest.raises(ValueError, match="column 'x' has NaN at row 3"):
+        mf.tasks.from_frame(df, "g", "x", "y", n_support=2)
+    df.loc[3, "x"] = 3
+    assert mf.tasks.from_frame(df, "g", "x", "y", n_support=2).n_tasks == 2
+
+
+# ----------------------------------------------------------------------- 9. crafted TaskSet files
+def _saved(tmp_path, header=None):
+    ts = _sinusoid(3)
+    path = tmp_path / "t.npz"
+    ts.save(path)
+    if header is not None:
+        arrays = dict(np.load(path))
+        arrays["header"] = np.asarray(header)
+        np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("header, problem", [
+    ("[1, 2]", "not a TaskSet header"),
+    ('"just a string"', "not a TaskSet header"),
+    ("{not json", "not JSON"),
+    ('{"format": "metafast.TaskSet", "version": 1, "info": 3}', "'info' is not a list"),
+    ('{"format": "metafast.TaskSet", "version": 1, "info": [1, 2, 3]}', "'info' is not a list of objects"),
+    ('{"format": "metafast.TaskSet", "version": 1, "info": []}', "do not make a TaskSet"),
+])
+def test_load_crafted_header(tmp_path, header, problem):
+    path = _saved(tmp_path, header)
+    with pytest.raises(ValueError, match=problem) as err:
+        mf.tasks.TaskSet.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_load_flipped_byte_and_random_bytes(tmp_path):
+    path = _saved(tmp_path)
+    raw = bytearray(path.read_bytes())
+    hits = 0
+    for pos in range(100, len(raw) - 100, max(1, len(raw) // 40)):   # flips across the archive
+        bad = raw.copy()
+        bad[pos] ^= 0xFF
+        damaged = tmp_path / f"flip{pos}.npz"
+        damaged.write_bytes(bytes(bad))
+        try:
+            mf.tasks.TaskSet.load(damaged)
+        except ValueError as exc:
+            assert str(damaged) in str(exc)
+            hits += 1
+    assert hits > 0
+    noise = tmp_path / "noise.npz"
+    noise.write_bytes(np.random.default_rng(0).bytes(500))
+    with pytest.raises(ValueError, match="not an .npz") as err:
+        mf.tasks.TaskSet.load(noise)
+    assert "pickle" not in str(err.value)
+    with pytest.raises(FileNotFoundError):
+        mf.tasks.TaskSet.load(tmp_path / "absent.npz")

@@ -25,19 +25,40 @@ _Z90 = float(norm.ppf(0.95))  # half-width of the central 90% interval, in stand
 
 
 def check_tasks(tasks: Any, name: str = "tasks") -> TaskSet:
-    """A TaskSet, or a clear TypeError saying what was passed instead."""
+    """A non-empty TaskSet with finite values, or a clear error saying what was passed instead."""
     if isinstance(tasks, TaskSet):
         if len(tasks) == 0:
             raise ValueError(f"argument {name!r} holds no tasks")
-        return tasks
+        return tasks.check_finite(name)
     raise TypeError(
         f"argument {name!r} must be a metafast.tasks.TaskSet (see mf.tasks.load / "
         f"TaskSet.from_list); got {type(tasks).__name__}"
     )
 
 
+def check_bounded(tasks: Any, name: str = "tasks") -> None:
+    """Refuse an endless stream (``mf.tasks.stream(n_tasks=None)``): a fit passes over all the
+    tasks at least once, so it would never return."""
+    if not isinstance(tasks, TaskSet) and getattr(tasks, "n_tasks", 0) is None:
+        raise ValueError(
+            f"argument {name!r} is an endless stream (n_tasks=None), and fitting on it would never "
+            "return: give the stream a length (mf.tasks.stream(..., n_tasks=N)), or feed chunks to "
+            "partial_fit one at a time (e.g. for chunk in itertools.islice(stream, k))"
+        )
+
+
+def check_regression(tasks: TaskSet, learner: str, name: str = "tasks") -> None:
+    """Refuse class labels (integer targets) in a regression learner's training tasks."""
+    if tasks.y_support.dtype.kind in "iu" or tasks.y_query.dtype.kind in "iu":
+        raise TypeError(
+            f"argument {name!r} holds integer class labels (classification episodes); {learner} is "
+            "a regressor: use mf.MetaClassifier, or convert y to float if it is a numeric target"
+        )
+
+
 def iter_task_chunks(tasks: Any, name: str = "tasks") -> Iterable[TaskSet]:
-    """Yield TaskSet chunks from a TaskSet (one chunk) or an iterable of TaskSets (a stream)."""
+    """Yield TaskSet chunks from a TaskSet (one chunk) or a finite iterable of TaskSets (a
+    stream), each checked for non-finite values."""
     if isinstance(tasks, TaskSet):
         yield check_tasks(tasks, name)
         return
@@ -46,10 +67,11 @@ def iter_task_chunks(tasks: Any, name: str = "tasks") -> Iterable[TaskSet]:
             f"argument {name!r} must be a TaskSet or an iterable of TaskSet chunks; "
             f"got {type(tasks).__name__}"
         )
+    check_bounded(tasks, name)
     for i, chunk in enumerate(tasks):
         if not isinstance(chunk, TaskSet):
             raise TypeError(f"argument {name!r}: chunk {i} is a {type(chunk).__name__}, not a TaskSet")
-        yield chunk
+        yield chunk.check_finite(f"{name} (chunk {i})")
 
 
 TRAIN_ROWS = ("all", "support")
@@ -128,6 +150,8 @@ def query_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray | None, offse
         sem = vals.std(ddof=1) / np.sqrt(n_tasks) if n_tasks > 1 else 0.0
         out[key + "_ci95"] = float(1.96 * sem)
 
+    if not (np.isfinite(y).all() and np.isfinite(mean).all() and (std is None or np.isfinite(std).all())):
+        raise FloatingPointError("non-finite query targets or predictions: nothing reliable to score")
     resid = y - mean
     out: dict[str, float] = {"n_tasks": n_tasks}
     summarise(per_task_mean(resid**2, offsets), "mse", out)

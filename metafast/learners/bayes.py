@@ -20,12 +20,15 @@ from threadpoolctl import threadpool_limits
 
 from metafast._kernels import _bayes
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
-from metafast.learners._base import (MetaLearner, check_tasks, check_train_rows, iter_task_chunks, training_source,
-                                     training_view)
+from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
+                                     training_source, training_view)
 from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, estep, log_prior, mstep
 from metafast.learners._bayes_task import BayesTaskRegressor, as_f64, fast_y
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
+
+_NO_ROWS = ("argument 'tasks' has no labelled rows to meta-train on (train_rows={!r}): every task's "
+            "training rows are empty")
 
 # smallest noise variance EM may reach, in units of the (standardised) target variance
 _NOISE_FLOOR = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-6}
@@ -243,6 +246,10 @@ class MetaBayes(MetaLearner):
         if self.n_components != 1:
             return self._fit_mixture(tasks)
         source, first = self._chunk_source(tasks)
+        check_regression(first, "MetaBayes")
+        basis_fitted = hasattr(self.basis, "__sklearn_is_fitted__") and self.basis.__sklearn_is_fitted__()
+        if first.X_support.shape[0] == 0 and not basis_fitted:
+            raise ValueError(_NO_ROWS.format(self.train_rows) + " (the first chunk, which fits the basis)")
         self.basis_ = self._init_basis(first, default="rbf", n_basis=40)
         self._set_scale_and_init(source, first.dtype)
         cache = {} if isinstance(source, list) else None
@@ -272,12 +279,15 @@ class MetaBayes(MetaLearner):
         sum_y2 = sum_phi2 = 0.0
         n_rows = 0
         for chunk in iter_task_chunks(source):
+            check_regression(chunk, "MetaBayes")
             y = np.asarray(chunk.y_support, dtype=np.float64)
             sum_y2 += float(np.dot(y, y))
             n_rows += y.size
             for start in range(0, chunk.X_support.shape[0], 8192):
                 Phi = np.asarray(self.basis_.design(chunk.X_support[start:start + 8192]), dtype=np.float64)
                 sum_phi2 += float(np.einsum("ij,ij->", Phi, Phi))
+        if n_rows == 0:
+            raise ValueError(_NO_ROWS.format(self.train_rows))
         rms = np.sqrt(sum_y2 / n_rows) if n_rows else 0.0
         self._y_scale = float(rms) if np.isfinite(rms) and rms > 0 else 1.0
         row_norm = sum_phi2 / n_rows if n_rows else 0.0
@@ -357,6 +367,9 @@ class MetaBayes(MetaLearner):
 
     def _finish(self, prior: GaussianPrior) -> None:
         """Store the prior and the public attributes (in the units of y)."""
+        if not (np.isfinite(prior.mean).all() and np.isfinite(prior.cov).all() and np.isfinite(prior.noise_var)):
+            raise FloatingPointError("MetaBayes EM reached a non-finite prior: the tasks or the basis "
+                                     "hold values too large to represent (check for huge magnitudes)")
         self._prior = prior
         c = self._y_scale
         self.mean_ = prior.mean * c
@@ -520,6 +533,9 @@ class MetaBayes(MetaLearner):
         from metafast.learners._mixture import MixturePrior
 
         ts = training_view(check_tasks(tasks), self.train_rows)
+        check_regression(ts, "MetaBayes")
+        if ts.X_support.shape[0] == 0:
+            raise ValueError(_NO_ROWS.format(self.train_rows))
         self.basis_ = self._init_basis(ts, default="rbf", n_basis=40)
         Phi = np.ascontiguousarray(self.basis_.design(ts.X_support))
         y = np.asarray(ts.y_support, dtype=np.float64)

@@ -25,7 +25,8 @@ from sklearn.exceptions import NotFittedError
 from metafast._kernels import _ridge
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
 from metafast.basis._base import BasisFamily
-from metafast.learners._base import MetaLearner, check_tasks, check_train_rows, iter_task_chunks, training_view
+from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
+                                     training_view)
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
@@ -189,7 +190,7 @@ class MetaRidge(MetaLearner):
         self._n_threads = effective_n_threads(self.n_jobs)
         source = _TaskSource(tasks, self.train_rows)
         first = source.first
-        _check_regression(first)
+        check_regression(first, "MetaRidge")
         self.basis_ = self._init_basis(first)
         m = self.basis_.n_basis
         self.n_features_in_ = first.n_features
@@ -207,6 +208,9 @@ class MetaRidge(MetaLearner):
         if self.learn_basis:
             h, alpha, it = self._fit_basis(source, h, alpha, s)
             n_iter += it
+        if not (np.all(np.isfinite(h)) and np.isfinite(alpha) and np.all(np.isfinite(s))):
+            raise FloatingPointError("MetaRidge reached a non-finite prior mean or metric: the tasks or "
+                                     "the basis hold values too large to represent")
         self.alphas_ = alphas
         self.prior_mean_ = h
         self.alpha_ = float(alpha)
@@ -249,7 +253,7 @@ class MetaRidge(MetaLearner):
         sq = np.zeros(k); n_tasks = 0
         Mi = np.empty((m, m)); bi = np.empty(m); Qi = np.empty((m, m)); qi = np.empty(m); sqi = np.empty(1)
         for chunk in source.chunks(progress=self.verbose, what="statistics"):
-            _check_regression(chunk)
+            check_regression(chunk, "MetaRidge")
             Phi = self._design(self.basis_, chunk.X_support)
             y = _as_f64(chunk.y_support)
             off = chunk.support_offsets
@@ -289,7 +293,7 @@ class MetaRidge(MetaLearner):
         A = np.zeros((alphas.size, m, m)); b = np.zeros((alphas.size, m)); n_tasks = 0
         Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
         for chunk in source.chunks(progress=self.verbose, what="split statistics", split=True):
-            _check_regression(chunk)
+            check_regression(chunk, "MetaRidge")
             Phi = self._design(self.basis_, chunk.X_support)
             Phiq = self._design(self.basis_, chunk.X_query)
             y, yq = _as_f64(chunk.y_support), _as_f64(chunk.y_query)
@@ -529,14 +533,6 @@ def _softmax_scale(z: np.ndarray) -> np.ndarray:
     """m * softmax(z): positive, mean 1."""
     e = np.exp(z - z.max())
     return z.size * e / e.sum()
-
-
-def _check_regression(ts: TaskSet) -> None:
-    if ts.y_support.dtype.kind in "iu" or ts.y_query.dtype.kind in "iu":
-        raise TypeError(
-            "argument 'tasks' holds integer class labels (classification episodes); MetaRidge is a "
-            "regressor: use mf.MetaClassifier, or convert y to float if it is a numeric target"
-        )
 
 
 class _TaskSource:
