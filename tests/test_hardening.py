@@ -244,3 +244,172 @@ def test_load_flipped_byte_and_random_bytes(tmp_path):
     assert "pickle" not in str(err.value)
     with pytest.raises(FileNotFoundError):
         mf.tasks.TaskSet.load(tmp_path / "absent.npz")
+
+
+# ----------------------------------------------------------------------- 12. adapted regressors
+@pytest.fixture(scope="module")
+def fitted_bayes():
+    return MetaBayes(basis=_basis(), max_iter=10).fit(_sinusoid(40))
+
+
+@pytest.mark.parametrize("n, err", [(-1, ValueError), (2.5, TypeError), ("3", TypeError), (True, TypeError)])
+def test_sample_weights_bad_counts_are_named(fitted_bayes, n, err):
+    t = _sinusoid(2)[0]
+    reg = fitted_bayes.adapt(t.X_support, t.y_support)
+    with pytest.raises(err, match="n_samples"):
+        reg.sample_weights(n)
+    with pytest.raises(ValueError, match="random_state"):
+        reg.sample_weights(2, random_state=-5)
+    assert reg.sample_weights(0).shape == (0, 8)
+    assert reg.sample_weights(3, random_state=0).shape == (3, 8)
+
+
+def test_mixture_adapted_regressor_update_equals_refit():
+    ts = mf.tasks.load("multimodal", n_tasks=60, n_support=10, n_query=5, seed=0)
+    model = MetaBayes(basis=mf.basis.make("rbf", n_basis=10), n_components=2, max_iter=20, random_state=0).fit(ts)
+    t = ts[1]
+    step = model.adapt(t.X_support[:3], t.y_support[:3])
+    step.update(t.X_support[3:7], t.y_support[3:7]).update(t.X_support[7:], t.y_support[7:])
+    once = model.adapt(t.X_support, t.y_support)
+    for attr in ("responsibilities_", "component_means_", "component_covariances_", "log_evidence_"):
+        np.testing.assert_allclose(getattr(step, attr), getattr(once, attr), rtol=1e-8, atol=1e-12)
+    assert step.n_samples_seen_ == once.n_samples_seen_ == 10
+    mean, std = step.predict(t.X_query, return_std=True)
+    np.testing.assert_allclose(mean, once.predict(t.X_query), rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="'y'"):
+        step.update(t.X_support[:2], [np.nan, 1.0])
+
+
+# ----------------------------------------------------------------------- 13. the pickle guard
+def _guarded_objects():
+    ts = _sinusoid(30)
+    t = ts[0]
+    bayes = MetaBayes(basis=_basis(), max_iter=5).fit(ts)
+    mixture = MetaBayes(basis=_basis(), n_components=2, max_iter=5, random_state=0).fit(ts)
+    ridge = MetaRidge(basis=_basis()).fit(ts)
+    return {
+        "MetaBayes": bayes, "MetaRidge": ridge, "mixture MetaBayes": mixture,
+        "BayesTaskRegressor": bayes.adapt(t.X_support, t.y_support),
+        "BiasedRidgeRegressor": ridge.adapt(t.X_support, t.y_support),
+        "MixtureTaskRegressor": mixture.adapt(t.X_support, t.y_support),
+        "MixturePrior": mixture.mixture_,
+        "fitted basis": _basis(), "unfitted basis": mf.basis.make("fourier"),
+    }
+
+
+def test_pickle_guard_rule_is_the_same_everywhere():
+    import pickle
+
+    from metafast._pickle import VERSION_KEY
+
+    for name, obj in _guarded_objects().items():
+        again = pickle.loads(pickle.dumps(obj))          # same version: round-trips
+        assert type(again) is type(obj), name
+        state = obj.__getstate__()
+        assert state[VERSION_KEY] == mf.__version__, name
+        major, minor, *rest = mf.__version__.split(".")
+        for other in (f"{major}.{minor}.{int(''.join(c for c in rest[0] if c.isdigit()) or 0) + 1}"
+                      if rest else f"{major}.{minor}.1", "0.0.0-ancient", f"{int(major) + 1}.0.0"):
+            bad = dict(state, **{VERSION_KEY: other})
+            with pytest.raises(ValueError, match=f"pickled by metafast {other}.*not compatible"):
+                object.__new__(type(obj)).__setstate__(bad)
+        untagged = {k: v for k, v in state.items() if k != VERSION_KEY}
+        with pytest.raises(ValueError, match="no metafast version tag"):
+            object.__new__(type(obj)).__setstate__(untagged)
+
+
+# ----------------------------------------------------------------------- 10. memory estimates
+def _pretend_memory(monkeypatch, nbytes):
+    import metafast._memory as mem
+
+    monkeypatch.setattr(mem, "available_memory", lambda: nbytes)
+
+
+def test_huge_basis_fit_is_refused_with_the_estimate():
+    X = np.random.default_rng(0).normal(size=(50, 1))
+    with pytest.raises(MemoryError, match=r"fitting RBF\(n_basis=1000000000\) needs about .*GiB.*lower n_basis"):
+        mf.basis.make("rbf", n_basis=10**9).fit(X)
+
+
+def test_huge_design_and_learner_state_are_refused(monkeypatch):
+    basis = _basis()
+    _pretend_memory(monkeypatch, 10_000)          # 10 kB available
+    with pytest.raises(MemoryError, match=r"\(1000, 8\) design matrix of RBF needs about 62.5 KiB"):
+        basis.design(np.zeros((1000, 1)))
+    assert basis.design(np.zeros((10, 1))).shape == (10, 8)      # 640 B: fine
+    _pretend_memory(monkeypatch, 2 * 8 * 40 * 40)
+    for learner in (MetaBayes, MetaRidge):
+        with pytest.raises(MemoryError, match="40 basis functions"):
+            learner(basis=mf.basis.make("rbf", n_basis=40).fit(np.zeros((50, 1)) + np.arange(50)[:, None]),
+                    n_jobs=1).fit(_sinusoid(5))
+
+
+def test_available_memory_is_known_here():
+    from metafast._memory import available_memory
+
+    assert available_memory() is None or available_memory() > 0
+
+
+# ----------------------------------------------------------------------- 11. --out of bench and demo
+@pytest.fixture
+def no_runs(monkeypatch):
+    """Fail if a suite runs: the --out checks must come first."""
+    import metafast.bench as bench
+
+    def refuse(*args, **kwargs):  # pragma: no cover - reached only when the check is missing
+        raise AssertionError("the suite ran before --out was checked")
+
+    monkeypatch.setattr(bench, "run_suite", refuse)
+
+
+@pytest.mark.parametrize("command", [["bench", "regression", "--quick"], ["bench", "all", "--quick"],
+                                     ["demo", "--quick"]])
+def test_unwritable_out_is_refused_before_running(tmp_path, capsys, no_runs, command):
+    from metafast.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        main(command + ["--out", str(blocker / "sub" / "out.png")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "a-file" in err and "Traceback" not in err
+
+
+def test_bench_out_that_is_a_file_is_refused(tmp_path, capsys, no_runs):
+    from metafast.cli import main
+
+    target = tmp_path / "results"
+    target.write_text("x")
+    with pytest.raises(SystemExit):
+        main(["bench", "regression", "--quick", "--out", str(target)])
+    assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_out_existing_folder_writes_into_it(tmp_path):
+    pytest.importorskip("matplotlib")
+    from metafast.cli import main
+
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    assert main(["demo", "--quick", "-q", "--out", str(folder)]) == 0
+    assert (folder / "metafast-demo.png").read_bytes()[:4] == b"\x89PNG"
+    assert [p.name for p in tmp_path.iterdir()] == ["plots"]          # nothing written next to it
+    assert [p.name for p in folder.iterdir()] == ["metafast-demo.png"]  # no temporary left behind
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from metafast.bench._files import atomic_write, atomic_write_text
+
+    path = tmp_path / "results.json"
+    atomic_write_text(path, "old")
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, broken)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]

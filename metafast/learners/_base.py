@@ -1,4 +1,5 @@
-"""What every meta-learner shares: task input, basis set-up, evaluation and safe pickling.
+"""What every meta-learner shares: task input, basis set-up, evaluation and safe pickling
+(the version guard of metafast._pickle).
 
 A meta-learner is a scikit-learn estimator whose ``fit`` takes tasks (a TaskSet, or an iterable of
 TaskSet chunks for streams) instead of (X, y).  ``adapt(X, y)`` turns the fitted meta-model and a
@@ -17,7 +18,7 @@ from scipy.stats import norm
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 
-from metafast._version import __version__
+from metafast._pickle import VersionTagged
 from metafast.basis._base import BasisFamily
 from metafast.tasks._taskset import TaskSet
 
@@ -164,7 +165,7 @@ def query_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray | None, offse
     return out
 
 
-class MetaLearner(BaseEstimator):
+class MetaLearner(VersionTagged, BaseEstimator):
     """Base class of the regression meta-learners (see the module docstring).
 
     Subclasses implement ``fit(tasks)``, ``adapt(X, y)`` and
@@ -240,27 +241,3 @@ class MetaLearner(BaseEstimator):
 
     def _predict_tasks(self, tasks: TaskSet):  # pragma: no cover - abstract
         raise NotImplementedError
-
-    # ------------------------------------------------------------------ pickling with a version guard
-    def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        state = dict(state)
-        state["_metafast_version"] = __version__
-        return state
-
-    def __setstate__(self, state):
-        saved = state.get("_metafast_version")
-        if saved is not None and _major_minor(saved) != _major_minor(__version__):
-            raise ValueError(
-                f"this {type(self).__name__} was pickled by metafast {saved}, which is not compatible "
-                f"with the installed metafast {__version__}: refit it with this version"
-            )
-        if hasattr(super(), "__setstate__"):
-            super().__setstate__(state)
-        else:  # pragma: no cover
-            self.__dict__.update(state)
-
-
-def _major_minor(version: str) -> tuple:
-    parts = str(version).split(".")
-    return tuple(parts[:2])

@@ -24,6 +24,7 @@ from metafast.learners._base import (MetaLearner, check_regression, check_tasks,
                                      training_source, training_view)
 from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, estep, log_prior, mstep
 from metafast.learners._bayes_task import BayesTaskRegressor, as_f64, fast_y
+from metafast._memory import check_allocation
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
@@ -251,6 +252,9 @@ class MetaBayes(MetaLearner):
         if first.X_support.shape[0] == 0 and not basis_fitted:
             raise ValueError(_NO_ROWS.format(self.train_rows) + " (the first chunk, which fits the basis)")
         self.basis_ = self._init_basis(first, default="rbf", n_basis=40)
+        m = self.basis_.n_basis   # prior, its inverse, statistics, EM copies; m x m scratch per thread
+        check_allocation(8.0 * m * m * (10 + self._n_threads), f"MetaBayes with {m} basis functions",
+                         "use fewer basis functions or covariance='diag'")
         self._set_scale_and_init(source, first.dtype)
         cache = {} if isinstance(source, list) else None
         self._n_jittered = 0

@@ -23,10 +23,12 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import NotFittedError
 
 from metafast._kernels import _ridge
+from metafast._pickle import VersionTagged
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
 from metafast.basis._base import BasisFamily
 from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
                                      training_view)
+from metafast._memory import check_allocation
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
@@ -35,7 +37,7 @@ _METRIC_MIN = 1e-8  # smallest prior scale kept for a basis function, relative t
 
 
 # ---------------------------------------------------------------------------- per-task regressor
-class BiasedRidgeRegressor(RegressorMixin, BaseEstimator):
+class BiasedRidgeRegressor(VersionTagged, RegressorMixin, BaseEstimator):
     """Ridge regression on a basis, shrunk towards ``prior_mean`` instead of zero.
 
     coef_ = argmin ||Phi w - y||^2 + alpha * sum_j (w_j - prior_mean_j)^2 / prior_scale_j^2,
@@ -249,6 +251,9 @@ class MetaRidge(MetaLearner):
         """One pass: the GLS statistics (M, b) and the LOO quadratic (Q, q, sq) for each alpha."""
         m = self.basis_.n_basis
         k = alphas.size
+        check_allocation(8.0 * m * m * (2 * k + 2 + self._n_threads),
+                         f"MetaRidge statistics for {k} alphas and {m} basis functions",
+                         "use fewer basis functions or fewer alphas")
         M = np.zeros((k, m, m)); b = np.zeros((k, m)); Q = np.zeros((k, m, m)); q = np.zeros((k, m))
         sq = np.zeros(k); n_tasks = 0
         Mi = np.empty((m, m)); bi = np.empty(m); Qi = np.empty((m, m)); qi = np.empty(m); sqi = np.empty(1)
