@@ -3,7 +3,7 @@
 It holds a Gaussian posterior N(coef_, covariance_) over the basis weights of one task, starting
 from the meta-learned prior, and refines it point by point: ``update(X, y)`` is the block
 Sherman-Morrison-Woodbury (Kalman) update, O(m^2) per point for a single point, and gives the same
-posterior as conditioning on all points at once (ALPaCA's recursive form, algorithms.md 2.2).
+posterior as conditioning on all points at once (ALPaCA's recursive form, docs/derivations.md 2.2).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each task's weights are drawn from a shared Gaussian prior, w_t ~ N(mu, Sigma), and its targets
 are y_t | w_t ~ N(Phi_t w_t, sigma^2 I).  ``fit`` learns (mu, Sigma, sigma^2) by EM with the
-closed-form M-step (algorithms.md 2.4; ``_bayes_em``), with the E-step for all tasks in one Cython
+closed-form M-step (docs/derivations.md 2.4; ``_bayes_em``), with the E-step for all tasks in one Cython
 call.  A new task is then fit by exact Bayesian conditioning (``adapt``), which gives calibrated
 predictive intervals from a handful of points and can be refined point by point.
 """

@@ -293,7 +293,7 @@ class MetaRidge(MetaLearner):
         return hs[best], float(alphas[best]), scores
 
     def _split_means(self, source, alphas, s) -> np.ndarray:
-        """The transfer-risk closed form of h for each alpha (algorithms.md 1.2), one pass."""
+        """The transfer-risk closed form of h for each alpha (docs/derivations.md 1.2), one pass."""
         m = self.basis_.n_basis
         A = np.zeros((alphas.size, m, m)); b = np.zeros((alphas.size, m)); n_tasks = 0
         Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
@@ -423,7 +423,7 @@ class MetaRidge(MetaLearner):
         """The basis-learning objective over x = (basis params flattened, log alpha, h):
         mean over tasks of the query MSE after adapting on the support set (or of the LOO MSE on
         the support set when some task has no query points), with its exact gradient
-        (algorithms.md 0.3 / 3.3; G matrices from the kernel, contracted by design_vjp)."""
+        (docs/derivations.md 0.3 / 3.3; G matrices from the kernel, contracted by design_vjp)."""
         params0 = base.learnable_params()
         keys = sorted(params0)
         shapes = [np.shape(params0[k]) for k in keys]
