@@ -84,8 +84,13 @@ def _configure_logging(verbose: int) -> None:
 # ---------------------------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from metafast.bench import format_table, get_suite, noise_free_target, run_suite
+    from metafast.bench._files import OutputError, writable_file
     from metafast.bench.plots import PlotUnavailable, plot_task_fits
 
+    try:      # checked before the run: an unwritable --out must not cost the run
+        out = writable_file(args.out, DEMO_PNG)
+    except OutputError as exc:
+        parser.error(f"--out: {exc}")
     suite = get_suite("demo", quick=args.quick, seed=args.seed)
     case = suite.cases[0]
     _say(args, f"metafast demo: meta-training on {case.n_train} sinusoid tasks (y = A sin(x - phi)), "
@@ -106,14 +111,13 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return noise_free_target("sinusoid", [tasks.info[i]], X, [0, len(X)])
 
     try:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        path = plot_task_fits(tasks, models, args.out, truth=truth,
+        path = plot_task_fits(tasks, models, out, truth=truth,
                               title=f"metafast demo: few-shot fits on sinusoid test tasks (K={shots})")
     except PlotUnavailable as exc:  # the table is the main result: still a success
         print(f"\nNo plot written: {exc}", file=sys.stderr)
         return 1 if results.failed() else 0
     except OSError as exc:
-        print(f"\nCould not write the plot to {args.out}: {exc}", file=sys.stderr)
+        print(f"\nCould not write the plot to {out}: {exc}", file=sys.stderr)
         return 1
     print(f"\nPlot of 4 test tasks (support points, true curve, predictive means and 90% bands): {path}")
     return 1 if results.failed() else 0
@@ -121,6 +125,7 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from metafast.bench import available_suites, format_table, get_suite, run_suite, write_results
+    from metafast.bench._files import OutputError, writable_dir
     from metafast.bench.suites import unknown_name_message
 
     names = [n for n in available_suites() if n != "demo"]
@@ -130,6 +135,12 @@ def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         chosen = [args.suite]
     else:
         parser.error(unknown_name_message("benchmark suite", args.suite, names + [SUITE_ALL]))
+    outs = {name: (Path(args.out) / name if len(chosen) > 1 else Path(args.out)) for name in chosen} if args.out else {}
+    for name, out in outs.items():   # checked before the (long) runs
+        try:
+            writable_dir(out)
+        except OutputError as exc:
+            parser.error(f"--out: {exc}")
     status = 0
     for name in chosen:
         try:
@@ -143,8 +154,12 @@ def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         results = run_suite(suite, verbose=args.verbose)
         print(format_table(results))
         if args.out:
-            out = Path(args.out) / name if len(chosen) > 1 else Path(args.out)
-            written = write_results(results, out)
+            try:
+                written = write_results(results, outs[name])
+            except OSError as exc:
+                print(f"could not write the results of {name!r} to {outs[name]}: {exc}", file=sys.stderr)
+                status = 1
+                continue
             print("wrote " + ", ".join(written["written"]))
             for note in written["notes"]:
                 print(f"No plots written: {note}", file=sys.stderr)
@@ -197,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Meta-train MetaBayes and MetaRidge on sinusoid tasks, compare them with "
                                    "the baselines on new tasks at K = 5 and 10, and plot 4 test tasks.")
     p.add_argument("--quick", action="store_true", help="fewer tasks (a few seconds)")
-    p.add_argument("--out", default=DEMO_PNG, help=f"where to write the PNG (default: {DEMO_PNG})")
+    p.add_argument("--out", default=DEMO_PNG,
+                   help=f"where to write the PNG: a file, or a folder to write {DEMO_PNG} into (default: {DEMO_PNG})")
     p.add_argument("--seed", type=int, default=0, help="seed of the task samples (default: 0)")
     p.set_defaults(func=cmd_demo, parser=p)
 

@@ -7,12 +7,28 @@ import os
 from metafast._kernels import _info
 
 
+# At most this many threads per available core, whatever n_jobs or OMP_NUM_THREADS say: the
+# kernels gain nothing from more threads than cores, and asking the OpenMP runtime for tens of
+# thousands of threads crashes it (thread creation fails, or the process runs out of stacks).
+OVERSUBSCRIBE_LIMIT = 4
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def effective_n_threads(n_jobs: int | None) -> int:
-    """Number of threads a kernel should use for ``n_jobs``.
+    """Number of threads a kernel should use for ``n_jobs`` (the one thread policy of metafast).
 
     None means every core OpenMP offers (respecting OMP_NUM_THREADS); a negative value counts
-    back from that (-1 = all, -2 = all but one); 0 is an error.  Builds without OpenMP always
-    use one thread.
+    back from that (-1 = all, -2 = all but one); 0 is an error.  A count above what OpenMP
+    offers is clamped to it, and nothing ever exceeds ``OVERSUBSCRIBE_LIMIT`` threads per
+    available core (results never depend on the thread count, so clamping changes speed only).
+    Builds without OpenMP always use one thread.
     """
     if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int,))):
         try:
@@ -28,14 +44,16 @@ def effective_n_threads(n_jobs: int | None) -> int:
         raise ValueError("n_jobs=0 is not valid: use None (all cores), a positive count or -1")
     if not _info.openmp_enabled():
         return 1
+    cores = available_cores()
     max_threads = _info.openmp_max_threads()
     if "OMP_NUM_THREADS" not in os.environ:
-        max_threads = min(max_threads, os.cpu_count() or 1)
+        max_threads = min(max_threads, cores)
+    max_threads = max(1, min(max_threads, OVERSUBSCRIBE_LIMIT * cores))
     if n_jobs is None:
-        return max(1, max_threads)
+        return max_threads
     if n_jobs < 0:
         return max(1, max_threads + n_jobs + 1)
-    return n_jobs
+    return min(n_jobs, max_threads)
 
 
 def dask_client():

@@ -26,6 +26,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
+from metafast._memory import check_allocation
+from metafast._pickle import VersionTagged
 from metafast._validation import check_finite, check_weights, check_X
 
 ROW_BLOCK = 1024  # rows of the design matrix materialised at a time by the generic sums
@@ -37,6 +39,8 @@ def _wrap_fit(fit):
         if _is_taskset(X):
             return fit(self, X, y, **kwargs)
         Xc = check_X(X, "X", min_samples=1)
+        check_allocation(self._fit_nbytes(*Xc.shape), f"fitting {type(self).__name__}(n_basis={self.n_basis})",
+                         "lower n_basis")
         result = fit(self, Xc, y, **kwargs)
         self.n_features_in_ = Xc.shape[1]
         self._mf_fitted = True
@@ -50,6 +54,9 @@ def _wrap_design(design):
     @functools.wraps(design)
     def checked_design(self, X):
         Xc = self._check_input(X)
+        check_allocation(Xc.shape[0] * float(self.n_basis) * Xc.dtype.itemsize,
+                         f"the ({Xc.shape[0]}, {self.n_basis}) design matrix of {type(self).__name__}",
+                         "pass fewer rows at a time (or stream the tasks in chunks) or lower n_basis")
         Phi = design(self, Xc)
         Phi = np.asarray(Phi)
         m = self.n_basis
@@ -70,7 +77,7 @@ def _is_taskset(obj) -> bool:
     return hasattr(obj, "support_offsets") and hasattr(obj, "X_support")
 
 
-class BasisFamily(TransformerMixin, BaseEstimator):
+class BasisFamily(VersionTagged, TransformerMixin, BaseEstimator):
     """Base class of basis families: implement ``fit`` and ``design``; get the rest."""
 
     def __init_subclass__(cls, **kwargs):
@@ -96,6 +103,14 @@ class BasisFamily(TransformerMixin, BaseEstimator):
         if tags.transformer_tags is not None:
             tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+    def _fit_nbytes(self, n_samples: int, n_features: int) -> float:
+        """Estimated peak memory of ``fit`` (checked before fitting): by default a few
+        (n_basis, n_features) float64 arrays (centres, frequencies, scales and their temporaries);
+        a family whose fit needs more overrides this."""
+        m = getattr(self, "n_basis", 0)
+        m = m if isinstance(m, (int, np.integer)) and not isinstance(m, bool) else 0
+        return 4.0 * 8 * float(m) * (n_features + 1)
 
     # ------------------------------------------------------------------ fitted state
     def __sklearn_is_fitted__(self) -> bool:

@@ -25,11 +25,12 @@ class PlotUnavailable(ImportError):
 def _save(fig, path: str | Path) -> Path:
     """Write ``fig`` as PNG and return the file really written (matplotlib adds ".png" to a
     path without a suffix)."""
+    from metafast.bench._files import atomic_write
+
     path = Path(path)
     if not path.suffix:
         path = path.with_suffix(".png")
-    fig.savefig(path, dpi=110)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
 def _figure(width: float, height: float):

@@ -122,12 +122,12 @@ def write_results(results: Results, out_dir: str | os.PathLike, plots: bool = Tr
     """
     from metafast.bench import plots as plots_mod
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from metafast.bench._files import atomic_write_text, writable_dir
+
+    out = writable_dir(out_dir)
     written = []
     for name, text in (("results.json", to_json(results)), ("results.md", to_markdown(results))):
-        (out / name).write_text(text, encoding="utf-8")
-        written.append(out / name)
+        written.append(atomic_write_text(out / name, text))
     notes = []
     if plots:
         try:

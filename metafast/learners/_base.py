@@ -1,4 +1,5 @@
-"""What every meta-learner shares: task input, basis set-up, evaluation and safe pickling.
+"""What every meta-learner shares: task input, basis set-up, evaluation and safe pickling
+(the version guard of metafast._pickle).
 
 A meta-learner is a scikit-learn estimator whose ``fit`` takes tasks (a TaskSet, or an iterable of
 TaskSet chunks for streams) instead of (X, y).  ``adapt(X, y)`` turns the fitted meta-model and a
@@ -17,7 +18,7 @@ from scipy.stats import norm
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 
-from metafast._version import __version__
+from metafast._pickle import VersionTagged
 from metafast.basis._base import BasisFamily
 from metafast.tasks._taskset import TaskSet
 
@@ -25,19 +26,40 @@ _Z90 = float(norm.ppf(0.95))  # half-width of the central 90% interval, in stand
 
 
 def check_tasks(tasks: Any, name: str = "tasks") -> TaskSet:
-    """A TaskSet, or a clear TypeError saying what was passed instead."""
+    """A non-empty TaskSet with finite values, or a clear error saying what was passed instead."""
     if isinstance(tasks, TaskSet):
         if len(tasks) == 0:
             raise ValueError(f"argument {name!r} holds no tasks")
-        return tasks
+        return tasks.check_finite(name)
     raise TypeError(
         f"argument {name!r} must be a metafast.tasks.TaskSet (see mf.tasks.load / "
         f"TaskSet.from_list); got {type(tasks).__name__}"
     )
 
 
+def check_bounded(tasks: Any, name: str = "tasks") -> None:
+    """Refuse an endless stream (``mf.tasks.stream(n_tasks=None)``): a fit passes over all the
+    tasks at least once, so it would never return."""
+    if not isinstance(tasks, TaskSet) and getattr(tasks, "n_tasks", 0) is None:
+        raise ValueError(
+            f"argument {name!r} is an endless stream (n_tasks=None), and fitting on it would never "
+            "return: give the stream a length (mf.tasks.stream(..., n_tasks=N)), or feed chunks to "
+            "partial_fit one at a time (e.g. for chunk in itertools.islice(stream, k))"
+        )
+
+
+def check_regression(tasks: TaskSet, learner: str, name: str = "tasks") -> None:
+    """Refuse class labels (integer targets) in a regression learner's training tasks."""
+    if tasks.y_support.dtype.kind in "iu" or tasks.y_query.dtype.kind in "iu":
+        raise TypeError(
+            f"argument {name!r} holds integer class labels (classification episodes); {learner} is "
+            "a regressor: use mf.MetaClassifier, or convert y to float if it is a numeric target"
+        )
+
+
 def iter_task_chunks(tasks: Any, name: str = "tasks") -> Iterable[TaskSet]:
-    """Yield TaskSet chunks from a TaskSet (one chunk) or an iterable of TaskSets (a stream)."""
+    """Yield TaskSet chunks from a TaskSet (one chunk) or a finite iterable of TaskSets (a
+    stream), each checked for non-finite values."""
     if isinstance(tasks, TaskSet):
         yield check_tasks(tasks, name)
         return
@@ -46,10 +68,11 @@ def iter_task_chunks(tasks: Any, name: str = "tasks") -> Iterable[TaskSet]:
             f"argument {name!r} must be a TaskSet or an iterable of TaskSet chunks; "
             f"got {type(tasks).__name__}"
         )
+    check_bounded(tasks, name)
     for i, chunk in enumerate(tasks):
         if not isinstance(chunk, TaskSet):
             raise TypeError(f"argument {name!r}: chunk {i} is a {type(chunk).__name__}, not a TaskSet")
-        yield chunk
+        yield chunk.check_finite(f"{name} (chunk {i})")
 
 
 TRAIN_ROWS = ("all", "support")
@@ -128,6 +151,8 @@ def query_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray | None, offse
         sem = vals.std(ddof=1) / np.sqrt(n_tasks) if n_tasks > 1 else 0.0
         out[key + "_ci95"] = float(1.96 * sem)
 
+    if not (np.isfinite(y).all() and np.isfinite(mean).all() and (std is None or np.isfinite(std).all())):
+        raise FloatingPointError("non-finite query targets or predictions: nothing reliable to score")
     resid = y - mean
     out: dict[str, float] = {"n_tasks": n_tasks}
     summarise(per_task_mean(resid**2, offsets), "mse", out)
@@ -140,7 +165,7 @@ def query_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray | None, offse
     return out
 
 
-class MetaLearner(BaseEstimator):
+class MetaLearner(VersionTagged, BaseEstimator):
     """Base class of the regression meta-learners (see the module docstring).
 
     Subclasses implement ``fit(tasks)``, ``adapt(X, y)`` and
@@ -172,6 +197,35 @@ class MetaLearner(BaseEstimator):
                 f"This {type(self).__name__} is not fitted yet: call fit(tasks) before adapt/predict/evaluate"
             )
 
+    # ------------------------------------------------------------------ fit aside, swap in
+    # A fit runs on a work copy and installs its result with one assignment of ``__dict__``;
+    # readers (adapt, adapt_predict, evaluate) take a ``_fitted_view`` (one dict copy, atomic
+    # under the GIL), so a reader running while another thread refits sees the old model or the
+    # new one, never a mix of both.  A fit that raises leaves the old model in place.
+    def _work_copy(self, keep_fitted: bool) -> "MetaLearner":
+        """A learner to fit on: the parameters only, or (``keep_fitted``, for partial_fit) a
+        shallow copy of the fitted state whose attributes the fit rebinds, never mutates."""
+        work = object.__new__(type(self))
+        state = self.__dict__.copy()     # atomic: readers may add cache entries meanwhile
+        if not keep_fitted:
+            params = self._get_param_names()
+            state = {k: v for k, v in state.items() if k in params}
+        work.__dict__ = state
+        return work
+
+    def _swap_in(self, work: "MetaLearner") -> None:
+        """Install the state fitted on ``work`` in one step (see ``_work_copy``)."""
+        old = self.__dict__       # kept alive until the swap is done: no finaliser runs mid-swap
+        self.__dict__ = work.__dict__
+        del old
+
+    def _fitted_view(self) -> "MetaLearner":
+        """A consistent read-only view of the fitted model (see ``_work_copy``)."""
+        view = object.__new__(type(self))
+        view.__dict__ = self.__dict__.copy()
+        view._check_fitted()
+        return view
+
     # ------------------------------------------------------------------ public API
     def evaluate(self, tasks: TaskSet) -> dict:
         """Adapt to every task's support set and score its query set.
@@ -179,35 +233,11 @@ class MetaLearner(BaseEstimator):
         Returns a dict with "mse" and "mse_ci95" (1.96 x the standard error over tasks), and for
         Bayesian learners "nll", "nll_ci95", "coverage90", "coverage90_ci95"; plus "n_tasks".
         """
-        self._check_fitted()
+        model = self._fitted_view()
         ts = check_tasks(tasks)
-        mean, std = self._predict_tasks(ts)
+        mean, std = model._predict_tasks(ts)
         return query_metrics(np.asarray(ts.y_query, dtype=np.float64), mean, std if self._bayesian else None,
                              ts.query_offsets)
 
     def _predict_tasks(self, tasks: TaskSet):  # pragma: no cover - abstract
         raise NotImplementedError
-
-    # ------------------------------------------------------------------ pickling with a version guard
-    def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        state = dict(state)
-        state["_metafast_version"] = __version__
-        return state
-
-    def __setstate__(self, state):
-        saved = state.get("_metafast_version")
-        if saved is not None and _major_minor(saved) != _major_minor(__version__):
-            raise ValueError(
-                f"this {type(self).__name__} was pickled by metafast {saved}, which is not compatible "
-                f"with the installed metafast {__version__}: refit it with this version"
-            )
-        if hasattr(super(), "__setstate__"):
-            super().__setstate__(state)
-        else:  # pragma: no cover
-            self.__dict__.update(state)
-
-
-def _major_minor(version: str) -> tuple:
-    parts = str(version).split(".")
-    return tuple(parts[:2])

@@ -1,4 +1,4 @@
-"""Basis hyperparameters by maximising the summed log marginal likelihood (algorithms.md 6.2).
+"""Basis hyperparameters by maximising the summed log marginal likelihood (docs/derivations.md 6.2).
 
 For a fixed prior (mu, Sigma, sigma^2) the summed log evidence J(theta) = sum_t log p(y_t | theta)
 has dJ/dPhi_t = a_t m_t^T - C_t^{-1} Phi_t Sigma (= Q Phi Sigma + a mu^T), which the ``_bayes``

@@ -1,4 +1,4 @@
-"""EM for the hierarchical Bayesian linear model behind MetaBayes (algorithms.md section 2.4).
+"""EM for the hierarchical Bayesian linear model behind MetaBayes (docs/derivations.md section 2.4).
 
 Model: w_t ~ N(mu, Sigma), y_t | w_t ~ N(Phi_t w_t, s2 I).  The E-step (Cython, ``_kernels._bayes``)
 turns every task into its posterior N(m_t, S_t) and adds its sufficient statistics to fixed blocks;

@@ -3,7 +3,7 @@
 It holds a Gaussian posterior N(coef_, covariance_) over the basis weights of one task, starting
 from the meta-learned prior, and refines it point by point: ``update(X, y)`` is the block
 Sherman-Morrison-Woodbury (Kalman) update, O(m^2) per point for a single point, and gives the same
-posterior as conditioning on all points at once (ALPaCA's recursive form, algorithms.md 2.2).
+posterior as conditioning on all points at once (ALPaCA's recursive form, docs/derivations.md 2.2).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
 from metafast._kernels import _bayes
-from metafast._validation import check_positive_float, check_y
+from metafast._pickle import VersionTagged
+from metafast._validation import check_positive_float, check_positive_int, check_y
 
 
 def gaussian_condition(Phi: np.ndarray, y: np.ndarray, mean: np.ndarray, cov: np.ndarray,
@@ -63,7 +64,7 @@ def fast_y(y, n: int, name: str = "y", finite_checked_by_caller: bool = False) -
     return check_y(y, name, n_samples=n)
 
 
-class BayesTaskRegressor(RegressorMixin, BaseEstimator):
+class BayesTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
     """Bayesian linear regression on a fixed basis with a given Gaussian prior (one task).
 
     Parameters
@@ -167,7 +168,16 @@ class BayesTaskRegressor(RegressorMixin, BaseEstimator):
         return (mean, std) if return_std else mean
 
     def sample_weights(self, n_samples: int = 1, random_state=None) -> np.ndarray:
-        """Draws (n_samples, m) from the weight posterior (e.g. for Thompson sampling)."""
+        """Draws (n_samples, m) from the weight posterior (e.g. for Thompson sampling).
+
+        ``n_samples`` is an integer >= 0; ``random_state`` anything ``np.random.default_rng``
+        accepts (None, a non-negative int, a SeedSequence or a Generator).
+        """
         self._check_fitted()
-        rng = np.random.default_rng(random_state)
+        n_samples = check_positive_int(n_samples, "n_samples", minimum=0)
+        try:
+            rng = np.random.default_rng(random_state)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"parameter 'random_state' must be None, a non-negative int, a SeedSequence "
+                             f"or a Generator; got {random_state!r} ({exc})") from None
         return rng.multivariate_normal(self.coef_, self.covariance_, size=n_samples, method="eigh")

@@ -32,6 +32,8 @@ import warnings
 from typing import Any
 
 import numpy as np
+from scipy.linalg import solve_triangular
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -39,6 +41,8 @@ from sklearn.utils import check_random_state
 from threadpoolctl import ThreadpoolController
 
 from metafast._kernels import _mixture as _k
+from metafast._pickle import VersionTagged
+from metafast.learners._bayes_task import gaussian_condition
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
 from metafast.parallel import effective_n_threads
 
@@ -275,7 +279,7 @@ class _EM:
 
 
 # ---------------------------------------------------------------------------------------- public
-class MixturePrior:
+class MixturePrior(VersionTagged):
     """EM fit of a mixture-of-Gaussians prior over basis weights from packed tasks.
 
     Parameters
@@ -572,6 +576,15 @@ class MixturePrior:
         return MixtureTaskRegressor(prior=self, basis=basis).fit(X_s, y_s)
 
 
+def _gaussian_log_lik(Phi: np.ndarray, y: np.ndarray, mean: np.ndarray, cov: np.ndarray, noise_var: float) -> float:
+    """log N(y; Phi mean, Phi cov Phi^T + noise_var I): one component's predictive density."""
+    K = Phi @ cov @ Phi.T
+    K[np.diag_indices_from(K)] += noise_var
+    L = np.linalg.cholesky(0.5 * (K + K.T))
+    z = solve_triangular(L, y - Phi @ mean, lower=True)
+    return float(-0.5 * z @ z - np.log(np.diag(L)).sum() - 0.5 * len(y) * np.log(2 * np.pi))
+
+
 def _mixture_moments(resp: np.ndarray, cmean: np.ndarray, cvar: np.ndarray):
     """Mean and variance of sum_c resp_c N(cmean_c, cvar_c), row by row (variance >= 0 by form)."""
     mean = np.sum(resp * cmean, axis=1)
@@ -579,7 +592,7 @@ def _mixture_moments(resp: np.ndarray, cmean: np.ndarray, cvar: np.ndarray):
     return mean, var
 
 
-class MixtureTaskRegressor(RegressorMixin, BaseEstimator):
+class MixtureTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
     """One task's posterior under a fitted mixture prior: a scikit-learn regressor.
 
     ``fit(X, y)`` conditions every component on the task's points: the posterior over which kind of
@@ -623,6 +636,39 @@ class MixtureTaskRegressor(RegressorMixin, BaseEstimator):
         self.component_covariances_ = post_covs[0] * ysc**2 / (d[:, None] * d[None, :])
         self.noise_var_ = pr.noise_var_
         self.n_features_in_ = X.shape[1]
+        self.n_samples_seen_ = int(X.shape[0])
+        return self
+
+    def update(self, X, y) -> "MixtureTaskRegressor":
+        """Condition on more points of the same task: sequential Bayes, equal (to round-off) to
+        refitting on all points seen so far.
+
+        Each component's weight posterior gets the Kalman (Woodbury) update, and the
+        responsibilities are reweighted by each component's predictive likelihood of the new
+        points: p(c | all) is proportional to p(c | old) p(y_new | old, c).
+        """
+        if not hasattr(self, "responsibilities_"):
+            raise NotFittedError("This MixtureTaskRegressor is not fitted yet: call fit(X, y) first")
+        X = check_X(X, "X", n_features=self.n_features_in_)
+        y = check_y(y, "y", n_samples=X.shape[0])
+        if X.shape[0] == 0:
+            return self
+        Phi = self._design(X)
+        C = self.responsibilities_.shape[0]
+        means, covs = np.empty_like(self.component_means_), np.empty_like(self.component_covariances_)
+        log_lik = np.empty(C)
+        for c in range(C):
+            log_lik[c] = _gaussian_log_lik(Phi, y, self.component_means_[c], self.component_covariances_[c],
+                                           self.noise_var_)
+            means[c], covs[c] = gaussian_condition(Phi, y, self.component_means_[c],
+                                                   self.component_covariances_[c], self.noise_var_)
+        with np.errstate(divide="ignore"):
+            joint = np.log(self.responsibilities_) + log_lik
+        total = float(logsumexp(joint))
+        self.responsibilities_ = np.exp(joint - total)
+        self.log_evidence_ += total
+        self.component_means_, self.component_covariances_ = means, covs
+        self.n_samples_seen_ += int(X.shape[0])
         return self
 
     def _components(self, X):

@@ -2,7 +2,7 @@
 
 Each task's weights are drawn from a shared Gaussian prior, w_t ~ N(mu, Sigma), and its targets
 are y_t | w_t ~ N(Phi_t w_t, sigma^2 I).  ``fit`` learns (mu, Sigma, sigma^2) by EM with the
-closed-form M-step (algorithms.md 2.4; ``_bayes_em``), with the E-step for all tasks in one Cython
+closed-form M-step (docs/derivations.md 2.4; ``_bayes_em``), with the E-step for all tasks in one Cython
 call.  A new task is then fit by exact Bayesian conditioning (``adapt``), which gives calibrated
 predictive intervals from a handful of points and can be refined point by point.
 """
@@ -20,12 +20,16 @@ from threadpoolctl import threadpool_limits
 
 from metafast._kernels import _bayes
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
-from metafast.learners._base import (MetaLearner, check_tasks, check_train_rows, iter_task_chunks, training_source,
-                                     training_view)
+from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
+                                     training_source, training_view)
 from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, estep, log_prior, mstep
 from metafast.learners._bayes_task import BayesTaskRegressor, as_f64, fast_y
+from metafast._memory import check_allocation
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
+
+_NO_ROWS = ("argument 'tasks' has no labelled rows to meta-train on (train_rows={!r}): every task's "
+            "training rows are empty")
 
 # smallest noise variance EM may reach, in units of the (standardised) target variance
 _NOISE_FLOOR = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-6}
@@ -231,21 +235,35 @@ class MetaBayes(MetaLearner):
         return total
 
     # ================================================================== fit
-    @_one_blas_thread
     def fit(self, tasks, y=None) -> "MetaBayes":
         """Learn the prior (and, with learn_basis, the basis) from training tasks.
 
         ``tasks`` is a TaskSet or a re-iterable of TaskSet chunks (a stream); for a stream the
         statistics are accumulated chunk by chunk each EM iteration, so memory stays bounded, and
-        an unfitted basis is fitted on the first chunk.
+        an unfitted basis is fitted on the first chunk.  The new model is built aside and swapped
+        in at the end: concurrent ``adapt``/``evaluate`` calls see the old model or the new one.
         """
+        work = self._work_copy(keep_fitted=False)
+        work._fit_aside(tasks)
+        self._swap_in(work)
+        return self
+
+    @_one_blas_thread
+    def _fit_aside(self, tasks) -> "MetaBayes":
         self._check_params()
         for attr in ("mixture_", "_stats"):
             self.__dict__.pop(attr, None)
         if self.n_components != 1:
             return self._fit_mixture(tasks)
         source, first = self._chunk_source(tasks)
+        check_regression(first, "MetaBayes")
+        basis_fitted = hasattr(self.basis, "__sklearn_is_fitted__") and self.basis.__sklearn_is_fitted__()
+        if first.X_support.shape[0] == 0 and not basis_fitted:
+            raise ValueError(_NO_ROWS.format(self.train_rows) + " (the first chunk, which fits the basis)")
         self.basis_ = self._init_basis(first, default="rbf", n_basis=40)
+        m = self.basis_.n_basis   # prior, its inverse, statistics, EM copies; m x m scratch per thread
+        check_allocation(8.0 * m * m * (10 + self._n_threads), f"MetaBayes with {m} basis functions",
+                         "use fewer basis functions or covariance='diag'")
         self._set_scale_and_init(source, first.dtype)
         cache = {} if isinstance(source, list) else None
         self._n_jittered = 0
@@ -274,12 +292,15 @@ class MetaBayes(MetaLearner):
         sum_y2 = sum_phi2 = 0.0
         n_rows = 0
         for chunk in iter_task_chunks(source):
+            check_regression(chunk, "MetaBayes")
             y = np.asarray(chunk.y_support, dtype=np.float64)
             sum_y2 += float(np.dot(y, y))
             n_rows += y.size
             for start in range(0, chunk.X_support.shape[0], 8192):
                 Phi = np.asarray(self.basis_.design(chunk.X_support[start:start + 8192]), dtype=np.float64)
                 sum_phi2 += float(np.einsum("ij,ij->", Phi, Phi))
+        if n_rows == 0:
+            raise ValueError(_NO_ROWS.format(self.train_rows))
         rms = np.sqrt(sum_y2 / n_rows) if n_rows else 0.0
         self._y_scale = float(rms) if np.isfinite(rms) and rms > 0 else 1.0
         row_norm = sum_phi2 / n_rows if n_rows else 0.0
@@ -371,6 +392,9 @@ class MetaBayes(MetaLearner):
 
     def _finish(self, prior: GaussianPrior) -> None:
         """Store the prior and the public attributes (in the units of y)."""
+        if not (np.isfinite(prior.mean).all() and np.isfinite(prior.cov).all() and np.isfinite(prior.noise_var)):
+            raise FloatingPointError("MetaBayes EM reached a non-finite prior: the tasks or the basis "
+                                     "hold values too large to represent (check for huge magnitudes)")
         self._prior = prior
         c = self._y_scale
         self.mean_ = prior.mean * c
@@ -384,7 +408,6 @@ class MetaBayes(MetaLearner):
                 "(near-singular design or noise variance at its floor)", RuntimeWarning, stacklevel=3)
 
     # ================================================================== partial_fit
-    @_one_blas_thread
     def partial_fit(self, tasks) -> "MetaBayes":
         """Keep meta-learning as new tasks arrive (incremental EM with frozen old statistics).
 
@@ -396,6 +419,13 @@ class MetaBayes(MetaLearner):
         """
         if not getattr(self, "_mf_fitted", False) or getattr(self, "_stats", None) is None:
             return self.fit(tasks)
+        work = self._work_copy(keep_fitted=True)
+        work._partial_fit_aside(tasks)
+        self._swap_in(work)
+        return self
+
+    @_one_blas_thread
+    def _partial_fit_aside(self, tasks) -> "MetaBayes":
         self._check_params()
         if self.n_components != 1:
             raise NotImplementedError("partial_fit is only available with n_components=1")
@@ -418,7 +448,9 @@ class MetaBayes(MetaLearner):
         m x m form otherwise, as in ``evaluate``); it holds a reference to ``basis_``, which no
         per-task estimator modifies.
         """
-        self._check_fitted()
+        return self._fitted_view()._adapt(X, y)
+
+    def _adapt(self, X, y) -> BayesTaskRegressor:
         if hasattr(self, "mixture_"):
             Xc = check_X(X, "X", n_features=self.basis_.n_features_in_)
             return self.mixture_.task_regressor(self.basis_, Xc, check_y(y, "y", n_samples=Xc.shape[0]))
@@ -438,9 +470,11 @@ class MetaBayes(MetaLearner):
         per-task estimator or the posterior covariance: the predictive mean, and with
         ``return_std`` the predictive std (observation noise included).
         """
-        self._check_fitted()
+        return self._fitted_view()._adapt_predict(X, y, X_query, return_std)
+
+    def _adapt_predict(self, X, y, X_query, return_std: bool):
         if hasattr(self, "mixture_"):
-            return self.adapt(X, y).predict(X_query, return_std=return_std)
+            return self._adapt(X, y).predict(X_query, return_std=return_std)
         Phi, Phi_q = self._support_query_design(X, X_query)
         yc = fast_y(y, Phi.shape[0], finite_checked_by_caller=True)
         nq = Phi_q.shape[0]
@@ -470,18 +504,26 @@ class MetaBayes(MetaLearner):
         state.pop("_one_task_cache", None)   # derived from _prior; rebuilt on first use
         return state
 
+    def _fitted_view(self) -> "MetaBayes":
+        # the views share one slot caching the one-task prior (see _one_task_prior)
+        self.__dict__.setdefault("_one_task_cache", [None])
+        return super()._fitted_view()
+
     def _one_task_prior(self) -> "_bayes.OneTaskPrior":
         """The fitted prior in float64 for the one-task kernels (mu, Sigma, Sigma^{-1},
         Sigma^{-1} mu, noise variance, y scale); built once per fitted prior (O(m^3)).
 
-        Keyed on the prior object, which fit and partial_fit replace (never modify), so a refit
-        invalidates it; concurrent callers at worst build the same object twice.
+        Kept in a one-slot list shared by the fitted views and keyed on the prior object, which
+        fit and partial_fit replace (never modify), so a refit invalidates it; concurrent callers
+        at worst build the same object twice.
         """
-        cached = self.__dict__.get("_one_task_cache")
+        slot = self.__dict__.get("_one_task_cache")
+        cached = slot[0] if slot else None
         if cached is None or cached[0] is not self._prior:
             mu, Sigma, Sinv, h, _, s2, diag = self._prior.kernel_args(np.float64)
             cached = (self._prior, _bayes.OneTaskPrior(mu, Sigma, Sinv, h, s2, diag, float(self._y_scale)))
-            self._one_task_cache = cached
+            if slot:
+                slot[0] = cached
         return cached[1]
 
     @_one_blas_thread
@@ -509,14 +551,16 @@ class MetaBayes(MetaLearner):
 
     def predict_tasks(self, tasks: TaskSet) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) of the posterior predictive at every packed query row of ``tasks``."""
-        self._check_fitted()
-        return self._predict_tasks(check_tasks(tasks))
+        return self._fitted_view()._predict_tasks(check_tasks(tasks))
 
     # ================================================================== mixture delegation
     def _fit_mixture(self, tasks) -> "MetaBayes":
         from metafast.learners._mixture import MixturePrior
 
         ts = training_view(check_tasks(tasks), self.train_rows)
+        check_regression(ts, "MetaBayes")
+        if ts.X_support.shape[0] == 0:
+            raise ValueError(_NO_ROWS.format(self.train_rows))
         self.basis_ = self._init_basis(ts, default="rbf", n_basis=40)
         Phi = np.ascontiguousarray(self.basis_.design(ts.X_support))
         y = np.asarray(ts.y_support, dtype=np.float64)

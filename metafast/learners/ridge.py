@@ -23,9 +23,12 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import NotFittedError
 
 from metafast._kernels import _ridge
+from metafast._pickle import VersionTagged
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
 from metafast.basis._base import BasisFamily
-from metafast.learners._base import MetaLearner, check_tasks, check_train_rows, iter_task_chunks, training_view
+from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
+                                     training_view)
+from metafast._memory import check_allocation
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
@@ -34,7 +37,7 @@ _METRIC_MIN = 1e-8  # smallest prior scale kept for a basis function, relative t
 
 
 # ---------------------------------------------------------------------------- per-task regressor
-class BiasedRidgeRegressor(RegressorMixin, BaseEstimator):
+class BiasedRidgeRegressor(VersionTagged, RegressorMixin, BaseEstimator):
     """Ridge regression on a basis, shrunk towards ``prior_mean`` instead of zero.
 
     coef_ = argmin ||Phi w - y||^2 + alpha * sum_j (w_j - prior_mean_j)^2 / prior_scale_j^2,
@@ -174,12 +177,22 @@ class MetaRidge(MetaLearner):
 
     # ------------------------------------------------------------------ fit
     def fit(self, tasks, y=None) -> "MetaRidge":
-        """Meta-train on a TaskSet or a stream (iterable) of TaskSet chunks."""
+        """Meta-train on a TaskSet or a stream (iterable) of TaskSet chunks.
+
+        The new model is built aside and swapped in at the end: concurrent ``adapt`` /
+        ``evaluate`` calls see the old model or the new one, never a mix.
+        """
+        work = self._work_copy(keep_fitted=False)
+        work._fit_aside(tasks)
+        self._swap_in(work)
+        return self
+
+    def _fit_aside(self, tasks) -> None:
         alphas = self._check_params()
         self._n_threads = effective_n_threads(self.n_jobs)
         source = _TaskSource(tasks, self.train_rows)
         first = source.first
-        _check_regression(first)
+        check_regression(first, "MetaRidge")
         self.basis_ = self._init_basis(first)
         m = self.basis_.n_basis
         self.n_features_in_ = first.n_features
@@ -197,6 +210,9 @@ class MetaRidge(MetaLearner):
         if self.learn_basis:
             h, alpha, it = self._fit_basis(source, h, alpha, s)
             n_iter += it
+        if not (np.all(np.isfinite(h)) and np.isfinite(alpha) and np.all(np.isfinite(s))):
+            raise FloatingPointError("MetaRidge reached a non-finite prior mean or metric: the tasks or "
+                                     "the basis hold values too large to represent")
         self.alphas_ = alphas
         self.prior_mean_ = h
         self.alpha_ = float(alpha)
@@ -204,7 +220,6 @@ class MetaRidge(MetaLearner):
         self.metric_ = s ** 2
         self.n_iter_ = n_iter
         self._mf_fitted = True
-        return self
 
     def _check_params(self) -> np.ndarray:
         try:
@@ -236,11 +251,14 @@ class MetaRidge(MetaLearner):
         """One pass: the GLS statistics (M, b) and the LOO quadratic (Q, q, sq) for each alpha."""
         m = self.basis_.n_basis
         k = alphas.size
+        check_allocation(8.0 * m * m * (2 * k + 2 + self._n_threads),
+                         f"MetaRidge statistics for {k} alphas and {m} basis functions",
+                         "use fewer basis functions or fewer alphas")
         M = np.zeros((k, m, m)); b = np.zeros((k, m)); Q = np.zeros((k, m, m)); q = np.zeros((k, m))
         sq = np.zeros(k); n_tasks = 0
         Mi = np.empty((m, m)); bi = np.empty(m); Qi = np.empty((m, m)); qi = np.empty(m); sqi = np.empty(1)
         for chunk in source.chunks(progress=self.verbose, what="statistics"):
-            _check_regression(chunk)
+            check_regression(chunk, "MetaRidge")
             Phi = self._design(self.basis_, chunk.X_support)
             y = _as_f64(chunk.y_support)
             off = chunk.support_offsets
@@ -275,12 +293,12 @@ class MetaRidge(MetaLearner):
         return hs[best], float(alphas[best]), scores
 
     def _split_means(self, source, alphas, s) -> np.ndarray:
-        """The transfer-risk closed form of h for each alpha (algorithms.md 1.2), one pass."""
+        """The transfer-risk closed form of h for each alpha (docs/derivations.md 1.2), one pass."""
         m = self.basis_.n_basis
         A = np.zeros((alphas.size, m, m)); b = np.zeros((alphas.size, m)); n_tasks = 0
         Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
         for chunk in source.chunks(progress=self.verbose, what="split statistics", split=True):
-            _check_regression(chunk)
+            check_regression(chunk, "MetaRidge")
             Phi = self._design(self.basis_, chunk.X_support)
             Phiq = self._design(self.basis_, chunk.X_query)
             y, yq = _as_f64(chunk.y_support), _as_f64(chunk.y_query)
@@ -405,7 +423,7 @@ class MetaRidge(MetaLearner):
         """The basis-learning objective over x = (basis params flattened, log alpha, h):
         mean over tasks of the query MSE after adapting on the support set (or of the LOO MSE on
         the support set when some task has no query points), with its exact gradient
-        (algorithms.md 0.3 / 3.3; G matrices from the kernel, contracted by design_vjp)."""
+        (docs/derivations.md 0.3 / 3.3; G matrices from the kernel, contracted by design_vjp)."""
         params0 = base.learnable_params()
         keys = sorted(params0)
         shapes = [np.shape(params0[k]) for k in keys]
@@ -464,25 +482,26 @@ class MetaRidge(MetaLearner):
     # ------------------------------------------------------------------ adapt, predict, evaluate
     def adapt(self, X, y) -> BiasedRidgeRegressor:
         """A fitted BiasedRidgeRegressor for a new task's support points (X, y)."""
-        self._check_fitted()
-        return BiasedRidgeRegressor(basis=self.basis_, prior_mean=self.prior_mean_, alpha=self.alpha_,
-                                    prior_scale=self.prior_scale_).fit(X, y)
+        model = self._fitted_view()
+        return BiasedRidgeRegressor(basis=model.basis_, prior_mean=model.prior_mean_, alpha=model.alpha_,
+                                    prior_scale=model.prior_scale_).fit(X, y)
 
     def adapt_predict(self, X, y, X_query) -> np.ndarray:
         """Adapt to (X, y) and predict X_query in one kernel call (the fastest one-task path)."""
-        self._check_fitted()
-        Phi = _as_f64(self.basis_.design(X))
-        Phiq = _as_f64(self.basis_.design(X_query))
+        model = self._fitted_view()
+        Phi = _as_f64(model.basis_.design(X))
+        Phiq = _as_f64(model.basis_.design(X_query))
         yc = _fast_y(y, Phi.shape[0])
         w = np.empty(Phi.shape[1])
         pred = np.empty(Phiq.shape[0])
-        _ridge.adapt_predict(Phi, yc, self.prior_mean_, self.prior_scale_, self.alpha_, w, Phiq, pred)
+        _ridge.adapt_predict(Phi, yc, model.prior_mean_, model.prior_scale_, model.alpha_, w, Phiq, pred)
         return pred
 
     def adapt_tasks(self, tasks: TaskSet) -> np.ndarray:
         """Per-task weights (T, m) after adapting to every task's support set."""
-        self._check_fitted()
-        ts = check_tasks(tasks)
+        return self._fitted_view()._adapt_tasks(check_tasks(tasks))
+
+    def _adapt_tasks(self, ts: TaskSet) -> np.ndarray:
         Phi = self._design(self.basis_, ts.X_support)
         W = np.empty((len(ts), self.basis_.n_basis))
         n_threads = effective_n_threads(self.n_jobs)
@@ -493,7 +512,7 @@ class MetaRidge(MetaLearner):
         return W
 
     def _predict_tasks(self, tasks: TaskSet):
-        W = self.adapt_tasks(tasks)
+        W = self._adapt_tasks(tasks)
         Xq = tasks.X_query
         mean = self.basis_.weighted_sum_tasks(Xq, tasks.query_offsets, W.astype(Xq.dtype, copy=False))
         return np.asarray(mean, dtype=np.float64), None
@@ -519,14 +538,6 @@ def _softmax_scale(z: np.ndarray) -> np.ndarray:
     """m * softmax(z): positive, mean 1."""
     e = np.exp(z - z.max())
     return z.size * e / e.sum()
-
-
-def _check_regression(ts: TaskSet) -> None:
-    if ts.y_support.dtype.kind in "iu" or ts.y_query.dtype.kind in "iu":
-        raise TypeError(
-            "argument 'tasks' holds integer class labels (classification episodes); MetaRidge is a "
-            "regressor: use mf.MetaClassifier, or convert y to float if it is a numeric target"
-        )
 
 
 class _TaskSource:

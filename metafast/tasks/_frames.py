@@ -114,6 +114,10 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
     arrays = {}
     for col in feats + [target]:
         s = df[col]
+        if pd.api.types.is_complex_dtype(s):
+            raise TypeError(f"{'feature' if col in feats else 'target'} column {col!r} is complex "
+                            f"(dtype {s.dtype}): complex values are not supported; split it into real "
+                            "and imaginary columns if both matter")
         if not pd.api.types.is_numeric_dtype(s):
             s = _numeric_or_raise(pd, s, col, "feature" if col in feats else "target", group_of)
         arrays[col] = s.to_numpy()
@@ -203,20 +207,48 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
                    X[q_rows].astype(dtype, copy=False), y[q_rows], q_off, info=info)
 
 
+def _cell_kind(v) -> str:
+    """Kind of a present cell: 'real', 'complex', 'text' (a number written as text) or 'bad'."""
+    if isinstance(v, (bool, np.bool_)):
+        return "bad"
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return "real"
+    if isinstance(v, (complex, np.complexfloating)):
+        return "complex"
+    if isinstance(v, (str, bytes)):
+        try:
+            float(v)
+        except ValueError:
+            return "bad"
+        return "text"
+    return "bad"
+
+
+_KIND_HINT = {"bad": "it holds values that are not numbers",
+              "complex": "it holds complex values, which are not supported",
+              "text": "it holds numbers stored as text; convert them with pd.to_numeric first"}
+
+
 def _numeric_or_raise(pd, s, col: str, what: str, group_of):
-    """An object column holding only numbers becomes numeric; anything else is a TypeError."""
-    bad = np.ones(len(s), dtype=bool)
-    num = None
-    if s.dtype == object:
-        num = pd.to_numeric(s, errors="coerce")
-        is_str = s.map(lambda v: isinstance(v, (str, bytes))).to_numpy(dtype=bool)
-        bad = is_str | (num.isna().to_numpy() & s.notna().to_numpy())
-    if num is not None and not bad.any():
-        return num
-    row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+    """An object column holding only real numbers (and missing values) becomes float; anything
+    else is a TypeError naming the first cell that is not a number, else the first complex or
+    textual number (text is never parsed silently)."""
+    missing = s.isna().to_numpy()
+    kinds = np.array(["missing" if gone else _cell_kind(v) for v, gone in zip(s.to_numpy(dtype=object), missing)],
+                     dtype=object)
+    if s.dtype == object and np.isin(kinds, ("real", "missing")).all():
+        return pd.Series(pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan),
+                         index=s.index)
+    for kind in ("bad", "complex", "text"):
+        hits = np.flatnonzero(kinds == kind)
+        if hits.size:
+            row = int(hits[0])
+            break
+    else:
+        kind, row = "bad", 0
     raise TypeError(
-        f"{what} column {col!r} is not numeric (dtype {s.dtype}; first non-numeric value "
-        f"{s.iloc[row]!r} at row {row}, {group_of(row)}); convert it to numbers first"
+        f"{what} column {col!r} is not numeric (dtype {s.dtype}; {_KIND_HINT[kind]}): first offending "
+        f"value {s.iloc[row]!r} at row {row}, {group_of(row)}"
     )
 
 

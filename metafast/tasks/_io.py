@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
 FORMAT = "metafast.TaskSet"
 FORMAT_VERSION = 1
+_ZIP_MAGIC = b"PK\x03\x04"
 _ARRAYS = ("X_support", "y_support", "support_offsets", "X_query", "y_query", "query_offsets")
 
 
@@ -86,27 +89,54 @@ def save_taskset(tasks, path) -> None:
 
 
 def load_taskset(path):
-    """Read a TaskSet written by :func:`save_taskset`, with clear errors for other files."""
+    """Read a TaskSet written by :func:`save_taskset`.
+
+    Anything else (not a zip archive, a damaged archive, a header that is not the JSON object
+    ``save`` writes, arrays that do not make a TaskSet) is a ValueError naming the file and the
+    problem; a missing file is FileNotFoundError.
+    """
     from metafast.tasks._taskset import TaskSet
 
     path = os.fspath(path)
+    with open(path, "rb") as fh:          # FileNotFoundError / PermissionError as they are
+        magic = fh.read(4)
+    if magic != _ZIP_MAGIC:
+        raise ValueError(f"{path!r} is not a metafast TaskSet file: not an .npz (zip) archive")
     try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"{path!r} is not a readable .npz file: {exc}") from None
-    with data:
-        missing = [a for a in ("header", *_ARRAYS) if a not in data.files]
-        if missing:
-            raise ValueError(f"{path!r} is not a metafast TaskSet file (missing {', '.join(missing)})")
-        header = json.loads(str(data["header"][()]))
-        if header.get("format") != FORMAT:
-            raise ValueError(f"{path!r} is not a metafast TaskSet file")
-        if header.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{path!r} was written in TaskSet format version {header.get('version')}; this "
-                f"metafast reads version {FORMAT_VERSION}"
-            )
-        arrays = {a: data[a] for a in _ARRAYS}
-    return TaskSet(**arrays, info=[_decode(d) for d in header["info"]])
+        with np.load(path, allow_pickle=False) as data:
+            missing = [a for a in ("header", *_ARRAYS) if a not in data.files]
+            if missing:
+                raise ValueError(f"{path!r} is not a metafast TaskSet file (missing {', '.join(missing)})")
+            header = _read_header(path, data["header"])
+            arrays = {a: data[a] for a in _ARRAYS}
+    except ValueError as exc:
+        if str(exc).startswith(repr(path)):
+            raise
+        raise ValueError(f"{path!r} is damaged or not a TaskSet file: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+        raise ValueError(f"{path!r} is damaged ({type(exc).__name__}: {exc})") from None
+    try:
+        return TaskSet(**arrays, info=[_decode(d) for d in header["info"]])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path!r} holds arrays that do not make a TaskSet: {exc}") from None
+
+
+def _read_header(path: str, raw: np.ndarray) -> dict:
+    """The JSON header object, checked field by field."""
+    if raw.dtype.kind != "U" or raw.ndim != 0:
+        raise ValueError(f"{path!r} is not a metafast TaskSet file: its header is not a string")
+    try:
+        header = json.loads(str(raw[()]))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path!r} has a damaged header (not JSON: {exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is not a metafast TaskSet file (its header is not a TaskSet header)")
+    if header.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r} was written in TaskSet format version {header.get('version')}; this "
+            f"metafast reads version {FORMAT_VERSION}"
+        )
+    info = header.get("info")
+    if not isinstance(info, list) or not all(isinstance(d, dict) for d in info):
+        raise ValueError(f"{path!r} has a damaged header: 'info' is not a list of objects")
+    return header

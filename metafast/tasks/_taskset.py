@@ -253,6 +253,30 @@ class TaskSet:
         y[s_pos], y[q_pos] = self.y_support, self.y_query
         return TaskSet(X, y, off, X[:0], y[:0], np.zeros_like(off), info=self.info, _copy_info=False)
 
+    def check_finite(self, name: str = "tasks") -> "TaskSet":
+        """Raise ValueError naming the array, the task and the row of the first NaN or inf.
+
+        The constructor checks this; learners check it again on what they are given, because the
+        arrays are ordinary numpy arrays that may be changed after construction.  Cost: one sum
+        per array (an exact scan only when the sum is not finite).
+        """
+        for a, off in (("X_support", self.support_offsets), ("y_support", self.support_offsets),
+                       ("X_query", self.query_offsets), ("y_query", self.query_offsets)):
+            arr = getattr(self, a)
+            if arr.dtype.kind != "f" or np.isfinite(np.sum(arr)):
+                continue
+            ok = np.isfinite(arr) if arr.ndim == 1 else np.isfinite(arr).all(axis=1)
+            if ok.all():        # the sum overflowed: large but finite values
+                continue
+            row = int(np.argmin(ok))
+            task = int(np.searchsorted(off, row, side="right") - 1)
+            kind = "NaN" if np.isnan(arr[row]).any() else "inf"
+            raise ValueError(
+                f"argument {name!r}: {a} of task {task} holds {kind} (row {row - int(off[task])} of the "
+                f"task, packed row {row}); were the TaskSet's arrays changed after it was built?"
+            )
+        return self
+
     @property
     def is_classification(self) -> bool:
         """True when the targets are integer class labels."""
