@@ -7,9 +7,10 @@ shape, fit time).  ``load_model`` reads and checks the header *before* unpicklin
 a file from another metafast or numpy version, a truncated or corrupted file, or a file that is
 not a model gets a ``ValueError`` naming the file and the problem, never an unpickler traceback.
 
-Version rule: metafast's major.minor and numpy's major must match the installed ones (a model
-holds arrays and fitted kernels' parameters whose meaning may change between those versions);
-patch releases are compatible.  Like every pickle, load only files you trust.
+Version rule: the metafast version must be the installed one (the pickle guard's rule, see
+``metafast._pickle``: fitted attributes and kernel layouts may change in any release) and numpy's
+major version must match (arrays pickled by numpy 2 do not load in numpy 1).  Like every pickle,
+load only files you trust.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def _read(path, payload: bool) -> tuple[dict, bytes]:
 def _check_versions(path, header: dict) -> None:
     saved, now = header["versions"], _versions()
     problems = []
-    if str(saved.get("metafast", "")).split(".")[:2] != now["metafast"].split(".")[:2]:
+    if str(saved.get("metafast", "")) != now["metafast"]:
         problems.append(f"metafast {saved.get('metafast')} (installed: {now['metafast']})")
     if str(saved.get("numpy", "")).split(".")[:1] != now["numpy"].split(".")[:1]:
         problems.append(f"numpy {saved.get('numpy')} (installed: {now['numpy']})")
