@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.kernel_approximation import Nystroem
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, PolynomialFeatures, SplineTransformer, StandardScaler
 
 import metafast as mf
@@ -30,6 +30,7 @@ TRANSFORMERS = [
     _rbf_pipeline(n_basis=9),
     _rbf_pipeline(n_basis=8, per_center=True),
     Pipeline([("scale", StandardScaler()), ("skip", "passthrough"), ("four", mf.basis.make("fourier", n_basis=7))]),
+    FeatureUnion([("spline", SplineTransformer(n_knots=4)), ("poly", PolynomialFeatures(2))]),
 ]
 
 
