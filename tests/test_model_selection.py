@@ -299,3 +299,13 @@ def test_search_is_exported_at_top_level():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "TaskGridSearchCV" in repr(TaskGridSearchCV(bayes(), {"covariance": ["iso"]}))
+
+
+def test_default_scoring_is_accuracy_for_classification_tasks(rng):
+    from metafast.model_selection._scoring import check_scoring
+
+    labels = mf.tasks.TaskSet.from_list([mf.tasks.Task(rng.normal(size=(4, 2)), np.array([0, 1, 0, 1]),
+                                                       rng.normal(size=(2, 2)), np.array([1, 0]))])
+    scorers, multi = check_scoring(None, labels)
+    assert not multi and scorers["score"].metric == "accuracy" and scorers["score"].sign == 1.0
+    assert check_scoring(None, rbf_tasks(2))[0]["score"].metric == "mse"

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 
 def _rbf_pipeline(**rbf):
-    return Pipeline([("scale", StandardScaler()), ("rbf", mf.basis.make("rbf", random_state=0, **rbf))])
+    return Pipeline([("scale", StandardScaler()), ("rbf", mf.basis.make("rbf", random_state=0, n_jobs=1, **rbf))])
 
 
 TRANSFORMERS = [
@@ -53,7 +53,7 @@ def test_tasks():
 @pytest.mark.parametrize("transformer", [SplineTransformer(n_knots=12), Nystroem(n_components=20, random_state=0),
                                          _rbf_pipeline(n_basis=20)], ids=["spline", "nystroem", "pipeline"])
 def test_learners_accept_a_transformer_and_fit_it_on_every_training_row(tasks, test_tasks, learner, transformer):
-    model = learner(basis=transformer, max_iter=20).fit(tasks)
+    model = learner(n_jobs=1, basis=transformer, max_iter=20).fit(tasks)
     assert isinstance(model.basis_, SklearnBasis)
     assert model.basis is transformer                       # the user's object is untouched
     X_all = np.concatenate([tasks.X_support, tasks.X_query])
@@ -67,8 +67,8 @@ def test_learners_accept_a_transformer_and_fit_it_on_every_training_row(tasks, t
 def test_transformer_basis_matches_the_same_family_passed_directly(tasks, test_tasks):
     """An RBF family inside a one-step Pipeline gives the same model as the family itself."""
     fam = mf.basis.make("rbf", n_basis=15)
-    direct = mf.MetaBayes(basis=fam, max_iter=20).fit(tasks)
-    wrapped = mf.MetaBayes(basis=Pipeline([("rbf", fam)]), max_iter=20).fit(tasks)
+    direct = mf.MetaBayes(n_jobs=1, basis=fam, max_iter=20).fit(tasks)
+    wrapped = mf.MetaBayes(n_jobs=1, basis=Pipeline([("rbf", fam)]), max_iter=20).fit(tasks)
     assert np.allclose(direct.mean_, wrapped.mean_) and np.allclose(direct.covariance_, wrapped.covariance_)
     assert direct.evaluate(test_tasks)["nll"] == pytest.approx(wrapped.evaluate(test_tasks)["nll"])
 
@@ -76,7 +76,7 @@ def test_transformer_basis_matches_the_same_family_passed_directly(tasks, test_t
 def test_a_fitted_transformer_is_used_as_it_is(tasks):
     X = np.linspace(-10, 10, 50)[:, None]                  # a wider domain than the tasks'
     spline = SplineTransformer(n_knots=7).fit(X)
-    model = mf.MetaRidge(basis=spline).fit(tasks)
+    model = mf.MetaRidge(n_jobs=1, basis=spline).fit(tasks)
     assert np.array_equal(model.basis_.design(X), spline.transform(X))
     assert model.basis_.n_basis == spline.transform(X[:1]).shape[1]
 
@@ -84,7 +84,7 @@ def test_a_fitted_transformer_is_used_as_it_is(tasks):
 def test_fitted_transformer_with_another_feature_count_is_refused(tasks):
     spline = SplineTransformer().fit(np.random.default_rng(0).normal(size=(20, 2)))
     with pytest.raises(ValueError, match="2 features"):
-        mf.MetaBayes(basis=spline).fit(tasks)
+        mf.MetaBayes(n_jobs=1, basis=spline).fit(tasks)
 
 
 def test_pipeline_ending_in_a_family_uses_its_kernels(rng):
@@ -117,8 +117,8 @@ def test_design_vjp_of_a_pipeline_matches_finite_differences(rng):
 
 
 def test_learn_basis_through_a_pipeline(tasks, test_tasks):
-    model = mf.MetaBayes(basis=_rbf_pipeline(n_basis=12), learn_basis=True, basis_rounds=2, max_iter=20).fit(tasks)
-    fixed = mf.MetaBayes(basis=_rbf_pipeline(n_basis=12), max_iter=20).fit(tasks)
+    model = mf.MetaBayes(n_jobs=1, basis=_rbf_pipeline(n_basis=12), learn_basis=True, basis_rounds=2, max_iter=20).fit(tasks)
+    fixed = mf.MetaBayes(n_jobs=1, basis=_rbf_pipeline(n_basis=12), max_iter=20).fit(tasks)
     learned_ll = model.basis_.learnable_params()["rbf__log_length_scale"]
     assert not np.allclose(learned_ll, fixed.basis_.learnable_params()["rbf__log_length_scale"])
     assert model.log_evidence_[-1] >= fixed.log_evidence_[-1] - 1e-6 * abs(fixed.log_evidence_[-1])
@@ -131,7 +131,7 @@ def test_learn_basis_through_a_pipeline(tasks, test_tasks):
 ])
 def test_learn_basis_without_a_differentiable_last_step_names_the_step(tasks, transformer, step):
     with pytest.raises(ValueError, match=step):
-        mf.MetaBayes(basis=transformer, learn_basis=True, max_iter=5).fit(tasks)
+        mf.MetaBayes(n_jobs=1, basis=transformer, learn_basis=True, max_iter=5).fit(tasks)
     B = SklearnBasis(transformer).fit(tasks.X_support)
     assert B.learnable_params() == {}
     with pytest.raises(ValueError, match=step):
@@ -139,7 +139,7 @@ def test_learn_basis_without_a_differentiable_last_step_names_the_step(tasks, tr
 
 
 def test_params_reach_inside_the_pipeline(tasks):
-    model = mf.MetaBayes(basis=_rbf_pipeline(n_basis=20))
+    model = mf.MetaBayes(n_jobs=1, basis=_rbf_pipeline(n_basis=20))
     assert model.get_params()["basis__rbf__n_basis"] == 20
     other = clone(model).set_params(basis__rbf__n_basis=7)
     assert model.get_params()["basis__rbf__n_basis"] == 20   # clone copied the pipeline
@@ -149,7 +149,7 @@ def test_params_reach_inside_the_pipeline(tasks):
 
 
 def test_pickled_model_with_a_transformer_basis_predicts_the_same(tasks, test_tasks):
-    model = mf.MetaBayes(basis=SplineTransformer(n_knots=8)).fit(tasks)
+    model = mf.MetaBayes(n_jobs=1, basis=SplineTransformer(n_knots=8)).fit(tasks)
     back = pickle.loads(pickle.dumps(model))
     assert back.evaluate(test_tasks) == model.evaluate(test_tasks)
 
@@ -157,10 +157,10 @@ def test_pickled_model_with_a_transformer_basis_predicts_the_same(tasks, test_ta
 # ---------------------------------------------------------------------------- bad input
 def test_not_a_transformer_is_a_clear_type_error(tasks):
     with pytest.raises(TypeError, match="parameter 'basis'.*scikit-learn transformer.*got int"):
-        mf.MetaBayes(basis=3).fit(tasks)
+        mf.MetaBayes(n_jobs=1, basis=3).fit(tasks)
     with pytest.raises(TypeError, match="parameter 'basis'.*got Ridge"):
         from sklearn.linear_model import Ridge
-        mf.MetaRidge(basis=Ridge()).fit(tasks)
+        mf.MetaRidge(n_jobs=1, basis=Ridge()).fit(tasks)
 
 
 def test_a_transformer_that_changes_the_row_count_is_refused(rng):
@@ -208,3 +208,16 @@ def test_unfitted_wrapper_has_no_n_basis():
     assert not hasattr(B, "n_basis")
     with pytest.raises(TypeError, match="parameter 'transformer'"):
         SklearnBasis("spline").fit(np.zeros((3, 1)))
+
+
+def test_generic_sums_are_exact_across_blocks(rng, monkeypatch):
+    monkeypatch.setattr("metafast.basis.sklearn_wrapper.BLOCK_ELEMENTS", 7)   # 1,024-row blocks
+    X = rng.uniform(-2, 2, size=(2 * 1024 + 5, 2))
+    B = SklearnBasis(PolynomialFeatures(2)).fit(X)
+    Phi = PolynomialFeatures(2).fit(X).transform(X)
+    W = rng.normal(size=(B.n_basis, 3))
+    assert np.allclose(B.weighted_sum(X, W), Phi @ W)
+    off = np.array([0, 1000, 1030, X.shape[0]])
+    Wt = rng.normal(size=(3, B.n_basis))
+    ref = np.concatenate([Phi[a:b] @ Wt[t] for t, (a, b) in enumerate(zip(off[:-1], off[1:]))])
+    assert np.allclose(B.weighted_sum_tasks(X, off, Wt), ref)

@@ -35,6 +35,8 @@ from metafast.basis._base import ROW_BLOCK, BasisFamily
 
 #: a sparse transformer output is densified; above this many bytes (64 MiB) with a warning
 SPARSE_WARN_BYTES = 64 * 2**20
+#: design entries per block of the generic weighted sums (8 MiB of float64)
+BLOCK_ELEMENTS = 2**20
 
 
 class SparseDensifiedWarning(UserWarning):
@@ -169,6 +171,14 @@ class SklearnBasis(BasisFamily):
         if X.shape[0] == 0:
             return np.empty((0, self.n_basis), dtype=X.dtype)
         return self._transform(np.asarray(X, dtype=np.float64))
+
+    def _design_blocks(self, Xc: np.ndarray):
+        """As the base class, in blocks of about ``BLOCK_ELEMENTS`` design entries: a transformer
+        has a per-call cost (its own input checks) that 1,024-row blocks would pay many times."""
+        step = max(ROW_BLOCK, BLOCK_ELEMENTS // self.n_basis)
+        for start in range(0, Xc.shape[0], step):
+            Phi = self._transform(np.asarray(Xc[start:start + step], dtype=np.float64))
+            yield start, np.ascontiguousarray(Phi, dtype=Xc.dtype)
 
     def weighted_sum(self, X, w) -> np.ndarray:
         fused = self._fused_last()
