@@ -35,8 +35,8 @@ from metafast.basis._base import ROW_BLOCK, BasisFamily
 
 #: a sparse transformer output is densified; above this many bytes (64 MiB) with a warning
 SPARSE_WARN_BYTES = 64 * 2**20
-#: design entries per block of the generic weighted sums (8 MiB of float64)
-BLOCK_ELEMENTS = 2**20
+#: design entries per block of the generic weighted sums (32 MiB of float64)
+BLOCK_ELEMENTS = 2**22
 
 
 class SparseDensifiedWarning(UserWarning):
