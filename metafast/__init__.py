@@ -10,5 +10,8 @@ from metafast.hookspecs import hookimpl
 from metafast import basis, tasks
 from metafast import plugins  # the registry host; plugins themselves load lazily, on first use
 from metafast.learners import MetaBayes, MetaRidge
+from metafast import model_selection
+from metafast.model_selection import TaskGridSearchCV
 
-__all__ = ["__version__", "hookimpl", "basis", "tasks", "plugins", "MetaBayes", "MetaRidge"]
+__all__ = ["__version__", "hookimpl", "basis", "tasks", "plugins", "MetaBayes", "MetaRidge",
+           "model_selection", "TaskGridSearchCV"]

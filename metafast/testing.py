@@ -80,20 +80,39 @@ def _close(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> bool:
 
 
 def check_family_params(case: _FamilyCase) -> None:
-    """get_params/set_params/clone work and there is a positive integer n_basis parameter."""
+    """get_params/set_params/clone work and there is a positive integer n_basis parameter (or, for a
+    family whose class sets ``_n_basis_from_fit = True``, a positive integer n_basis once fitted)."""
     name = "check_family_params"
     params = case.family.get_params()
-    if "n_basis" not in params:
-        _fail(case, name, "has no n_basis constructor parameter (every family must have one)")
-    m = params["n_basis"]
+    if "n_basis" in params:
+        m = params["n_basis"]
+    elif getattr(case.family, "_n_basis_from_fit", False):  # e.g. a wrapped transformer: known once fitted
+        m = case.fitted(case.datasets[0]).n_basis
+    else:
+        _fail(case, name, "has no n_basis constructor parameter (every family must have one, or "
+                          "declare _n_basis_from_fit = True and set n_basis in fit)")
     if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m < 1:
         _fail(case, name, f"n_basis must be a positive integer; got {m!r}")
     try:
         copy = clone(case.family)
     except Exception as exc:  # sklearn raises if __init__ alters its parameters
         _fail(case, name, f"sklearn.base.clone failed: {type(exc).__name__}: {exc}")
-    if copy.get_params() != params:
+    if not _same_params(copy, case.family):
         _fail(case, name, "clone() does not reproduce the parameters")
+
+
+def _same_params(a: Any, b: Any) -> bool:
+    """Equal constructor parameters, comparing nested estimators (clone copies them) by theirs."""
+    if hasattr(a, "get_params") and not isinstance(a, type):
+        if type(a) is not type(b):
+            return False
+        pa, pb = a.get_params(deep=False), b.get_params(deep=False)
+        return pa.keys() == pb.keys() and all(_same_params(pa[k], pb[k]) for k in pa)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_params(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    return bool(a == b)
 
 
 def check_family_fit(case: _FamilyCase) -> None:

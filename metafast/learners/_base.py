@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 
 from metafast._pickle import VersionTagged
-from metafast.basis._base import BasisFamily
+from metafast.basis._base import ROW_BLOCK, BasisFamily
 from metafast.tasks._taskset import TaskSet
 
 _Z90 = float(norm.ppf(0.95))  # half-width of the central 90% interval, in standard deviations
@@ -177,16 +177,18 @@ class MetaLearner(VersionTagged, BaseEstimator):
 
     # ------------------------------------------------------------------ helpers for subclasses
     def _init_basis(self, tasks: TaskSet, default: str = "rbf", **default_params) -> BasisFamily:
-        """The basis to fit with: a copy of a fitted ``basis``, or ``basis`` fitted on the tasks."""
+        """The basis to fit with: a copy of a fitted ``basis``, or ``basis`` fitted on the tasks.
+
+        ``basis`` may also be a scikit-learn transformer (wrapped by ``metafast.basis.as_basis``):
+        a fitted one is used as it is, an unfitted one is fitted on the tasks' rows.
+        """
         from metafast import basis as basis_api
 
         b = self.basis if getattr(self, "basis", None) is not None else basis_api.make(default, **default_params)
         if isinstance(b, str):
             b = basis_api.make(b)
-        if not isinstance(b, BasisFamily):
-            raise TypeError(
-                f"parameter 'basis' must be a metafast BasisFamily or a family name; got {type(b).__name__}"
-            )
+        if not isinstance(b, BasisFamily):  # a scikit-learn transformer (or a clear TypeError)
+            b = basis_api.as_basis(b, X=tasks.X_support[:ROW_BLOCK], name="basis")
         if b.__sklearn_is_fitted__():
             return copy.deepcopy(b)
         return clone(b).fit_tasks(tasks)

@@ -68,9 +68,10 @@ def optimise_basis(basis, chunks_factory: Callable[[], Iterable], prior: Gaussia
     """
     params = basis.learnable_params()
     if not params:
+        why = getattr(basis, "not_learnable_reason", None)
         raise ValueError(
-            f"learn_basis=True, but the basis {type(basis).__name__} has no learnable parameters "
-            "(its learnable_params() is empty)"
+            f"learn_basis=True, but the basis {type(basis).__name__} has no learnable parameters: "
+            f"{why() if callable(why) else 'its learnable_params() is empty'}"
         )
     x0, layout = _flatten(params)
     n_tasks = [1]
