@@ -56,7 +56,7 @@ def test_learners_accept_a_transformer_and_fit_it_on_every_training_row(tasks, t
     model = learner(n_jobs=1, basis=transformer, max_iter=20).fit(tasks)
     assert isinstance(model.basis_, SklearnBasis)
     assert model.basis is transformer                       # the user's object is untouched
-    X_all = np.concatenate([tasks.X_support, tasks.X_query])
+    X_all = tasks.all_rows().X_support       # every labelled row, task by task (support, then query)
     expected = clone(transformer).fit(X_all).transform(X_all[:50])
     assert np.allclose(model.basis_.design(X_all[:50]), expected)
     assert np.isfinite(model.evaluate(test_tasks)["mse"])

@@ -39,8 +39,9 @@ def _wrap_fit(fit):
         if _is_taskset(X):
             return fit(self, X, y, **kwargs)
         Xc = check_X(X, "X", min_samples=1)
-        check_allocation(self._fit_nbytes(*Xc.shape), f"fitting {type(self).__name__}(n_basis={self.n_basis})",
-                         "lower n_basis")
+        if not getattr(self, "_n_basis_from_fit", False):   # else the width is only known after fit
+            check_allocation(self._fit_nbytes(*Xc.shape), f"fitting {type(self).__name__}(n_basis={self.n_basis})",
+                             "lower n_basis")
         result = fit(self, Xc, y, **kwargs)
         self.n_features_in_ = Xc.shape[1]
         self._mf_fitted = True

@@ -193,7 +193,7 @@ class MetaRidge(MetaLearner):
         source = _TaskSource(tasks, self.train_rows)
         first = source.first
         check_regression(first, "MetaRidge")
-        self.basis_ = self._init_basis(first)
+        self.basis_ = self._init_basis(training_view(first, self.train_rows))
         m = self.basis_.n_basis
         self.n_features_in_ = first.n_features
         self.n_jitter_ = 0
