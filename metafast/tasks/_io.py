@@ -81,7 +81,8 @@ def save_taskset(tasks, path) -> None:
         for k in d:
             if not isinstance(k, str):
                 raise TypeError(f"info key {k!r} of task {t} is not a string; only string keys can be saved")
-    header = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "info": info}, allow_nan=False)
+    header = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "info": info,
+                         "label_setting": tasks.label_setting}, allow_nan=False)
     np.savez(path, header=np.asarray(header), **{a: getattr(tasks, a) for a in _ARRAYS})
 
 
@@ -109,4 +110,5 @@ def load_taskset(path):
                 f"metafast reads version {FORMAT_VERSION}"
             )
         arrays = {a: data[a] for a in _ARRAYS}
-    return TaskSet(**arrays, info=[_decode(d) for d in header["info"]])
+    # files written before label settings existed have none: the default applies
+    return TaskSet(**arrays, info=[_decode(d) for d in header["info"]], label_setting=header.get("label_setting"))
