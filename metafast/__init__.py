@@ -10,5 +10,6 @@ from metafast.hookspecs import hookimpl
 from metafast import basis, tasks
 from metafast import plugins  # the registry host; plugins themselves load lazily, on first use
 from metafast.learners import MetaBayes, MetaRidge
+from metafast.learners import MetaClassifier
 
-__all__ = ["__version__", "hookimpl", "basis", "tasks", "plugins", "MetaBayes", "MetaRidge"]
+__all__ = ["__version__", "hookimpl", "basis", "tasks", "plugins", "MetaBayes", "MetaRidge", "MetaClassifier"]
