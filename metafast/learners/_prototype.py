@@ -58,6 +58,44 @@ def sqdist(Phi, offsets, P, p_off, metric, c_max, n_threads):
     return out
 
 
+class LooLoss:
+    """Mean leave-one-out log loss of the training rows as a function of theta = log(metric),
+    with its gradient (see the module docstring); callable as ``loss(theta) -> (value, grad)``."""
+
+    def __init__(self, Phi, codes, offsets, n_classes, global_means, n_threads):
+        self.Phi, self.codes, self.offsets, self.n_threads = Phi, codes, offsets, n_threads
+        self.P, counts, self.p_off, keys = prototypes(Phi, codes, offsets, n_classes, global_means)
+        kappa = KAPPA if global_means is not None else 0.0
+        n_own = counts[keys]
+        self.per_row = np.repeat(n_classes, np.diff(offsets))
+        self.keep = ((n_own - 1 + kappa) > 0) & (self.per_row >= 2)
+        self.loo = ((n_own + kappa) / np.maximum(n_own - 1 + kappa, 1e-12)) ** 2
+        self.c_max = int(max(n_classes.max(initial=0), 1))
+        self.rows = np.arange(Phi.shape[0])
+        self.cand = np.arange(self.c_max)[None, :] < self.per_row[:, None]
+        self.key_of = self.p_off[task_ids(offsets)][:, None] + np.arange(self.c_max)[None, :]
+        self.n_used = max(int(self.keep.sum()), 1)
+
+    def __call__(self, theta):
+        d = np.exp(theta)
+        rows, codes, keep, cand, P, Phi = self.rows, self.codes, self.keep, self.cand, self.P, self.Phi
+        D = sqdist(Phi, self.offsets, P, self.p_off, d, self.c_max, self.n_threads)
+        D[rows, codes] *= self.loo
+        lp = masked_log_softmax(-D, self.per_row)
+        val = -lp[rows[keep], codes[keep]].sum() / self.n_used
+        pi = np.exp(lp)
+        pi[~cand] = 0.0
+        h = -pi                                      # dL/dZ = pi - y and Z = -r D: h = (y - pi) r
+        h[rows, codes] += 1.0
+        h[rows, codes] *= self.loo
+        h[~keep] = 0.0
+        H = sparse.csr_matrix((h[cand], (self.key_of[cand], np.broadcast_to(rows[:, None], cand.shape)[cand])),
+                              shape=(P.shape[0], Phi.shape[0]))
+        grad = (Phi ** 2).T @ h.sum(axis=1) - 2 * np.einsum("kj,kj->j", P, H @ Phi) + \
+            np.einsum("kj,k->j", P ** 2, np.asarray(H.sum(axis=1)).ravel())
+        return val, grad * d / self.n_used
+
+
 class PrototypeHead:
     """Learns the metric (and, shared setting, the class means g_c); see the module docstring."""
 
@@ -76,43 +114,11 @@ class PrototypeHead:
             g = np.zeros((self.n_shared, Phi.shape[1]))
             np.add.at(g, cls, sums)
             self.global_means_ = g / np.maximum(np.bincount(cls, weights=counts, minlength=self.n_shared), 1)[:, None]
-        P, counts, p_off, keys = prototypes(Phi, codes, offsets, n_classes, self.global_means_)
-        kappa = KAPPA if self.global_means_ is not None else 0.0
-        n_own = counts[keys]
-        keep = (n_own - 1 + kappa) > 0
-        keep &= np.repeat(n_classes, np.diff(offsets)) >= 2
-        loo = ((n_own + kappa) / np.maximum(n_own - 1 + kappa, 1e-12)) ** 2
-        per_row = np.repeat(n_classes, np.diff(offsets))
-        c_max = int(max(n_classes.max(initial=0), 1))
-        tid = task_ids(offsets)
-        N = Phi.shape[0]
-        rows = np.arange(N)
-        # one (key, row) entry per (row, candidate class) for the gradient's grouped sums
-        cand = np.arange(c_max)[None, :] < per_row[:, None]
-        key_of = p_off[tid][:, None] + np.arange(c_max)[None, :]
-        n_used = max(int(keep.sum()), 1)
-
-        def objective(theta):
-            d = np.exp(theta)
-            D = sqdist(Phi, offsets, P, p_off, d, c_max, self.n_threads)
-            D[rows, codes] *= loo
-            lp = masked_log_softmax(-D, per_row)
-            val = -lp[rows[keep], codes[keep]].sum() / n_used
-            pi = np.exp(lp)
-            pi[~cand] = 0.0
-            h = -pi                                      # dL/dZ = pi - y and Z = -r D: h = (y - pi) r
-            h[rows, codes] += 1.0
-            h[rows, codes] *= loo
-            h[~keep] = 0.0
-            H = sparse.csr_matrix((h[cand], (key_of[cand], np.broadcast_to(rows[:, None], cand.shape)[cand])),
-                                  shape=(P.shape[0], N))
-            grad = (Phi ** 2).T @ h.sum(axis=1) - 2 * np.einsum("kj,kj->j", P, H @ Phi) + \
-                np.einsum("kj,k->j", P ** 2, np.asarray(H.sum(axis=1)).ravel())
-            return val, grad * d / n_used
-
-        spread = Phi.var(axis=0) + 1e-12
+        loss = LooLoss(Phi, codes, offsets, n_classes, self.global_means_, self.n_threads)
+        var = Phi.var(axis=0)
+        spread = np.maximum(var, 1e-3 * var.mean()) + 1e-12       # constant columns: a finite start
         theta0 = -np.log(2 * spread * Phi.shape[1])
-        res = minimize(objective, theta0, jac=True, method="L-BFGS-B",
+        res = minimize(loss, theta0, jac=True, method="L-BFGS-B",
                        options={"maxiter": self.max_iter, "ftol": self.tol * 1e-3})
         self.metric_ = np.exp(res.x)
         self.loss_, self.n_iter_, self.converged_ = float(res.fun), int(res.nit), bool(res.success)

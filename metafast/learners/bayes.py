@@ -222,6 +222,10 @@ class MetaBayes(MetaLearner):
         if self.n_components != 1:
             return self._fit_mixture(tasks)
         source, first = self._chunk_source(tasks)
+        if first.is_classification:
+            raise TypeError(
+                "argument 'tasks' holds integer class labels (classification tasks); MetaBayes is a "
+                "regressor: use mf.MetaClassifier, or convert y to float if it is a numeric target")
         self.basis_ = self._init_basis(first, default="rbf", n_basis=40)
         self._set_scale_and_init(source, first.dtype)
         cache = {} if isinstance(source, list) else None
