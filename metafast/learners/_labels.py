@@ -102,6 +102,7 @@ def encode_query_episodic(y_q: np.ndarray, q_offsets: np.ndarray, labels: np.nda
             np.zeros(pos.shape, bool)
         if not ok.all():
             bad = y_q[rows][~ok][0]
+            bad = bad.item() if isinstance(bad, np.generic) else bad
             raise ValueError(
                 f"argument 'tasks': task {int(t)} has query label {bad!r} that is absent from its support "
                 f"set (support classes {cls.tolist()}); in the episodic setting a class must have at "
@@ -119,9 +120,10 @@ def encode_shared(y: np.ndarray, classes: np.ndarray, offsets: np.ndarray | None
     ok = (pos < classes.size) & (classes[np.minimum(pos, classes.size - 1)] == y)
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
+        label = y[i].item() if isinstance(y[i], np.generic) else y[i]
         at = f"task {int(task_ids(offsets)[i])} of argument {name!r}" if offsets is not None else f"argument {name!r}"
         raise ValueError(
-            f"{at} has label {y[i]!r}, which was never seen in meta-training (classes "
+            f"{at} has label {label!r}, which was never seen in meta-training (classes "
             f"{classes.tolist()[:20]}); in the shared-label setting every class must be seen in "
             "meta-training"
         )
