@@ -129,6 +129,14 @@ class LogisticEM:
         self.n_threads = n_threads
         self.verbose = verbose
 
+    def resolve_prior_weight(self, tc: float) -> float:
+        """nu; "auto" is 9 x the number of (task, class) pairs in the episodic setting (Sigma is pulled
+        90% of the way to isotropic: meta-test classes are usually new there, and a Sigma learned
+        from a few meta-training classes spans little else) and 1 pseudo-task in the shared one."""
+        if isinstance(self.prior_weight, str):
+            return 9.0 * tc if self.n_shared is None else 1.0
+        return float(self.prior_weight)
+
     def initial_prior(self, Phi: np.ndarray) -> ClassPrior:
         """N(0, s0 I) with s0 = 1 / mean squared design-row norm (class scores of unit scale)."""
         m = Phi.shape[1]
@@ -150,7 +158,7 @@ class LogisticEM:
             raise ValueError("argument 'tasks': no training task has two or more classes: nothing to learn from")
         self.log_evidence_, self.n_iter_, self.converged_ = [], 0, False
         warm = None
-        nu = float(self.prior_weight)
+        nu = self.resolve_prior_weight(tc)
         with tqdm(total=self.max_iter, desc="MetaClassifier EM", disable=not self.verbose, leave=False) as bar:
             for it in range(self.max_iter + 1):
                 fit = laplace(Phi, codes, offsets, n_classes, prior, n_threads=self.n_threads,
@@ -184,7 +192,7 @@ class LogisticHead:
     Sigma when tasks are small (measured: about 0.3-0.5 x the true variance at 20 points per task,
     0.9 x at 200).  So after EM the scale gamma of Sigma is chosen by maximising the query log
     likelihood of the training tasks adapted on their support sets (the split used on purpose,
-    ``calibrate``); without query rows gamma stays 1.
+    ``_calibrate``); without query rows gamma stays 1.
     """
 
     def __init__(self, n_shared, max_iter, tol, prior_weight, n_threads, verbose=0):
@@ -197,11 +205,12 @@ class LogisticHead:
         self.n_iter_, self.converged_ = self.em.n_iter_, self.em.converged_
         self.scale_ = 1.0
         if calib is not None:
-            self.scale_ = self._calibrate(calib)
-            self.prior_ = ClassPrior(self.prior_.cov * self.scale_, self.prior_.means)
+            self.prior_ = self._calibrate(calib)
         return self
 
-    def _calibrate(self, calib) -> float:
+    def _calibrate(self, calib) -> ClassPrior:
+        """gamma Sigma with gamma minimising the query log loss of the training tasks adapted on
+        their support sets (undoes Laplace-EM's shrinkage of Sigma)."""
         from scipy.optimize import minimize_scalar
 
         Phi_s, codes_s, s_off, ncls, Phi_q, codes_q, q_off = calib
@@ -211,9 +220,10 @@ class LogisticHead:
             Z = query_logits(Phi_s, codes_s, s_off, ncls, Phi_q, q_off, prior, self.n_threads)
             return mean_log_loss(Z, codes_q, q_off, ncls)
 
-        res = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded",
-                              options={"xatol": 0.02})
-        return float(np.exp(res.x)) if res.fun <= loss(0.0) else 1.0
+        res = minimize_scalar(loss, bounds=(np.log(1e-2), np.log(1e4)), method="bounded", options={"xatol": 0.05})
+        gamma = float(np.exp(res.x)) if res.fun <= loss(0.0) else 1.0
+        self.scale_ = gamma
+        return ClassPrior(self.prior_.cov * gamma, self.prior_.means)
 
     def logits(self, Phi_s, codes, s_off, n_classes, Phi_q, q_off):
         return query_logits(Phi_s, codes, s_off, n_classes, Phi_q, q_off, self.prior_, self.n_threads)

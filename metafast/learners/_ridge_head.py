@@ -73,7 +73,8 @@ class RidgeHead:
         sizes = np.diff(offsets)
         n_points = float((sizes * n_classes).sum())
         tc = float(n_classes.sum())
-        nu = float(self.prior_weight)
+        nu = (9.0 * tc if self.n_shared is None else 1.0) if isinstance(self.prior_weight, str) \
+            else float(self.prior_weight)
         self.log_evidence_, self.n_iter_, self.converged_ = [], 0, False
         for it in range(self.max_iter + 1):
             A, G, cinv, logp, noise, R, Phi_w, U = ridge_estep(Phi, codes, offsets, n_classes, prior, s2,
