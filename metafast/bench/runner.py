@@ -20,7 +20,7 @@ from metafast.bench.suites import Case, Suite
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("mse", "nll", "coverage90", "accuracy")
+METRICS = ("mse", "nll", "coverage90", "accuracy", "ece")
 COLUMNS = (
     "suite", "family", "problem", "shots", "learner", "kind", "n_train", "n_test", "seed", "status", "error",
     "n_tasks", *[k for m in METRICS for k in (m, m + "_ci95")], "fit_seconds", "eval_seconds",

@@ -77,18 +77,23 @@ LOGISTIC = BlockSampler("logistic", _prepare_logistic, _sample_logistic)
 
 def load_logistic(n_tasks: int = 1000, n_support: int = 10, n_query: int = 10, seed: Any = 0, n_classes: int = 3,
                   n_features: int = 2, mean_scale: float = 2.0, prior_scale: float = 1.0, setting: str = "shared",
-                  prior_seed: int = 0, dtype=np.float64) -> TaskSet:
+                  prior_seed: int = 0, dtype=np.float64, k_shot: int | None = None) -> TaskSet:
     """Hierarchical multinomial logistic tasks with a known prior (metafast's protocol).
 
     Basis phi(x) = (1, x) (``logistic_features``), x ~ U[-1, 1]^d (d = ``n_features`` = 2).
     Each task draws w_tc ~ N(mu_c, prior_scale^2 I) for c = 0..C-1 (C = ``n_classes`` = 3), then
     labels y ~ softmax_c(phi(x)^T w_tc); ``n_support`` / ``n_query`` points per task (not per
-    class: a task may lack a class).  Shared setting (default): mu_c ~ N(0, mean_scale^2 I) fixed
+    class: a task may lack a class); ``k_shot`` sets n_support = k_shot x n_classes and n_query =
+    n_query x n_classes (as many points as a K-shot episode, for the benchmark harness).  Shared setting (default): mu_c ~ N(0, mean_scale^2 I) fixed
     by ``prior_seed`` (``logistic_prior``); ``setting="episodic"``: mu_c = 0.
     info: family, weights (C, d+1).  :func:`oracle_proba` gives the true class probabilities, the
     Bayes-optimal log loss of a model that knew each task's weights.
     """
     n_tasks = check_positive_int(n_tasks, "n_tasks")
+    if k_shot is not None:
+        n_classes = check_positive_int(n_classes, "n_classes", minimum=2)
+        n_support = check_positive_int(k_shot, "k_shot") * n_classes
+        n_query = check_positive_int(n_query, "n_query") * n_classes
     prepared = LOGISTIC.prepare(n_support=n_support, n_query=n_query, n_classes=n_classes, n_features=n_features,
                                 mean_scale=mean_scale, prior_scale=prior_scale, setting=setting,
                                 prior_seed=prior_seed, dtype=dtype)
