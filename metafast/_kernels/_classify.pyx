@@ -215,6 +215,46 @@ cdef int _laplace_task(
     return steps
 
 
+cdef int _laplace_slot(
+    long long t, const floating[:, ::1] Phi_w, const floating[:, ::1] B0, const long long[::1] codes,
+    const long long[::1] offsets, const long long[::1] n_classes, int max_iter, double tol, bint warm,
+    bint want_stats, floating[:, ::1] A, floating[:, ::1] G, double[::1] logq, int[::1] status,
+    long long nmax, floating* K, floating* E, floating* M, floating* L, floating* vec,
+) noexcept nogil:
+    """Task t of logistic_laplace with the given scratch (NULL scratch: status -2); returns status[t]."""
+    cdef long long off = offsets[t]
+    cdef int n = <int> (offsets[t + 1] - off)
+    cdef int C = <int> n_classes[t]
+    cdef int m = <int> Phi_w.shape[1]
+    cdef int Cmax = <int> A.shape[1]
+    cdef long long S = nmax * Cmax
+    cdef int i
+    cdef const floating *b0p = NULL
+    cdef floating *gp = NULL
+    logq[t] = 0
+    if K == NULL or E == NULL or M == NULL or L == NULL or vec == NULL:
+        status[t] = -2
+        return -2
+    status[t] = 0
+    if n == 0:
+        return 0
+    if C < 2:
+        for i in range(n):
+            memset(&A[off + i, 0], 0, Cmax * sizeof(floating))
+            if want_stats:
+                memset(&G[off + i, 0], 0, m * sizeof(floating))
+        return 0
+    if B0.shape[0] > 0:
+        b0p = &B0[off, 0]
+    if want_stats:
+        gp = &G[off, 0]
+    status[t] = _laplace_task(
+        n, m, C, &Phi_w[off, 0], b0p, B0.shape[1], &codes[off], max_iter, tol, warm, &A[off, 0], Cmax,
+        gp, &logq[t], K, E, M, L, vec, &vec[S], &vec[2 * S], &vec[3 * S], &vec[4 * S], &vec[9 * S],
+        &vec[5 * S], &vec[6 * S], &vec[7 * S], &vec[8 * S])
+    return status[t]
+
+
 def logistic_laplace(
     const floating[:, ::1] Phi_w, const floating[:, ::1] B0, const long long[::1] codes,
     const long long[::1] offsets, const long long[::1] n_classes, int max_iter, double tol, bint warm,
@@ -232,66 +272,52 @@ def logistic_laplace(
     cdef Py_ssize_t T = offsets.shape[0] - 1
     cdef int m = <int> Phi_w.shape[1]
     cdef int Cmax = <int> A.shape[1]
-    cdef long ldb = B0.shape[1]
-    cdef bint has_b0 = B0.shape[0] > 0
-    cdef long long t, off, nmax = 0, n_failed = 0
-    cdef int n, C, i
+    cdef long long t, nmax = 0, n_failed = 0
     cdef floating *K
     cdef floating *E
     cdef floating *M
     cdef floating *L
     cdef floating *vec
-    cdef const floating *b0p
-    cdef floating *gp
     if T <= 0:
         return 0
     for t in range(T):
         if offsets[t + 1] - offsets[t] > nmax:
             nmax = offsets[t + 1] - offsets[t]
     nmax = nmax if nmax > 0 else 1
-    with nogil, parallel(num_threads=n_threads):
-        K = <floating*> malloc(nmax * nmax * sizeof(floating))
-        E = <floating*> malloc(Cmax * nmax * nmax * sizeof(floating))
-        M = <floating*> malloc(nmax * nmax * sizeof(floating))
-        L = <floating*> malloc(nmax * nmax * sizeof(floating))
-        vec = <floating*> malloc((9 * nmax * Cmax + nmax) * sizeof(floating))
-        for t in prange(T, schedule='dynamic'):
-            off = offsets[t]
-            n = <int> (offsets[t + 1] - off)
-            C = <int> n_classes[t]
-            logq[t] = 0
-            if K == NULL or E == NULL or M == NULL or L == NULL or vec == NULL:
-                status[t] = -2
-                n_failed += 1
-                continue
-            if n == 0:
-                status[t] = 0
-                continue
-            if C < 2:
-                for i in range(n):
-                    memset(&A[off + i, 0], 0, Cmax * sizeof(floating))
-                    if want_stats:
-                        memset(&G[off + i, 0], 0, m * sizeof(floating))
-                status[t] = 0
-                continue
-            b0p = NULL
-            gp = NULL
-            if has_b0:
-                b0p = &B0[off, 0]
-            if want_stats:
-                gp = &G[off, 0]
-            status[t] = _laplace_task(
-                n, m, C, &Phi_w[off, 0], b0p, ldb, &codes[off], max_iter, tol, warm, &A[off, 0], Cmax,
-                gp, &logq[t], K, E, M, L, vec, &vec[nmax * Cmax], &vec[2 * nmax * Cmax],
-                &vec[3 * nmax * Cmax], &vec[4 * nmax * Cmax], &vec[9 * nmax * Cmax], &vec[5 * nmax * Cmax],
-                &vec[6 * nmax * Cmax], &vec[7 * nmax * Cmax], &vec[8 * nmax * Cmax])
-            if status[t] < 0:
-                n_failed += 1
-        free(K)
-        free(E)
-        free(M)
-        free(L)
-        free(vec)
+    if n_threads <= 1 or T == 1:
+        # serial path: no OpenMP region, so BLAS is never called from inside one (a threaded BLAS
+        # called from an OpenMP thread oversubscribes the cores: measured 100x slower one-task adapts)
+        with nogil:
+            K = <floating*> malloc(nmax * nmax * sizeof(floating))
+            E = <floating*> malloc(Cmax * nmax * nmax * sizeof(floating))
+            M = <floating*> malloc(nmax * nmax * sizeof(floating))
+            L = <floating*> malloc(nmax * nmax * sizeof(floating))
+            vec = <floating*> malloc((9 * nmax * Cmax + nmax) * sizeof(floating))
+            for t in range(T):
+                if _laplace_slot(t, Phi_w, B0, codes, offsets, n_classes, max_iter, tol, warm, want_stats,
+                                 A, G, logq, status, nmax, K, E, M, L, vec) < 0:
+                    n_failed += 1
+            free(K)
+            free(E)
+            free(M)
+            free(L)
+            free(vec)
+    else:
+        with nogil, parallel(num_threads=n_threads):
+            K = <floating*> malloc(nmax * nmax * sizeof(floating))
+            E = <floating*> malloc(Cmax * nmax * nmax * sizeof(floating))
+            M = <floating*> malloc(nmax * nmax * sizeof(floating))
+            L = <floating*> malloc(nmax * nmax * sizeof(floating))
+            vec = <floating*> malloc((9 * nmax * Cmax + nmax) * sizeof(floating))
+            for t in prange(T, schedule='dynamic'):
+                if _laplace_slot(t, Phi_w, B0, codes, offsets, n_classes, max_iter, tol, warm, want_stats,
+                                 A, G, logq, status, nmax, K, E, M, L, vec) < 0:
+                    n_failed += 1
+            free(K)
+            free(E)
+            free(M)
+            free(L)
+            free(vec)
     for t in range(T):
         if status[t] == -2:
             raise MemoryError("could not allocate the per-thread scratch of logistic_laplace")

@@ -38,9 +38,13 @@ class ClassPrior:
     means: np.ndarray | None = None
 
     def factor(self) -> np.ndarray:
-        """U with cov = U U^T (jittered Cholesky)."""
-        m = self.cov.shape[0]
-        return whitening(GaussianPrior(np.zeros(m), self.cov, 1.0, "full"))
+        """U with cov = U U^T (jittered Cholesky), computed once per prior (priors are never modified
+        in place: EM and the calibration make new ones)."""
+        U = self.__dict__.get("_U")
+        if U is None:
+            m = self.cov.shape[0]
+            U = self._U = whitening(GaussianPrior(np.zeros(m), self.cov, 1.0, "full"))
+        return U
 
 
 def prior_logits(Phi: np.ndarray, prior: ClassPrior, c_max: int) -> np.ndarray:

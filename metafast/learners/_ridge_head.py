@@ -93,8 +93,8 @@ class RidgeHead:
                 means = means + (U @ dv).T
                 S -= dv @ dv.T / self.n_shared
             cov = U @ S @ U.T
-            prior = ClassPrior(0.5 * (cov + cov.T), means)
-            prior.cov = (tc * prior.cov + nu * psi * np.eye(m)) / (tc + nu)
+            cov = (tc * 0.5 * (cov + cov.T) + nu * psi * np.eye(m)) / (tc + nu)
+            prior = ClassPrior(cov, means)
             s2 = max(float(noise.sum()) / max(n_points, 1.0), 1e-8)
             self.n_iter_ += 1
         self.prior_, self.noise_var_ = prior, s2
@@ -128,10 +128,17 @@ class RidgeHead:
         return self.temperature_ * self._scores(Phi_s, codes, s_off, n_classes, Phi_q, q_off)[0]
 
     def task_weights(self, Phi, codes, n_classes: int):
+        """One task's posterior means, times the temperature.  Solved here with numpy (one n x n
+        Cholesky): for a single task the kernel's OpenMP region would only add overhead."""
         off = np.array([0, Phi.shape[0]], dtype=np.int64)
-        A, _, _, _, _, _, Phi_w, U = ridge_estep(Phi, codes, off, np.array([n_classes]), self.prior_,
-                                                 self.noise_var_, 1)
-        W = U @ (Phi_w.T.astype(np.float64) @ A[:, :n_classes].astype(np.float64))
+        U = self.prior_.factor()
+        Phi64 = np.asarray(Phi, dtype=np.float64)
+        Phi_w = Phi64 @ U
+        R = one_hot_residuals(Phi64, codes, off, np.array([n_classes]), self.prior_, max(n_classes, 1))
+        Kn = Phi_w @ Phi_w.T
+        Kn[np.diag_indices_from(Kn)] += self.noise_var_
+        A = np.linalg.solve(Kn, R) if Phi.shape[0] else R
+        W = U @ (Phi_w.T @ A[:, :n_classes])
         if self.prior_.means is not None:
             W += self.prior_.means.T
         return self.temperature_ * W, np.zeros(n_classes)

@@ -30,9 +30,28 @@ from metafast.learners._labels import (
 from metafast.learners._logistic import LogisticHead, masked_log_softmax
 from metafast.learners._prototype import PrototypeHead
 from metafast.learners._ridge_head import RidgeHead
-from metafast.learners.bayes import _one_blas_thread
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
+
+_CONTROLLER = []
+
+
+def _cheap_one_blas_thread(method):
+    """Run ``method`` with BLAS on one thread (the per-task solves are tiny: a threaded BLAS only
+    adds synchronisation, 100x slower measured on a loaded machine), reusing one controller."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        if not _CONTROLLER:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER.append(ThreadpoolController())
+        with _CONTROLLER[0].limit(limits=1, user_api="blas"):
+            return method(*args, **kwargs)
+
+    return wrapper
+
 
 HEADS = {"logistic": LogisticHead, "ridge": RidgeHead, "prototype": PrototypeHead}
 SETTINGS = ("auto", "episodic", "shared")
@@ -125,7 +144,7 @@ class MetaClassifier(MetaLearner):
         return codes, n_classes
 
     # ================================================================== fit
-    @_one_blas_thread
+    @_cheap_one_blas_thread
     def fit(self, tasks, y=None) -> "MetaClassifier":
         """Learn the head's prior or metric (and fit the basis) from training tasks.
 
@@ -180,7 +199,7 @@ class MetaClassifier(MetaLearner):
                 ts.query_offsets)
 
     # ================================================================== evaluate
-    @_one_blas_thread
+    @_cheap_one_blas_thread
     def predict_tasks_proba(self, tasks: TaskSet) -> np.ndarray:
         """Class probabilities (N_query, C_max) of every packed query row, each task adapted on its
         support; columns beyond a task's classes are 0.  Columns follow each task's sorted support
@@ -203,7 +222,7 @@ class MetaClassifier(MetaLearner):
         Z = self.head_.logits(Phi_s, codes_s, s_off, ncls, Phi_q, q_off)
         return Z, codes_q, ncls
 
-    @_one_blas_thread
+    @_cheap_one_blas_thread
     def evaluate(self, tasks: TaskSet) -> dict:
         """Adapt to every task's support set and score its query set.
 
@@ -228,13 +247,15 @@ class MetaClassifier(MetaLearner):
             raise ValueError("argument 'y' is empty: the episodic setting needs support examples to know the classes")
         return classes, codes.reshape(-1).astype(np.int64)
 
-    @_one_blas_thread
+    @_cheap_one_blas_thread
     def adapt(self, X, y) -> BasisClassifier:
         """A fitted scikit-learn classifier for a new task from its support points (X, y).
 
         ``classes_`` of the result are the task's labels (episodic: the sorted labels of y, of any
         type) or the meta-training classes (shared: a class missing from y is predicted from the
         prior).  A single-class support is allowed: in the episodic setting it predicts that class.
+        BLAS is limited to one thread meanwhile, through a cached threadpoolctl controller (a
+        fresh ``threadpool_limits`` rediscovers the libraries: milliseconds, more than the adaptation).
         """
         self._check_fitted()
         X = check_X(X, "X", n_features=self.basis_.n_features_in_, estimator=type(self).__name__)
