@@ -219,7 +219,7 @@ cdef int _laplace_slot(
     long long t, const floating[:, ::1] Phi_w, const floating[:, ::1] B0, const long long[::1] codes,
     const long long[::1] offsets, const long long[::1] n_classes, int max_iter, double tol, bint warm,
     bint want_stats, floating[:, ::1] A, floating[:, ::1] G, double[::1] logq, int[::1] status,
-    long long nmax, floating* K, floating* E, floating* M, floating* L, floating* vec,
+    long long nmax, floating* buf,
 ) noexcept nogil:
     """Task t of logistic_laplace with the given scratch (NULL scratch: status -2); returns status[t]."""
     cdef long long off = offsets[t]
@@ -231,10 +231,17 @@ cdef int _laplace_slot(
     cdef int i
     cdef const floating *b0p = NULL
     cdef floating *gp = NULL
+    cdef floating *K
+    cdef floating *M
+    cdef floating *L
+    cdef floating *E
+    cdef floating *vec
     logq[t] = 0
-    if K == NULL or E == NULL or M == NULL or L == NULL or vec == NULL:
+    if buf == NULL:
         status[t] = -2
         return -2
+    K, M, L = buf, &buf[nmax * nmax], &buf[2 * nmax * nmax]
+    E, vec = &buf[3 * nmax * nmax], &buf[(3 + Cmax) * nmax * nmax]
     status[t] = 0
     if n == 0:
         return 0
@@ -273,51 +280,32 @@ def logistic_laplace(
     cdef int m = <int> Phi_w.shape[1]
     cdef int Cmax = <int> A.shape[1]
     cdef long long t, nmax = 0, n_failed = 0
-    cdef floating *K
-    cdef floating *E
-    cdef floating *M
-    cdef floating *L
-    cdef floating *vec
+    cdef long long size
+    cdef floating *buf
     if T <= 0:
         return 0
     for t in range(T):
         if offsets[t + 1] - offsets[t] > nmax:
             nmax = offsets[t + 1] - offsets[t]
     nmax = nmax if nmax > 0 else 1
+    size = (3 + Cmax) * nmax * nmax + 9 * nmax * Cmax + nmax      # K, M, L, E and the vectors
     if n_threads <= 1 or T == 1:
-        # serial path: no OpenMP region, so BLAS is never called from inside one (a threaded BLAS
-        # called from an OpenMP thread oversubscribes the cores: measured 100x slower one-task adapts)
+        # serial path: no OpenMP region for one task or one thread
         with nogil:
-            K = <floating*> malloc(nmax * nmax * sizeof(floating))
-            E = <floating*> malloc(Cmax * nmax * nmax * sizeof(floating))
-            M = <floating*> malloc(nmax * nmax * sizeof(floating))
-            L = <floating*> malloc(nmax * nmax * sizeof(floating))
-            vec = <floating*> malloc((9 * nmax * Cmax + nmax) * sizeof(floating))
+            buf = <floating*> malloc(size * sizeof(floating))
             for t in range(T):
                 if _laplace_slot(t, Phi_w, B0, codes, offsets, n_classes, max_iter, tol, warm, want_stats,
-                                 A, G, logq, status, nmax, K, E, M, L, vec) < 0:
+                                 A, G, logq, status, nmax, buf) < 0:
                     n_failed += 1
-            free(K)
-            free(E)
-            free(M)
-            free(L)
-            free(vec)
+            free(buf)
     else:
         with nogil, parallel(num_threads=n_threads):
-            K = <floating*> malloc(nmax * nmax * sizeof(floating))
-            E = <floating*> malloc(Cmax * nmax * nmax * sizeof(floating))
-            M = <floating*> malloc(nmax * nmax * sizeof(floating))
-            L = <floating*> malloc(nmax * nmax * sizeof(floating))
-            vec = <floating*> malloc((9 * nmax * Cmax + nmax) * sizeof(floating))
+            buf = <floating*> malloc(size * sizeof(floating))
             for t in prange(T, schedule='dynamic'):
                 if _laplace_slot(t, Phi_w, B0, codes, offsets, n_classes, max_iter, tol, warm, want_stats,
-                                 A, G, logq, status, nmax, K, E, M, L, vec) < 0:
+                                 A, G, logq, status, nmax, buf) < 0:
                     n_failed += 1
-            free(K)
-            free(E)
-            free(M)
-            free(L)
-            free(vec)
+            free(buf)
     for t in range(T):
         if status[t] == -2:
             raise MemoryError("could not allocate the per-thread scratch of logistic_laplace")
