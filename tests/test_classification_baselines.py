@@ -37,3 +37,20 @@ def test_oracle_and_pooled_on_the_logistic_family():
         PooledClassifier().fit(mf.tasks.load("digits", n_tasks=3))
     with pytest.raises(Unavailable, match="no oracle"):
         OracleClassifier(family="digits").fit(train)
+
+
+def test_classification_suite_writes_a_reliability_diagram(tmp_path):
+    pytest.importorskip("matplotlib")
+    from metafast.bench import run_suite, write_results
+    from metafast.bench.suites import classification_suite
+
+    suite = classification_suite(quick=True, families=("logistic",))
+    suite.cases = [c for c in suite.cases if c.shots == 5 and c.learner.label in
+                   ("MetaClassifier (ridge)", "oracle")]
+    results = run_suite(suite, verbose=0)
+    row = next(r for r in results.rows if r["learner"] == "MetaClassifier (ridge)")
+    rel = row["reliability"]
+    assert row["status"] == "ok" and sum(rel["count"]) == 60 * 15 * 3      # k_shot style: n_query per class
+    assert all(0 <= a <= 1 for a in rel["accuracy"])
+    written = write_results(results, tmp_path)
+    assert any(str(p).endswith("classification_reliability.png") for p in written["written"])

@@ -235,6 +235,25 @@ class MetaClassifier(MetaLearner):
         Z, codes_q, ncls = self._query_scores(ts)
         return classification_metrics(Z, codes_q, ts.query_offsets, ncls)
 
+    @_cheap_one_blas_thread
+    def reliability(self, tasks: TaskSet, n_bins: int = ECE_BINS) -> dict:
+        """Reliability diagram data of the query predictions (top-class probability in ``n_bins``
+        equal-width bins): per bin "confidence" (mean), "accuracy" and "count" (lists)."""
+        self._check_fitted()
+        ts = self._check_eval_tasks(tasks)
+        Z, codes_q, ncls = self._query_scores(ts)
+        lp = masked_log_softmax(Z, np.repeat(ncls, ts.query_sizes))
+        pred = np.argmax(lp, axis=1)
+        conf = np.exp(lp[np.arange(lp.shape[0]), pred])
+        bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+        count = np.bincount(bins, minlength=n_bins)
+        with np.errstate(invalid="ignore"):
+            mean_conf = np.bincount(bins, weights=conf, minlength=n_bins) / count
+            acc = np.bincount(bins, weights=(pred == codes_q).astype(np.float64), minlength=n_bins) / count
+        keep = count > 0
+        return {"confidence": mean_conf[keep].tolist(), "accuracy": acc[keep].tolist(),
+                "count": count[keep].tolist()}
+
     # ================================================================== adapt
     def _task_codes(self, y, n: int):
         labels = check_labels(y, "y", n_samples=n)
