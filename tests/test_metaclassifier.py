@@ -241,3 +241,10 @@ def test_bad_inputs(fitted, shared_tasks, episodic_tasks):
         mf.MetaClassifier(head="svm").fit(shared_tasks[0])
     with pytest.raises(ValueError, match="parameter 'setting'"):
         mf.MetaClassifier(setting="relabelled").fit(shared_tasks[0])
+
+
+def test_fit_from_a_stream_of_chunks_equals_fit_from_the_taskset(shared_tasks):
+    train, test = shared_tasks[0].subset(slice(0, 60)), shared_tasks[1].subset(slice(0, 10))
+    whole = mf.MetaClassifier(basis=basis(), head="ridge", max_iter=5).fit(train)
+    chunks = mf.MetaClassifier(basis=basis(), head="ridge", max_iter=5).fit([train[:20], train[20:]])
+    assert whole.evaluate(test) == pytest.approx(chunks.evaluate(test))
