@@ -12,6 +12,7 @@ from metafast import plugins  # the registry host; plugins themselves load lazil
 from metafast.learners import MetaBayes, MetaRidge
 from metafast import model_selection
 from metafast.model_selection import TaskGridSearchCV
+from metafast.learners import MetaClassifier
 
-__all__ = ["__version__", "hookimpl", "basis", "tasks", "plugins", "MetaBayes", "MetaRidge",
+__all__ = ["__version__", "hookimpl", "basis", "tasks", "plugins", "MetaBayes", "MetaRidge", "MetaClassifier",
            "model_selection", "TaskGridSearchCV"]

@@ -230,7 +230,8 @@ def test_classification_cases_ask_the_loader_for_episodes():
     case = suites.classification_suite(quick=True).cases[0]
     assert case.problem == "classification"
     params = case.loader_params("test")
-    assert params["k_shot"] == case.shots and params["n_way"] == 4 and "n_support" not in params
+    assert params["k_shot"] == case.shots and params["n_way"] == 5 and "n_support" not in params
+    assert tuple(params["train_classes"]) == (0, 1, 2, 3, 4)      # meta-test digits 5-9 never seen
     assert params["split"] == "test" and case.loader_params("train")["split"] == "train"
 
 

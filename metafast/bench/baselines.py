@@ -311,3 +311,128 @@ class PerTaskCentroid(MetaLearner):
         correct = (self.predict_tasks(tasks) == np.asarray(tasks.y_query)).astype(np.float64)
         keep = tasks.query_sizes > 0
         return _summarise(per_task_mean(correct, tasks.query_offsets)[keep], "accuracy")
+
+
+# ---------------------------------------------------------------------------------- classification
+class _ClassificationBaseline(MetaLearner):
+    """A few-shot classifier baseline scored like MetaClassifier: accuracy, nll and ece per query
+    set (``classification_metrics``).  Subclasses give the log probabilities of one task's query
+    rows over its classes (``_task_log_proba``)."""
+
+    def fit(self, tasks, y=None):
+        tasks = check_tasks(tasks)
+        self.n_features_in_ = tasks.n_features
+        self._mf_fitted = True
+        return self
+
+    def _classes(self, task) -> np.ndarray:
+        return np.unique(task.y_support)
+
+    def evaluate(self, tasks) -> dict:
+        from metafast.learners.classifier import classification_metrics
+
+        self._check_fitted()
+        tasks = check_tasks(tasks)
+        rows, codes, ncls = [], [], []
+        c_max = 1
+        for task in tasks:
+            classes = self._classes(task)
+            pos = np.searchsorted(classes, task.y_query)
+            if task.n_query and (np.any(pos >= classes.size) or np.any(classes[np.minimum(pos, classes.size - 1)]
+                                                                          != task.y_query)):
+                raise ValueError("a query label is absent from its task's support set")
+            L = self._task_log_proba(task, classes) if task.n_query else np.zeros((0, classes.size))
+            rows.append(L)
+            codes.append(pos)
+            ncls.append(classes.size)
+            c_max = max(c_max, classes.size)
+        Z = np.full((sum(r.shape[0] for r in rows), c_max), -np.inf)
+        i = 0
+        for L in rows:
+            Z[i:i + L.shape[0], :L.shape[1]] = L
+            i += L.shape[0]
+        Z = np.maximum(Z, -1e300)        # finite scores; masked columns stay out of the softmax
+        return classification_metrics(Z, np.concatenate(codes).astype(np.int64), tasks.query_offsets,
+                                      np.asarray(ncls, dtype=np.int64))
+
+
+class PerEpisodeLogistic(_ClassificationBaseline):
+    """scikit-learn LogisticRegression (default C = 1) fitted on each task's support set alone, on
+    the raw features: the usual "no meta-learning" baseline.  A one-class support predicts it.
+    With shared labels, classes missing from a task's support get probability ``floor`` each (the
+    rest renormalised), so log loss stays finite."""
+
+    def __init__(self, basis=None, C: float = 1.0, floor: float = 1e-3):
+        self.basis = basis
+        self.C = C
+        self.floor = floor
+
+    def fit(self, tasks, y=None):
+        tasks = check_tasks(tasks)
+        self.classes_ = np.unique(np.concatenate([tasks.y_support, tasks.y_query])) \
+            if tasks.label_setting == "shared" else None
+        return super().fit(tasks)
+
+    def _classes(self, task):
+        return np.unique(task.y_support) if self.classes_ is None else self.classes_
+
+    def _task_log_proba(self, task, classes):
+        from sklearn.linear_model import LogisticRegression
+
+        seen = np.unique(task.y_support)
+        if seen.size < 2:
+            P = np.ones((task.n_query, 1))
+        else:
+            P = LogisticRegression(C=self.C, max_iter=1000).fit(task.X_support, task.y_support).predict_proba(task.X_query)
+        if seen.size == classes.size:
+            return np.log(P)
+        full = np.full((task.n_query, classes.size), self.floor)
+        full[:, np.searchsorted(classes, seen)] = P * (1 - self.floor * (classes.size - seen.size))
+        return np.log(full)
+
+
+class PooledClassifier(_ClassificationBaseline):
+    """One LogisticRegression on every training row pooled, used unchanged for every task (shared
+    label setting only: in episodes labels mean nothing across tasks)."""
+
+    def __init__(self, basis=None, C: float = 1.0):
+        self.basis = basis
+        self.C = C
+
+    def fit(self, tasks, y=None):
+        from sklearn.linear_model import LogisticRegression
+
+        tasks = check_tasks(tasks)
+        if tasks.label_setting != "shared":
+            raise Unavailable("the pooled classifier needs shared labels (labels are re-drawn in episodes)")
+        full = tasks.all_rows()
+        self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(full.X_support, full.y_support)
+        return super().fit(tasks)
+
+    def _classes(self, task):
+        return self.model_.classes_
+
+    def _task_log_proba(self, task, classes):
+        return self.model_.predict_log_proba(task.X_query)
+
+
+class OracleClassifier(_ClassificationBaseline):
+    """The true class probabilities of each task (the ``logistic`` family knows its weights)."""
+
+    def __init__(self, family: str = "logistic"):
+        self.family = family
+
+    def fit(self, tasks, y=None):
+        if self.family != "logistic":
+            raise Unavailable(f"no oracle probabilities for task family {self.family!r}")
+        return super().fit(tasks)
+
+    def _classes(self, task):
+        return np.arange(np.asarray(task.info["weights"]).shape[0])
+
+    def _task_log_proba(self, task, classes):
+        from metafast.tasks.classes import logistic_features
+
+        Z = logistic_features(task.X_query) @ np.asarray(task.info["weights"], dtype=np.float64).T
+        Z -= Z.max(axis=1, keepdims=True)
+        return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))

@@ -114,9 +114,40 @@ def plot_results(results: Results, out_dir: str | Path) -> list[Path]:
         rows = [r for r in ok if r.get(metric) is not None]
         if len({r["shots"] for r in rows}) > 1:
             written.append(plot_error_vs_shots(results, out_dir / f"{results.suite}_{metric}_vs_shots.png", metric))
+    if any(r.get("reliability") for r in ok):
+        written.append(plot_reliability(results, out_dir / f"{results.suite}_reliability.png"))
     if len({r["n_train"] for r in ok}) > 1:
         written.append(plot_fit_time_vs_tasks(results, out_dir / f"{results.suite}_fit_time_vs_tasks.png"))
     return written
+
+
+def plot_reliability(results: Results, path: str | Path) -> Path:
+    """Reliability diagrams (accuracy against confidence of the top class, 15 bins; marker area
+    proportional to the bin's count): one panel per (family, shots), one line per classifier."""
+    rows = [r for r in results.ok() if r.get("reliability")]
+    panels = sorted({(r["family"], r["shots"]) for r in rows}, key=str)
+    cols = min(3, len(panels))
+    n_rows = -(-len(panels) // cols)
+    fig = _figure(4.0 * cols, 3.6 * n_rows)
+    axes = fig.subplots(n_rows, cols, squeeze=False).ravel()
+    for ax, (family, shots) in zip(axes, panels):
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":")
+        for r in rows:
+            if (r["family"], r["shots"]) != (family, shots):
+                continue
+            rel = r["reliability"]
+            count = np.asarray(rel["count"], dtype=float)
+            ax.plot(rel["confidence"], rel["accuracy"], marker="o", ms=3, label=r["learner"])
+            ax.scatter(rel["confidence"], rel["accuracy"], s=60 * count / count.max(), alpha=0.3)
+        ax.set_title(f"{family}, K={shots}", fontsize="medium")
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize="x-small")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    return _save(fig, path)
 
 
 def plot_task_fits(tasks, models: dict, path: str | Path, truth=None, task_ids: Sequence[int] = (0, 1, 2, 3),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from metafast.bench.runner import Results
 
-_METRIC_HEADERS = {"mse": "MSE (95% CI)", "nll": "NLL", "coverage90": "90% cover", "accuracy": "accuracy (95% CI)"}
+_METRIC_HEADERS = {"mse": "MSE (95% CI)", "nll": "NLL", "coverage90": "90% cover", "accuracy": "accuracy (95% CI)",
+                   "ece": "ECE"}
 
 
 def _num(v, digits: int = 3) -> str:

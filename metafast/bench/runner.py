@@ -20,7 +20,7 @@ from metafast.bench.suites import Case, Suite
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("mse", "nll", "coverage90", "accuracy")
+METRICS = ("mse", "nll", "coverage90", "accuracy", "ece")
 COLUMNS = (
     "suite", "family", "problem", "shots", "learner", "kind", "n_train", "n_test", "seed", "status", "error",
     "n_tasks", *[k for m in METRICS for k in (m, m + "_ci95")], "fit_seconds", "eval_seconds",
@@ -145,6 +145,11 @@ def run_case(case: Case, cache: _TaskCache | None = None, suite: str = "") -> tu
         logger.warning("case %s / K=%s / %s: %s", case.family, case.shots, case.learner.label, row["error"])
         return row, None, test
     row.update(metrics, status="ok", fit_seconds=t1 - t0, eval_seconds=t2 - t1)
+    if hasattr(model, "reliability"):  # classifiers with probabilities: data of a reliability diagram
+        try:
+            row["reliability"] = model.reliability(test)
+        except Exception as exc:  # the metrics stand; only the diagram is lost
+            logger.warning("reliability of %s failed: %s", case.learner.label, exc)
     row["n_tasks"] = int(scores.get("n_tasks", case.n_test))
     return row, model, test
 

@@ -183,21 +183,51 @@ def speed_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = No
     return Suite("speed", cases, "fit time against the number of training tasks")
 
 
-def classification_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None, seed: int = 0) -> Suite:
-    """Few-shot classification on ``digits`` episodes (4-way, 1 and 5 shots; meta-test classes
-    held out from meta-training) with the
-    MetaClassifier heads and a per-task nearest-centroid baseline; skipped where the loader or
-    learner is not installed."""
+CLASSIFICATION_SHOTS = (1, 5, 10)
+CLASSIFICATION_HEADS = ("logistic", "ridge", "prototype")
+# family -> (loader parameters, per-split parameters, basis): digits 5-way with meta-test digits 5-9
+# never seen in meta-training; the shared-label ``logistic`` family (shots x 3 classes points per
+# task); 20-way ``class-mixtures`` episodes
+CLASSIFICATION_FAMILIES = {
+    "digits": ({"n_way": 5, "train_classes": (0, 1, 2, 3, 4)},
+               {"train": {"split": "train"}, "test": {"split": "test"}}, ("polynomial", {"n_basis": 65})),
+    "logistic": ({}, {}, ("polynomial", {"n_basis": 3})),
+    "class-mixtures": ({"n_way": 20}, {"train": {"split": "train"}, "test": {"split": "test"}},
+                       ("rbf", {"n_basis": 64, "centers": "kmeans", "random_state": 0})),
+}
+
+
+def classification_baselines() -> list[LearnerSpec]:
+    """Per-episode LogisticRegression and nearest class mean on the raw features, the pooled
+    classifier (shared labels only: a reported skip on episodes) and the oracle where known."""
+    from metafast.bench.baselines import OracleClassifier, PerEpisodeLogistic, PooledClassifier
+
+    return [
+        LearnerSpec("per-episode LogisticRegression", lambda basis, case: PerEpisodeLogistic(), "baseline"),
+        LearnerSpec("nearest class mean", lambda basis, case: PerTaskCentroid(), "baseline"),
+        LearnerSpec("pooled classifier", lambda basis, case: PooledClassifier(), "baseline"),
+        LearnerSpec("oracle", lambda basis, case: OracleClassifier(family=case.family), "oracle"),
+    ]
+
+
+def classification_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None, seed: int = 0,
+                         families: Sequence[str] = ("digits", "logistic", "class-mixtures")) -> Suite:
+    """Few-shot classification: accuracy, log loss and ECE of every MetaClassifier head against the
+    baselines at 1, 5 and 10 shots on ``digits`` (5-way, meta-test digits 5-9 held out), the
+    shared-label ``logistic`` family (with its oracle) and 20-way ``class-mixtures`` episodes."""
     if learners is None:
-        learners = [LearnerSpec(f"MetaClassifier ({h})", metafast_learner("MetaClassifier", head=h))
-                    for h in ("proto", "ridge", "logistic")]
-    learners = list(learners) + [LearnerSpec("per-task nearest centroid",
-                                             lambda basis, case: PerTaskCentroid(), "baseline")]
-    n_train, n_test = (200, 100) if quick else (2000, 600)
-    cases = grid(("digits",), (1, 5), learners, n_train=n_train, n_test=n_test, n_query=15, seed=seed,
-                 task_params={"n_way": 4}, split_params={"train": {"split": "train"}, "test": {"split": "test"}},
-                 problem="classification")
-    return Suite("classification", cases, "few-shot classification accuracy on digits episodes")
+        learners = [LearnerSpec(f"MetaClassifier ({h})", metafast_learner("MetaClassifier", head=h, max_iter=20))
+                    for h in CLASSIFICATION_HEADS]
+    specs = list(learners) + classification_baselines()
+    shots, sizes = ((1, 5), dict(n_train=100, n_test=60)) if quick else (CLASSIFICATION_SHOTS,
+                                                                          dict(n_train=500, n_test=300))
+    cases = []
+    for family in families:
+        task_params, split_params, basis = CLASSIFICATION_FAMILIES[family]
+        n_query = 5 if family == "class-mixtures" else 15
+        cases += grid((family,), shots, specs, n_query=n_query, seed=seed, task_params=task_params,
+                      split_params=split_params, basis=basis, problem="classification", **sizes)
+    return Suite("classification", cases, "few-shot classification: accuracy, log loss and ECE, heads vs baselines")
 
 
 def demo_suite(quick: bool = False, seed: int = 0) -> Suite:

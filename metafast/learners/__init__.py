@@ -2,5 +2,7 @@
 
 from metafast.learners.bayes import BayesTaskRegressor, MetaBayes
 from metafast.learners.ridge import BiasedRidgeRegressor, MetaRidge
+from metafast.learners.classifier import BasisClassifier, MetaClassifier
 
-__all__ = ["MetaBayes", "BayesTaskRegressor", "MetaRidge", "BiasedRidgeRegressor"]
+__all__ = ["MetaBayes", "BayesTaskRegressor", "MetaRidge", "BiasedRidgeRegressor", "MetaClassifier",
+           "BasisClassifier"]

@@ -9,6 +9,7 @@ from metafast.tasks._split import split_classes, split_tasks
 from metafast.tasks._stream import TaskStream, stream
 from metafast.tasks._taskset import Task, TaskSet
 from metafast.tasks.synthetic import noise_free, oracle, true_function
+from metafast.tasks.classes import oracle_proba
 
 
 def available() -> list[str]:
@@ -57,5 +58,5 @@ def concatenate(tasksets) -> TaskSet:
 __all__ = [
     "Task", "TaskSet", "TaskStream", "available", "load", "stream", "concatenate",
     "from_frame", "from_csv", "episodes", "split_tasks", "split_classes", "split_groups",
-    "true_function", "oracle", "noise_free", "DIGITS_TRAIN_CLASSES", "DIGITS_TEST_CLASSES",
+    "true_function", "oracle", "noise_free", "oracle_proba", "DIGITS_TRAIN_CLASSES", "DIGITS_TEST_CLASSES",
 ]

@@ -11,3 +11,8 @@ def metafast_task_loaders(register):
     for name, loader in LOADERS.items():
         register(name, loader)
     register("digits", load_digits_episodes)
+
+    from metafast.tasks.classes import LOADERS as CLASS_LOADERS
+
+    for name, loader in CLASS_LOADERS.items():
+        register(name, loader)

@@ -3,7 +3,7 @@
 An episode picks ``n_way`` classes, then ``k_shot`` support and ``n_query`` query examples of
 each (per class, as in learn2learn), without replacement and with no example in both sets.
 Labels are relabelled 0..n_way-1 in each episode; ``info["classes"]`` holds the original label
-of each new label.  Rows are class-major: the k_shot support rows of label 0, then label 1, ...
+of each new label, and the TaskSet's ``label_setting`` is "episodic".  Rows are class-major: the k_shot support rows of label 0, then label 1, ...
 Episodes are drawn in reproducible blocks (see ``_sampling``): the class choices come from the
 task stream and the examples from the point stream, so a resampling stream keeps each
 episode's classes and draws fresh examples on every pass.
@@ -88,7 +88,7 @@ def _sample_block(task_rng, point_rng, n, *, X, labels, members, n_way, k_shot, 
     return TaskSet(
         X[sup], y_s, np.arange(n + 1, dtype=np.int64) * (n_way * k_shot),
         X[qry], y_q, np.arange(n + 1, dtype=np.int64) * (n_way * n_query),
-        info=[{"classes": c} for c in names], _copy_info=False,
+        info=[{"classes": c} for c in names], label_setting="episodic", _copy_info=False,
     )
 
 
@@ -124,16 +124,35 @@ def _shots(n_support, k_shot) -> int:
     return 1 if n_support is None and k_shot is None else (n_support if n_support is not None else k_shot)
 
 
-def _prepare_digits(n_support=None, n_query=15, n_way=4, split="train", dtype=np.float64, k_shot=None):
-    n_support = _shots(n_support, k_shot)
+def _digit_classes(split: str, train_classes) -> tuple:
+    """The digits a split may use: ``train_classes`` for "train", the other digits for "test"."""
     if split not in _DIGIT_SPLITS:
         raise ValueError(f"parameter 'split' must be one of {', '.join(_DIGIT_SPLITS)}; got {split!r}")
+    if train_classes is None:
+        train_classes = DIGITS_TRAIN_CLASSES
+    try:
+        train = tuple(sorted({int(c) for c in train_classes}))
+    except (TypeError, ValueError):
+        raise TypeError(f"parameter 'train_classes' must be a sequence of digits 0-9; got {train_classes!r}") from None
+    if not train or train[0] < 0 or train[-1] > 9 or len(train) == 10:
+        raise ValueError(
+            f"parameter 'train_classes' must be a non-empty proper subset of the digits 0-9 (the rest are "
+            f"the meta-test classes); got {train_classes!r}"
+        )
+    test = tuple(c for c in range(10) if c not in train)
+    return {"train": train, "test": test, "all": tuple(range(10))}[split]
+
+
+def _prepare_digits(n_support=None, n_query=15, n_way=4, split="train", dtype=np.float64, k_shot=None,
+                    train_classes=None):
+    n_support = _shots(n_support, k_shot)
+    classes = _digit_classes(split, train_classes)
     from sklearn.datasets import load_digits
 
     data = load_digits()
     X = data.data / 16.0
     return _prepare(X, data.target, n_way=n_way, k_shot=n_support, n_query=n_query,
-                    classes=_DIGIT_SPLITS[split], dtype=dtype)
+                    classes=classes, dtype=dtype)
 
 
 DIGITS = BlockSampler("digits", _prepare_digits, _sample_block)
@@ -141,11 +160,12 @@ DIGITS = BlockSampler("digits", _prepare_digits, _sample_block)
 
 def load_digits_episodes(n_tasks: int = 600, n_support: int | None = None, n_query: int = 15, seed: Any = 0,
                          n_way: int = 4, split: str = "train", dtype=np.float64,
-                         k_shot: int | None = None) -> TaskSet:
+                         k_shot: int | None = None, train_classes=None) -> TaskSet:
     """Few-shot episodes over scikit-learn's bundled 8x8 digits (1,797 images, no download).
 
-    Fixed class split: meta-train digits 0-5 (``split="train"``), meta-test digits 6-9
-    (``split="test"``), or ``"all"``.  ``n_support`` is k_shot (per class), ``n_query`` per
+    Class split: meta-train digits ``train_classes`` (default 0-5, ``split="train"``), meta-test
+    the other digits (default 6-9, ``split="test"``), or ``"all"``.  ``train_classes=range(5)``
+    gives 0-4 / 5-9, so 5-way episodes whose meta-test classes were never seen in meta-training.  ``n_support`` is k_shot (per class), ``n_query`` per
     class, ``n_way`` classes per episode (default 4, the most the test split allows).  Pixels
     are scaled to [0, 1] (divided by 16): 64 features.  There is no published few-shot
     protocol on this data set; this one is metafast's.  ``k_shot`` is accepted as another name
@@ -153,7 +173,8 @@ def load_digits_episodes(n_tasks: int = 600, n_support: int | None = None, n_que
     """
     n_tasks = check_positive_int(n_tasks, "n_tasks")
     n_support = _shots(n_support, k_shot)
-    prepared = DIGITS.prepare(n_support=n_support, n_query=n_query, n_way=n_way, split=split, dtype=dtype)
+    prepared = DIGITS.prepare(n_support=n_support, n_query=n_query, n_way=n_way, split=split, dtype=dtype,
+                              train_classes=train_classes)
     return DIGITS.generate(0, n_tasks, resolve_seed(seed), 0, **prepared)
 
 

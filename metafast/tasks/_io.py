@@ -84,7 +84,8 @@ def save_taskset(tasks, path) -> None:
         for k in d:
             if not isinstance(k, str):
                 raise TypeError(f"info key {k!r} of task {t} is not a string; only string keys can be saved")
-    header = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "info": info}, allow_nan=False)
+    header = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "info": info,
+                         "label_setting": tasks.label_setting}, allow_nan=False)
     np.savez(path, header=np.asarray(header), **{a: getattr(tasks, a) for a in _ARRAYS})
 
 
@@ -116,7 +117,9 @@ def load_taskset(path):
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
         raise ValueError(f"{path!r} is damaged ({type(exc).__name__}: {exc})") from None
     try:
-        return TaskSet(**arrays, info=[_decode(d) for d in header["info"]])
+        # files written before label settings existed have none: the default applies
+        return TaskSet(**arrays, info=[_decode(d) for d in header["info"]],
+                       label_setting=header.get("label_setting"))
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"{path!r} holds arrays that do not make a TaskSet: {exc}") from None
 

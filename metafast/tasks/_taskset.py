@@ -6,7 +6,18 @@ size.  ``tasks[i]`` is a Task of views into those arrays (no copy), so kernels c
 tasks in one call while users still see one task at a time.
 
 Float targets are stored in X's dtype (float32 X means float32 y); integer targets are class
-labels and stored as int64.  Beyond packing, a TaskSet slices, concatenates, splits by task
+labels and stored as int64.
+
+Class labels come in one of two settings, recorded as ``label_setting``:
+
+* ``"shared"``: label k means the same class in every task (one task per district, outcome yes or
+  no).  The default for integer labels: ``from_list``, ``from_frame`` and the constructor.
+* ``"episodic"``: labels are re-drawn in every task (N-way K-shot episodes), so "class 0" of one
+  task has nothing to do with "class 0" of another.  ``mf.tasks.episodes`` and the ``digits``
+  loader mark their tasks so; pass ``label_setting="episodic"`` for your own relabelled tasks.
+
+Regression TaskSets have ``label_setting = None``.  Slicing, ``all_rows``, ``astype``,
+``save``/``load`` keep the setting; ``concatenate`` refuses to mix settings.  Beyond packing, a TaskSet slices, concatenates, splits by task
 (``split``) and saves to / loads from ``.npz`` (``save`` / ``load``).
 """
 
@@ -66,6 +77,7 @@ class TaskSet:
         query_offsets: np.ndarray,
         info: Sequence[dict] | None = None,
         *,
+        label_setting: str | None = None,
         _copy_info: bool = True,
     ):
         self.X_support = check_X(X_support, "X_support")
@@ -87,11 +99,15 @@ class TaskSet:
             self.info = [dict(d) for d in info] if _copy_info else list(info)
         if len(self.info) != n:
             raise ValueError(f"info has {len(self.info)} entries for {n} tasks")
+        self.label_setting = _check_label_setting(label_setting, self.is_classification)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_list(cls, tasks: Iterable[Task], dtype: Any = None) -> "TaskSet":
-        """Pack a list of Task objects (sizes may differ; all must have the same features)."""
+    def from_list(cls, tasks: Iterable[Task], dtype: Any = None, label_setting: str | None = None) -> "TaskSet":
+        """Pack a list of Task objects (sizes may differ; all must have the same features).
+
+        ``label_setting`` ("shared", the default for class labels, or "episodic"): see the
+        module docstring."""
         tasks = list(tasks)
         if not tasks:
             raise ValueError("argument 'tasks' is empty: a TaskSet needs at least one task")
@@ -116,7 +132,7 @@ class TaskSet:
             np.concatenate(Xq).astype(dtype, copy=False),
             np.concatenate(yq),
             _offsets_from_sizes([x.shape[0] for x in Xq]),
-            info=[dict(t.info) for t in tasks],
+            info=[dict(t.info) for t in tasks], label_setting=label_setting,
         )
 
     # ------------------------------------------------------------------ access
@@ -177,14 +193,15 @@ class TaskSet:
         return TaskSet(
             self.X_support[s_rows], self.y_support[s_rows], s_off,
             self.X_query[q_rows], self.y_query[q_rows], q_off,
-            info=[self.info[int(i)] for i in ids],
+            info=[self.info[int(i)] for i in ids], label_setting=self.label_setting,
         )
 
     @classmethod
     def concatenate(cls, tasksets: Iterable["TaskSet"], *, _copy_info: bool = True) -> "TaskSet":
         """One TaskSet holding the tasks of every given TaskSet, in order.
 
-        All must have the same number of features; X is float32 only if every part is float32.
+        All must have the same number of features and label setting; X is float32 only if every
+        part is float32.
         """
         parts = list(tasksets)
         if not parts:
@@ -197,6 +214,12 @@ class TaskSet:
                     f"argument 'tasksets' item {i} has {p.n_features} features but item 0 has "
                     f"{parts[0].n_features}"
                 )
+        settings = {p.label_setting for p in parts}
+        if len(settings) > 1:
+            raise ValueError(
+                f"argument 'tasksets' mixes label settings {sorted(map(str, settings))}: episodic tasks "
+                "(labels re-drawn per task) and shared-label tasks cannot be meta-learned together"
+            )
         if len(parts) == 1:
             return parts[0].subset(slice(None))
         dtype = np.float32 if all(p.dtype == np.float32 for p in parts) else np.float64
@@ -207,7 +230,8 @@ class TaskSet:
             np.concatenate([p.X_query for p in parts]).astype(dtype, copy=False),
             _concat_targets([p.y_query for p in parts]),
             _concat_offsets([p.query_offsets for p in parts]),
-            info=[d for p in parts for d in p.info], _copy_info=_copy_info,
+            info=[d for p in parts for d in p.info], label_setting=parts[0].label_setting,
+            _copy_info=_copy_info,
         )
 
     def split(self, sizes=(0.8, 0.1, 0.1), *, seed=None, shuffle: bool = True) -> tuple["TaskSet", ...]:
@@ -228,6 +252,7 @@ class TaskSet:
         return TaskSet(
             self.X_support.astype(dtype), self.y_support.copy(), self.support_offsets.copy(),
             self.X_query.astype(dtype), self.y_query.copy(), self.query_offsets.copy(), info=self.info,
+            label_setting=self.label_setting,
         )
 
     def all_rows(self) -> "TaskSet":
@@ -251,7 +276,8 @@ class TaskSet:
         X[s_pos], X[q_pos] = self.X_support, self.X_query
         y = np.empty(n, dtype=self.y_support.dtype)
         y[s_pos], y[q_pos] = self.y_support, self.y_query
-        return TaskSet(X, y, off, X[:0], y[:0], np.zeros_like(off), info=self.info, _copy_info=False)
+        return TaskSet(X, y, off, X[:0], y[:0], np.zeros_like(off), info=self.info,
+                       label_setting=self.label_setting, _copy_info=False)
 
     def check_finite(self, name: str = "tasks") -> "TaskSet":
         """Raise ValueError naming the array, the task and the row of the first NaN or inf.
@@ -291,6 +317,8 @@ class TaskSet:
             x, y = getattr(self, a), getattr(other, a)
             if x.dtype != y.dtype or x.shape != y.shape or not np.array_equal(x, y):
                 return False
+        if self.label_setting != other.label_setting:
+            return False
         return _info_equal(self.info, other.info)
 
     # ------------------------------------------------------------------ persistence
@@ -323,6 +351,23 @@ def _check_targets(y, name, n, dtype, task=None) -> np.ndarray:
     if arr.dtype.kind in "iub" and arr.dtype.kind != "f":
         return check_y(arr, name, task=task, n_samples=n, dtype=np.int64)
     return check_y(arr, name, task=task, n_samples=n, dtype=dtype or np.float64)
+
+
+LABEL_SETTINGS = ("shared", "episodic")
+
+
+def _check_label_setting(setting, is_classification: bool) -> str | None:
+    """The label setting of a TaskSet: "shared" by default for class labels, None for regression."""
+    if setting is None:
+        return "shared" if is_classification else None
+    if setting not in LABEL_SETTINGS:
+        raise ValueError(f"parameter 'label_setting' must be one of {LABEL_SETTINGS} or None; got {setting!r}")
+    if not is_classification:
+        raise ValueError(
+            f"parameter 'label_setting' is {setting!r}, but the targets are not integer class labels: "
+            "a regression TaskSet has no label setting"
+        )
+    return setting
 
 
 def _check_task_offsets(offsets, n_rows: int, name: str) -> np.ndarray:

@@ -1,0 +1,328 @@
+"""MetaClassifier: few-shot classification on a meta-learned basis, with three heads.
+
+A task's class scores are linear in the basis, z_c(x) = phi(x)^T w_c + b_c (the design gets a
+constant column, so b_c is part of w_c).  What is meta-learned depends on the head and on the label
+setting of the tasks (``TaskSet.label_setting``; ``setting`` overrides it):
+
+* ``"logistic"`` (default): multinomial logistic regression with a Gaussian prior per class weight
+  vector, N(mu_c, Sigma), fitted by Laplace-EM; calibrated probabilities (``_logistic``).
+* ``"ridge"``: one-hot least squares with a meta-learned Gaussian prior, closed form (R2-D2 style),
+  with a leave-one-out temperature (``_ridge_head``).
+* ``"prototype"``: class means under a meta-learned diagonal metric (``_prototype``): the cheapest.
+
+Settings: in the *shared* setting class k is the same class in every task, so each class has its
+own prior mean and ``classes_`` lists the classes seen in meta-training; a task may lack some of
+them (predicted from the prior).  In the *episodic* setting labels are re-drawn per task, the
+prior is exchangeable over classes, and a new task's classes are the labels of its support set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metafast._validation import check_positive_float, check_positive_int, check_X
+from metafast.learners._base import MetaLearner, check_train_rows, iter_task_chunks, training_view
+from metafast.learners._classify_task import BasisClassifier, softmax
+from metafast.learners._labels import (
+    check_classification_tasks, check_labels, check_n_classes, encode_episodic, encode_query_episodic,
+    encode_shared,
+)
+from metafast.learners._logistic import LogisticHead, masked_log_softmax
+from metafast.learners._prototype import PrototypeHead
+from metafast.learners._ridge_head import RidgeHead
+from metafast.parallel import effective_n_threads
+from metafast.tasks._taskset import TaskSet
+
+_CONTROLLER = []
+
+
+def _cheap_one_blas_thread(method):
+    """Run ``method`` with BLAS on one thread (the per-task solves are tiny: a threaded BLAS only
+    adds synchronisation, 100x slower measured on a loaded machine), reusing one controller."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        if not _CONTROLLER:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER.append(ThreadpoolController())
+        with _CONTROLLER[0].limit(limits=1, user_api="blas"):
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+HEADS = {"logistic": LogisticHead, "ridge": RidgeHead, "prototype": PrototypeHead}
+SETTINGS = ("auto", "episodic", "shared")
+ECE_BINS = 15
+
+
+class MetaClassifier(MetaLearner):
+    """Few-shot classifier meta-learned across tasks (see the module docstring).
+
+    Parameters
+    ----------
+    basis : BasisFamily, family name or None
+        The basis (fitted on the training tasks unless already fitted; the copy used is
+        ``basis_``).  None means ``"rbf"`` with 64 k-means centres.
+    head : {"logistic", "ridge", "prototype"}
+    setting : {"auto", "episodic", "shared"}
+        "auto" takes the training TaskSet's ``label_setting``.
+    train_rows : {"all", "support"}
+        Rows the prior is learned from: every labelled row of a training task (default) or its
+        support only.  The logistic head also uses the support/query split of the training tasks
+        on purpose, to calibrate the scale of its prior (see ``_logistic.LogisticHead``).
+    max_iter, tol : EM iterations (L-BFGS iterations for the prototype head) and the stopping
+        tolerance (change of the log evidence per task).
+    prior_weight : "auto" or float >= 0
+        Inverse-Wishart pseudo-count nu pulling Sigma toward its isotropic start (logistic, ridge):
+        Sigma = (sum_{t,c} E[...] + nu psi I) / (sum_t C_t + nu).  "auto": 9 x sum_t C_t in the
+        episodic setting (90% isotropic: meta-test classes are usually new, and a Sigma learned from
+        a few meta-training classes spans little else; measured on digits 0-4 -> 5-9) and 1 in the
+        shared setting (the same classes at meta-test time: trust the learned prior).
+    max_classes : int
+        The most classes a task may have (default 50).
+    n_jobs : int or None
+        Kernel threads (None: all cores); results do not depend on it.
+    random_state : accepted for a uniform interface; the fit is deterministic.
+    verbose : int
+        > 0 shows an EM progress bar.
+
+    Attributes
+    ----------
+    basis_, head_ (the fitted head object), setting_, classes_ (shared setting: the meta-training
+    labels), n_tasks_seen_, log_evidence_ (logistic, ridge), n_iter_.
+    """
+
+    def __init__(self, basis=None, head: str = "logistic", setting: str = "auto", train_rows: str = "all",
+                 max_iter: int = 100, tol: float = 1e-4, prior_weight="auto", max_classes: int = 50,
+                 n_jobs=None, random_state=None, verbose: int = 0):
+        self.basis = basis
+        self.head = head
+        self.setting = setting
+        self.train_rows = train_rows
+        self.max_iter = max_iter
+        self.tol = tol
+        self.prior_weight = prior_weight
+        self.max_classes = max_classes
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ================================================================== checks
+    def _check_params(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"parameter 'head' must be one of {tuple(HEADS)}; got {self.head!r}")
+        if self.setting not in SETTINGS:
+            raise ValueError(f"parameter 'setting' must be one of {SETTINGS}; got {self.setting!r}")
+        check_train_rows(self.train_rows)
+        check_positive_int(self.max_iter, "max_iter", minimum=0)
+        check_positive_float(self.tol, "tol", allow_zero=True)
+        if not (isinstance(self.prior_weight, str) and self.prior_weight == "auto"):
+            check_positive_float(self.prior_weight, "prior_weight", allow_zero=True)
+        check_positive_int(self.max_classes, "max_classes", minimum=2)
+        self._n_threads = effective_n_threads(self.n_jobs)
+
+    def _design(self, X: np.ndarray) -> np.ndarray:
+        """The basis design with a constant column appended (the class biases)."""
+        Phi = np.asarray(self.basis_.design(X))
+        return np.ascontiguousarray(np.hstack([Phi, np.ones((Phi.shape[0], 1), dtype=Phi.dtype)]))
+
+    def _check_features(self, ts: TaskSet) -> None:
+        if ts.n_features != self.basis_.n_features_in_:
+            raise ValueError(
+                f"argument 'tasks' has {ts.n_features} features, but the model was fitted on "
+                f"{self.basis_.n_features_in_}")
+
+    def _encode(self, y: np.ndarray, offsets: np.ndarray):
+        """(codes, n_classes per task) of packed labels in the model's setting."""
+        if self.setting_ == "shared":
+            codes = encode_shared(y, self.classes_, offsets)
+            return codes, np.full(offsets.shape[0] - 1, self.classes_.shape[0], dtype=np.int64)
+        codes, n_classes, _, _ = encode_episodic(y, offsets)
+        return codes, n_classes
+
+    # ================================================================== fit
+    @_cheap_one_blas_thread
+    def fit(self, tasks, y=None) -> "MetaClassifier":
+        """Learn the head's prior or metric (and fit the basis) from training tasks.
+
+        ``tasks`` is a TaskSet or an iterable of TaskSet chunks (packed together once: the heads
+        pass over the tasks many times).
+        """
+        self._check_params()
+        chunks = list(iter_task_chunks(tasks))
+        if not chunks:
+            raise ValueError("argument 'tasks' holds no TaskSet chunks")
+        ts = chunks[0] if len(chunks) == 1 else TaskSet.concatenate(chunks)
+        check_classification_tasks(ts)
+        self.setting_ = ts.label_setting if self.setting == "auto" else self.setting
+        self.basis_ = self._init_basis(ts, default="rbf", n_basis=64, centers="kmeans", random_state=0)
+        self._check_features(ts)
+        train = training_view(ts, self.train_rows)
+        if self.setting_ == "shared":
+            self.classes_ = np.unique(np.concatenate([train.y_support, train.y_query]))
+            if self.classes_.shape[0] < 2:
+                raise ValueError(
+                    f"argument 'tasks' holds a single class ({self.classes_.tolist()}) over all tasks: "
+                    "nothing to classify")
+        codes, n_classes = self._encode(train.y_support, train.support_offsets)
+        check_n_classes(n_classes, self.max_classes)
+        Phi = self._design(train.X_support)
+        n_shared = self.classes_.shape[0] if self.setting_ == "shared" else None
+        self.head_ = HEADS[self.head](n_shared, self.max_iter, self.tol, self.prior_weight, self._n_threads,
+                                      self.verbose)
+        self.head_.fit(Phi, codes, train.support_offsets, n_classes, calib=self._calibration_split(ts))
+        for attr in ("log_evidence_", "n_iter_", "converged_"):
+            if hasattr(self.head_, attr):
+                setattr(self, attr, getattr(self.head_, attr))
+        self.n_tasks_seen_ = len(ts)
+        self._mf_fitted = True
+        return self
+
+    def _calibration_split(self, ts: TaskSet):
+        """Support/query arrays of the training tasks for the logistic head's scale, or None."""
+        if self.head != "logistic" or ts.X_query.shape[0] == 0:
+            return None
+        return self._split_arrays(ts)
+
+    def _split_arrays(self, ts: TaskSet):
+        if self.setting_ == "shared":
+            codes_s, ncls = self._encode(ts.y_support, ts.support_offsets)
+            codes_q = encode_shared(ts.y_query, self.classes_, ts.query_offsets)
+        else:
+            codes_s, ncls, labels, loff = encode_episodic(ts.y_support, ts.support_offsets)
+            codes_q = encode_query_episodic(ts.y_query, ts.query_offsets, labels, loff)
+        check_n_classes(ncls, self.max_classes)
+        return (self._design(ts.X_support), codes_s, ts.support_offsets, ncls, self._design(ts.X_query), codes_q,
+                ts.query_offsets)
+
+    # ================================================================== evaluate
+    @_cheap_one_blas_thread
+    def predict_tasks_proba(self, tasks: TaskSet) -> np.ndarray:
+        """Class probabilities (N_query, C_max) of every packed query row, each task adapted on its
+        support; columns beyond a task's classes are 0.  Columns follow each task's sorted support
+        labels (episodic) or ``classes_`` (shared)."""
+        self._check_fitted()
+        ts = self._check_eval_tasks(tasks)
+        Z, _, ncls = self._query_scores(ts)
+        return np.exp(masked_log_softmax(Z, np.repeat(ncls, ts.query_sizes)))
+
+    def _check_eval_tasks(self, tasks) -> TaskSet:
+        from metafast.learners._base import check_tasks
+
+        ts = check_tasks(tasks)
+        check_classification_tasks(ts)
+        self._check_features(ts)
+        return ts
+
+    def _query_scores(self, ts: TaskSet):
+        Phi_s, codes_s, s_off, ncls, Phi_q, codes_q, q_off = self._split_arrays(ts)
+        Z = self.head_.logits(Phi_s, codes_s, s_off, ncls, Phi_q, q_off)
+        return Z, codes_q, ncls
+
+    @_cheap_one_blas_thread
+    def evaluate(self, tasks: TaskSet) -> dict:
+        """Adapt to every task's support set and score its query set.
+
+        Returns "accuracy" and "nll" (mean query log loss), each averaged over tasks with a 95% CI
+        (1.96 x the standard error over tasks), "ece" (expected calibration error of the top-class
+        probability over all query points, 15 equal-width bins) and "n_tasks".
+        """
+        self._check_fitted()
+        ts = self._check_eval_tasks(tasks)
+        Z, codes_q, ncls = self._query_scores(ts)
+        return classification_metrics(Z, codes_q, ts.query_offsets, ncls)
+
+    @_cheap_one_blas_thread
+    def reliability(self, tasks: TaskSet, n_bins: int = ECE_BINS) -> dict:
+        """Reliability diagram data of the query predictions (top-class probability in ``n_bins``
+        equal-width bins): per bin "confidence" (mean), "accuracy" and "count" (lists)."""
+        self._check_fitted()
+        ts = self._check_eval_tasks(tasks)
+        Z, codes_q, ncls = self._query_scores(ts)
+        lp = masked_log_softmax(Z, np.repeat(ncls, ts.query_sizes))
+        pred = np.argmax(lp, axis=1)
+        conf = np.exp(lp[np.arange(lp.shape[0]), pred])
+        bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+        count = np.bincount(bins, minlength=n_bins)
+        with np.errstate(invalid="ignore"):
+            mean_conf = np.bincount(bins, weights=conf, minlength=n_bins) / count
+            acc = np.bincount(bins, weights=(pred == codes_q).astype(np.float64), minlength=n_bins) / count
+        keep = count > 0
+        return {"confidence": mean_conf[keep].tolist(), "accuracy": acc[keep].tolist(),
+                "count": count[keep].tolist()}
+
+    # ================================================================== adapt
+    def _task_codes(self, y, n: int):
+        labels = check_labels(y, "y", n_samples=n)
+        if self.setting_ == "shared":
+            return self.classes_, encode_shared(labels, self.classes_, name="y")
+        classes, codes = np.unique(labels, return_inverse=True)
+        if classes.shape[0] > self.max_classes:
+            raise ValueError(f"argument 'y' has {classes.shape[0]} classes, more than max_classes={self.max_classes}")
+        if classes.shape[0] == 0:
+            raise ValueError("argument 'y' is empty: the episodic setting needs support examples to know the classes")
+        return classes, codes.reshape(-1).astype(np.int64)
+
+    @_cheap_one_blas_thread
+    def adapt(self, X, y) -> BasisClassifier:
+        """A fitted scikit-learn classifier for a new task from its support points (X, y).
+
+        ``classes_`` of the result are the task's labels (episodic: the sorted labels of y, of any
+        type) or the meta-training classes (shared: a class missing from y is predicted from the
+        prior).  A single-class support is allowed: in the episodic setting it predicts that class.
+        BLAS is limited to one thread meanwhile, through a cached threadpoolctl controller (a
+        fresh ``threadpool_limits`` rediscovers the libraries: milliseconds, more than the adaptation).
+        """
+        self._check_fitted()
+        X = check_X(X, "X", n_features=self.basis_.n_features_in_, estimator=type(self).__name__)
+        classes, codes = self._task_codes(y, X.shape[0])
+        W, b = self.head_.task_weights(self._design(X), codes, int(classes.shape[0]))
+        return BasisClassifier(self.basis_, W[:-1], W[-1] + b, classes).fit()
+
+    def adapt_predict(self, X, y, X_query) -> np.ndarray:
+        """Labels of X_query after adapting to (X, y)."""
+        return self.adapt(X, y).predict(X_query)
+
+    def adapt_predict_proba(self, X, y, X_query) -> np.ndarray:
+        """Class probabilities of X_query (columns: the adapted classes_) after adapting to (X, y)."""
+        return self.adapt(X, y).predict_proba(X_query)
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """sum_b (n_b / n) |accuracy_b - mean confidence_b| over equal-width confidence bins."""
+    if confidence.size == 0:
+        return 0.0
+    bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
+    n = np.bincount(bins, minlength=n_bins).astype(np.float64)
+    acc = np.bincount(bins, weights=correct, minlength=n_bins)
+    conf = np.bincount(bins, weights=confidence, minlength=n_bins)
+    return float(np.abs(acc - conf).sum() / confidence.size)
+
+
+def classification_metrics(Z: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: np.ndarray) -> dict:
+    """accuracy, nll (per task, averaged over tasks with query rows, with 95% CIs), ece, n_tasks."""
+    from metafast.learners._base import per_task_mean
+
+    sizes = np.diff(offsets)
+    keep = sizes > 0
+    if not keep.any():
+        raise ValueError("no task has query points: nothing to evaluate")
+    per_row = np.repeat(n_classes, sizes)
+    lp = masked_log_softmax(Z, per_row)
+    rows = np.arange(Z.shape[0])
+    pred = np.argmax(lp, axis=1)
+    correct = (pred == codes).astype(np.float64)
+    nll = -lp[rows, codes]
+    out: dict = {"n_tasks": int(keep.sum())}
+    for key, vals in (("accuracy", correct), ("nll", nll)):
+        per_task = per_task_mean(vals, offsets)[keep]
+        out[key] = float(per_task.mean())
+        out[key + "_ci95"] = float(1.96 * per_task.std(ddof=1) / np.sqrt(per_task.size)) if per_task.size > 1 else 0.0
+    out["ece"] = expected_calibration_error(np.exp(lp[rows, pred]), correct)
+    return out
+
+
+__all__ = ["MetaClassifier", "BasisClassifier", "classification_metrics", "expected_calibration_error", "softmax"]
