@@ -114,7 +114,7 @@ def load_taskset(path):
         if str(exc).startswith(repr(path)):
             raise
         raise ValueError(f"{path!r} is damaged or not a TaskSet file: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError) as exc:
         raise ValueError(f"{path!r} is damaged ({type(exc).__name__}: {exc})") from None
     try:
         # files written before label settings existed have none: the default applies
