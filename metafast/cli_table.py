@@ -10,7 +10,8 @@ empty target are not training data and are counted in a note).  ``predict`` trea
 group, the rows whose target is present as the group's support and predicts the rows whose
 target is empty (a group with no labelled row is predicted from the meta-learned prior alone,
 with a note); OUT is the input table plus ``<target>_mean`` and, for Bayesian learners,
-``<target>_std`` and the central 90% interval ``<target>_lower90`` / ``<target>_upper90``.
+``<target>_std`` and the central 90% interval ``<target>_lower90`` / ``<target>_upper90``; for a
+classifier ``<target>_pred`` (the label) and ``<target>_proba`` (its probability).
 Mistakes in the table (a missing column, a non-numeric feature, NaN in a feature, a group with
 no labelled row in ``fit``, an empty file) exit with status 2 and a message naming the column,
 the group and the row.
@@ -204,7 +205,7 @@ def cmd_predict(args: argparse.Namespace, parser) -> int:
     codes, keys = _group_codes(df, group)
     X = _numeric_features(df, feats, codes, keys, args.table)
     y = np.zeros(len(df))
-    if labelled.any():
+    if labelled.any() and not hasattr(model, "predict_tasks_proba"):   # a classifier's labels stay as given
         y = _numeric_target(df, target, labelled, codes, keys, args.table)
     todo = ~labelled
     if not todo.any():
@@ -225,7 +226,9 @@ def cmd_predict(args: argparse.Namespace, parser) -> int:
               f"meta-learned prior alone: {', '.join(_group_label(keys[g]) for g in no_support[:5])}"
               f"{' ...' if no_support.size > 5 else ''}", file=sys.stderr)
     out = df.copy()
-    if qry.size:
+    if qry.size and hasattr(model, "predict_tasks_proba"):
+        _add_columns(out, args.table, _classify_groups(model, df, target, X, labelled, codes, keys, wanted, sup, qry))
+    elif qry.size:
         def offsets(n):
             return np.concatenate([[0], np.cumsum(n)])
         ts = TaskSet(X[sup], y[sup], offsets(n_sup), X[qry], np.zeros(qry.size), offsets(n_qry))
@@ -235,15 +238,41 @@ def cmd_predict(args: argparse.Namespace, parser) -> int:
             from metafast.learners._base import _Z90
             columns.update({f"{target}_std": std, f"{target}_lower90": mean - _Z90 * std,
                             f"{target}_upper90": mean + _Z90 * std})
-        for name, values in columns.items():
-            if name in out.columns:
-                raise TableError(f"table {args.table!r} already has a column {name!r}, which predict writes")
-            col = np.full(len(df), np.nan)
-            col[qry] = values
-            out[name] = col
+        _add_columns(out, args.table, {name: (qry, values) for name, values in columns.items()})
     _write_csv(out, args.output)
     print(f"predicted {qry.size} row(s) of {wanted.size} group(s) with {meta['learner']}; wrote {args.output}")
     return 0
+
+
+def _add_columns(out, path: str, columns: dict) -> None:
+    """Add each ``name: (rows, values)`` as a column, empty outside ``rows``."""
+    for name, (rows, values) in columns.items():
+        if name in out.columns:
+            raise TableError(f"table {path!r} already has a column {name!r}, which predict writes")
+        values = np.asarray(values)
+        col = np.full(len(out), np.nan, dtype=np.float64 if values.dtype.kind in "fiub" else object)
+        col[rows] = values
+        out[name] = col
+
+
+def _classify_groups(model, df, target, X, labelled, codes, keys, wanted, sup, qry) -> dict:
+    """Per group: adapt the classifier on its labelled rows, label and top probability of the rest."""
+    labels = df[target].to_numpy()
+    pred = np.empty(qry.size, dtype=object)
+    proba = np.empty(qry.size)
+    for g in wanted:
+        s_rows, q_pos = sup[codes[sup] == g], np.flatnonzero(codes[qry] == g)
+        y_s = labels[s_rows]
+        if y_s.size and all(float(v).is_integer() for v in y_s):
+            y_s = y_s.astype(np.int64)            # CSV reads an integer column with blanks as float
+        try:
+            clf = model.adapt(X[s_rows], y_s)
+        except ValueError as exc:
+            raise TableError(f"group {_group_label(keys[g])}: {exc}") from None
+        p = clf.predict_proba(X[qry[q_pos]])
+        pred[q_pos] = clf.classes_[np.argmax(p, axis=1)]
+        proba[q_pos] = p.max(axis=1)
+    return {f"{target}_pred": (qry, pred), f"{target}_proba": (qry, proba)}
 
 
 def _group_codes(df, group: list[str]):

@@ -181,3 +181,31 @@ def test_predict_reports_bad_inputs(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "junk.mf"), str(tmp_path / "new.csv"), "-o", str(tmp_path / "o.csv")]) == 2
     assert "not a metafast model file" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "junk.mf")]) == 2
+
+
+def test_classifier_from_a_table(tmp_path):
+    """Integer targets pick MetaClassifier; predict writes each unlabelled row's label and probability."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for g in range(40):
+        shift = rng.normal(0, 0.5)
+        x = rng.uniform(-2, 2, 16)
+        y = (x + shift + rng.normal(0, 0.3, 16) > 0).astype(int)
+        rows += [{"site": g, "x": xi, "y": yi} for xi, yi in zip(x, y)]
+    df = pd.DataFrame(rows)
+    train, new = df[df.site < 34], df[df.site >= 34].copy()
+    truth = new.y.to_numpy().copy()
+    new["y"] = new["y"].astype(float)
+    new.loc[new.groupby("site").cumcount() >= 6, "y"] = np.nan
+    train.to_csv(tmp_path / "t.csv", index=False)
+    new.to_csv(tmp_path / "n.csv", index=False)
+    model, out = str(tmp_path / "c.mf"), str(tmp_path / "o.csv")
+    assert main(["fit", str(tmp_path / "t.csv"), "--group", "site", "--target", "y", "--features", "x",
+                 "--basis", "polynomial:n_basis=3", "-q", "-o", model]) == 0
+    assert type(load_model(model)).__name__ == "MetaClassifier"
+    assert main(["predict", model, str(tmp_path / "n.csv"), "-o", out]) == 0
+    res = pd.read_csv(out)
+    todo = res.y.isna().to_numpy()
+    assert set(res.y_pred[todo].astype(int)) <= {0, 1} and res.y_pred[~todo].isna().all()
+    assert np.all((res.y_proba[todo] >= 0.5) & (res.y_proba[todo] <= 1))
+    assert np.mean(res.y_pred[todo].astype(int).to_numpy() == truth[todo]) > 0.75
