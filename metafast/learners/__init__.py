@@ -1,6 +1,7 @@
 """Meta-learners: scikit-learn estimators that fit on tasks and adapt to a new task."""
 
 from metafast.learners.bayes import BayesTaskRegressor, MetaBayes
+from metafast.learners.grad import GradTaskRegressor, MetaGrad
 from metafast.learners.ridge import BiasedRidgeRegressor, MetaRidge
 
-__all__ = ["MetaBayes", "BayesTaskRegressor", "MetaRidge", "BiasedRidgeRegressor"]
+__all__ = ["MetaBayes", "BayesTaskRegressor", "MetaRidge", "BiasedRidgeRegressor", "MetaGrad", "GradTaskRegressor"]
