@@ -49,6 +49,8 @@ class MLP(_fused.KernelFamily):
     Learnable parameters: "W1" (d, h), "b1" (h,), and with two layers "W2" (h, m), "b2" (m,).
     """
 
+    _single_thread_small_work = True
+
     def __init__(self, n_basis: int = 40, hidden_layers: int = 2, width: int = 40, activation: str = "tanh",
                  random_state: Any = None, n_jobs: int | None = None):
         self.n_basis = n_basis
