@@ -5,7 +5,8 @@ Per task t the inner loss is L_in(w) = ||Phi w - y||^2 / (2 n) on its inner rows
 
 - gradient descent (MAML, first-order MAML, Meta-SGD, Reptile), k steps from w_0 with
   per-coordinate rates a (MAML: all equal):  w_{j+1} = w_j - a * g_j,  g_j = Phi^T (Phi w_j - y) / n;
-- proximal (iMAML):  w* = argmin L_in(w) + lam/2 ||w - w_0||^2 = (A + lam I)^{-1} (b + lam w_0).
+- proximal (iMAML):  w* = argmin L_in(w) + lam/2 ||w - w_0||^2 = (A + lam I)^{-1} (b + lam w_0),
+  through the dual n x n system (Woodbury) when a task has fewer rows than basis functions.
 
 Outputs per task (never summed here, so results do not depend on the thread count):
 
@@ -89,22 +90,52 @@ cdef void _gd_forward(const floating* PhiT, const floating* y, int n, int m, con
             Wit[(j + 1) * m + q] = Wit[j * m + q] - rates[q] * Git[j * m + q]
 
 
-cdef int _ridge_solve(const floating* PhiT, const floating* y, int n, int m, const floating* w0,
-                      floating lam, floating* M, floating* w) noexcept nogil:
-    """Factor M = Phi^T Phi / n + lam I (Cholesky, upper) and solve M w = Phi^T y / n + lam w0."""
+cdef int _prox_factor(const floating* PhiT, int n, int m, floating lam, floating* F) noexcept nogil:
+    """Cholesky factor (upper) for solves with M = Phi^T Phi / n + lam I: of M itself when n >= m,
+    else of the dual C = Phi Phi^T + n lam I (n x n, Woodbury), so a solve costs O(min(n, m)^3)."""
+    cdef int q, dim = m if n >= m else n
+    memset(F, 0, dim * dim * sizeof(floating))
+    if n >= m:
+        syrk(c'U', c'N', m, n, 1.0 / n, PhiT, m, 0.0, F, m)
+        for q in range(m):
+            F[q * m + q] += lam
+    else:
+        syrk(c'U', c'T', n, m, 1.0, PhiT, m, 0.0, F, n)
+        for q in range(n):
+            F[q * n + q] += n * lam
+    if dim > 0 and potrf(c'U', dim, F, dim) != 0:
+        return SINGULAR
+    return OK
+
+
+cdef void _prox_apply(const floating* PhiT, int n, int m, floating lam, const floating* F, floating* x,
+                      floating* tmp) noexcept nogil:
+    """x = M^{-1} x with _prox_factor's F; primal potrs, or (x - Phi^T C^{-1} Phi x) / lam."""
     cdef int q
-    memset(M, 0, m * m * sizeof(floating))
+    if n >= m:
+        potrs(c'U', m, 1, F, m, x, m)
+        return
     if n > 0:
-        syrk(c'U', c'N', m, n, 1.0 / n, PhiT, m, 0.0, M, m)
+        gemv(c'T', m, n, 1.0, PhiT, m, x, 1, 0.0, tmp, 1)
+        potrs(c'U', n, 1, F, n, tmp, n)
+        gemv(c'N', m, n, -1.0, PhiT, m, tmp, 1, 1.0, x, 1)
+    for q in range(m):
+        x[q] /= lam
+
+
+cdef int _prox_solve(const floating* PhiT, const floating* y, int n, int m, const floating* w0,
+                     floating lam, floating* F, floating* tmp, floating* w) noexcept nogil:
+    """w = argmin ||Phi w - y||^2 / (2n) + lam/2 ||w - w0||^2 = M^{-1} (Phi^T y / n + lam w0)."""
+    cdef int q
+    if _prox_factor(PhiT, n, m, lam, F) != OK:
+        return SINGULAR
+    if n > 0:
         gemv(c'N', m, n, 1.0 / n, PhiT, m, y, 1, 0.0, w, 1)
     else:
         memset(w, 0, m * sizeof(floating))
     for q in range(m):
-        M[q * m + q] += lam
         w[q] += lam * w0[q]
-    if potrf(c'U', m, M, m) != 0:
-        return SINGULAR
-    potrs(c'U', m, 1, M, m, w, m)
+    _prox_apply(PhiT, n, m, lam, F, w, tmp)
     return OK
 
 
@@ -129,7 +160,7 @@ cdef int _task_meta_grad(
 
     if method == IMAML:
         wk = Wit
-        if _ridge_solve(PhiT, y, n, m, w0, lam, M, wk) != OK:
+        if _prox_solve(PhiT, y, n, m, w0, lam, M, r, wk) != OK:
             return SINGULAR
     else:
         _gd_forward(PhiT, y, n, m, w0, rates, k, Wit, Git, r)
@@ -154,7 +185,7 @@ cdef int _task_meta_grad(
         return OK
     if method == IMAML:
         memcpy(u, v, m * sizeof(floating))
-        potrs(c'U', m, 1, M, m, u, m)                              # z = (A + lam I)^{-1} v
+        _prox_apply(PhiT, n, m, lam, M, u, r)                      # z = (A + lam I)^{-1} v
         for q in range(m):
             gw[q] = lam * u[q]
         if Gin != NULL and n > 0:
@@ -315,9 +346,9 @@ def adapt_tasks(
                 continue
             n = off[t + 1] - off[t]
             if method == IMAML:
-                status[t] = _ridge_solve(P0 + off[t] * m if n > 0 else NULL, y0 + off[t] if n > 0 else NULL,
-                                         <int> n, <int> m, &w0[0], <floating> lam,
-                                         scratch + (2 * k + 1) * m + nmax, &W[t, 0])
+                status[t] = _prox_solve(P0 + off[t] * m if n > 0 else NULL, y0 + off[t] if n > 0 else NULL,
+                                        <int> n, <int> m, &w0[0], <floating> lam,
+                                        scratch + (2 * k + 1) * m + nmax, scratch + (2 * k + 1) * m, &W[t, 0])
             else:
                 _gd_forward(P0 + off[t] * m if n > 0 else NULL, y0 + off[t] if n > 0 else NULL,
                             <int> n, <int> m, &w0[0], &rates[0], k, scratch, scratch + (k + 1) * m,

@@ -125,8 +125,9 @@ class MetaGradResult:
 def batch_meta_grad(method: str, inner_steps: int, lam: float, basis, rows: TrainingRows, batch: Batch,
                     w0: np.ndarray, rates: np.ndarray, learn_basis: bool, n_threads: int) -> MetaGradResult:
     """Mean meta-loss and meta-gradients of one meta-batch (kernel: ``_metagrad.meta_grad``)."""
-    Phi = rows.design(basis, batch.inner)
-    Phiq = rows.design(basis, batch.outer)
+    n_in = batch.inner.shape[0]
+    Phi_all = rows.design(basis, np.concatenate([batch.inner, batch.outer]))    # one basis call
+    Phi, Phiq = np.ascontiguousarray(Phi_all[:n_in]), np.ascontiguousarray(Phi_all[n_in:])
     dtype = Phi.dtype
     T, m = len(batch.tasks), Phi.shape[1]
     y = np.ascontiguousarray(rows.y[batch.inner], dtype=dtype)

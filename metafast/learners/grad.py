@@ -31,6 +31,7 @@ from metafast.tasks._taskset import TaskSet
 
 
 _MIN_PARALLEL_WORK = 1 << 20   # multiply-adds of a meta-batch below which it runs on one thread
+_SCALE_ROWS = 16384            # training rows (a seeded sample) that set the design-row scale s
 
 
 # ---------------------------------------------------------------------------- per-task regressor
@@ -122,7 +123,7 @@ class MetaGrad(MetaLearner):
         Gradient steps of the inner loop (not used by iMAML).
     inner_lr : "auto" or float > 0
         Inner learning rate a.  "auto": 1 / s with s the mean squared norm of a design row of the
-        training rows (at the initial basis), which bounds a * lambda_max(A) near 1 (stable).
+        training rows (at the initial basis; a seeded sample of at most 16384 rows), which bounds a * lambda_max(A) near 1 (stable).
     inner_reg : "auto" or float > 0
         iMAML's proximal strength lam; "auto" is 1 / (inner_steps * a) (k steps of rate a fit
         about as much as ridge of that strength).
@@ -136,7 +137,8 @@ class MetaGrad(MetaLearner):
     n_iter : int
         Meta-iterations of ``fit`` on a TaskSet (a stream: one pass, ``partial_fit`` per chunk).
     max_time : float or None
-        Stop meta-training after this many seconds (checked every iteration).
+        Stop meta-training once this many seconds have passed since fit (or partial_fit) started,
+        set-up included (checked after every meta-iteration).
     learn_basis : bool
         Also move the basis's ``learnable_params`` by Adam, through ``design_vjp`` of the exact
         dL/dPhi (for MAML and iMAML; first order, w_k held fixed, for fomaml; not for reptile).
@@ -213,6 +215,7 @@ class MetaGrad(MetaLearner):
         """Meta-train from scratch: ``n_iter`` meta-batches drawn from a TaskSet, or one pass of
         ``partial_fit`` over each chunk of a stream (an iterable of TaskSets)."""
         self._check_params()
+        self._t_start = time.perf_counter()
         self.__dict__.pop("_mf_fitted", None)
         if isinstance(tasks, TaskSet):
             ts = self._check_regression(check_tasks(tasks))
@@ -230,6 +233,7 @@ class MetaGrad(MetaLearner):
         """One more pass (each task once, in meta-batches, freshly split) over new tasks, continuing
         the same Adam state; the first call sets up the basis and scales from these tasks."""
         self._check_params()
+        self._t_start = time.perf_counter()
         return self._partial_fit(tasks)
 
     def _partial_fit(self, tasks) -> "MetaGrad":
@@ -253,14 +257,14 @@ class MetaGrad(MetaLearner):
             raise ValueError(f"learn_basis=True, but the basis {type(self.basis_).__name__} has no learnable "
                              "parameters (its learnable_params() is empty)")
         merged = ts.all_rows()
+        rng = self._rng = np.random.default_rng(self.random_state)
         y = np.asarray(merged.y_support, dtype=np.float64)
         rms = float(np.sqrt(np.mean(y ** 2))) if y.size else 0.0
         self._y_scale = rms if np.isfinite(rms) and rms > 0 else 1.0
-        s = 0.0
-        for start in range(0, merged.X_support.shape[0], 8192):
-            Phi = np.asarray(self.basis_.design(merged.X_support[start:start + 8192]), dtype=np.float64)
-            s += float(np.einsum("ij,ij->", Phi, Phi))
-        s = s / max(merged.X_support.shape[0], 1)
+        n_rows = merged.X_support.shape[0]
+        sample = np.sort(rng.choice(n_rows, _SCALE_ROWS, replace=False)) if n_rows > _SCALE_ROWS else slice(None)
+        Phi = np.asarray(self.basis_.design(merged.X_support[sample]), dtype=np.float64)
+        s = float(np.einsum("ij,ij->", Phi, Phi)) / max(Phi.shape[0], 1)
         self._row_scale = float(np.sqrt(s)) if np.isfinite(s) and s > 0 else 1.0
         a = 1.0 / self._row_scale ** 2 if self.inner_lr == "auto" else float(self.inner_lr)
         self._lr0 = a
@@ -271,7 +275,6 @@ class MetaGrad(MetaLearner):
             flat, self._basis_layout = _flatten(self.basis_.learnable_params())
             self._params["basis"] = flat
         self._adam = Adam(float(self.meta_lr))
-        self._rng = np.random.default_rng(self.random_state)
         self.loss_curve_ = []
         self.n_iter_ = 0
         self.n_tasks_seen_ = 0
@@ -298,7 +301,7 @@ class MetaGrad(MetaLearner):
             total = epochs * ((T + B - 1) // B)
         lrs = {"basis": float(self.basis_lr)} if self.basis_lr is not None else None
         mode, base_basis = self._mode(), self.basis_
-        t0 = time.perf_counter()
+        t0 = getattr(self, "_t_start", None) or time.perf_counter()
         show = bool(self.verbose) and sys.stderr.isatty()
         for tasks in tqdm(schedule, total=total, desc=f"MetaGrad {self.method}", disable=not show, leave=False):
             batch = split_batch(rows, np.sort(tasks), mode, self._rng)
