@@ -36,7 +36,7 @@ def sinusoid(budget: float, quick: bool) -> None:
         train = mf.tasks.load("sinusoid", n_tasks=20000, n_support=K, n_query=K, seed=0)
         test = mf.tasks.load("sinusoid", n_tasks=300 if quick else 1000, n_support=K, n_query=50, seed=1)
         basis = mf.basis.make("mlp", n_basis=40, width=40, activation="tanh", random_state=0)
-        model = mf.MetaGrad(basis=basis, method="maml", learn_basis=True, meta_lr=0.001, meta_batch=25,
+        model = mf.MetaGrad(basis=basis, method="maml", learn_basis=True, meta_lr=0.002, meta_batch=25,
                             n_iter=10**7, max_time=budget, random_state=0)
         t0 = time.perf_counter()
         model.fit(train)

@@ -24,11 +24,12 @@ def numpy_features(B, X):
     return act(H @ B.weights_["W2"] + B.weights_["b2"]) if "W2" in B.weights_ else H
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def threaded_small_work(monkeypatch):
     monkeypatch.setattr(_fused, "MIN_PARALLEL_WORK", 0)     # exercise the threaded paths
 
 
+@pytest.mark.usefixtures("threaded_small_work")
 @pytest.mark.parametrize("cfg", CONFIGS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_design_and_weighted_sum_match_numpy(cfg, dtype):
@@ -50,6 +51,7 @@ def test_design_and_weighted_sum_match_numpy(cfg, dtype):
     np.testing.assert_allclose(B.weighted_sum_tasks(Xc, off, Wt), exp, **tol)
 
 
+@pytest.mark.usefixtures("threaded_small_work")
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_design_vjp_matches_finite_differences_and_float32(cfg):
     rng = np.random.default_rng(2)
@@ -113,3 +115,24 @@ def test_bad_settings_name_the_parameter():
                                                                      random_state=0)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_metabayes_learns_the_network_on_the_log_evidence():
+    """ALPaCA-style: MetaBayes(learn_basis=True) moves the weights and raises the summed evidence."""
+    train = mf.tasks.load("friedman", n_tasks=60, n_support=10, n_query=10, seed=0)
+    test = mf.tasks.load("friedman", n_tasks=60, n_support=10, n_query=20, seed=1)
+    basis = mf.basis.make("mlp", n_basis=8, width=8, random_state=0)
+    fixed = mf.MetaBayes(basis=basis, max_iter=50, tol=1e-3).fit(train)
+    learned = mf.MetaBayes(basis=basis, learn_basis=True, max_iter=50, tol=1e-3, basis_rounds=3,
+                           basis_max_iter=10).fit(train)
+    assert learned.basis_log_evidence_[-1] > learned.basis_log_evidence_[0]
+    assert not np.allclose(learned.basis_.learnable_params()["W1"], basis.fit_tasks(train).learnable_params()["W1"])
+    assert learned.evaluate(test)["mse"] < fixed.evaluate(test)["mse"]
+
+
+def test_metagrad_trains_the_network_anil_style():
+    train = mf.tasks.load("sinusoid", n_tasks=200, n_support=5, n_query=5, seed=0)
+    basis = mf.basis.make("mlp", n_basis=10, width=10, random_state=0)
+    model = mf.MetaGrad(basis=basis, learn_basis=True, meta_lr=0.003, n_iter=150, random_state=0).fit(train)
+    assert np.mean(model.loss_curve_[-20:]) < np.mean(model.loss_curve_[:20])
+    assert not np.allclose(model.basis_.learnable_params()["W2"], basis.fit_tasks(train).learnable_params()["W2"])
