@@ -9,10 +9,9 @@ from metafast._version import __version__
 from metafast.hookspecs import hookimpl
 from metafast import basis, tasks
 from metafast import plugins  # the registry host; plugins themselves load lazily, on first use
-from metafast.learners import MetaBayes, MetaRidge
+from metafast.learners import MetaBayes, MetaClassifier, MetaGrad, MetaRidge
 from metafast import model_selection
 from metafast.model_selection import TaskGridSearchCV
-from metafast.learners import MetaClassifier
 
 __all__ = ["__version__", "hookimpl", "basis", "tasks", "plugins", "MetaBayes", "MetaRidge", "MetaClassifier",
-           "model_selection", "TaskGridSearchCV"]
+           "MetaGrad", "model_selection", "TaskGridSearchCV"]

@@ -53,7 +53,7 @@ def test_bad_arguments_exit_2_with_the_valid_choices(args, expect):
 @pytest.mark.parametrize("args, expect", [
     ((), "required"),
     (("bench",), "SUITE"),
-    (("bench", "nonsense-suite"), "Valid choices: classification, regression, speed, all"),
+    (("bench", "nonsense-suite"), ("Valid choices: classification, ", "regression, speed, all")),
     (("bench", "regression", "--seed", "x"), "invalid int value"),
     (("bench", "regression", "--frob"), "unrecognized arguments"),
     (("demo", "--quick", "extra"), "unrecognized arguments"),
@@ -162,10 +162,12 @@ def test_bench_all_writes_one_folder_per_suite(tmp_path, monkeypatch, capsys):
             return Suite(name, [Case("sinusoid", k, spec, n_train=20, n_test=10, seed=seed) for k in (3, 6)])
         return factory
 
-    for name in ("regression", "classification", "speed"):
+    stubbed = sorted(name for name in suites.BUILTIN_SUITES if name != "demo")
+    for name in stubbed:
         monkeypatch.setitem(suites.BUILTIN_SUITES, name, tiny(name))
     assert main(["bench", "all", "-q", "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["classification", "regression", "speed"]
+    assert {"classification", "regression", "speed"} <= set(stubbed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == stubbed
     assert (tmp_path / "speed" / "results.md").exists()
     assert "demo" not in capsys.readouterr().out
 

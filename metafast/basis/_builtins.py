@@ -7,6 +7,7 @@ from metafast.hookspecs import hookimpl
 def metafast_basis_families(register):
     from metafast.basis.bspline import BSpline
     from metafast.basis.fourier import Fourier
+    from metafast.basis.mlp import MLP
     from metafast.basis.polynomial import Polynomial
     from metafast.basis.random_features import RFF, RandomReLU
     from metafast.basis.rbf import RBF
@@ -19,3 +20,4 @@ def metafast_basis_families(register):
     register("polynomial", Polynomial)
     register("bspline", BSpline)
     register("task-models", TaskModels)
+    register("mlp", MLP)

@@ -243,11 +243,33 @@ def demo_suite(quick: bool = False, seed: int = 0) -> Suite:
     return Suite("demo", cases, "MetaBayes and MetaRidge against the baselines on sinusoid")
 
 
+GRADIENT_FAMILIES = ("sinusoid", "harmonic", "multimodal", "friedman")
+GRADIENT_METHODS = ("maml", "fomaml", "metasgd", "reptile", "imaml")
+# friedman has 5 inputs: a grid-like RBF basis does not cover them, 200 random Fourier features do
+GRADIENT_BASES = {**FAMILY_BASES, "friedman": ("rff", {"n_basis": 200, "random_state": 0})}
+
+
+def gradient_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None, seed: int = 0) -> Suite:
+    """MetaGrad (each method) next to MetaBayes and MetaRidge on sinusoid, harmonic, multimodal and
+    friedman at K = 5, 10, 20, all on the same basis per family: query MSE (95% CI), fit seconds and
+    evaluation seconds (adapting every test task; divide by n_test for the time per task)."""
+    if learners is None:
+        learners = [LearnerSpec(f"MetaGrad ({m})", metafast_learner("MetaGrad", method=m)) for m in GRADIENT_METHODS]
+        learners += [LearnerSpec("MetaBayes", metafast_learner("MetaBayes")),
+                     LearnerSpec("MetaRidge", metafast_learner("MetaRidge"))]
+    shots, sizes = ((5, 10), dict(n_train=300, n_test=100)) if quick else (REGRESSION_SHOTS, dict(n_train=2000, n_test=600))
+    cases = [case for family in GRADIENT_FAMILIES
+             for case in grid([family], shots, learners, seed=seed,
+                              basis=GRADIENT_BASES.get(family, DEFAULT_BASIS), **sizes)]
+    return Suite("gradient", cases, "MetaGrad's MAML family next to MetaBayes and MetaRidge")
+
+
 BUILTIN_SUITES: dict[str, Callable[..., Suite]] = {
     "regression": regression_suite,
     "classification": classification_suite,
     "speed": speed_suite,
     "demo": demo_suite,
+    "gradient": gradient_suite,
 }
 
 

@@ -1,0 +1,373 @@
+"""MetaGrad: gradient-based meta-learning (MAML, first-order MAML, Meta-SGD, Reptile, iMAML) with
+exact meta-gradients on a basis model f(x) = Phi(x) w.
+
+With squared loss the inner loop is linear in w, so k gradient steps have the closed form
+w_k = (I - aA)^k w_0 + sum_{j<k} (I - aA)^j a b  (A = Phi^T Phi / n, b = Phi^T y / n) and the MAML
+meta-gradient (I - aA)^k grad L_out(w_k) is exact, second order included, at the cost of 2k
+matrix-vector products per task.  The kernels are in metafast._kernels._metagrad; the outer
+loop (meta-batches, Adam) in ``_grad_engine``.  See docs/metagrad.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError
+
+from metafast._validation import check_positive_float, check_positive_int, check_y
+from metafast.basis._base import BasisFamily
+from metafast.learners._base import MetaLearner, check_tasks, check_train_rows, iter_task_chunks
+from metafast.learners._basis_opt import _flatten, _unflatten
+from metafast.learners._bayes_task import as_f64
+from metafast.learners._grad_engine import (METHODS, Adam, TrainingRows, adapt_weights, batch_meta_grad,
+                                            split_batch)
+from metafast.learners.bayes import _one_blas_thread
+from metafast.parallel import effective_n_threads
+from metafast.tasks._taskset import TaskSet
+
+
+_MIN_PARALLEL_WORK = 1 << 20   # multiply-adds of a meta-batch below which it runs on one thread
+_SCALE_ROWS = 16384            # training rows (a seeded sample) that set the design-row scale s
+
+
+# ---------------------------------------------------------------------------- per-task regressor
+class GradTaskRegressor(RegressorMixin, BaseEstimator):
+    """One task's model after MetaGrad's inner loop: a scikit-learn regressor.
+
+    ``fit(X, y)`` runs the inner loop from ``init_coef`` on Phi = basis.design(X): ``inner_steps``
+    gradient steps on ||Phi w - y||^2 / (2 n) with per-coordinate rates ``inner_lr`` (a float or an
+    (m,) array), or for ``method="imaml"`` the proximal problem with strength ``inner_reg``.
+    ``MetaGrad.adapt`` returns one already fitted; ``clone`` keeps the (fitted) basis.
+    """
+
+    def __init__(self, basis=None, init_coef=None, inner_lr=0.1, inner_steps: int = 5,
+                 method: str = "maml", inner_reg: float = 1.0):
+        self.basis = basis
+        self.init_coef = init_coef
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.method = method
+        self.inner_reg = inner_reg
+
+    def __sklearn_clone__(self):
+        params = self.get_params(deep=False)
+        params["basis"] = copy.deepcopy(self.basis)
+        return type(self)(**params)
+
+    def _settings(self) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(self.basis, BasisFamily) or not self.basis.__sklearn_is_fitted__():
+            raise ValueError("parameter 'basis' must be a fitted BasisFamily (as MetaGrad.adapt passes it)")
+        if self.method not in METHODS:
+            raise ValueError(f"parameter 'method' must be one of {METHODS}; got {self.method!r}")
+        m = self.basis.n_basis
+        w0 = np.zeros(m) if self.init_coef is None else np.asarray(self.init_coef, dtype=np.float64)
+        rates = np.broadcast_to(np.asarray(self.inner_lr, dtype=np.float64), (m,)) \
+            if np.ndim(self.inner_lr) == 0 else np.asarray(self.inner_lr, dtype=np.float64)
+        if w0.shape != (m,) or rates.shape != (m,):
+            raise ValueError(f"parameters 'init_coef' and 'inner_lr' must have shape ({m},) for a basis of {m} "
+                             f"functions (inner_lr may be a float); got {w0.shape} and {rates.shape}")
+        if not (np.isfinite(w0).all() and np.isfinite(rates).all()):
+            raise ValueError("parameters 'init_coef' and 'inner_lr' must be finite")
+        check_positive_int(self.inner_steps, "inner_steps", minimum=0)
+        check_positive_float(self.inner_reg, "inner_reg")
+        return w0, np.ascontiguousarray(rates)
+
+    def fit(self, X, y) -> "GradTaskRegressor":
+        """Adapt to (X, y); X may have zero rows (the model is then ``init_coef``)."""
+        w0, rates = self._settings()
+        Phi = as_f64(self.basis.design(X))
+        yc = check_y(y, "y", n_samples=Phi.shape[0])
+        self.coef_ = adapt_weights(self.method, int(self.inner_steps), float(self.inner_reg), Phi, yc,
+                                   np.array([0, Phi.shape[0]]), w0, rates, 1)[0]
+        self.n_features_in_ = self.basis.n_features_in_
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Phi(X) @ coef_ (float64)."""
+        if not hasattr(self, "coef_"):
+            raise NotFittedError("This GradTaskRegressor is not fitted yet: call fit(X, y)")
+        return np.asarray(self.basis.weighted_sum(X, self.coef_), dtype=np.float64)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "coef_")
+
+
+# ---------------------------------------------------------------------------- the meta-learner
+class MetaGrad(MetaLearner):
+    """Gradient-based meta-learning of an initialisation (and inner rates, and the basis).
+
+    MAML-family learners use a split on purpose: the inner loop adapts on one part of a task's
+    rows and the meta-loss is measured on the other, which is what makes the learned
+    initialisation good *after adaptation*.  With ``train_rows="all"`` (default) the split is
+    redrawn for every task at every meta-iteration from all its labelled rows (support and query):
+    the inner part has the size of the task's support set (the shot count the model will see at
+    test time) and every labelled row serves in both roles over training.  ``"support"`` keeps
+    the given split (inner = support, outer = query).  Reptile has no outer loss: its inner loop
+    runs on all labelled rows (only the support rows with ``train_rows="support"``).
+
+    Parameters
+    ----------
+    basis : BasisFamily, family name or None
+        Fitted on the training tasks unless already fitted (``"rbf"`` with 40 functions if None).
+    method : {"maml", "fomaml", "metasgd", "reptile", "imaml"}
+        "maml": exact second-order MAML (Finn et al. 2017).  "fomaml": first-order MAML (the
+        Jacobian of the inner loop dropped).  "metasgd": MAML with learned per-coordinate inner
+        rates (Li et al. 2017).  "reptile": w0 moves toward the adapted weights (Nichol et al.
+        2018).  "imaml": the inner problem is biased ridge, argmin L_in(w) + lam/2 ||w - w0||^2,
+        solved exactly; the implicit meta-gradient is one more solve (Rajeswaran et al. 2019).
+    inner_steps : int
+        Gradient steps of the inner loop (not used by iMAML).
+    inner_lr : "auto" or float > 0
+        Inner learning rate a.  "auto": 1 / s with s the mean squared norm of a design row of the
+        training rows (at the initial basis; a seeded sample of at most 16384 rows), which bounds a * lambda_max(A) near 1 (stable).
+    inner_reg : "auto" or float > 0
+        iMAML's proximal strength lam; "auto" is 1 / (inner_steps * a) (k steps of rate a fit
+        about as much as ridge of that strength).
+    meta_lr : float > 0
+        Adam step size.  Adam works on scale-free parameters: w0 * sqrt(s) and the rates divided
+        by inner_lr, so one value suits every basis scale.  The basis parameters use ``basis_lr``.
+    basis_lr : float > 0 or None
+        Adam step size of the basis parameters (None: ``meta_lr``).
+    meta_batch : int
+        Tasks per meta-gradient.
+    n_iter : int
+        Meta-iterations of ``fit`` on a TaskSet (a stream: one pass, ``partial_fit`` per chunk).
+    max_time : float or None
+        Stop meta-training once this many seconds have passed since fit (or partial_fit) started,
+        set-up included (checked after every meta-iteration).
+    learn_basis : bool
+        Also move the basis's ``learnable_params`` by Adam, through ``design_vjp`` of the exact
+        dL/dPhi (for MAML and iMAML; first order, w_k held fixed, for fomaml; not for reptile).
+    train_rows : {"all", "support"}
+        See above.
+    n_jobs : int or None
+        Kernel threads (None: all cores).  Results do not depend on it.
+    random_state : int, Generator or None
+        Seeds the meta-batches and the splits.
+    verbose : int
+        > 0: a tqdm progress bar on a terminal.
+
+    Attributes
+    ----------
+    basis_, init_coef_ (m,) meta-learned initial weights (units of y), inner_lr_ (m,) inner
+    rates (learned with metasgd), inner_reg_ (iMAML), loss_curve_ (meta-loss, the mean outer MSE
+    in units of y^2, per iteration), n_iter_, n_tasks_seen_.
+    """
+
+    def __init__(self, basis=None, method: str = "maml", inner_steps: int = 5, inner_lr="auto",
+                 inner_reg="auto", meta_lr: float = 0.01, basis_lr=None, meta_batch: int = 32,
+                 n_iter: int = 2000, max_time=None, learn_basis: bool = False, train_rows: str = "all",
+                 n_jobs=None, random_state=None, verbose: int = 0):
+        self.basis = basis
+        self.method = method
+        self.inner_steps = inner_steps
+        self.inner_lr = inner_lr
+        self.inner_reg = inner_reg
+        self.meta_lr = meta_lr
+        self.basis_lr = basis_lr
+        self.meta_batch = meta_batch
+        self.n_iter = n_iter
+        self.max_time = max_time
+        self.learn_basis = learn_basis
+        self.train_rows = train_rows
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ================================================================== parameters
+    def _check_params(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"parameter 'method' must be one of {METHODS}; got {self.method!r}")
+        check_positive_int(self.inner_steps, "inner_steps")
+        for name in ("inner_lr", "inner_reg"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value == "auto"):
+                check_positive_float(value, name)
+        check_positive_float(self.meta_lr, "meta_lr")
+        if self.basis_lr is not None:
+            check_positive_float(self.basis_lr, "basis_lr")
+        check_positive_int(self.meta_batch, "meta_batch")
+        check_positive_int(self.n_iter, "n_iter", minimum=0)
+        if self.max_time is not None:
+            check_positive_float(self.max_time, "max_time")
+        check_train_rows(self.train_rows)
+        self._n_threads = effective_n_threads(self.n_jobs)
+
+    def _mode(self) -> str:
+        if self.method == "reptile":
+            return "inner-only"
+        return "resplit" if self.train_rows == "all" else "given"
+
+    @staticmethod
+    def _check_regression(ts: TaskSet) -> TaskSet:
+        if ts.is_classification:
+            raise TypeError("argument 'tasks' holds integer class labels: MetaGrad does regression "
+                            "(squared loss); use mf.MetaClassifier for classification")
+        return ts
+
+    # ================================================================== fit
+    @_one_blas_thread
+    def fit(self, tasks, y=None) -> "MetaGrad":
+        """Meta-train from scratch: ``n_iter`` meta-batches drawn from a TaskSet, or one pass of
+        ``partial_fit`` over each chunk of a stream (an iterable of TaskSets)."""
+        self._check_params()
+        self._t_start = time.perf_counter()
+        self.__dict__.pop("_mf_fitted", None)
+        if isinstance(tasks, TaskSet):
+            ts = self._check_regression(check_tasks(tasks))
+            self._setup(ts)
+            self._train(ts, epochs=None)
+        else:
+            for chunk in iter_task_chunks(tasks):
+                self._partial_fit(chunk)
+            if not getattr(self, "_mf_fitted", False):
+                raise ValueError("argument 'tasks' holds no TaskSet chunks")
+        return self
+
+    @_one_blas_thread
+    def partial_fit(self, tasks) -> "MetaGrad":
+        """One more pass (each task once, in meta-batches, freshly split) over new tasks, continuing
+        the same Adam state; the first call sets up the basis and scales from these tasks."""
+        self._check_params()
+        self._t_start = time.perf_counter()
+        return self._partial_fit(tasks)
+
+    def _partial_fit(self, tasks) -> "MetaGrad":
+        ts = self._check_regression(check_tasks(tasks))
+        if not getattr(self, "_mf_fitted", False):
+            self._setup(ts)
+        elif ts.n_features != self.basis_.n_features_in_:
+            raise ValueError(f"argument 'tasks' has {ts.n_features} features, but the model was fitted on "
+                             f"{self.basis_.n_features_in_}")
+        self._train(ts, epochs=1)
+        return self
+
+    def _setup(self, ts: TaskSet) -> None:
+        """Basis, scales, initial parameters and optimiser state from the first training tasks."""
+        self.basis_ = self._init_basis(ts, default="rbf", n_basis=40)
+        if self.learn_basis and self.method == "reptile":
+            raise ValueError("learn_basis=True is not available with method='reptile': Reptile's update is not "
+                             "the gradient of a meta-loss, so there is nothing to carry through the basis; "
+                             "use 'fomaml' or 'maml'")
+        if self.learn_basis and not self.basis_.learnable_params():
+            raise ValueError(f"learn_basis=True, but the basis {type(self.basis_).__name__} has no learnable "
+                             "parameters (its learnable_params() is empty)")
+        merged = ts.all_rows()
+        rng = self._rng = np.random.default_rng(self.random_state)
+        y = np.asarray(merged.y_support, dtype=np.float64)
+        rms = float(np.sqrt(np.mean(y ** 2))) if y.size else 0.0
+        self._y_scale = rms if np.isfinite(rms) and rms > 0 else 1.0
+        n_rows = merged.X_support.shape[0]
+        sample = np.sort(rng.choice(n_rows, _SCALE_ROWS, replace=False)) if n_rows > _SCALE_ROWS else slice(None)
+        Phi = np.asarray(self.basis_.design(merged.X_support[sample]), dtype=np.float64)
+        s = float(np.einsum("ij,ij->", Phi, Phi)) / max(Phi.shape[0], 1)
+        self._row_scale = float(np.sqrt(s)) if np.isfinite(s) and s > 0 else 1.0
+        a = 1.0 / self._row_scale ** 2 if self.inner_lr == "auto" else float(self.inner_lr)
+        self._lr0 = a
+        self.inner_reg_ = 1.0 / (self.inner_steps * a) if self.inner_reg == "auto" else float(self.inner_reg)
+        m = self.basis_.n_basis
+        self._params = {"w0": np.zeros(m), "rates": np.ones(m)}   # scale-free (see meta_lr)
+        if self.learn_basis:
+            flat, self._basis_layout = _flatten(self.basis_.learnable_params())
+            self._params["basis"] = flat
+        self._adam = Adam(float(self.meta_lr))
+        self.loss_curve_ = []
+        self.n_iter_ = 0
+        self.n_tasks_seen_ = 0
+        self._publish()
+        self._mf_fitted = True
+
+    def _publish(self) -> None:
+        """Public attributes (units of y) from the scale-free parameters."""
+        self.init_coef_ = self._params["w0"] / self._row_scale * self._y_scale
+        self.inner_lr_ = self._params["rates"] * self._lr0
+
+    def _train(self, ts: TaskSet, epochs: int | None) -> None:
+        """Adam over meta-batches: ``n_iter`` random ones (epochs=None) or ``epochs`` passes."""
+        from tqdm.auto import tqdm
+
+        rows = TrainingRows(ts, self.basis_, self._y_scale, cache_design=not self.learn_basis)
+        T, B = rows.n_tasks, min(int(self.meta_batch), rows.n_tasks)
+        if epochs is None:
+            schedule = (self._rng.choice(T, B, replace=False) for _ in range(int(self.n_iter)))
+            total = int(self.n_iter)
+        else:
+            schedule = (order[i:i + B] for _ in range(epochs) for order in [self._rng.permutation(T)]
+                        for i in range(0, T, B))
+            total = epochs * ((T + B - 1) // B)
+        lrs = {"basis": float(self.basis_lr)} if self.basis_lr is not None else None
+        mode, base_basis = self._mode(), self.basis_
+        t0 = getattr(self, "_t_start", None) or time.perf_counter()
+        show = bool(self.verbose) and sys.stderr.isatty()
+        for tasks in tqdm(schedule, total=total, desc=f"MetaGrad {self.method}", disable=not show, leave=False):
+            batch = split_batch(rows, np.sort(tasks), mode, self._rng)
+            res = batch_meta_grad(self.method, int(self.inner_steps), self.inner_reg_, self.basis_, rows, batch,
+                                  self._params["w0"] / self._row_scale, self._params["rates"] * self._lr0,
+                                  self.learn_basis, self._batch_threads(batch))
+            if res.bad_tasks.size:
+                raise FloatingPointError(
+                    f"MetaGrad: the meta-loss of training task(s) {res.bad_tasks[:10].tolist()} is not finite at "
+                    f"meta-iteration {self.n_iter_}: the inner loop diverges (inner_lr={self._lr0:.3g} is too "
+                    "large for this basis, or meta_lr / basis_lr move the parameters too fast); lower them")
+            grads = {"w0": res.grad_w / self._row_scale}
+            if self.method == "metasgd":
+                grads["rates"] = res.grad_rates * self._lr0
+            if res.grad_basis is not None:
+                grads["basis"] = _flatten({k: res.grad_basis[k] for k, _ in self._basis_layout})[0]
+            self._params = self._adam.step(self._params, grads, lrs)
+            if self.learn_basis:
+                self.basis_ = base_basis.with_params(**_unflatten(self._params["basis"], self._basis_layout))
+            self.loss_curve_.append(2.0 * res.loss * self._y_scale ** 2)
+            self.n_iter_ += 1
+            self.n_tasks_seen_ += len(tasks)
+            if self.max_time is not None and time.perf_counter() - t0 > float(self.max_time):
+                break
+        self._publish()
+
+    def _batch_threads(self, batch) -> int:
+        """Threads for one meta-batch: one below ~1e6 flops (waking a thread then costs more than
+        it saves, and a scheduler time slice on a busy machine: measured 40x slower)."""
+        work = (batch.inner.shape[0] * (2 * int(self.inner_steps) + 1) + batch.outer.shape[0]) * self.basis_.n_basis
+        return self._n_threads if work >= _MIN_PARALLEL_WORK else 1
+
+    # ================================================================== new tasks
+    def adapt(self, X, y) -> GradTaskRegressor:
+        """The new task's model after the inner loop on its points (X, y), fitted."""
+        self._check_fitted()
+        reg = GradTaskRegressor(basis=self.basis_, init_coef=self.init_coef_, inner_lr=self.inner_lr_,
+                                inner_steps=int(self.inner_steps), method=self.method, inner_reg=self.inner_reg_)
+        return reg.fit(X, y)
+
+    def adapt_predict(self, X, y, X_query) -> np.ndarray:
+        """``adapt(X, y).predict(X_query)`` without building the per-task estimator."""
+        self._check_fitted()
+        Phi = as_f64(self.basis_.design(X))
+        yc = check_y(y, "y", n_samples=Phi.shape[0])
+        w = adapt_weights(self.method, int(self.inner_steps), self.inner_reg_, Phi, yc,
+                          np.array([0, Phi.shape[0]]), self.init_coef_, self.inner_lr_, 1)[0]
+        return np.asarray(self.basis_.weighted_sum(X_query, w), dtype=np.float64)
+
+    def adapt_tasks(self, tasks: TaskSet) -> np.ndarray:
+        """(T, m) adapted weights of every task (inner loop on its support set), float64."""
+        self._check_fitted()
+        ts = check_tasks(tasks)
+        return self._adapt_tasks(ts).astype(np.float64)
+
+    def _adapt_tasks(self, ts: TaskSet) -> np.ndarray:
+        if ts.n_features != self.basis_.n_features_in_:
+            raise ValueError(f"argument 'tasks' has {ts.n_features} features, but the model was fitted on "
+                             f"{self.basis_.n_features_in_}")
+        Phi = np.ascontiguousarray(self.basis_.design(ts.X_support))
+        return adapt_weights(self.method, int(self.inner_steps), self.inner_reg_, Phi,
+                             np.asarray(ts.y_support, dtype=np.float64), ts.support_offsets, self.init_coef_,
+                             self.inner_lr_, effective_n_threads(self.n_jobs))
+
+    @_one_blas_thread
+    def _predict_tasks(self, tasks: TaskSet):
+        W = self._adapt_tasks(tasks)
+        mean = self.basis_.weighted_sum_tasks(tasks.X_query, tasks.query_offsets, W)
+        return np.asarray(mean, dtype=np.float64), None
