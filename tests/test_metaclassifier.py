@@ -73,6 +73,10 @@ def test_adapt_matches_the_batched_path(fitted, shared_tasks, episodic_tasks, he
         np.testing.assert_allclose(P, batched[q, :P.shape[1]], atol=1e-6)
         np.testing.assert_allclose(P.sum(axis=1), 1.0)
         assert np.array_equal(model.predict(task.X_query), model.classes_[P.argmax(axis=1)])
+        assert np.array_equal(clf.adapt_predict(task.X_support, task.y_support, task.X_query),
+                              model.predict(task.X_query))
+        np.testing.assert_allclose(clf.adapt_predict_proba(task.X_support, task.y_support, task.X_query), P,
+                                   atol=1e-12)
 
 
 def test_logistic_adapt_is_the_map_under_the_learned_prior(fitted, shared_tasks):
