@@ -84,6 +84,33 @@ def calibration(n_train: int, n_test: int, threads: int) -> None:
           f"{s['ece']:>6.3f}")
     print(f"   {'oracle (true weights)':<28} {oracle['accuracy']:>8.3f} {oracle['nll']:>9.3f} {1.0:>9.3f} "
           f"{oracle['ece']:>6.3f}")
+    s = bayes_predictive_true_prior(test)
+    print(f"   {'Bayes predictive, true prior':<28} {s['accuracy']:>8.3f} {s['nll']:>9.3f} {s['nll'] / oracle['nll']:>9.3f} "
+          f"{s['ece']:>6.3f}   (the best any learner can do from the support points)")
+
+
+def bayes_predictive_true_prior(tasks, n_samples: int = 4000, seed: int = 0) -> dict:
+    """Posterior predictive of every task under the family's true prior, by self-normalised
+    importance sampling from the prior (w ~ N(mu, I), weights = support likelihood)."""
+    from scipy.special import logsumexp
+
+    from metafast.learners.classifier import classification_metrics
+    from metafast.tasks.classes import logistic_features, logistic_prior
+
+    mu, cov = logistic_prior()
+    rng = np.random.default_rng(seed)
+    W = mu[None] + rng.standard_normal((n_samples, *mu.shape)) * np.sqrt(cov[0, 0])     # (S, C, p)
+    Z_out = []
+    for t in tasks:
+        Zs = np.einsum("np,scp->snc", logistic_features(t.X_support), W)
+        loglik = (Zs[:, np.arange(t.n_support), t.y_support] - logsumexp(Zs, axis=2)).sum(axis=1)
+        wts = np.exp(loglik - loglik.max())
+        wts /= wts.sum()
+        Zq = np.einsum("np,scp->snc", logistic_features(t.X_query), W)
+        Pq = np.exp(Zq - logsumexp(Zq, axis=2, keepdims=True))
+        Z_out.append(np.log(np.einsum("s,snc->nc", wts, Pq)))
+    ncls = np.full(len(tasks), mu.shape[0], dtype=np.int64)
+    return classification_metrics(np.concatenate(Z_out), tasks.y_query, tasks.query_offsets, ncls)
 
 
 def adapt_speed(repeat: int) -> None:

@@ -137,6 +137,8 @@ def test_demo_quick_prints_the_table_and_writes_the_plot(tmp_path):
     assert "metafast demo: meta-training on" in p.stdout
     assert "per-task ridge" in p.stdout and "oracle" in p.stdout
     assert (tmp_path / "metafast-demo.png").read_bytes()[:4] == b"\x89PNG"
+    assert "MetaClassifier (logistic)" in p.stdout          # the classification part, its own plot
+    assert (tmp_path / "metafast-demo_classification.png").read_bytes()[:4] == b"\x89PNG"
     assert "\r" not in p.stderr  # no progress bar when stderr is not a terminal
 
 

@@ -73,6 +73,10 @@ def test_adapt_matches_the_batched_path(fitted, shared_tasks, episodic_tasks, he
         np.testing.assert_allclose(P, batched[q, :P.shape[1]], atol=1e-6)
         np.testing.assert_allclose(P.sum(axis=1), 1.0)
         assert np.array_equal(model.predict(task.X_query), model.classes_[P.argmax(axis=1)])
+        assert np.array_equal(clf.adapt_predict(task.X_support, task.y_support, task.X_query),
+                              model.predict(task.X_query))
+        np.testing.assert_allclose(clf.adapt_predict_proba(task.X_support, task.y_support, task.X_query), P,
+                                   atol=1e-12)
 
 
 def test_logistic_adapt_is_the_map_under_the_learned_prior(fitted, shared_tasks):
@@ -248,3 +252,14 @@ def test_fit_from_a_stream_of_chunks_equals_fit_from_the_taskset(shared_tasks):
     whole = mf.MetaClassifier(basis=basis(), head="ridge", max_iter=5).fit(train)
     chunks = mf.MetaClassifier(basis=basis(), head="ridge", max_iter=5).fit([train[:20], train[20:]])
     assert whole.evaluate(test) == pytest.approx(chunks.evaluate(test))
+
+
+def test_thread_count_and_train_rows(shared_tasks):
+    train, test = shared_tasks[0].subset(slice(0, 60)), shared_tasks[1].subset(slice(0, 10))
+    one = mf.MetaClassifier(basis=basis(), max_iter=5, n_jobs=1).fit(train)
+    two = mf.MetaClassifier(basis=basis(), max_iter=5, n_jobs=2).fit(train)
+    np.testing.assert_allclose(one.predict_tasks_proba(test), two.predict_tasks_proba(test), atol=1e-10)
+    support_only = mf.MetaClassifier(basis=basis(), max_iter=5, train_rows="support").fit(train)
+    assert not np.allclose(support_only.head_.prior_.cov, one.head_.prior_.cov)
+    with pytest.raises(ValueError, match="train_rows"):
+        mf.MetaClassifier(train_rows="query").fit(train)

@@ -60,3 +60,26 @@ def test_errors(tasks):
         B.design(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="'X'.*NaN"):
         B.design(np.array([[np.nan]]))
+
+
+def test_classifiers_give_the_probability_of_the_positive_label():
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    import metafast as mf
+
+    tasks = mf.tasks.load("logistic", n_tasks=20, n_classes=2, n_support=20, n_query=10, seed=0)
+    B = TaskModels(n_basis=4, estimator=LogisticRegression(), random_state=0).fit(tasks)
+    X = tasks[0].X_query
+    Phi = B.design(X)
+    for i, t in enumerate(B.task_indices_):
+        task = tasks[int(t)]
+        ref = LogisticRegression().fit(np.concatenate([task.X_support, task.X_query]),
+                                       np.concatenate([task.y_support, task.y_query]))
+        np.testing.assert_allclose(Phi[:, i], ref.predict_proba(X)[:, 1], rtol=1e-6)
+    clf = mf.MetaClassifier(basis=B, head="logistic", max_iter=5).fit(tasks)
+    assert 0.5 < clf.evaluate(tasks)["accuracy"] <= 1
+    with pytest.raises(ValueError, match="two-class labels"):
+        TaskModels(n_basis=2, estimator=LogisticRegression()).fit(mf.tasks.load("logistic", n_tasks=5))
+    with pytest.raises(TypeError, match="integer class labels"):
+        TaskModels(n_basis=2, estimator=LogisticRegression()).fit(mf.tasks.load("sinusoid", n_tasks=5))

@@ -6,6 +6,13 @@ tasks are drawn without replacement with ``random_state``.  A new task is then f
 weighted combination of models learned on earlier tasks (a "model bank" basis), which suits
 task families that are mixtures of a few prototypes.
 
+Classifiers are accepted too (the seed's classic example: one classifier per earlier task, e.g. a
+RandomForestClassifier, and a new task as a weighted combination of them), for two-class labels:
+g_i(x) is model i's predicted probability of the larger label (0 where model i never saw that
+label).  This is meaningful in the shared-label setting, where the label means the same thing in
+every task; in the episodic setting a model's labels are another episode's relabelled classes, so
+its outputs are only generic nonlinear features of x, not evidence for the new task's classes.
+
 It needs tasks to fit: ``fit(tasks)`` or ``fit_tasks(tasks)`` with a TaskSet.  The design is
 plain numpy (one ``predict`` per model); there is no fused kernel and nothing learnable.
 """
@@ -14,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.utils import check_random_state
 
@@ -79,6 +86,7 @@ class TaskModels(BasisFamily):
         seeds = rng.randint(np.iinfo(np.int32).max, size=m)
         estimator = self.estimator if self.estimator is not None else \
             RandomForestRegressor(n_estimators=50)
+        self.positive_label_ = _positive_label(tasks) if is_classifier(estimator) else None
         jobs = []
         for t, seed in zip(chosen, seeds):
             task = tasks[int(t)]
@@ -86,7 +94,8 @@ class TaskModels(BasisFamily):
             if self.use_query:
                 Xt = np.concatenate([Xt, task.X_query])
                 yt = np.concatenate([yt, task.y_query])
-            jobs.append(delayed(_fit_one)(estimator, Xt, np.asarray(yt, dtype=np.float64), seed))
+            yt = np.asarray(yt) if self.positive_label_ is not None else np.asarray(yt, dtype=np.float64)
+            jobs.append(delayed(_fit_one)(estimator, Xt, yt, seed))
         self.models_ = Parallel(n_jobs=self.n_jobs)(jobs)
         self.task_indices_ = chosen
         self.n_features_in_ = tasks.n_features
@@ -101,5 +110,29 @@ class TaskModels(BasisFamily):
         """(n, n_basis): column i is model i's prediction."""
         if X.shape[0] == 0:
             return np.zeros((0, self.n_basis), dtype=X.dtype)
+        if getattr(self, "positive_label_", None) is not None:
+            return np.column_stack([_positive_proba(model, X, self.positive_label_) for model in self.models_])
         return np.column_stack([np.asarray(model.predict(X), dtype=X.dtype)
                                 for model in self.models_])
+
+
+def _positive_label(tasks):
+    """The larger of the two class labels of a classification TaskSet (the classifiers' feature is
+    its probability); anything else is a clear error."""
+    if not tasks.is_classification:
+        raise TypeError(
+            "TaskModels with a classifier needs tasks with integer class labels; these tasks hold float "
+            "targets (use a regressor as the estimator)")
+    labels = np.unique(np.concatenate([tasks.y_support, tasks.y_query]))
+    if labels.size > 2:
+        raise ValueError(
+            f"TaskModels with a classifier supports two-class labels (one feature per model: the "
+            f"probability of the larger label); the tasks hold {labels.size} labels {labels.tolist()[:10]}")
+    return labels[-1]
+
+
+def _positive_proba(model, X, label) -> np.ndarray:
+    where = np.flatnonzero(model.classes_ == label)
+    if where.size == 0:          # this task never showed the label: probability 0
+        return np.zeros(X.shape[0], dtype=X.dtype)
+    return np.asarray(model.predict_proba(X)[:, where[0]], dtype=X.dtype)

@@ -46,11 +46,6 @@ def check_labels(y: Any, name: str = "y", task: Any = None, n_samples: int | Non
                 "mf.MetaBayes or mf.MetaRidge for regression)"
             )
         return arr.astype(np.int64)
-    if arr.dtype == object:
-        try:
-            arr = arr.astype(str) if all(isinstance(v, str) for v in arr.tolist()) else arr
-        except Exception:  # pragma: no cover - defensive
-            pass
     return arr
 
 

@@ -282,13 +282,27 @@ class MetaClassifier(MetaLearner):
         W, b = self.head_.task_weights(self._design(X), codes, int(classes.shape[0]))
         return BasisClassifier(self.basis_, W[:-1], W[-1] + b, classes).fit()
 
+    @_cheap_one_blas_thread
+    def _adapt_scores(self, X, y, X_query):
+        """(classes, class scores of X_query) after adapting to (X, y), with one design call for
+        both point sets."""
+        self._check_fitted()
+        d = self.basis_.n_features_in_
+        X = check_X(X, "X", n_features=d, estimator=type(self).__name__)
+        Xq = check_X(X_query, "X_query", n_features=d, estimator=type(self).__name__, dtype=X.dtype)
+        classes, codes = self._task_codes(y, X.shape[0])
+        Phi = self._design(np.concatenate([X, Xq]))
+        W, b = self.head_.task_weights(Phi[:X.shape[0]], codes, int(classes.shape[0]))
+        return classes, Phi[X.shape[0]:].astype(np.float64) @ W + b
+
     def adapt_predict(self, X, y, X_query) -> np.ndarray:
-        """Labels of X_query after adapting to (X, y)."""
-        return self.adapt(X, y).predict(X_query)
+        """Labels of X_query after adapting to (X, y) (same as adapt(X, y).predict(X_query))."""
+        classes, Z = self._adapt_scores(X, y, X_query)
+        return classes[np.argmax(Z, axis=1)]
 
     def adapt_predict_proba(self, X, y, X_query) -> np.ndarray:
         """Class probabilities of X_query (columns: the adapted classes_) after adapting to (X, y)."""
-        return self.adapt(X, y).predict_proba(X_query)
+        return softmax(self._adapt_scores(X, y, X_query)[1])
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float:
