@@ -23,11 +23,13 @@ from metafast._validation import check_positive_float, check_positive_int, check
 from metafast.learners._base import (MetaLearner, check_tasks, check_train_rows, iter_task_chunks, training_source,
                                      training_view)
 from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, estep, log_prior, mstep
+from metafast.learners._em_accel import EMRun, combined
 from metafast.learners._bayes_task import BayesTaskRegressor, as_f64, fast_y
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
 # smallest noise variance EM may reach, in units of the (standardised) target variance
+ACCELERATIONS = ("squarem", "overrelax", "none")
 _NOISE_FLOOR = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-6}
 
 
@@ -92,12 +94,16 @@ class MetaBayes(MetaLearner):
         its chunks' design and statistics; the driver sums them in chunk order and does the
         M-step), matching the in-process fit to round-off.  Split a big TaskSet into chunks
         (a list of TaskSets or a stream) to spread it over workers.
-    overrelax : bool
-        Adaptive over-relaxed EM (Salakhutdinov & Roweis 2003): the step from the current prior to
-        the EM update is stretched by eta (x1.5 after each success, up to 16) and kept only when
-        the objective does not decrease, else the plain EM step is taken and eta resets to 1.
-        Monotone like plain EM; far fewer iterations when EM crawls (e.g. noise-free tasks).
-        Not used by partial_fit.
+    acceleration : {"squarem", "overrelax", "none"}
+        How EM steps are accelerated; all three are monotone in the objective.  "squarem"
+        (default): SQUAREM (Varadhan & Roland 2008), which jumps along the parabola through two
+        EM steps and keeps the jump only if the objective did not decrease (else the second EM
+        step); "overrelax": adaptive over-relaxed EM (Salakhutdinov & Roweis 2003), the EM step
+        stretched by eta (x1.5 per success, at most 16, back to 1 on a decrease); "none": plain
+        EM.  The acceleration pays most where EM crawls (noise-free tasks, where sigma^2 keeps
+        shrinking).  Not used by partial_fit.
+    overrelax : bool or None
+        Deprecated: True means ``acceleration="overrelax"``, False ``"none"``.
     train_rows : {"all", "support"}
         The rows of each training task that meta-training uses.  "all" (default): support and
         query rows together, since the evidence-based fit has no use for the split and every
@@ -116,7 +122,9 @@ class MetaBayes(MetaLearner):
     log_evidence_ : (n_evals,) summed log evidence sum_t log p(y_t) after each M-step (the first
         entry is the initial prior); never decreases when prior_weight = 0.
     objective_ : (n_evals,) log evidence + log p(Sigma) (the quantity MAP-EM never decreases).
-    n_iter_ : int, M-steps done in total.    converged_ : bool.
+    n_iter_ : int, EM updates kept in total (one per history entry after the first).
+    n_passes_ : int, E-steps done (passes over the training data), extrapolated points included.
+    converged_ : bool.
     n_tasks_seen_ : int, tasks fitted on (fit + partial_fit).
     """
 
@@ -125,7 +133,7 @@ class MetaBayes(MetaLearner):
     def __init__(self, basis=None, covariance: str = "full", n_components=1, max_iter: int = 200,
                  tol: float = 1e-5, prior_weight: float = 1.0, prior_scale="auto", learn_basis: bool = False,
                  basis_max_iter: int = 10, basis_rounds: int = 10, n_init: int = 1, n_jobs=None,
-                 backend: str = "threads", overrelax: bool = True, train_rows: str = "all",
+                 backend: str = "threads", acceleration: str = "squarem", overrelax=None, train_rows: str = "all",
                  random_state=None, verbose: int = 0):
         self.basis = basis
         self.covariance = covariance
@@ -140,6 +148,7 @@ class MetaBayes(MetaLearner):
         self.n_init = n_init
         self.n_jobs = n_jobs
         self.backend = backend
+        self.acceleration = acceleration
         self.overrelax = overrelax
         self.train_rows = train_rows
         self.random_state = random_state
@@ -161,10 +170,22 @@ class MetaBayes(MetaLearner):
         check_positive_int(self.basis_rounds, "basis_rounds", minimum=0)
         check_positive_int(self.n_init, "n_init")
         check_train_rows(self.train_rows)
+        self._acceleration = self._check_acceleration()
         if self.backend not in ("threads", "dask"):
             raise ValueError(f"parameter 'backend' must be 'threads' or 'dask'; got {self.backend!r}")
         check_positive_int(self.verbose, "verbose", minimum=0) if not isinstance(self.verbose, bool) else None
         self._n_threads = effective_n_threads(self.n_jobs)
+
+    def _check_acceleration(self) -> str:
+        if self.acceleration not in ACCELERATIONS:
+            raise ValueError(f"parameter 'acceleration' must be one of {ACCELERATIONS}; got {self.acceleration!r}")
+        if self.overrelax is None:
+            return self.acceleration
+        if not isinstance(self.overrelax, (bool, np.bool_)):
+            raise ValueError(f"parameter 'overrelax' must be True, False or None; got {self.overrelax!r}")
+        warnings.warn("parameter 'overrelax' is deprecated: use acceleration='overrelax' or 'none'",
+                      FutureWarning, stacklevel=4)
+        return "overrelax" if self.overrelax else "none"
 
     def _chunk_source(self, tasks):
         """(list-or-reiterable of training chunks, first chunk); rejects one-shot iterators.
@@ -240,7 +261,8 @@ class MetaBayes(MetaLearner):
         self._set_scale_and_init(source, first.dtype)
         cache = {} if isinstance(source, list) else None
         self._n_jittered = 0
-        self._history, self._objective, self.n_iter_ = [], [], 0
+        self._history, self._objective, self.n_iter_, self.n_passes_ = [], [], 0, 0
+        self._passes_at = []     # n_passes_ when each history entry was recorded
         self._dask_chunks = None
         if self.backend == "dask" and isinstance(source, list):
             from metafast.parallel import dask_client
@@ -282,40 +304,35 @@ class MetaBayes(MetaLearner):
         self._prior = GaussianPrior(np.zeros(m), s0 * np.eye(m), 0.25, self.covariance)
 
     def _em(self, source, prior: GaussianPrior, cache, fixed: Stats | None = None):
-        """EM from ``prior`` until the log evidence per task changes by < tol; appends history."""
+        """EM from ``prior`` until the objective per task changes by < tol; appends history.
+
+        Each kept update is one iteration (one entry of the history); ``n_passes_`` counts the
+        E-steps (passes over the data), which is what the acceleration saves.
+        """
         from tqdm.auto import tqdm
 
         stats = self._estep_all(source, prior, cache)
+        self.n_passes_ += 1
         T = stats.n_tasks
         self._record(stats, prior)
-        converged = False
+        self._passes_at.append(self.n_passes_)
         show = bool(self.verbose) and sys.stderr.isatty()
-        eta = 1.0                        # over-relaxation step (1 = plain EM)
-        relax = self.overrelax and fixed is None
+        mode = self._acceleration if fixed is None else "none"
+        run = EMRun(self, source, cache, fixed, T)
         with tqdm(total=self.max_iter, desc="MetaBayes EM", disable=not show, leave=False) as bar:
-            for _ in range(self.max_iter):
-                total = stats if fixed is None else _combined(stats, fixed)
-                em_prior = mstep(total, prior, self._nu, self._psi, self._noise_floor)
-                cand = _extrapolate(prior, em_prior, eta, self._noise_floor) if relax and eta > 1 else em_prior
-                cand_stats = self._estep_all(source, cand, cache) if cand is not None else None
-                if cand is not em_prior and (cand is None or self._objective_of(cand_stats, cand) < self._objective[-1]):
-                    cand, cand_stats, eta = em_prior, self._estep_all(source, em_prior, cache), 1.0
-                elif relax:
-                    eta = min(eta * 1.5, 16.0)
-                prior, stats = cand, cand_stats
-                self.n_iter_ += 1
-                self._record(stats, prior)
-                bar.update(1)
-                bar.set_postfix(log_evidence_per_task=f"{self._history[-1] / T:.5g}")
-                if abs(self._history[-1] - self._history[-2]) <= self.tol * T:
-                    converged = True
-                    break
-        if not converged and self.max_iter > 0:
+            run.bar = bar
+            if mode == "squarem":
+                prior, stats = run.squarem(prior, stats)
+            elif mode == "overrelax":
+                prior, stats = run.overrelax(prior, stats)
+            else:
+                prior, stats = run.plain(prior, stats)
+        if not run.converged and self.max_iter > 0:
             warnings.warn(
                 f"MetaBayes EM did not converge in max_iter={self.max_iter} iterations (last change "
-                f"{abs(self._history[-1] - self._history[-2]) / T:.3g} per task > tol={self.tol}); "
+                f"{abs(self._objective[-1] - self._objective[-2]) / T:.3g} per task > tol={self.tol}); "
                 "increase max_iter or tol", ConvergenceWarning, stacklevel=3)
-        return prior, converged, stats
+        return prior, run.converged, stats
 
     def _objective_of(self, stats: Stats, prior: GaussianPrior) -> float:
         ll = stats.log_evidence - stats.n_points * np.log(self._y_scale)
@@ -382,10 +399,11 @@ class MetaBayes(MetaLearner):
         cache = {} if isinstance(source, list) else None
         self._dask_chunks = None
         self._n_jittered = 0
-        self._history, self._objective = [], []   # this call's history (new tasks only)
+        self._history, self._objective, self._passes_at = [], [], []   # this call's (new tasks only)
+        self.n_passes_ = getattr(self, "n_passes_", 0)
         prior, self.converged_, new = self._em(source, self._prior, cache, fixed=self._stats)
         self._finish(prior)
-        self._stats = _combined(new, self._stats).without_tasks()
+        self._stats = combined(new, self._stats).without_tasks()
         self.n_tasks_seen_ = self._stats.n_tasks
         return self
 
@@ -545,23 +563,3 @@ def _chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, n_
     with threadpool_limits(limits=1, user_api="blas"):
         Phi, ys, off = _chunk_design(basis, chunk, y_scale)
         return estep(Phi, ys, off, prior, n_threads)[0]
-
-
-def _extrapolate(old: GaussianPrior, new: GaussianPrior, eta: float, noise_floor: float) -> GaussianPrior | None:
-    """The over-relaxed step old + eta (new - old) (noise in log space); None if Sigma loses
-    positive definiteness."""
-    cov = old.cov + eta * (new.cov - old.cov)
-    cov = 0.5 * (cov + cov.T)
-    try:
-        np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        return None
-    noise = old.noise_var * (new.noise_var / old.noise_var) ** eta
-    return GaussianPrior(old.mean + eta * (new.mean - old.mean), cov, max(float(noise), noise_floor), new.kind)
-
-
-def _combined(a: Stats, b: Stats) -> Stats:
-    out = Stats()
-    out += a
-    out += b
-    return out
