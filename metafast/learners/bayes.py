@@ -22,7 +22,9 @@ from metafast._kernels import _bayes
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
 from metafast.learners._base import (MetaLearner, check_tasks, check_train_rows, iter_task_chunks, training_source,
                                      training_view)
-from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, estep, log_prior, mstep
+from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, log_prior
+from metafast.learners._bayes_blocks import DesignCache, chunk_stats
+from metafast.learners._bayes_blocks import chunk_design as _chunk_design
 from metafast.learners._em_accel import EMRun, combined
 from metafast.learners._bayes_task import BayesTaskRegressor, as_f64, fast_y
 from metafast.parallel import effective_n_threads
@@ -211,7 +213,8 @@ class MetaBayes(MetaLearner):
     def _estep_all(self, source, prior: GaussianPrior, cache: dict | None) -> Stats:
         """E-step statistics summed over every chunk, in chunk order.
 
-        In process, the design of an in-memory TaskSet is computed once and cached; with
+        In process, each chunk is worked through in blocks of tasks (``_bayes_blocks``): the
+        designs of an in-memory TaskSet are cached up to a byte budget, else recomputed; with
         backend="dask" each chunk's statistics are computed on a worker (map) and summed here
         (reduce).
         """
@@ -225,13 +228,7 @@ class MetaBayes(MetaLearner):
                 total += stats
         else:
             for i, chunk in enumerate(iter_task_chunks(source)):
-                if cache is not None and i in cache:
-                    Phi, ys, off = cache[i]
-                else:
-                    Phi, ys, off = _chunk_design(self.basis_, chunk, self._y_scale)
-                    if cache is not None:
-                        cache[i] = (Phi, ys, off)
-                total += estep(Phi, ys, off, prior, self._n_threads)[0]
+                total += chunk_stats(self.basis_, chunk, self._y_scale, prior, self._n_threads, cache, i)
         if total.n_tasks == 0:
             raise ValueError("argument 'tasks' holds no tasks")
         if total.n_failed:
@@ -259,7 +256,7 @@ class MetaBayes(MetaLearner):
         source, first = self._chunk_source(tasks)
         self.basis_ = self._init_basis(first, default="rbf", n_basis=40)
         self._set_scale_and_init(source, first.dtype)
-        cache = {} if isinstance(source, list) else None
+        cache = DesignCache() if isinstance(source, list) else None
         self._n_jittered = 0
         self._history, self._objective, self.n_iter_, self.n_passes_ = [], [], 0, 0
         self._passes_at = []     # n_passes_ when each history entry was recorded
@@ -396,7 +393,7 @@ class MetaBayes(MetaLearner):
         if self.n_components != 1:
             raise NotImplementedError("partial_fit is only available with n_components=1")
         source, _ = self._chunk_source(tasks)
-        cache = {} if isinstance(source, list) else None
+        cache = DesignCache() if isinstance(source, list) else None
         self._dask_chunks = None
         self._n_jittered = 0
         self._history, self._objective, self._passes_at = [], [], []   # this call's (new tasks only)
@@ -544,22 +541,7 @@ def _check_status(status: int, y: np.ndarray) -> None:
             "degenerate (check for huge magnitudes)")
 
 
-def _chunk_design(basis, chunk: TaskSet, y_scale: float, query: bool = False):
-    """(Phi, y / y_scale, offsets) of a chunk's support (or query) rows, in the chunk's dtype."""
-    X = chunk.X_query if query else chunk.X_support
-    y = chunk.y_query if query else chunk.y_support
-    off = chunk.query_offsets if query else chunk.support_offsets
-    if X.shape[1] != basis.n_features_in_:
-        raise ValueError(
-            f"argument 'tasks' has {X.shape[1]} features, but the model was fitted on {basis.n_features_in_}"
-        )
-    Phi = np.ascontiguousarray(basis.design(X))
-    ys = np.ascontiguousarray(np.asarray(y, dtype=np.float64) / y_scale, dtype=Phi.dtype)
-    return Phi, ys, off
-
-
 def _chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, n_threads: int) -> Stats:
     """One chunk's E-step statistics (what a Dask worker computes)."""
     with threadpool_limits(limits=1, user_api="blas"):
-        Phi, ys, off = _chunk_design(basis, chunk, y_scale)
-        return estep(Phi, ys, off, prior, n_threads)[0]
+        return chunk_stats(basis, chunk, y_scale, prior, n_threads)
