@@ -211,7 +211,4 @@ class EMRun:
 
 def combined(a: Stats, b: Stats) -> Stats:
     """The sum of two sets of statistics (a new object)."""
-    out = Stats()
-    out += a
-    out += b
-    return out
+    return a + b

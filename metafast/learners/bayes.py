@@ -26,6 +26,7 @@ from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, 
 from metafast.learners._bayes_blocks import DesignCache, chunk_stats
 from metafast.learners._bayes_blocks import chunk_design as _chunk_design
 from metafast.learners._em_accel import EMRun, combined
+from metafast.distributed import DaskChunks
 from metafast.learners._bayes_task import BayesTaskRegressor, as_f64, fast_y
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
@@ -91,11 +92,13 @@ class MetaBayes(MetaLearner):
     n_jobs : int or None
         Threads of the kernels (None: all cores).  Results do not depend on it.
     backend : {"threads", "dask"}
-        "dask" runs each EM iteration's E-step as a map-reduce over the TaskSet chunks on the
-        active dask.distributed Client (chunks are sent to the workers once; each worker computes
-        its chunks' design and statistics; the driver sums them in chunk order and does the
-        M-step), matching the in-process fit to round-off.  Split a big TaskSet into chunks
-        (a list of TaskSets or a stream) to spread it over workers.
+        "dask" runs the fit on the active dask.distributed Client (``metafast.distributed``): the
+        training chunks are built on the workers (from a stream's loader and seed range, from
+        files of a ``FileSource``, or, for a TaskSet, split into one chunk per worker thread and
+        sent once) and stay there; per EM pass the driver sends the prior and gets back the
+        statistics summed on the workers (O(m^2)).  A lost worker's chunks are rebuilt from
+        their source and the fit ends as an undisturbed one would.  Kernels on a worker use
+        that worker's threads.  The mixture prior and learn_basis raise NotImplementedError.
     acceleration : {"squarem", "overrelax", "none"}
         How EM steps are accelerated; all three are monotone in the objective.  "squarem"
         (default): SQUAREM (Varadhan & Roland 2008), which jumps along the parabola through two
@@ -193,8 +196,12 @@ class MetaBayes(MetaLearner):
         """(list-or-reiterable of training chunks, first chunk); rejects one-shot iterators.
 
         The chunks are the rows EM trains on (``train_rows``): by default each task's support
-        and query rows together.
+        and query rows together.  With backend="dask" the chunks are built and kept on the
+        workers (``metafast.distributed.DaskChunks``) and only chunk 0 comes back here.
         """
+        if self.backend == "dask":
+            chunks = DaskChunks(tasks, self.train_rows)
+            return chunks, chunks.first()
         if isinstance(tasks, TaskSet):
             ts = training_view(check_tasks(tasks), self.train_rows)
             return [ts], ts
@@ -215,17 +222,12 @@ class MetaBayes(MetaLearner):
 
         In process, each chunk is worked through in blocks of tasks (``_bayes_blocks``): the
         designs of an in-memory TaskSet are cached up to a byte budget, else recomputed; with
-        backend="dask" each chunk's statistics are computed on a worker (map) and summed here
-        (reduce).
+        backend="dask" each chunk's statistics are computed on the worker holding it and summed
+        on the workers (``metafast.distributed``).
         """
         total = Stats()
-        if self.backend == "dask":
-            from metafast.parallel import dask_map_chunks
-
-            chunks = self._dask_chunks if getattr(self, "_dask_chunks", None) is not None \
-                else list(iter_task_chunks(source))
-            for stats in dask_map_chunks(_chunk_estep, chunks, self.basis_, self._y_scale, prior, self._n_threads):
-                total += stats
+        if isinstance(source, DaskChunks):
+            total = source.map_sum(_chunk_estep, self.basis_, self._y_scale, prior)
         else:
             for i, chunk in enumerate(iter_task_chunks(source)):
                 total += chunk_stats(self.basis_, chunk, self._y_scale, prior, self._n_threads, cache, i)
@@ -251,29 +253,40 @@ class MetaBayes(MetaLearner):
         self._check_params()
         for attr in ("mixture_", "_stats"):
             self.__dict__.pop(attr, None)
+        self._check_dask_support()
         if self.n_components != 1:
             return self._fit_mixture(tasks)
         source, first = self._chunk_source(tasks)
-        self.basis_ = self._init_basis(first, default="rbf", n_basis=40)
-        self._set_scale_and_init(source, first.dtype)
-        cache = DesignCache() if isinstance(source, list) else None
-        self._n_jittered = 0
-        self._history, self._objective, self.n_iter_, self.n_passes_ = [], [], 0, 0
-        self._passes_at = []     # n_passes_ when each history entry was recorded
-        self._dask_chunks = None
-        if self.backend == "dask" and isinstance(source, list):
-            from metafast.parallel import dask_client
-
-            self._dask_chunks = dask_client().scatter(source, hash=False)   # sent to the workers once
-        prior, self.converged_, stats = self._em(source, self._prior, cache)
-        if self.learn_basis:
-            prior, stats = self._learn_basis(source, prior, stats, cache)
+        try:
+            self.basis_ = self._init_basis(first, default="rbf", n_basis=40)
+            self._set_scale_and_init(source, first.dtype)
+            cache = DesignCache() if isinstance(source, list) else None
+            self._n_jittered = 0
+            self._history, self._objective, self.n_iter_, self.n_passes_ = [], [], 0, 0
+            self._passes_at = []     # n_passes_ when each history entry was recorded
+            prior, self.converged_, stats = self._em(source, self._prior, cache)
+            if self.learn_basis:
+                prior, stats = self._learn_basis(source, prior, stats, cache)
+        finally:
+            if isinstance(source, DaskChunks):
+                source.release()
         self._finish(prior)
         self._stats = stats.without_tasks()      # kept (O(m^2)) for partial_fit
         self.n_tasks_seen_ = self._stats.n_tasks
-        self._dask_chunks = None
         self._mf_fitted = True
         return self
+
+    def _check_dask_support(self) -> None:
+        """backend="dask" runs the single-Gaussian EM and the target-scale pass on the workers;
+        what does not run there yet is an error, never a silent fallback to the driver."""
+        if self.backend != "dask":
+            return
+        if self.n_components != 1:
+            raise NotImplementedError("backend='dask' supports the single Gaussian prior (n_components=1) "
+                                      "only; the mixture prior runs in process (backend='threads')")
+        if self.learn_basis:
+            raise NotImplementedError("backend='dask' does not learn the basis yet (learn_basis=True): "
+                                      "use backend='threads', or learn the basis on a subset first")
 
     def _set_scale_and_init(self, source, dtype) -> None:
         """Target scale (undone exactly at the end) and the isotropic starting prior.
@@ -281,15 +294,11 @@ class MetaBayes(MetaLearner):
         One pass over all chunks: y_scale = RMS of the support targets, and the starting prior
         N(0, s0 I) with s0 = 1 / mean squared norm of a design row (so Phi Sigma Phi^T ~ y^2).
         """
-        sum_y2 = sum_phi2 = 0.0
-        n_rows = 0
-        for chunk in iter_task_chunks(source):
-            y = np.asarray(chunk.y_support, dtype=np.float64)
-            sum_y2 += float(np.dot(y, y))
-            n_rows += y.size
-            for start in range(0, chunk.X_support.shape[0], 8192):
-                Phi = np.asarray(self.basis_.design(chunk.X_support[start:start + 8192]), dtype=np.float64)
-                sum_phi2 += float(np.einsum("ij,ij->", Phi, Phi))
+        if isinstance(source, DaskChunks):
+            sums = source.map_sum(_scale_sums, self.basis_)
+        else:
+            sums = sum(_scale_sums(chunk, self.basis_) for chunk in iter_task_chunks(source))
+        sum_y2, sum_phi2, n_rows = float(sums[0]), float(sums[1]), int(sums[2])
         rms = np.sqrt(sum_y2 / n_rows) if n_rows else 0.0
         self._y_scale = float(rms) if np.isfinite(rms) and rms > 0 else 1.0
         row_norm = sum_phi2 / n_rows if n_rows else 0.0
@@ -394,11 +403,14 @@ class MetaBayes(MetaLearner):
             raise NotImplementedError("partial_fit is only available with n_components=1")
         source, _ = self._chunk_source(tasks)
         cache = DesignCache() if isinstance(source, list) else None
-        self._dask_chunks = None
         self._n_jittered = 0
         self._history, self._objective, self._passes_at = [], [], []   # this call's (new tasks only)
         self.n_passes_ = getattr(self, "n_passes_", 0)
-        prior, self.converged_, new = self._em(source, self._prior, cache, fixed=self._stats)
+        try:
+            prior, self.converged_, new = self._em(source, self._prior, cache, fixed=self._stats)
+        finally:
+            if isinstance(source, DaskChunks):
+                source.release()
         self._finish(prior)
         self._stats = combined(new, self._stats).without_tasks()
         self.n_tasks_seen_ = self._stats.n_tasks
@@ -543,5 +555,14 @@ def _check_status(status: int, y: np.ndarray) -> None:
 
 def _chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, n_threads: int) -> Stats:
     """One chunk's E-step statistics (what a Dask worker computes)."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        return chunk_stats(basis, chunk, y_scale, prior, n_threads)
+    return chunk_stats(basis, chunk, y_scale, prior, n_threads)
+
+
+def _scale_sums(chunk: TaskSet, basis, n_threads: int = 1) -> np.ndarray:
+    """[sum y^2, sum ||phi(x)||^2, rows] of a chunk's training rows (the target-scale pass)."""
+    y = np.asarray(chunk.y_support, dtype=np.float64)
+    sum_phi2 = 0.0
+    for start in range(0, chunk.X_support.shape[0], 8192):
+        Phi = np.asarray(basis.design(chunk.X_support[start:start + 8192]), dtype=np.float64)
+        sum_phi2 += float(np.einsum("ij,ij->", Phi, Phi))
+    return np.array([float(np.dot(y, y)), sum_phi2, float(y.size)])
