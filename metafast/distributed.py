@@ -78,8 +78,8 @@ def _build_chunk(make: Callable, args: tuple, train_rows: str, label: str) -> Ta
                                f"{type(exc).__name__}: {exc}") from exc
 
 
-def _identity(chunk: TaskSet) -> TaskSet:
-    return chunk
+def _identity(obj):
+    return obj
 
 
 def _stream_chunk(stream, index: int) -> TaskSet:
@@ -169,7 +169,9 @@ class DaskChunks:
     def map_sum(self, fn: Callable, *args):
         """sum_i fn(chunk_i, *args, worker_threads) over the chunks, added pairwise on the workers
         in a fixed tree (same order whatever worker computes what); only the sum comes back."""
-        shared = [self.client.scatter(a, broadcast=True, hash=False) for a in args]
+        # each argument is one small task (not scattered data, which has no lineage and would be
+        # lost with its worker): the prior travels once per pass, and is rebuilt if lost
+        shared = [self.client.submit(_identity, a, pure=False) for a in args]
         level = [self.client.submit(_on_chunk, fn, c, *shared, pure=False) for c in self.futures]
         while len(level) > 1:
             nxt = [self.client.submit(_add, level[i], level[i + 1], pure=False)
