@@ -56,3 +56,15 @@ def test_wrong_feature_count_is_a_clear_error():
     prior = GaussianPrior(np.zeros(4), np.eye(4), 0.3)
     with pytest.raises(ValueError, match="1 features, but the model was fitted on 2"):
         chunk_stats(basis, tasks, 1.0, prior, 1)
+
+
+def test_worker_design_cache_follows_the_chunk_basis_and_scale():
+    from metafast.learners._bayes_blocks import worker_design_cache
+
+    tasks = mf.tasks.load("sinusoid", n_tasks=6, n_support=5, n_query=1, seed=1)
+    b1 = mf.basis.make("rbf", n_basis=4).fit(tasks.X_support)
+    b2 = mf.basis.make("rbf", n_basis=5).fit(tasks.X_support)
+    c = worker_design_cache(tasks, b1, 1.0)
+    assert worker_design_cache(tasks, b1, 1.0) is c                 # same chunk, basis, scale: reused
+    assert worker_design_cache(tasks, b2, 1.0) is not c             # another basis: a fresh cache
+    assert worker_design_cache(tasks, b2, 2.0) is not worker_design_cache(tasks[0:3], b2, 2.0)

@@ -10,6 +10,10 @@ their statistics are summed in the same order.
 
 from __future__ import annotations
 
+import pickle
+import threading
+import weakref
+
 import numpy as np
 
 from metafast.learners._bayes_em import GaussianPrior, Stats, estep
@@ -39,6 +43,25 @@ class DesignCache:
     def clear(self) -> None:
         self._store.clear()
         self.used = 0
+
+
+_WORKER_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_WORKER_LOCK = threading.Lock()
+
+
+def worker_design_cache(chunk: TaskSet, basis, y_scale: float) -> DesignCache:
+    """The design cache of a chunk that stays in this process across EM passes (a Dask worker's
+    persisted chunk): held as long as the chunk object lives, and emptied when the basis or the
+    target scale differs from the one its designs were computed with.  Each cache has the
+    default budget, so a worker holding k chunks caches at most k x ``CACHE_BYTES``; chunks
+    sized to the worker's memory keep that in bounds."""
+    token = (pickle.dumps(basis), float(y_scale))
+    with _WORKER_LOCK:
+        held = _WORKER_CACHES.get(chunk)
+        if held is None or held[0] != token:
+            held = (token, DesignCache())
+            _WORKER_CACHES[chunk] = held
+        return held[1]
 
 
 def block_bounds(offsets: np.ndarray, max_rows: int) -> list[tuple[int, int]]:

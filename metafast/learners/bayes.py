@@ -23,7 +23,7 @@ from metafast._validation import check_positive_float, check_positive_int, check
 from metafast.learners._base import (MetaLearner, check_tasks, check_train_rows, iter_task_chunks, training_source,
                                      training_view)
 from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, log_prior
-from metafast.learners._bayes_blocks import DesignCache, chunk_stats
+from metafast.learners._bayes_blocks import DesignCache, chunk_stats, worker_design_cache
 from metafast.learners._bayes_blocks import chunk_design as _chunk_design
 from metafast.learners._em_accel import EMRun, combined
 from metafast.distributed import DaskChunks
@@ -554,8 +554,9 @@ def _check_status(status: int, y: np.ndarray) -> None:
 
 
 def _chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, n_threads: int) -> Stats:
-    """One chunk's E-step statistics (what a Dask worker computes)."""
-    return chunk_stats(basis, chunk, y_scale, prior, n_threads)
+    """One chunk's E-step statistics (what a Dask worker computes), with the chunk's designs
+    cached on the worker between passes (``worker_design_cache``)."""
+    return chunk_stats(basis, chunk, y_scale, prior, n_threads, worker_design_cache(chunk, basis, y_scale))
 
 
 def _scale_sums(chunk: TaskSet, basis, n_threads: int = 1) -> np.ndarray:
