@@ -1,4 +1,4 @@
-"""Thread counts for the kernels (``n_jobs``) and, later, the Dask backend."""
+"""Thread counts for the kernels (``n_jobs``) and the Dask client (see ``metafast.distributed``)."""
 
 from __future__ import annotations
 
@@ -71,16 +71,3 @@ def dask_client():
             "backend='dask' needs a running dask.distributed Client: create one first, e.g. "
             "`from distributed import Client; client = Client()`"
         ) from None
-
-
-def dask_map_chunks(fn, chunks, *args):
-    """Run ``fn(chunk, *args)`` for every chunk on the Dask workers; results in chunk order.
-
-    ``args`` are scattered once (broadcast) per call; chunks may be futures already on the
-    cluster.  The caller reduces the results in that fixed order, so a map-reduce fit matches
-    the in-process fit to round-off.
-    """
-    client = dask_client()
-    shared = [client.scatter(a, broadcast=True, hash=False) for a in args]
-    futures = [client.submit(fn, chunk, *shared, pure=False) for chunk in chunks]
-    return client.gather(futures)

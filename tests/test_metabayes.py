@@ -50,16 +50,16 @@ def quiet_fit(model, tasks):
 
 
 # ------------------------------------------------------------------ EM
-@pytest.mark.parametrize("overrelax", [False, True])
+@pytest.mark.parametrize("acceleration", ["none", "overrelax", "squarem"])
 @pytest.mark.parametrize("kind", ["full", "diag", "iso"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_em_never_decreases_the_log_evidence(kind, seed, overrelax):
+def test_em_never_decreases_the_log_evidence(kind, seed, acceleration):
     rng = np.random.default_rng(seed)
     m = 4
     A = rng.normal(size=(m, m))
     tasks = hierarchy(rng, 30, m, [1, 2, 3, 6, 9], rng.normal(size=m), A @ A.T, 0.2)
     model = quiet_fit(MetaBayes(basis=basis(m), covariance=kind, prior_weight=0.0, max_iter=40, tol=0,
-                                overrelax=overrelax), tasks)
+                                acceleration=acceleration), tasks)
     h = model.log_evidence_
     assert len(h) == model.n_iter_ + 1 and (model.n_iter_ == 40 or model.converged_)
     assert np.all(np.diff(h) >= -1e-9 * np.abs(h).max())
@@ -167,15 +167,17 @@ def test_sinusoid_quality_small():
 
 
 # ------------------------------------------------------------------ streams and partial_fit
-def test_stream_fit_equals_in_memory_fit(rng):
+@pytest.mark.parametrize("acceleration, rtol", [("none", 1e-10), ("squarem", 1e-8)])
+def test_stream_fit_equals_in_memory_fit(rng, acceleration, rtol):
+    # chunked statistics are summed in another order; SQUAREM's long steps amplify that round-off
     m = 3
     tasks = hierarchy(rng, 60, m, [2, 5], np.ones(m), np.eye(m), 0.2)
     chunks = [tasks[0:25], tasks[25:40], tasks[40:60]]
-    a = quiet_fit(MetaBayes(basis=basis(m), max_iter=15, tol=0), tasks)
-    b = quiet_fit(MetaBayes(basis=basis(m), max_iter=15, tol=0), (c for c in [chunks]) and chunks)
-    np.testing.assert_allclose(b.mean_, a.mean_, rtol=1e-10)
-    np.testing.assert_allclose(b.covariance_, a.covariance_, rtol=1e-9)
-    np.testing.assert_allclose(b.log_evidence_, a.log_evidence_, rtol=1e-10)
+    a = quiet_fit(MetaBayes(basis=basis(m), max_iter=8, tol=0, acceleration=acceleration), tasks)
+    b = quiet_fit(MetaBayes(basis=basis(m), max_iter=8, tol=0, acceleration=acceleration), chunks)
+    np.testing.assert_allclose(b.mean_, a.mean_, rtol=rtol)
+    np.testing.assert_allclose(b.covariance_, a.covariance_, rtol=10 * rtol)
+    np.testing.assert_allclose(b.log_evidence_, a.log_evidence_, rtol=rtol)
     with pytest.raises(TypeError, match="one-shot iterator"):
         MetaBayes(basis=basis(m)).fit(iter(chunks))
 

@@ -94,6 +94,12 @@ class Stats:
         self.n_failed += other.n_failed
         return self
 
+    def __add__(self, other: "Stats") -> "Stats":
+        out = Stats()
+        out += self
+        out += other
+        return out
+
     def without_tasks(self) -> "Stats":
         """A copy without the per-task log evidence list (what is kept between partial_fit calls)."""
         return Stats(self.n_tasks, self.n_points, self.sum_mean.copy(), self.second_moment.copy(),

@@ -22,7 +22,11 @@ from metafast._kernels import _bayes
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
 from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
                                      training_source, training_view)
-from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, estep, log_prior, mstep
+from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, log_prior
+from metafast.learners._bayes_blocks import DesignCache, chunk_stats, worker_design_cache
+from metafast.learners._bayes_blocks import chunk_design as _chunk_design
+from metafast.learners._em_accel import EMRun, combined
+from metafast.distributed import DaskChunks
 from metafast.learners._bayes_task import BayesTaskRegressor, as_f64, fast_y
 from metafast._memory import check_allocation
 from metafast.parallel import effective_n_threads
@@ -32,6 +36,7 @@ _NO_ROWS = ("argument 'tasks' has no labelled rows to meta-train on (train_rows=
             "training rows are empty")
 
 # smallest noise variance EM may reach, in units of the (standardised) target variance
+ACCELERATIONS = ("squarem", "overrelax", "none")
 _NOISE_FLOOR = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-6}
 
 
@@ -97,17 +102,23 @@ class MetaBayes(MetaLearner):
     n_jobs : int or None
         Threads of the kernels (None: all cores).  Results do not depend on it.
     backend : {"threads", "dask"}
-        "dask" runs each EM iteration's E-step as a map-reduce over the TaskSet chunks on the
-        active dask.distributed Client (chunks are sent to the workers once; each worker computes
-        its chunks' design and statistics; the driver sums them in chunk order and does the
-        M-step), matching the in-process fit to round-off.  Split a big TaskSet into chunks
-        (a list of TaskSets or a stream) to spread it over workers.
-    overrelax : bool
-        Adaptive over-relaxed EM (Salakhutdinov & Roweis 2003): the step from the current prior to
-        the EM update is stretched by eta (x1.5 after each success, up to 16) and kept only when
-        the objective does not decrease, else the plain EM step is taken and eta resets to 1.
-        Monotone like plain EM; far fewer iterations when EM crawls (e.g. noise-free tasks).
-        Not used by partial_fit.
+        "dask" runs the fit on the active dask.distributed Client (``metafast.distributed``): the
+        training chunks are built on the workers (from a stream's loader and seed range, from
+        files of a ``FileSource``, or, for a TaskSet, split into one chunk per worker thread and
+        sent once) and stay there; per EM pass the driver sends the prior and gets back the
+        statistics summed on the workers (O(m^2)).  A lost worker's chunks are rebuilt from
+        their source and the fit ends as an undisturbed one would.  Kernels on a worker use
+        that worker's threads.  The mixture prior and learn_basis raise NotImplementedError.
+    acceleration : {"squarem", "overrelax", "none"}
+        How EM steps are accelerated; all three are monotone in the objective.  "squarem"
+        (default): SQUAREM (Varadhan & Roland 2008), which jumps along the parabola through two
+        EM steps and keeps the jump only if the objective did not decrease (else the second EM
+        step); "overrelax": adaptive over-relaxed EM (Salakhutdinov & Roweis 2003), the EM step
+        stretched by eta (x1.5 per success, at most 16, back to 1 on a decrease); "none": plain
+        EM.  The acceleration pays most where EM crawls (noise-free tasks, where sigma^2 keeps
+        shrinking).  Not used by partial_fit.
+    overrelax : bool or None
+        Deprecated: True means ``acceleration="overrelax"``, False ``"none"``.
     train_rows : {"all", "support"}
         The rows of each training task that meta-training uses.  "all" (default): support and
         query rows together, since the evidence-based fit has no use for the split and every
@@ -126,7 +137,9 @@ class MetaBayes(MetaLearner):
     log_evidence_ : (n_evals,) summed log evidence sum_t log p(y_t) after each M-step (the first
         entry is the initial prior); never decreases when prior_weight = 0.
     objective_ : (n_evals,) log evidence + log p(Sigma) (the quantity MAP-EM never decreases).
-    n_iter_ : int, M-steps done in total.    converged_ : bool.
+    n_iter_ : int, EM updates kept in total (one per history entry after the first).
+    n_passes_ : int, E-steps done (passes over the training data), extrapolated points included.
+    converged_ : bool.
     n_tasks_seen_ : int, tasks fitted on (fit + partial_fit).
     """
 
@@ -135,7 +148,7 @@ class MetaBayes(MetaLearner):
     def __init__(self, basis=None, covariance: str = "full", n_components=1, max_iter: int = 200,
                  tol: float = 1e-5, prior_weight: float = 1.0, prior_scale="auto", learn_basis: bool = False,
                  basis_max_iter: int = 10, basis_rounds: int = 10, basis_em_iter=3, n_init: int = 1, n_jobs=None,
-                 backend: str = "threads", overrelax: bool = True, train_rows: str = "all",
+                 backend: str = "threads", acceleration: str = "squarem", overrelax=None, train_rows: str = "all",
                  random_state=None, verbose: int = 0):
         self.basis = basis
         self.covariance = covariance
@@ -151,6 +164,7 @@ class MetaBayes(MetaLearner):
         self.n_init = n_init
         self.n_jobs = n_jobs
         self.backend = backend
+        self.acceleration = acceleration
         self.overrelax = overrelax
         self.train_rows = train_rows
         self.random_state = random_state
@@ -174,17 +188,33 @@ class MetaBayes(MetaLearner):
             check_positive_int(self.basis_em_iter, "basis_em_iter")
         check_positive_int(self.n_init, "n_init")
         check_train_rows(self.train_rows)
+        self._acceleration = self._check_acceleration()
         if self.backend not in ("threads", "dask"):
             raise ValueError(f"parameter 'backend' must be 'threads' or 'dask'; got {self.backend!r}")
         check_positive_int(self.verbose, "verbose", minimum=0) if not isinstance(self.verbose, bool) else None
         self._n_threads = effective_n_threads(self.n_jobs)
 
+    def _check_acceleration(self) -> str:
+        if self.acceleration not in ACCELERATIONS:
+            raise ValueError(f"parameter 'acceleration' must be one of {ACCELERATIONS}; got {self.acceleration!r}")
+        if self.overrelax is None:
+            return self.acceleration
+        if not isinstance(self.overrelax, (bool, np.bool_)):
+            raise ValueError(f"parameter 'overrelax' must be True, False or None; got {self.overrelax!r}")
+        warnings.warn("parameter 'overrelax' is deprecated: use acceleration='overrelax' or 'none'",
+                      FutureWarning, stacklevel=4)
+        return "overrelax" if self.overrelax else "none"
+
     def _chunk_source(self, tasks):
         """(list-or-reiterable of training chunks, first chunk); rejects one-shot iterators.
 
         The chunks are the rows EM trains on (``train_rows``): by default each task's support
-        and query rows together.
+        and query rows together.  With backend="dask" the chunks are built and kept on the
+        workers (``metafast.distributed.DaskChunks``) and only chunk 0 comes back here.
         """
+        if self.backend == "dask":
+            chunks = DaskChunks(tasks, self.train_rows)
+            return chunks, chunks.first()
         if isinstance(tasks, TaskSet):
             ts = training_view(check_tasks(tasks), self.train_rows)
             return [ts], ts
@@ -203,27 +233,17 @@ class MetaBayes(MetaLearner):
     def _estep_all(self, source, prior: GaussianPrior, cache: dict | None) -> Stats:
         """E-step statistics summed over every chunk, in chunk order.
 
-        In process, the design of an in-memory TaskSet is computed once and cached; with
-        backend="dask" each chunk's statistics are computed on a worker (map) and summed here
-        (reduce).
+        In process, each chunk is worked through in blocks of tasks (``_bayes_blocks``): the
+        designs of an in-memory TaskSet are cached up to a byte budget, else recomputed; with
+        backend="dask" each chunk's statistics are computed on the worker holding it and summed
+        on the workers (``metafast.distributed``).
         """
         total = Stats()
-        if self.backend == "dask":
-            from metafast.parallel import dask_map_chunks
-
-            chunks = self._dask_chunks if getattr(self, "_dask_chunks", None) is not None \
-                else list(iter_task_chunks(source))
-            for stats in dask_map_chunks(_chunk_estep, chunks, self.basis_, self._y_scale, prior, self._n_threads):
-                total += stats
+        if isinstance(source, DaskChunks):
+            total = source.map_sum(_chunk_estep, self.basis_, self._y_scale, prior)
         else:
             for i, chunk in enumerate(iter_task_chunks(source)):
-                if cache is not None and i in cache:
-                    Phi, ys, off = cache[i]
-                else:
-                    Phi, ys, off = _chunk_design(self.basis_, chunk, self._y_scale)
-                    if cache is not None:
-                        cache[i] = (Phi, ys, off)
-                total += estep(Phi, ys, off, prior, self._n_threads)[0]
+                total += chunk_stats(self.basis_, chunk, self._y_scale, prior, self._n_threads, cache, i)
         if total.n_tasks == 0:
             raise ValueError("argument 'tasks' holds no tasks")
         if total.n_failed:
@@ -253,6 +273,7 @@ class MetaBayes(MetaLearner):
         self._check_params()
         for attr in ("mixture_", "_stats"):
             self.__dict__.pop(attr, None)
+        self._check_dask_support()
         if self.n_components != 1:
             return self._fit_mixture(tasks)
         source, first = self._chunk_source(tasks)
@@ -260,28 +281,39 @@ class MetaBayes(MetaLearner):
         basis_fitted = hasattr(self.basis, "__sklearn_is_fitted__") and self.basis.__sklearn_is_fitted__()
         if first.X_support.shape[0] == 0 and not basis_fitted:
             raise ValueError(_NO_ROWS.format(self.train_rows) + " (the first chunk, which fits the basis)")
-        self.basis_ = self._init_basis(first, default="rbf", n_basis=40)
-        m = self.basis_.n_basis   # prior, its inverse, statistics, EM copies; m x m scratch per thread
-        check_allocation(8.0 * m * m * (10 + self._n_threads), f"MetaBayes with {m} basis functions",
-                         "use fewer basis functions or covariance='diag'")
-        self._set_scale_and_init(source, first.dtype)
-        cache = {} if isinstance(source, list) else None
-        self._n_jittered = 0
-        self._history, self._objective, self.n_iter_ = [], [], 0
-        self._dask_chunks = None
-        if self.backend == "dask" and isinstance(source, list):
-            from metafast.parallel import dask_client
-
-            self._dask_chunks = dask_client().scatter(source, hash=False)   # sent to the workers once
-        prior, self.converged_, stats = self._em(source, self._prior, cache)
-        if self.learn_basis:
-            prior, stats = self._learn_basis(source, prior, stats, cache)
+        try:
+            self.basis_ = self._init_basis(first, default="rbf", n_basis=40)
+            m = self.basis_.n_basis   # prior, its inverse, statistics, EM copies; m x m scratch per thread
+            check_allocation(8.0 * m * m * (10 + self._n_threads), f"MetaBayes with {m} basis functions",
+                             "use fewer basis functions or covariance='diag'")
+            self._set_scale_and_init(source, first.dtype)
+            cache = DesignCache() if isinstance(source, list) else None
+            self._n_jittered = 0
+            self._history, self._objective, self.n_iter_, self.n_passes_ = [], [], 0, 0
+            self._passes_at = []     # n_passes_ when each history entry was recorded
+            prior, self.converged_, stats = self._em(source, self._prior, cache)
+            if self.learn_basis:
+                prior, stats = self._learn_basis(source, prior, stats, cache)
+        finally:
+            if isinstance(source, DaskChunks):
+                source.release()
         self._finish(prior)
         self._stats = stats.without_tasks()      # kept (O(m^2)) for partial_fit
         self.n_tasks_seen_ = self._stats.n_tasks
-        self._dask_chunks = None
         self._mf_fitted = True
         return self
+
+    def _check_dask_support(self) -> None:
+        """backend="dask" runs the single-Gaussian EM and the target-scale pass on the workers;
+        what does not run there yet is an error, never a silent fallback to the driver."""
+        if self.backend != "dask":
+            return
+        if self.n_components != 1:
+            raise NotImplementedError("backend='dask' supports the single Gaussian prior (n_components=1) "
+                                      "only; the mixture prior runs in process (backend='threads')")
+        if self.learn_basis:
+            raise NotImplementedError("backend='dask' does not learn the basis yet (learn_basis=True): "
+                                      "use backend='threads', or learn the basis on a subset first")
 
     def _set_scale_and_init(self, source, dtype) -> None:
         """Target scale (undone exactly at the end) and the isotropic starting prior.
@@ -289,16 +321,14 @@ class MetaBayes(MetaLearner):
         One pass over all chunks: y_scale = RMS of the support targets, and the starting prior
         N(0, s0 I) with s0 = 1 / mean squared norm of a design row (so Phi Sigma Phi^T ~ y^2).
         """
-        sum_y2 = sum_phi2 = 0.0
-        n_rows = 0
-        for chunk in iter_task_chunks(source):
-            check_regression(chunk, "MetaBayes")
-            y = np.asarray(chunk.y_support, dtype=np.float64)
-            sum_y2 += float(np.dot(y, y))
-            n_rows += y.size
-            for start in range(0, chunk.X_support.shape[0], 8192):
-                Phi = np.asarray(self.basis_.design(chunk.X_support[start:start + 8192]), dtype=np.float64)
-                sum_phi2 += float(np.einsum("ij,ij->", Phi, Phi))
+        if isinstance(source, DaskChunks):
+            sums = source.map_sum(_scale_sums, self.basis_)
+        else:
+            sums = 0
+            for chunk in iter_task_chunks(source):
+                check_regression(chunk, "MetaBayes")
+                sums = sums + _scale_sums(chunk, self.basis_)
+        sum_y2, sum_phi2, n_rows = float(sums[0]), float(sums[1]), int(sums[2])
         if n_rows == 0:
             raise ValueError(_NO_ROWS.format(self.train_rows))
         rms = np.sqrt(sum_y2 / n_rows) if n_rows else 0.0
@@ -312,45 +342,40 @@ class MetaBayes(MetaLearner):
         self._prior = GaussianPrior(np.zeros(m), s0 * np.eye(m), 0.25, self.covariance)
 
     def _em(self, source, prior: GaussianPrior, cache, fixed: Stats | None = None, max_iter: int | None = None):
-        """EM from ``prior`` until the log evidence per task changes by < tol; appends history.
+        """EM from ``prior`` until the objective per task changes by < tol; appends history.
 
-        ``max_iter`` (default: the parameter) caps this run; a capped run that stops short is
-        not warned about (its caller finishes the job)."""
+        Each kept update is one iteration (one entry of the history); ``n_passes_`` counts the
+        E-steps (passes over the data), which is what the acceleration saves.  ``max_iter``
+        (default: the parameter) caps this run; a capped run that stops short is not warned
+        about (its caller finishes the job).
+        """
         capped = max_iter is not None
         max_iter = self.max_iter if max_iter is None else max_iter
         from tqdm.auto import tqdm
 
         stats = self._estep_all(source, prior, cache)
+        self.n_passes_ += 1
         T = stats.n_tasks
         self._record(stats, prior)
-        converged = False
+        self._passes_at.append(self.n_passes_)
         show = bool(self.verbose) and sys.stderr.isatty()
-        eta = 1.0                        # over-relaxation step (1 = plain EM)
-        relax = self.overrelax and fixed is None
+        mode = self._acceleration if fixed is None else "none"
+        run = EMRun(self, source, cache, fixed, T)
+        run.budget = max_iter
         with tqdm(total=max_iter, desc="MetaBayes EM", disable=not show, leave=False) as bar:
-            for _ in range(max_iter):
-                total = stats if fixed is None else _combined(stats, fixed)
-                em_prior = mstep(total, prior, self._nu, self._psi, self._noise_floor)
-                cand = _extrapolate(prior, em_prior, eta, self._noise_floor) if relax and eta > 1 else em_prior
-                cand_stats = self._estep_all(source, cand, cache) if cand is not None else None
-                if cand is not em_prior and (cand is None or self._objective_of(cand_stats, cand) < self._objective[-1]):
-                    cand, cand_stats, eta = em_prior, self._estep_all(source, em_prior, cache), 1.0
-                elif relax:
-                    eta = min(eta * 1.5, 16.0)
-                prior, stats = cand, cand_stats
-                self.n_iter_ += 1
-                self._record(stats, prior)
-                bar.update(1)
-                bar.set_postfix(log_evidence_per_task=f"{self._history[-1] / T:.5g}")
-                if abs(self._history[-1] - self._history[-2]) <= self.tol * T:
-                    converged = True
-                    break
-        if not converged and max_iter > 0 and not capped:
+            run.bar = bar
+            if mode == "squarem":
+                prior, stats = run.squarem(prior, stats)
+            elif mode == "overrelax":
+                prior, stats = run.overrelax(prior, stats)
+            else:
+                prior, stats = run.plain(prior, stats)
+        if not run.converged and max_iter > 0 and not capped:
             warnings.warn(
                 f"MetaBayes EM did not converge in max_iter={self.max_iter} iterations (last change "
-                f"{abs(self._history[-1] - self._history[-2]) / T:.3g} per task > tol={self.tol}); "
+                f"{abs(self._objective[-1] - self._objective[-2]) / T:.3g} per task > tol={self.tol}); "
                 "increase max_iter or tol", ConvergenceWarning, stacklevel=3)
-        return prior, converged, stats
+        return prior, run.converged, stats
 
     def _objective_of(self, stats: Stats, prior: GaussianPrior) -> float:
         ll = stats.log_evidence - stats.n_points * np.log(self._y_scale)
@@ -430,13 +455,17 @@ class MetaBayes(MetaLearner):
         if self.n_components != 1:
             raise NotImplementedError("partial_fit is only available with n_components=1")
         source, _ = self._chunk_source(tasks)
-        cache = {} if isinstance(source, list) else None
-        self._dask_chunks = None
+        cache = DesignCache() if isinstance(source, list) else None
         self._n_jittered = 0
-        self._history, self._objective = [], []   # this call's history (new tasks only)
-        prior, self.converged_, new = self._em(source, self._prior, cache, fixed=self._stats)
+        self._history, self._objective, self._passes_at = [], [], []   # this call's (new tasks only)
+        self.n_passes_ = getattr(self, "n_passes_", 0)
+        try:
+            prior, self.converged_, new = self._em(source, self._prior, cache, fixed=self._stats)
+        finally:
+            if isinstance(source, DaskChunks):
+                source.release()
         self._finish(prior)
-        self._stats = _combined(new, self._stats).without_tasks()
+        self._stats = combined(new, self._stats).without_tasks()
         self.n_tasks_seen_ = self._stats.n_tasks
         return self
 
@@ -591,42 +620,17 @@ def _check_status(status: int, y: np.ndarray) -> None:
             "degenerate (check for huge magnitudes)")
 
 
-def _chunk_design(basis, chunk: TaskSet, y_scale: float, query: bool = False):
-    """(Phi, y / y_scale, offsets) of a chunk's support (or query) rows, in the chunk's dtype."""
-    X = chunk.X_query if query else chunk.X_support
-    y = chunk.y_query if query else chunk.y_support
-    off = chunk.query_offsets if query else chunk.support_offsets
-    if X.shape[1] != basis.n_features_in_:
-        raise ValueError(
-            f"argument 'tasks' has {X.shape[1]} features, but the model was fitted on {basis.n_features_in_}"
-        )
-    Phi = np.ascontiguousarray(basis.design(X))
-    ys = np.ascontiguousarray(np.asarray(y, dtype=np.float64) / y_scale, dtype=Phi.dtype)
-    return Phi, ys, off
-
-
 def _chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, n_threads: int) -> Stats:
-    """One chunk's E-step statistics (what a Dask worker computes)."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        Phi, ys, off = _chunk_design(basis, chunk, y_scale)
-        return estep(Phi, ys, off, prior, n_threads)[0]
+    """One chunk's E-step statistics (what a Dask worker computes), with the chunk's designs
+    cached on the worker between passes (``worker_design_cache``)."""
+    return chunk_stats(basis, chunk, y_scale, prior, n_threads, worker_design_cache(chunk, basis, y_scale))
 
 
-def _extrapolate(old: GaussianPrior, new: GaussianPrior, eta: float, noise_floor: float) -> GaussianPrior | None:
-    """The over-relaxed step old + eta (new - old) (noise in log space); None if Sigma loses
-    positive definiteness."""
-    cov = old.cov + eta * (new.cov - old.cov)
-    cov = 0.5 * (cov + cov.T)
-    try:
-        np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        return None
-    noise = old.noise_var * (new.noise_var / old.noise_var) ** eta
-    return GaussianPrior(old.mean + eta * (new.mean - old.mean), cov, max(float(noise), noise_floor), new.kind)
-
-
-def _combined(a: Stats, b: Stats) -> Stats:
-    out = Stats()
-    out += a
-    out += b
-    return out
+def _scale_sums(chunk: TaskSet, basis, n_threads: int = 1) -> np.ndarray:
+    """[sum y^2, sum ||phi(x)||^2, rows] of a chunk's training rows (the target-scale pass)."""
+    y = np.asarray(chunk.y_support, dtype=np.float64)
+    sum_phi2 = 0.0
+    for start in range(0, chunk.X_support.shape[0], 8192):
+        Phi = np.asarray(basis.design(chunk.X_support[start:start + 8192]), dtype=np.float64)
+        sum_phi2 += float(np.einsum("ij,ij->", Phi, Phi))
+    return np.array([float(np.dot(y, y)), sum_phi2, float(y.size)])

@@ -1,0 +1,81 @@
+"""MetaBayes on a Dask LocalCluster (2 worker processes x 1 thread) against in process (1 thread),
+same data from npz files on disk, and the driver's peak RSS (it should stay flat in the tasks).
+
+Run from the repository root after building the kernels:
+
+    python benchmarks/bench_dask_scale.py [--tasks 100000 1000000] [--max-iter 4]
+
+Sinusoid tasks, 10 support points (no query), 40 RBFs; files of 50,000 tasks each are written
+to a temporary directory first.  Each configuration runs in a fresh subprocess; the fit runs
+``--max-iter`` EM iterations (tol=0), so the ratio of fit times is the speed-up per pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+
+from _common import ROOT
+
+CHILD = r"""
+import glob, json, resource, sys, time, warnings
+sys.path.insert(0, {root!r})
+import metafast as mf
+from metafast.distributed import FileSource
+warnings.simplefilter("ignore")
+paths = sorted(glob.glob({pattern!r}))
+basis = mf.basis.make("rbf", n_basis=40).fit(__import__("numpy").linspace(-5, 5, 100)[:, None])
+kw = dict(basis=basis, max_iter={max_iter}, tol=0, train_rows="support")
+if {dask!r}:
+    from distributed import Client, LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c, Client(c):
+        t0 = time.perf_counter()
+        mf.MetaBayes(backend="dask", **kw).fit(FileSource(paths))
+        t = time.perf_counter() - t0
+else:
+    from metafast.tasks import TaskSet
+    chunks = [TaskSet.load(p) for p in paths]
+    t0 = time.perf_counter()
+    mf.MetaBayes(n_jobs=1, **kw).fit(chunks)
+    t = time.perf_counter() - t0
+print(json.dumps(dict(fit_s=t, driver_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+"""
+
+
+def write_files(directory: str, n_tasks: int, per_file: int = 50_000) -> str:
+    sys.path.insert(0, str(ROOT))
+    import metafast as mf
+
+    stream = mf.tasks.stream("sinusoid", n_tasks=n_tasks, chunk_size=per_file, seed=0, n_support=10, n_query=1)
+    for i, chunk in enumerate(stream):
+        chunk.save(f"{directory}/chunk{i:05d}.npz")
+    return f"{directory}/chunk*.npz"
+
+
+def run(pattern: str, dask: bool, max_iter: int) -> dict:
+    code = CHILD.format(root=str(ROOT), pattern=pattern, dask=dask, max_iter=max_iter)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--max-iter", type=int, default=4)
+    args = ap.parse_args(argv)
+    print(f"{'tasks':>9s} {'in-process s':>12s} {'dask s':>8s} {'speed-up':>8s} {'driver MB (proc)':>16s} "
+          f"{'driver MB (dask)':>16s}")
+    for n in args.tasks:
+        with tempfile.TemporaryDirectory() as d:
+            pattern = write_files(d, n)
+            local = run(pattern, False, args.max_iter)
+            remote = run(pattern, True, args.max_iter)
+        print(f"{n:9d} {local['fit_s']:12.1f} {remote['fit_s']:8.1f} {local['fit_s'] / remote['fit_s']:8.2f} "
+              f"{local['driver_peak_rss_mb']:16.0f} {remote['driver_peak_rss_mb']:16.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Training chunks that live on Dask workers: built there from a small recipe, kept there, rebuilt
+there when a worker is lost.
+
+Each chunk is the result of a Dask task whose arguments are its *recipe*: a loader stream and a
+chunk index, a file path, or (for data that exists only on the driver) the chunk itself.  The
+scheduler keeps the recipe, so when a worker dies the chunks it held are recomputed on another
+worker and the fit goes on with the same numbers.  Per EM iteration the driver sends the prior
+(O(m^2)) and receives one ``Stats`` (O(m^2)), summed on the workers by a pairwise tree in a fixed
+order (so a disturbed fit gives the same result as an undisturbed one, bit for bit).
+
+Sources a worker can open itself (nothing but the recipe goes through the driver):
+
+- ``mf.tasks.stream(name, n_tasks, chunk_size, seed, **params)``: a loader and a seed range;
+- :class:`FileSource`: npz files written by ``TaskSet.save`` (one chunk each);
+
+Sources held by the driver (sent once, kept in the scheduler's task graph for rebuilding): a
+TaskSet (split into as many chunks as the cluster has worker threads) and a list of TaskSets.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from metafast.tasks._taskset import TaskSet
+
+
+class ChunkUnavailable(RuntimeError):
+    """A training chunk could not be built (or rebuilt) from its source."""
+
+
+class FileSource:
+    """Training tasks in files a worker can read itself: npz files written by ``TaskSet.save``.
+
+    The paths must be readable from every worker (a shared or replicated file system).
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike]):
+        self.paths = [os.fspath(p) for p in paths]
+        if not self.paths:
+            raise ValueError("argument 'paths' is empty: a FileSource needs at least one file")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def chunk(self, index: int) -> TaskSet:
+        return TaskSet.load(self.paths[index])
+
+    def __iter__(self):
+        return (self.chunk(i) for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return f"FileSource({len(self.paths)} files, first {self.paths[0]!r})"
+
+
+# ---------------------------------------------------------------------------- on the workers
+def _worker_threads() -> int:
+    """Threads of the worker running the current task (its kernels use exactly these)."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    state = getattr(worker, "state", None)
+    return int(getattr(state, "nthreads", None) or getattr(worker, "nthreads", 1) or 1)
+
+
+def _build_chunk(make: Callable, args: tuple, train_rows: str, label: str) -> TaskSet:
+    from metafast.learners._base import training_view
+
+    try:
+        chunk = make(*args)
+        if not isinstance(chunk, TaskSet):
+            raise TypeError(f"the source returned {type(chunk).__name__}, not a TaskSet")
+        return training_view(chunk, train_rows)
+    except Exception as exc:
+        raise ChunkUnavailable(f"training chunk {label} could not be built from its source: "
+                               f"{type(exc).__name__}: {exc}") from exc
+
+
+def _identity(obj):
+    return obj
+
+
+def _stream_chunk(stream, index: int) -> TaskSet:
+    return stream.chunk(index)
+
+
+def _file_chunk(source: FileSource, index: int) -> TaskSet:
+    return source.chunk(index)
+
+
+def _add(a, b):
+    return a + b
+
+
+def _on_chunk(fn: Callable, chunk: TaskSet, *args):
+    """``fn(chunk, *args, n_threads)`` with BLAS at one thread and the worker's own thread count."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return fn(chunk, *args, _worker_threads())
+
+
+# ---------------------------------------------------------------------------- on the driver
+def _split_bounds(n_tasks: int, n_parts: int) -> list[tuple[int, int]]:
+    edges = np.linspace(0, n_tasks, min(n_parts, n_tasks) + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _recipes(tasks: Any, n_threads: int) -> list[tuple[Callable, tuple, str]]:
+    """(function, arguments, label) building each training chunk on a worker."""
+    from metafast.tasks._stream import TaskStream
+
+    if isinstance(tasks, TaskSet):
+        return [(_identity, (tasks.subset(slice(a, b)),), f"{i} (tasks {a}..{b - 1} of the TaskSet)")
+                for i, (a, b) in enumerate(_split_bounds(len(tasks), n_threads))]
+    if isinstance(tasks, TaskStream):
+        if tasks.resample:
+            raise ValueError("backend='dask' keeps each chunk on its worker, so it cannot fit a stream with "
+                             "resample=True (fresh points every pass); use resample=False")
+        if tasks.n_tasks is None:
+            raise ValueError("backend='dask' needs a finite stream (n_tasks=None streams without end)")
+        return [(_stream_chunk, (tasks, i), f"{i} of {tasks!r}") for i in range(len(tasks))]
+    if isinstance(tasks, FileSource):
+        return [(_file_chunk, (tasks, i), f"{i} (file {p!r})") for i, p in enumerate(tasks.paths)]
+    if isinstance(tasks, (list, tuple)):
+        out = []
+        for i, chunk in enumerate(tasks):
+            if not isinstance(chunk, TaskSet):
+                raise TypeError(f"argument 'tasks': chunk {i} is a {type(chunk).__name__}, not a TaskSet")
+            out.append((_identity, (chunk,), f"{i} of the list"))
+        if not out:
+            raise ValueError("argument 'tasks' holds no TaskSet chunks")
+        return out
+    raise TypeError(
+        "backend='dask' fits a TaskSet, a list of TaskSets, a stream (mf.tasks.stream) or a "
+        f"metafast.distributed.FileSource; got {type(tasks).__name__}")
+
+
+class DaskChunks:
+    """Training chunks persisted on the workers of the active Client (see the module docstring)."""
+
+    def __init__(self, tasks: Any, train_rows: str, client=None):
+        from metafast.parallel import dask_client
+
+        self.client = client if client is not None else dask_client()
+        n_threads = max(1, sum(self.client.nthreads().values()))
+        self._whole = tasks if isinstance(tasks, TaskSet) else None
+        self._train_rows = train_rows
+        self.labels = []
+        self.futures = []
+        for make, args, label in _recipes(tasks, n_threads):
+            self.labels.append(label)
+            self.futures.append(self.client.submit(_build_chunk, make, args, train_rows, label, pure=False))
+
+    def __len__(self) -> int:
+        return len(self.futures)
+
+    def first(self) -> TaskSet:
+        """What an unfitted basis is fitted on, as in process: a TaskSet already on the driver
+        whole, else chunk 0 (the only chunk that ever travels back)."""
+        if self._whole is not None:
+            from metafast.learners._base import training_view
+
+            return training_view(self._whole, self._train_rows)
+        return self.futures[0].result()
+
+    def map_sum(self, fn: Callable, *args):
+        """sum_i fn(chunk_i, *args, worker_threads) over the chunks, added pairwise on the workers
+        in a fixed tree (same order whatever worker computes what); only the sum comes back."""
+        # each argument is one small task (not scattered data, which has no lineage and would be
+        # lost with its worker): the prior travels once per pass, and is rebuilt if lost
+        shared = [self.client.submit(_identity, a, pure=False) for a in args]
+        level = [self.client.submit(_on_chunk, fn, c, *shared, pure=False) for c in self.futures]
+        while len(level) > 1:
+            nxt = [self.client.submit(_add, level[i], level[i + 1], pure=False)
+                   for i in range(0, len(level) - 1, 2)]
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level = nxt
+        return level[0].result()
+
+    def release(self) -> None:
+        for f in self.futures:
+            f.release()
+        self.futures = []
