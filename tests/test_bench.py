@@ -370,7 +370,7 @@ def test_non_finite_metrics_are_an_error_not_a_number_in_the_table():
             return mean, None
 
     row = bench.run_case(tiny_case(spec("nan", NaNLearner)))[0]
-    assert row["status"] == "error" and "non-finite mse" in row["error"] and row["mse"] is None
+    assert row["status"] == "error" and "non-finite" in row["error"] and row["mse"] is None
 
 
 def test_progress_bar_only_when_verbose_and_on_a_terminal(monkeypatch):
