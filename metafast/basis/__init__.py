@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from metafast.basis._base import BasisFamily
+from metafast.basis.union import Union, union
 
 
 def available() -> list[str]:
@@ -30,4 +31,4 @@ def make(name: str, **params) -> BasisFamily:
     return family
 
 
-__all__ = ["BasisFamily", "available", "make"]
+__all__ = ["BasisFamily", "Union", "available", "make", "union"]

@@ -11,6 +11,7 @@ def metafast_basis_families(register):
     from metafast.basis.random_features import RFF, RandomReLU
     from metafast.basis.rbf import RBF
     from metafast.basis.task_models import TaskModels
+    from metafast.basis.union import Union
 
     register("rbf", RBF)
     register("rff", RFF)
@@ -19,3 +20,4 @@ def metafast_basis_families(register):
     register("polynomial", Polynomial)
     register("bspline", BSpline)
     register("task-models", TaskModels)
+    register("union", Union)
