@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from metafast.basis._base import BasisFamily
+from metafast.basis.subset import ColumnSubset, restrict
 from metafast.basis.union import Union, union
 
 
@@ -31,4 +32,4 @@ def make(name: str, **params) -> BasisFamily:
     return family
 
 
-__all__ = ["BasisFamily", "Union", "available", "make", "union"]
+__all__ = ["BasisFamily", "ColumnSubset", "Union", "available", "make", "restrict", "union"]
