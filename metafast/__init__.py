@@ -9,6 +9,6 @@ from metafast._version import __version__
 from metafast.hookspecs import hookimpl
 from metafast import basis, tasks
 from metafast import plugins  # the registry host; plugins themselves load lazily, on first use
-from metafast.learners import MetaBayes, MetaRidge
+from metafast.learners import BasisSelector, MetaBayes, MetaRidge
 
-__all__ = ["__version__", "hookimpl", "basis", "tasks", "plugins", "MetaBayes", "MetaRidge"]
+__all__ = ["__version__", "hookimpl", "basis", "tasks", "plugins", "MetaBayes", "MetaRidge", "BasisSelector"]

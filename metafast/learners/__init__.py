@@ -2,5 +2,6 @@
 
 from metafast.learners.bayes import BayesTaskRegressor, MetaBayes
 from metafast.learners.ridge import BiasedRidgeRegressor, MetaRidge
+from metafast.learners.selector import BasisSelector
 
-__all__ = ["MetaBayes", "BayesTaskRegressor", "MetaRidge", "BiasedRidgeRegressor"]
+__all__ = ["MetaBayes", "BayesTaskRegressor", "MetaRidge", "BiasedRidgeRegressor", "BasisSelector"]
