@@ -230,3 +230,17 @@ def test_bad_input(D, tasks):
     assert fixed.support_.size > 0
     with pytest.raises(TypeError, match="'tasks'"):
         BasisSelector(D).fit(np.zeros((3, 1)))
+
+
+def test_selection_suite_is_registered_and_runs():
+    from dataclasses import replace
+
+    from metafast import bench
+
+    suite = bench.get_suite("selection", quick=True)
+    labels = {c.learner.label for c in suite.cases}
+    assert {"group-lasso + MetaBayes(6)", "somp + MetaBayes(6)", "MetaBayes(6), hand-set bands"} <= labels
+    case = next(c for c in suite.cases if c.learner.label.startswith("somp"))
+    tiny = bench.Suite("selection", [replace(case, n_train=60, n_test=20, shots=10)])
+    results = bench.run_suite(tiny, verbose=0)
+    assert not results.failed()

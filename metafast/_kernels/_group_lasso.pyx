@@ -54,6 +54,24 @@ cdef double _block_scale(const double* a, const double* L, int64_t T, double lam
     return s
 
 
+cdef inline double _task_dot(const floating* col, const double* R, int64_t lo,
+                            int64_t hi) noexcept nogil:
+    """sum_{i in [lo, hi)} col[i] * R[i], accumulated in double."""
+    cdef double acc = 0.0
+    cdef int64_t i
+    for i in range(lo, hi):
+        acc = acc + col[i] * R[i]
+    return acc
+
+
+cdef inline void _task_axpy(double d, const floating* col, double* R, int64_t lo,
+                            int64_t hi) noexcept nogil:
+    """R[lo:hi] -= d * col[lo:hi]."""
+    cdef int64_t i
+    for i in range(lo, hi):
+        R[i] = R[i] - d * col[i]
+
+
 def task_correlations(
     const floating[:, ::1] PhiT,      # IN  (m, N) design, transposed
     const double[::1] R,              # IN  (N,) residuals (or targets)
@@ -64,17 +82,13 @@ def task_correlations(
 ):
     """Per-task correlations of every column with the residual; parallel over columns."""
     cdef int64_t m = PhiT.shape[0], T = offsets.shape[0] - 1
-    cdef int64_t j, t, i
-    cdef double acc
+    cdef int64_t j, t
     if m == 0 or T == 0:
         return
     with nogil:
         for j in prange(m, num_threads=n_threads, schedule="static"):
             for t in range(T):
-                acc = 0.0
-                for i in range(offsets[t], offsets[t + 1]):
-                    acc = acc + PhiT[j, i] * R[i]
-                out[j, t] = scale[t] * acc
+                out[j, t] = scale[t] * _task_dot(&PhiT[j, 0], &R[0], offsets[t], offsets[t + 1])
 
 
 def bcd_sweeps(
@@ -96,9 +110,9 @@ def bcd_sweeps(
     Returns (sweeps done, last max block change, last max block norm).
     """
     cdef int64_t T = offsets.shape[0] - 1, A = active.shape[0]
-    cdef int64_t k, j, t, i
+    cdef int64_t k, j, t
     cdef int sweep = 0
-    cdef double acc, norm_a, s, d, change, wnorm, max_change = 0.0, max_norm = 0.0
+    cdef double norm_a, s, d, change, wnorm, max_change = 0.0, max_norm = 0.0
     cdef double *a = <double *> malloc(sizeof(double) * (T + 1))
     cdef double *delta = <double *> malloc(sizeof(double) * (T + 1))
     cdef double *Lj = <double *> malloc(sizeof(double) * (T + 1))
@@ -114,11 +128,15 @@ def bcd_sweeps(
             max_norm = 0.0
             for k in range(A):
                 j = active[k]
-                for t in prange(T, num_threads=n_threads, schedule="static"):
-                    acc = 0.0
-                    for i in range(offsets[t], offsets[t + 1]):
-                        acc = acc + PhiT[j, i] * R[i]
-                    a[t] = inv_n[t] * acc + L[j, t] * W[j, t]
+                if n_threads > 1:
+                    for t in prange(T, num_threads=n_threads, schedule="static"):
+                        a[t] = (inv_n[t] * _task_dot(&PhiT[j, 0], &R[0], offsets[t], offsets[t + 1])
+                                + L[j, t] * W[j, t])
+                else:  # no parallel region at all: cheaper for small problems
+                    for t in range(T):
+                        a[t] = (inv_n[t] * _task_dot(&PhiT[j, 0], &R[0], offsets[t], offsets[t + 1])
+                                + L[j, t] * W[j, t])
+                for t in range(T):
                     Lj[t] = L[j, t]
                 norm_a = 0.0
                 for t in range(T):
@@ -139,11 +157,14 @@ def bcd_sweeps(
                         W[j, t] = d
                         change += delta[t] * delta[t]
                         wnorm += d * d
-                if change > 0.0:
+                if change > 0.0 and n_threads > 1:
                     for t in prange(T, num_threads=n_threads, schedule="static"):
                         if delta[t] != 0.0:
-                            for i in range(offsets[t], offsets[t + 1]):
-                                R[i] = R[i] - delta[t] * PhiT[j, i]
+                            _task_axpy(delta[t], &PhiT[j, 0], &R[0], offsets[t], offsets[t + 1])
+                elif change > 0.0:
+                    for t in range(T):
+                        if delta[t] != 0.0:
+                            _task_axpy(delta[t], &PhiT[j, 0], &R[0], offsets[t], offsets[t + 1])
                 change = sqrt(change)
                 wnorm = sqrt(wnorm)
                 if change > max_change:

@@ -139,11 +139,12 @@ class GroupLasso:
         m, T = self.L.shape
         self.W = np.zeros((m, T))
         self.R = packed.y.copy()
+        self.task_of_row = np.repeat(np.arange(T), sizes)
         self.y_dot = self._segment(packed.y * packed.y)
         self.norms = self._corr_norms()
 
     def _segment(self, v: np.ndarray) -> np.ndarray:
-        return segment_sums(v, self.p.offsets)
+        return np.bincount(self.task_of_row, weights=v, minlength=self.p.n_tasks)
 
     def _corr_norms(self) -> np.ndarray:
         C = self.p.correlations(self.R, per_row_mean=True)
@@ -178,7 +179,7 @@ class GroupLasso:
             strong = np.flatnonzero(self.norms >= 2 * lam - lam_prev)
         active = np.union1d(nonzero, strong).astype(np.int64)
         gap_tol = tol * 0.5 * float(np.dot(self.inv_n, self.y_dot))
-        inner_tol, sweeps, gap = 1e-4, 0, np.inf
+        inner_tol, sweeps, gap = min(1e-4, 1e-3 * np.sqrt(tol)), 0, np.inf
         for _ in range(max(1, max_iter)):
             if active.size:
                 done, _, _ = _group_lasso.bcd_sweeps(
@@ -196,7 +197,7 @@ class GroupLasso:
             gap = self.duality_gap(lam)
             if gap <= gap_tol or sweeps >= max_iter:
                 break
-            inner_tol = max(inner_tol * 0.1, 1e-15)
+            inner_tol = max(inner_tol * 0.01, 1e-15)
         return {"sweeps": sweeps, "gap": gap, "converged": gap <= gap_tol, "working_set": int(active.size)}
 
 
