@@ -244,3 +244,28 @@ def test_selection_suite_is_registered_and_runs():
     tiny = bench.Suite("selection", [replace(case, n_train=60, n_test=20, shots=10)])
     results = bench.run_suite(tiny, verbose=0)
     assert not results.failed()
+
+
+def test_plot_selected_frequencies(tmp_path):
+    pytest.importorskip("matplotlib")
+    from metafast.bench.plots import plot_selected_frequencies
+
+    train = mf.tasks.load("harmonic", n_tasks=60, n_support=10, n_query=10, seed=0)
+    D = mf.basis.make("fourier", n_basis=40, frequencies=np.linspace(1, 20, 20), include_constant=False)
+    sel = BasisSelector(D, n_jobs=1).fit(train)
+    freqs = sel.basis_.frequencies_[np.unique(sel.support_ // 2)]
+    assert np.all((freqs >= 4) & (freqs <= 16))        # the harmonic bands (5-7 and 10-14) and next to them
+    assert np.any((freqs >= 5) & (freqs <= 7)) and np.any((freqs >= 10) & (freqs <= 14))
+    path = plot_selected_frequencies(sel, tmp_path / "f", bands=((5, 7), (10, 14)))
+    assert path.suffix == ".png" and path.stat().st_size > 0
+    with pytest.raises(TypeError, match="Fourier dictionary"):
+        plot_selected_frequencies(BasisSelector(_dictionary(), n_jobs=1).fit(_tasks(_dictionary(), 30)), tmp_path / "g")
+
+
+@pytest.mark.slow
+def test_demo_select_writes_the_frequency_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    from metafast.cli import main
+
+    assert main(["demo", "--quick", "-q", "--select", "--out", str(tmp_path / "d.png")]) == 0
+    assert (tmp_path / "d-selection.png").exists()
