@@ -269,3 +269,23 @@ def test_demo_select_writes_the_frequency_plot(tmp_path):
 
     assert main(["demo", "--quick", "-q", "--select", "--out", str(tmp_path / "d.png")]) == 0
     assert (tmp_path / "d-selection.png").exists()
+
+
+def test_params_and_clone(D):
+    from sklearn.base import clone
+
+    sel = BasisSelector(D, method="somp", patience=2)
+    params = sel.get_params()
+    assert params["method"] == "somp" and params["patience"] == 2
+    copy = clone(sel)
+    assert copy.basis is not sel.basis and copy.get_params()["patience"] == 2
+    with pytest.raises(Exception, match="not fitted"):
+        sel.get_support()
+
+
+def test_float32_tasks_select_the_same_support(D, tasks):
+    t32 = TaskSet(tasks.X_support.astype(np.float32), tasks.y_support.astype(np.float32), tasks.support_offsets,
+                  tasks.X_query.astype(np.float32), tasks.y_query.astype(np.float32), tasks.query_offsets)
+    a = BasisSelector(D, n_jobs=1).fit(t32)
+    b = BasisSelector(D, n_jobs=1).fit(tasks)
+    assert set(a.support_) == set(b.support_) == set(TRUE)
