@@ -192,6 +192,10 @@ def test_streams(D, tasks):
     np.testing.assert_array_equal(a.support_, b.support_)
     c = BasisSelector(D, method="ard", n_jobs=1, ard_params={"max_iter": 100}).fit(chunks)
     assert support_recovery(c.support_, TRUE)["f1"] == 1.0
+    with pytest.raises(TypeError, match="one-shot iterator"):
+        BasisSelector(D, method="ard").fit(iter(chunks))
+    one_shot = BasisSelector(D, n_jobs=1).fit(iter(chunks))           # group lasso: read once
+    np.testing.assert_array_equal(one_shot.support_, b.support_)
 
 
 def test_zero_and_constant_columns_do_not_divide_by_zero():

@@ -261,6 +261,10 @@ class BasisSelector(BaseEstimator):
     def _fit_ard(self, tasks) -> "BasisSelector":
         from metafast.learners.bayes import MetaBayes
 
+        if not isinstance(tasks, TaskSet) and iter(tasks) is tasks:
+            raise TypeError("argument 'tasks': method='ard' runs EM, which passes over the tasks many "
+                            "times; give a TaskSet, a list of chunks or a re-iterable stream "
+                            "(mf.tasks.stream), not a one-shot iterator")
         first = next(iter(iter_task_chunks(tasks)))
         if isinstance(tasks, TaskSet):
             self.basis_ = self._fitted_basis(tasks)
