@@ -9,9 +9,9 @@ from metafast._version import __version__
 from metafast.hookspecs import hookimpl
 from metafast import basis, tasks
 from metafast import plugins  # the registry host; plugins themselves load lazily, on first use
-from metafast.learners import MetaBayes, MetaClassifier, MetaGrad, MetaRidge
+from metafast.learners import BasisSelector, MetaBayes, MetaClassifier, MetaGrad, MetaRidge
 from metafast import model_selection
 from metafast.model_selection import TaskGridSearchCV
 
 __all__ = ["__version__", "hookimpl", "basis", "tasks", "plugins", "MetaBayes", "MetaRidge", "MetaClassifier",
-           "MetaGrad", "model_selection", "TaskGridSearchCV"]
+           "MetaGrad", "BasisSelector", "model_selection", "TaskGridSearchCV"]

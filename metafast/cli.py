@@ -120,7 +120,10 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"\nCould not write the plot to {out}: {exc}", file=sys.stderr)
         return 1
     print(f"\nPlot of 4 test tasks (support points, true curve, predictive means and 90% bands): {path}")
-    return _demo_classification(args) or (1 if results.failed() else 0)
+    status = _demo_classification(args) or (1 if results.failed() else 0)
+    if args.select:
+        status = _demo_selection(args) or status
+    return status
 
 
 def _demo_classification(args: argparse.Namespace) -> int:
@@ -141,6 +144,35 @@ def _demo_classification(args: argparse.Namespace) -> int:
         print(f"\nCould not write the classification plot: {exc}", file=sys.stderr)
         return 1
     print(f"\nPlot of adapted class regions on 3 test tasks and the reliability diagram: {path}")
+    return 0
+
+
+def _demo_selection(args: argparse.Namespace) -> int:
+    """demo --select: choose Fourier frequencies for harmonic tasks, no bands set by hand."""
+    import numpy as np
+
+    import metafast as mf
+    from metafast.bench.plots import PlotUnavailable, plot_selected_frequencies
+    from metafast.bench.selection import WIDE_FOURIER
+
+    n_tasks = 300 if args.quick else 2000
+    _say(args, f"\nChoosing the basis: group lasso over {WIDE_FOURIER[1]['n_basis'] // 2} Fourier "
+               f"frequencies in 0.5-20 on {n_tasks} harmonic tasks (frequencies w ~ U[5, 7] and 2w).")
+    train = mf.tasks.load("harmonic", n_tasks=n_tasks, n_support=10, n_query=10, seed=args.seed)
+    dictionary = mf.basis.make(WIDE_FOURIER[0], **WIDE_FOURIER[1])
+    selector = mf.BasisSelector(dictionary, method="group-lasso").fit(train)
+    freqs = selector.basis_.frequencies_[np.unique(selector.support_ // 2)]
+    print(f"selected {selector.support_.size} columns; frequencies: "
+          + ", ".join(f"{f:.2f}" for f in freqs))
+    out = Path(args.out)
+    path = out.with_name(out.stem + "-selection.png")
+    try:
+        written = plot_selected_frequencies(selector, path, bands=((5, 7), (10, 14)),
+                                            title="harmonic: frequencies chosen by group lasso")
+    except PlotUnavailable as exc:
+        print(f"No plot written: {exc}", file=sys.stderr)
+        return 0
+    print(f"Plot of the chosen frequencies (true bands shaded): {written}")
     return 0
 
 
@@ -236,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEMO_PNG,
                    help=f"where to write the PNG: a file, or a folder to write {DEMO_PNG} into (default: {DEMO_PNG})")
     p.add_argument("--seed", type=int, default=0, help="seed of the task samples (default: 0)")
+    p.add_argument("--select", action="store_true",
+                   help="also choose Fourier frequencies for harmonic tasks with BasisSelector and plot them")
     p.set_defaults(func=cmd_demo, parser=p)
 
     p = sub.add_parser("bench", parents=[common], help="run a benchmark suite",

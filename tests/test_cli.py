@@ -53,7 +53,7 @@ def test_bad_arguments_exit_2_with_the_valid_choices(args, expect):
 @pytest.mark.parametrize("args, expect", [
     ((), "required"),
     (("bench",), "SUITE"),
-    (("bench", "nonsense-suite"), ("Valid choices: classification, ", "regression, speed, all")),
+    (("bench", "nonsense-suite"), ("Valid choices: classification, ", "regression, selection, speed, all")),
     (("bench", "regression", "--seed", "x"), "invalid int value"),
     (("bench", "regression", "--frob"), "unrecognized arguments"),
     (("demo", "--quick", "extra"), "unrecognized arguments"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from metafast.basis._base import BasisFamily
 from metafast.basis.sklearn_wrapper import SklearnBasis, as_basis
+from metafast.basis.subset import ColumnSubset, restrict
+from metafast.basis.union import Union, union
 
 
 def available() -> list[str]:
@@ -31,4 +33,5 @@ def make(name: str, **params) -> BasisFamily:
     return family
 
 
-__all__ = ["BasisFamily", "SklearnBasis", "as_basis", "available", "make"]
+__all__ = ["BasisFamily", "ColumnSubset", "SklearnBasis", "Union", "as_basis", "available", "make", "restrict",
+           "union"]

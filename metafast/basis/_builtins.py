@@ -12,6 +12,7 @@ def metafast_basis_families(register):
     from metafast.basis.random_features import RFF, RandomReLU
     from metafast.basis.rbf import RBF
     from metafast.basis.task_models import TaskModels
+    from metafast.basis.union import Union
 
     register("rbf", RBF)
     register("rff", RFF)
@@ -21,3 +22,4 @@ def metafast_basis_families(register):
     register("bspline", BSpline)
     register("task-models", TaskModels)
     register("mlp", MLP)
+    register("union", Union)

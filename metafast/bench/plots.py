@@ -190,3 +190,36 @@ def plot_task_fits(tasks, models: dict, path: str | Path, truth=None, task_ids: 
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_selected_frequencies(selector, path: str | Path, bands: Sequence[tuple[float, float]] = (),
+                              title: str = "frequencies chosen by BasisSelector") -> Path:
+    """Importance of every frequency of a fitted BasisSelector on a Fourier dictionary (the
+    larger score of its cosine and sine), the selected ones highlighted; ``bands`` (lo, hi) are
+    shaded, e.g. the frequency ranges the tasks were drawn from."""
+    basis = getattr(selector, "basis_", None)
+    if basis is None or not hasattr(basis, "frequencies_") or basis.lattice_vectors_ is not None:
+        raise TypeError("plot_selected_frequencies needs a BasisSelector fitted on an additive "
+                        "Fourier dictionary (mf.basis.make('fourier', frequencies=...))")
+    freqs = np.asarray(basis.frequencies_)
+    c = 1 if basis.include_constant else 0
+    cols = np.arange(basis.n_basis)
+    pair = np.where(cols >= c, (cols - c) // 2, -1)
+    score = np.zeros(freqs.size)
+    chosen = np.zeros(freqs.size, dtype=bool)
+    selected = set(int(j) for j in selector.support_)
+    top = float(np.max(selector.scores_)) or 1.0
+    for j in cols[cols >= c]:
+        score[pair[j]] = max(score[pair[j]], selector.scores_[j] / top)
+        chosen[pair[j]] |= j in selected
+    fig = _figure(8, 3.2)
+    ax = fig.add_subplot(1, 1, 1)
+    for lo, hi in bands:
+        ax.axvspan(lo, hi, color="tab:green", alpha=0.15, lw=0)
+    ax.vlines(freqs[~chosen], 0, score[~chosen], color="0.6", lw=1.2, label="not selected")
+    ax.vlines(freqs[chosen], 0, score[chosen], color="tab:red", lw=2.0, label="selected")
+    ax.set_xlabel("angular frequency")
+    ax.set_ylabel("relative importance")
+    ax.set_title(f"{title} ({int(chosen.sum())} of {freqs.size} frequencies)")
+    ax.legend(loc="upper right", frameon=False)
+    return _save(fig, path)

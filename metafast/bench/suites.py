@@ -268,12 +268,40 @@ def gradient_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None =
     return Suite("gradient", cases, "MetaGrad's MAML family next to MetaBayes and MetaRidge")
 
 
+def selection_suite(quick: bool = False, seed: int = 0) -> Suite:
+    """Choosing the basis on harmonic tasks with no hand-set bands: BasisSelector (group lasso,
+    SOMP) on a 200-column Fourier dictionary over 0.5-20, then MetaBayes with 6 components on
+    the selected basis; against MetaBayes(6) on the whole dictionary, on the hand-set two-band
+    basis of the regression table, and one-Gaussian MetaBayes on 60 plain harmonics."""
+    from metafast.bench.selection import WIDE_FOURIER, SelectThenFit
+
+    def select_then_bayes(method: str) -> Callable[[Any, Case], Any]:
+        def factory(basis: Any, case: Case) -> Any:
+            import metafast
+
+            selector = metafast.BasisSelector(method=method)
+            return SelectThenFit(selector, metafast.MetaBayes(n_components=6, random_state=case.seed), basis=basis)
+        return factory
+
+    shots, sizes = ((5, 10), dict(n_train=300, n_test=100)) if quick else (REGRESSION_SHOTS, dict(n_train=2000, n_test=600))
+    wide = [LearnerSpec("group-lasso + MetaBayes(6)", select_then_bayes("group-lasso")),
+            LearnerSpec("somp + MetaBayes(6)", select_then_bayes("somp")),
+            LearnerSpec("MetaBayes(6), whole dictionary", metafast_learner("MetaBayes", n_components=6))]
+    hand = [LearnerSpec("MetaBayes(6), hand-set bands", metafast_learner("MetaBayes", n_components=6), "baseline")]
+    plain = [LearnerSpec("MetaBayes, 60 plain harmonics", metafast_learner("MetaBayes"), "baseline")]
+    cases = (grid(("harmonic",), shots, wide, seed=seed, basis=WIDE_FOURIER, **sizes)
+             + grid(("harmonic",), shots, hand, seed=seed, basis=FAMILY_BASES["harmonic"], **sizes)
+             + grid(("harmonic",), shots, plain, seed=seed, basis=("fourier", {"n_basis": 60}), **sizes))
+    return Suite("selection", cases, "choosing the basis: selected Fourier frequencies vs hand-set bands")
+
+
 BUILTIN_SUITES: dict[str, Callable[..., Suite]] = {
     "regression": regression_suite,
     "classification": classification_suite,
     "speed": speed_suite,
     "demo": demo_suite,
     "gradient": gradient_suite,
+    "selection": selection_suite,
 }
 
 

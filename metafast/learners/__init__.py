@@ -4,6 +4,7 @@ from metafast.learners.bayes import BayesTaskRegressor, MetaBayes
 from metafast.learners.grad import GradTaskRegressor, MetaGrad
 from metafast.learners.ridge import BiasedRidgeRegressor, MetaRidge
 from metafast.learners.classifier import BasisClassifier, MetaClassifier
+from metafast.learners.selector import BasisSelector
 
 __all__ = ["MetaBayes", "BayesTaskRegressor", "MetaRidge", "BiasedRidgeRegressor", "MetaClassifier",
-           "BasisClassifier", "MetaGrad", "GradTaskRegressor"]
+           "BasisClassifier", "MetaGrad", "GradTaskRegressor", "BasisSelector"]

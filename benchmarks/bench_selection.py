@@ -1,0 +1,176 @@
+"""Choosing the basis (issue 11): support recovery, few-shot MSE and group-lasso path speed.
+
+(a) synthetic tasks with a known sparse support: a 400-column dictionary (8 Legendre
+    polynomials, Fourier at 96 frequencies, 200 multi-scale RBFs), 8 true columns, 2,000
+    training tasks of 10 support + 10 query points, noise 0.1.  Precision / recall / F1 of each
+    method's support; query MSE at K = 5 / 10 / 20 on 300 test tasks of MetaBayes on the
+    selected basis, MetaBayes on the whole dictionary and per-task lasso (penalty tuned on the
+    training tasks); one-task ``adapt_predict`` time on the selected basis vs the dictionary.
+(b) harmonic with a 200-column Fourier dictionary over 0.5-20 (no hand-set bands): the harness
+    suite "selection" (``metafast bench selection`` runs the same cases).
+(c) the group-lasso path against scikit-learn's MultiTaskLasso on the shared-design special
+    case (same alphas, warm-started, both to a duality gap of 1e-10): time ratio and the largest
+    relative objective difference.
+
+    python benchmarks/bench_selection.py [--quick] [--parts abc]
+
+Prints markdown tables on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+
+import numpy as np
+from _common import import_metafast
+
+
+def _table(header, rows) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def part_a(quick: bool) -> str:
+    import metafast as mf
+    from sklearn.base import clone
+    from sklearn.linear_model import Lasso
+    from metafast.bench import selection as S
+
+    n_train, n_test = (500, 100) if quick else (2000, 300)
+    D = S.sparse_dictionary()
+    true = S.true_support(D)
+    train = S.sparse_tasks(D, true, n_train, 10, 10, seed=1)
+    rows, selected = [], {}
+    for method in ("group-lasso", "somp", "ard"):
+        t0 = time.perf_counter()
+        sel = mf.BasisSelector(D, method=method, ard_params={"max_iter": 100}).fit(train)
+        secs = time.perf_counter() - t0
+        selected[method] = sel.selected_basis_
+        r = S.support_recovery(sel.support_, true)
+        rows.append([method, r["n_selected"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", f"{secs:.1f}"])
+    out = ["### (a) support recovery (8 true of 400 columns, "
+           f"{n_train} training tasks of 10 + 10 points, noise 0.1)\n",
+           _table(["method", "selected", "precision", "recall", "F1", "select s"], rows)]
+
+    # query MSE at K = 5 / 10 / 20 (test tasks drawn with the same support)
+    models = {f"MetaBayes on {m} selection": mf.MetaBayes(basis=b, max_iter=100) for m, b in selected.items()}
+    models["MetaBayes, whole dictionary"] = mf.MetaBayes(basis=D, max_iter=100)
+    fitted = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            fitted[name] = (clone(model).fit(train), time.perf_counter() - t0)
+    lasso_alpha = _tune_lasso(D, train)
+    mse_rows = []
+    for K in (5, 10, 20):
+        test = S.sparse_tasks(D, true, n_test, K, 20, seed=100 + K)
+        row = [K]
+        for name, (model, _) in fitted.items():
+            row.append(f"{model.evaluate(test)['mse']:.4f}")
+        row.append(f"{_lasso_mse(D, test, lasso_alpha):.4f}")
+        mse_rows.append(row)
+    out += ["\n### (a) query MSE on new tasks (300 test tasks, 20 query points)\n",
+            _table(["K"] + list(fitted) + [f"per-task lasso (alpha={lasso_alpha:g})"], mse_rows)]
+    # one-task adapt_predict speed: selected (group lasso) vs whole dictionary
+    t = S.sparse_tasks(D, true, 1, 10, 50, seed=7)[0]
+    timing = []
+    for name in ("MetaBayes on group-lasso selection", "MetaBayes, whole dictionary"):
+        model = fitted[name][0]
+        model.adapt_predict(t.X_support, t.y_support, t.X_query)
+        reps = 200
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            model.adapt_predict(t.X_support, t.y_support, t.X_query)
+        timing.append((name, model.basis_.n_basis, (time.perf_counter() - t0) / reps * 1e6, fitted[name][1]))
+    out += ["\n### (a) one-task adapt_predict (10 support, 50 query points)\n",
+            _table(["model", "m", "adapt_predict us", "meta-fit s"],
+                   [[n, m, f"{us:.0f}", f"{fs:.1f}"] for n, m, us, fs in timing]),
+            f"\nspeed-up of the selected basis: {timing[1][2] / timing[0][2]:.1f}x "
+            f"(m ratio {timing[1][1] / timing[0][1]:.1f}x)"]
+    return "\n".join(out)
+
+
+def _tune_lasso(D, train) -> float:
+    """Per-task lasso penalty with the best mean query MSE on (up to 300) training tasks."""
+    sub = train.subset(slice(0, min(300, len(train))))
+    best = min((_lasso_mse(D, sub, a), a) for a in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1))
+    return best[1]
+
+
+def _lasso_mse(D, tasks, alpha: float) -> float:
+    from sklearn.linear_model import Lasso
+
+    errs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for t in tasks:
+            model = Lasso(alpha=alpha, max_iter=5000).fit(D.design(t.X_support), t.y_support)
+            errs.append(np.mean((model.predict(D.design(t.X_query)) - t.y_query) ** 2))
+    return float(np.mean(errs))
+
+
+def part_b(quick: bool) -> str:
+    from metafast import bench
+
+    results = bench.run_suite(bench.get_suite("selection", quick=quick), verbose=1)
+    return bench.to_markdown(results, title="(b) harmonic, no hand-set bands (suite 'selection')")
+
+
+def part_c(quick: bool) -> str:
+    from sklearn.linear_model import MultiTaskLasso
+    from metafast.learners import _selection_solvers as solvers
+
+    rows = []
+    for n, m, T in ((100, 400, 20), (200, 400, 50)) if not quick else ((100, 200, 20),):
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((n, m))
+        W = np.zeros((m, T))
+        W[rng.choice(m, 8, replace=False)] = rng.standard_normal((8, T))
+        Y = X @ W + 0.1 * rng.standard_normal((n, T))
+        packed = solvers.Packed(np.ascontiguousarray(np.tile(X.T, (1, T))), Y.T.ravel(),
+                                np.arange(T + 1, dtype=np.int64) * n)
+        t0 = time.perf_counter()
+        gl = solvers.GroupLasso(packed)
+        alphas = solvers.alpha_grid(gl.alpha_max, 30, 1e-2)
+        ours, prev = [], None
+        for a in alphas:
+            gl.solve(a, prev, 1e-10, 100_000)
+            prev = a
+            ours.append(gl.objective(a))
+        t_ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sk = MultiTaskLasso(fit_intercept=False, warm_start=True, tol=1e-10, max_iter=100_000)
+        theirs = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for a in alphas:
+                sk.set_params(alpha=a).fit(X, Y)
+                R = Y - X @ sk.coef_.T
+                theirs.append(0.5 * (R ** 2).sum() / n + a * np.linalg.norm(sk.coef_, axis=0).sum())
+        t_sk = time.perf_counter() - t0
+        rel = np.max(np.abs(np.array(ours) - np.array(theirs)) / np.abs(theirs))
+        rows.append([f"n={n}, m={m}, T={T}", f"{t_ours:.2f}", f"{t_sk:.2f}", f"{t_sk / t_ours:.2f}x", f"{rel:.1e}"])
+    return "\n".join(["### (c) group-lasso path (30 alphas to 1e-2 alpha_max) vs sklearn MultiTaskLasso, shared X\n",
+                      _table(["problem", "metafast s", "sklearn s", "speed-up", "max rel. objective diff"], rows)])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--parts", default="abc")
+    args = parser.parse_args(argv)
+    import_metafast()
+    for part, run in (("c", part_c), ("a", part_a), ("b", part_b)):
+        if part in args.parts:
+            print(run(args.quick), flush=True)
+            print(flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
