@@ -13,6 +13,8 @@ import os
 
 #: refuse when the estimate exceeds this fraction of the available memory
 MEMORY_FRACTION = 0.9
+#: smaller requests are not checked (reading the available memory costs more than they do)
+CHECK_ABOVE = 64 * 2**20
 
 
 def available_memory() -> int | None:
@@ -41,6 +43,8 @@ def format_bytes(n: float) -> str:
 
 def check_allocation(nbytes: float, what: str, hint: str = "") -> None:
     """Raise MemoryError when ``what`` (needing about ``nbytes``) cannot fit in memory."""
+    if nbytes < CHECK_ABOVE:
+        return
     available = available_memory()
     if available is None or nbytes <= MEMORY_FRACTION * available:
         return

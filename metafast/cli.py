@@ -58,21 +58,37 @@ def _list_registry(kind: str, names: list[str], get: Callable[[str], Callable], 
     return 0
 
 
-def _plugins_text() -> str:
-    """What ``metafast plugins`` prints: the plugin manager's report when it has one."""
-    from metafast import plugins
+def format_plugin_report(report: list[dict] | None = None) -> str:
+    """The text ``metafast plugins`` prints: loaded plugins, then failed and disabled ones."""
+    from metafast._version import __version__
+    from metafast.plugins import DISABLE_ENV, GROUP, plugin_report
 
-    if hasattr(plugins, "format_plugin_report"):
-        return plugins.format_plugin_report()
-    import metafast as mf
-    from metafast.bench.suites import available_suites
+    report = plugin_report() if report is None else report
+    lines = [f"metafast {__version__}: plugins of the entry-point group {GROUP!r}"]
 
-    return "\n".join([  # seam: the minimal plugin manager has no report yet
-        f"metafast {mf.__version__}: plugins of the entry-point group {plugins.GROUP!r}",
-        f"  basis families: {', '.join(mf.basis.available())}",
-        f"  task loaders: {', '.join(mf.tasks.available())}",
-        f"  benchmark suites: {', '.join(available_suites())}",
-    ])
+    def title(r: dict) -> str:
+        dist = r["distribution"] or "in-process"
+        version = f" {r['version']}" if r["version"] else ""
+        kind = "built-in " if r["builtin"] else ""
+        return f"  {kind}{r['name']}  [{dist}{version}]"
+
+    for r in report:
+        if r["status"] == "loaded":
+            lines.append(title(r))
+            for kind, names in r["provides"].items():
+                plural = {"basis family": "basis families"}.get(kind, kind + "s")
+                lines.append(f"      {plural}: {', '.join(names)}")
+            if not r["provides"]:
+                lines.append("      (provides nothing)")
+    failed = [r for r in report if r["status"] == "failed"]
+    if failed:
+        lines.append("Failed to load (skipped):")
+        lines += [f"{title(r)}\n      {r['error']}" for r in failed]
+    disabled = [r for r in report if r["status"] == "disabled"]
+    if disabled:
+        lines.append(f"Disabled by {DISABLE_ENV}:")
+        lines += [title(r) for r in disabled]
+    return "\n".join(lines)
 
 
 def _configure_logging(verbose: int) -> None:
@@ -223,7 +239,7 @@ def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_plugins(args, parser) -> int:
-    print(_plugins_text())
+    print(format_plugin_report())
     return 0
 
 

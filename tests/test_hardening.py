@@ -323,6 +323,7 @@ def _pretend_memory(monkeypatch, nbytes):
     import metafast._memory as mem
 
     monkeypatch.setattr(mem, "available_memory", lambda: nbytes)
+    monkeypatch.setattr(mem, "CHECK_ABOVE", 0)
 
 
 def test_huge_basis_fit_is_refused_with_the_estimate():

@@ -23,12 +23,12 @@ import pytest
 
 import metafast as mf
 from metafast import hookspecs
+from metafast.cli import format_plugin_report
 from metafast.plugins import (
     MetafastPluginWarning,
     PluginError,
     PluginHost,
     UnknownNameError,
-    format_plugin_report,
     plugin_report,
     using_host,
 )
@@ -371,7 +371,7 @@ out = {
     "report": {r["name"]: r for r in mf.plugins.plugin_report()},
     "calls": len(good.CALLS) if good else 0,
     "lazy": lazy,
-    "text": mf.plugins.format_plugin_report(),
+    "text": __import__("metafast.cli").cli.format_plugin_report(),
 }
 if "ramp" in names:
     import numpy as np

@@ -241,6 +241,7 @@ def em_stats(
     acc_s[...] = 0
     if n_tasks == 0:
         return
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         W = <floating*> malloc(m * m * sizeof(floating))
         z = <floating*> malloc((nmax + 1) * sizeof(floating))
@@ -248,6 +249,10 @@ def em_stats(
         vbuf = <floating*> malloc(m * block_size * sizeof(floating))
         Dloc = <floating*> malloc(m * m * sizeof(floating))
         for b in prange(n_blocks, schedule='dynamic'):
+            if (W == NULL or z == NULL or Vbuf == NULL
+                    or vbuf == NULL or Dloc == NULL):
+                n_failed += 1
+                continue
             t0 = b * block_size
             t1 = min(t0 + block_size, n_tasks)
             memset(Dloc, 0, m * m * sizeof(floating))
@@ -286,6 +291,8 @@ def em_stats(
         free(Vbuf)
         free(vbuf)
         free(Dloc)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of em_stats")
 
 
 # ---------------------------------------------------------------------------- predictive
@@ -405,12 +412,16 @@ def predict_tasks(
     for t in range(n_tasks):
         nmax = max(nmax, <int> (offsets[t + 1] - offsets[t]))
         nqmax = max(nqmax, <int> (q_offsets[t + 1] - q_offsets[t]))
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         W1 = <floating*> malloc(m * m * sizeof(floating))
         W2 = <floating*> malloc(m * m * sizeof(floating))
         v1 = <floating*> malloc((nmax + m + 1) * sizeof(floating))
         Q = <floating*> malloc((m * nqmax + 1) * sizeof(floating))
         for t in prange(n_tasks, schedule='dynamic', chunksize=16):
+            if W1 == NULL or W2 == NULL or v1 == NULL or Q == NULL:
+                n_failed += 1
+                continue
             off = offsets[t]
             qoff = q_offsets[t]
             n = <int> (offsets[t + 1] - off)
@@ -425,6 +436,8 @@ def predict_tasks(
         free(W2)
         free(v1)
         free(Q)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of predict_tasks")
 
 
 # ---------------------------------------------------------------------------- one task (adapt)
@@ -728,7 +741,7 @@ def grad_design(
     double[::1] logp,                    # OUT (T,) log evidence per task
     int[::1] status,                     # OUT (T,)
 ):
-    """Gradient of each task's log evidence with respect to its design rows (algorithms.md 6.2)."""
+    """Gradient of each task's log evidence with respect to its design rows (docs/derivations.md 6.2)."""
     cdef int m = Phi.shape[1]
     cdef int n_tasks = offsets.shape[0] - 1
     cdef int t, n, nmax = 0
@@ -740,12 +753,16 @@ def grad_design(
     cdef floating s2 = <floating> noise_var
     for t in range(n_tasks):
         nmax = max(nmax, <int> (offsets[t + 1] - offsets[t]))
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         W1 = <floating*> malloc(m * m * sizeof(floating))
         W2 = <floating*> malloc((m * m + 2 * m) * sizeof(floating))
         mt = <floating*> malloc(m * sizeof(floating))
         v1 = <floating*> malloc((nmax + m + 1) * sizeof(floating))
         for t in prange(n_tasks, schedule='dynamic', chunksize=16):
+            if W1 == NULL or W2 == NULL or mt == NULL or v1 == NULL:
+                n_failed += 1
+                continue
             off = offsets[t]
             n = <int> (offsets[t + 1] - off)
             status[t] = _task_grad(
@@ -756,3 +773,5 @@ def grad_design(
         free(W2)
         free(mt)
         free(v1)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of grad_design")

@@ -14,7 +14,7 @@ constant 1.  Everything is computed in double; outputs take the input's dtype.
 """
 
 from libc.math cimport cos, sin
-from libc.stdlib cimport abort, malloc, free
+from libc.stdlib cimport malloc, free
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 
@@ -150,16 +150,20 @@ def fourier_design(
     cdef Py_ssize_t n = X.shape[0], m = Phi.shape[1]
     cdef Py_ssize_t n_blocks = (n + BLOCK - 1) // BLOCK, b, i0, nb
     cdef double* tile
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         tile = <double*> malloc(m * BLOCK * sizeof(double) + sizeof(double))
-        if tile == NULL:
-            abort()
         for b in prange(n_blocks, schedule="static"):
+            if tile == NULL:
+                n_failed += 1
+                continue
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
             _fourier_tile(X, i0, nb, &runs, tile, NULL, NULL)
             tile_to_rows(tile, m, i0, nb, Phi)
         free(tile)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of fourier_design")
 
 
 def fourier_weighted_sum(
@@ -180,16 +184,20 @@ def fourier_weighted_sum(
     cdef Py_ssize_t n = X.shape[0], m = W.shape[0]
     cdef Py_ssize_t n_blocks = (n + BLOCK - 1) // BLOCK, b, i0, nb
     cdef double* tile
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         tile = <double*> malloc(m * BLOCK * sizeof(double) + sizeof(double))
-        if tile == NULL:
-            abort()
         for b in prange(n_blocks, schedule="static"):
+            if tile == NULL:
+                n_failed += 1
+                continue
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
             _fourier_tile(X, i0, nb, &runs, tile, NULL, NULL)
             tile_dot_weights(tile, m, i0, nb, W, out)
         free(tile)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of fourier_weighted_sum")
 
 
 def fourier_weighted_sum_1(
@@ -210,17 +218,21 @@ def fourier_weighted_sum_1(
     cdef Py_ssize_t n = X.shape[0]
     cdef Py_ssize_t n_blocks = (n + BLOCK - 1) // BLOCK, b, i0, nb, r
     cdef double* acc
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         acc = <double*> malloc(BLOCK * sizeof(double))
-        if acc == NULL:
-            abort()
         for b in prange(n_blocks, schedule="static"):
+            if acc == NULL:
+                n_failed += 1
+                continue
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
             _fourier_tile(X, i0, nb, &runs, NULL, &w[0], acc)
             for r in range(nb):
                 out[i0 + r] = <floating> acc[r]
         free(acc)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of fourier_weighted_sum_1")
 
 
 def fourier_weighted_sum_tasks(
@@ -242,16 +254,20 @@ def fourier_weighted_sum_tasks(
     cdef Py_ssize_t n = X.shape[0], m = W.shape[1]
     cdef Py_ssize_t n_blocks = (n + BLOCK - 1) // BLOCK, b, i0, nb
     cdef double* tile
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         tile = <double*> malloc(m * BLOCK * sizeof(double) + sizeof(double))
-        if tile == NULL:
-            abort()
         for b in prange(n_blocks, schedule="static"):
+            if tile == NULL:
+                n_failed += 1
+                continue
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
             _fourier_tile(X, i0, nb, &runs, tile, NULL, NULL)
             tile_dot_task_weights(tile, m, i0, nb, &offsets[0], W, out)
         free(tile)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of fourier_weighted_sum_tasks")
 
 
 def fourier_frequency_grad(
@@ -280,11 +296,13 @@ def fourier_frequency_grad(
     cdef Py_ssize_t n_chunks = partial.shape[0], ch, b, i0, nb, q, k, r, cc, j
     cdef double acc, x
     cdef double* tile
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         tile = <double*> malloc(m * BLOCK * sizeof(double) + sizeof(double))
-        if tile == NULL:
-            abort()
         for ch in prange(n_chunks, schedule="static"):
+            if tile == NULL:
+                n_failed += 1
+                continue
             for b in range(ch * CHUNK_BLOCKS, min((ch + 1) * CHUNK_BLOCKS, n_blocks)):
                 i0 = b * BLOCK
                 nb = min(<Py_ssize_t> BLOCK, n - i0)
@@ -307,6 +325,8 @@ def fourier_frequency_grad(
                                     (runs.f0[q] + k * runs.df[q]) * x)
                         partial[ch, run_first[q] + k] += acc
         free(tile)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of fourier_frequency_grad")
 
 
 ROWS_PER_CHUNK = BLOCK * CHUNK_BLOCKS  # rows per partial sum of fourier_frequency_grad

@@ -16,7 +16,7 @@ recurrence is |k|_1 (small for a total-degree lattice), so no re-seeding is need
 """
 
 from libc.math cimport cos, sin
-from libc.stdlib cimport abort, malloc, free
+from libc.stdlib cimport malloc, free
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 
@@ -114,16 +114,20 @@ def lattice_design(
                                 constant)
     cdef Py_ssize_t n = X.shape[0], n_blocks = (n + BLOCK - 1) // BLOCK, b, i0, nb
     cdef double* tile
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         tile = <double*> malloc(_scratch_size(&lat) * sizeof(double))
-        if tile == NULL:
-            abort()
         for b in prange(n_blocks, schedule="static"):
+            if tile == NULL:
+                n_failed += 1
+                continue
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
             _lattice_tile(X, i0, nb, &lat, tile)
             tile_to_rows(tile, lat.m, i0, nb, Phi)
         free(tile)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of lattice_design")
 
 
 def lattice_weighted_sum(
@@ -143,16 +147,20 @@ def lattice_weighted_sum(
                                 constant)
     cdef Py_ssize_t n = X.shape[0], n_blocks = (n + BLOCK - 1) // BLOCK, b, i0, nb
     cdef double* tile
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         tile = <double*> malloc(_scratch_size(&lat) * sizeof(double))
-        if tile == NULL:
-            abort()
         for b in prange(n_blocks, schedule="static"):
+            if tile == NULL:
+                n_failed += 1
+                continue
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
             _lattice_tile(X, i0, nb, &lat, tile)
             tile_dot_weights(tile, lat.m, i0, nb, W, out)
         free(tile)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of lattice_weighted_sum")
 
 
 def lattice_weighted_sum_tasks(
@@ -173,16 +181,20 @@ def lattice_weighted_sum_tasks(
                                 constant)
     cdef Py_ssize_t n = X.shape[0], n_blocks = (n + BLOCK - 1) // BLOCK, b, i0, nb
     cdef double* tile
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         tile = <double*> malloc(_scratch_size(&lat) * sizeof(double))
-        if tile == NULL:
-            abort()
         for b in prange(n_blocks, schedule="static"):
+            if tile == NULL:
+                n_failed += 1
+                continue
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
             _lattice_tile(X, i0, nb, &lat, tile)
             tile_dot_task_weights(tile, lat.m, i0, nb, &offsets[0], W, out)
         free(tile)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of lattice_weighted_sum_tasks")
 
 
 def lattice_base_grad(
@@ -210,11 +222,13 @@ def lattice_base_grad(
     cdef Py_ssize_t c0 = 1 if constant else 0
     cdef double acc, gs
     cdef double* tile
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         tile = <double*> malloc(_scratch_size(&lat) * sizeof(double))
-        if tile == NULL:
-            abort()
         for ch in prange(n_chunks, schedule="static"):
+            if tile == NULL:
+                n_failed += 1
+                continue
             for b in range(ch * CHUNK_BLOCKS, min((ch + 1) * CHUNK_BLOCKS, n_blocks)):
                 i0 = b * BLOCK
                 nb = min(<Py_ssize_t> BLOCK, n - i0)
@@ -231,3 +245,5 @@ def lattice_base_grad(
                                                         - G[i0 + r, col] * tile[(col + 1) * BLOCK + r])
                         partial[ch, j] += K[q, j] * acc
         free(tile)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of lattice_base_grad")

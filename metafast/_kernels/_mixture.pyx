@@ -186,6 +186,7 @@ def em_step(
     n_max = max(n_max, 1)
     chunk_rows = max(chunk_rows, 1)
     rows_max = max(chunk_rows, n_max) + n_max    # a chunk stops once it reaches chunk_rows
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         At_all = <floating*> malloc(n_comp * m * rows_max * sizeof(floating))
         Cm_all = <floating*> malloc(n_comp * n_max * n_max * sizeof(floating))
@@ -198,6 +199,10 @@ def em_step(
         n_uc = <int*> malloc(n_comp * sizeof(int))
         ll = <double*> malloc(n_comp * sizeof(double))
         for b in prange(n_blocks, schedule="dynamic"):
+            if (At_all == NULL or Cm_all == NULL or z_all == NULL or a == NULL or Cinv == NULL or Xs == NULL
+                    or Us == NULL or n_xc == NULL or n_uc == NULL or ll == NULL):
+                n_failed += 1
+                continue
             noise = 0.0
             t0 = <int> block_offsets[b]
             while t0 < block_offsets[b + 1]:
@@ -267,6 +272,8 @@ def em_step(
         free(n_xc)
         free(n_uc)
         free(ll)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of em_step")
 
 
 def posterior(
@@ -302,6 +309,7 @@ def posterior(
     for t in range(n_tasks):
         n_max = max(n_max, <int> (offsets[t + 1] - offsets[t]))
     n_max = max(n_max, 1)
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         At = <floating*> malloc(m * n_max * sizeof(floating))
         Cm = <floating*> malloc(n_max * n_max * sizeof(floating))
@@ -310,6 +318,10 @@ def posterior(
         Z = <floating*> malloc(m * n_max * sizeof(floating))
         ll = <double*> malloc(n_comp * sizeof(double))
         for t in prange(n_tasks, schedule="dynamic"):
+            if (At == NULL or Cm == NULL or z == NULL or v == NULL
+                    or Z == NULL or ll == NULL):
+                n_failed += 1
+                continue
             start = offsets[t]
             n = <int> (offsets[t + 1] - start)
             worst = 0
@@ -361,6 +373,8 @@ def posterior(
         free(v)
         free(Z)
         free(ll)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of posterior")
 
 
 cdef void _symmetrise_upper(int m, floating* S) noexcept nogil:
@@ -407,6 +421,7 @@ def predict(
         n_max = max(n_max, <int> (s_offsets[t + 1] - s_offsets[t]))
     n_max = max(n_max, 1)
     row_block = max(row_block, 1)
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         At = <floating*> malloc(m * n_max * sizeof(floating))
         Cm = <floating*> malloc(n_max * n_max * sizeof(floating))
@@ -417,6 +432,10 @@ def predict(
         K = <floating*> malloc(n_max * row_block * sizeof(floating))
         ll = <double*> malloc(n_comp * sizeof(double))
         for t in prange(n_tasks, schedule="dynamic"):
+            if (At == NULL or Cm == NULL or z == NULL or v == NULL or mt == NULL
+                    or Qt == NULL or K == NULL or ll == NULL):
+                n_failed += 1
+                continue
             start = s_offsets[t]
             n = <int> (s_offsets[t + 1] - start)
             qstart = q_offsets[t]
@@ -477,3 +496,5 @@ def predict(
         free(Qt)
         free(K)
         free(ll)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of predict")

@@ -12,7 +12,7 @@ entry set to 0: one multiply per column.  Derivatives use the differentiated rec
 P'_{k+1} = a_k (P_k + u P'_k) - b_k P'_{k-1}.
 """
 
-from libc.stdlib cimport abort, malloc, free
+from libc.stdlib cimport malloc, free
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 
@@ -171,16 +171,20 @@ def polynomial_design(
     cdef Poly p = _poly(shift, inv_scale, parent, fdim, fdeg, nz_ptr, nz_dim, nz_deg, D, kind)
     cdef Py_ssize_t n = X.shape[0], n_blocks = (n + BLOCK - 1) // BLOCK, b, i0, nb
     cdef double* scratch
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         scratch = <double*> malloc(_scratch_size(&p) * sizeof(double))
-        if scratch == NULL:
-            abort()
         for b in prange(n_blocks, schedule="static"):
+            if scratch == NULL:
+                n_failed += 1
+                continue
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
             _poly_tile(X, i0, nb, &p, scratch, False)
             tile_to_rows(scratch, p.m, i0, nb, Phi)
         free(scratch)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of polynomial_design")
 
 
 def polynomial_weighted_sum(
@@ -203,16 +207,20 @@ def polynomial_weighted_sum(
     cdef Poly p = _poly(shift, inv_scale, parent, fdim, fdeg, nz_ptr, nz_dim, nz_deg, D, kind)
     cdef Py_ssize_t n = X.shape[0], n_blocks = (n + BLOCK - 1) // BLOCK, b, i0, nb
     cdef double* scratch
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         scratch = <double*> malloc(_scratch_size(&p) * sizeof(double))
-        if scratch == NULL:
-            abort()
         for b in prange(n_blocks, schedule="static"):
+            if scratch == NULL:
+                n_failed += 1
+                continue
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
             _poly_tile(X, i0, nb, &p, scratch, False)
             tile_dot_weights(scratch, p.m, i0, nb, W, out)
         free(scratch)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of polynomial_weighted_sum")
 
 
 def polynomial_weighted_sum_tasks(
@@ -236,16 +244,20 @@ def polynomial_weighted_sum_tasks(
     cdef Poly p = _poly(shift, inv_scale, parent, fdim, fdeg, nz_ptr, nz_dim, nz_deg, D, kind)
     cdef Py_ssize_t n = X.shape[0], n_blocks = (n + BLOCK - 1) // BLOCK, b, i0, nb
     cdef double* scratch
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         scratch = <double*> malloc(_scratch_size(&p) * sizeof(double))
-        if scratch == NULL:
-            abort()
         for b in prange(n_blocks, schedule="static"):
+            if scratch == NULL:
+                n_failed += 1
+                continue
             i0 = b * BLOCK
             nb = min(<Py_ssize_t> BLOCK, n - i0)
             _poly_tile(X, i0, nb, &p, scratch, False)
             tile_dot_task_weights(scratch, p.m, i0, nb, &offsets[0], W, out)
         free(scratch)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of polynomial_weighted_sum_tasks")
 
 
 cdef void _domain_grad_block(const floating[:, ::1] G, Py_ssize_t i0, Py_ssize_t nb,
@@ -300,14 +312,18 @@ def polynomial_domain_grad(
     cdef Py_ssize_t n = X.shape[0], n_blocks = (n + BLOCK - 1) // BLOCK
     cdef Py_ssize_t n_chunks = partial.shape[0], ch, b, i0, nb
     cdef double* scratch
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         scratch = <double*> malloc(_scratch_size(&p) * sizeof(double))
-        if scratch == NULL:
-            abort()
         for ch in prange(n_chunks, schedule="static"):
+            if scratch == NULL:
+                n_failed += 1
+                continue
             for b in range(ch * CHUNK_BLOCKS, min((ch + 1) * CHUNK_BLOCKS, n_blocks)):
                 i0 = b * BLOCK
                 nb = min(<Py_ssize_t> BLOCK, n - i0)
                 _poly_tile(X, i0, nb, &p, scratch, True)
                 _domain_grad_block(G, i0, nb, &p, scratch, &partial[ch, 0])
         free(scratch)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of polynomial_domain_grad")

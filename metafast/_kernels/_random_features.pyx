@@ -85,22 +85,24 @@ def proj_weighted_sum(
     if m == 0:
         out[:, :] = 0
         return
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         scratch = <floating *> malloc(sizeof(floating) * SUM_ROWS * (d + 1 + k))
-        if scratch != NULL:
-            for blk in prange(n_blocks, schedule="static"):
-                r0 = blk * SUM_ROWS
-                nr = min(SUM_ROWS, n - r0)
-                if floating is double:
-                    mf_proj_wsum_rows_d(&X[r0, 0], nr, d, &Om[0, 0], &b[0], m, act, scale,
-                                        &W[0, 0], k, &out[r0, 0], scratch)
-                else:
-                    mf_proj_wsum_rows_f(&X[r0, 0], nr, d, &Om[0, 0], &b[0], m, act,
-                                        <float> scale, &W[0, 0], k, &out[r0, 0], scratch)
-            free(scratch)
-        else:
-            with gil:
-                raise MemoryError("proj_weighted_sum: could not allocate thread scratch")
+        for blk in prange(n_blocks, schedule="static"):
+            if scratch == NULL:
+                n_failed += 1
+                continue
+            r0 = blk * SUM_ROWS
+            nr = min(SUM_ROWS, n - r0)
+            if floating is double:
+                mf_proj_wsum_rows_d(&X[r0, 0], nr, d, &Om[0, 0], &b[0], m, act, scale,
+                                    &W[0, 0], k, &out[r0, 0], scratch)
+            else:
+                mf_proj_wsum_rows_f(&X[r0, 0], nr, d, &Om[0, 0], &b[0], m, act,
+                                    <float> scale, &W[0, 0], k, &out[r0, 0], scratch)
+        free(scratch)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of proj_weighted_sum")
 
 
 def proj_weighted_sum_tasks(
@@ -126,24 +128,26 @@ def proj_weighted_sum_tasks(
     if m == 0:
         out[:] = 0
         return
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         scratch = <floating *> malloc(sizeof(floating) * SUM_ROWS * (d + 2))
-        if scratch != NULL:
-            for s in prange(n_seg, schedule="static"):
-                r0 = seg_start[s]
-                nr = seg_stop[s] - r0
-                t = seg_task[s]
-                if nr > 0:
-                    if floating is double:
-                        mf_proj_wsum_rows_d(&X[r0, 0], nr, d, &Om[0, 0], &b[0], m, act, scale,
-                                            &W[t, 0], 1, &out[r0], scratch)
-                    else:
-                        mf_proj_wsum_rows_f(&X[r0, 0], nr, d, &Om[0, 0], &b[0], m, act,
-                                            <float> scale, &W[t, 0], 1, &out[r0], scratch)
-            free(scratch)
-        else:
-            with gil:
-                raise MemoryError("proj_weighted_sum_tasks: could not allocate thread scratch")
+        for s in prange(n_seg, schedule="static"):
+            if scratch == NULL:
+                n_failed += 1
+                continue
+            r0 = seg_start[s]
+            nr = seg_stop[s] - r0
+            t = seg_task[s]
+            if nr > 0:
+                if floating is double:
+                    mf_proj_wsum_rows_d(&X[r0, 0], nr, d, &Om[0, 0], &b[0], m, act, scale,
+                                        &W[t, 0], 1, &out[r0], scratch)
+                else:
+                    mf_proj_wsum_rows_f(&X[r0, 0], nr, d, &Om[0, 0], &b[0], m, act,
+                                        <float> scale, &W[t, 0], 1, &out[r0], scratch)
+        free(scratch)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of proj_weighted_sum_tasks")
 
 
 def rff_vjp(
@@ -165,17 +169,19 @@ def rff_vjp(
     if n == 0:
         grad[:, :] = 0
         return
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         scratch = <floating *> malloc(sizeof(floating) * VJP_ROWS * (2 + d))
-        if scratch != NULL:
-            for j in prange(m, schedule="static"):
-                if floating is double:
-                    mf_rff_vjp_feature_d(&Xt[0, 0], n, d, &G[0, 0], m, j, &Om[j, 0], b[j], scale,
-                                         &grad[j, 0], scratch, VJP_ROWS)
-                else:
-                    mf_rff_vjp_feature_f(&Xt[0, 0], n, d, &G[0, 0], m, j, &Om[j, 0], b[j],
-                                         <float> scale, &grad[j, 0], scratch, VJP_ROWS)
-            free(scratch)
-        else:
-            with gil:
-                raise MemoryError("rff_vjp: could not allocate thread scratch")
+        for j in prange(m, schedule="static"):
+            if scratch == NULL:
+                n_failed += 1
+                continue
+            if floating is double:
+                mf_rff_vjp_feature_d(&Xt[0, 0], n, d, &G[0, 0], m, j, &Om[j, 0], b[j], scale,
+                                     &grad[j, 0], scratch, VJP_ROWS)
+            else:
+                mf_rff_vjp_feature_f(&Xt[0, 0], n, d, &G[0, 0], m, j, &Om[j, 0], b[j],
+                                     <float> scale, &grad[j, 0], scratch, VJP_ROWS)
+        free(scratch)
+    if n_failed:
+        raise MemoryError("metafast: could not allocate the per-thread scratch of rff_vjp")

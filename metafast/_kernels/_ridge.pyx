@@ -25,7 +25,6 @@ from metafast._kernels._linalg cimport dot, gemv, gemm, syrk, trsm, potrf, potrs
 
 import numpy as np
 
-cdef int _NO_MEMORY = 1 << 28  # added to the retry count when a thread's scratch malloc fails
 
 
 cdef inline void _scaled_design(int n, int m, const floating* Phi, const floating* s,
@@ -303,6 +302,7 @@ def solve_tasks(
     cdef Py_ssize_t wsize = 2 * nmax * m + big * big + 4 * nmax + 2 * m + 1
     cdef bint want_loo = loo.shape[0] > 0
     cdef int retries = 0, n
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     cdef floating* work
     cdef floating* loo_ptr
     if T == 0:
@@ -311,7 +311,7 @@ def solve_tasks(
         work = <floating*> malloc(wsize * sizeof(floating))
         for t in prange(T, schedule='static'):
             if work == NULL:
-                retries += _NO_MEMORY
+                n_failed += 1
                 continue
             n = <int> (offsets[t + 1] - offsets[t])
             loo_ptr = &loo[offsets[t]] if (want_loo and n > 0) else NULL
@@ -319,7 +319,7 @@ def solve_tasks(
                                   &y[offsets[t]] if n > 0 else NULL, &h[0], &s[0],
                                   <floating> lam, &W[t, 0], loo_ptr, work)
         free(work)
-    if retries >= _NO_MEMORY:
+    if n_failed:
         raise MemoryError("metafast: could not allocate the per-thread scratch of solve_tasks")
     return retries
 
@@ -501,6 +501,7 @@ def meta_stats(
     cdef Py_ssize_t wsize = nmax * m + big * big + 2 * m * m + 2 * (nmax + m) + 1
     cdef Py_ssize_t slot = 2 * m * m + 2 * m + 1
     cdef int retries = 0, n, rows
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     cdef floating* work
     cdef floating* acc
     cdef floating* rowbuf
@@ -516,7 +517,7 @@ def meta_stats(
                 rows = <int> (offsets[t1] - offsets[t0])
                 rowbuf = <floating*> malloc((2 * rows * m + 2 * rows + 1) * sizeof(floating))
                 if work == NULL or rowbuf == NULL:
-                    retries += _NO_MEMORY
+                    n_failed += 1
                     free(rowbuf)
                     continue
                 acc = &slots[blk, 0]
@@ -536,7 +537,7 @@ def meta_stats(
                                  acc + m * m + m, True)
                 free(rowbuf)
             free(work)
-    if retries >= _NO_MEMORY:
+    if n_failed:
         raise MemoryError("metafast: could not allocate the scratch of meta_stats")
     total = _block_total(slots_arr, nb)
     np.asarray(M)[...] = _symmetric(total[:m * m], m)
@@ -551,7 +552,7 @@ def meta_stats(
 cdef int _split_one(int n, int m, int nq, const floating* Phi, const floating* y,
                     const floating* Phiq, const floating* yq, const floating* s, floating lam,
                     floating* Mq, floating* zq, floating* work) noexcept nogil:
-    """Rows of one task's transfer-risk least-squares problem (algorithms.md 1.2):
+    """Rows of one task's transfer-risk least-squares problem (docs/derivations.md 1.2):
     Mq = Phi_q A_t / sqrt(n_q), zq = (y_q - Phi_q c_t) / sqrt(n_q), where w_t(h) = A_t h + c_t, so
     the task's query MSE at h is ||Mq h - zq||^2.  Dual form:  Phi_q A_t = Phi_q - Bw Z,
     Phi_q c_t = Bw zy, with Z = L^{-1} Phi, zy = L^{-1} y, Bw^T = L^{-1} Phi D Phi_q^T.
@@ -615,6 +616,7 @@ def split_stats(
     cdef Py_ssize_t wsize = 2 * nmax * m + nmax * nmax + nmax * nqmax + nmax + 1
     cdef Py_ssize_t slot = m * m + m + 1
     cdef int retries = 0, n, nq, rows
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     cdef floating* work
     cdef floating* acc
     cdef floating* rowbuf
@@ -630,7 +632,7 @@ def split_stats(
                 rows = <int> (q_offsets[t1] - q_offsets[t0])
                 rowbuf = <floating*> malloc((rows * m + rows + 1) * sizeof(floating))
                 if work == NULL or rowbuf == NULL:
-                    retries += _NO_MEMORY
+                    n_failed += 1
                     free(rowbuf)
                     continue
                 acc = &slots[blk, 0]
@@ -646,7 +648,7 @@ def split_stats(
                 _reduce_rows(rows, <int> m, rowbuf, rowbuf + rows * m, acc, True)
                 free(rowbuf)
             free(work)
-    if retries >= _NO_MEMORY:
+    if n_failed:
         raise MemoryError("metafast: could not allocate the scratch of split_stats")
     total = _block_total(slots_arr, nb)
     np.asarray(A)[...] = _symmetric(total[:m * m], m)
@@ -752,6 +754,7 @@ def heldout_grad(
     cdef Py_ssize_t nmax = _max_size(offsets), nqmax = _max_size(q_offsets)
     cdef Py_ssize_t wsize = nmax * m + nmax * nmax + 4 * nmax + 4 * m + nqmax + 1
     cdef int retries = 0, n, nq
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     cdef floating* work
     if T == 0:
         return 0
@@ -759,7 +762,7 @@ def heldout_grad(
         work = <floating*> malloc(wsize * sizeof(floating))
         for t in prange(T, schedule='static'):
             if work == NULL:
-                retries += _NO_MEMORY
+                n_failed += 1
                 continue
             n = <int> (offsets[t + 1] - offsets[t])
             nq = <int> (q_offsets[t + 1] - q_offsets[t])
@@ -774,7 +777,7 @@ def heldout_grad(
                 &G[offsets[t], 0] if n > 0 else NULL, &G_q[q_offsets[t], 0], &loss[t],
                 &dlam[t], &dh[t, 0], work)
         free(work)
-    if retries >= _NO_MEMORY:
+    if n_failed:
         raise MemoryError("metafast: could not allocate the per-thread scratch of heldout_grad")
     return retries
 
@@ -849,6 +852,7 @@ def loo_grad(
     cdef Py_ssize_t nmax = _max_size(offsets)
     cdef Py_ssize_t wsize = nmax * m + 3 * nmax * nmax + 5 * nmax + m + 1
     cdef int retries = 0, n
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     cdef floating* work
     if T == 0:
         return 0
@@ -856,7 +860,7 @@ def loo_grad(
         work = <floating*> malloc(wsize * sizeof(floating))
         for t in prange(T, schedule='static'):
             if work == NULL:
-                retries += _NO_MEMORY
+                n_failed += 1
                 continue
             n = <int> (offsets[t + 1] - offsets[t])
             if n == 0:
@@ -867,7 +871,7 @@ def loo_grad(
                                      &s[0], <floating> lam, <floating> scale,
                                      &G[offsets[t], 0], &loss[t], &dlam[t], &dh[t, 0], work)
         free(work)
-    if retries >= _NO_MEMORY:
+    if n_failed:
         raise MemoryError("metafast: could not allocate the per-thread scratch of loo_grad")
     return retries
 
@@ -885,11 +889,12 @@ def envelope_grad(
     int n_threads=1,
 ):
     """The GLS / Moreau-envelope objective of every task and its gradient in the diagonal metric
-    (algorithms.md 1.5).  Returns the jitter retries."""
+    (docs/derivations.md 1.5).  Returns the jitter retries."""
     cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1], t, j
     cdef Py_ssize_t nmax = _max_size(offsets)
     cdef Py_ssize_t wsize = nmax * m + nmax * nmax + 2 * nmax + m + 1
     cdef int retries = 0, n
+    cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     cdef floating* work
     cdef floating* Psi
     cdef floating* L
@@ -902,7 +907,7 @@ def envelope_grad(
         work = <floating*> malloc(wsize * sizeof(floating))
         for t in prange(T, schedule='static'):
             if work == NULL:
-                retries += _NO_MEMORY
+                n_failed += 1
                 continue
             n = <int> (offsets[t + 1] - offsets[t])
             if n == 0:
@@ -925,6 +930,6 @@ def envelope_grad(
             for j in range(m):
                 dd[t, j] = -pg[j] * pg[j]
         free(work)
-    if retries >= _NO_MEMORY:
+    if n_failed:
         raise MemoryError("metafast: could not allocate the per-thread scratch of envelope_grad")
     return retries

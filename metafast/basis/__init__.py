@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from metafast.basis._base import BasisFamily
+from metafast.basis._base import BasisFamily, check_family_factory
 from metafast.basis.sklearn_wrapper import SklearnBasis, as_basis
 from metafast.basis.subset import ColumnSubset, restrict
 from metafast.basis.union import Union, union
+from metafast.plugins import basis_registry, set_validator
+
+set_validator("basis family", check_family_factory)
 
 
 def available() -> list[str]:
     """Sorted names of every registered basis family (built-in and plugins)."""
-    from metafast.plugins import basis_registry
-
     return basis_registry().names()
 
 
@@ -21,8 +22,6 @@ def make(name: str, **params) -> BasisFamily:
     An unknown name raises an error listing close matches; parameters the family does not
     accept raise a TypeError listing the ones it does; the family's own checks run as usual.
     """
-    from metafast.plugins import basis_registry
-
     registry = basis_registry()
     family = registry.call(name, **params)
     if not isinstance(family, BasisFamily):

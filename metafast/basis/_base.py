@@ -247,3 +247,22 @@ def _check_offsets(offsets: Any, n_rows: int) -> np.ndarray:
         )
     return off
 
+
+def check_family_factory(obj: Any) -> None:
+    """What the plugin registry accepts as a basis family: a BasisFamily subclass implementing
+    ``design``, or a factory returning one (raises TypeError naming the problem)."""
+    if isinstance(obj, type):
+        if not issubclass(obj, BasisFamily):
+            raise TypeError(
+                f"the class {obj.__module__}.{obj.__qualname__} is not a subclass of "
+                "metafast.basis.BasisFamily"
+            )
+        if obj.design is BasisFamily.design:
+            raise TypeError(f"{obj.__qualname__} does not implement design(X)")
+    elif isinstance(obj, BasisFamily):
+        raise TypeError(
+            f"got an instance of {type(obj).__qualname__}; register the class (or a factory) "
+            "so that make() can build a new family with the user's parameters"
+        )
+    elif not callable(obj):
+        raise TypeError(f"got a {type(obj).__name__}, neither a BasisFamily subclass nor a factory")

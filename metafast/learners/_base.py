@@ -152,7 +152,8 @@ def query_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray | None, offse
         out[key + "_ci95"] = float(1.96 * sem)
 
     if not (np.isfinite(y).all() and np.isfinite(mean).all() and (std is None or np.isfinite(std).all())):
-        raise FloatingPointError("non-finite query targets or predictions: nothing reliable to score")
+        raise FloatingPointError("non-finite mse: the query targets or the predictions hold NaN or inf; "
+                                 "nothing reliable to score")
     resid = y - mean
     out: dict[str, float] = {"n_tasks": n_tasks}
     summarise(per_task_mean(resid**2, offsets), "mse", out)

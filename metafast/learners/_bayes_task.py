@@ -9,11 +9,13 @@ posterior as conditioning on all points at once (ALPaCA's recursive form, docs/d
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.exceptions import NotFittedError
+from sklearn.base import clone
+from sklearn.exceptions import DataConversionWarning, NotFittedError
 
 from metafast._kernels import _bayes
 from metafast._pickle import VersionTagged
@@ -50,6 +52,17 @@ def gaussian_condition(Phi: np.ndarray, y: np.ndarray, mean: np.ndarray, cov: np
     return new_mean, new_cov
 
 
+def check_task_y(y, n: int, estimator: str) -> np.ndarray:
+    """A per-task regressor's targets: the scikit-learn conventions for y=None (an error saying
+    y is required) and a column vector (flattened with a DataConversionWarning), then check_y."""
+    if y is None:
+        raise ValueError(f"{estimator} requires y to be passed, but the target y is None")
+    if getattr(y, "ndim", None) == 2 and y.shape[1:] == (1,):
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it is flattened",
+                      DataConversionWarning, stacklevel=3)
+    return check_y(y, "y", n_samples=n)
+
+
 def as_f64(A: np.ndarray) -> np.ndarray:
     """A as a C-contiguous float64 array (no copy when it already is one)."""
     return A if (A.dtype == np.float64 and A.flags.c_contiguous) else np.ascontiguousarray(A, dtype=np.float64)
@@ -69,8 +82,9 @@ class BayesTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    basis : fitted BasisFamily
-        The meta-learned basis (kept as given; ``clone`` copies it fitted).
+    basis : BasisFamily
+        The meta-learned basis (kept as given; ``clone`` copies it fitted).  An unfitted basis
+        is first fitted on X, as in a Pipeline; the basis in use is ``basis_``.
     prior_mean : (m,) array
     prior_covariance : (m, m) array
     noise_var : float
@@ -98,9 +112,7 @@ class BayesTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ helpers
     def _prior(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.basis is None or not self.basis.__sklearn_is_fitted__():
-            raise ValueError("parameter 'basis' must be a fitted BasisFamily (as MetaBayes.adapt passes it)")
-        m = self.basis.n_basis
+        m = self.basis_.n_basis
         mean = np.zeros(m) if self.prior_mean is None else np.asarray(self.prior_mean, dtype=np.float64)
         cov = np.eye(m) if self.prior_covariance is None else np.asarray(self.prior_covariance, dtype=np.float64)
         if mean.shape != (m,) or cov.shape != (m, m):
@@ -114,7 +126,7 @@ class BayesTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
 
     def _design(self, X) -> np.ndarray:
         # the basis validates X (2-D, numeric, finite, its number of features) in design()
-        return as_f64(self.basis.design(X))
+        return as_f64(self.basis_.design(X))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
@@ -123,12 +135,15 @@ class BayesTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ API
     def fit(self, X, y) -> "BayesTaskRegressor":
         """Condition the prior on (X, y); X may have zero rows (the posterior is then the prior)."""
+        if not hasattr(self.basis, "__sklearn_is_fitted__"):
+            raise TypeError(f"parameter 'basis' must be a metafast BasisFamily; got {type(self.basis).__name__}")
+        self.basis_ = self.basis if self.basis.__sklearn_is_fitted__() else clone(self.basis).fit(X)
         mean, cov = self._prior()
         self.noise_var_ = check_positive_float(self.noise_var, "noise_var")
         Phi = self._design(X)
-        yc = check_y(y, "y", n_samples=Phi.shape[0])
+        yc = check_task_y(y, Phi.shape[0], type(self).__name__)
         self.coef_, self.covariance_ = gaussian_condition(Phi, yc, mean, cov, self.noise_var_)
-        self.n_features_in_ = self.basis.n_features_in_
+        self.n_features_in_ = self.basis_.n_features_in_
         self.n_samples_seen_ = int(Phi.shape[0])
         return self
 
@@ -138,6 +153,7 @@ class BayesTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
         The caller guarantees what ``fit`` would check: a fitted basis and a prior of the right
         shapes whose posterior after ``n_samples`` points is N(coef, covariance).
         """
+        self.basis_ = self.basis
         self.coef_ = coef
         self.covariance_ = covariance
         self.noise_var_ = float(self.noise_var)

@@ -42,7 +42,7 @@ from threadpoolctl import ThreadpoolController
 
 from metafast._kernels import _mixture as _k
 from metafast._pickle import VersionTagged
-from metafast.learners._bayes_task import gaussian_condition
+from metafast.learners._bayes_task import check_task_y, gaussian_condition
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
 from metafast.parallel import effective_n_threads
 
@@ -621,7 +621,7 @@ class MixtureTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
         if self.basis is None or not getattr(self.basis, "__sklearn_is_fitted__", lambda: False)():
             raise NotFittedError("parameter 'basis' must be the fitted basis family the prior was fitted with")
         X = check_X(X, "X")
-        y = check_y(y, "y", n_samples=X.shape[0])
+        y = check_task_y(y, X.shape[0], type(self).__name__)
         Phi = self._design(X) if X.shape[0] else np.empty((0, self.prior.n_features_in_))
         pr = self.prior
         p = pr._params

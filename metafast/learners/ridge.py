@@ -26,6 +26,7 @@ from metafast._kernels import _ridge
 from metafast._pickle import VersionTagged
 from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
 from metafast.basis._base import BasisFamily
+from metafast.learners._bayes_task import check_task_y
 from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
                                      training_view)
 from metafast._memory import check_allocation
@@ -72,7 +73,8 @@ class BiasedRidgeRegressor(VersionTagged, RegressorMixin, BaseEstimator):
             basis = clone(basis).fit(X)
         self.basis_ = basis
         Phi = _as_f64(basis.design(X))
-        yc = _fast_y(y, Phi.shape[0])
+        yc = _fast_y(y, Phi.shape[0]) if isinstance(y, np.ndarray) and y.ndim == 1 else \
+            check_task_y(y, Phi.shape[0], type(self).__name__)
         h, s = self._prior(Phi.shape[1])
         alpha = check_positive_float(self.alpha, "alpha")
         w = np.empty(Phi.shape[1])

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from metafast._validation import check_positive_int, check_X
-from metafast.tasks._sampling import BlockSampler, resolve_seed
+from metafast.tasks._sampling import BlockSampler
+from metafast.tasks._seeds import resolve_seed
 from metafast.tasks._taskset import TaskSet
 
 _MAX_SORT_CELLS = 4_000_000   # bound on the random-key matrix drawn at once per class

@@ -1,4 +1,5 @@
-"""Saving and loading TaskSets as ``.npz`` files.
+"""Saving and loading TaskSets as ``.npz`` files (the file codec: a leaf module that knows the
+arrays and the header, not the TaskSet class).
 
 The packed arrays are stored as they are (dtype and values exact).  ``info`` (a list of dicts)
 is stored as one JSON string with type tags, so tuples, numpy scalars and numpy arrays come back
@@ -17,7 +18,7 @@ import numpy as np
 FORMAT = "metafast.TaskSet"
 FORMAT_VERSION = 1
 _ZIP_MAGIC = b"PK\x03\x04"
-_ARRAYS = ("X_support", "y_support", "support_offsets", "X_query", "y_query", "query_offsets")
+ARRAYS = ("X_support", "y_support", "support_offsets", "X_query", "y_query", "query_offsets")
 
 
 def _encode(value, where: str):
@@ -76,28 +77,27 @@ def _decode(obj):
     return {k: _decode(v) for k, v in obj.items()}
 
 
-def save_taskset(tasks, path) -> None:
-    """Write ``tasks`` to ``path`` (``.npz`` is appended by numpy when missing)."""
+def save_taskset(path, arrays: dict, infos: list, fields: dict | None = None) -> None:
+    """Write a TaskSet's ``arrays`` (named as ``ARRAYS``), ``infos`` and further JSON header
+    ``fields`` (e.g. the label setting) to ``path`` (``.npz`` is appended by numpy when missing)."""
     info = []
-    for t, d in enumerate(tasks.info):
+    for t, d in enumerate(infos):
         info.append({str(k): _encode(v, f"info key {k!r} of task {t}") for k, v in d.items()})
         for k in d:
             if not isinstance(k, str):
                 raise TypeError(f"info key {k!r} of task {t} is not a string; only string keys can be saved")
-    header = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "info": info,
-                         "label_setting": tasks.label_setting}, allow_nan=False)
-    np.savez(path, header=np.asarray(header), **{a: getattr(tasks, a) for a in _ARRAYS})
+    header = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "info": info, **(fields or {})},
+                        allow_nan=False)
+    np.savez(path, header=np.asarray(header), **{a: arrays[a] for a in ARRAYS})
 
 
-def load_taskset(path):
-    """Read a TaskSet written by :func:`save_taskset`.
+def load_taskset(path) -> tuple[dict, list, dict]:
+    """(arrays, info, further header fields) of a file written by :func:`save_taskset`.
 
     Anything else (not a zip archive, a damaged archive, a header that is not the JSON object
-    ``save`` writes, arrays that do not make a TaskSet) is a ValueError naming the file and the
-    problem; a missing file is FileNotFoundError.
+    ``save`` writes) is a ValueError naming the file and the problem; a missing file is
+    FileNotFoundError.
     """
-    from metafast.tasks._taskset import TaskSet
-
     path = os.fspath(path)
     with open(path, "rb") as fh:          # FileNotFoundError / PermissionError as they are
         magic = fh.read(4)
@@ -105,23 +105,19 @@ def load_taskset(path):
         raise ValueError(f"{path!r} is not a metafast TaskSet file: not an .npz (zip) archive")
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = [a for a in ("header", *_ARRAYS) if a not in data.files]
+            missing = [a for a in ("header", *ARRAYS) if a not in data.files]
             if missing:
                 raise ValueError(f"{path!r} is not a metafast TaskSet file (missing {', '.join(missing)})")
             header = _read_header(path, data["header"])
-            arrays = {a: data[a] for a in _ARRAYS}
+            arrays = {a: data[a] for a in ARRAYS}
     except ValueError as exc:
         if str(exc).startswith(repr(path)):
             raise
         raise ValueError(f"{path!r} is damaged or not a TaskSet file: {exc}") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError) as exc:
         raise ValueError(f"{path!r} is damaged ({type(exc).__name__}: {exc})") from None
-    try:
-        # files written before label settings existed have none: the default applies
-        return TaskSet(**arrays, info=[_decode(d) for d in header["info"]],
-                       label_setting=header.get("label_setting"))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path!r} holds arrays that do not make a TaskSet: {exc}") from None
+    return arrays, [_decode(d) for d in header["info"]], {k: v for k, v in header.items()
+                                                         if k not in ("format", "version", "info")}
 
 
 def _read_header(path: str, raw: np.ndarray) -> dict:

@@ -20,23 +20,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from metafast.tasks._taskset import TaskSet
+
 BLOCK_SIZE = 256
 _TASK_STREAM, _POINT_STREAM = 0, 1
-
-
-def resolve_seed(seed: Any) -> int:
-    """An integer seed: int >= 0 as is, None -> fresh OS entropy, a Generator -> one draw from it."""
-    if seed is None:
-        return int(np.random.SeedSequence().entropy)
-    if isinstance(seed, np.random.Generator):
-        return int(seed.integers(0, 2**63 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(
-            f"parameter 'seed' must be a non-negative integer, None or a numpy Generator; got {seed!r}"
-        )
-    if seed < 0:
-        raise ValueError(f"parameter 'seed' must be >= 0; got {seed}")
-    return int(seed)
 
 
 def block_rngs(seed: int, block: int, pass_index: int = 0) -> tuple[np.random.Generator, np.random.Generator]:
@@ -69,8 +56,6 @@ class BlockSampler:
         ``cache`` (a dict owned by the caller) keeps the last block drawn, so consecutive small
         chunks of one block do not redraw it.
         """
-        from metafast.tasks._taskset import TaskSet
-
         if not 0 <= start < stop:
             raise ValueError(f"empty or negative task range [{start}, {stop})")
         parts = []
@@ -99,8 +84,6 @@ class BlockSampler:
 
 def packed(X: np.ndarray, Y: np.ndarray, n_support: int, info: list[dict]):
     """A TaskSet from equal-size tasks: X (T, n, d), Y (T, n); the first n_support points are the support."""
-    from metafast.tasks._taskset import TaskSet
-
     T, n, d = X.shape
     n_query = n - n_support
     return TaskSet(

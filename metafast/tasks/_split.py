@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from metafast.tasks._sampling import resolve_seed
+from metafast.tasks._seeds import resolve_seed
 
 
 def _part_sizes(n: int, sizes: Sequence[float | int], what: str) -> list[int]:
@@ -35,6 +35,15 @@ def _part_sizes(n: int, sizes: Sequence[float | int], what: str) -> list[int]:
     return counts
 
 
+def split_indices(n: int, sizes: Sequence[float | int] = (0.8, 0.1, 0.1), *, seed: Any = None,
+                  shuffle: bool = True) -> tuple[np.ndarray, ...]:
+    """Disjoint index arrays into ``n`` tasks, one per part of ``sizes`` (see :func:`split_tasks`)."""
+    counts = _part_sizes(n, sizes, "tasks")
+    order = np.random.default_rng(resolve_seed(seed)).permutation(n) if shuffle else np.arange(n)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    return tuple(order[a:b] for a, b in zip(bounds[:-1], bounds[1:]))
+
+
 def split_tasks(tasks, sizes: Sequence[float | int] = (0.8, 0.1, 0.1), *, seed: Any = None,
                 shuffle: bool = True) -> tuple:
     """Disjoint TaskSets by task, e.g. (meta-train, validation, test).
@@ -43,12 +52,7 @@ def split_tasks(tasks, sizes: Sequence[float | int] = (0.8, 0.1, 0.1), *, seed: 
     or task counts.  Tasks are shuffled with ``seed`` first unless ``shuffle=False``; each task
     lands in at most one part, so no task's points appear in two parts.
     """
-    n = len(tasks)
-    counts = _part_sizes(n, sizes, "tasks")
-    order = np.random.default_rng(resolve_seed(seed)).permutation(n) if shuffle else np.arange(n)
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    return tuple(tasks.subset(np.sort(order[a:b]) if not shuffle else order[a:b])
-                 for a, b in zip(bounds[:-1], bounds[1:]))
+    return tuple(tasks.subset(idx) for idx in split_indices(len(tasks), sizes, seed=seed, shuffle=shuffle))
 
 
 def split_classes(classes, sizes: Sequence[float | int] = (0.6, 0.4), *, seed: Any = None,

@@ -23,12 +23,15 @@ Regression TaskSets have ``label_setting = None``.  Slicing, ``all_rows``, ``ast
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from metafast._validation import check_X, check_y
+from metafast.tasks._io import ARRAYS, load_taskset, save_taskset
+from metafast.tasks._split import split_indices
 
 
 @dataclass(eq=False)
@@ -240,9 +243,7 @@ class TaskSet:
         See :func:`metafast.tasks.split_tasks`; every task lands in exactly one part, so no
         task's points leak between parts.
         """
-        from metafast.tasks._split import split_tasks
-
-        return split_tasks(self, sizes, seed=seed, shuffle=shuffle)
+        return tuple(self.subset(idx) for idx in split_indices(len(self), sizes, seed=seed, shuffle=shuffle))
 
     def astype(self, dtype) -> "TaskSet":
         """A copy with X (and float y) in ``dtype`` (float32 or float64); integer labels stay int64."""
@@ -328,16 +329,20 @@ class TaskSet:
         ``info`` values may be None, bool, int, float, str, lists, tuples, dicts with string
         keys, numpy scalars and numpy arrays; anything else raises TypeError before writing.
         """
-        from metafast.tasks._io import save_taskset
-
-        save_taskset(self, path)
+        save_taskset(path, {a: getattr(self, a) for a in ARRAYS}, self.info, {"label_setting": self.label_setting})
 
     @classmethod
     def load(cls, path) -> "TaskSet":
-        """Read a TaskSet written by :meth:`save` (no pickle is ever loaded)."""
-        from metafast.tasks._io import load_taskset
+        """Read a TaskSet written by :meth:`save` (no pickle is ever loaded).
 
-        return load_taskset(path)
+        A file that is not one (not a zip archive, damaged, a header or arrays that do not make a
+        TaskSet) is a ValueError naming the file and the problem."""
+        path = os.fspath(path)
+        arrays, info, fields = load_taskset(path)
+        try:   # files written before label settings existed have none: the default applies
+            return cls(**arrays, info=info, label_setting=fields.get("label_setting"))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path!r} holds arrays that do not make a TaskSet: {exc}") from None
 
     def __repr__(self) -> str:
         return (

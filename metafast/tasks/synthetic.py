@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from metafast._validation import check_positive_float, check_positive_int
-from metafast.tasks._sampling import BlockSampler, packed, resolve_seed
+from metafast.tasks._sampling import BlockSampler, packed
+from metafast.tasks._seeds import resolve_seed
 from metafast.tasks._taskset import TaskSet, _gather_rows
 
 # ---------------------------------------------------------------------------- parameter checks
