@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from metafast._validation import check_positive_int
-from metafast.tasks._sampling import resolve_seed
+from metafast.tasks._seeds import resolve_seed
 from metafast.tasks._taskset import TaskSet, _offsets_from_sizes
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from metafast._validation import check_positive_float, check_positive_int
-from metafast.tasks._sampling import BlockSampler, resolve_seed
+from metafast.tasks._sampling import BlockSampler
+from metafast.tasks._seeds import resolve_seed
 from metafast.tasks._taskset import TaskSet, _check_label_setting
 
 # ---------------------------------------------------------------------------- logistic
