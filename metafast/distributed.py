@@ -65,14 +65,18 @@ def _worker_threads() -> int:
     return int(getattr(state, "nthreads", None) or getattr(worker, "nthreads", 1) or 1)
 
 
-def _build_chunk(make: Callable, args: tuple, train_rows: str, label: str) -> TaskSet:
-    from metafast.learners._base import training_view
+def _training_rows(chunk: TaskSet, train_rows: str) -> TaskSet:
+    """The learners' ``training_view`` (train_rows already checked by the learner), repeated here
+    so that this module, which the learners import, imports none of them."""
+    return chunk.all_rows() if train_rows == "all" else chunk
 
+
+def _build_chunk(make: Callable, args: tuple, train_rows: str, label: str) -> TaskSet:
     try:
         chunk = make(*args)
         if not isinstance(chunk, TaskSet):
             raise TypeError(f"the source returned {type(chunk).__name__}, not a TaskSet")
-        return training_view(chunk, train_rows)
+        return _training_rows(chunk, train_rows)
     except Exception as exc:
         raise ChunkUnavailable(f"training chunk {label} could not be built from its source: "
                                f"{type(exc).__name__}: {exc}") from exc
@@ -161,9 +165,7 @@ class DaskChunks:
         """What an unfitted basis is fitted on, as in process: a TaskSet already on the driver
         whole, else chunk 0 (the only chunk that ever travels back)."""
         if self._whole is not None:
-            from metafast.learners._base import training_view
-
-            return training_view(self._whole, self._train_rows)
+            return _training_rows(self._whole, self._train_rows)
         return self.futures[0].result()
 
     def map_sum(self, fn: Callable, *args):

@@ -302,8 +302,11 @@ def logistic_laplace(
         with nogil, parallel(num_threads=n_threads):
             buf = <floating*> malloc(size * sizeof(floating))
             for t in prange(T, schedule='dynamic'):
-                if _laplace_slot(t, Phi_w, B0, codes, offsets, n_classes, max_iter, tol, warm, want_stats,
-                                 A, G, logq, status, nmax, buf) < 0:
+                if buf == NULL:                 # counted here, raised as MemoryError below
+                    status[t] = -2
+                    n_failed += 1
+                elif _laplace_slot(t, Phi_w, B0, codes, offsets, n_classes, max_iter, tol, warm, want_stats,
+                                   A, G, logq, status, nmax, buf) < 0:
                     n_failed += 1
             free(buf)
     for t in range(T):
