@@ -131,26 +131,27 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                               title=f"metafast demo: few-shot fits on sinusoid test tasks (K={shots})")
     except PlotUnavailable as exc:  # the table is the main result: still a success
         print(f"\nNo plot written: {exc}", file=sys.stderr)
-        return _demo_classification(args) or (1 if results.failed() else 0)
+        return _demo_classification(args, out) or (1 if results.failed() else 0)
     except OSError as exc:
         print(f"\nCould not write the plot to {out}: {exc}", file=sys.stderr)
         return 1
     print(f"\nPlot of 4 test tasks (support points, true curve, predictive means and 90% bands): {path}")
-    status = _demo_classification(args) or (1 if results.failed() else 0)
+    status = _demo_classification(args, out) or (1 if results.failed() else 0)
     if args.select:
-        status = _demo_selection(args) or status
+        status = _demo_selection(args, out) or status
     return status
 
 
-def _demo_classification(args: argparse.Namespace) -> int:
-    """The classification part of the demo (metafast.bench.demo_classification), its own PNG."""
+def _demo_classification(args: argparse.Namespace, out: Path) -> int:
+    """The classification part of the demo (metafast.bench.demo_classification): its own PNG next
+    to the main plot ``out`` (the resolved --out)."""
     from metafast.bench import demo_classification as demo
     from metafast.bench.plots import PlotUnavailable
 
     _say(args, "\nClassification: MetaClassifier heads on 3-class 'logistic' tasks in 2-D, K = 5 per class.")
     rows, models, test = demo.run(quick=args.quick, seed=args.seed)
     print(demo.format_rows(rows))
-    out = Path(args.out)
+    out = Path(out)
     try:
         path = demo.plot(models, test, out.with_name(out.stem + "_classification" + (out.suffix or ".png")))
     except PlotUnavailable as exc:  # the table is the main result
@@ -163,8 +164,9 @@ def _demo_classification(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_selection(args: argparse.Namespace) -> int:
-    """demo --select: choose Fourier frequencies for harmonic tasks, no bands set by hand."""
+def _demo_selection(args: argparse.Namespace, out: Path) -> int:
+    """demo --select: choose Fourier frequencies for harmonic tasks, no bands set by hand (a PNG
+    next to the main plot ``out``)."""
     import numpy as np
 
     import metafast as mf
@@ -180,7 +182,7 @@ def _demo_selection(args: argparse.Namespace) -> int:
     freqs = selector.basis_.frequencies_[np.unique(selector.support_ // 2)]
     print(f"selected {selector.support_.size} columns; frequencies: "
           + ", ".join(f"{f:.2f}" for f in freqs))
-    out = Path(args.out)
+    out = Path(out)
     path = out.with_name(out.stem + "-selection.png")
     try:
         written = plot_selected_frequencies(selector, path, bands=((5, 7), (10, 14)),

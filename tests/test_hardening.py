@@ -397,7 +397,8 @@ def test_demo_out_existing_folder_writes_into_it(tmp_path):
     assert main(["demo", "--quick", "-q", "--out", str(folder)]) == 0
     assert (folder / "metafast-demo.png").read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in tmp_path.iterdir()] == ["plots"]          # nothing written next to it
-    assert [p.name for p in folder.iterdir()] == ["metafast-demo.png"]  # no temporary left behind
+    assert sorted(p.name for p in folder.iterdir()) == ["metafast-demo.png",                 # no temporary
+                                                        "metafast-demo_classification.png"]  # left behind
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
