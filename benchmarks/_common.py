@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,3 +17,13 @@ def import_metafast():
         sys.path.insert(0, str(ROOT))
         import metafast
     return metafast
+
+
+def best_of(fn, repeat: int) -> float:
+    """Best wall-clock seconds of ``repeat`` calls of ``fn()`` (shared machines are noisy)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best

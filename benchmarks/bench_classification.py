@@ -20,13 +20,12 @@ Timings on a shared machine are noisy: the best of several runs is reported.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from _common import import_metafast  # noqa: E402
+from _common import best_of, import_metafast  # noqa: E402
 
 import_metafast()
 
@@ -35,15 +34,6 @@ from metafast.bench.baselines import OracleClassifier, PerEpisodeLogistic, PerTa
 from metafast.learners._logistic import LogisticEM, laplace
 
 HEADS = ("logistic", "ridge", "prototype")
-
-
-def best_of(fn, repeat: int) -> float:
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def digits_accuracy(n_train: int, n_test: int, threads: int) -> None:

@@ -16,28 +16,18 @@ Run: python benchmarks/bench_sklearn_basis.py [--quick] [--repeat 3] [--n-jobs 1
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import SplineTransformer, StandardScaler
 
-from _common import import_metafast  # noqa: E402
+from _common import best_of, import_metafast  # noqa: E402
 
 import_metafast()
 
 import metafast as mf
 from metafast.basis import SklearnBasis
-
-
-def best_of(fn, repeat: int) -> float:
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:
