@@ -33,7 +33,9 @@ from _common import import_metafast  # noqa: E402
 import_metafast()  # the installed metafast, else this checkout (built in place)
 
 import metafast as mf
-from metafast.learners._mixture import _EM, MixturePrior, _single_threaded_blas
+from metafast.learners._mixture import MixturePrior
+from metafast.learners._mixture_em import _EM
+from metafast.parallel import one_blas_thread as _single_threaded_blas
 from metafast.tasks import TaskSet
 
 HARMONIC_FREQS = np.concatenate([np.linspace(4.6, 7.4, 15), np.linspace(9.2, 14.8, 15)])

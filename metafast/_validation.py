@@ -150,6 +150,22 @@ def check_weights(w: Any, n_basis: int, name: str = "w", dtype: Any = np.float64
     return out
 
 
+def check_offsets(offsets: Any, n_rows: int, name: str, n_tasks: int | None = None) -> np.ndarray:
+    """Validated int64 task row offsets: 1-D, starting at 0, never decreasing, ending at ``n_rows``
+    (and with ``n_tasks + 1`` entries when given).  The one offsets check of metafast."""
+    off = np.asarray(offsets)
+    want = "n_tasks + 1 (>= 2)" if n_tasks is None else f"n_tasks + 1 = {n_tasks + 1}"
+    if off.ndim != 1 or off.dtype.kind not in "iu" or off.shape[0] < 2 or (
+            n_tasks is not None and off.shape[0] != n_tasks + 1):
+        raise ValueError(f"argument {name!r} must be a 1-D integer array of {want} entries; "
+                         f"got shape {off.shape} and dtype {off.dtype}")
+    off = np.ascontiguousarray(off, dtype=np.int64)
+    if off[0] != 0 or off[-1] != n_rows or np.any(np.diff(off) < 0):
+        raise ValueError(f"argument {name!r} must start at 0, never decrease and end at the row count "
+                         f"{n_rows}; got first={off[0]}, last={off[-1]}")
+    return off
+
+
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """An integer >= minimum (bools rejected), with an error naming the parameter."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

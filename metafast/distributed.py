@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from metafast.parallel import one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
 
@@ -100,9 +101,7 @@ def _add(a, b):
 
 def _on_chunk(fn: Callable, chunk: TaskSet, *args):
     """``fn(chunk, *args, n_threads)`` with BLAS at one thread and the worker's own thread count."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return fn(chunk, *args, _worker_threads())
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Callable
 
 from metafast._kernels import _info
 
@@ -54,6 +56,37 @@ def effective_n_threads(n_jobs: int | None) -> int:
     if n_jobs < 0:
         return max(1, max_threads + n_jobs + 1)
     return min(n_jobs, max_threads)
+
+
+_BLAS_CONTROLLER: list = []   # one threadpoolctl controller, built on first use
+
+
+def one_blas_thread(user_api: str | None = "blas"):
+    """Context limiting BLAS (or, with ``user_api=None``, every native thread pool) to one thread.
+
+    The one "single-threaded BLAS" switch of metafast.  The kernels call BLAS on tiny per-task
+    matrices inside their own OpenMP threads, where a threaded BLAS only oversubscribes the cores
+    (10-100x slower fits measured); ``user_api=None`` also pins OpenMP-using libraries (k-means),
+    so numpy-side steps give the same bits whatever the machine's thread settings.  The
+    controller is built once: scanning the loaded libraries costs milliseconds, more than a
+    one-task adaptation.
+    """
+    if not _BLAS_CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER.append(ThreadpoolController())
+    return _BLAS_CONTROLLER[0].limit(limits=1, user_api=user_api)
+
+
+def with_one_blas_thread(method: Callable) -> Callable:
+    """Decorator form of ``one_blas_thread()`` for the fit and predict methods of the learners."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with one_blas_thread():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 def dask_client():

@@ -11,6 +11,9 @@
 Each check raises ``AssertionError`` with a message naming the check, the object and what is
 wrong; ``basis_family_checks`` / ``task_loader_checks`` list the individual checks (for
 ``pytest.mark.parametrize``) and ``skip=`` leaves named checks out.
+
+Why one module of ~500 lines: it is the public conformance API plugin authors import, one
+short check function per contract clause, and splitting it would scatter that contract.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def test_a_singular_posterior_or_bad_target_is_reported_not_returned(rng):
                                     np.empty(2)) == -2
     # how MetaBayes turns the statuses into errors (a factorisation failure cannot be provoked
     # through a valid prior: noise_var > 0 keeps every C positive definite)
-    from metafast.learners.bayes import _check_status
+    from metafast.learners._bayes_predict import _check_status
 
     _check_status(0, np.zeros(2))
     _check_status(3, np.zeros(2))                              # jitter rounds are not errors

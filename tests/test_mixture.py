@@ -11,7 +11,9 @@ from sklearn.exceptions import NotFittedError
 
 from metafast._kernels import _mixture as K
 from metafast.basis._base import BasisFamily
-from metafast.learners._mixture import MixturePrior, MixtureTaskRegressor, _EM, _Params, _single_threaded_blas
+from metafast.learners._mixture import MixturePrior, MixtureTaskRegressor
+from metafast.learners._mixture_em import _EM, _Params
+from metafast.parallel import one_blas_thread as _single_threaded_blas
 
 TOL = {np.float32: 2e-3, np.float64: 1e-9}
 
@@ -269,7 +271,7 @@ def test_shrinkage_bounds_component_covariances_away_from_zero(rng):
 
 
 def test_noise_free_tasks_keep_a_relative_noise_floor(rng):
-    import metafast.learners._mixture as mod
+    import metafast.learners._mixture_em as mod
 
     m, T, n = 4, 60, 8
     Phi = rng.normal(size=(T * n, m))
@@ -343,7 +345,7 @@ def test_collapsed_component_is_dropped_and_reported(rng):
 
 
 def test_fit_survives_a_dropped_component(rng, monkeypatch):
-    import metafast.learners._mixture as mod
+    import metafast.learners._mixture_em as mod
 
     Phi, y, off, z, mus = two_kind_tasks(rng, T=200)
     # with two kinds of task, one of three components holds < 0.3 T: call that collapsed

@@ -9,6 +9,8 @@
 They follow the meta-learner API (``fit(tasks)``, ``adapt(X, y)``, ``evaluate(tasks)``) so the
 harness treats them like any learner.  Per-task work is batched over tasks of equal support
 size (numpy, no Python loop over tasks).
+
+Why one module of ~400 lines: three small baselines and the shared batching helper they use.
 """
 
 from __future__ import annotations

@@ -114,3 +114,19 @@ def chunk_stats(basis, chunk: TaskSet, y_scale: float, prior: GaussianPrior, n_t
                 cache.put((key, a), entry)
         total += estep(*entry, prior, n_threads)[0]
     return total
+
+
+def chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, n_threads: int) -> Stats:
+    """One chunk's E-step statistics (what a Dask worker computes), with the chunk's designs
+    cached on the worker between passes (``worker_design_cache``)."""
+    return chunk_stats(basis, chunk, y_scale, prior, n_threads, worker_design_cache(chunk, basis, y_scale))
+
+
+def scale_sums(chunk: TaskSet, basis, n_threads: int = 1) -> np.ndarray:
+    """[sum y^2, sum ||phi(x)||^2, rows] of a chunk's training rows (the target-scale pass)."""
+    y = np.asarray(chunk.y_support, dtype=np.float64)
+    sum_phi2 = 0.0
+    for start in range(0, chunk.X_support.shape[0], 8192):
+        Phi = np.asarray(basis.design(chunk.X_support[start:start + 8192]), dtype=np.float64)
+        sum_phi2 += float(np.einsum("ij,ij->", Phi, Phi))
+    return np.array([float(np.dot(y, y)), sum_phi2, float(y.size)])

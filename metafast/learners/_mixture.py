@@ -18,33 +18,31 @@ variance s2 shared by every task; it stays closed-form:
   EM then never decreases log evidence + sum_c log p(Sigma_c) (``objective_``).
 
 ``MetaBayes(n_components=C)`` delegates here; this class works on packed design matrices
-(Phi (N, m), y (N,), task row offsets (T+1,)) so it does not depend on any basis family.
+(Phi (N, m), y (N,), task row offsets (T+1,)) so it does not depend on any basis family.  The
+EM engine is ``_mixture_em``; one task's posterior is ``_mixture_task.MixtureTaskRegressor``.
 
 Numerics: y is rescaled to unit root-mean-square and every design column to unit RMS before EM
 (an exact reparametrisation, undone on the fitted attributes), EM runs in float64, and a Cholesky
 that fails is retried with growing diagonal jitter (counted in ``n_jitter_``).
 """
 
+
 from __future__ import annotations
 
 import sys
 import warnings
-from typing import Any
 
 import numpy as np
-from scipy.linalg import solve_triangular
-from scipy.special import logsumexp
-from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils import check_random_state
-from threadpoolctl import ThreadpoolController
 
 from metafast._kernels import _mixture as _k
 from metafast._pickle import VersionTagged
-from metafast.learners._bayes_task import check_task_y, gaussian_condition
-from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
-from metafast.parallel import effective_n_threads
+from metafast._validation import check_positive_float, check_positive_int
+from metafast.learners._mixture_em import _EM, _MIN_WEIGHT, _Params, _check_packed, _check_query, _mixture_moments, _take_tasks
+from metafast.learners._mixture_task import MixtureTaskRegressor
+from metafast.parallel import effective_n_threads, one_blas_thread
 
 __all__ = ["MixturePrior", "MixtureTaskRegressor"]
 
@@ -52,230 +50,7 @@ _COVARIANCES = ("full", "diag", "spherical")
 _INIT_ITER = 10        # EM iterations of the single-Gaussian fit that seeds k-means
 _SCREEN_ITER = 5       # EM iterations every restart gets before the best one is continued
 _SCREEN_TASKS = 500    # restarts are screened on a random subset of this many tasks (if more)
-_RESP_FLOOR = 1e-10    # a task's component with a smaller responsibility adds no M-step statistics
-_MIN_WEIGHT = 0.5      # a component holding less than half a task's worth of responsibility collapsed
-_COVAR_FLOOR = 1e-9    # relative diagonal floor added to every Sigma_c (in the rescaled space)
-_NOISE_FLOOR = 1e-8    # smallest noise variance, as a fraction of the mean squared target (y has unit
-                       # RMS in the rescaled space): predictive std >= 1e-4 x RMS(y), noise-free tasks allowed
-_BLOCK_BYTES = 128 * 2**20   # memory budget of the per-block M-step statistics
-_MAX_BLOCKS = 64
-_CHUNK_ROWS = 512      # design rows per level-3 call in the EM kernel (at most)
-_CHUNK_BYTES = 16 * 2**20  # per-thread scratch budget of those calls
 _ROW_BLOCK = 256       # query rows per kernel step in predict
-
-
-_CONTROLLER = None
-
-
-def _single_threaded_blas(user_api="blas"):
-    """Context limiting BLAS (or every native thread pool, user_api=None) to one thread.
-
-    Around kernels that call BLAS inside prange; around a whole fit so that k-means and the numpy
-    M-step give the same bits whatever the machine's thread settings (our kernels set their
-    thread count explicitly).  The controller is built once: scanning the loaded libraries costs
-    milliseconds."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api=user_api)
-
-
-# ---------------------------------------------------------------------------------------- input
-def _check_packed(Phi: Any, y: Any, offsets: Any, name: str = "Phi", n_basis: int | None = None):
-    """Validated float64 (Phi, y, offsets int64) of packed tasks."""
-    Phi = check_X(Phi, name, n_features=n_basis, dtype=np.float64)
-    y = check_y(y, "y" if name == "Phi" else "y_" + name.split("_")[-1], n_samples=Phi.shape[0])
-    off = np.asarray(offsets)
-    oname = "offsets" if name == "Phi" else name.split("_")[-1] + "_offsets"
-    if off.ndim != 1 or off.shape[0] < 2 or off.dtype.kind not in "iu":
-        raise ValueError(f"argument {oname!r} must be a 1-D integer array of n_tasks + 1 >= 2 entries; "
-                         f"got shape {off.shape} and dtype {off.dtype}")
-    off = np.ascontiguousarray(off, dtype=np.int64)
-    if off[0] != 0 or off[-1] != Phi.shape[0] or np.any(np.diff(off) < 0):
-        raise ValueError(f"argument {oname!r} must start at 0, never decrease and end at the number of "
-                         f"rows ({Phi.shape[0]}); got first={off[0]}, last={off[-1]}")
-    return Phi, y, off
-
-
-def _check_query(Phi_q: Any, q_offsets: Any, n_basis: int, n_tasks: int):
-    Phi_q = check_X(Phi_q, "Phi_q", n_features=n_basis, dtype=np.float64)
-    off = np.ascontiguousarray(np.asarray(q_offsets), dtype=np.int64)
-    if off.ndim != 1 or off.shape[0] != n_tasks + 1 or off[0] != 0 or off[-1] != Phi_q.shape[0] \
-            or np.any(np.diff(off) < 0):
-        raise ValueError(f"argument 'q_offsets' must be (n_tasks + 1 = {n_tasks + 1},) row offsets into "
-                         f"Phi_q ({Phi_q.shape[0]} rows), starting at 0 and never decreasing")
-    return Phi_q, off
-
-
-def _take_tasks(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, idx: np.ndarray):
-    """The packed (Phi, y, offsets) of the tasks ``idx``, in that order (vectorised gather)."""
-    sizes = np.diff(offsets)[idx]
-    new_off = np.zeros(len(idx) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=new_off[1:])
-    rows = np.repeat(offsets[idx] - new_off[:-1], sizes) + np.arange(new_off[-1])
-    return np.ascontiguousarray(Phi[rows]), np.ascontiguousarray(y[rows]), new_off
-
-
-def _symmetrise_lower(G: np.ndarray) -> np.ndarray:
-    """Full symmetric matrices from the row-major lower triangles the kernel fills."""
-    low = np.tril(G)
-    return low + np.swapaxes(np.tril(G, -1), -1, -2)
-
-
-# ---------------------------------------------------------------------------------------- params
-class _Params:
-    """Mixture parameters in the rescaled space, with the Cholesky factors the kernels need."""
-
-    def __init__(self, weights, means, covs, noise_var):
-        self.weights = np.asarray(weights, dtype=np.float64)
-        self.means = np.ascontiguousarray(means, dtype=np.float64)
-        self.noise_var = float(noise_var)
-        self.covs, self.chol, self.n_jitter = _factor_covariances(np.asarray(covs, dtype=np.float64))
-
-    @property
-    def n_components(self) -> int:
-        return self.means.shape[0]
-
-    @property
-    def log_weights(self) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            return np.log(self.weights)
-
-
-def _factor_covariances(covs: np.ndarray):
-    """Symmetrised covariances with a small relative floor and their lower Cholesky factors."""
-    m = covs.shape[-1]
-    covs = 0.5 * (covs + np.swapaxes(covs, -1, -2))
-    scale = np.maximum(np.trace(covs, axis1=-2, axis2=-1) / m, np.finfo(np.float64).tiny)
-    eye = np.eye(m)
-    covs = covs + (_COVAR_FLOOR * scale)[:, None, None] * eye
-    n_jitter = 0
-    chol = np.empty_like(covs)
-    for c in range(covs.shape[0]):  # C factorisations of m x m once per iteration, not per task
-        jitter = 0.0
-        while True:
-            try:
-                chol[c] = np.linalg.cholesky(covs[c] + jitter * eye)
-                break
-            except np.linalg.LinAlgError:
-                n_jitter += 1
-                jitter = 1e-8 * scale[c] if jitter == 0.0 else jitter * 10.0
-                if jitter > scale[c]:
-                    raise FloatingPointError("a component covariance is not positive definite "
-                                             "even with jitter") from None
-        covs[c] += jitter * eye
-    return covs, np.ascontiguousarray(chol), n_jitter
-
-
-# ---------------------------------------------------------------------------------------- EM
-def _collapse_threshold(n_tasks: int, n_comp: int) -> float:
-    """Total responsibility below which a component counts as collapsed (and is dropped)."""
-    return min(_MIN_WEIGHT, 0.5 * n_tasks / n_comp)
-
-
-class _EM:
-    """E- and M-steps over fixed packed (rescaled) data; one instance per fit."""
-
-    def __init__(self, Phi, y, offsets, covariance, n_threads, prior_weight=0.0):
-        self.Phi, self.y, self.offsets = Phi, y, offsets
-        self.covariance = covariance
-        self.n_threads = n_threads
-        self.prior_weight = float(prior_weight)
-        self.psi = 1.0 / max(Phi.shape[1], 1)   # shrinkage target psi I: the isotropic start
-        self.n_tasks = len(offsets) - 1
-        self.n_points = int(offsets[-1])
-        self.n_jitter = 0
-
-    def _blocks(self, n_comp: int) -> np.ndarray:
-        m = self.Phi.shape[1]
-        per_block = max(1, n_comp * m * m * 8)
-        n_blocks = int(max(1, min(self.n_tasks, _MAX_BLOCKS, _BLOCK_BYTES // per_block)))
-        return np.linspace(0, self.n_tasks, n_blocks + 1).round().astype(np.int64)
-
-    def _chunk_rows(self, n_comp: int) -> int:
-        """Rows per level-3 call: _CHUNK_ROWS, fewer when per-thread scratch (3 C m rows) would
-        exceed _CHUNK_BYTES."""
-        m = self.Phi.shape[1]
-        return int(np.clip(_CHUNK_BYTES // (3 * n_comp * m * 8), 32, _CHUNK_ROWS))
-
-    def estep(self, p: _Params, accumulate: bool = True) -> dict:
-        T, C, m = self.n_tasks, p.n_components, self.Phi.shape[1]
-        blocks = self._blocks(C) if accumulate else np.array([0, T], dtype=np.int64)
-        B = len(blocks) - 1
-        out = dict(
-            log_lik=np.empty((T, C)), resp=np.empty((T, C)), log_ev=np.empty(T),
-            n_jitter=np.zeros(T, dtype=np.int32),
-            sum_r=np.zeros((B, C)), sum_u=np.zeros((B, C, m) if accumulate else (1, 1, 1)),
-            sum_G=np.zeros((B, C, m, m) if accumulate else (1, 1, 1, 1)), sum_noise=np.zeros(B),
-        )
-        with _single_threaded_blas():
-            _k.em_step(self.Phi, self.y, self.offsets, p.chol, p.means, p.log_weights, p.noise_var,
-                       blocks, out["log_lik"], out["resp"], out["log_ev"], out["n_jitter"],
-                       out["sum_r"], out["sum_u"], out["sum_G"], out["sum_noise"],
-                       _RESP_FLOOR, accumulate, self._chunk_rows(C), self.n_threads)
-        if np.any(out["n_jitter"] < 0):
-            bad = int(np.flatnonzero(out["n_jitter"] < 0)[0])
-            raise FloatingPointError(f"the marginal covariance of task {bad} could not be factored even "
-                                     "with jitter: check the basis design for inf/huge values")
-        self.n_jitter += int(out["n_jitter"].sum())
-        out["total"] = float(out["log_ev"].sum())
-        out["objective"] = out["total"] + self.log_prior(p)
-        return out
-
-    def log_prior(self, p: _Params) -> float:
-        """sum_c log p(Sigma_c) = -nu/2 sum_c [log|Sigma_c| + psi tr(Sigma_c^{-1})] (0 when nu = 0)."""
-        if self.prior_weight == 0.0:
-            return 0.0
-        L = p.chol
-        logdet = 2.0 * np.log(np.einsum("cii->ci", L)).sum(axis=1)
-        m = L.shape[-1]
-        Linv = np.linalg.solve(L, np.broadcast_to(np.eye(m), L.shape))   # tr(S^-1) = ||L^-1||_F^2
-        tr_inv = np.einsum("cij,cij->c", Linv, Linv)
-        return float(-0.5 * self.prior_weight * np.sum(logdet + self.psi * tr_inv))
-
-    def mstep(self, p: _Params, stats: dict) -> tuple[_Params, list]:
-        """Closed-form updates; components whose weight collapsed are dropped (and returned)."""
-        r = stats["sum_r"].sum(axis=0)
-        U = stats["sum_u"].sum(axis=0)
-        G = _symmetrise_lower(stats["sum_G"].sum(axis=0))
-        keep = r >= _collapse_threshold(self.n_tasks, p.n_components)
-        dropped = [(int(c), float(r[c])) for c in np.flatnonzero(~keep)]
-        r, U, G = r[keep], U[keep], G[keep]
-        Sig, mu = p.covs[keep], p.means[keep]
-        d = np.einsum("cij,cj->ci", Sig, U) / r[:, None]
-        means = mu + d
-        covs = Sig + Sig @ (G / r[:, None, None]) @ Sig - d[:, :, None] * d[:, None, :]
-        eye = np.eye(covs.shape[-1])
-        if self.covariance == "diag":
-            covs = np.einsum("cii->ci", covs)[:, :, None] * eye
-        elif self.covariance == "spherical":
-            covs = (np.trace(covs, axis1=-2, axis2=-1) / covs.shape[-1])[:, None, None] * eye
-        nu = self.prior_weight
-        if nu > 0.0:   # MAP: r_c tasks' scatter plus nu pseudo-tasks of covariance psi I
-            covs = (r[:, None, None] * covs + (nu * self.psi) * eye) / (r + nu)[:, None, None]
-        noise = stats["sum_noise"].sum() / max(self.n_points, 1)
-        noise = max(noise, _NOISE_FLOOR)  # y has unit RMS here: the floor is relative to its scale
-        return _Params(r / r.sum(), means, covs, noise), dropped
-
-    def run(self, p: _Params, n_iter: int, tol: float, stats: dict | None = None, progress=None):
-        """EM from p for up to n_iter iterations; returns (params, last E-step stats, history,
-        dropped, converged).  history[i] is (summed log evidence, MAP objective) after iteration i;
-        convergence is judged on the objective (what MAP-EM climbs)."""
-        stats = self.estep(p) if stats is None else stats
-        history, dropped, converged = [], [], False
-        prev = stats["objective"]
-        for it in range(n_iter):
-            p, drop = self.mstep(p, stats)
-            dropped += [(it, c, w) for c, w in drop]
-            stats = self.estep(p)
-            history.append((stats["total"], stats["objective"]))
-            if progress is not None:
-                progress.update(1)
-            if not drop and abs(stats["objective"] - prev) <= tol * max(abs(stats["objective"]), 1.0):
-                converged = True
-                break
-            prev = stats["objective"]
-        return p, stats, history, dropped, converged
 
 
 # ---------------------------------------------------------------------------------------- public
@@ -309,6 +84,8 @@ class MixturePrior(VersionTagged):
     iteration), ``objective_`` (log evidence + sum_c log p(Sigma_c), up to a constant: what EM
     never decreases; equal to ``log_evidence_`` when prior_weight = 0).
     """
+
+    is_mixture_prior = True   # what MixtureTaskRegressor checks its ``prior`` for
 
     def __init__(self, n_components=2, covariance="full", max_iter=100, tol=1e-6, n_init=3,
                  random_state=None, n_threads=1, verbose=0, component_range=(1, 8), prior_weight=1.0):
@@ -361,11 +138,11 @@ class MixturePrior(VersionTagged):
         n_tasks = len(offsets) - 1
         self.n_threads_ = effective_n_threads(self.n_threads)
         if n_comp is None:
-            with _single_threaded_blas(None):
+            with one_blas_thread(None):
                 return self._fit_auto(Phi, y, offsets)
         if n_comp > n_tasks:
             raise ValueError(f"parameter 'n_components'={n_comp} exceeds the number of tasks ({n_tasks})")
-        with _single_threaded_blas(None):
+        with one_blas_thread(None):
             self._fit_fixed(Phi, y, offsets, n_comp)
         return self
 
@@ -456,7 +233,7 @@ class MixturePrior(VersionTagged):
         resp, log_ev = np.empty((T, p.n_components)), np.empty(T)
         n_jitter = np.zeros(T, dtype=np.int32)
         covs = post_covs if post_covs is not None else np.empty((1, 1, 1, 1))
-        with _single_threaded_blas():
+        with one_blas_thread():
             _k.posterior(Phi, y, offsets, p.chol, p.means, p.log_weights, p.noise_var, resp, log_ev,
                          post_means, covs, n_jitter, post_covs is not None, self.n_threads_)
         if np.any(n_jitter < 0):
@@ -560,7 +337,7 @@ class MixturePrior(VersionTagged):
         resp, cmean, cvar = np.empty((T, C)), np.empty((Nq, C)), np.empty((Nq, C))
         n_jitter = np.zeros(T, dtype=np.int32)
         Ps, ys = self._rescaled(Phi_s, y_s)
-        with _single_threaded_blas():
+        with one_blas_thread():
             _k.predict(Ps, ys, s_off, self._rescaled(Phi_q), q_off, p.chol, p.means, p.log_weights,
                        p.noise_var, resp, cmean, cvar, n_jitter, _ROW_BLOCK, self.n_threads_)
         if np.any(n_jitter < 0):
@@ -574,120 +351,3 @@ class MixturePrior(VersionTagged):
         """A fitted scikit-learn regressor for one new task with support (X_s, y_s)."""
         self._check_fitted()
         return MixtureTaskRegressor(prior=self, basis=basis).fit(X_s, y_s)
-
-
-def _gaussian_log_lik(Phi: np.ndarray, y: np.ndarray, mean: np.ndarray, cov: np.ndarray, noise_var: float) -> float:
-    """log N(y; Phi mean, Phi cov Phi^T + noise_var I): one component's predictive density."""
-    K = Phi @ cov @ Phi.T
-    K[np.diag_indices_from(K)] += noise_var
-    L = np.linalg.cholesky(0.5 * (K + K.T))
-    z = solve_triangular(L, y - Phi @ mean, lower=True)
-    return float(-0.5 * z @ z - np.log(np.diag(L)).sum() - 0.5 * len(y) * np.log(2 * np.pi))
-
-
-def _mixture_moments(resp: np.ndarray, cmean: np.ndarray, cvar: np.ndarray):
-    """Mean and variance of sum_c resp_c N(cmean_c, cvar_c), row by row (variance >= 0 by form)."""
-    mean = np.sum(resp * cmean, axis=1)
-    var = np.sum(resp * (cvar + (cmean - mean[:, None]) ** 2), axis=1)
-    return mean, var
-
-
-class MixtureTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
-    """One task's posterior under a fitted mixture prior: a scikit-learn regressor.
-
-    ``fit(X, y)`` conditions every component on the task's points: the posterior over which kind of
-    task it is (``responsibilities_``) and each component's weight posterior N(m_c, S_c).
-    ``predict(X, return_std=True)`` gives the mixture's mean and standard deviation;
-    ``predict_components(X)`` shows the per-component picture.
-
-    prior : a fitted MixturePrior; basis : the fitted basis family that made its design.
-    """
-
-    def __init__(self, prior=None, basis=None):
-        self.prior = prior
-        self.basis = basis
-
-    def _design(self, X) -> np.ndarray:
-        Phi = np.asarray(self.basis.design(X), dtype=np.float64)
-        if Phi.shape[1] != self.prior.n_features_in_:
-            raise ValueError(f"the basis makes {Phi.shape[1]} columns but the prior was fitted on "
-                             f"{self.prior.n_features_in_}")
-        return Phi
-
-    def fit(self, X, y) -> "MixtureTaskRegressor":
-        if not isinstance(self.prior, MixturePrior):
-            raise TypeError(f"parameter 'prior' must be a fitted MixturePrior; got {type(self.prior).__name__}")
-        self.prior._check_fitted()
-        if self.basis is None or not getattr(self.basis, "__sklearn_is_fitted__", lambda: False)():
-            raise NotFittedError("parameter 'basis' must be the fitted basis family the prior was fitted with")
-        X = check_X(X, "X")
-        y = check_task_y(y, X.shape[0], type(self).__name__)
-        Phi = self._design(X) if X.shape[0] else np.empty((0, self.prior.n_features_in_))
-        pr = self.prior
-        p = pr._params
-        C, m = p.n_components, Phi.shape[1]
-        post_means, post_covs = np.empty((1, C, m)), np.empty((1, C, m, m))
-        Ps, ys = pr._rescaled(Phi, y)
-        resp, log_ev = pr._posterior(Ps, ys, np.array([0, len(y)], dtype=np.int64), p, post_means, post_covs)
-        d, ysc = pr._col_scale, pr._y_scale
-        self.responsibilities_ = resp[0]
-        self.log_evidence_ = float(log_ev[0] - len(y) * np.log(ysc))
-        self.component_means_ = post_means[0] * ysc / d
-        self.component_covariances_ = post_covs[0] * ysc**2 / (d[:, None] * d[None, :])
-        self.noise_var_ = pr.noise_var_
-        self.n_features_in_ = X.shape[1]
-        self.n_samples_seen_ = int(X.shape[0])
-        return self
-
-    def update(self, X, y) -> "MixtureTaskRegressor":
-        """Condition on more points of the same task: sequential Bayes, equal (to round-off) to
-        refitting on all points seen so far.
-
-        Each component's weight posterior gets the Kalman (Woodbury) update, and the
-        responsibilities are reweighted by each component's predictive likelihood of the new
-        points: p(c | all) is proportional to p(c | old) p(y_new | old, c).
-        """
-        if not hasattr(self, "responsibilities_"):
-            raise NotFittedError("This MixtureTaskRegressor is not fitted yet: call fit(X, y) first")
-        X = check_X(X, "X", n_features=self.n_features_in_)
-        y = check_y(y, "y", n_samples=X.shape[0])
-        if X.shape[0] == 0:
-            return self
-        Phi = self._design(X)
-        C = self.responsibilities_.shape[0]
-        means, covs = np.empty_like(self.component_means_), np.empty_like(self.component_covariances_)
-        log_lik = np.empty(C)
-        for c in range(C):
-            log_lik[c] = _gaussian_log_lik(Phi, y, self.component_means_[c], self.component_covariances_[c],
-                                           self.noise_var_)
-            means[c], covs[c] = gaussian_condition(Phi, y, self.component_means_[c],
-                                                   self.component_covariances_[c], self.noise_var_)
-        with np.errstate(divide="ignore"):
-            joint = np.log(self.responsibilities_) + log_lik
-        total = float(logsumexp(joint))
-        self.responsibilities_ = np.exp(joint - total)
-        self.log_evidence_ += total
-        self.component_means_, self.component_covariances_ = means, covs
-        self.n_samples_seen_ += int(X.shape[0])
-        return self
-
-    def _components(self, X):
-        if not hasattr(self, "responsibilities_"):
-            raise NotFittedError("This MixtureTaskRegressor is not fitted yet: call fit(X, y) first")
-        X = check_X(X, "X", n_features=self.n_features_in_)
-        Phi = self._design(X)
-        cmean = Phi @ self.component_means_.T
-        quad = np.einsum("nj,cjk,nk->nc", Phi, self.component_covariances_, Phi, optimize=True)
-        cvar = self.noise_var_ + np.maximum(quad, 0.0)
-        return cmean, cvar
-
-    def predict(self, X, return_std: bool = False):
-        """Mixture predictive mean (and std with return_std=True) at X."""
-        cmean, cvar = self._components(X)
-        mean, var = _mixture_moments(np.broadcast_to(self.responsibilities_, cmean.shape), cmean, cvar)
-        return (mean, np.sqrt(var)) if return_std else mean
-
-    def predict_components(self, X) -> dict:
-        """Which kind of task is it: {"responsibilities": (C,), "means": (n, C), "stds": (n, C)}."""
-        cmean, cvar = self._components(X)
-        return {"responsibilities": self.responsibilities_.copy(), "means": cmean, "stds": np.sqrt(cvar)}

@@ -5,6 +5,11 @@ are y_t | w_t ~ N(Phi_t w_t, sigma^2 I).  ``fit`` learns (mu, Sigma, sigma^2) by
 closed-form M-step (docs/derivations.md 2.4; ``_bayes_em``), with the E-step for all tasks in one Cython
 call.  A new task is then fit by exact Bayesian conditioning (``adapt``), which gives calibrated
 predictive intervals from a handful of points and can be refined point by point.
+
+This module is the estimator and its EM driver: a quarter of it is the parameter documentation.
+The engine is elsewhere (``_bayes_em`` equations, ``_bayes_blocks`` blocked E-step,
+``_em_accel`` SQUAREM, ``_basis_opt`` basis learning, ``_bayes_predict`` new tasks,
+``_mixture`` the mixture prior).
 """
 
 from __future__ import annotations
@@ -12,24 +17,20 @@ from __future__ import annotations
 import sys
 import warnings
 
-import functools
-
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
-from metafast._kernels import _bayes
-from metafast._validation import check_positive_float, check_positive_int, check_X, check_y
+from metafast._validation import check_positive_float, check_positive_int
 from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
                                      training_source, training_view)
 from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, log_prior
-from metafast.learners._bayes_blocks import DesignCache, chunk_stats, worker_design_cache
-from metafast.learners._bayes_blocks import chunk_design as _chunk_design
+from metafast.learners._bayes_blocks import DesignCache, chunk_estep as _chunk_estep, chunk_stats, scale_sums as _scale_sums
 from metafast.learners._em_accel import EMRun, combined
 from metafast.distributed import DaskChunks
-from metafast.learners._bayes_task import BayesTaskRegressor, as_f64, fast_y
+from metafast.learners._bayes_predict import BayesPredictMixin
+from metafast.learners._bayes_task import BayesTaskRegressor  # noqa: F401 (public name of this module)
 from metafast._memory import check_allocation
-from metafast.parallel import effective_n_threads
+from metafast.parallel import effective_n_threads, with_one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
 _NO_ROWS = ("argument 'tasks' has no labelled rows to meta-train on (train_rows={!r}): every task's "
@@ -40,20 +41,7 @@ ACCELERATIONS = ("squarem", "overrelax", "none")
 _NOISE_FLOOR = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-6}
 
 
-def _one_blas_thread(method):
-    """Run ``method`` with BLAS limited to one thread: the kernels call BLAS on tiny per-task
-    matrices inside their own OpenMP threads, where a threaded BLAS only oversubscribes (25x
-    slower measured)."""
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with threadpool_limits(limits=1, user_api="blas"):
-            return method(*args, **kwargs)
-
-    return wrapper
-
-
-class MetaBayes(MetaLearner):
+class MetaBayes(BayesPredictMixin, MetaLearner):
     """Hierarchical Bayesian linear regression across tasks, fitted by empirical Bayes (EM).
 
     Parameters
@@ -268,7 +256,7 @@ class MetaBayes(MetaLearner):
         self._swap_in(work)
         return self
 
-    @_one_blas_thread
+    @with_one_blas_thread
     def _fit_aside(self, tasks) -> "MetaBayes":
         self._check_params()
         for attr in ("mixture_", "_stats"):
@@ -449,7 +437,7 @@ class MetaBayes(MetaLearner):
         self._swap_in(work)
         return self
 
-    @_one_blas_thread
+    @with_one_blas_thread
     def _partial_fit_aside(self, tasks) -> "MetaBayes":
         self._check_params()
         if self.n_components != 1:
@@ -468,119 +456,6 @@ class MetaBayes(MetaLearner):
         self._stats = combined(new, self._stats).without_tasks()
         self.n_tasks_seen_ = self._stats.n_tasks
         return self
-
-    # ================================================================== new tasks
-    def adapt(self, X, y) -> BayesTaskRegressor:
-        """A fitted BayesTaskRegressor for a new task with support points (X, y).
-
-        Its posterior is computed by one kernel call (the dual n x n form when n < m, the primal
-        m x m form otherwise, as in ``evaluate``); it holds a reference to ``basis_``, which no
-        per-task estimator modifies.
-        """
-        return self._fitted_view()._adapt(X, y)
-
-    def _adapt(self, X, y) -> BayesTaskRegressor:
-        if hasattr(self, "mixture_"):
-            Xc = check_X(X, "X", n_features=self.basis_.n_features_in_)
-            return self.mixture_.task_regressor(self.basis_, Xc, check_y(y, "y", n_samples=Xc.shape[0]))
-        Phi = as_f64(self.basis_.design(X))
-        yc = fast_y(y, Phi.shape[0], finite_checked_by_caller=True)
-        m = Phi.shape[1]
-        coef, cov = np.empty(m), np.empty((m, m))
-        _check_status(_bayes.adapt_one(self._one_task_prior(), Phi, yc, coef, cov), yc)
-        reg = BayesTaskRegressor(basis=self.basis_, prior_mean=self.mean_, prior_covariance=self.covariance_,
-                                 noise_var=self.noise_var_)
-        return reg._set_posterior(coef, cov, Phi.shape[0])
-
-    def adapt_predict(self, X, y, X_query, return_std: bool = False):
-        """Adapt to (X, y) and predict X_query in one kernel call (the fastest one-task path).
-
-        Equals ``adapt(X, y).predict(X_query, return_std)`` (to round-off) without forming the
-        per-task estimator or the posterior covariance: the predictive mean, and with
-        ``return_std`` the predictive std (observation noise included).
-        """
-        return self._fitted_view()._adapt_predict(X, y, X_query, return_std)
-
-    def _adapt_predict(self, X, y, X_query, return_std: bool):
-        if hasattr(self, "mixture_"):
-            return self._adapt(X, y).predict(X_query, return_std=return_std)
-        Phi, Phi_q = self._support_query_design(X, X_query)
-        yc = fast_y(y, Phi.shape[0], finite_checked_by_caller=True)
-        nq = Phi_q.shape[0]
-        mean, std = np.empty(nq), np.empty(nq if return_std else 0)
-        _check_status(_bayes.adapt_predict(self._one_task_prior(), Phi, yc, Phi_q, bool(return_std),
-                                           np.empty(Phi.shape[1]), mean, std), yc)
-        return (mean, std) if return_std else mean
-
-    def _support_query_design(self, X, X_query) -> tuple[np.ndarray, np.ndarray]:
-        """float64 designs of X and X_query.  Design is row-wise (the basis contract), so two
-        float64 arrays of the same width go through one basis call (its fixed cost is a good part
-        of a one-task adapt); anything else, or an input the basis rejects, takes two calls, so
-        errors name the rows of the argument they are in."""
-        if (type(X) is np.ndarray and type(X_query) is np.ndarray and X.ndim == 2 and X_query.ndim == 2
-                and X.dtype == np.float64 and X_query.dtype == np.float64 and X.shape[1] == X_query.shape[1]):
-            try:
-                Phi = as_f64(self.basis_.design(np.concatenate((X, X_query))))
-            except ValueError:
-                pass    # redone below, argument by argument, for the error message
-            else:
-                n = X.shape[0]
-                return Phi[:n], Phi[n:]
-        return as_f64(self.basis_.design(X)), as_f64(self.basis_.design(X_query))
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_one_task_cache", None)   # derived from _prior; rebuilt on first use
-        return state
-
-    def _fitted_view(self) -> "MetaBayes":
-        # the views share one slot caching the one-task prior (see _one_task_prior)
-        self.__dict__.setdefault("_one_task_cache", [None])
-        return super()._fitted_view()
-
-    def _one_task_prior(self) -> "_bayes.OneTaskPrior":
-        """The fitted prior in float64 for the one-task kernels (mu, Sigma, Sigma^{-1},
-        Sigma^{-1} mu, noise variance, y scale); built once per fitted prior (O(m^3)).
-
-        Kept in a one-slot list shared by the fitted views and keyed on the prior object, which
-        fit and partial_fit replace (never modify), so a refit invalidates it; concurrent callers
-        at worst build the same object twice.
-        """
-        slot = self.__dict__.get("_one_task_cache")
-        cached = slot[0] if slot else None
-        if cached is None or cached[0] is not self._prior:
-            mu, Sigma, Sinv, h, _, s2, diag = self._prior.kernel_args(np.float64)
-            cached = (self._prior, _bayes.OneTaskPrior(mu, Sigma, Sinv, h, s2, diag, float(self._y_scale)))
-            if slot:
-                slot[0] = cached
-        return cached[1]
-
-    @_one_blas_thread
-    def _predict_tasks(self, tasks: TaskSet):
-        """Predictive mean and std at every query row, each task conditioned on its support."""
-        if hasattr(self, "mixture_"):
-            Phi_s, Phi_q = self.basis_.design(tasks.X_support), self.basis_.design(tasks.X_query)
-            return self.mixture_.predict_tasks(Phi_s, np.asarray(tasks.y_support, dtype=np.float64),
-                                               tasks.support_offsets, Phi_q, tasks.query_offsets)
-        n_threads = effective_n_threads(self.n_jobs)   # local: concurrent predict calls share nothing
-        Phi, ys, off = _chunk_design(self.basis_, tasks, self._y_scale)
-        Phi_q = np.ascontiguousarray(self.basis_.design(tasks.X_query), dtype=Phi.dtype)
-        mu, Sigma, Sinv, h, _, s2, sigma_diag = self._prior.kernel_args(Phi.dtype)
-        T = len(tasks)
-        means = np.empty((T, Phi.shape[1]), dtype=Phi.dtype)
-        pmean = np.empty(Phi_q.shape[0], dtype=Phi.dtype)
-        pvar = np.empty(Phi_q.shape[0], dtype=Phi.dtype)
-        status = np.empty(T, dtype=np.intc)
-        _bayes.predict_tasks(Phi, ys, off, Phi_q, tasks.query_offsets, mu, Sigma, Sinv, h, s2, sigma_diag,
-                             n_threads, means, pmean, pvar, status)
-        if (status < 0).any():
-            raise FloatingPointError(f"{int((status < 0).sum())} task(s) had a singular posterior")
-        c = self._y_scale
-        return pmean.astype(np.float64) * c, np.sqrt(pvar.astype(np.float64)) * c
-
-    def predict_tasks(self, tasks: TaskSet) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, std) of the posterior predictive at every packed query row of ``tasks``."""
-        return self._fitted_view()._predict_tasks(check_tasks(tasks))
 
     # ================================================================== mixture delegation
     def _fit_mixture(self, tasks) -> "MetaBayes":
@@ -608,29 +483,3 @@ class MetaBayes(MetaLearner):
         self.n_tasks_seen_ = len(ts)
         self._mf_fitted = True
         return self
-
-
-def _check_status(status: int, y: np.ndarray) -> None:
-    """Raise for a failed one-task kernel: -2 is a non-finite target (check_y names it)."""
-    if status == -2:
-        check_y(y, "y")
-    if status < 0:
-        raise FloatingPointError(
-            "the task's posterior is singular even after jitter: the basis or the targets are "
-            "degenerate (check for huge magnitudes)")
-
-
-def _chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, n_threads: int) -> Stats:
-    """One chunk's E-step statistics (what a Dask worker computes), with the chunk's designs
-    cached on the worker between passes (``worker_design_cache``)."""
-    return chunk_stats(basis, chunk, y_scale, prior, n_threads, worker_design_cache(chunk, basis, y_scale))
-
-
-def _scale_sums(chunk: TaskSet, basis, n_threads: int = 1) -> np.ndarray:
-    """[sum y^2, sum ||phi(x)||^2, rows] of a chunk's training rows (the target-scale pass)."""
-    y = np.asarray(chunk.y_support, dtype=np.float64)
-    sum_phi2 = 0.0
-    for start in range(0, chunk.X_support.shape[0], 8192):
-        Phi = np.asarray(basis.design(chunk.X_support[start:start + 8192]), dtype=np.float64)
-        sum_phi2 += float(np.einsum("ij,ij->", Phi, Phi))
-    return np.array([float(np.dot(y, y)), sum_phi2, float(y.size)])

@@ -30,27 +30,8 @@ from metafast.learners._labels import (
 from metafast.learners._logistic import LogisticHead, masked_log_softmax
 from metafast.learners._prototype import PrototypeHead
 from metafast.learners._ridge_head import RidgeHead
-from metafast.parallel import effective_n_threads
+from metafast.parallel import effective_n_threads, with_one_blas_thread
 from metafast.tasks._taskset import TaskSet
-
-_CONTROLLER = []
-
-
-def _cheap_one_blas_thread(method):
-    """Run ``method`` with BLAS on one thread (the per-task solves are tiny: a threaded BLAS only
-    adds synchronisation, 100x slower measured on a loaded machine), reusing one controller."""
-    import functools
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        if not _CONTROLLER:
-            from threadpoolctl import ThreadpoolController
-
-            _CONTROLLER.append(ThreadpoolController())
-        with _CONTROLLER[0].limit(limits=1, user_api="blas"):
-            return method(*args, **kwargs)
-
-    return wrapper
 
 
 HEADS = {"logistic": LogisticHead, "ridge": RidgeHead, "prototype": PrototypeHead}
@@ -144,7 +125,7 @@ class MetaClassifier(MetaLearner):
         return codes, n_classes
 
     # ================================================================== fit
-    @_cheap_one_blas_thread
+    @with_one_blas_thread
     def fit(self, tasks, y=None) -> "MetaClassifier":
         """Learn the head's prior or metric (and fit the basis) from training tasks.
 
@@ -199,7 +180,7 @@ class MetaClassifier(MetaLearner):
                 ts.query_offsets)
 
     # ================================================================== evaluate
-    @_cheap_one_blas_thread
+    @with_one_blas_thread
     def predict_tasks_proba(self, tasks: TaskSet) -> np.ndarray:
         """Class probabilities (N_query, C_max) of every packed query row, each task adapted on its
         support; columns beyond a task's classes are 0.  Columns follow each task's sorted support
@@ -222,7 +203,7 @@ class MetaClassifier(MetaLearner):
         Z = self.head_.logits(Phi_s, codes_s, s_off, ncls, Phi_q, q_off)
         return Z, codes_q, ncls
 
-    @_cheap_one_blas_thread
+    @with_one_blas_thread
     def evaluate(self, tasks: TaskSet) -> dict:
         """Adapt to every task's support set and score its query set.
 
@@ -235,7 +216,7 @@ class MetaClassifier(MetaLearner):
         Z, codes_q, ncls = self._query_scores(ts)
         return classification_metrics(Z, codes_q, ts.query_offsets, ncls)
 
-    @_cheap_one_blas_thread
+    @with_one_blas_thread
     def reliability(self, tasks: TaskSet, n_bins: int = ECE_BINS) -> dict:
         """Reliability diagram data of the query predictions (top-class probability in ``n_bins``
         equal-width bins): per bin "confidence" (mean), "accuracy" and "count" (lists)."""
@@ -266,7 +247,7 @@ class MetaClassifier(MetaLearner):
             raise ValueError("argument 'y' is empty: the episodic setting needs support examples to know the classes")
         return classes, codes.reshape(-1).astype(np.int64)
 
-    @_cheap_one_blas_thread
+    @with_one_blas_thread
     def adapt(self, X, y) -> BasisClassifier:
         """A fitted scikit-learn classifier for a new task from its support points (X, y).
 
@@ -282,7 +263,7 @@ class MetaClassifier(MetaLearner):
         W, b = self.head_.task_weights(self._design(X), codes, int(classes.shape[0]))
         return BasisClassifier(self.basis_, W[:-1], W[-1] + b, classes).fit()
 
-    @_cheap_one_blas_thread
+    @with_one_blas_thread
     def _adapt_scores(self, X, y, X_query):
         """(classes, class scores of X_query) after adapting to (X, y), with one design call for
         both point sets."""

@@ -25,7 +25,7 @@ from metafast.learners._basis_opt import _flatten, _unflatten
 from metafast.learners._bayes_task import as_f64
 from metafast.learners._grad_engine import (METHODS, Adam, TrainingRows, adapt_weights, batch_meta_grad,
                                             split_batch)
-from metafast.learners.bayes import _one_blas_thread
+from metafast.parallel import with_one_blas_thread
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
@@ -210,7 +210,7 @@ class MetaGrad(MetaLearner):
         return ts
 
     # ================================================================== fit
-    @_one_blas_thread
+    @with_one_blas_thread
     def fit(self, tasks, y=None) -> "MetaGrad":
         """Meta-train from scratch: ``n_iter`` meta-batches drawn from a TaskSet, or one pass of
         ``partial_fit`` over each chunk of a stream (an iterable of TaskSets)."""
@@ -228,7 +228,7 @@ class MetaGrad(MetaLearner):
                 raise ValueError("argument 'tasks' holds no TaskSet chunks")
         return self
 
-    @_one_blas_thread
+    @with_one_blas_thread
     def partial_fit(self, tasks) -> "MetaGrad":
         """One more pass (each task once, in meta-batches, freshly split) over new tasks, continuing
         the same Adam state; the first call sets up the basis and scales from these tasks."""
@@ -366,7 +366,7 @@ class MetaGrad(MetaLearner):
                              np.asarray(ts.y_support, dtype=np.float64), ts.support_offsets, self.init_coef_,
                              self.inner_lr_, effective_n_threads(self.n_jobs))
 
-    @_one_blas_thread
+    @with_one_blas_thread
     def _predict_tasks(self, tasks: TaskSet):
         W = self._adapt_tasks(tasks)
         mean = self.basis_.weighted_sum_tasks(tasks.X_query, tasks.query_offsets, W)

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from metafast._validation import check_X, check_y
+from metafast._validation import check_offsets, check_X, check_y
 from metafast.tasks._io import ARRAYS, load_taskset, save_taskset
 from metafast.tasks._split import split_indices
 
@@ -88,8 +88,8 @@ class TaskSet:
         self.X_query = check_X(X_query, "X_query", n_features=self.X_support.shape[1], dtype=dtype)
         self.y_support = _check_targets(y_support, "y_support", self.X_support.shape[0], dtype)
         self.y_query = _check_targets(y_query, "y_query", self.X_query.shape[0], dtype)
-        self.support_offsets = _check_task_offsets(support_offsets, self.X_support.shape[0], "support_offsets")
-        self.query_offsets = _check_task_offsets(query_offsets, self.X_query.shape[0], "query_offsets")
+        self.support_offsets = check_offsets(support_offsets, self.X_support.shape[0], "support_offsets")
+        self.query_offsets = check_offsets(query_offsets, self.X_query.shape[0], "query_offsets")
         if self.support_offsets.shape != self.query_offsets.shape:
             raise ValueError(
                 f"support_offsets describe {self.support_offsets.shape[0] - 1} tasks but "
@@ -191,8 +191,8 @@ class TaskSet:
         ids = np.atleast_1d(np.arange(len(self))[index])
         if ids.size == 0:
             raise ValueError("the selection is empty: a TaskSet needs at least one task")
-        s_rows, s_off = _gather_rows(self.support_offsets, ids)
-        q_rows, q_off = _gather_rows(self.query_offsets, ids)
+        s_rows, s_off = gather_task_rows(self.support_offsets, ids)
+        q_rows, q_off = gather_task_rows(self.query_offsets, ids)
         return TaskSet(
             self.X_support[s_rows], self.y_support[s_rows], s_off,
             self.X_query[q_rows], self.y_query[q_rows], q_off,
@@ -375,20 +375,7 @@ def _check_label_setting(setting, is_classification: bool) -> str | None:
     return setting
 
 
-def _check_task_offsets(offsets, n_rows: int, name: str) -> np.ndarray:
-    off = np.asarray(offsets)
-    if off.ndim != 1 or off.shape[0] < 2 or off.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be a 1-D integer array of length n_tasks + 1 (>= 2)")
-    off = np.ascontiguousarray(off, dtype=np.int64)
-    if off[0] != 0 or off[-1] != n_rows or np.any(np.diff(off) < 0):
-        raise ValueError(
-            f"{name} must start at 0, never decrease and end at the row count {n_rows}; "
-            f"got first={off[0]}, last={off[-1]}"
-        )
-    return off
-
-
-def _gather_rows(offsets: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gather_task_rows(offsets: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of tasks ``ids`` (in that order) and the offsets of the gathered rows."""
     starts = offsets[ids]
     sizes = offsets[ids + 1] - starts

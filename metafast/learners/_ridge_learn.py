@@ -1,0 +1,175 @@
+"""MetaRidge's iterative fits: the diagonal metric D (``metric="diag"``) and the basis
+hyperparameters (``learn_basis=True``), both by L-BFGS with exact gradients from the ridge kernels
+(docs/metaridge.md; docs/derivations.md 0.3 / 3.3).  A mixin of ``MetaRidge``, kept apart so the
+estimator module holds the closed-form fit only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+
+from metafast._kernels import _ridge
+from metafast.learners._bayes_task import as_f64
+from metafast.learners._ridge_source import _progress, _threads_for
+from metafast.parallel import one_blas_thread
+
+_METRIC_MIN = 1e-8  # smallest prior scale kept for a basis function, relative to the mean of 1
+
+
+def gls_mean(M: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """argmin_h sum_t (y_t - Phi_t h)^T G_t (y_t - Phi_t h) from M = sum Phi^T G Phi, b = sum Phi^T G y;
+    the minimum-norm minimiser when M is singular (fewer data than basis functions)."""
+    m = b.shape[0]
+    if not np.any(M):
+        return np.zeros(m)
+    rcond = max(m, 1) * np.finfo(np.float64).eps * 10
+    return np.linalg.lstsq(M, b, rcond=rcond)[0]
+
+
+def _softmax_scale(z: np.ndarray) -> np.ndarray:
+    """m * softmax(z): positive, mean 1."""
+    e = np.exp(z - z.max())
+    return z.size * e / e.sum()
+
+
+class RidgeMetricBasisMixin:
+    """``_fit_metric`` and ``_fit_basis`` of MetaRidge (they use its ``_stats``, ``_heldout``,
+    ``_design`` and parameters)."""
+
+    def _fit_metric(self, source, h, alpha, s):
+        """Alternate: D by L-BFGS on the envelope objective (h fixed), then h in closed form."""
+        m = s.size
+        z = np.log(np.maximum(s ** 2, _METRIC_MIN))
+        n_iter = 0
+        prev = np.inf
+        bar = _progress(self.verbose, None, "metric rounds")
+        for _ in range(self.max_iter):
+            if bar is not None:
+                bar.update(1)
+            def objective(zv):
+                d = _softmax_scale(zv)
+                val, grad_d = self._envelope(source, h, np.sqrt(d), alpha)
+                # d = m softmax(z):  dd_j/dz_k = d_j (delta_jk - d_k / m)
+                gz = d * grad_d - d * (d @ grad_d) / m
+                return val, gz
+            res = minimize(objective, z, jac=True, method="L-BFGS-B",
+                           options={"maxiter": self.max_iter, "gtol": self.tol})
+            z = res.x
+            n_iter += int(res.nit)
+            s = np.sqrt(np.maximum(_softmax_scale(z), _METRIC_MIN))
+            M, b, *_ = self._stats(source, np.array([alpha]), s, with_loo=False)
+            h = gls_mean(M[0], b[0])
+            val = self._envelope(source, h, s, alpha)[0]
+            if prev - val <= self.tol * max(abs(prev), 1.0):
+                break
+            prev = val
+        if bar is not None:
+            bar.close()
+        return h, s, n_iter
+
+    def _envelope(self, source, h, s, alpha):
+        m = s.size
+        total = 0.0; grad = np.zeros(m); n_tasks = 0
+        for chunk in source.chunks():
+            Phi = self._design(self.basis_, chunk.X_support)
+            off = chunk.support_offsets
+            T = off.shape[0] - 1
+            val = np.empty(T); dd = np.empty((T, m))
+            with one_blas_thread():
+                self.n_jitter_ += _ridge.envelope_grad(Phi, as_f64(chunk.y_support), off, h, s, alpha,
+                                                       val, dd, _threads_for(self._n_threads, off))
+            total += val.sum(); grad += dd.sum(axis=0)
+            n_tasks += int(np.count_nonzero(np.diff(off)))
+        return total / n_tasks, grad / n_tasks
+
+    # ------------------------------------------------------------------ basis learning
+    def _fit_basis(self, source, h, alpha, s):
+        """L-BFGS on (basis params, log alpha, h) jointly, held-out loss with exact gradients."""
+        base = self.basis_
+        objective, pack, unpack = self._basis_objective(source, base, s)
+        params0 = base.learnable_params()
+        keys = sorted(params0)
+        m = base.n_basis
+        x0 = pack(params0, np.log(alpha), h)
+        n_theta = x0.size - 1 - m
+        bounds = [(None, None)] * n_theta + [(np.log(1e-8), np.log(1e8))] + [(None, None)] * m
+        bar = _progress(self.verbose, self.max_iter, "basis learning")
+        trace = []
+
+        def callback(intermediate_result):
+            trace.append(float(intermediate_result.fun))
+            if bar is not None:
+                bar.update(1)
+
+        try:
+            res = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
+                           options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": self.tol * 1e-3})
+        finally:
+            if bar is not None:
+                bar.close()
+        theta, log_lam, hv = unpack(res.x)
+        self.basis_ = base.with_params(**theta) if keys else base
+        self.basis_loss_ = [float(objective(x0)[0])] + trace
+        self.basis_result_ = res
+        return np.array(hv, dtype=np.float64), float(np.exp(log_lam)), int(res.nit)
+
+    def _basis_objective(self, source, base, s):
+        """The basis-learning objective over x = (basis params flattened, log alpha, h):
+        mean over tasks of the query MSE after adapting on the support set (or of the LOO MSE on
+        the support set when some task has no query points), with its exact gradient
+        (docs/derivations.md 0.3 / 3.3; G matrices from the kernel, contracted by design_vjp)."""
+        params0 = base.learnable_params()
+        keys = sorted(params0)
+        shapes = [np.shape(params0[k]) for k in keys]
+        sizes = [int(np.prod(sh)) for sh in shapes]
+        m = base.n_basis
+        use_query = source.all_have_queries()
+        n_total = source.n_tasks()
+
+        def unpack(x):
+            out, pos = {}, 0
+            for k, sh, n in zip(keys, shapes, sizes):
+                out[k] = x[pos:pos + n].reshape(sh)
+                pos += n
+            return out, x[pos], x[pos + 1:pos + 1 + m]
+
+        def objective(x):
+            theta, log_lam, hv = unpack(x)
+            basis = base.with_params(**theta) if keys else base
+            lam = float(np.exp(log_lam))
+            total = 0.0
+            g_theta = {k: np.zeros(sh) for k, sh in zip(keys, shapes)}
+            g_lam = 0.0
+            g_h = np.zeros(m)
+            for chunk in source.chunks(split=True):
+                Phi = self._design(basis, chunk.X_support)
+                y = as_f64(chunk.y_support)
+                off = chunk.support_offsets
+                if use_query:
+                    Phiq = self._design(basis, chunk.X_query)
+                    loss, G, Gq, dlam, dh = self._heldout(Phi, y, off, Phiq, as_f64(chunk.y_query),
+                                                          chunk.query_offsets, hv, s, lam, 1.0 / n_total)
+                else:
+                    T = off.shape[0] - 1
+                    G = np.empty_like(Phi); loss = np.empty(T); dlam = np.empty(T); dh = np.empty((T, m))
+                    with one_blas_thread():
+                        self.n_jitter_ += _ridge.loo_grad(Phi, y, off, hv, s, lam, 1.0 / n_total, G, loss,
+                                                          dlam, dh, _threads_for(self._n_threads, off))
+                total += float(loss.sum())
+                g_lam += float(dlam.sum())
+                g_h += dh.sum(axis=0)
+                if keys:
+                    for k, v in basis.design_vjp(chunk.X_support, G).items():
+                        g_theta[k] += v
+                    if use_query:
+                        for k, v in basis.design_vjp(chunk.X_query, Gq).items():
+                            g_theta[k] += v
+            grad = np.concatenate([np.ravel(g_theta[k]) for k in keys] + [[g_lam * lam], g_h])
+            return total, grad
+
+        def pack(theta, log_lam, hv):
+            return np.concatenate([np.ravel(np.asarray(theta[k], dtype=np.float64)) for k in keys]
+                                  + [[log_lam], hv])
+
+        return objective, pack, unpack

@@ -1,0 +1,78 @@
+"""Structure rules of the code base (issue 13): module size, one offsets check, one BLAS switch."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import numpy as np
+import pytest
+
+import metafast
+from metafast._validation import check_offsets
+from metafast.parallel import one_blas_thread, with_one_blas_thread
+
+PACKAGE = pathlib.Path(metafast.__file__).parent
+MAX_LINES = 420   # "about 400": a module over this says in its docstring why it is one module
+
+
+def python_modules():
+    return sorted(p for p in PACKAGE.rglob("*.py") if "_kernels" not in p.parts)
+
+
+def test_long_modules_say_why_in_their_docstring():
+    offenders = []
+    for path in python_modules():
+        text = path.read_text()
+        if text.count("\n") <= MAX_LINES:
+            continue
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if "one module" not in doc and "This module is" not in doc:
+            offenders.append(f"{path.relative_to(PACKAGE)} ({text.count(chr(10))} lines)")
+    assert not offenders, "modules over %d lines with no reason in their docstring: %s" % (MAX_LINES, offenders)
+
+
+def test_one_blas_thread_switch_is_the_only_one():
+    """threadpoolctl is used through metafast.parallel only (one controller, one policy)."""
+    users = [p.relative_to(PACKAGE) for p in python_modules()
+             if "threadpool_limits(" in p.read_text() or "ThreadpoolController(" in p.read_text()]
+    assert [str(p) for p in users] == ["parallel.py"], users
+
+
+def test_one_blas_thread_limits_blas_and_restores_it():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    with one_blas_thread():
+        assert all(n == 1 for n in blas_threads())
+
+    @with_one_blas_thread
+    def inside():
+        return blas_threads()
+
+    assert all(n == 1 for n in inside())
+    assert blas_threads() == before
+
+
+@pytest.mark.parametrize("offsets, n_tasks, message", [
+    (np.array([0, 2, 5]), 3, "n_tasks \\+ 1 = 4"),
+    (np.array([[0, 5]]), None, "1-D integer"),
+    (np.array([0.0, 5.0]), None, "1-D integer"),
+    (np.array([0]), None, "n_tasks \\+ 1 \\(>= 2\\)"),
+    (np.array([1, 5]), None, "start at 0"),
+    (np.array([0, 3, 2, 5]), None, "never decrease"),
+    (np.array([0, 4]), None, "row count 5"),
+])
+def test_check_offsets_names_the_argument_and_the_problem(offsets, n_tasks, message):
+    with pytest.raises(ValueError, match="'my_offsets'") as err:
+        check_offsets(offsets, 5, "my_offsets", n_tasks=n_tasks)
+    assert pytest.importorskip("re").search(message, str(err.value))
+
+
+def test_check_offsets_returns_contiguous_int64():
+    off = check_offsets(np.array([0, 2, 2, 5], dtype=np.int32)[::1], 5, "offsets")
+    assert off.dtype == np.int64 and off.flags.c_contiguous
+    np.testing.assert_array_equal(off, [0, 2, 2, 5])
