@@ -58,6 +58,18 @@ def effective_n_threads(n_jobs: int | None) -> int:
     return min(n_jobs, max_threads)
 
 
+# Below this many multiply-adds a kernel call runs on one thread: waking a second thread costs
+# more than it saves (and, on a busy machine, can cost a scheduler time slice: 40x slower measured).
+# Results never depend on the thread count.  Tests set it to 0 to exercise the threaded paths.
+MIN_PARALLEL_WORK = 1 << 20
+
+
+def threads_for_work(n_threads: int, work: float) -> int:
+    """``n_threads``, or 1 when the call's ``work`` (multiply-adds, roughly) is below
+    ``MIN_PARALLEL_WORK``: the one small-work rule of the kernels' callers."""
+    return n_threads if work >= MIN_PARALLEL_WORK else 1
+
+
 _BLAS_CONTROLLER: list = []   # one threadpoolctl controller, built on first use
 
 

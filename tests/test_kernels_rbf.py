@@ -266,7 +266,7 @@ def test_with_params_replaces_and_leaves_original():
 @pytest.mark.parametrize("key", ["rbf-both", "rff-ard", "relu"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_results_bit_identical_whatever_the_thread_count(key, dtype, monkeypatch):
-    monkeypatch.setattr(_fused, "MIN_PARALLEL_WORK", 0)     # thread even this small work
+    monkeypatch.setattr(mf.parallel, "MIN_PARALLEL_WORK", 0)     # thread even this small work
     X = data(1501, 3, dtype, seed=9)
     offsets = np.array([0, 5, 700, 701, 1501])
     outs = []
@@ -458,12 +458,12 @@ def test_property_fused_sum_equals_design_times_weights(n, d, m, key, f32, seed)
        key=st.sampled_from(["rbf-per-center", "rff", "relu"]), f32=st.booleans(),
        n_jobs=st.sampled_from([1, 2]))
 def test_property_task_sums_equal_per_task_design(sizes, key, f32, n_jobs):
-    saved = _fused.MIN_PARALLEL_WORK
-    _fused.MIN_PARALLEL_WORK = 0       # thread even small work (hypothesis cannot use monkeypatch)
+    saved = mf.parallel.MIN_PARALLEL_WORK
+    mf.parallel.MIN_PARALLEL_WORK = 0       # thread even small work (hypothesis cannot use monkeypatch)
     try:
         _check_task_sums(sizes, key, f32, n_jobs)
     finally:
-        _fused.MIN_PARALLEL_WORK = saved
+        mf.parallel.MIN_PARALLEL_WORK = saved
 
 
 def _check_task_sums(sizes, key, f32, n_jobs):

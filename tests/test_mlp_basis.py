@@ -9,7 +9,6 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import metafast as mf
-from metafast.basis import _fused
 from metafast.basis.mlp import MLP
 from metafast.testing import check_basis_family
 
@@ -26,7 +25,7 @@ def numpy_features(B, X):
 
 @pytest.fixture
 def threaded_small_work(monkeypatch):
-    monkeypatch.setattr(_fused, "MIN_PARALLEL_WORK", 0)     # exercise the threaded paths
+    monkeypatch.setattr(mf.parallel, "MIN_PARALLEL_WORK", 0)     # exercise the threaded paths
 
 
 @pytest.mark.usefixtures("threaded_small_work")

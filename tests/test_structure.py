@@ -76,3 +76,13 @@ def test_check_offsets_returns_contiguous_int64():
     off = check_offsets(np.array([0, 2, 2, 5], dtype=np.int32)[::1], 5, "offsets")
     assert off.dtype == np.int64 and off.flags.c_contiguous
     np.testing.assert_array_equal(off, [0, 2, 2, 5])
+
+
+def test_one_small_work_rule():
+    """Every caller asks parallel.threads_for_work; the threshold lives there only."""
+    import metafast.parallel as par
+
+    assert par.threads_for_work(4, par.MIN_PARALLEL_WORK - 1) == 1
+    assert par.threads_for_work(4, par.MIN_PARALLEL_WORK) == 4
+    owners = [str(p.relative_to(PACKAGE)) for p in python_modules() if "MIN_PARALLEL_WORK =" in p.read_text()]
+    assert owners == ["parallel.py"], owners

@@ -25,18 +25,15 @@ import numpy as np
 from metafast._validation import (_as_numeric_array, check_finite, check_positive_int,
                                   check_weights)
 from metafast.basis._base import BasisFamily, _check_offsets
-from metafast.parallel import effective_n_threads
+from metafast.parallel import effective_n_threads, threads_for_work
 
-# Below this many (row x basis function) evaluations a call runs on one thread: waking a second
-# thread costs more than it saves (and, on a busy machine, can cost a scheduler time slice).
-# Results are identical either way.  Tests set it to 0 to exercise the threaded paths.
-MIN_PARALLEL_WORK = 1 << 16
+# multiply-adds of one (row, basis function) evaluation, for the small-work rule (parallel.py)
+_WORK_PER_EVALUATION = 16
 
 
 def n_threads_for(n_jobs, n_rows: int, n_basis: int) -> int:
     """Kernel threads for a call: ``effective_n_threads(n_jobs)``, or 1 for small work."""
-    threads = effective_n_threads(n_jobs)
-    return 1 if n_rows * n_basis < MIN_PARALLEL_WORK else threads
+    return threads_for_work(effective_n_threads(n_jobs), _WORK_PER_EVALUATION * n_rows * n_basis)
 
 
 def check_has_features(X: np.ndarray) -> int:
@@ -135,7 +132,7 @@ class KernelFamily(BasisFamily):
     """BasisFamily evaluated by Cython kernels: thread count and the checks of every input."""
 
     n_jobs: int | None = None
-    #: True: work below MIN_PARALLEL_WORK row x basis evaluations runs on one thread
+    #: True: small work runs on one thread (``parallel.threads_for_work``)
     _single_thread_small_work = False
 
     def _threads(self, n_rows: int) -> int:

@@ -7,14 +7,18 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from metafast.parallel import threads_for_work
 from metafast.learners._base import check_tasks, check_train_rows, iter_task_chunks, training_view
 from metafast.tasks._taskset import TaskSet
 
 
+_WORK_PER_ROW = 512   # multiply-adds per packed row of a ridge kernel (~m^2 / 3 at m = 40)
+
+
 def _threads_for(n_threads: int, offsets: np.ndarray) -> int:
-    """Threads worth starting for a kernel call: one for small task sets, where starting a
-    parallel region costs more than the work (results never depend on the thread count)."""
-    return n_threads if offsets[-1] >= 2048 else 1
+    """Threads worth starting for a ridge kernel call over the packed tasks of ``offsets``
+    (``parallel.threads_for_work``: one thread below about 2,000 rows)."""
+    return threads_for_work(n_threads, _WORK_PER_ROW * int(offsets[-1]))
 
 
 class _TaskSource:

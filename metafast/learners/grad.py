@@ -25,12 +25,11 @@ from metafast.learners._basis_opt import _flatten, _unflatten
 from metafast.learners._bayes_task import as_f64
 from metafast.learners._grad_engine import (METHODS, Adam, TrainingRows, adapt_weights, batch_meta_grad,
                                             split_batch)
-from metafast.parallel import with_one_blas_thread
+from metafast.parallel import threads_for_work, with_one_blas_thread
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
 
-_MIN_PARALLEL_WORK = 1 << 20   # multiply-adds of a meta-batch below which it runs on one thread
 _SCALE_ROWS = 16384            # training rows (a seeded sample) that set the design-row scale s
 
 
@@ -332,7 +331,7 @@ class MetaGrad(MetaLearner):
         """Threads for one meta-batch: one below ~1e6 flops (waking a thread then costs more than
         it saves, and a scheduler time slice on a busy machine: measured 40x slower)."""
         work = (batch.inner.shape[0] * (2 * int(self.inner_steps) + 1) + batch.outer.shape[0]) * self.basis_.n_basis
-        return self._n_threads if work >= _MIN_PARALLEL_WORK else 1
+        return threads_for_work(self._n_threads, work)
 
     # ================================================================== new tasks
     def adapt(self, X, y) -> GradTaskRegressor:
