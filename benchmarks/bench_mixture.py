@@ -35,7 +35,7 @@ import_metafast()  # the installed metafast, else this checkout (built in place)
 import metafast as mf
 from metafast.learners._mixture import MixturePrior
 from metafast.learners._mixture_em import _EM
-from metafast.parallel import one_blas_thread as _single_threaded_blas
+from metafast.parallel import one_blas_thread
 from metafast.tasks import TaskSet
 
 HARMONIC_FREQS = np.concatenate([np.linspace(4.6, 7.4, 15), np.linspace(9.2, 14.8, 15)])
@@ -218,7 +218,7 @@ def run_family(name, make_tasks, design, components, args):
     em = _EM(np.ascontiguousarray(Phi / prior._col_scale), train.y_support / prior._y_scale,
              train.support_offsets, "full", prior.n_threads_)
     t0 = time.perf_counter()
-    with _single_threaded_blas(None):
+    with one_blas_thread(None):
         em.run(prior._params, 3, 0.0)
     per_iter = (time.perf_counter() - t0) / 3
     print(f"per EM iteration: metafast {per_iter * 1e3:.0f} ms, numpy reference "

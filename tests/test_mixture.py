@@ -13,7 +13,7 @@ from metafast._kernels import _mixture as K
 from metafast.basis._base import BasisFamily
 from metafast.learners._mixture import MixturePrior, MixtureTaskRegressor
 from metafast.learners._mixture_em import _EM, _Params
-from metafast.parallel import one_blas_thread as _single_threaded_blas
+from metafast.parallel import one_blas_thread
 
 TOL = {np.float32: 2e-3, np.float64: 1e-9}
 
@@ -76,7 +76,7 @@ def run_em_step(Phi, y, off, mu, Sig, w, s2, blocks, chunk_rows=7, n_threads=1, 
     out = dict(ll=np.zeros((T, C), dtype), r=np.zeros((T, C), dtype), lev=np.zeros(T, dtype),
                nj=np.zeros(T, np.int32), sr=np.zeros((B, C), dtype), su=np.zeros((B, C, m), dtype),
                sG=np.zeros((B, C, m, m), dtype), sn=np.zeros(B, dtype))
-    with _single_threaded_blas():  # as the learners call it: BLAS threads inside prange crawl
+    with one_blas_thread():  # as the learners call it: BLAS threads inside prange crawl
         K.em_step(f(Phi), f(y), off, f(np.linalg.cholesky(Sig)), f(mu), f(np.log(w)), s2,
                   np.asarray(blocks, np.int64), out["ll"], out["r"], out["lev"], out["nj"], out["sr"],
                   out["su"], out["sG"], out["sn"], 0.0, True, chunk_rows, n_threads)
@@ -158,7 +158,7 @@ def test_posterior_and_predict_kernels_match_brute_force(dtype, rng):
     ll, R, lev, pm, pS = brute_estep(Phi, y, off, mu, Sig, w, s2)
     r, lv = np.zeros((T, C), dtype), np.zeros(T, dtype)
     post_m, post_S, nj = np.zeros((T, C, m), dtype), np.zeros((T, C, m, m), dtype), np.zeros(T, np.int32)
-    with _single_threaded_blas():
+    with one_blas_thread():
         K.posterior(f(Phi), f(y), off, L, f(mu), f(np.log(w)), s2, r, lv, post_m, post_S, nj, True, 2)
     tol = TOL[dtype]
     np.testing.assert_allclose(r, R, rtol=tol, atol=tol)
@@ -170,7 +170,7 @@ def test_posterior_and_predict_kernels_match_brute_force(dtype, rng):
     Pq = rng.normal(size=(q_off[-1], m))
     cm, cv = np.zeros((q_off[-1], C), dtype), np.zeros((q_off[-1], C), dtype)
     r2 = np.zeros((T, C), dtype)
-    with _single_threaded_blas():
+    with one_blas_thread():
         K.predict(f(Phi), f(y), off, f(Pq), q_off, L, f(mu), f(np.log(w)), s2, r2, cm, cv, nj, 2, 2)
     np.testing.assert_allclose(r2, R, rtol=tol, atol=tol)
     for t in range(T):
