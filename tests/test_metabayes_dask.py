@@ -72,8 +72,6 @@ def test_unsupported_combinations_and_unbuildable_chunks_are_clear_errors(client
     tasks = mf.tasks.load("sinusoid", n_tasks=20, n_support=5, n_query=5, seed=0)
     with pytest.raises(NotImplementedError, match="mixture"):
         mf.MetaBayes(basis=_basis(), n_components=2, backend="dask").fit(tasks)
-    with pytest.raises(NotImplementedError, match="learn_basis"):
-        mf.MetaBayes(basis=_basis(), learn_basis=True, backend="dask").fit(tasks)
     with pytest.raises(ValueError, match="resample"):
         _fit(mf.tasks.stream("sinusoid", n_tasks=20, chunk_size=10, resample=True), backend="dask")
     tasks.save(tmp_path / "a.npz")
@@ -99,14 +97,28 @@ class _KillAWorker:
         return self.original(chunks, fn, *args)
 
 
+def _long_table(tasks):
+    """One row per labelled point, keyed by task."""
+    import pandas as pd
+
+    ts = tasks.all_rows()
+    return pd.DataFrame({"task": np.repeat(np.arange(len(ts)), ts.support_sizes),
+                         "x": ts.X_support[:, 0], "y": ts.y_support})
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["TaskSet", "stream", "files"])
+@pytest.mark.parametrize("source", ["TaskSet", "stream", "files", "dataframe"])
 def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(source, tmp_path, monkeypatch):
     tasks = mf.tasks.load("sinusoid", n_tasks=400, n_support=5, n_query=5, seed=1)
     if source == "TaskSet":
         data = tasks
     elif source == "stream":
         data = mf.tasks.stream("sinusoid", n_tasks=400, chunk_size=100, seed=1, n_support=5, n_query=5)
+    elif source == "dataframe":      # a dask DataFrame, shuffled on its key on the workers
+        dd = pytest.importorskip("dask.dataframe")
+        frame = _long_table(tasks)
+        data = mfd.DataFrameSource(dd.from_pandas(frame, npartitions=4, sort=False), group="task",
+                                   features=["x"], target="y")
     else:
         paths = [tmp_path / f"c{i}.npz" for i in range(4)]
         for i, p in enumerate(paths):

@@ -27,6 +27,7 @@ from metafast.learners._bayes_blocks import DesignCache, chunk_stats, worker_des
 from metafast.learners._bayes_blocks import chunk_design as _chunk_design
 from metafast.learners._em_accel import EMRun, combined
 from metafast.distributed import DaskChunks
+from metafast._distributed_fits import evidence_on_workers
 from metafast.learners._bayes_task import BayesTaskRegressor, as_f64, fast_y
 from metafast._memory import check_allocation
 from metafast.parallel import effective_n_threads
@@ -108,7 +109,8 @@ class MetaBayes(MetaLearner):
         sent once) and stay there; per EM pass the driver sends the prior and gets back the
         statistics summed on the workers (O(m^2)).  A lost worker's chunks are rebuilt from
         their source and the fit ends as an undisturbed one would.  Kernels on a worker use
-        that worker's threads.  The mixture prior and learn_basis raise NotImplementedError.
+        that worker's threads, and so does ``learn_basis`` (its gradient is a sum over chunks).  The
+        mixture prior raises NotImplementedError.
     acceleration : {"squarem", "overrelax", "none"}
         How EM steps are accelerated; all three are monotone in the objective.  "squarem"
         (default): SQUAREM (Varadhan & Roland 2008), which jumps along the parabola through two
@@ -304,16 +306,13 @@ class MetaBayes(MetaLearner):
         return self
 
     def _check_dask_support(self) -> None:
-        """backend="dask" runs the single-Gaussian EM and the target-scale pass on the workers;
+        """backend="dask" runs the single-Gaussian EM, the target-scale pass and learn_basis on the workers;
         what does not run there yet is an error, never a silent fallback to the driver."""
         if self.backend != "dask":
             return
         if self.n_components != 1:
             raise NotImplementedError("backend='dask' supports the single Gaussian prior (n_components=1) "
                                       "only; the mixture prior runs in process (backend='threads')")
-        if self.learn_basis:
-            raise NotImplementedError("backend='dask' does not learn the basis yet (learn_basis=True): "
-                                      "use backend='threads', or learn the basis on a subset first")
 
     def _set_scale_and_init(self, source, dtype) -> None:
         """Target scale (undone exactly at the end) and the isotropic starting prior.
@@ -398,7 +397,8 @@ class MetaBayes(MetaLearner):
         settled = True                      # is the prior converged for the current basis?
         for _ in range(self.basis_rounds):
             new_basis, before, after = optimise_basis(self.basis_, chunks, prior, self._y_scale,
-                                                      self._n_threads, self.basis_max_iter)
+                                                      self._n_threads, self.basis_max_iter,
+                                                      evidence_on_workers(source) if isinstance(source, DaskChunks) else None)
             if new_basis is self.basis_:
                 break
             self.basis_ = new_basis

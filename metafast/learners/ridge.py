@@ -30,6 +30,7 @@ from metafast.learners._bayes_task import check_task_y
 from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
                                      training_view)
 from metafast._memory import check_allocation
+from metafast._distributed_fits import RidgeChunks
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
@@ -150,6 +151,11 @@ class MetaRidge(MetaLearner):
         ``mean="split"`` (transfer risk) and ``learn_basis=True`` (query loss after adapting on
         the support).
     n_jobs : threads of the kernels (None = all cores).
+    backend : {"threads", "dask"}
+        "dask" computes the statistics on the workers of the active dask.distributed Client,
+        where the chunks are built and kept (sources as for MetaBayes, ``metafast.distributed``):
+        the envelope mean, the LOO choice of alpha and metric="diag".  The held-out objectives
+        (mean="split", cv="query", learn_basis) raise NotImplementedError there.
     random_state : MetaRidge is deterministic; accepted for API uniformity.
     verbose : int; > 0 shows a progress bar on the iterative fits.
 
@@ -163,7 +169,8 @@ class MetaRidge(MetaLearner):
     def __init__(self, basis=None, *, alphas=DEFAULT_ALPHAS, cv: str = "loo", mean: str = "envelope",
                  metric: str | None = None,
                  learn_basis: bool = False, max_iter: int = 100, tol: float = 1e-6,
-                 train_rows: str = "all", n_jobs: int | None = None, random_state=None, verbose: int = 0):
+                 train_rows: str = "all", n_jobs: int | None = None, backend: str = "threads",
+                 random_state=None, verbose: int = 0):
         self.basis = basis
         self.alphas = alphas
         self.cv = cv
@@ -174,6 +181,7 @@ class MetaRidge(MetaLearner):
         self.tol = tol
         self.train_rows = train_rows
         self.n_jobs = n_jobs
+        self.backend = backend
         self.random_state = random_state
         self.verbose = verbose
 
@@ -192,7 +200,7 @@ class MetaRidge(MetaLearner):
     def _fit_aside(self, tasks) -> None:
         alphas = self._check_params()
         self._n_threads = effective_n_threads(self.n_jobs)
-        source = _TaskSource(tasks, self.train_rows)
+        source = _TaskSource(tasks, self.train_rows) if self.backend == "threads" else RidgeChunks(self, tasks)
         first = source.first
         check_regression(first, "MetaRidge")
         self.basis_ = self._init_basis(training_view(first, self.train_rows))
@@ -251,6 +259,8 @@ class MetaRidge(MetaLearner):
 
     def _stats(self, source: "_TaskSource", alphas: np.ndarray, s: np.ndarray, with_loo: bool = True):
         """One pass: the GLS statistics (M, b) and the LOO quadratic (Q, q, sq) for each alpha."""
+        if isinstance(source, RidgeChunks):               # summed on the Dask workers
+            return source.meta_stats(self, alphas, s, with_loo)
         m = self.basis_.n_basis
         k = alphas.size
         check_allocation(8.0 * m * m * (2 * k + 2 + self._n_threads),
@@ -376,6 +386,8 @@ class MetaRidge(MetaLearner):
         return h, s, n_iter
 
     def _envelope(self, source, h, s, alpha):
+        if isinstance(source, RidgeChunks):               # summed on the Dask workers
+            return source.envelope(self, h, s, alpha)
         m = s.size
         total = 0.0; grad = np.zeros(m); n_tasks = 0
         for chunk in source.chunks():

@@ -1,0 +1,76 @@
+"""Fits beyond the single-Gaussian EM on Dask workers: MetaBayes learn_basis and MetaRidge give
+the in-process result; the combinations that do not run there are clear errors."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import metafast as mf
+from metafast import distributed as mfd
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return mf.tasks.load("sinusoid", n_tasks=90, n_support=6, n_query=4, seed=3)
+
+
+def _basis(n=10):
+    return mf.basis.make("rbf", n_basis=n, length_scale=1.5).fit(np.linspace(-5, 5, 50)[:, None])
+
+
+def _quiet(model, data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(data)
+
+
+def test_metabayes_learn_basis_on_the_workers_equals_in_process(client, tasks):
+    kw = dict(basis=_basis(), learn_basis=True, basis_rounds=2, basis_max_iter=4, basis_em_iter=2,
+              max_iter=6, tol=0)
+    local = _quiet(mf.MetaBayes(**kw), tasks)
+    remote = _quiet(mf.MetaBayes(backend="dask", **kw), [tasks[:40], tasks[40:]])
+    assert len(local.basis_log_evidence_) > 1                      # the basis did move
+    np.testing.assert_allclose(remote.basis_log_evidence_, local.basis_log_evidence_, rtol=1e-10)
+    np.testing.assert_allclose(remote.basis_.length_scale_ if hasattr(remote.basis_, "length_scale_")
+                               else remote.basis_.learnable_params()["log_length_scale"],
+                               local.basis_.length_scale_ if hasattr(local.basis_, "length_scale_")
+                               else local.basis_.learnable_params()["log_length_scale"], rtol=1e-9)
+    np.testing.assert_allclose(remote.log_evidence_, local.log_evidence_, rtol=1e-10)
+    np.testing.assert_allclose(remote.covariance_, local.covariance_, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(alphas=0.5), dict(metric="diag", max_iter=5),
+                                dict(train_rows="support")])
+def test_metaridge_on_the_workers_equals_in_process(client, tasks, kw):
+    local = _quiet(mf.MetaRidge(basis=_basis(), **kw), tasks)
+    for data in (tasks, [tasks[:30], tasks[30:70], tasks[70:]]):
+        remote = _quiet(mf.MetaRidge(basis=_basis(), backend="dask", **kw), data)
+        assert remote.alpha_ == local.alpha_
+        # to 1e-10 of the mean's scale (L-BFGS on the metric passes round-off of the sum order on)
+        np.testing.assert_allclose(remote.prior_mean_, local.prior_mean_, rtol=0,
+                                   atol=1e-10 * np.abs(local.prior_mean_).max())
+        np.testing.assert_allclose(remote.prior_scale_, local.prior_scale_, rtol=1e-8)
+        np.testing.assert_allclose(remote.cv_scores_, local.cv_scores_, rtol=1e-10)
+
+
+def test_what_does_not_run_on_the_workers_is_a_clear_error(client, tasks):
+    for kw, what in [(dict(mean="split"), "mean='split'"), (dict(cv="query"), "cv='query'"),
+                     (dict(learn_basis=True), "learn_basis=True")]:
+        with pytest.raises(NotImplementedError, match=f"{what}.*backend='threads'"):
+            mf.MetaRidge(basis=_basis(), backend="dask", **kw).fit(tasks)
+    with pytest.raises(ValueError, match="parameter 'backend'"):
+        mf.MetaRidge(backend="spark").fit(tasks)
+    with pytest.raises(NotImplementedError, match="mixture"):
+        mf.MetaBayes(basis=_basis(), n_components=2, backend="dask").fit(tasks)
+    with pytest.raises(mfd.ChunkUnavailable, match="chunk 0"):
+        mf.MetaRidge(basis=_basis(), backend="dask").fit(mfd.FileSource(["/nonexistent/a.npz"]))
