@@ -263,11 +263,18 @@ class DaskChunks:
     def map_sum(self, fn: Callable, *args):
         """sum_i fn(chunk_i, *args, worker_threads) over the chunks, added pairwise on the workers
         in a fixed tree (same order whatever worker computes what); only the sum comes back."""
+        return _tree(self.client, _add, self._per_chunk(fn, args)).result()
+
+    def map_list(self, fn: Callable, *args) -> list:
+        """[fn(chunk_i, *args, worker_threads)] in chunk order, each brought back to the driver
+        (for per-task values needed once, e.g. the mixture's k-means start)."""
+        return self.client.gather(self._per_chunk(fn, args))
+
+    def _per_chunk(self, fn: Callable, args: tuple) -> list:
         # each argument is one small task (not scattered data, which has no lineage and would be
         # lost with its worker): the prior travels once per pass, and is rebuilt if lost
         shared = [self.client.submit(_identity, a, pure=False) for a in args]
-        leaves = [self.client.submit(_on_chunk, fn, c, *shared, pure=False) for c in self.futures]
-        return _tree(self.client, _add, leaves).result()
+        return [self.client.submit(_on_chunk, fn, c, *shared, pure=False) for c in self.futures]
 
     def release(self) -> None:
         for f in self.futures:

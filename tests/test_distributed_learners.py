@@ -1,4 +1,4 @@
-"""Fits beyond the single-Gaussian EM on Dask workers: MetaBayes learn_basis and MetaRidge give
+"""Fits beyond the single-Gaussian EM on Dask workers: MetaBayes learn_basis, the mixture prior and MetaRidge give
 the in-process result; the combinations that do not run there are clear errors."""
 
 import warnings
@@ -70,7 +70,25 @@ def test_what_does_not_run_on_the_workers_is_a_clear_error(client, tasks):
             mf.MetaRidge(basis=_basis(), backend="dask", **kw).fit(tasks)
     with pytest.raises(ValueError, match="parameter 'backend'"):
         mf.MetaRidge(backend="spark").fit(tasks)
-    with pytest.raises(NotImplementedError, match="mixture"):
-        mf.MetaBayes(basis=_basis(), n_components=2, backend="dask").fit(tasks)
+    with pytest.raises(NotImplementedError, match="n_components='auto'"):
+        mf.MetaBayes(basis=_basis(), n_components="auto", backend="dask").fit(tasks)
     with pytest.raises(mfd.ChunkUnavailable, match="chunk 0"):
         mf.MetaRidge(basis=_basis(), backend="dask").fit(mfd.FileSource(["/nonexistent/a.npz"]))
+
+
+@pytest.mark.parametrize("screen", [False, True])
+def test_metabayes_mixture_on_the_workers_equals_in_process(client, monkeypatch, screen):
+    if screen:      # restarts screened on a subset of the tasks, gathered from the workers
+        monkeypatch.setattr("metafast.learners._mixture._SCREEN_TASKS", 40)
+    tasks = mf.tasks.load("multimodal", n_tasks=100, n_support=8, n_query=2, seed=0)
+    kw = dict(basis=_basis(8), n_components=2, n_init=2, max_iter=8, tol=0, random_state=0)
+    local = _quiet(mf.MetaBayes(**kw), tasks)
+    remote = _quiet(mf.MetaBayes(backend="dask", **kw), [tasks[:35], tasks[35:]])
+    assert remote.n_components_ == local.n_components_ == 2 and remote.n_tasks_seen_ == 100
+    np.testing.assert_allclose(remote.log_evidence_, local.log_evidence_, rtol=1e-10)
+    np.testing.assert_allclose(remote.weights_, local.weights_, rtol=1e-9)
+    np.testing.assert_allclose(remote.means_, local.means_, rtol=0, atol=1e-9 * np.abs(local.means_).max())
+    np.testing.assert_allclose(remote.noise_var_, local.noise_var_, rtol=1e-9)
+    X = np.linspace(-4, 4, 7)[:, None]
+    np.testing.assert_allclose(remote.adapt(X[:3], np.ones(3)).predict(X), local.adapt(X[:3], np.ones(3)).predict(X),
+                               rtol=1e-8)

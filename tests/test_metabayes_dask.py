@@ -70,8 +70,6 @@ def test_worker_kernels_use_the_worker_threads(client):
 
 def test_unsupported_combinations_and_unbuildable_chunks_are_clear_errors(client, tmp_path):
     tasks = mf.tasks.load("sinusoid", n_tasks=20, n_support=5, n_query=5, seed=0)
-    with pytest.raises(NotImplementedError, match="mixture"):
-        mf.MetaBayes(basis=_basis(), n_components=2, backend="dask").fit(tasks)
     with pytest.raises(ValueError, match="resample"):
         _fit(mf.tasks.stream("sinusoid", n_tasks=20, chunk_size=10, resample=True), backend="dask")
     tasks.save(tmp_path / "a.npz")

@@ -184,6 +184,7 @@ class _EM:
         self.psi = 1.0 / max(Phi.shape[1], 1)   # shrinkage target psi I: the isotropic start
         self.n_tasks = len(offsets) - 1
         self.n_points = int(offsets[-1])
+        self.n_basis = Phi.shape[1]
         self.n_jitter = 0
 
     def _blocks(self, n_comp: int) -> np.ndarray:
@@ -221,6 +222,17 @@ class _EM:
         out["total"] = float(out["log_ev"].sum())
         out["objective"] = out["total"] + self.log_prior(p)
         return out
+
+    def posterior_means(self, prior: "MixturePrior", p: _Params) -> np.ndarray:
+        """(T, m) posterior means of every task under the one-component prior ``p``."""
+        post = np.empty((self.n_tasks, 1, self.n_basis))
+        prior._posterior(self.Phi, self.y, self.offsets, p, post, None)
+        return post[:, 0, :]
+
+    def take(self, idx: np.ndarray) -> "_EM":
+        """The same EM on the tasks ``idx`` only."""
+        return _EM(*_take_tasks(self.Phi, self.y, self.offsets, idx), self.covariance, self.n_threads,
+                   self.prior_weight)
 
     def log_prior(self, p: _Params) -> float:
         """sum_c log p(Sigma_c) = -nu/2 sum_c [log|Sigma_c| + psi tr(Sigma_c^{-1})] (0 when nu = 0)."""
@@ -380,8 +392,11 @@ class MixturePrior(VersionTagged):
         self._y_scale, self._col_scale = self._scales(Phi, y)
         Phi_s = np.ascontiguousarray(Phi / self._col_scale)
         y_s = y / self._y_scale
-        em = _EM(Phi_s, y_s, offsets, self.covariance, self.n_threads_, float(self.prior_weight))
-        m = Phi.shape[1]
+        self._fit_em(_EM(Phi_s, y_s, offsets, self.covariance, self.n_threads_, float(self.prior_weight)), n_comp)
+
+    def _fit_em(self, em: _EM, n_comp: int) -> None:
+        """EM on ``em``'s tasks (packed arrays, or chunks on Dask workers: metafast._distributed_mixture)."""
+        m = em.n_basis
         show = bool(self.verbose) and sys.stderr.isatty()
         from tqdm.auto import tqdm
 
@@ -410,10 +425,8 @@ class MixturePrior(VersionTagged):
 
     def _restarts(self, em: _EM, p1: _Params, n_comp: int, bar):
         """k-means restarts on the single-Gaussian posterior means; best short run is continued."""
-        T, m = em.n_tasks, em.Phi.shape[1]
-        post_means = np.empty((T, 1, m))
-        self._posterior(em.Phi, em.y, em.offsets, p1, post_means, None)
-        W = post_means[:, 0, :]
+        T = em.n_tasks
+        W = em.posterior_means(self, p1)
         rng = check_random_state(self.random_state)
         seeds = rng.randint(0, 2**31 - 1, size=self.n_init)
         screen = min(_SCREEN_ITER, self.max_iter) if self.n_init > 1 else self.max_iter
@@ -422,7 +435,7 @@ class MixturePrior(VersionTagged):
         sub = em
         if self.n_init > 1 and T > _SCREEN_TASKS:
             idx = np.sort(rng.choice(T, _SCREEN_TASKS, replace=False))
-            sub = _EM(*_take_tasks(em.Phi, em.y, em.offsets, idx), em.covariance, em.n_threads, em.prior_weight)
+            sub = em.take(idx)
         best = None
         for seed in seeds:
             with warnings.catch_warnings():
@@ -476,11 +489,12 @@ class MixturePrior(VersionTagged):
         self.log_evidence_ = hist[:, 0] - shift
         self.objective_ = hist[:, 1] - shift
         self.n_iter_ = len(history)
-        self.responsibilities_ = stats["resp"].copy()
-        self.task_log_evidence_ = stats["log_ev"] - np.diff(em.offsets) * np.log(ys)
+        if "resp" in stats:      # per-task values: not brought back from Dask workers
+            self.responsibilities_ = stats["resp"].copy()
+            self.task_log_evidence_ = stats["log_ev"] - np.diff(em.offsets) * np.log(ys)
         self.dropped_components_ = dropped
         self.n_jitter_ = em.n_jitter + p.n_jitter
-        self.n_features_in_ = em.Phi.shape[1]
+        self.n_features_in_ = em.n_basis
 
     def _fit_auto(self, Phi, y, offsets):
         lo, hi = self._component_range()

@@ -109,8 +109,9 @@ class MetaBayes(MetaLearner):
         sent once) and stay there; per EM pass the driver sends the prior and gets back the
         statistics summed on the workers (O(m^2)).  A lost worker's chunks are rebuilt from
         their source and the fit ends as an undisturbed one would.  Kernels on a worker use
-        that worker's threads, and so does ``learn_basis`` (its gradient is a sum over chunks).  The
-        mixture prior raises NotImplementedError.
+        that worker's threads, and so do ``learn_basis`` (its gradient is a sum over chunks) and
+        the mixture prior (``metafast._distributed_mixture``; n_components="auto" raises
+        NotImplementedError).
     acceleration : {"squarem", "overrelax", "none"}
         How EM steps are accelerated; all three are monotone in the objective.  "squarem"
         (default): SQUAREM (Varadhan & Roland 2008), which jumps along the parabola through two
@@ -306,13 +307,13 @@ class MetaBayes(MetaLearner):
         return self
 
     def _check_dask_support(self) -> None:
-        """backend="dask" runs the single-Gaussian EM, the target-scale pass and learn_basis on the workers;
+        """backend="dask" runs the EM (one Gaussian or a mixture), the target-scale pass and learn_basis on the workers;
         what does not run there yet is an error, never a silent fallback to the driver."""
         if self.backend != "dask":
             return
-        if self.n_components != 1:
-            raise NotImplementedError("backend='dask' supports the single Gaussian prior (n_components=1) "
-                                      "only; the mixture prior runs in process (backend='threads')")
+        if self.n_components == "auto":
+            raise NotImplementedError("backend='dask' needs a number of mixture components: "
+                                      "n_components='auto' runs in process only (backend='threads')")
 
     def _set_scale_and_init(self, source, dtype) -> None:
         """Target scale (undone exactly at the end) and the isotropic starting prior.
@@ -586,6 +587,10 @@ class MetaBayes(MetaLearner):
     def _fit_mixture(self, tasks) -> "MetaBayes":
         from metafast.learners._mixture import MixturePrior
 
+        if self.backend == "dask":             # statistics summed on the Dask workers
+            from metafast._distributed_mixture import mixture_on_workers
+
+            return self._set_mixture(*mixture_on_workers(self, tasks))
         ts = training_view(check_tasks(tasks), self.train_rows)
         check_regression(ts, "MetaBayes")
         if ts.X_support.shape[0] == 0:
@@ -598,6 +603,9 @@ class MetaBayes(MetaLearner):
         prior = MixturePrior(self.n_components, covariance=covariance, max_iter=self.max_iter, tol=self.tol,
                              n_init=self.n_init, random_state=self.random_state, n_threads=self._n_threads,
                              verbose=self.verbose, prior_weight=self.prior_weight).fit(Phi, y, ts.support_offsets)
+        return self._set_mixture(prior, len(ts))
+
+    def _set_mixture(self, prior, n_tasks: int) -> "MetaBayes":
         self.mixture_ = prior
         self.log_evidence_ = np.asarray(prior.log_evidence_)
         self.objective_ = np.asarray(prior.objective_)
@@ -605,7 +613,7 @@ class MetaBayes(MetaLearner):
         self.n_components_ = prior.n_components_
         self.weights_, self.means_, self.covariances_ = prior.weights_, prior.means_, prior.covariances_
         self.noise_var_ = prior.noise_var_
-        self.n_tasks_seen_ = len(ts)
+        self.n_tasks_seen_ = n_tasks
         self._mf_fitted = True
         return self
 
