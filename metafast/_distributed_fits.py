@@ -3,12 +3,15 @@
 them pairwise, and the driver gets one small array back.
 
 - MetaBayes ``learn_basis``: the summed log evidence and its gradient in the basis parameters;
-- MetaRidge: the closed-form and leave-one-out statistics (M, b, Q, q, sq) per alpha, and the
-  Moreau-envelope objective and its gradient in the metric (``metric="diag"``).
+- MetaRidge: the closed-form and leave-one-out statistics (M, b, Q, q, sq) per alpha, the
+  Moreau-envelope objective and its gradient in the metric (``metric="diag"``), the transfer-risk
+  statistics (``mean="split"``), the query scores of each alpha (``cv="query"``) and the held-out
+  loss with its gradient in (basis, log alpha, h) (``learn_basis=True``).
 
 Each per-chunk function packs its terms into one float64 vector, so the sum on the workers is a
-vector sum; the driver unpacks it.  The learners' fits that are not listed here raise
-NotImplementedError with backend="dask" (``check_ridge_dask``).
+vector sum; the driver unpacks it.  MetaRidge's held-out objectives need each task's
+support/query split, so when one of them is used the chunks are kept on the workers as given and
+turned into training rows (``train_rows``) on the worker for the other passes.
 """
 
 from __future__ import annotations
@@ -53,65 +56,17 @@ def evidence_on_workers(chunks):
 
 
 # ---------------------------------------------------------------------------- MetaRidge
-def check_ridge_dask(model) -> None:
-    """What MetaRidge runs on the workers; anything else is an error, never a silent fallback."""
-    if model.backend not in ("threads", "dask"):
-        raise ValueError(f"parameter 'backend' must be 'threads' or 'dask'; got {model.backend!r}")
-    unsupported = [("mean='split'", model.mean == "split"),
-                   ("cv='query'", model.cv == "query" and np.size(model.alphas) > 1),
-                   ("learn_basis=True", bool(model.learn_basis))]
-    for what, used in unsupported:
-        if used:
-            raise NotImplementedError(
-                f"MetaRidge with backend='dask' runs the envelope mean, the leave-one-out choice of "
-                f"alpha and metric='diag' on the workers; {what} (held-out objectives on the "
-                "support/query split) runs in process only: use backend='threads'")
+def _uses_split(model) -> bool:
+    return model.mean == "split" or (model.cv == "query" and np.size(model.alphas) > 1) or bool(model.learn_basis)
 
 
-class RidgeChunks:
-    """MetaRidge's training chunks on the workers, with the two passes it needs there."""
-
-    def __init__(self, model, tasks):
-        from metafast.distributed import DaskChunks
-
-        check_ridge_dask(model)
-        self.chunks = DaskChunks(tasks, model.train_rows)
-        self.first = self.chunks.first()
-        if len(self.first) == 0:
-            raise ValueError("argument 'tasks': the first chunk holds no tasks")
-
-    def map_sum(self, fn, *args):
-        return self.chunks.map_sum(fn, *args)
-
-    def meta_stats(self, model, alphas: np.ndarray, s: np.ndarray, with_loo: bool):
-        """(M, b, Q, q, sq, n_tasks) as ``MetaRidge._stats`` returns them, summed on the workers."""
-        m, k = model.basis_.n_basis, alphas.size
-        out = self.map_sum(_ridge_stats_chunk, model.basis_, alphas, s, with_loo)
-        sizes = [k * m * m, k * m, k * m * m, k * m, k]
-        parts = np.split(out[:-2], np.cumsum(sizes)[:-1])
-        M, b, Q, q, sq = (p.reshape(shape) for p, shape in
-                          zip(parts, [(k, m, m), (k, m), (k, m, m), (k, m), (k,)]))
-        n_tasks, jitter = int(out[-2]), int(out[-1])
-        model.n_jitter_ += jitter
-        if n_tasks == 0:
-            raise ValueError("argument 'tasks': every task has an empty support set; nothing to learn from")
-        return M, b, Q, q, sq, n_tasks
-
-    def envelope(self, model, h: np.ndarray, s: np.ndarray, alpha: float):
-        """(mean envelope objective, its gradient in the metric) as ``MetaRidge._envelope``."""
-        out = self.map_sum(_envelope_chunk, model.basis_, h, s, float(alpha))
-        m = s.size
-        total, grad, n_tasks, jitter = out[0], out[1:1 + m], out[1 + m], out[2 + m]
-        model.n_jitter_ += int(jitter)
-        return float(total) / n_tasks, grad / n_tasks
-
-
-def _ridge_stats_chunk(chunk: TaskSet, basis, alphas, s, with_loo: bool, n_threads: int) -> np.ndarray:
+def _ridge_stats_chunk(chunk: TaskSet, view: str, basis, alphas, s, with_loo: bool, n_threads: int) -> np.ndarray:
     from metafast._kernels import _ridge
-    from metafast.learners._base import check_regression
+    from metafast.learners._base import check_regression, training_view
     from metafast.learners.ridge import _as_f64, _threads_for
 
     check_regression(chunk, "MetaRidge")
+    chunk = training_view(chunk, view)
     Phi, y, off = _as_f64(basis.design(chunk.X_support)), _as_f64(chunk.y_support), chunk.support_offsets
     m = Phi.shape[1]
     Mi, bi, Qi, qi, sqi = np.empty((m, m)), np.empty(m), np.empty((m, m)), np.empty(m), np.empty(1)
@@ -124,13 +79,172 @@ def _ridge_stats_chunk(chunk: TaskSet, basis, alphas, s, with_loo: bool, n_threa
     return np.concatenate(cols + [[np.count_nonzero(np.diff(off)), jitter]])
 
 
-def _envelope_chunk(chunk: TaskSet, basis, h, s, alpha: float, n_threads: int) -> np.ndarray:
+def _envelope_chunk(chunk: TaskSet, view: str, basis, h, s, alpha: float, n_threads: int) -> np.ndarray:
     from metafast._kernels import _ridge
+    from metafast.learners._base import training_view
     from metafast.learners.ridge import _as_f64, _threads_for
 
+    chunk = training_view(chunk, view)
     Phi, off = _as_f64(basis.design(chunk.X_support)), chunk.support_offsets
     T, m = off.shape[0] - 1, s.size
     val, dd = np.empty(T), np.empty((T, m))
     jitter = _ridge.envelope_grad(Phi, _as_f64(chunk.y_support), off, h, s, alpha, val, dd,
                                   _threads_for(n_threads, off))
     return np.concatenate(([val.sum()], dd.sum(axis=0), [np.count_nonzero(np.diff(off)), jitter]))
+
+
+# ---------------------------------------------------------------------------- MetaRidge, held out
+class _RidgeSplitPasses:
+    """The passes of MetaRidge that use each task's support/query split (mixed into RidgeChunks)."""
+
+    def split_means(self, model, alphas: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``MetaRidge._split_means``: the transfer-risk closed form of h for each alpha."""
+        from metafast.learners.ridge import gls_mean
+
+        m, k = model.basis_.n_basis, alphas.size
+        out = self.map_sum(_split_chunk, model.basis_, alphas, s)
+        A, b = out[:k * m * m].reshape(k, m, m), out[k * m * m:k * m * (m + 1)].reshape(k, m)
+        model.n_jitter_ += int(out[-1])
+        if out[-2] == 0:
+            raise ValueError("mean='split' needs training tasks with query points; none has any "
+                             "(use mean='envelope')")
+        return np.stack([gls_mean(A[i], b[i]) for i in range(k)])
+
+    def query_scores(self, model, alphas: np.ndarray, hs: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``MetaRidge._query_scores``: mean query MSE after adapting on the support, per alpha."""
+        out = self.map_sum(_query_chunk, model.basis_, alphas, hs, s)
+        model.n_jitter_ += int(out[-1])
+        if out[-2] == 0:
+            raise ValueError("cv='query' needs training tasks with query points; none has any "
+                             "(use cv='loo')")
+        return out[:alphas.size] / out[-2]
+
+    def all_have_queries(self) -> bool:
+        return bool(self.map_sum(_missing_queries) == 0)
+
+    def n_tasks(self) -> int:
+        return int(self.map_sum(_count_tasks))
+
+    def heldout(self, model, basis, hv, s, lam: float, use_query: bool, n_total: int):
+        """(loss, gradient in the basis parameters (flat, sorted by parameter name), d loss /
+        d lam, d loss / d h) of ``MetaRidge._basis_objective``, summed on the workers."""
+        out = self.map_sum(_heldout_chunk, basis, hv, s, lam, use_query, n_total)
+        m = hv.size
+        model.n_jitter_ += int(out[-1])
+        return float(out[0]), out[2 + m:-1], float(out[1]), out[2:2 + m]
+
+
+def _split_chunk(chunk: TaskSet, basis, alphas, s, n_threads: int) -> np.ndarray:
+    from metafast._kernels import _ridge
+    from metafast.learners._base import check_regression
+    from metafast.learners.ridge import _as_f64, _threads_for
+
+    check_regression(chunk, "MetaRidge")
+    Phi, Phiq = _as_f64(basis.design(chunk.X_support)), _as_f64(basis.design(chunk.X_query))
+    m = Phi.shape[1]
+    Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
+    As, bs, jitter = [], [], 0
+    for a in alphas:
+        jitter += _ridge.split_stats(Phi, _as_f64(chunk.y_support), chunk.support_offsets, Phiq,
+                                     _as_f64(chunk.y_query), chunk.query_offsets, s, float(a), Ai, bi, ci,
+                                     _threads_for(n_threads, chunk.query_offsets))
+        As.append(Ai.ravel().copy()), bs.append(bi.copy())
+    return np.concatenate(As + bs + [[np.count_nonzero(np.diff(chunk.query_offsets)), jitter]])
+
+
+def _heldout_terms(chunk, basis, h, s, lam: float, scale: float, n_threads: int):
+    """MetaRidge's held-out loss per task and its gradients (the ``heldout_grad`` kernel)."""
+    from metafast._kernels import _ridge
+    from metafast.learners.ridge import _as_f64, _threads_for
+
+    Phi, Phiq = _as_f64(basis.design(chunk.X_support)), _as_f64(basis.design(chunk.X_query))
+    off = chunk.support_offsets
+    T = off.shape[0] - 1
+    G, Gq = np.empty_like(Phi), np.empty_like(Phiq)
+    loss, dlam, dh = np.empty(T), np.empty(T), np.empty((T, Phi.shape[1]))
+    jitter = _ridge.heldout_grad(Phi, _as_f64(chunk.y_support), off, Phiq, _as_f64(chunk.y_query),
+                                 chunk.query_offsets, h, s, lam, scale, G, Gq, loss, dlam, dh,
+                                 _threads_for(n_threads, off))
+    return loss, G, Gq, dlam, dh, jitter
+
+
+def _query_chunk(chunk: TaskSet, basis, alphas, hs, s, n_threads: int) -> np.ndarray:
+    totals, jitter = [], 0
+    for i, a in enumerate(alphas):
+        loss, *_, j = _heldout_terms(chunk, basis, hs[i], s, float(a), 1.0, n_threads)
+        totals.append(loss.sum())
+        jitter += j
+    return np.concatenate((totals, [np.count_nonzero(np.diff(chunk.query_offsets)), jitter]))
+
+
+def _missing_queries(chunk: TaskSet, n_threads: int) -> int:
+    return int(np.count_nonzero(np.diff(chunk.query_offsets) == 0))
+
+
+def _count_tasks(chunk: TaskSet, n_threads: int) -> int:
+    return len(chunk)
+
+
+def _heldout_chunk(chunk: TaskSet, basis, hv, s, lam: float, use_query: bool, n_total: int,
+                   n_threads: int) -> np.ndarray:
+    """[loss, d/d lam, d/d h (m), d/d basis params (flat)..., jitter] of one chunk."""
+    from metafast._kernels import _ridge
+    from metafast.learners.ridge import _as_f64, _threads_for
+
+    m = hv.size
+    if use_query:
+        loss, G, Gq, dlam, dh, jitter = _heldout_terms(chunk, basis, hv, s, lam, 1.0 / n_total, n_threads)
+    else:
+        Phi, off = _as_f64(basis.design(chunk.X_support)), chunk.support_offsets
+        T = off.shape[0] - 1
+        G, loss, dlam, dh = np.empty_like(Phi), np.empty(T), np.empty(T), np.empty((T, m))
+        jitter = _ridge.loo_grad(Phi, _as_f64(chunk.y_support), off, hv, s, lam, 1.0 / n_total, G, loss,
+                                 dlam, dh, _threads_for(n_threads, off))
+    g = {}
+    if basis.learnable_params():
+        g = basis.design_vjp(chunk.X_support, G)
+        if use_query:
+            g = {k: g[k] + v for k, v in basis.design_vjp(chunk.X_query, Gq).items()}
+    flat = [np.ravel(g[k]) for k in sorted(basis.learnable_params())] if g else []
+    return np.concatenate([[loss.sum(), dlam.sum()], dh.sum(axis=0)] + flat + [[jitter]])
+
+
+class RidgeChunks(_RidgeSplitPasses):
+    """MetaRidge's chunks on the workers, with the passes it makes over them."""
+
+    def __init__(self, model, tasks):
+        from metafast.distributed import DaskChunks
+
+        if model.backend != "dask":
+            raise ValueError(f"parameter 'backend' must be 'threads' or 'dask'; got {model.backend!r}")
+        # kept as given when a held-out objective needs the split; else as training rows
+        self.view = model.train_rows if _uses_split(model) else "support"
+        self.chunks = DaskChunks(tasks, "support" if _uses_split(model) else model.train_rows)
+        self.first = self.chunks.first()
+        if len(self.first) == 0:
+            raise ValueError("argument 'tasks': the first chunk holds no tasks")
+
+    def map_sum(self, fn, *args):
+        return self.chunks.map_sum(fn, *args)
+
+    def meta_stats(self, model, alphas: np.ndarray, s: np.ndarray, with_loo: bool):
+        """(M, b, Q, q, sq, n_tasks) as ``MetaRidge._stats`` returns them, summed on the workers."""
+        m, k = model.basis_.n_basis, alphas.size
+        out = self.map_sum(_ridge_stats_chunk, self.view, model.basis_, alphas, s, with_loo)
+        sizes = [k * m * m, k * m, k * m * m, k * m, k]
+        parts = np.split(out[:-2], np.cumsum(sizes)[:-1])
+        M, b, Q, q, sq = (p.reshape(shape) for p, shape in
+                          zip(parts, [(k, m, m), (k, m), (k, m, m), (k, m), (k,)]))
+        n_tasks, jitter = int(out[-2]), int(out[-1])
+        model.n_jitter_ += jitter
+        if n_tasks == 0:
+            raise ValueError("argument 'tasks': every task has an empty support set; nothing to learn from")
+        return M, b, Q, q, sq, n_tasks
+
+    def envelope(self, model, h: np.ndarray, s: np.ndarray, alpha: float):
+        """(mean envelope objective, its gradient in the metric) as ``MetaRidge._envelope``."""
+        out = self.map_sum(_envelope_chunk, self.view, model.basis_, h, s, float(alpha))
+        m = s.size
+        total, grad, n_tasks, jitter = out[0], out[1:1 + m], out[1 + m], out[2 + m]
+        model.n_jitter_ += int(jitter)
+        return float(total) / n_tasks, grad / n_tasks

@@ -154,8 +154,7 @@ class MetaRidge(MetaLearner):
     backend : {"threads", "dask"}
         "dask" computes the statistics on the workers of the active dask.distributed Client,
         where the chunks are built and kept (sources as for MetaBayes, ``metafast.distributed``):
-        the envelope mean, the LOO choice of alpha and metric="diag".  The held-out objectives
-        (mean="split", cv="query", learn_basis) raise NotImplementedError there.
+        every pass of every option; per pass only O(m^2) numbers per alpha come back.
     random_state : MetaRidge is deterministic; accepted for API uniformity.
     verbose : int; > 0 shows a progress bar on the iterative fits.
 
@@ -306,6 +305,8 @@ class MetaRidge(MetaLearner):
 
     def _split_means(self, source, alphas, s) -> np.ndarray:
         """The transfer-risk closed form of h for each alpha (docs/derivations.md 1.2), one pass."""
+        if isinstance(source, RidgeChunks):               # summed on the Dask workers
+            return source.split_means(self, alphas, s)
         m = self.basis_.n_basis
         A = np.zeros((alphas.size, m, m)); b = np.zeros((alphas.size, m)); n_tasks = 0
         Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
@@ -328,6 +329,8 @@ class MetaRidge(MetaLearner):
 
     def _query_scores(self, source, alphas, hs, s) -> np.ndarray:
         """Mean over tasks of the query MSE after adapting on the support set, for each alpha."""
+        if isinstance(source, RidgeChunks):               # summed on the Dask workers
+            return source.query_scores(self, alphas, hs, s)
         total = np.zeros(alphas.size); n_tasks = 0
         for chunk in source.chunks(progress=self.verbose, what="query scores", split=True):
             Phi = self._design(self.basis_, chunk.X_support)
@@ -457,6 +460,9 @@ class MetaRidge(MetaLearner):
             theta, log_lam, hv = unpack(x)
             basis = base.with_params(**theta) if keys else base
             lam = float(np.exp(log_lam))
+            if isinstance(source, RidgeChunks):           # summed on the Dask workers
+                total, g_flat, g_lam, g_h = source.heldout(self, basis, hv, s, lam, use_query, n_total)
+                return total, np.concatenate([g_flat, [g_lam * lam], g_h])
             total = 0.0
             g_theta = {k: np.zeros(sh) for k, sh in zip(keys, shapes)}
             g_lam = 0.0
