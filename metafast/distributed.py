@@ -41,9 +41,9 @@ class FileSource:
     turned into tasks by ``mf.tasks.from_frame`` with the given ``group``, ``features``,
     ``target`` (and ``n_support``, ``n_query``, ``seed``, other keywords of from_frame); the
     default ``n_support=None`` makes each group one whole training task.  Every group must lie in
-    a single file: with backend="dask" this is checked on the workers (a group found in two
-    files is an error naming both).  The paths must be readable from every worker (a shared or
-    replicated file system).  Parquet needs pyarrow.
+    a single file: a group found in two files is an error naming both (checked on the workers
+    with backend="dask", during the first pass in process).  The paths must be readable from
+    every worker (a shared or replicated file system).  Parquet needs pyarrow.
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike], group=None, features=None, target=None,
@@ -77,8 +77,28 @@ class FileSource:
             return TaskSet.load(path)
         return self.spec.tasks(read_table(path, fmt), index)
 
+    def label(self, index: int) -> str:
+        return f"{index} (file {self.paths[index]!r})"
+
     def __iter__(self):
+        if self.tables and not getattr(self, "_groups_checked", False):
+            return self._first_pass()
         return (self.chunk(i) for i in range(len(self)))
+
+    def _first_pass(self):
+        """In process: the chunks, checking as they go that no group is in two files."""
+        from metafast._distributed_frames import group_hashes, key_with_hash, merge_hashes, split_group_error
+
+        seen = None
+        for i in range(len(self)):
+            chunk = self.chunk(i)
+            leaf = group_hashes(chunk, i)
+            seen = leaf if seen is None else merge_hashes(seen, leaf)
+            if seen[2] is not None:
+                value, a, b = seen[2]
+                raise split_group_error(key_with_hash(chunk, value), self.label(a), self.label(b))
+            yield chunk
+        self._groups_checked = True
 
     def __repr__(self) -> str:
         return f"FileSource({len(self.paths)} files, first {self.paths[0]!r})"
@@ -171,7 +191,7 @@ def _recipes(tasks: Any, n_threads: int) -> list[tuple[Callable, tuple, str]]:
             raise ValueError("backend='dask' needs a finite stream (n_tasks=None streams without end)")
         return [(_stream_chunk, (tasks, i), f"{i} of {tasks!r}") for i in range(len(tasks))]
     if isinstance(tasks, FileSource):
-        return [(_file_chunk, (tasks, i), f"{i} (file {p!r})") for i, p in enumerate(tasks.paths)]
+        return [(_file_chunk, (tasks, i), tasks.label(i)) for i in range(len(tasks))]
     if _is_frame_source(tasks):
         return [(_partition_chunk, (tasks, part, i), label) for i, (part, label) in enumerate(tasks.recipes())]
     if isinstance(tasks, (list, tuple)):

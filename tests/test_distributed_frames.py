@@ -96,8 +96,9 @@ def test_a_group_split_between_files_is_an_error_naming_it(client, tmp_path):
     a.to_csv(tmp_path / "a.csv", index=False)
     b.to_csv(tmp_path / "b.csv", index=False)
     source = mfd.FileSource([tmp_path / "a.csv", tmp_path / "b.csv"], group="g", features="x", target="y")
-    with pytest.raises(ValueError, match=rf"group '{key}' has rows in chunk 0 \(file .*a.csv'\) and in chunk 1"):
-        _fit(source, backend="dask")
+    for backend in ("dask", "threads"):
+        with pytest.raises(ValueError, match=rf"group '{key}' has rows in chunk 0 \(file .*a.csv'\) and in chunk 1"):
+            _fit(source, backend=backend)
 
 
 def test_table_sources_reject_bad_arguments(client, tmp_path):

@@ -105,13 +105,20 @@ def _long_table(tasks):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["TaskSet", "stream", "files", "dataframe"])
+@pytest.mark.parametrize("source", ["TaskSet", "stream", "files", "parquet", "dataframe"])
 def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(source, tmp_path, monkeypatch):
     tasks = mf.tasks.load("sinusoid", n_tasks=400, n_support=5, n_query=5, seed=1)
     if source == "TaskSet":
         data = tasks
     elif source == "stream":
         data = mf.tasks.stream("sinusoid", n_tasks=400, chunk_size=100, seed=1, n_support=5, n_query=5)
+    elif source == "parquet":        # tables made into tasks by from_frame on the workers
+        pytest.importorskip("pyarrow")
+        frame = _long_table(tasks)
+        paths = [tmp_path / f"c{i}.parquet" for i in range(4)]
+        for i, p in enumerate(paths):
+            frame[frame["task"] // 100 == i].to_parquet(p, index=False)
+        data = mfd.FileSource(paths, group="task", features="x", target="y")
     elif source == "dataframe":      # a dask DataFrame, shuffled on its key on the workers
         dd = pytest.importorskip("dask.dataframe")
         frame = _long_table(tasks)
