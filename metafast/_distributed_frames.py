@@ -84,10 +84,11 @@ def read_table(path: str, fmt: str):
 
 # ---------------------------------------------------------------------------- a dask DataFrame
 class DataFrameSource:
-    """Tasks from a dask DataFrame: one task per group, one chunk per partition (built on the
-    workers from the partition's own graph, so a lost chunk is rebuilt from where the frame came
-    from, e.g. re-reading its Parquet files).  See the module docstring for how a group is kept
-    whole."""
+    """Tasks from a dask DataFrame: one task per group (``mf.tasks.from_frame`` on each partition,
+    same arguments), one chunk per partition, built on the workers from the partition's own graph
+    (so a lost chunk is rebuilt from where the frame came from, e.g. re-reading its Parquet
+    files).  A frame indexed by the group column with known divisions is used as is; any other is
+    shuffled on the group columns first, so that every group lies in one partition."""
 
     def __init__(self, df, group, features, target, n_support=None, n_query=None, seed: Any = 0, **kwargs):
         try:

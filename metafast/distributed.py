@@ -13,7 +13,7 @@ Sources a worker can open itself (nothing but the recipe goes through the driver
 - ``mf.tasks.stream(name, n_tasks, chunk_size, seed, **params)``: a loader and a seed range;
 - :class:`FileSource`: npz files written by ``TaskSet.save``, or CSV / Parquet tables made into
   tasks by ``from_frame`` (one chunk per file);
-- :func:`DataFrameSource`: a dask DataFrame, one chunk per partition, built from the partition's
+- :class:`DataFrameSource`: a dask DataFrame, one chunk per partition, built from the partition's
   own graph (so from wherever the frame is read).
 
 Sources held by the driver (sent once, kept in the scheduler's task graph for rebuilding): a
@@ -27,7 +27,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from metafast._distributed_frames import DataFrameSource
 from metafast.tasks._taskset import TaskSet
+
+__all__ = ["ChunkUnavailable", "DaskChunks", "DataFrameSource", "FileSource"]
 
 
 class ChunkUnavailable(RuntimeError):
@@ -102,17 +105,6 @@ class FileSource:
 
     def __repr__(self) -> str:
         return f"FileSource({len(self.paths)} files, first {self.paths[0]!r})"
-
-
-def DataFrameSource(df, group, features, target, n_support=None, n_query=None, seed: Any = 0,
-                    **from_frame_kwargs):
-    """Training tasks from a dask DataFrame, one task per group (``mf.tasks.from_frame`` on each
-    partition, on the worker holding it).  A frame indexed by the group column with known
-    divisions is used as is; any other is shuffled on the group columns first, so that every
-    group lies in one partition."""
-    from metafast._distributed_frames import DataFrameSource as _Source
-
-    return _Source(df, group, features, target, n_support, n_query, seed, **from_frame_kwargs)
 
 
 # ---------------------------------------------------------------------------- on the workers
@@ -192,7 +184,7 @@ def _recipes(tasks: Any, n_threads: int) -> list[tuple[Callable, tuple, str]]:
         return [(_stream_chunk, (tasks, i), f"{i} of {tasks!r}") for i in range(len(tasks))]
     if isinstance(tasks, FileSource):
         return [(_file_chunk, (tasks, i), tasks.label(i)) for i in range(len(tasks))]
-    if _is_frame_source(tasks):
+    if isinstance(tasks, DataFrameSource):
         return [(_partition_chunk, (tasks, part, i), label) for i, (part, label) in enumerate(tasks.recipes())]
     if isinstance(tasks, (list, tuple)):
         out = []
@@ -225,12 +217,6 @@ def _tree(client, combine: Callable, level: list):
 
 def _item(obj, index):
     return obj[index]
-
-
-def _is_frame_source(tasks) -> bool:
-    from metafast._distributed_frames import DataFrameSource as _Source
-
-    return isinstance(tasks, _Source)
 
 
 class DaskChunks:
