@@ -199,7 +199,8 @@ class MetaRidge(MetaLearner):
     def _fit_aside(self, tasks) -> None:
         alphas = self._check_params()
         self._n_threads = effective_n_threads(self.n_jobs)
-        source = _TaskSource(tasks, self.train_rows) if self.backend == "threads" else RidgeChunks(self, tasks)
+        dask = getattr(self, "backend", "threads") != "threads"   # older pickles have no backend
+        source = RidgeChunks(self, tasks) if dask else _TaskSource(tasks, self.train_rows)
         first = source.first
         check_regression(first, "MetaRidge")
         self.basis_ = self._init_basis(training_view(first, self.train_rows))
