@@ -137,3 +137,32 @@ def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(source, tmp_path, 
         hit = _fit(data, backend="dask")
     assert killer.killed
     _same(hit, calm, rtol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("learner", ["mixture", "learn_basis", "ridge"])
+def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_result(learner, monkeypatch):
+    tasks = mf.tasks.load("multimodal", n_tasks=200, n_support=6, n_query=2, seed=2)
+
+    def fit(client_kw):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if learner == "ridge":
+                return mf.MetaRidge(basis=_basis(), metric="diag", max_iter=3, **client_kw).fit(tasks)
+            kw = (dict(n_components=2, n_init=2, random_state=0) if learner == "mixture" else
+                  dict(learn_basis=True, basis_rounds=1, basis_max_iter=3, basis_em_iter=2))
+            return mf.MetaBayes(basis=_basis(), max_iter=6, tol=0, **kw, **client_kw).fit(tasks)
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        calm = fit(dict(backend="dask"))
+        killer = _KillAWorker(client, at_pass=4)
+        monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a: killer(self, fn, *a))
+        hit = fit(dict(backend="dask"))
+    assert killer.killed
+    if learner == "ridge":
+        np.testing.assert_allclose(hit.prior_mean_, calm.prior_mean_, rtol=1e-12)
+        np.testing.assert_allclose(hit.prior_scale_, calm.prior_scale_, rtol=1e-12)
+    else:
+        np.testing.assert_allclose(hit.log_evidence_, calm.log_evidence_, rtol=1e-12)
+        np.testing.assert_allclose(hit.noise_var_, calm.noise_var_, rtol=1e-12)
