@@ -51,7 +51,9 @@ def test_metabayes_learn_basis_on_the_workers_equals_in_process(client, tasks):
 
 @pytest.mark.parametrize("kw", [dict(), dict(alphas=0.5), dict(metric="diag", max_iter=5),
                                 dict(train_rows="support"), dict(mean="split"), dict(cv="query"),
-                                dict(learn_basis=True, max_iter=4), dict(learn_basis=True, metric="diag", max_iter=3)])
+                                dict(learn_basis=True, max_iter=4),
+                                pytest.param(dict(learn_basis=True, metric="diag", max_iter=3),
+                                             marks=pytest.mark.slow)])
 def test_metaridge_on_the_workers_equals_in_process(client, tasks, kw):
     # a TaskSet goes to the 2 workers as two halves: the in-process reference gets the same chunks.
     # learn_basis: the gradient is added in another order (support and query terms per chunk
