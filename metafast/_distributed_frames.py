@@ -100,6 +100,8 @@ class DataFrameSource:
         self.spec = FrameSpec(group, features, target, n_support, n_query, seed, **kwargs)
         cols = self.spec.group_columns
         self.by_index = len(cols) == 1 and df.index.name == cols[0] and bool(df.known_divisions)
+        if not self.by_index and df.index.name in cols:
+            df = df.reset_index()             # the key is the index, without known divisions
         if not self.by_index:
             missing = [c for c in cols if c not in df.columns]
             if missing:

@@ -84,11 +84,11 @@ class ChunkedEM(_EM):
 
     def posterior_means(self, prior: MixturePrior, p: _Params) -> np.ndarray:
         parts = self.chunks.map_list(_posterior_chunk, self.basis, self.y_scale, self.col_scale, p)
-        return np.concatenate(parts)
+        return np.concatenate([q for q in parts if q is not None])
 
     def take(self, idx: np.ndarray) -> _EM:
         """An in-process ``_EM`` on the tasks ``idx`` (sorted), gathered from their chunks."""
-        sizes = np.array(self.chunks.map_list(_n_tasks))
+        sizes = np.array([n or 0 for n in self.chunks.map_list(_n_tasks)])
         starts = np.concatenate(([0], np.cumsum(sizes)))
         which = np.searchsorted(starts, idx, side="right") - 1
         Phis, ys, sizes_out = [], [], []

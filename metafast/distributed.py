@@ -123,9 +123,13 @@ def _training_rows(chunk: TaskSet, train_rows: str) -> TaskSet:
     return chunk.all_rows() if train_rows == "all" else chunk
 
 
-def _build_chunk(make: Callable, args: tuple, train_rows: str, label: str) -> TaskSet:
+def _build_chunk(make: Callable, args: tuple, train_rows: str, label: str) -> TaskSet | None:
+    """The training chunk of a recipe; None for an empty dask DataFrame partition (a shuffle on
+    the group can leave partitions without rows), which every pass skips."""
     try:
         chunk = make(*args)
+        if chunk is None and make is _partition_chunk:
+            return None
         if not isinstance(chunk, TaskSet):
             raise TypeError(f"the source returned {type(chunk).__name__}, not a TaskSet")
         return _training_rows(chunk, train_rows)
@@ -146,18 +150,21 @@ def _file_chunk(source: FileSource, index: int) -> TaskSet:
     return source.chunk(index)
 
 
-def _partition_chunk(source, part, index: int) -> TaskSet:
-    return source.build(part, index)
+def _partition_chunk(source, part, index: int) -> TaskSet | None:
+    return None if len(part) == 0 else source.build(part, index)
 
 
 def _add(a, b):
-    return a + b
+    """a + b, where None (the terms of an empty chunk) adds nothing."""
+    return b if a is None else a if b is None else a + b
 
 
 def _on_chunk(fn: Callable, chunk: TaskSet, *args):
     """``fn(chunk, *args, n_threads)`` with BLAS at one thread and the worker's own thread count."""
     from threadpoolctl import threadpool_limits
 
+    if chunk is None:                      # an empty partition
+        return None
     with threadpool_limits(limits=1, user_api="blas"):
         return fn(chunk, *args, _worker_threads())
 
@@ -264,16 +271,24 @@ class DaskChunks:
         whole, else chunk 0 (the only chunk that ever travels back)."""
         if self._whole is not None:
             return _training_rows(self._whole, self._train_rows)
-        return self.futures[0].result()
+        for future in self.futures:          # the first that is not an empty partition
+            chunk = future.result()
+            if chunk is not None:
+                return chunk
+        raise ValueError("argument 'tasks' holds no tasks: every partition is empty")
 
     def map_sum(self, fn: Callable, *args):
         """sum_i fn(chunk_i, *args, worker_threads) over the chunks, added pairwise on the workers
         in a fixed tree (same order whatever worker computes what); only the sum comes back."""
-        return _tree(self.client, _add, self._per_chunk(fn, args)).result()
+        total = _tree(self.client, _add, self._per_chunk(fn, args)).result()
+        if total is None:
+            raise ValueError("argument 'tasks' holds no tasks: every chunk is empty")
+        return total
 
     def map_list(self, fn: Callable, *args) -> list:
         """[fn(chunk_i, *args, worker_threads)] in chunk order, each brought back to the driver
-        (for per-task values needed once, e.g. the mixture's k-means start)."""
+        (for per-task values needed once, e.g. the mixture's k-means start); None for an empty
+        partition."""
         return self.client.gather(self._per_chunk(fn, args))
 
     def _per_chunk(self, fn: Callable, args: tuple) -> list:

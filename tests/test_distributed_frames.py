@@ -88,6 +88,20 @@ def test_dask_dataframe_grouped_by_a_key_fits_like_in_process(client):
     _same(_fit(indexed, backend="dask"), local)
 
 
+def test_dask_dataframe_with_empty_partitions_and_a_key_in_the_index(client):
+    dd = pytest.importorskip("dask.dataframe")
+    df = _table(n_groups=3)                      # 3 groups over 8 partitions: some stay empty
+    local = _fit(mf.tasks.from_frame(df, "g", "x", "y", n_support=None))
+    ddf = dd.from_pandas(df, npartitions=8, sort=False)
+    _same(_fit(mfd.DataFrameSource(ddf, group="g", features="x", target="y"), backend="dask"), local)
+    keyed = dd.from_pandas(df.set_index("g"), npartitions=2, sort=False)    # divisions unknown
+    assert not keyed.known_divisions
+    _same(_fit(mfd.DataFrameSource(keyed, group="g", features="x", target="y"), backend="dask"), local)
+    empty = dd.from_pandas(df.iloc[:0], npartitions=1)
+    with pytest.raises(ValueError, match="every partition is empty"):
+        _fit(mfd.DataFrameSource(empty, group="g", features="x", target="y"), backend="dask")
+
+
 def test_a_group_split_between_files_is_an_error_naming_it(client, tmp_path):
     df = _table(n_groups=10)
     key = df["g"].iloc[len(df) // 2]

@@ -64,7 +64,7 @@ def test_every_source_fits_on_the_workers_like_in_process(client, tmp_path):
 
 
 def test_worker_kernels_use_the_worker_threads(client):
-    fut = client.submit(mfd._on_chunk, lambda chunk, n: n, None, pure=False)
+    fut = client.submit(mfd._on_chunk, lambda chunk, n: n, "a chunk", pure=False)
     assert fut.result() == 1
 
 
