@@ -64,16 +64,12 @@ def test_every_source_fits_on_the_workers_like_in_process(client, tmp_path):
 
 
 def test_worker_kernels_use_the_worker_threads(client):
-    fut = client.submit(mfd._on_chunk, lambda chunk, n: n, None, pure=False)
+    fut = client.submit(mfd._on_chunk, lambda chunk, n: n, "a chunk", pure=False)
     assert fut.result() == 1
 
 
 def test_unsupported_combinations_and_unbuildable_chunks_are_clear_errors(client, tmp_path):
     tasks = mf.tasks.load("sinusoid", n_tasks=20, n_support=5, n_query=5, seed=0)
-    with pytest.raises(NotImplementedError, match="mixture"):
-        mf.MetaBayes(basis=_basis(), n_components=2, backend="dask").fit(tasks)
-    with pytest.raises(NotImplementedError, match="learn_basis"):
-        mf.MetaBayes(basis=_basis(), learn_basis=True, backend="dask").fit(tasks)
     with pytest.raises(ValueError, match="resample"):
         _fit(mf.tasks.stream("sinusoid", n_tasks=20, chunk_size=10, resample=True), backend="dask")
     tasks.save(tmp_path / "a.npz")
@@ -99,14 +95,35 @@ class _KillAWorker:
         return self.original(chunks, fn, *args)
 
 
+def _long_table(tasks):
+    """One row per labelled point, keyed by task."""
+    import pandas as pd
+
+    ts = tasks.all_rows()
+    return pd.DataFrame({"task": np.repeat(np.arange(len(ts)), ts.support_sizes),
+                         "x": ts.X_support[:, 0], "y": ts.y_support})
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["TaskSet", "stream", "files"])
+@pytest.mark.parametrize("source", ["TaskSet", "stream", "files", "parquet", "dataframe"])
 def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(source, tmp_path, monkeypatch):
     tasks = mf.tasks.load("sinusoid", n_tasks=400, n_support=5, n_query=5, seed=1)
     if source == "TaskSet":
         data = tasks
     elif source == "stream":
         data = mf.tasks.stream("sinusoid", n_tasks=400, chunk_size=100, seed=1, n_support=5, n_query=5)
+    elif source == "parquet":        # tables made into tasks by from_frame on the workers
+        pytest.importorskip("pyarrow")
+        frame = _long_table(tasks)
+        paths = [tmp_path / f"c{i}.parquet" for i in range(4)]
+        for i, p in enumerate(paths):
+            frame[frame["task"] // 100 == i].to_parquet(p, index=False)
+        data = mfd.FileSource(paths, group="task", features="x", target="y")
+    elif source == "dataframe":      # a dask DataFrame, shuffled on its key on the workers
+        dd = pytest.importorskip("dask.dataframe")
+        frame = _long_table(tasks)
+        data = mfd.DataFrameSource(dd.from_pandas(frame, npartitions=4, sort=False), group="task",
+                                   features=["x"], target="y")
     else:
         paths = [tmp_path / f"c{i}.npz" for i in range(4)]
         for i, p in enumerate(paths):
@@ -120,3 +137,32 @@ def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(source, tmp_path, 
         hit = _fit(data, backend="dask")
     assert killer.killed
     _same(hit, calm, rtol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("learner", ["mixture", "learn_basis", "ridge"])
+def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_result(learner, monkeypatch):
+    tasks = mf.tasks.load("multimodal", n_tasks=200, n_support=6, n_query=2, seed=2)
+
+    def fit(client_kw):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if learner == "ridge":
+                return mf.MetaRidge(basis=_basis(), metric="diag", max_iter=3, **client_kw).fit(tasks)
+            kw = (dict(n_components=2, n_init=2, random_state=0) if learner == "mixture" else
+                  dict(learn_basis=True, basis_rounds=1, basis_max_iter=3, basis_em_iter=2))
+            return mf.MetaBayes(basis=_basis(), max_iter=6, tol=0, **kw, **client_kw).fit(tasks)
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        calm = fit(dict(backend="dask"))
+        killer = _KillAWorker(client, at_pass=4)
+        monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a: killer(self, fn, *a))
+        hit = fit(dict(backend="dask"))
+    assert killer.killed
+    if learner == "ridge":
+        np.testing.assert_allclose(hit.prior_mean_, calm.prior_mean_, rtol=1e-12)
+        np.testing.assert_allclose(hit.prior_scale_, calm.prior_scale_, rtol=1e-12)
+    else:
+        np.testing.assert_allclose(hit.log_evidence_, calm.log_evidence_, rtol=1e-12)
+        np.testing.assert_allclose(hit.noise_var_, calm.noise_var_, rtol=1e-12)

@@ -157,8 +157,11 @@ class MixturePrior(VersionTagged):
         self._y_scale, self._col_scale = self._scales(Phi, y)
         Phi_s = np.ascontiguousarray(Phi / self._col_scale)
         y_s = y / self._y_scale
-        em = _EM(Phi_s, y_s, offsets, self.covariance, self.n_threads_, float(self.prior_weight))
-        m = Phi.shape[1]
+        self._fit_em(_EM(Phi_s, y_s, offsets, self.covariance, self.n_threads_, float(self.prior_weight)), n_comp)
+
+    def _fit_em(self, em: _EM, n_comp: int) -> None:
+        """EM on ``em``'s tasks (packed arrays, or chunks on Dask workers: metafast.learners._mixture_dask)."""
+        m = em.n_basis
         show = bool(self.verbose) and sys.stderr.isatty()
         from tqdm.auto import tqdm
 
@@ -187,10 +190,8 @@ class MixturePrior(VersionTagged):
 
     def _restarts(self, em: _EM, p1: _Params, n_comp: int, bar):
         """k-means restarts on the single-Gaussian posterior means; best short run is continued."""
-        T, m = em.n_tasks, em.Phi.shape[1]
-        post_means = np.empty((T, 1, m))
-        self._posterior(em.Phi, em.y, em.offsets, p1, post_means, None)
-        W = post_means[:, 0, :]
+        T = em.n_tasks
+        W = em.posterior_means(self, p1)
         rng = check_random_state(self.random_state)
         seeds = rng.randint(0, 2**31 - 1, size=self.n_init)
         screen = min(_SCREEN_ITER, self.max_iter) if self.n_init > 1 else self.max_iter
@@ -199,7 +200,7 @@ class MixturePrior(VersionTagged):
         sub = em
         if self.n_init > 1 and T > _SCREEN_TASKS:
             idx = np.sort(rng.choice(T, _SCREEN_TASKS, replace=False))
-            sub = _EM(*_take_tasks(em.Phi, em.y, em.offsets, idx), em.covariance, em.n_threads, em.prior_weight)
+            sub = em.take(idx)
         best = None
         for seed in seeds:
             with warnings.catch_warnings():
@@ -253,11 +254,12 @@ class MixturePrior(VersionTagged):
         self.log_evidence_ = hist[:, 0] - shift
         self.objective_ = hist[:, 1] - shift
         self.n_iter_ = len(history)
-        self.responsibilities_ = stats["resp"].copy()
-        self.task_log_evidence_ = stats["log_ev"] - np.diff(em.offsets) * np.log(ys)
+        if "resp" in stats:      # per-task values: not brought back from Dask workers
+            self.responsibilities_ = stats["resp"].copy()
+            self.task_log_evidence_ = stats["log_ev"] - np.diff(em.offsets) * np.log(ys)
         self.dropped_components_ = dropped
         self.n_jitter_ = em.n_jitter + p.n_jitter
-        self.n_features_in_ = em.Phi.shape[1]
+        self.n_features_in_ = em.n_basis
 
     def _fit_auto(self, Phi, y, offsets):
         lo, hi = self._component_range()

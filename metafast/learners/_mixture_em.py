@@ -117,6 +117,7 @@ class _EM:
         self.psi = 1.0 / max(Phi.shape[1], 1)   # shrinkage target psi I: the isotropic start
         self.n_tasks = len(offsets) - 1
         self.n_points = int(offsets[-1])
+        self.n_basis = Phi.shape[1]
         self.n_jitter = 0
 
     def _blocks(self, n_comp: int) -> np.ndarray:
@@ -154,6 +155,18 @@ class _EM:
         out["total"] = float(out["log_ev"].sum())
         out["objective"] = out["total"] + self.log_prior(p)
         return out
+
+    def posterior_means(self, prior, p: _Params) -> np.ndarray:
+        """(T, m) posterior means of every task under the one-component prior ``p`` (``prior``:
+        the MixturePrior running this EM, whose kernel call computes them)."""
+        post = np.empty((self.n_tasks, 1, self.n_basis))
+        prior._posterior(self.Phi, self.y, self.offsets, p, post, None)
+        return post[:, 0, :]
+
+    def take(self, idx: np.ndarray) -> "_EM":
+        """The same EM on the tasks ``idx`` only."""
+        return _EM(*_take_tasks(self.Phi, self.y, self.offsets, idx), self.covariance, self.n_threads,
+                   self.prior_weight)
 
     def log_prior(self, p: _Params) -> float:
         """sum_c log p(Sigma_c) = -nu/2 sum_c [log|Sigma_c| + psi tr(Sigma_c^{-1})] (0 when nu = 0)."""

@@ -9,28 +9,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
+from metafast.learners._dask_fits import RidgeChunks
 from metafast._kernels import _ridge
 from metafast.learners._bayes_task import as_f64
+from metafast.learners._ridge_math import _softmax_scale, gls_mean
 from metafast.learners._ridge_source import _progress, _threads_for
 from metafast.parallel import one_blas_thread
 
 _METRIC_MIN = 1e-8  # smallest prior scale kept for a basis function, relative to the mean of 1
-
-
-def gls_mean(M: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """argmin_h sum_t (y_t - Phi_t h)^T G_t (y_t - Phi_t h) from M = sum Phi^T G Phi, b = sum Phi^T G y;
-    the minimum-norm minimiser when M is singular (fewer data than basis functions)."""
-    m = b.shape[0]
-    if not np.any(M):
-        return np.zeros(m)
-    rcond = max(m, 1) * np.finfo(np.float64).eps * 10
-    return np.linalg.lstsq(M, b, rcond=rcond)[0]
-
-
-def _softmax_scale(z: np.ndarray) -> np.ndarray:
-    """m * softmax(z): positive, mean 1."""
-    e = np.exp(z - z.max())
-    return z.size * e / e.sum()
 
 
 class RidgeMetricBasisMixin:
@@ -69,6 +55,8 @@ class RidgeMetricBasisMixin:
         return h, s, n_iter
 
     def _envelope(self, source, h, s, alpha):
+        if isinstance(source, RidgeChunks):               # summed on the Dask workers
+            return source.envelope(self, h, s, alpha)
         m = s.size
         total = 0.0; grad = np.zeros(m); n_tasks = 0
         for chunk in source.chunks():
@@ -138,6 +126,9 @@ class RidgeMetricBasisMixin:
             theta, log_lam, hv = unpack(x)
             basis = base.with_params(**theta) if keys else base
             lam = float(np.exp(log_lam))
+            if isinstance(source, RidgeChunks):           # summed on the Dask workers
+                total, g_flat, g_lam, g_h = source.heldout(self, basis, hv, s, lam, use_query, n_total)
+                return total, np.concatenate([g_flat, [g_lam * lam], g_h])
             total = 0.0
             g_theta = {k: np.zeros(sh) for k, sh in zip(keys, shapes)}
             g_lam = 0.0

@@ -27,6 +27,7 @@ from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, 
 from metafast.learners._bayes_blocks import DesignCache, chunk_estep as _chunk_estep, chunk_stats, scale_sums as _scale_sums
 from metafast.learners._em_accel import EMRun, combined
 from metafast.distributed import DaskChunks
+from metafast.learners._dask_fits import evidence_on_workers
 from metafast.learners._bayes_predict import BayesPredictMixin
 from metafast.learners._bayes_task import BayesTaskRegressor  # noqa: F401 (public name of this module)
 from metafast._memory import check_allocation
@@ -96,7 +97,9 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         sent once) and stay there; per EM pass the driver sends the prior and gets back the
         statistics summed on the workers (O(m^2)).  A lost worker's chunks are rebuilt from
         their source and the fit ends as an undisturbed one would.  Kernels on a worker use
-        that worker's threads.  The mixture prior and learn_basis raise NotImplementedError.
+        that worker's threads, and so do ``learn_basis`` (its gradient is a sum over chunks) and
+        the mixture prior (``metafast.learners._mixture_dask``; n_components="auto" raises
+        NotImplementedError).
     acceleration : {"squarem", "overrelax", "none"}
         How EM steps are accelerated; all three are monotone in the objective.  "squarem"
         (default): SQUAREM (Varadhan & Roland 2008), which jumps along the parabola through two
@@ -292,16 +295,13 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         return self
 
     def _check_dask_support(self) -> None:
-        """backend="dask" runs the single-Gaussian EM and the target-scale pass on the workers;
+        """backend="dask" runs the EM (one Gaussian or a mixture), the target-scale pass and learn_basis on the workers;
         what does not run there yet is an error, never a silent fallback to the driver."""
         if self.backend != "dask":
             return
-        if self.n_components != 1:
-            raise NotImplementedError("backend='dask' supports the single Gaussian prior (n_components=1) "
-                                      "only; the mixture prior runs in process (backend='threads')")
-        if self.learn_basis:
-            raise NotImplementedError("backend='dask' does not learn the basis yet (learn_basis=True): "
-                                      "use backend='threads', or learn the basis on a subset first")
+        if self.n_components == "auto":
+            raise NotImplementedError("backend='dask' needs a number of mixture components: "
+                                      "n_components='auto' runs in process only (backend='threads')")
 
     def _set_scale_and_init(self, source, dtype) -> None:
         """Target scale (undone exactly at the end) and the isotropic starting prior.
@@ -386,7 +386,8 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         settled = True                      # is the prior converged for the current basis?
         for _ in range(self.basis_rounds):
             new_basis, before, after = optimise_basis(self.basis_, chunks, prior, self._y_scale,
-                                                      self._n_threads, self.basis_max_iter)
+                                                      self._n_threads, self.basis_max_iter,
+                                                      evidence_on_workers(source) if isinstance(source, DaskChunks) else None)
             if new_basis is self.basis_:
                 break
             self.basis_ = new_basis
@@ -461,6 +462,10 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
     def _fit_mixture(self, tasks) -> "MetaBayes":
         from metafast.learners._mixture import MixturePrior
 
+        if self.backend == "dask":             # statistics summed on the Dask workers
+            from metafast.learners._mixture_dask import mixture_on_workers
+
+            return self._set_mixture(*mixture_on_workers(self, tasks))
         ts = training_view(check_tasks(tasks), self.train_rows)
         check_regression(ts, "MetaBayes")
         if ts.X_support.shape[0] == 0:
@@ -473,6 +478,9 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         prior = MixturePrior(self.n_components, covariance=covariance, max_iter=self.max_iter, tol=self.tol,
                              n_init=self.n_init, random_state=self.random_state, n_threads=self._n_threads,
                              verbose=self.verbose, prior_weight=self.prior_weight).fit(Phi, y, ts.support_offsets)
+        return self._set_mixture(prior, len(ts))
+
+    def _set_mixture(self, prior, n_tasks: int) -> "MetaBayes":
         self.mixture_ = prior
         self.log_evidence_ = np.asarray(prior.log_evidence_)
         self.objective_ = np.asarray(prior.objective_)
@@ -480,6 +488,6 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         self.n_components_ = prior.n_components_
         self.weights_, self.means_, self.covariances_ = prior.weights_, prior.means_, prior.covariances_
         self.noise_var_ = prior.noise_var_
-        self.n_tasks_seen_ = len(ts)
+        self.n_tasks_seen_ = n_tasks
         self._mf_fitted = True
         return self

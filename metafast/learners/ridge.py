@@ -19,12 +19,14 @@ import numpy as np
 from metafast._kernels import _ridge
 from metafast._validation import check_positive_float, check_positive_int
 from metafast.learners._bayes_task import as_f64, fast_y
-from metafast.learners._ridge_learn import RidgeMetricBasisMixin, gls_mean
+from metafast.learners._ridge_learn import RidgeMetricBasisMixin
+from metafast.learners._ridge_math import gls_mean
 from metafast.learners._ridge_source import _TaskSource, _threads_for
 from metafast.learners._ridge_task import _EMPTY_1D, BiasedRidgeRegressor
 from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows,
                                      training_view)
 from metafast._memory import check_allocation
+from metafast.learners._dask_fits import RidgeChunks
 from metafast.parallel import effective_n_threads, one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
@@ -65,6 +67,10 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
         ``mean="split"`` (transfer risk) and ``learn_basis=True`` (query loss after adapting on
         the support).
     n_jobs : threads of the kernels (None = all cores).
+    backend : {"threads", "dask"}
+        "dask" computes the statistics on the workers of the active dask.distributed Client,
+        where the chunks are built and kept (sources as for MetaBayes, ``metafast.distributed``):
+        every pass of every option; per pass only O(m^2) numbers per alpha come back.
     random_state : MetaRidge is deterministic; accepted for API uniformity.
     verbose : int; > 0 shows a progress bar on the iterative fits.
 
@@ -78,7 +84,8 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
     def __init__(self, basis=None, *, alphas=DEFAULT_ALPHAS, cv: str = "loo", mean: str = "envelope",
                  metric: str | None = None,
                  learn_basis: bool = False, max_iter: int = 100, tol: float = 1e-6,
-                 train_rows: str = "all", n_jobs: int | None = None, random_state=None, verbose: int = 0):
+                 train_rows: str = "all", n_jobs: int | None = None, backend: str = "threads",
+                 random_state=None, verbose: int = 0):
         self.basis = basis
         self.alphas = alphas
         self.cv = cv
@@ -89,6 +96,7 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
         self.tol = tol
         self.train_rows = train_rows
         self.n_jobs = n_jobs
+        self.backend = backend
         self.random_state = random_state
         self.verbose = verbose
 
@@ -107,7 +115,8 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
     def _fit_aside(self, tasks) -> None:
         alphas = self._check_params()
         self._n_threads = effective_n_threads(self.n_jobs)
-        source = _TaskSource(tasks, self.train_rows)
+        dask = getattr(self, "backend", "threads") != "threads"   # older pickles have no backend
+        source = RidgeChunks(self, tasks) if dask else _TaskSource(tasks, self.train_rows)
         first = source.first
         check_regression(first, "MetaRidge")
         self.basis_ = self._init_basis(training_view(first, self.train_rows))
@@ -166,6 +175,8 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
 
     def _stats(self, source: "_TaskSource", alphas: np.ndarray, s: np.ndarray, with_loo: bool = True):
         """One pass: the GLS statistics (M, b) and the LOO quadratic (Q, q, sq) for each alpha."""
+        if isinstance(source, RidgeChunks):               # summed on the Dask workers
+            return source.meta_stats(self, alphas, s, with_loo)
         m = self.basis_.n_basis
         k = alphas.size
         check_allocation(8.0 * m * m * (2 * k + 2 + self._n_threads),
@@ -211,6 +222,8 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
 
     def _split_means(self, source, alphas, s) -> np.ndarray:
         """The transfer-risk closed form of h for each alpha (docs/derivations.md 1.2), one pass."""
+        if isinstance(source, RidgeChunks):               # summed on the Dask workers
+            return source.split_means(self, alphas, s)
         m = self.basis_.n_basis
         A = np.zeros((alphas.size, m, m)); b = np.zeros((alphas.size, m)); n_tasks = 0
         Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
@@ -233,6 +246,8 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
 
     def _query_scores(self, source, alphas, hs, s) -> np.ndarray:
         """Mean over tasks of the query MSE after adapting on the support set, for each alpha."""
+        if isinstance(source, RidgeChunks):               # summed on the Dask workers
+            return source.query_scores(self, alphas, hs, s)
         total = np.zeros(alphas.size); n_tasks = 0
         for chunk in source.chunks(progress=self.verbose, what="query scores", split=True):
             Phi = self._design(self.basis_, chunk.X_support)

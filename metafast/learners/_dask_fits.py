@@ -1,0 +1,241 @@
+"""The learners' passes over the tasks that are sums over chunks, run where the chunks live
+(``metafast.distributed.DaskChunks``): each worker computes its chunks' terms, the workers add
+them pairwise, and the driver gets one small array back.
+
+- MetaBayes ``learn_basis``: the summed log evidence and its gradient in the basis parameters;
+- MetaRidge: the closed-form and leave-one-out statistics (M, b, Q, q, sq) per alpha, the
+  Moreau-envelope objective and its gradient in the metric (``metric="diag"``), the transfer-risk
+  statistics (``mean="split"``), the query scores of each alpha (``cv="query"``) and the held-out
+  loss with its gradient in (basis, log alpha, h) (``learn_basis=True``).
+
+Each per-chunk function packs its terms into one float64 vector, so the sum on the workers is a
+vector sum; the driver unpacks it.  MetaRidge's held-out objectives need each task's
+support/query split, so when one of them is used the chunks are kept on the workers as given and
+turned into training rows (``train_rows``) on the worker for the other passes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metafast._kernels import _ridge
+from metafast.distributed import DaskChunks
+from metafast.learners._base import check_regression, training_view
+from metafast.learners._basis_opt import log_evidence_and_grad
+from metafast.learners._bayes_task import as_f64
+from metafast.learners._ridge_math import gls_mean
+from metafast.learners._ridge_source import _threads_for
+from metafast.tasks._taskset import TaskSet
+
+
+# ---------------------------------------------------------------------------- MetaBayes learn_basis
+def _flat_grad(basis, grads: dict) -> np.ndarray:
+    params = basis.learnable_params()
+    return np.concatenate([np.ravel(np.asarray(grads[k], dtype=np.float64)) if k in grads
+                           else np.zeros(np.size(v)) for k, v in params.items()]) if params else np.zeros(0)
+
+
+def _evidence_chunk(chunk: TaskSet, basis, prior, y_scale: float, n_threads: int) -> np.ndarray:
+    """[sum_t log p(y_t), n_tasks, gradient...] of one chunk (-inf if a posterior was singular)."""
+
+    val, grads, n_tasks = log_evidence_and_grad(basis, [chunk], prior, y_scale, n_threads)
+    g = _flat_grad(basis, grads) if grads else np.zeros(_flat_grad(basis, {}).size)
+    return np.concatenate(([val, n_tasks], g))
+
+
+def evidence_on_workers(chunks):
+    """``evidence(basis, prior, y_scale, n_threads) -> (log evidence, gradient dict, n_tasks)``
+    summed over the chunks on the workers (for ``_basis_opt.optimise_basis``)."""
+
+    def evidence(basis, prior, y_scale, n_threads):
+        out = chunks.map_sum(_evidence_chunk, basis, prior, y_scale)
+        val, n_tasks, flat = float(out[0]), int(out[1]), out[2:]
+        if not np.isfinite(val):
+            return -np.inf, {}, n_tasks
+        grads, pos = {}, 0
+        for k, v in basis.learnable_params().items():
+            grads[k] = flat[pos:pos + np.size(v)].reshape(np.shape(v))
+            pos += np.size(v)
+        return val, grads, n_tasks
+
+    return evidence
+
+
+# ---------------------------------------------------------------------------- MetaRidge
+def _uses_split(model) -> bool:
+    return model.mean == "split" or (model.cv == "query" and np.size(model.alphas) > 1) or bool(model.learn_basis)
+
+
+def _ridge_stats_chunk(chunk: TaskSet, view: str, basis, alphas, s, with_loo: bool, n_threads: int) -> np.ndarray:
+
+    check_regression(chunk, "MetaRidge")
+    chunk = training_view(chunk, view)
+    Phi, y, off = as_f64(basis.design(chunk.X_support)), as_f64(chunk.y_support), chunk.support_offsets
+    m = Phi.shape[1]
+    Mi, bi, Qi, qi, sqi = np.empty((m, m)), np.empty(m), np.empty((m, m)), np.empty(m), np.empty(1)
+    per_alpha, jitter = [], 0
+    for a in alphas:
+        jitter += _ridge.meta_stats(Phi, y, off, s, float(a), Mi, bi, Qi, qi, sqi,
+                                    _threads_for(n_threads, off), with_loo)
+        per_alpha.append((Mi.copy(), bi.copy(), Qi.copy(), qi.copy(), sqi.copy()))
+    cols = [np.concatenate([np.ravel(p[j]) for p in per_alpha]) for j in range(5)]
+    return np.concatenate(cols + [[np.count_nonzero(np.diff(off)), jitter]])
+
+
+def _envelope_chunk(chunk: TaskSet, view: str, basis, h, s, alpha: float, n_threads: int) -> np.ndarray:
+
+    chunk = training_view(chunk, view)
+    Phi, off = as_f64(basis.design(chunk.X_support)), chunk.support_offsets
+    T, m = off.shape[0] - 1, s.size
+    val, dd = np.empty(T), np.empty((T, m))
+    jitter = _ridge.envelope_grad(Phi, as_f64(chunk.y_support), off, h, s, alpha, val, dd,
+                                  _threads_for(n_threads, off))
+    return np.concatenate(([val.sum()], dd.sum(axis=0), [np.count_nonzero(np.diff(off)), jitter]))
+
+
+# ---------------------------------------------------------------------------- MetaRidge, held out
+class _RidgeSplitPasses:
+    """The passes of MetaRidge that use each task's support/query split (mixed into RidgeChunks)."""
+
+    def split_means(self, model, alphas: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``MetaRidge._split_means``: the transfer-risk closed form of h for each alpha."""
+
+        m, k = model.basis_.n_basis, alphas.size
+        out = self.map_sum(_split_chunk, model.basis_, alphas, s)
+        A, b = out[:k * m * m].reshape(k, m, m), out[k * m * m:k * m * (m + 1)].reshape(k, m)
+        model.n_jitter_ += int(out[-1])
+        if out[-2] == 0:
+            raise ValueError("mean='split' needs training tasks with query points; none has any "
+                             "(use mean='envelope')")
+        return np.stack([gls_mean(A[i], b[i]) for i in range(k)])
+
+    def query_scores(self, model, alphas: np.ndarray, hs: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``MetaRidge._query_scores``: mean query MSE after adapting on the support, per alpha."""
+        out = self.map_sum(_query_chunk, model.basis_, alphas, hs, s)
+        model.n_jitter_ += int(out[-1])
+        if out[-2] == 0:
+            raise ValueError("cv='query' needs training tasks with query points; none has any "
+                             "(use cv='loo')")
+        return out[:alphas.size] / out[-2]
+
+    def all_have_queries(self) -> bool:
+        return bool(self.map_sum(_missing_queries) == 0)
+
+    def n_tasks(self) -> int:
+        return int(self.map_sum(_count_tasks))
+
+    def heldout(self, model, basis, hv, s, lam: float, use_query: bool, n_total: int):
+        """(loss, gradient in the basis parameters (flat, sorted by parameter name), d loss /
+        d lam, d loss / d h) of ``MetaRidge._basis_objective``, summed on the workers."""
+        out = self.map_sum(_heldout_chunk, basis, hv, s, lam, use_query, n_total)
+        m = hv.size
+        model.n_jitter_ += int(out[-1])
+        return float(out[0]), out[2 + m:-1], float(out[1]), out[2:2 + m]
+
+
+def _split_chunk(chunk: TaskSet, basis, alphas, s, n_threads: int) -> np.ndarray:
+
+    check_regression(chunk, "MetaRidge")
+    Phi, Phiq = as_f64(basis.design(chunk.X_support)), as_f64(basis.design(chunk.X_query))
+    m = Phi.shape[1]
+    Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
+    As, bs, jitter = [], [], 0
+    for a in alphas:
+        jitter += _ridge.split_stats(Phi, as_f64(chunk.y_support), chunk.support_offsets, Phiq,
+                                     as_f64(chunk.y_query), chunk.query_offsets, s, float(a), Ai, bi, ci,
+                                     _threads_for(n_threads, chunk.query_offsets))
+        As.append(Ai.ravel().copy()), bs.append(bi.copy())
+    return np.concatenate(As + bs + [[np.count_nonzero(np.diff(chunk.query_offsets)), jitter]])
+
+
+def _heldout_terms(chunk, basis, h, s, lam: float, scale: float, n_threads: int):
+    """MetaRidge's held-out loss per task and its gradients (the ``heldout_grad`` kernel)."""
+
+    Phi, Phiq = as_f64(basis.design(chunk.X_support)), as_f64(basis.design(chunk.X_query))
+    off = chunk.support_offsets
+    T = off.shape[0] - 1
+    G, Gq = np.empty_like(Phi), np.empty_like(Phiq)
+    loss, dlam, dh = np.empty(T), np.empty(T), np.empty((T, Phi.shape[1]))
+    jitter = _ridge.heldout_grad(Phi, as_f64(chunk.y_support), off, Phiq, as_f64(chunk.y_query),
+                                 chunk.query_offsets, h, s, lam, scale, G, Gq, loss, dlam, dh,
+                                 _threads_for(n_threads, off))
+    return loss, G, Gq, dlam, dh, jitter
+
+
+def _query_chunk(chunk: TaskSet, basis, alphas, hs, s, n_threads: int) -> np.ndarray:
+    totals, jitter = [], 0
+    for i, a in enumerate(alphas):
+        loss, *_, j = _heldout_terms(chunk, basis, hs[i], s, float(a), 1.0, n_threads)
+        totals.append(loss.sum())
+        jitter += j
+    return np.concatenate((totals, [np.count_nonzero(np.diff(chunk.query_offsets)), jitter]))
+
+
+def _missing_queries(chunk: TaskSet, n_threads: int) -> int:
+    return int(np.count_nonzero(np.diff(chunk.query_offsets) == 0))
+
+
+def _count_tasks(chunk: TaskSet, n_threads: int) -> int:
+    return len(chunk)
+
+
+def _heldout_chunk(chunk: TaskSet, basis, hv, s, lam: float, use_query: bool, n_total: int,
+                   n_threads: int) -> np.ndarray:
+    """[loss, d/d lam, d/d h (m), d/d basis params (flat)..., jitter] of one chunk."""
+
+    m = hv.size
+    if use_query:
+        loss, G, Gq, dlam, dh, jitter = _heldout_terms(chunk, basis, hv, s, lam, 1.0 / n_total, n_threads)
+    else:
+        Phi, off = as_f64(basis.design(chunk.X_support)), chunk.support_offsets
+        T = off.shape[0] - 1
+        G, loss, dlam, dh = np.empty_like(Phi), np.empty(T), np.empty(T), np.empty((T, m))
+        jitter = _ridge.loo_grad(Phi, as_f64(chunk.y_support), off, hv, s, lam, 1.0 / n_total, G, loss,
+                                 dlam, dh, _threads_for(n_threads, off))
+    g = {}
+    if basis.learnable_params():
+        g = basis.design_vjp(chunk.X_support, G)
+        if use_query:
+            g = {k: g[k] + v for k, v in basis.design_vjp(chunk.X_query, Gq).items()}
+    flat = [np.ravel(g[k]) for k in sorted(basis.learnable_params())] if g else []
+    return np.concatenate([[loss.sum(), dlam.sum()], dh.sum(axis=0)] + flat + [[jitter]])
+
+
+class RidgeChunks(_RidgeSplitPasses):
+    """MetaRidge's chunks on the workers, with the passes it makes over them."""
+
+    def __init__(self, model, tasks):
+
+        if model.backend != "dask":
+            raise ValueError(f"parameter 'backend' must be 'threads' or 'dask'; got {model.backend!r}")
+        # kept as given when a held-out objective needs the split; else as training rows
+        self.view = model.train_rows if _uses_split(model) else "support"
+        self.chunks = DaskChunks(tasks, "support" if _uses_split(model) else model.train_rows)
+        self.first = self.chunks.first()
+        if len(self.first) == 0:
+            raise ValueError("argument 'tasks': the first chunk holds no tasks")
+
+    def map_sum(self, fn, *args):
+        return self.chunks.map_sum(fn, *args)
+
+    def meta_stats(self, model, alphas: np.ndarray, s: np.ndarray, with_loo: bool):
+        """(M, b, Q, q, sq, n_tasks) as ``MetaRidge._stats`` returns them, summed on the workers."""
+        m, k = model.basis_.n_basis, alphas.size
+        out = self.map_sum(_ridge_stats_chunk, self.view, model.basis_, alphas, s, with_loo)
+        sizes = [k * m * m, k * m, k * m * m, k * m, k]
+        parts = np.split(out[:-2], np.cumsum(sizes)[:-1])
+        M, b, Q, q, sq = (p.reshape(shape) for p, shape in
+                          zip(parts, [(k, m, m), (k, m), (k, m, m), (k, m), (k,)]))
+        n_tasks, jitter = int(out[-2]), int(out[-1])
+        model.n_jitter_ += jitter
+        if n_tasks == 0:
+            raise ValueError("argument 'tasks': every task has an empty support set; nothing to learn from")
+        return M, b, Q, q, sq, n_tasks
+
+    def envelope(self, model, h: np.ndarray, s: np.ndarray, alpha: float):
+        """(mean envelope objective, its gradient in the metric) as ``MetaRidge._envelope``."""
+        out = self.map_sum(_envelope_chunk, self.view, model.basis_, h, s, float(alpha))
+        m = s.size
+        total, grad, n_tasks, jitter = out[0], out[1:1 + m], out[1 + m], out[2 + m]
+        model.n_jitter_ += int(jitter)
+        return float(total) / n_tasks, grad / n_tasks
