@@ -7,8 +7,9 @@ in the episodic setting the prior must be exchangeable over classes, so mu_c is 
 shared mean cancels and is fixed at 0: Sigma (and the basis) is what is meta-learned.
 
 Per task, the MAP weights and a Laplace approximation N(w_hat, H^{-1}) of the posterior come from
-the ``_classify.logistic_laplace`` kernel (Newton in the dual, n x n per class; all tasks in one
-call).  EM then maximises the Laplace approximation of sum_t log p(y_t):
+the ``_classify.logistic_laplace`` kernel (all tasks in one call), by Newton in the dual (n x n per
+class, O(C n^3) per step) or, for a task with many rows, in the primal whitened weights (mC x mC,
+O(C^2 n m^2 + (Cm)^3)); ``solve_paths`` picks the cheaper per task.  EM then maximises the Laplace approximation of sum_t log p(y_t):
 
     E-step: per task, the Laplace posterior of every class's weights;
     M-step: mu_c = mean_t E[w_tc];  Sigma = (sum_{t,c} E[(w_tc - mu_c)(w_tc - mu_c)^T] + nu psi I)
@@ -54,6 +55,26 @@ def prior_logits(Phi: np.ndarray, prior: ClassPrior, c_max: int) -> np.ndarray:
     return np.ascontiguousarray(Phi @ prior.means.T.astype(Phi.dtype))
 
 
+def solve_paths(sizes: np.ndarray, n_classes: np.ndarray, m: int, path: str = "auto") -> np.ndarray:
+    """Per task: -1 (dual) or its slot among the primal tasks.  "auto" takes the primal path when
+    its flop count per Newton step, C(C+1) n m^2 + (Cm)^3 / 3 (Hessian blocks, Cholesky), is below
+    the dual's, (C + 1/3) n^3 (one n x n factorisation and inverse per class, one for their sum).
+    The primal needs n > m but is not always cheaper then: 5-way tasks of 100 rows on 65 functions
+    stay in the dual."""
+    if path not in ("auto", "dual", "primal"):
+        raise ValueError(f"parameter 'path' must be 'auto', 'dual' or 'primal'; got {path!r}")
+    n = sizes.astype(np.float64)
+    C = n_classes.astype(np.float64)
+    if path == "auto":
+        use = C * (C + 1) * n * m * m + (C * m) ** 3 / 3 < (C + 1 / 3) * n ** 3
+    else:
+        use = np.full(sizes.shape, path == "primal")
+    use &= (n_classes >= 2) & (sizes > 0)
+    out = np.full(sizes.shape, -1, dtype=np.int64)
+    out[use] = np.arange(int(use.sum()))
+    return out
+
+
 @dataclass
 class LaplaceFit:
     """What the kernel returns for packed tasks (see ``_classify.logistic_laplace``)."""
@@ -64,12 +85,17 @@ class LaplaceFit:
     status: np.ndarray      # (T,) Newton steps, < 0 on failure
     Phi_w: np.ndarray       # (N, m) whitened design
     U: np.ndarray           # (m, m)
+    Q_primal: np.ndarray | float = 0.0   # (m, m) sum of the primal tasks' second-moment statistics
+
+    def second_moment(self) -> np.ndarray:
+        """sum_t sum_c E[v_tc v_tc^T] - C_t I over all tasks (needs want_stats)."""
+        return self.Phi_w.T.astype(np.float64) @ self.G.astype(np.float64) + self.Q_primal
 
 
 def laplace(Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: np.ndarray, prior: ClassPrior,
             *, n_threads: int, want_stats: bool = False, warm: np.ndarray | None = None,
-            max_iter: int = 100, tol: float = 1e-10) -> LaplaceFit:
-    """MAP and Laplace evidence of every packed task under ``prior``."""
+            max_iter: int = 100, tol: float = 1e-10, path: str = "auto") -> LaplaceFit:
+    """MAP and Laplace evidence of every packed task under ``prior`` (``path``: see ``solve_paths``)."""
     dtype = Phi.dtype
     U = prior.factor()
     Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype))
@@ -81,17 +107,22 @@ def laplace(Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: 
         A, warm = np.zeros((Phi.shape[0], c_max), dtype=dtype), None
     G = np.empty((Phi.shape[0] if want_stats else 0, Phi.shape[1]), dtype=dtype)
     T = offsets.shape[0] - 1
+    n_classes = np.ascontiguousarray(n_classes, dtype=np.int64)
+    primal = solve_paths(np.diff(offsets), n_classes, Phi.shape[1], path)
+    n_primal = int((primal >= 0).sum())
+    Qp = np.empty((n_primal if want_stats else 0, Phi.shape[1], Phi.shape[1]), dtype=dtype)
     logq = np.empty(T, dtype=np.float64)
     status = np.empty(T, dtype=np.intc)
-    _classify.logistic_laplace(Phi_w, B0, np.ascontiguousarray(codes, dtype=np.int64), offsets,
-                               np.ascontiguousarray(n_classes, dtype=np.int64), int(max_iter), float(tol),
-                               warm is not None, bool(want_stats), int(n_threads), A, G, logq, status)
+    _classify.logistic_laplace(Phi_w, B0, np.ascontiguousarray(codes, dtype=np.int64), offsets, n_classes, primal,
+                               int(max_iter), float(tol), warm is not None, bool(want_stats), int(n_threads), A, G,
+                               Qp, logq, status)
     if (status < 0).any():
         t = int(np.flatnonzero(status < 0)[0])
         raise FloatingPointError(
             f"the logistic MAP failed for {int((status < 0).sum())} task(s) (first: task {t}): non-finite "
             "design values (check the basis and the inputs for huge magnitudes)")
-    return LaplaceFit(A, G, logq, status, Phi_w, U)
+    Q_primal = Qp.astype(np.float64).sum(axis=0) if Qp.shape[0] else 0.0     # fixed order: thread-invariant
+    return LaplaceFit(A, G, logq, status, Phi_w, U, Q_primal)
 
 
 def weights(fit: LaplaceFit, prior: ClassPrior, n_classes: int) -> np.ndarray:
@@ -174,7 +205,7 @@ class LogisticEM:
                     break
                 if it == self.max_iter:
                     break
-                Q = fit.Phi_w.T.astype(np.float64) @ fit.G.astype(np.float64)
+                Q = fit.second_moment()
                 S = np.eye(m) + (0.5 * (Q + Q.T)) / tc      # mean whitened second moment per class
                 means = prior.means
                 if prior.means is not None:
