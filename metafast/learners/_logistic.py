@@ -52,7 +52,7 @@ def prior_logits(Phi: np.ndarray, prior: ClassPrior, c_max: int) -> np.ndarray:
     """Phi mu_c for every row and class (N, K), or an empty (0, c_max) array when the mean is 0."""
     if prior.means is None:
         return np.zeros((0, c_max), dtype=Phi.dtype)
-    return np.ascontiguousarray(Phi @ prior.means.T.astype(Phi.dtype))
+    return np.ascontiguousarray(Phi @ prior.means.T.astype(Phi.dtype, copy=False))
 
 
 def solve_paths(sizes: np.ndarray, n_classes: np.ndarray, m: int, path: str = "auto") -> np.ndarray:
@@ -63,8 +63,8 @@ def solve_paths(sizes: np.ndarray, n_classes: np.ndarray, m: int, path: str = "a
     stay in the dual."""
     if path not in ("auto", "dual", "primal"):
         raise ValueError(f"parameter 'path' must be 'auto', 'dual' or 'primal'; got {path!r}")
-    n = sizes.astype(np.float64)
-    C = n_classes.astype(np.float64)
+    n = sizes.astype(np.float64, copy=False)
+    C = n_classes.astype(np.float64, copy=False)
     if path == "auto":
         use = C * (C + 1) * n * m * m + (C * m) ** 3 / 3 < (C + 1 / 3) * n ** 3
     else:
@@ -89,7 +89,7 @@ class LaplaceFit:
 
     def second_moment(self) -> np.ndarray:
         """sum_t sum_c E[v_tc v_tc^T] - C_t I over all tasks (needs want_stats)."""
-        return self.Phi_w.T.astype(np.float64) @ self.G.astype(np.float64) + self.Q_primal
+        return self.Phi_w.T.astype(np.float64, copy=False) @ self.G.astype(np.float64, copy=False) + self.Q_primal
 
 
 def laplace(Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: np.ndarray, prior: ClassPrior,
@@ -98,7 +98,7 @@ def laplace(Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: 
     """MAP and Laplace evidence of every packed task under ``prior`` (``path``: see ``solve_paths``)."""
     dtype = Phi.dtype
     U = prior.factor()
-    Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype))
+    Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype, copy=False))
     c_max = int(max(n_classes.max(initial=0), 1))
     B0 = prior_logits(Phi, prior, c_max)
     if warm is not None and warm.shape == (Phi.shape[0], c_max):
@@ -121,13 +121,13 @@ def laplace(Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: 
         raise FloatingPointError(
             f"the logistic MAP failed for {int((status < 0).sum())} task(s) (first: task {t}): non-finite "
             "design values (check the basis and the inputs for huge magnitudes)")
-    Q_primal = Qp.astype(np.float64).sum(axis=0) if Qp.shape[0] else 0.0     # fixed order: thread-invariant
+    Q_primal = Qp.astype(np.float64, copy=False).sum(axis=0) if Qp.shape[0] else 0.0     # fixed order: thread-invariant
     return LaplaceFit(A, G, logq, status, Phi_w, U, Q_primal)
 
 
 def weights(fit: LaplaceFit, prior: ClassPrior, n_classes: int) -> np.ndarray:
     """Primal MAP weights W (m, C) of a single-task fit: mu_c + U Phi_w^T a_c."""
-    W = fit.U @ (fit.Phi_w.T.astype(np.float64) @ fit.A[:, :n_classes].astype(np.float64))
+    W = fit.U @ (fit.Phi_w.T.astype(np.float64, copy=False) @ fit.A[:, :n_classes].astype(np.float64, copy=False))
     if prior.means is not None:
         W += prior.means.T
     return W
@@ -137,13 +137,13 @@ def query_logits(Phi_s: np.ndarray, codes: np.ndarray, s_off: np.ndarray, n_clas
                  Phi_q: np.ndarray, q_off: np.ndarray, prior: ClassPrior, n_threads: int) -> np.ndarray:
     """Class scores (Nq, Cmax) of every query row, each task fitted on its support rows."""
     fit = laplace(Phi_s, codes, s_off, n_classes, prior, n_threads=n_threads)
-    Phi_wq = np.ascontiguousarray(Phi_q @ fit.U.astype(Phi_q.dtype))
+    Phi_wq = np.ascontiguousarray(Phi_q @ fit.U.astype(Phi_q.dtype, copy=False))
     out = np.empty((Phi_q.shape[0], fit.A.shape[1]), dtype=Phi_s.dtype)
     _classify.task_logits(fit.Phi_w, fit.A, s_off, np.ascontiguousarray(n_classes, dtype=np.int64), Phi_wq,
                           q_off, int(n_threads), out)
-    out = out.astype(np.float64)
+    out = out.astype(np.float64, copy=False)
     if prior.means is not None:
-        out += Phi_q.astype(np.float64) @ prior.means.T
+        out += Phi_q.astype(np.float64, copy=False) @ prior.means.T
     return out
 
 
@@ -209,7 +209,7 @@ class LogisticEM:
                 S = np.eye(m) + (0.5 * (Q + Q.T)) / tc      # mean whitened second moment per class
                 means = prior.means
                 if prior.means is not None:
-                    dv = fit.Phi_w.T.astype(np.float64) @ fit.A[:, :self.n_shared].astype(np.float64) / n_active
+                    dv = fit.Phi_w.T.astype(np.float64, copy=False) @ fit.A[:, :self.n_shared].astype(np.float64, copy=False) / n_active
                     means = prior.means + (fit.U @ dv).T
                     S -= dv @ dv.T / self.n_shared
                 cov = fit.U @ S @ fit.U.T

@@ -320,7 +320,7 @@ class MetaClassifier(MetaLearner):
         count = np.bincount(bins, minlength=n_bins)
         with np.errstate(invalid="ignore"):
             mean_conf = np.bincount(bins, weights=conf, minlength=n_bins) / count
-            acc = np.bincount(bins, weights=(pred == codes_q).astype(np.float64), minlength=n_bins) / count
+            acc = np.bincount(bins, weights=(pred == codes_q).astype(np.float64, copy=False), minlength=n_bins) / count
         keep = count > 0
         return {"confidence": mean_conf[keep].tolist(), "accuracy": acc[keep].tolist(),
                 "count": count[keep].tolist()}
@@ -364,7 +364,7 @@ class MetaClassifier(MetaLearner):
         classes, codes = self._task_codes(y, X.shape[0])
         Phi = self._design(np.concatenate([X, Xq]))
         W, b = self.head_.task_weights(Phi[:X.shape[0]], codes, int(classes.shape[0]))
-        return classes, Phi[X.shape[0]:].astype(np.float64) @ W + b
+        return classes, Phi[X.shape[0]:].astype(np.float64, copy=False) @ W + b
 
     def adapt_predict(self, X, y, X_query) -> np.ndarray:
         """Labels of X_query after adapting to (X, y) (same as adapt(X, y).predict(X_query))."""
@@ -381,7 +381,7 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
     if confidence.size == 0:
         return 0.0
     bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
-    n = np.bincount(bins, minlength=n_bins).astype(np.float64)
+    n = np.bincount(bins, minlength=n_bins).astype(np.float64, copy=False)
     acc = np.bincount(bins, weights=correct, minlength=n_bins)
     conf = np.bincount(bins, weights=confidence, minlength=n_bins)
     return float(np.abs(acc - conf).sum() / confidence.size)
@@ -399,7 +399,7 @@ def classification_metrics(Z: np.ndarray, codes: np.ndarray, offsets: np.ndarray
     lp = masked_log_softmax(Z, per_row)
     rows = np.arange(Z.shape[0])
     pred = np.argmax(lp, axis=1)
-    correct = (pred == codes).astype(np.float64)
+    correct = (pred == codes).astype(np.float64, copy=False)
     nll = -lp[rows, codes]
     out: dict = {"n_tasks": int(keep.sum())}
     for key, vals in (("accuracy", correct), ("nll", nll)):
