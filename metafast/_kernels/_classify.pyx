@@ -166,8 +166,8 @@ cdef int _laplace_task(
     """One task: Newton to the MAP, then the Laplace evidence and (GT != NULL) the EM statistic.
     Returns the number of Newton steps, or -1 on a numerical failure."""
     cdef int i, c, it, h, steps = 0
-    cdef double psi, psi_t, step, logdet = 0
-    cdef bint done = False
+    cdef double psi, psi_t, step, slack, logdet = 0
+    cdef bint done = False, stale = True
     syrk(c'L', c'T', n, m, 1.0, PhiT, m, 0.0, K, n)
     _symmetrize_lower(n, K)
     for c in range(C):
@@ -179,12 +179,15 @@ cdef int _laplace_task(
     if psi != psi:
         return -1
     for it in range(max_iter + 1):
-        if _curvature(n, C, K, P, E, M, L, &logdet) != 0:
-            return -1
+        if stale:                               # the curvature of the current P (once per accepted step)
+            if _curvature(n, C, K, P, E, M, L, &logdet) != 0:
+                return -1
+            stale = False
         if done or it == max_iter:
             break
         if _newton_direction(n, C, K, F, P, codes, E, M, Bv, Cv, x, Anew, Fnew) != 0:
             return -1
+        slack = (1e-14 if floating is double else 1e-6) * (1.0 + (psi if psi > 0 else -psi))
         step = 1.0
         for h in range(MAX_HALVINGS):
             for i in range(n * C):
@@ -192,6 +195,9 @@ cdef int _laplace_task(
                 At[i] = A[i] + step * (Anew[i] - A[i])
             psi_t = _objective(n, C, Ft, At, B0, ldb, codes, Bv)      # Bv: scratch probabilities
             if psi_t <= psi:
+                break
+            if psi_t <= psi + slack:            # within round-off of the optimum: halving cannot help
+                psi_t = psi
                 break
             step = 0.5 * step
         else:
@@ -201,6 +207,7 @@ cdef int _laplace_task(
             memcpy(A, At, n * C * sizeof(floating))
             memcpy(P, Bv, n * C * sizeof(floating))
             steps += 1
+            stale = True
         done = (psi - psi_t) <= tol * (1.0 + (psi_t if psi_t > 0 else -psi_t))
         psi = psi_t
     logq[0] = -psi - logdet
@@ -267,7 +274,7 @@ cdef int _primal_task(
     Newton steps, or -1 on a numerical failure."""
     cdef int i, j, c, it, h, steps = 0, mc = m * C
     cdef double psi, psi_t, step, decrement, slack, logdet = 0
-    cdef bint done = False, accepted
+    cdef bint done = False, accepted, stale = True
     if warm:
         _warm_v(n, m, C, PhiT, A_io, lda, Z, V)
     else:
@@ -276,8 +283,10 @@ cdef int _primal_task(
     if psi != psi:
         return -1
     for it in range(max_iter + 1):
-        if _primal_hessian(n, m, C, PhiT, P, S, H, &logdet) != 0:
-            return -1
+        if stale:                               # the Hessian of the current P (once per accepted step)
+            if _primal_hessian(n, m, C, PhiT, P, S, H, &logdet) != 0:
+                return -1
+            stale = False
         if done or it == max_iter:
             break
         # gradient D = V + Phi^T (P - Y), then D <- H^{-1} D
@@ -309,6 +318,7 @@ cdef int _primal_task(
             memcpy(P, Pt, n * C * sizeof(floating))
             steps += 1
             psi = psi_t
+            stale = True
         done = (not accepted) or 0.5 * decrement <= tol * (1.0 + (psi if psi > 0 else -psi))
     logq[0] = -psi - logdet
     for i in range(n):

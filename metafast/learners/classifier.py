@@ -102,7 +102,8 @@ class MetaClassifier(MetaLearner):
     ----------
     basis_, head_ (the fitted head object), setting_, classes_ (shared setting: the meta-training
     labels), n_tasks_seen_, log_evidence_ (logistic, ridge), n_iter_, basis_objective_ (learn_basis:
-    the head's objective before the first basis round and after each).
+    the head's objective before the first basis round and after each; the basis and head kept are
+    those of the lowest).
     """
 
     def __init__(self, basis=None, head: str = "logistic", setting: str = "auto", train_rows: str = "all",
@@ -229,23 +230,36 @@ class MetaClassifier(MetaLearner):
                                                                   off, n_classes, nt)
 
     def _learn_basis(self, ts: TaskSet, train: TaskSet, codes: np.ndarray, n_classes: np.ndarray) -> None:
-        """Alternate L-BFGS on the basis (head fixed) with refits of the head (basis fixed)."""
+        """Alternate L-BFGS on the basis (head fixed) with refits of the head (basis fixed), and keep
+        the (basis, head) pair with the lowest objective: a refit head (EM, then the scale) does not
+        minimise the basis's objective, so a round can end worse than it started."""
         from metafast.learners._classify_basis import optimise_basis
 
         self.basis_objective_ = []
+        best = None
         for _ in range(self.basis_rounds):
             inputs, loss = self.basis_objective(ts, train, codes, n_classes)
             new_basis, before, after = optimise_basis(self.basis_, inputs, loss, self.basis_max_iter)
             if not self.basis_objective_:
                 self.basis_objective_.append(before)
+                best = (before, self._head_state())
             if new_basis is self.basis_:
                 break
             self.basis_ = new_basis
             self._fit_head(ts, train, codes, n_classes)
             inputs, loss = self.basis_objective(ts, train, codes, n_classes)
             self.basis_objective_.append(float(loss(*[self._design(X) for X in inputs])[0]))
+            if self.basis_objective_[-1] < best[0]:
+                best = (self.basis_objective_[-1], self._head_state())
             if self.basis_objective_[-2] - self.basis_objective_[-1] <= self.tol * abs(self.basis_objective_[-2]):
                 break
+        if best is not None:
+            for key, value in best[1].items():
+                setattr(self, key, value)
+
+    def _head_state(self) -> dict:
+        return {k: getattr(self, k) for k in ("basis_", "head_", "log_evidence_", "n_iter_", "converged_")
+                if hasattr(self, k)}
 
     def _calibration_split(self, ts: TaskSet):
         """Support/query arrays of the training tasks for the logistic head's scale, or None."""
