@@ -56,6 +56,22 @@ def test_logistic_query_loss_gradient_by_finite_differences(m, n, C, shared):
     _fd_check(lambda: f()[0], [Phi_s, Phi_q], [dS, dQ])
 
 
+def test_logistic_query_loss_gradient_with_ragged_query_sets():
+    """Tasks of one support shape but different query sizes (one with none) take the per-task branch."""
+    rng = np.random.default_rng(11)
+    Phi_s, cs, so, nc, _, _, _ = _packed(rng, 3, 6, 1, 4, 3)
+    qo = np.array([0, 3, 3, 8])
+    Phi_q, cq = rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
+    prior = _prior(rng, 4, 3, True)
+
+    def f():
+        return logistic_query_loss(prior, Phi_s, cs, so, nc, Phi_q, cq, qo, 1)
+
+    val, dS, dQ = f()
+    assert np.all(dS[6:12] == 0)                           # task 1 has no query rows: no gradient
+    _fd_check(lambda: f()[0], [Phi_s, Phi_q], [dS, dQ])
+
+
 def test_logistic_query_loss_is_the_query_log_loss_of_the_adapted_map():
     """The value equals the mean query log loss of the batched adapt path (same MAP)."""
     from metafast.learners._logistic import mean_log_loss, query_logits

@@ -65,6 +65,21 @@ def _hessian_solve(Psw: np.ndarray, P: np.ndarray, g: np.ndarray) -> np.ndarray:
     return g - np.swapaxes(Psw, 1, 2) @ x
 
 
+def _query_part(Pq, cq, Wf, U, n_rows: int, dQ, rows_q, g) -> float:
+    """Summed query log loss of k tasks with equal query sizes, Pq (k, nq, m), cq (k, nq), adapted
+    weights Wf (k, m, C); writes dL/dPhi_q into dQ[rows_q] and dL/dV into g (k, m, C)."""
+    Z = Pq @ Wf
+    Z -= Z.max(axis=2, keepdims=True)
+    lse = np.log(np.exp(Z).sum(axis=2))
+    own = np.take_along_axis(Z, cq[:, :, None], axis=2)[:, :, 0]
+    gZ = np.exp(Z - lse[:, :, None])
+    np.put_along_axis(gZ, cq[:, :, None], np.take_along_axis(gZ, cq[:, :, None], axis=2) - 1.0, axis=2)
+    gZ /= n_rows
+    dQ[rows_q] = gZ @ np.swapaxes(Wf, 1, 2)
+    g[:] = U.T @ (np.swapaxes(Pq, 1, 2) @ gZ)
+    return float((lse - own).sum())
+
+
 def logistic_query_loss(prior, Phi_s, codes_s, s_off, n_classes, Phi_q, codes_q, q_off, n_threads: int):
     """(mean query log loss, dL/dPhi_s, dL/dPhi_q) of every training task adapted on its support
     under ``prior`` (a ``_logistic.ClassPrior``); see the module docstring."""
@@ -102,17 +117,15 @@ def logistic_query_loss(prior, Phi_s, codes_s, s_off, n_classes, Phi_q, codes_q,
         if M is not None:
             Wf = Wf + M.T[None, :, :C]
         g = np.zeros_like(V)
-        for j, t in enumerate(members):
-            q = slice(q_off[t], q_off[t + 1])
-            Zq = Phi_q64[q] @ Wf[j]
-            Zq -= Zq.max(axis=1, keepdims=True)
-            lse = np.log(np.exp(Zq).sum(axis=1))
-            loss += float((lse - Zq[np.arange(Zq.shape[0]), codes_q[q]]).sum())
-            gZ = np.exp(Zq - lse[:, None])
-            gZ[np.arange(Zq.shape[0]), codes_q[q]] -= 1.0
-            gZ /= n_rows
-            dQ[q] = gZ @ Wf[j].T
-            g[j] = U.T @ (Phi_q64[q].T @ gZ)
+        nq = q_sizes[members]
+        if np.all(nq == nq[0]):                 # the usual case (episodes): one batched product
+            rows_q = q_off[members][:, None] + np.arange(nq[0])[None, :]                # (k, nq)
+            loss += _query_part(Phi_q64[rows_q], codes_q[rows_q], Wf, U, n_rows, dQ, rows_q, g)
+        else:
+            for j, t in enumerate(members):
+                rows_q = np.arange(q_off[t], q_off[t + 1])[None, :]
+                loss += _query_part(Phi_q64[rows_q], codes_q[rows_q], Wf[j:j + 1], U, n_rows, dQ, rows_q,
+                                    g[j:j + 1])
         u = _hessian_solve(Pw, Ps, g)                                                   # (k, m, C)
         R = Pw @ u                                                                      # (k, n, C)
         JR = Ps * R - Ps * (Ps * R).sum(axis=2, keepdims=True)
