@@ -175,3 +175,15 @@ def test_learn_basis_bad_input(episodes):
     with pytest.raises(ValueError, match="query rows"):
         mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=3), learn_basis=True, max_iter=3,
                           n_jobs=1).fit(no_query)
+
+
+def test_learn_basis_in_float32_and_pickled(episodes):
+    import pickle
+
+    train, test = (ts.astype(np.float32) for ts in episodes)
+    clf = mf.MetaClassifier(basis=mf.basis.make("rbf", n_basis=6), learn_basis=True, basis_rounds=1,
+                            basis_max_iter=5, max_iter=5, n_jobs=1).fit(train)
+    assert clf.basis_objective_[-1] < clf.basis_objective_[0]
+    again = pickle.loads(pickle.dumps(clf))
+    assert again.evaluate(test) == clf.evaluate(test)
+    assert clf.adapt(test[0].X_support, test[0].y_support).predict_proba(test[0].X_query).dtype == np.float64
