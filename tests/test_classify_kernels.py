@@ -8,6 +8,7 @@ from scipy.stats import multivariate_normal
 from threadpoolctl import threadpool_limits
 
 from metafast._kernels import _classify
+from metafast.learners._logistic import solve_paths
 
 SIZES = [7, 3, 12, 5, 1, 0, 4]
 N_CLASSES = [3, 2, 4, 3, 3, 2, 1]
@@ -27,14 +28,21 @@ def packed(seed=0, m=6, dtype=np.float64, sizes=SIZES, n_classes=N_CLASSES):
     return Phi, codes, off, np.asarray(n_classes, dtype=np.int64)
 
 
-def run_laplace(Phi, codes, off, ncls, B0, n_threads=1, warm=None):
+def run_laplace(Phi, codes, off, ncls, B0, n_threads=1, warm=None, path="dual", with_q=False):
+    """The kernel on packed tasks; with_q also returns the per-task second-moment statistic
+    (Phi_t^T G_t for dual tasks, Qp[slot] for primal ones)."""
     T, c_max = len(off) - 1, int(ncls.max())
     A = np.zeros((Phi.shape[0], c_max), Phi.dtype) if warm is None else warm.copy()
     G = np.zeros_like(Phi)
+    primal = solve_paths(np.diff(off), ncls, Phi.shape[1], path)
+    Qp = np.full((int((primal >= 0).sum()), Phi.shape[1], Phi.shape[1]), np.nan, Phi.dtype)
     logq, status = np.zeros(T), np.zeros(T, np.intc)
-    _classify.logistic_laplace(Phi, B0, codes, off, ncls, 100, 1e-13, warm is not None, True, n_threads,
-                               A, G, logq, status)
-    return A, G, logq, status
+    _classify.logistic_laplace(Phi, B0, codes, off, ncls, primal, 100, 1e-13, warm is not None, True, n_threads,
+                               A, G, Qp, logq, status)
+    if not with_q:
+        return A, G, logq, status
+    Q = [Qp[primal[t]] if primal[t] >= 0 else Phi[off[t]:off[t + 1]].T @ G[off[t]:off[t + 1]] for t in range(T)]
+    return A, G, logq, status, Q
 
 
 def task_map_scipy(P, y, b, c):
@@ -74,11 +82,12 @@ def objective_and_grad(P, y, b, v, c):
     return (lse - Z[np.arange(len(y)), y]).sum() + 0.5 * (V ** 2).sum(), (P.T @ R + V).ravel()
 
 
+@pytest.mark.parametrize("path", ["dual", "primal"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-6), (np.float32, 2e-3)])
-def test_laplace_map_matches_scipy(dtype, tol):
+def test_laplace_map_matches_scipy(dtype, tol, path):
     Phi, codes, off, ncls = packed(dtype=dtype)
     B0 = (0.5 * np.random.default_rng(1).normal(size=(Phi.shape[0], ncls.max()))).astype(dtype)
-    A, G, logq, status = run_laplace(Phi, codes, off, ncls, B0)
+    A, G, logq, status = run_laplace(Phi, codes, off, ncls, B0, path=path)
     assert (status >= 0).all()
     for t in range(len(SIZES)):
         s, c = slice(off[t], off[t + 1]), int(ncls[t])
@@ -90,10 +99,11 @@ def test_laplace_map_matches_scipy(dtype, tol):
         np.testing.assert_allclose(P.T @ A[s, :c].astype(np.float64), V, atol=tol * 10, rtol=tol)
 
 
-def test_laplace_evidence_and_statistic_match_primal_reference():
+@pytest.mark.parametrize("path", ["dual", "primal"])
+def test_laplace_evidence_and_statistic_match_primal_reference(path):
     Phi, codes, off, ncls = packed(seed=3, m=4)
     B0 = np.random.default_rng(2).normal(size=(Phi.shape[0], ncls.max()))
-    A, G, logq, _ = run_laplace(Phi, codes, off, ncls, B0)
+    A, G, logq, _, Q = run_laplace(Phi, codes, off, ncls, B0, path=path, with_q=True)
     for t in range(len(SIZES)):
         s, c = slice(off[t], off[t + 1]), int(ncls[t])
         if SIZES[t] == 0 or c < 2:
@@ -108,7 +118,7 @@ def test_laplace_evidence_and_statistic_match_primal_reference():
         m = P.shape[1]
         second = sum(np.outer(V[:, k], V[:, k]) + cov[k * m:(k + 1) * m, k * m:(k + 1) * m] - np.eye(m)
                      for k in range(c))
-        np.testing.assert_allclose(P.T @ G[s], second, atol=1e-10)
+        np.testing.assert_allclose(Q[t], second, atol=1e-10)
 
 
 def test_objective_gradient_and_hessian_by_finite_differences():
@@ -131,23 +141,58 @@ def test_objective_gradient_and_hessian_by_finite_differences():
         np.testing.assert_allclose((gp - gm) / (2 * h), Hv[:, k], rtol=1e-5, atol=1e-6)
 
 
-def test_warm_start_and_threads_give_the_same_answer():
-    Phi, codes, off, ncls = packed(seed=7)
+@pytest.mark.parametrize("path", ["dual", "primal", "auto"])
+def test_warm_start_and_threads_give_the_same_answer(path):
+    Phi, codes, off, ncls = packed(seed=7, sizes=SIZES + [40, 33], n_classes=N_CLASSES + [2, 3], m=3)
     B0 = np.zeros((0, ncls.max()))
-    A1, G1, q1, _ = run_laplace(Phi, codes, off, ncls, B0, n_threads=1)
-    A2, G2, q2, _ = run_laplace(Phi, codes, off, ncls, B0, n_threads=2)
+    A1, G1, q1, _, Q1 = run_laplace(Phi, codes, off, ncls, B0, n_threads=1, path=path, with_q=True)
+    A2, G2, q2, _, Q2 = run_laplace(Phi, codes, off, ncls, B0, n_threads=2, path=path, with_q=True)
     np.testing.assert_array_equal(A1, A2)
     np.testing.assert_array_equal(G1, G2)
-    A3, _, q3, status = run_laplace(Phi, codes, off, ncls, B0, warm=0.9 * A1)
+    np.testing.assert_array_equal(np.stack(Q1), np.stack(Q2))
+    A3, _, q3, status = run_laplace(Phi, codes, off, ncls, B0, warm=0.9 * A1, path=path)
     np.testing.assert_allclose(A3, A1, atol=1e-7)
     np.testing.assert_allclose(q3, q1, atol=1e-9)
 
 
-def test_extreme_scores_stay_finite():
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-6), (np.float32, 2e-3)])
+def test_primal_and_dual_paths_agree(dtype, tol):
+    """Both paths on the same ragged tasks (many rows: where auto takes the primal); the dual stops
+    on the objective (gradient ~1e-8), hence 1e-6 in float64."""
+    Phi, codes, off, ncls = packed(seed=12, sizes=[60, 45, 9, 0, 31], n_classes=[2, 4, 3, 2, 3], m=5, dtype=dtype)
+    B0 = (0.3 * np.random.default_rng(5).normal(size=(Phi.shape[0], ncls.max()))).astype(dtype)
+    assert (solve_paths(np.diff(off), ncls, Phi.shape[1]) >= 0).sum() >= 2
+    Ad, _, qd, sd, Qd = run_laplace(Phi, codes, off, ncls, B0, path="dual", with_q=True)
+    Ap, _, qp, sp, Qp = run_laplace(Phi, codes, off, ncls, B0, path="primal", with_q=True)
+    Aa, _, qa, _, Qa = run_laplace(Phi, codes, off, ncls, B0, path="auto", with_q=True)
+    assert (sd >= 0).all() and (sp >= 0).all()
+    for t in range(len(off) - 1):
+        s = slice(off[t], off[t + 1])
+        V = [Phi[s].T.astype(np.float64) @ A[s].astype(np.float64) for A in (Ad, Ap, Aa)]
+        np.testing.assert_allclose(V[1], V[0], rtol=tol, atol=tol)
+        np.testing.assert_allclose(V[2], V[0], rtol=tol, atol=tol)
+        np.testing.assert_allclose(Qp[t], Qd[t], rtol=tol * 10, atol=tol * 10)
+        np.testing.assert_allclose(Qa[t], Qd[t], rtol=tol * 10, atol=tol * 10)
+    np.testing.assert_allclose(qp, qd, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(qa, qd, rtol=tol, atol=tol * 10)
+
+
+def test_solve_paths_rule_and_bad_path():
+    sizes = np.array([10, 400, 400, 100, 0, 400])
+    ncls = np.array([3, 2, 5, 5, 2, 1])
+    out = solve_paths(sizes, ncls, 65)
+    assert out.tolist() == [-1, 0, 1, -1, -1, -1]         # few rows: dual; one class or empty: neither
+    assert (solve_paths(sizes, ncls, 65, "primal") >= 0).sum() == 4
+    with pytest.raises(ValueError, match="path"):
+        solve_paths(sizes, ncls, 65, "fast")
+
+
+@pytest.mark.parametrize("path", ["dual", "primal"])
+def test_extreme_scores_stay_finite(path):
     Phi, codes, off, ncls = packed(seed=8)
     B0 = np.full((Phi.shape[0], ncls.max()), 0.0)
     B0[:, 0] = 800.0                                            # exp(800) overflows without the shift
-    A, G, logq, status = run_laplace(1e3 * Phi, codes, off, ncls, B0)
+    A, G, logq, status = run_laplace(1e3 * Phi, codes, off, ncls, B0, path=path)
     assert np.isfinite(A).all() and np.isfinite(G).all() and np.isfinite(logq).all() and (status >= 0).all()
 
 

@@ -79,7 +79,51 @@ def test_classifiers_give_the_probability_of_the_positive_label():
         np.testing.assert_allclose(Phi[:, i], ref.predict_proba(X)[:, 1], rtol=1e-6)
     clf = mf.MetaClassifier(basis=B, head="logistic", max_iter=5).fit(tasks)
     assert 0.5 < clf.evaluate(tasks)["accuracy"] <= 1
-    with pytest.raises(ValueError, match="two-class labels"):
-        TaskModels(n_basis=2, estimator=LogisticRegression()).fit(mf.tasks.load("logistic", n_tasks=5))
     with pytest.raises(TypeError, match="integer class labels"):
         TaskModels(n_basis=2, estimator=LogisticRegression()).fit(mf.tasks.load("sinusoid", n_tasks=5))
+
+
+def test_multiclass_classifiers_give_aligned_probabilities_without_the_first_label():
+    """K labels: K - 1 columns per model, each model's predict_proba placed on the TaskSet's sorted
+    labels (0 for labels its task never showed), the first label's column dropped."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    labels = np.array([3, 7, 9, 11])                      # not 0..K-1: alignment must use classes_
+    tasks_list = []
+    for t in range(8):
+        present = labels if t % 2 == 0 else labels[[0, 2, 3]]   # odd tasks never show label 7
+        X = rng.normal(size=(24, 2))
+        y = present[np.argmax(X @ rng.normal(size=(2, present.size)), axis=1)]
+        y[:present.size] = present                          # every present label occurs
+        tasks_list.append(mf.tasks.Task(X[:12], y[:12], X[12:], y[12:]))
+    tasks = mf.tasks.TaskSet.from_list(tasks_list, label_setting="shared")
+    B = TaskModels(n_basis=6, estimator=LogisticRegression(), random_state=1).fit(tasks)
+    assert B.n_models_ == 2 and B.classes_.tolist() == labels.tolist()
+    assert (B.task_indices_ % 2 == 1).any()               # a model that never saw label 7: its column is 0
+    odd = int(np.flatnonzero(B.task_indices_ % 2 == 1)[0])
+    Xn = rng.normal(size=(5, 2))
+    Phi = B.design(Xn)
+    assert Phi.shape == (5, 6)
+    for i, t in enumerate(B.task_indices_):
+        task = tasks[int(t)]
+        ref = LogisticRegression().fit(np.concatenate([task.X_support, task.X_query]),
+                                       np.concatenate([task.y_support, task.y_query]))
+        full = np.zeros((5, 4))
+        for j, lab in enumerate(ref.classes_):
+            full[:, labels.tolist().index(lab)] = ref.predict_proba(Xn)[:, j]
+        np.testing.assert_allclose(Phi[:, 3 * i:3 * i + 3], full[:, 1:], rtol=1e-6, atol=1e-12)
+    assert np.all(Phi[:, 3 * odd] == 0)
+    clf = mf.MetaClassifier(basis=B, head="logistic", max_iter=5, n_jobs=1).fit(tasks)
+    proba = clf.adapt(tasks[0].X_support, tasks[0].y_support).predict_proba(Xn)
+    assert proba.shape == (5, 4) and np.allclose(proba.sum(axis=1), 1)
+    with pytest.raises(ValueError, match="multiple of 3"):
+        TaskModels(n_basis=4, estimator=LogisticRegression()).fit(tasks)
+
+
+def test_classifier_without_predict_proba_is_a_clear_error():
+    from sklearn.svm import LinearSVC
+
+    tasks = mf.tasks.load("logistic", n_tasks=6, n_classes=2, n_support=10, n_query=5, seed=0)
+    with pytest.raises(TypeError, match="predict_proba"):
+        TaskModels(n_basis=2, estimator=LinearSVC()).fit(tasks)

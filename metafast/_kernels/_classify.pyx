@@ -11,6 +11,11 @@ than basis functions costs O(C n^3), never O(m^3).
   step halving so the objective never increases), its Laplace log evidence, and the EM statistic
   G_t = B_t Phi_w,t with B_t = sum_c [a_c a_c^T - (K + W^{-1})^{-1}_cc]: the whitened second moment
   of the Laplace posterior is then sum_t (C_t I + Phi_w^T G) (see ``learners._logistic``).
+  Tasks marked ``primal`` (the caller's choice: many rows, few basis functions) are solved in the
+  whitened weights V (m x C) instead: Newton on 1/2 |V|^2 + NLL with the full (mC x mC) Hessian
+  H = I + sum_i (diag(p_i) - p_i p_i^T) (x) phi_i phi_i^T, O(C^2 n m^2 + (Cm)^3) per step instead of
+  O(C n^3); they return A = Y - P (the dual coefficients at the MAP), log q = -Psi - 1/2 log|H|,
+  and their m x m second-moment statistic sum_c [v_c v_c^T + (H^{-1})_cc] - C I in ``Qp[slot]``.
 - ``ridge_estep``: the same quantities for one-hot least squares (Gaussian likelihood), in closed
   form: one Cholesky of K + s2 I per task shared by all classes.
 - ``task_logits``: query scores Phi_w,q Phi_w,s^T A of every task.
@@ -161,8 +166,8 @@ cdef int _laplace_task(
     """One task: Newton to the MAP, then the Laplace evidence and (GT != NULL) the EM statistic.
     Returns the number of Newton steps, or -1 on a numerical failure."""
     cdef int i, c, it, h, steps = 0
-    cdef double psi, psi_t, step, logdet = 0
-    cdef bint done = False
+    cdef double psi, psi_t, step, slack, logdet = 0
+    cdef bint done = False, stale = True
     syrk(c'L', c'T', n, m, 1.0, PhiT, m, 0.0, K, n)
     _symmetrize_lower(n, K)
     for c in range(C):
@@ -174,12 +179,15 @@ cdef int _laplace_task(
     if psi != psi:
         return -1
     for it in range(max_iter + 1):
-        if _curvature(n, C, K, P, E, M, L, &logdet) != 0:
-            return -1
+        if stale:                               # the curvature of the current P (once per accepted step)
+            if _curvature(n, C, K, P, E, M, L, &logdet) != 0:
+                return -1
+            stale = False
         if done or it == max_iter:
             break
         if _newton_direction(n, C, K, F, P, codes, E, M, Bv, Cv, x, Anew, Fnew) != 0:
             return -1
+        slack = (1e-14 if floating is double else 1e-6) * (1.0 + (psi if psi > 0 else -psi))
         step = 1.0
         for h in range(MAX_HALVINGS):
             for i in range(n * C):
@@ -187,6 +195,9 @@ cdef int _laplace_task(
                 At[i] = A[i] + step * (Anew[i] - A[i])
             psi_t = _objective(n, C, Ft, At, B0, ldb, codes, Bv)      # Bv: scratch probabilities
             if psi_t <= psi:
+                break
+            if psi_t <= psi + slack:            # within round-off of the optimum: halving cannot help
+                psi_t = psi
                 break
             step = 0.5 * step
         else:
@@ -196,6 +207,7 @@ cdef int _laplace_task(
             memcpy(A, At, n * C * sizeof(floating))
             memcpy(P, Bv, n * C * sizeof(floating))
             steps += 1
+            stale = True
         done = (psi - psi_t) <= tol * (1.0 + (psi_t if psi_t > 0 else -psi_t))
         psi = psi_t
     logq[0] = -psi - logdet
@@ -214,12 +226,124 @@ cdef int _laplace_task(
         gemm(c'N', c'N', m, n, n, 1.0, PhiT, m, L, n, 0.0, GT, m)
     return steps
 
+# ---------------------------------------------------------------------------- primal Newton
+cdef double _primal_objective(int n, int m, int C, const floating* PhiT, const floating* V, const floating* B0,
+                              long ldb, const long long* codes, floating* Z, floating* P) noexcept nogil:
+    """Psi(V) = 1/2 |V|^2 + NLL(Phi V + B0); fills Z = Phi V (n, C) and P = softmax (column-major)."""
+    gemm(c'T', c'N', n, C, m, 1.0, PhiT, m, V, m, 0.0, Z, n)
+    return 0.5 * dot(m * C, V, 1, V, 1) + _softmax_rows(n, C, Z, B0, ldb, codes, P)
+
+
+cdef int _primal_hessian(int n, int m, int C, const floating* PhiT, const floating* P, floating* S,
+                         floating* H, double* logdet) noexcept nogil:
+    """Lower triangle of H = I + sum_i J_i (x) phi_i phi_i^T (class-major blocks, leading dim mC),
+    Cholesky-factored in place; logdet = sum log diag (half log|H|).  S: (m, n) scratch."""
+    cdef int i, j, c, d, mc = m * C
+    cdef double w
+    for d in range(C):
+        for c in range(d, C):
+            for i in range(n):
+                w = P[i + c * n] * ((1.0 if c == d else 0.0) - P[i + d * n])
+                for j in range(m):
+                    S[j + i * m] = <floating> w * PhiT[j + i * m]
+            gemm(c'N', c'T', m, m, n, 1.0, S, m, PhiT, m, 0.0, &H[c * m + d * m * mc], mc)
+    for i in range(mc):
+        H[i + i * mc] += 1.0
+    if potrf(c'L', mc, H, mc) != 0:
+        return -1
+    logdet[0] = _sum_log_diag(mc, H)
+    return 0
+
+
+cdef void _warm_v(int n, int m, int C, const floating* PhiT, const floating* A_io, long lda, floating* Acol,
+                  floating* V) noexcept nogil:
+    """V = Phi^T A from the row-major warm start A (copied column-major into Acol (n, C))."""
+    cdef int i, c
+    for c in range(C):
+        for i in range(n):
+            Acol[i + c * n] = A_io[i * lda + c]
+    gemm(c'N', c'N', m, C, n, 1.0, PhiT, m, Acol, n, 0.0, V, m)
+
+
+cdef int _primal_task(
+    int n, int m, int C, const floating* PhiT, const floating* B0, long ldb, const long long* codes,
+    int max_iter, double tol, bint warm, floating* A_io, long lda, floating* Q, double* logq,
+    floating* H, floating* S, floating* V, floating* Vt, floating* D, floating* Z, floating* P, floating* Pt,
+) noexcept nogil:
+    """One task in the primal (see the module docstring); Q (m, m) or NULL.  Returns the number of
+    Newton steps, or -1 on a numerical failure."""
+    cdef int i, j, c, it, h, steps = 0, mc = m * C
+    cdef double psi, psi_t, step, decrement, slack, logdet = 0
+    cdef bint done = False, accepted, stale = True
+    if warm:
+        _warm_v(n, m, C, PhiT, A_io, lda, Z, V)
+    else:
+        memset(V, 0, mc * sizeof(floating))
+    psi = _primal_objective(n, m, C, PhiT, V, B0, ldb, codes, Z, P)
+    if psi != psi:
+        return -1
+    for it in range(max_iter + 1):
+        if stale:                               # the Hessian of the current P (once per accepted step)
+            if _primal_hessian(n, m, C, PhiT, P, S, H, &logdet) != 0:
+                return -1
+            stale = False
+        if done or it == max_iter:
+            break
+        # gradient D = V + Phi^T (P - Y), then D <- H^{-1} D
+        for c in range(C):
+            for i in range(n):
+                Z[i + c * n] = P[i + c * n] - (1.0 if codes[i] == c else 0.0)
+        memcpy(D, V, mc * sizeof(floating))
+        gemm(c'N', c'N', m, C, n, 1.0, PhiT, m, Z, n, 1.0, D, m)
+        memcpy(Vt, D, mc * sizeof(floating))
+        if potrs(c'L', mc, 1, H, mc, D, mc) != 0:
+            return -1
+        decrement = dot(mc, Vt, 1, D, 1)                # g^T H^{-1} g: twice the predicted decrease
+        # a step is accepted if Psi does not increase beyond round-off: near the optimum the
+        # decrease (~ decrement / 2) is below the resolution of Psi, and the last full Newton step
+        # is what brings the gradient to round-off (so that A = Y - P is the dual vector)
+        slack = (1e-14 if floating is double else 1e-6) * (1.0 + (psi if psi > 0 else -psi))
+        step = 1.0
+        accepted = False
+        for h in range(MAX_HALVINGS):
+            for i in range(mc):
+                Vt[i] = V[i] - step * D[i]
+            psi_t = _primal_objective(n, m, C, PhiT, Vt, B0, ldb, codes, Z, Pt)
+            if psi_t <= psi + slack:
+                accepted = True
+                break
+            step = 0.5 * step
+        if accepted:
+            memcpy(V, Vt, mc * sizeof(floating))
+            memcpy(P, Pt, n * C * sizeof(floating))
+            steps += 1
+            psi = psi_t
+            stale = True
+        done = (not accepted) or 0.5 * decrement <= tol * (1.0 + (psi if psi > 0 else -psi))
+    logq[0] = -psi - logdet
+    for i in range(n):
+        for c in range(C):
+            A_io[i * lda + c] = (1.0 if codes[i] == c else 0.0) - P[i + c * n]
+    if Q != NULL:
+        # Q = sum_c [v_c v_c^T + (H^{-1})_cc] - C I
+        potri(c'L', mc, H, mc)
+        for j in range(m):
+            for i in range(j, m):
+                Q[i + j * m] = -C if i == j else 0.0
+        for c in range(C):
+            for j in range(m):
+                for i in range(j, m):
+                    Q[i + j * m] += H[(c * m + i) + (c * m + j) * mc] + V[i + c * m] * V[j + c * m]
+        _symmetrize_lower(m, Q)
+    return steps
+
+
 
 cdef int _laplace_slot(
     long long t, const floating[:, ::1] Phi_w, const floating[:, ::1] B0, const long long[::1] codes,
-    const long long[::1] offsets, const long long[::1] n_classes, int max_iter, double tol, bint warm,
-    bint want_stats, floating[:, ::1] A, floating[:, ::1] G, double[::1] logq, int[::1] status,
-    long long nmax, floating* buf,
+    const long long[::1] offsets, const long long[::1] n_classes, const long long[::1] primal, int max_iter,
+    double tol, bint warm, bint want_stats, floating[:, ::1] A, floating[:, ::1] G, floating[:, :, ::1] Qp,
+    double[::1] logq, int[::1] status, long long nmax, floating* buf,
 ) noexcept nogil:
     """Task t of logistic_laplace with the given scratch (NULL scratch: status -2); returns status[t]."""
     cdef long long off = offsets[t]
@@ -236,12 +360,15 @@ cdef int _laplace_slot(
     cdef floating *L
     cdef floating *E
     cdef floating *vec
+    cdef floating *pv
+    cdef long long mc = <long long> m * n_classes[t]
     logq[t] = 0
     if buf == NULL:
         status[t] = -2
         return -2
     K, M, L = buf, &buf[nmax * nmax], &buf[2 * nmax * nmax]
     E, vec = &buf[3 * nmax * nmax], &buf[(3 + Cmax) * nmax * nmax]
+    pv = &buf[mc * mc + m * n]                    # primal layout: H (mc, mc), S (m, n), vectors
     status[t] = 0
     if n == 0:
         return 0
@@ -253,6 +380,14 @@ cdef int _laplace_slot(
         return 0
     if B0.shape[0] > 0:
         b0p = &B0[off, 0]
+    if primal[t] >= 0:
+        if want_stats:
+            memset(&G[off, 0], 0, n * m * sizeof(floating))
+        status[t] = _primal_task(
+            n, m, C, &Phi_w[off, 0], b0p, B0.shape[1], &codes[off], max_iter, tol, warm, &A[off, 0], Cmax,
+            &Qp[primal[t], 0, 0] if want_stats else NULL, &logq[t], buf, &buf[mc * mc], pv, &pv[mc],
+            &pv[2 * mc], &pv[3 * mc], &pv[3 * mc + n * C], &pv[3 * mc + 2 * n * C])
+        return status[t]
     if want_stats:
         gp = &G[off, 0]
     status[t] = _laplace_task(
@@ -264,9 +399,9 @@ cdef int _laplace_slot(
 
 def logistic_laplace(
     const floating[:, ::1] Phi_w, const floating[:, ::1] B0, const long long[::1] codes,
-    const long long[::1] offsets, const long long[::1] n_classes, int max_iter, double tol, bint warm,
-    bint want_stats, int n_threads,
-    floating[:, ::1] A, floating[:, ::1] G, double[::1] logq, int[::1] status,
+    const long long[::1] offsets, const long long[::1] n_classes, const long long[::1] primal, int max_iter,
+    double tol, bint warm, bint want_stats, int n_threads,
+    floating[:, ::1] A, floating[:, ::1] G, floating[:, :, ::1] Qp, double[::1] logq, int[::1] status,
 ):
     """MAP dual coefficients A (N, Cmax) of every task's multinomial logistic regression.
 
@@ -274,28 +409,40 @@ def logistic_laplace(
     codes (N,) labels 0..n_classes[t]-1; ``warm`` starts from the given A.  Outputs: A, G (N, m) =
     B_t Phi_w,t (only if want_stats), logq (T,) Laplace log evidence, status (T,) Newton steps or
     -1 (failure) or -2 (no scratch memory).  Tasks with fewer than two classes get A = 0, G = 0,
-    logq = 0.
+    logq = 0.  primal (T,): -1 for the dual path, else the task's slot in Qp (n_primal, m, m)
+    (or shape (0, m, m) without want_stats); primal tasks get G = 0 and Qp[slot] = their m x m
+    second-moment statistic (see the module docstring).
     """
     cdef Py_ssize_t T = offsets.shape[0] - 1
     cdef int m = <int> Phi_w.shape[1]
     cdef int Cmax = <int> A.shape[1]
-    cdef long long t, nmax = 0, n_failed = 0
-    cdef long long size
+    cdef long long t, n, nmax = 0, n_failed = 0
+    cdef long long size, size_p, mc
     cdef floating *buf
     if T <= 0:
         return 0
+    if primal.shape[0] != T:
+        raise ValueError(f"primal must have one entry per task ({T}); got {primal.shape[0]}")
+    size_p = 0
     for t in range(T):
-        if offsets[t + 1] - offsets[t] > nmax:
-            nmax = offsets[t + 1] - offsets[t]
+        n = offsets[t + 1] - offsets[t]
+        if primal[t] >= 0:
+            if want_stats and primal[t] >= Qp.shape[0]:
+                raise ValueError(f"task {t}: primal slot {primal[t]} is outside Qp ({Qp.shape[0]} slots)")
+            mc = <long long> m * n_classes[t]
+            size_p = max(size_p, mc * mc + m * n + 3 * mc + 3 * n * n_classes[t])
+        elif n > nmax:
+            nmax = n
     nmax = nmax if nmax > 0 else 1
-    size = (3 + Cmax) * nmax * nmax + 9 * nmax * Cmax + nmax      # K, M, L, E and the vectors
+    size = (3 + Cmax) * nmax * nmax + 9 * nmax * Cmax + nmax      # dual: K, M, L, E and the vectors
+    size = max(size, size_p)
     if n_threads <= 1 or T == 1:
         # serial path: no OpenMP region for one task or one thread
         with nogil:
             buf = <floating*> malloc(size * sizeof(floating))
             for t in range(T):
-                if _laplace_slot(t, Phi_w, B0, codes, offsets, n_classes, max_iter, tol, warm, want_stats,
-                                 A, G, logq, status, nmax, buf) < 0:
+                if _laplace_slot(t, Phi_w, B0, codes, offsets, n_classes, primal, max_iter, tol, warm,
+                                 want_stats, A, G, Qp, logq, status, nmax, buf) < 0:
                     n_failed += 1
             free(buf)
     else:
@@ -305,8 +452,8 @@ def logistic_laplace(
                 if buf == NULL:                 # counted here, raised as MemoryError below
                     status[t] = -2
                     n_failed += 1
-                elif _laplace_slot(t, Phi_w, B0, codes, offsets, n_classes, max_iter, tol, warm, want_stats,
-                                   A, G, logq, status, nmax, buf) < 0:
+                elif _laplace_slot(t, Phi_w, B0, codes, offsets, n_classes, primal, max_iter, tol, warm,
+                                   want_stats, A, G, Qp, logq, status, nmax, buf) < 0:
                     n_failed += 1
             free(buf)
     for t in range(T):

@@ -7,11 +7,21 @@ weighted combination of models learned on earlier tasks (a "model bank" basis), 
 task families that are mixtures of a few prototypes.
 
 Classifiers are accepted too (the seed's classic example: one classifier per earlier task, e.g. a
-RandomForestClassifier, and a new task as a weighted combination of them), for two-class labels:
-g_i(x) is model i's predicted probability of the larger label (0 where model i never saw that
-label).  This is meaningful in the shared-label setting, where the label means the same thing in
-every task; in the episodic setting a model's labels are another episode's relabelled classes, so
-its outputs are only generic nonlinear features of x, not evidence for the new task's classes.
+RandomForestClassifier, and a new task as a weighted combination of them).  With K labels over the
+training TaskSet (``classes_``, sorted), each model contributes K - 1 columns: its
+``predict_proba`` aligned on ``classes_`` (a label the model's task never showed gets probability
+0), without the column of ``classes_[0]`` (the K probabilities sum to 1, so that column is the
+constant minus the others: no information is lost, and the design is not collinear with the
+intercept).  For two labels this is one column per model, the probability of the larger label.
+``n_basis`` is the design width, as for every family, so a classifier bank has
+n_basis / (K - 1) models (``n_models_``; n_basis must be a multiple of K - 1).
+
+The two label settings: with *shared* labels (class k means the same in every task) model i's
+column for label k is the evidence that a new task's point is of class k according to task i, and a
+new task is fitted as a weighted combination of the earlier tasks' class probabilities.  In the
+*episodic* setting a model's labels are another episode's relabelled classes: its columns are
+only generic nonlinear features of x (a learned partition of the input space), not evidence for
+the new task's classes, and ``classes_`` is the union of every episode's label values.
 
 It needs tasks to fit: ``fit(tasks)`` or ``fit_tasks(tasks)`` with a TaskSet.  The design is
 plain numpy (one ``predict`` per model); there is no fused kernel and nothing learnable.
@@ -42,9 +52,11 @@ class TaskModels(BasisFamily):
     Parameters
     ----------
     n_basis : int
-        Number of task models (at most the number of training tasks).
-    estimator : scikit-learn regressor, optional
-        Cloned for every chosen task; default RandomForestRegressor(n_estimators=50).
+        Number of columns: of task models for a regressor (at most the number of training tasks);
+        for a classifier with K labels, n_basis / (K - 1) models of K - 1 columns each.
+    estimator : scikit-learn regressor or classifier, optional
+        Cloned for every chosen task; default RandomForestRegressor(n_estimators=50).  A
+        classifier needs ``predict_proba``.
     use_query : bool
         Fit each model on the task's support and query points (True) or support only.
     random_state : int, RandomState or None
@@ -71,22 +83,31 @@ class TaskModels(BasisFamily):
             )
         tasks = X
         m = check_positive_int(self.n_basis, "n_basis")
+        estimator = self.estimator if self.estimator is not None else \
+            RandomForestRegressor(n_estimators=50)
+        self.classes_ = _class_labels(tasks, estimator) if is_classifier(estimator) else None
+        if self.classes_ is not None:
+            width = self.classes_.size - 1
+            if m % width:
+                raise ValueError(
+                    f"TaskModels(n_basis={m}) with a classifier and {self.classes_.size} labels gives each "
+                    f"model {width} columns (the probabilities of all labels but the first); n_basis must "
+                    f"be a multiple of {width} (e.g. {max(width, m - m % width)} or {m - m % width + width})")
+            m //= width
+        self.n_models_ = m
         sizes = np.diff(tasks.support_offsets)
         if self.use_query:
             sizes = sizes + np.diff(tasks.query_offsets)
         eligible = np.flatnonzero(sizes > 0)
         if eligible.size < m:
             raise ValueError(
-                f"TaskModels(n_basis={m}) needs at least {m} training tasks with data; the "
+                f"TaskModels(n_basis={self.n_basis}) needs at least {m} training tasks with data; the "
                 f"TaskSet has {len(tasks)} task(s), {eligible.size} non-empty. Lower n_basis "
                 "or pass more tasks"
             )
         rng = check_random_state(self.random_state)
         chosen = np.sort(rng.choice(eligible, size=m, replace=False))
         seeds = rng.randint(np.iinfo(np.int32).max, size=m)
-        estimator = self.estimator if self.estimator is not None else \
-            RandomForestRegressor(n_estimators=50)
-        self.positive_label_ = _positive_label(tasks) if is_classifier(estimator) else None
         jobs = []
         for t, seed in zip(chosen, seeds):
             task = tasks[int(t)]
@@ -94,7 +115,7 @@ class TaskModels(BasisFamily):
             if self.use_query:
                 Xt = np.concatenate([Xt, task.X_query])
                 yt = np.concatenate([yt, task.y_query])
-            yt = np.asarray(yt) if self.positive_label_ is not None else np.asarray(yt, dtype=np.float64)
+            yt = np.asarray(yt) if self.classes_ is not None else np.asarray(yt, dtype=np.float64)
             jobs.append(delayed(_fit_one)(estimator, Xt, yt, seed))
         self.models_ = Parallel(n_jobs=self.n_jobs)(jobs)
         self.task_indices_ = chosen
@@ -110,29 +131,31 @@ class TaskModels(BasisFamily):
         """(n, n_basis): column i is model i's prediction."""
         if X.shape[0] == 0:
             return np.zeros((0, self.n_basis), dtype=X.dtype)
-        if getattr(self, "positive_label_", None) is not None:
-            return np.column_stack([_positive_proba(model, X, self.positive_label_) for model in self.models_])
+        if getattr(self, "classes_", None) is not None:
+            return np.hstack([_aligned_proba(model, X, self.classes_)[:, 1:] for model in self.models_])
         return np.column_stack([np.asarray(model.predict(X), dtype=X.dtype)
                                 for model in self.models_])
 
 
-def _positive_label(tasks):
-    """The larger of the two class labels of a classification TaskSet (the classifiers' feature is
-    its probability); anything else is a clear error."""
+def _class_labels(tasks, estimator) -> np.ndarray:
+    """The sorted labels of a classification TaskSet (support and query); anything else, or a
+    classifier without predict_proba, is a clear error."""
     if not tasks.is_classification:
         raise TypeError(
             "TaskModels with a classifier needs tasks with integer class labels; these tasks hold float "
             "targets (use a regressor as the estimator)")
+    if not hasattr(estimator, "predict_proba"):
+        raise TypeError(f"TaskModels needs a classifier with predict_proba; {type(estimator).__name__} has none "
+                        "(wrap it in sklearn.calibration.CalibratedClassifierCV)")
     labels = np.unique(np.concatenate([tasks.y_support, tasks.y_query]))
-    if labels.size > 2:
-        raise ValueError(
-            f"TaskModels with a classifier supports two-class labels (one feature per model: the "
-            f"probability of the larger label); the tasks hold {labels.size} labels {labels.tolist()[:10]}")
-    return labels[-1]
+    if labels.size < 2:
+        raise ValueError(f"TaskModels with a classifier needs two or more labels over the tasks; they hold "
+                         f"only {labels.tolist()}")
+    return labels
 
 
-def _positive_proba(model, X, label) -> np.ndarray:
-    where = np.flatnonzero(model.classes_ == label)
-    if where.size == 0:          # this task never showed the label: probability 0
-        return np.zeros(X.shape[0], dtype=X.dtype)
-    return np.asarray(model.predict_proba(X)[:, where[0]], dtype=X.dtype)
+def _aligned_proba(model, X, classes) -> np.ndarray:
+    """(n, K) probabilities of ``classes``; labels the model never saw get 0."""
+    out = np.zeros((X.shape[0], classes.size), dtype=X.dtype)
+    out[:, np.searchsorted(classes, model.classes_)] = model.predict_proba(X)
+    return out

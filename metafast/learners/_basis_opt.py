@@ -59,14 +59,8 @@ def log_evidence_and_grad(basis, chunks: Iterable, prior: GaussianPrior, y_scale
     return total, grads or {}, n_tasks
 
 
-def optimise_basis(basis, chunks_factory: Callable[[], Iterable], prior: GaussianPrior, y_scale: float,
-                   n_threads: int, max_iter: int, evidence: Callable | None = None) -> tuple[object, float, float]:
-    """L-BFGS on the basis's learnable parameters for a fixed prior.
-
-    Returns (new basis, summed log evidence before, after); the old basis is kept when L-BFGS
-    does not improve on it.  ``evidence(basis, prior, y_scale, n_threads)`` replaces
-    ``log_evidence_and_grad`` over ``chunks_factory()`` (the Dask workers' sum over their chunks).
-    """
+def check_learnable(basis) -> dict:
+    """The basis's learnable parameters, or a clear error when it has none."""
     params = basis.learnable_params()
     if not params:
         why = getattr(basis, "not_learnable_reason", None)
@@ -74,8 +68,16 @@ def optimise_basis(basis, chunks_factory: Callable[[], Iterable], prior: Gaussia
             f"learn_basis=True, but the basis {type(basis).__name__} has no learnable parameters: "
             f"{why() if callable(why) else 'its learnable_params() is empty'}"
         )
-    x0, layout = _flatten(params)
-    n_tasks = [1]
+    return params
+
+
+def minimise_over_basis(basis, evaluate: Callable, max_iter: int) -> tuple[object, float, float]:
+    """L-BFGS-B on the basis's learnable parameters of ``evaluate(basis) -> (value, grads)`` (grads
+    keyed like ``learnable_params()``); a failed or non-finite evaluation counts as +inf.
+
+    Returns (new basis, value before, after); the old basis is kept when L-BFGS does not improve.
+    """
+    x0, layout = _flatten(check_learnable(basis))
     last: dict = {}          # L-BFGS evaluates x0 again first: one evaluation serves both
 
     def objective(x):
@@ -87,20 +89,37 @@ def optimise_basis(basis, chunks_factory: Callable[[], Iterable], prior: Gaussia
         return val, g.copy()
 
     def _evaluate(x):
-        b = basis.with_params(**_unflatten(x, layout))
         try:
             with np.errstate(over="ignore", invalid="ignore"):
-                val, grad, n_tasks[0] = (evidence(b, prior, y_scale, n_threads) if evidence is not None else
-                                         log_evidence_and_grad(b, chunks_factory(), prior, y_scale, n_threads))
+                val, grad = evaluate(basis.with_params(**_unflatten(x, layout)))
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             return np.inf, np.zeros_like(x)
         g, _ = _flatten({k: grad[k] for k, _ in layout}) if grad else (np.zeros_like(x), None)
         if not (np.isfinite(val) and np.isfinite(g).all()):
             return np.inf, np.zeros_like(x)
-        return -val / n_tasks[0], -g / n_tasks[0]
+        return float(val), g
 
     f0, _ = objective(x0)
     res = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
     if np.isfinite(res.fun) and res.fun < f0:
-        return basis.with_params(**_unflatten(res.x, layout)), -f0 * n_tasks[0], -res.fun * n_tasks[0]
-    return basis, -f0 * n_tasks[0], -f0 * n_tasks[0]
+        return basis.with_params(**_unflatten(res.x, layout)), f0, float(res.fun)
+    return basis, f0, f0
+
+
+def optimise_basis(basis, chunks_factory: Callable[[], Iterable], prior: GaussianPrior, y_scale: float,
+                   n_threads: int, max_iter: int, evidence: Callable | None = None) -> tuple[object, float, float]:
+    """L-BFGS on the basis's learnable parameters for a fixed prior.
+
+    Returns (new basis, summed log evidence before, after); the old basis is kept when L-BFGS
+    does not improve on it.  ``evidence(basis, prior, y_scale, n_threads)`` replaces
+    ``log_evidence_and_grad`` over ``chunks_factory()`` (the Dask workers' sum over their chunks).
+    """
+    n_tasks = [1]
+
+    def evaluate(b):
+        val, grad, n_tasks[0] = (evidence(b, prior, y_scale, n_threads) if evidence is not None else
+                                 log_evidence_and_grad(b, chunks_factory(), prior, y_scale, n_threads))
+        return -val / n_tasks[0], {k: -g / n_tasks[0] for k, g in grad.items()}
+
+    new, f0, f1 = minimise_over_basis(basis, evaluate, max_iter)
+    return new, -f0 * n_tasks[0], -f1 * n_tasks[0]

@@ -7,8 +7,9 @@ in the episodic setting the prior must be exchangeable over classes, so mu_c is 
 shared mean cancels and is fixed at 0: Sigma (and the basis) is what is meta-learned.
 
 Per task, the MAP weights and a Laplace approximation N(w_hat, H^{-1}) of the posterior come from
-the ``_classify.logistic_laplace`` kernel (Newton in the dual, n x n per class; all tasks in one
-call).  EM then maximises the Laplace approximation of sum_t log p(y_t):
+the ``_classify.logistic_laplace`` kernel (all tasks in one call), by Newton in the dual (n x n per
+class, O(C n^3) per step) or, for a task with many rows, in the primal whitened weights (mC x mC,
+O(C^2 n m^2 + (Cm)^3)); ``solve_paths`` picks the cheaper per task.  EM then maximises the Laplace approximation of sum_t log p(y_t):
 
     E-step: per task, the Laplace posterior of every class's weights;
     M-step: mu_c = mean_t E[w_tc];  Sigma = (sum_{t,c} E[(w_tc - mu_c)(w_tc - mu_c)^T] + nu psi I)
@@ -51,7 +52,33 @@ def prior_logits(Phi: np.ndarray, prior: ClassPrior, c_max: int) -> np.ndarray:
     """Phi mu_c for every row and class (N, K), or an empty (0, c_max) array when the mean is 0."""
     if prior.means is None:
         return np.zeros((0, c_max), dtype=Phi.dtype)
-    return np.ascontiguousarray(Phi @ prior.means.T.astype(Phi.dtype))
+    return np.ascontiguousarray(Phi @ prior.means.T.astype(Phi.dtype, copy=False))
+
+
+PRIMAL_FLOP_ADVANTAGE = 3.0
+
+
+def solve_paths(sizes: np.ndarray, n_classes: np.ndarray, m: int, path: str = "auto") -> np.ndarray:
+    """Per task: -1 (dual) or its slot among the primal tasks.  "auto" compares the flop counts per
+    Newton step, primal C(C+1) n m^2 + (Cm)^3 / 3 (Hessian blocks, one Cholesky) and dual
+    (C + 1/3) n^3 (one n x n factorisation and inverse per class, one for their sum), and takes the
+    primal when its count is below ``PRIMAL_FLOP_ADVANTAGE`` times the dual's: the primal's few
+    large BLAS-3 calls run 2-4x more flops per second than the dual's many n x n ones (measured
+    with m = 65 and C = 2, 5, 10: the two paths break even at a dual/primal flop ratio of
+    0.3-0.45).  n > m is necessary but not sufficient: 5-way tasks of 100 rows on 65 functions
+    stay in the dual."""
+    if path not in ("auto", "dual", "primal"):
+        raise ValueError(f"parameter 'path' must be 'auto', 'dual' or 'primal'; got {path!r}")
+    n = sizes.astype(np.float64, copy=False)
+    C = n_classes.astype(np.float64, copy=False)
+    if path == "auto":
+        use = C * (C + 1) * n * m * m + (C * m) ** 3 / 3 < PRIMAL_FLOP_ADVANTAGE * (C + 1 / 3) * n ** 3
+    else:
+        use = np.full(sizes.shape, path == "primal")
+    use &= (n_classes >= 2) & (sizes > 0)
+    out = np.full(sizes.shape, -1, dtype=np.int64)
+    out[use] = np.arange(int(use.sum()))
+    return out
 
 
 @dataclass
@@ -64,15 +91,20 @@ class LaplaceFit:
     status: np.ndarray      # (T,) Newton steps, < 0 on failure
     Phi_w: np.ndarray       # (N, m) whitened design
     U: np.ndarray           # (m, m)
+    Q_primal: np.ndarray | float = 0.0   # (m, m) sum of the primal tasks' second-moment statistics
+
+    def second_moment(self) -> np.ndarray:
+        """sum_t sum_c E[v_tc v_tc^T] - C_t I over all tasks (needs want_stats)."""
+        return self.Phi_w.T.astype(np.float64, copy=False) @ self.G.astype(np.float64, copy=False) + self.Q_primal
 
 
 def laplace(Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: np.ndarray, prior: ClassPrior,
             *, n_threads: int, want_stats: bool = False, warm: np.ndarray | None = None,
-            max_iter: int = 100, tol: float = 1e-10) -> LaplaceFit:
-    """MAP and Laplace evidence of every packed task under ``prior``."""
+            max_iter: int = 100, tol: float = 1e-10, path: str = "auto") -> LaplaceFit:
+    """MAP and Laplace evidence of every packed task under ``prior`` (``path``: see ``solve_paths``)."""
     dtype = Phi.dtype
     U = prior.factor()
-    Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype))
+    Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype, copy=False))
     c_max = int(max(n_classes.max(initial=0), 1))
     B0 = prior_logits(Phi, prior, c_max)
     if warm is not None and warm.shape == (Phi.shape[0], c_max):
@@ -81,22 +113,27 @@ def laplace(Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: 
         A, warm = np.zeros((Phi.shape[0], c_max), dtype=dtype), None
     G = np.empty((Phi.shape[0] if want_stats else 0, Phi.shape[1]), dtype=dtype)
     T = offsets.shape[0] - 1
+    n_classes = np.ascontiguousarray(n_classes, dtype=np.int64)
+    primal = solve_paths(np.diff(offsets), n_classes, Phi.shape[1], path)
+    n_primal = int((primal >= 0).sum())
+    Qp = np.empty((n_primal if want_stats else 0, Phi.shape[1], Phi.shape[1]), dtype=dtype)
     logq = np.empty(T, dtype=np.float64)
     status = np.empty(T, dtype=np.intc)
-    _classify.logistic_laplace(Phi_w, B0, np.ascontiguousarray(codes, dtype=np.int64), offsets,
-                               np.ascontiguousarray(n_classes, dtype=np.int64), int(max_iter), float(tol),
-                               warm is not None, bool(want_stats), int(n_threads), A, G, logq, status)
+    _classify.logistic_laplace(Phi_w, B0, np.ascontiguousarray(codes, dtype=np.int64), offsets, n_classes, primal,
+                               int(max_iter), float(tol), warm is not None, bool(want_stats), int(n_threads), A, G,
+                               Qp, logq, status)
     if (status < 0).any():
         t = int(np.flatnonzero(status < 0)[0])
         raise FloatingPointError(
             f"the logistic MAP failed for {int((status < 0).sum())} task(s) (first: task {t}): non-finite "
             "design values (check the basis and the inputs for huge magnitudes)")
-    return LaplaceFit(A, G, logq, status, Phi_w, U)
+    Q_primal = Qp.astype(np.float64, copy=False).sum(axis=0) if Qp.shape[0] else 0.0     # fixed order: thread-invariant
+    return LaplaceFit(A, G, logq, status, Phi_w, U, Q_primal)
 
 
 def weights(fit: LaplaceFit, prior: ClassPrior, n_classes: int) -> np.ndarray:
     """Primal MAP weights W (m, C) of a single-task fit: mu_c + U Phi_w^T a_c."""
-    W = fit.U @ (fit.Phi_w.T.astype(np.float64) @ fit.A[:, :n_classes].astype(np.float64))
+    W = fit.U @ (fit.Phi_w.T.astype(np.float64, copy=False) @ fit.A[:, :n_classes].astype(np.float64, copy=False))
     if prior.means is not None:
         W += prior.means.T
     return W
@@ -106,13 +143,13 @@ def query_logits(Phi_s: np.ndarray, codes: np.ndarray, s_off: np.ndarray, n_clas
                  Phi_q: np.ndarray, q_off: np.ndarray, prior: ClassPrior, n_threads: int) -> np.ndarray:
     """Class scores (Nq, Cmax) of every query row, each task fitted on its support rows."""
     fit = laplace(Phi_s, codes, s_off, n_classes, prior, n_threads=n_threads)
-    Phi_wq = np.ascontiguousarray(Phi_q @ fit.U.astype(Phi_q.dtype))
+    Phi_wq = np.ascontiguousarray(Phi_q @ fit.U.astype(Phi_q.dtype, copy=False))
     out = np.empty((Phi_q.shape[0], fit.A.shape[1]), dtype=Phi_s.dtype)
     _classify.task_logits(fit.Phi_w, fit.A, s_off, np.ascontiguousarray(n_classes, dtype=np.int64), Phi_wq,
                           q_off, int(n_threads), out)
-    out = out.astype(np.float64)
+    out = out.astype(np.float64, copy=False)
     if prior.means is not None:
-        out += Phi_q.astype(np.float64) @ prior.means.T
+        out += Phi_q.astype(np.float64, copy=False) @ prior.means.T
     return out
 
 
@@ -174,11 +211,11 @@ class LogisticEM:
                     break
                 if it == self.max_iter:
                     break
-                Q = fit.Phi_w.T.astype(np.float64) @ fit.G.astype(np.float64)
+                Q = fit.second_moment()
                 S = np.eye(m) + (0.5 * (Q + Q.T)) / tc      # mean whitened second moment per class
                 means = prior.means
                 if prior.means is not None:
-                    dv = fit.Phi_w.T.astype(np.float64) @ fit.A[:, :self.n_shared].astype(np.float64) / n_active
+                    dv = fit.Phi_w.T.astype(np.float64, copy=False) @ fit.A[:, :self.n_shared].astype(np.float64, copy=False) / n_active
                     means = prior.means + (fit.U @ dv).T
                     S -= dv @ dv.T / self.n_shared
                 cov = fit.U @ S @ fit.U.T

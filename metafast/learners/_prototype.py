@@ -67,9 +67,9 @@ class LooLoss:
 
     def __init__(self, Phi, codes, offsets, n_classes, global_means, n_threads):
         self.Phi, self.codes, self.offsets, self.n_threads = Phi, codes, offsets, n_threads
-        self.P, counts, self.p_off, keys = prototypes(Phi, codes, offsets, n_classes, global_means)
+        self.P, self.counts, self.p_off, self.keys = prototypes(Phi, codes, offsets, n_classes, global_means)
         kappa = KAPPA if global_means is not None else 0.0
-        n_own = counts[keys]
+        n_own = self.counts[self.keys]
         self.per_row = np.repeat(n_classes, np.diff(offsets))
         self.keep = ((n_own - 1 + kappa) > 0) & (self.per_row >= 2)
         self.loo = ((n_own + kappa) / np.maximum(n_own - 1 + kappa, 1e-12)) ** 2
@@ -79,10 +79,12 @@ class LooLoss:
         self.key_of = self.p_off[task_ids(offsets)][:, None] + np.arange(self.c_max)[None, :]
         self.n_used = max(int(self.keep.sum()), 1)
 
-    def __call__(self, theta):
+    def value_and_dscores(self, theta):
+        """(loss, h) with h = n_used dL/dD (N, Cmax): the gradient with respect to the squared
+        distances D_ic to the task's class prototypes."""
         d = np.exp(theta)
-        rows, codes, keep, cand, P, Phi = self.rows, self.codes, self.keep, self.cand, self.P, self.Phi
-        D = sqdist(Phi, self.offsets, P, self.p_off, d, self.c_max, self.n_threads)
+        rows, codes, keep, cand = self.rows, self.codes, self.keep, self.cand
+        D = sqdist(self.Phi, self.offsets, self.P, self.p_off, d, self.c_max, self.n_threads)
         D[rows, codes] *= self.loo
         lp = masked_log_softmax(-D, self.per_row)
         val = -lp[rows[keep], codes[keep]].sum() / self.n_used
@@ -92,6 +94,12 @@ class LooLoss:
         h[rows, codes] += 1.0
         h[rows, codes] *= self.loo
         h[~keep] = 0.0
+        return val, h
+
+    def __call__(self, theta):
+        d = np.exp(theta)
+        rows, cand, P, Phi = self.rows, self.cand, self.P, self.Phi
+        val, h = self.value_and_dscores(theta)
         H = sparse.csr_matrix((h[cand], (self.key_of[cand], np.broadcast_to(rows[:, None], cand.shape)[cand])),
                               shape=(P.shape[0], Phi.shape[0]))
         grad = (Phi ** 2).T @ h.sum(axis=1) - 2 * np.einsum("kj,kj->j", P, H @ Phi) + \

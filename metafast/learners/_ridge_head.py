@@ -27,7 +27,7 @@ def one_hot_residuals(Phi, codes, offsets, n_classes, prior: ClassPrior, c_max: 
     if N:
         Y[np.arange(N), codes] = 1.0
     if prior.means is None:
-        per_row = np.repeat(n_classes, np.diff(offsets)).astype(Phi.dtype)
+        per_row = np.repeat(n_classes, np.diff(offsets)).astype(Phi.dtype, copy=False)
         Y -= np.where(np.arange(c_max)[None, :] < per_row[:, None], 1.0 / np.maximum(per_row[:, None], 1), 0.0)
         return np.ascontiguousarray(Y)
     return np.ascontiguousarray(Y - prior_logits(Phi, prior, c_max))
@@ -37,7 +37,7 @@ def ridge_estep(Phi, codes, offsets, n_classes, prior: ClassPrior, noise_var: fl
     """(A, G, diag C^{-1}, log evidence (T,), noise statistic (T,), R, Phi_w, U) of every task."""
     dtype = Phi.dtype
     U = prior.factor()
-    Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype))
+    Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype, copy=False))
     c_max = int(max(n_classes.max(initial=0), 1))
     R = one_hot_residuals(Phi, codes, offsets, n_classes, prior, c_max)
     N, T = Phi.shape[0], offsets.shape[0] - 1
@@ -85,11 +85,11 @@ class RidgeHead:
                 break
             if it == self.max_iter:
                 break
-            Q = Phi_w.T.astype(np.float64) @ G.astype(np.float64)
+            Q = Phi_w.T.astype(np.float64, copy=False) @ G.astype(np.float64, copy=False)
             S = np.eye(m) + 0.5 * (Q + Q.T) / tc
             means = prior.means
             if means is not None:
-                dv = Phi_w.T.astype(np.float64) @ A[:, :self.n_shared].astype(np.float64) / T
+                dv = Phi_w.T.astype(np.float64, copy=False) @ A[:, :self.n_shared].astype(np.float64, copy=False) / T
                 means = means + (U @ dv).T
                 S -= dv @ dv.T / self.n_shared
             cov = U @ S @ U.T
@@ -99,9 +99,9 @@ class RidgeHead:
             self.n_iter_ += 1
         self.prior_, self.noise_var_ = prior, s2
         # leave-one-out scores of every training row, from the last E-step
-        loo = (R - A / cinv[:, None]).astype(np.float64)
+        loo = (R - A / cinv[:, None]).astype(np.float64, copy=False)
         if prior.means is not None:
-            loo += prior_logits(Phi.astype(np.float64), prior, A.shape[1])
+            loo += prior_logits(Phi.astype(np.float64, copy=False), prior, A.shape[1])
         self.temperature_ = self._temperature(loo, codes, offsets, n_classes)
         self.log_evidence_ = np.asarray(self.log_evidence_)
         return self
@@ -115,13 +115,13 @@ class RidgeHead:
     def _scores(self, Phi_s, codes, s_off, n_classes, Phi_q, q_off):
         A, _, _, _, _, _, Phi_w, U = ridge_estep(Phi_s, codes, s_off, n_classes, self.prior_, self.noise_var_,
                                                  self.n_threads)
-        Phi_wq = np.ascontiguousarray(Phi_q @ U.astype(Phi_q.dtype))
+        Phi_wq = np.ascontiguousarray(Phi_q @ U.astype(Phi_q.dtype, copy=False))
         out = np.empty((Phi_q.shape[0], A.shape[1]), dtype=Phi_s.dtype)
         _classify.task_logits(Phi_w, A, s_off, np.ascontiguousarray(n_classes, dtype=np.int64), Phi_wq, q_off,
                               int(self.n_threads), out)
-        out = out.astype(np.float64)
+        out = out.astype(np.float64, copy=False)
         if self.prior_.means is not None:
-            out += Phi_q.astype(np.float64) @ self.prior_.means.T
+            out += Phi_q.astype(np.float64, copy=False) @ self.prior_.means.T
         return out, A, Phi_w, U
 
     def logits(self, Phi_s, codes, s_off, n_classes, Phi_q, q_off):

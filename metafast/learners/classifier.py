@@ -64,6 +64,15 @@ class MetaClassifier(MetaLearner):
         shared setting (the same classes at meta-test time: trust the learned prior).
     max_classes : int
         The most classes a task may have (default 50).
+    learn_basis : bool
+        Also tune the basis's ``learnable_params`` on the head's meta-training objective, by
+        L-BFGS through ``design_vjp``, alternating with refits of the head (as MetaBayes does):
+        logistic: the query log loss of the training tasks adapted on their support sets (the
+        split used on purpose, as for the prior's scale; the tasks need query rows); ridge: the
+        summed log evidence of the one-hot targets (every training row); prototype: the
+        leave-one-out log loss of every training row.  See ``_classify_basis``.
+    basis_rounds, basis_max_iter : int
+        learn_basis: at most this many (basis, head) rounds, L-BFGS iterations per round.
     n_jobs : int or None
         Kernel threads (None: all cores); results do not depend on it.
     random_state : accepted for a uniform interface; the fit is deterministic.
@@ -73,11 +82,14 @@ class MetaClassifier(MetaLearner):
     Attributes
     ----------
     basis_, head_ (the fitted head object), setting_, classes_ (shared setting: the meta-training
-    labels), n_tasks_seen_, log_evidence_ (logistic, ridge), n_iter_.
+    labels), n_tasks_seen_, log_evidence_ (logistic, ridge), n_iter_, basis_objective_ (learn_basis:
+    the head's objective before the first basis round and after each; the basis and head kept are
+    those of the lowest).
     """
 
     def __init__(self, basis=None, head: str = "logistic", setting: str = "auto", train_rows: str = "all",
                  max_iter: int = 100, tol: float = 1e-4, prior_weight="auto", max_classes: int = 50,
+                 learn_basis: bool = False, basis_rounds: int = 3, basis_max_iter: int = 20,
                  n_jobs=None, random_state=None, verbose: int = 0):
         self.basis = basis
         self.head = head
@@ -87,6 +99,9 @@ class MetaClassifier(MetaLearner):
         self.tol = tol
         self.prior_weight = prior_weight
         self.max_classes = max_classes
+        self.learn_basis = learn_basis
+        self.basis_rounds = basis_rounds
+        self.basis_max_iter = basis_max_iter
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -103,6 +118,10 @@ class MetaClassifier(MetaLearner):
         if not (isinstance(self.prior_weight, str) and self.prior_weight == "auto"):
             check_positive_float(self.prior_weight, "prior_weight", allow_zero=True)
         check_positive_int(self.max_classes, "max_classes", minimum=2)
+        if not isinstance(self.learn_basis, (bool, np.bool_)):
+            raise TypeError(f"parameter 'learn_basis' must be True or False; got {self.learn_basis!r}")
+        check_positive_int(self.basis_rounds, "basis_rounds", minimum=0)
+        check_positive_int(self.basis_max_iter, "basis_max_iter")
         self._n_threads = effective_n_threads(self.n_jobs)
 
     def _design(self, X: np.ndarray) -> np.ndarray:
@@ -150,6 +169,18 @@ class MetaClassifier(MetaLearner):
                     "nothing to classify")
         codes, n_classes = self._encode(train.y_support, train.support_offsets)
         check_n_classes(n_classes, self.max_classes)
+        if self.learn_basis:
+            from metafast.learners._basis_opt import check_learnable
+
+            check_learnable(self.basis_)
+        self._fit_head(ts, train, codes, n_classes)
+        if self.learn_basis:
+            self._learn_basis(ts, train, codes, n_classes)
+        self.n_tasks_seen_ = len(ts)
+        self._mf_fitted = True
+        return self
+
+    def _fit_head(self, ts: TaskSet, train: TaskSet, codes: np.ndarray, n_classes: np.ndarray) -> None:
         Phi = self._design(train.X_support)
         n_shared = self.classes_.shape[0] if self.setting_ == "shared" else None
         self.head_ = HEADS[self.head](n_shared, self.max_iter, self.tol, self.prior_weight, self._n_threads,
@@ -158,9 +189,58 @@ class MetaClassifier(MetaLearner):
         for attr in ("log_evidence_", "n_iter_", "converged_"):
             if hasattr(self.head_, attr):
                 setattr(self, attr, getattr(self.head_, attr))
-        self.n_tasks_seen_ = len(ts)
-        self._mf_fitted = True
-        return self
+
+    def basis_objective(self, ts: TaskSet, train: TaskSet, codes: np.ndarray, n_classes: np.ndarray):
+        """(inputs, loss) of the fitted head's meta-training objective as a function of the designs
+        of ``inputs`` (with the bias column): ``loss(*designs) -> (value, *dvalue/ddesign)``."""
+        from metafast.learners import _classify_basis as cb
+
+        head, nt = self.head_, self._n_threads
+        if self.head == "logistic":
+            if ts.X_query.shape[0] == 0:
+                raise ValueError("learn_basis=True with head='logistic' needs training tasks with query rows: "
+                                 "its objective is the query log loss after adapting on the support")
+            codes_s, ncls, codes_q = self._split_codes(ts)
+            return [ts.X_support, ts.X_query], lambda Ps, Pq: cb.logistic_query_loss(
+                head.prior_, Ps, codes_s, ts.support_offsets, ncls, Pq, codes_q, ts.query_offsets, nt)
+        off = train.support_offsets
+        if self.head == "ridge":
+            return [train.X_support], lambda P: cb.ridge_neg_evidence(head.prior_, head.noise_var_, P, codes, off,
+                                                                      n_classes, nt)
+        return [train.X_support], lambda P: cb.prototype_loo_loss(head.metric_, self.setting_ == "shared", P, codes,
+                                                                  off, n_classes, nt)
+
+    def _learn_basis(self, ts: TaskSet, train: TaskSet, codes: np.ndarray, n_classes: np.ndarray) -> None:
+        """Alternate L-BFGS on the basis (head fixed) with refits of the head (basis fixed), and keep
+        the (basis, head) pair with the lowest objective: a refit head (EM, then the scale) does not
+        minimise the basis's objective, so a round can end worse than it started."""
+        from metafast.learners._classify_basis import optimise_basis
+
+        self.basis_objective_ = []
+        best = None
+        for _ in range(self.basis_rounds):
+            inputs, loss = self.basis_objective(ts, train, codes, n_classes)
+            new_basis, before, after = optimise_basis(self.basis_, inputs, loss, self.basis_max_iter)
+            if not self.basis_objective_:
+                self.basis_objective_.append(before)
+                best = (before, self._head_state())
+            if new_basis is self.basis_:
+                break
+            self.basis_ = new_basis
+            self._fit_head(ts, train, codes, n_classes)
+            inputs, loss = self.basis_objective(ts, train, codes, n_classes)
+            self.basis_objective_.append(float(loss(*[self._design(X) for X in inputs])[0]))
+            if self.basis_objective_[-1] < best[0]:
+                best = (self.basis_objective_[-1], self._head_state())
+            if self.basis_objective_[-2] - self.basis_objective_[-1] <= self.tol * abs(self.basis_objective_[-2]):
+                break
+        if best is not None:
+            for key, value in best[1].items():
+                setattr(self, key, value)
+
+    def _head_state(self) -> dict:
+        return {k: getattr(self, k) for k in ("basis_", "head_", "log_evidence_", "n_iter_", "converged_")
+                if hasattr(self, k)}
 
     def _calibration_split(self, ts: TaskSet):
         """Support/query arrays of the training tasks for the logistic head's scale, or None."""
@@ -168,7 +248,8 @@ class MetaClassifier(MetaLearner):
             return None
         return self._split_arrays(ts)
 
-    def _split_arrays(self, ts: TaskSet):
+    def _split_codes(self, ts: TaskSet):
+        """(support codes, classes per task, query codes) of a TaskSet's support/query split."""
         if self.setting_ == "shared":
             codes_s, ncls = self._encode(ts.y_support, ts.support_offsets)
             codes_q = encode_shared(ts.y_query, self.classes_, ts.query_offsets)
@@ -176,6 +257,10 @@ class MetaClassifier(MetaLearner):
             codes_s, ncls, labels, loff = encode_episodic(ts.y_support, ts.support_offsets)
             codes_q = encode_query_episodic(ts.y_query, ts.query_offsets, labels, loff)
         check_n_classes(ncls, self.max_classes)
+        return codes_s, ncls, codes_q
+
+    def _split_arrays(self, ts: TaskSet):
+        codes_s, ncls, codes_q = self._split_codes(ts)
         return (self._design(ts.X_support), codes_s, ts.support_offsets, ncls, self._design(ts.X_query), codes_q,
                 ts.query_offsets)
 
@@ -230,7 +315,7 @@ class MetaClassifier(MetaLearner):
         count = np.bincount(bins, minlength=n_bins)
         with np.errstate(invalid="ignore"):
             mean_conf = np.bincount(bins, weights=conf, minlength=n_bins) / count
-            acc = np.bincount(bins, weights=(pred == codes_q).astype(np.float64), minlength=n_bins) / count
+            acc = np.bincount(bins, weights=(pred == codes_q).astype(np.float64, copy=False), minlength=n_bins) / count
         keep = count > 0
         return {"confidence": mean_conf[keep].tolist(), "accuracy": acc[keep].tolist(),
                 "count": count[keep].tolist()}
@@ -274,7 +359,7 @@ class MetaClassifier(MetaLearner):
         classes, codes = self._task_codes(y, X.shape[0])
         Phi = self._design(np.concatenate([X, Xq]))
         W, b = self.head_.task_weights(Phi[:X.shape[0]], codes, int(classes.shape[0]))
-        return classes, Phi[X.shape[0]:].astype(np.float64) @ W + b
+        return classes, Phi[X.shape[0]:].astype(np.float64, copy=False) @ W + b
 
     def adapt_predict(self, X, y, X_query) -> np.ndarray:
         """Labels of X_query after adapting to (X, y) (same as adapt(X, y).predict(X_query))."""
@@ -291,7 +376,7 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
     if confidence.size == 0:
         return 0.0
     bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
-    n = np.bincount(bins, minlength=n_bins).astype(np.float64)
+    n = np.bincount(bins, minlength=n_bins).astype(np.float64, copy=False)
     acc = np.bincount(bins, weights=correct, minlength=n_bins)
     conf = np.bincount(bins, weights=confidence, minlength=n_bins)
     return float(np.abs(acc - conf).sum() / confidence.size)
@@ -309,7 +394,7 @@ def classification_metrics(Z: np.ndarray, codes: np.ndarray, offsets: np.ndarray
     lp = masked_log_softmax(Z, per_row)
     rows = np.arange(Z.shape[0])
     pred = np.argmax(lp, axis=1)
-    correct = (pred == codes).astype(np.float64)
+    correct = (pred == codes).astype(np.float64, copy=False)
     nll = -lp[rows, codes]
     out: dict = {"n_tasks": int(keep.sum())}
     for key, vals in (("accuracy", correct), ("nll", nll)):

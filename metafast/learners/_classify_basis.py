@@ -1,0 +1,208 @@
+"""``learn_basis=True`` for MetaClassifier: the basis hyperparameters on each head's meta-training
+objective, for a fixed head (prior, metric), by L-BFGS through ``BasisFamily.design_vjp``.
+
+Each objective is a loss of the packed designs with its exact gradient with respect to them
+(``dPhi``); the basis contracts dPhi with dPhi/dtheta.  The column of ones that carries the class
+biases does not depend on theta, so its gradient column is dropped.
+
+* logistic: the mean query log loss of the training tasks, each adapted (MAP) on its support set
+  under the fixed prior -- the objective that already sets the prior's scale, so the split is used
+  on purpose (the Laplace evidence would need third derivatives of the softmax).  The MAP depends
+  on the support design implicitly: with H the Hessian of the negative log posterior in the
+  whitened weights V (m x C), g = dL/dV and u = H^{-1} g, the support rows get
+  dL/dphi_i = -[U u (p_i - y_i) + W J_i (u^T U^T phi_i)], J_i = diag(p_i) - p_i p_i^T, W = U V + M^T
+  the adapted weights.  H^{-1} g is solved in the primal (mC x mC) when a task has more support
+  rows than basis functions and in the dual (nC x nC, push-through identity) otherwise.
+* ridge: minus the summed log evidence of the one-hot targets (the EM objective, every training
+  row): dJ/dPhi = (A A^T - C K_s^{-1}) Phi Sigma + A M = G U^T + A M from the ridge E-step kernel.
+* prototype: the leave-one-out log loss of every training row (the loss that sets the metric),
+  through the prototypes (class means) and, in the shared setting, the global class means.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import sparse
+
+from metafast.learners._basis_opt import check_learnable, minimise_over_basis
+
+
+# ---------------------------------------------------------------------------- logistic head
+def _grouped_tasks(s_off: np.ndarray, n_classes: np.ndarray):
+    """Indices of tasks (with >= 2 classes and support rows) grouped by (n_support, C)."""
+    sizes = np.diff(s_off)
+    groups: dict = {}
+    for t in np.flatnonzero((n_classes >= 2) & (sizes > 0)):
+        groups.setdefault((int(sizes[t]), int(n_classes[t])), []).append(t)
+    return groups
+
+
+def _softmax(Z: np.ndarray) -> np.ndarray:
+    P = np.exp(Z - Z.max(axis=-1, keepdims=True))
+    return P / P.sum(axis=-1, keepdims=True)
+
+
+def _hessian_solve(Psw: np.ndarray, P: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """u = H^{-1} g for a group of tasks, H = I + sum_i J_i (x) psw_i psw_i^T (whitened weights).
+
+    Psw (k, n, m), P (k, n, C) support probabilities at the MAP, g (k, m, C); returns (k, m, C).
+    """
+    k, n, m = Psw.shape
+    C = P.shape[2]
+    J = np.einsum("kic,cd->kicd", P, np.eye(C)) - P[:, :, :, None] * P[:, :, None, :]
+    if m < n:      # primal: (mC x mC), class-major blocks
+        H = np.einsum("kicd,kia,kib->kcadb", J, Psw, Psw).reshape(k, C * m, C * m)
+        H += np.eye(C * m)
+        rhs = np.swapaxes(g, 1, 2).reshape(k, C * m, 1)
+        return np.swapaxes(np.linalg.solve(H, rhs).reshape(k, C, m), 1, 2)
+    # dual: H^{-1} = I - A^T (I + W K)^{-1} W A, A = I_C (x) Psw, (W X)_i = J_i x_i
+    K = Psw @ np.swapaxes(Psw, 1, 2)
+    S = np.einsum("kicd,kij->kicjd", J, K).reshape(k, n * C, n * C) + np.eye(n * C)
+    WAg = np.einsum("kicd,kid->kic", J, Psw @ g).reshape(k, n * C, 1)
+    x = np.linalg.solve(S, WAg).reshape(k, n, C)
+    return g - np.swapaxes(Psw, 1, 2) @ x
+
+
+def _query_part(Pq, cq, Wf, U, n_rows: int, dQ, rows_q, g) -> float:
+    """Summed query log loss of k tasks with equal query sizes, Pq (k, nq, m), cq (k, nq), adapted
+    weights Wf (k, m, C); writes dL/dPhi_q into dQ[rows_q] and dL/dV into g (k, m, C)."""
+    Z = Pq @ Wf
+    Z -= Z.max(axis=2, keepdims=True)
+    lse = np.log(np.exp(Z).sum(axis=2))
+    own = np.take_along_axis(Z, cq[:, :, None], axis=2)[:, :, 0]
+    gZ = np.exp(Z - lse[:, :, None])
+    np.put_along_axis(gZ, cq[:, :, None], np.take_along_axis(gZ, cq[:, :, None], axis=2) - 1.0, axis=2)
+    gZ /= n_rows
+    dQ[rows_q] = gZ @ np.swapaxes(Wf, 1, 2)
+    g[:] = U.T @ (np.swapaxes(Pq, 1, 2) @ gZ)
+    return float((lse - own).sum())
+
+
+def logistic_query_loss(prior, Phi_s, codes_s, s_off, n_classes, Phi_q, codes_q, q_off, n_threads: int):
+    """(mean query log loss, dL/dPhi_s, dL/dPhi_q) of every training task adapted on its support
+    under ``prior`` (a ``_logistic.ClassPrior``); see the module docstring."""
+    from metafast.learners._logistic import laplace
+
+    Phi_s64 = np.asarray(Phi_s, dtype=np.float64)
+    Phi_q64 = np.asarray(Phi_q, dtype=np.float64)
+    fit = laplace(np.ascontiguousarray(Phi_s64), codes_s, s_off, n_classes, prior, n_threads=n_threads)
+    U = fit.U
+    Psw = fit.Phi_w
+    M = prior.means
+    dS = np.zeros_like(Phi_s64)
+    dQ = np.zeros_like(Phi_q64)
+    q_sizes = np.diff(q_off)
+    use = (n_classes >= 2) & (q_sizes > 0)
+    n_rows = int(q_sizes[use].sum())
+    if n_rows == 0:
+        raise ValueError("learn_basis=True with the logistic head needs training tasks with query rows and "
+                         "two or more classes: its objective is the query log loss after adapting on the support")
+    loss = 0.0
+    for (n, C), members in _grouped_tasks(s_off, n_classes).items():
+        members = [t for t in members if use[t]]
+        if not members:
+            continue
+        rows_s = np.stack([np.arange(s_off[t], s_off[t + 1]) for t in members])        # (k, n)
+        Pw = Psw[rows_s]                                                                # (k, n, m)
+        V = np.swapaxes(Pw, 1, 2) @ fit.A[rows_s][:, :, :C].astype(np.float64)          # (k, m, C)
+        Ys = np.eye(C)[codes_s[rows_s]]
+        B0 = 0.0 if M is None else Phi_s64[rows_s] @ M.T[:, :C]
+        Ps = _softmax(Pw @ V + B0)
+        # one Newton step polishes the kernel's MAP (it stops on the objective: |grad| ~ 1e-9)
+        V = V - _hessian_solve(Pw, Ps, V + np.swapaxes(Pw, 1, 2) @ (Ps - Ys))
+        Ps = _softmax(Pw @ V + B0)
+        Wf = U @ V                                                                      # (k, m, C)
+        if M is not None:
+            Wf = Wf + M.T[None, :, :C]
+        g = np.zeros_like(V)
+        nq = q_sizes[members]
+        if np.all(nq == nq[0]):                 # the usual case (episodes): one batched product
+            rows_q = q_off[members][:, None] + np.arange(nq[0])[None, :]                # (k, nq)
+            loss += _query_part(Phi_q64[rows_q], codes_q[rows_q], Wf, U, n_rows, dQ, rows_q, g)
+        else:
+            for j, t in enumerate(members):
+                rows_q = np.arange(q_off[t], q_off[t + 1])[None, :]
+                loss += _query_part(Phi_q64[rows_q], codes_q[rows_q], Wf[j:j + 1], U, n_rows, dQ, rows_q,
+                                    g[j:j + 1])
+        u = _hessian_solve(Pw, Ps, g)                                                   # (k, m, C)
+        R = Pw @ u                                                                      # (k, n, C)
+        JR = Ps * R - Ps * (Ps * R).sum(axis=2, keepdims=True)
+        dS[rows_s] = -((Ps - Ys) @ np.swapaxes(U @ u, 1, 2) + JR @ np.swapaxes(Wf, 1, 2))
+    return loss / n_rows, dS, dQ
+
+
+# ---------------------------------------------------------------------------- ridge head
+def ridge_neg_evidence(prior, noise_var: float, Phi, codes, offsets, n_classes, n_threads: int):
+    """(-sum_t log p(Y_t) / T, its gradient with respect to Phi) of the one-hot targets."""
+    from metafast.learners._ridge_head import ridge_estep
+
+    A, G, _, logp, _, _, _, U = ridge_estep(Phi, codes, offsets, n_classes, prior, noise_var, n_threads)
+    dPhi = G.astype(np.float64) @ U.T
+    if prior.means is not None:
+        dPhi += A[:, :prior.means.shape[0]].astype(np.float64) @ prior.means
+    T = max(offsets.shape[0] - 1, 1)
+    return -float(logp.sum()) / T, -dPhi / T
+
+
+# ---------------------------------------------------------------------------- prototype head
+def prototype_loo_loss(metric: np.ndarray, shared: bool, Phi, codes, offsets, n_classes, n_threads: int):
+    """(mean leave-one-out log loss, its gradient with respect to Phi) under a fixed metric; the
+    prototypes (and shared-setting global means) are recomputed from Phi (see ``_prototype``)."""
+    from metafast.learners._prototype import KAPPA, LooLoss, class_sums
+
+    Phi = np.asarray(Phi, dtype=np.float64)
+    g_means = cls = n_cls = None
+    if shared:
+        K = int(n_classes.max(initial=0))
+        sums, counts, _, _ = class_sums(Phi, codes, offsets, n_classes)
+        cls = np.tile(np.arange(K), offsets.shape[0] - 1)
+        n_cls = np.maximum(np.bincount(cls, weights=counts, minlength=K), 1)
+        g_means = np.zeros((K, Phi.shape[1]))
+        np.add.at(g_means, cls, sums)
+        g_means /= n_cls[:, None]
+    L = LooLoss(Phi, codes, offsets, n_classes, g_means, n_threads)
+    val, h = L.value_and_dscores(np.log(metric))
+    cand, rows = L.cand, L.rows
+    Hm = sparse.csr_matrix((h[cand], (L.key_of[cand], np.broadcast_to(rows[:, None], cand.shape)[cand])),
+                           shape=(L.P.shape[0], Phi.shape[0]))
+    # D_ic = sum_j d_j (phi_ij - p_kj)^2 with dL/dD = h / n_used
+    scale = 2.0 * metric / L.n_used
+    d_phi = scale * (Phi * h.sum(axis=1)[:, None] - Hm.T @ L.P)
+    d_p = -scale * (Hm @ Phi - L.P * np.asarray(Hm.sum(axis=1)))
+    kappa = KAPPA if shared else 0.0
+    denom = (L.counts + kappa) if shared else np.maximum(L.counts, 1.0)
+    d_phi += (d_p / denom[:, None])[L.keys]
+    if shared:
+        d_g = np.zeros_like(g_means)
+        np.add.at(d_g, cls, d_p * (kappa / denom)[:, None])
+        d_phi += (d_g / n_cls[:, None])[cls[L.keys]]
+    return val, d_phi
+
+
+# ---------------------------------------------------------------------------- the optimiser
+def design_with_bias(basis, X: np.ndarray) -> np.ndarray:
+    Phi = np.asarray(basis.design(X))
+    return np.ascontiguousarray(np.hstack([Phi, np.ones((Phi.shape[0], 1), dtype=Phi.dtype)]))
+
+
+def optimise_basis(basis, inputs: Sequence[np.ndarray], loss: Callable, max_iter: int):
+    """L-BFGS on ``basis.learnable_params()`` of ``loss(*designs) -> (value, *dPhi)`` where the
+    designs are those of ``inputs`` (with the bias column).  Returns (basis, loss before, after);
+    the old basis is kept when L-BFGS does not improve on it."""
+    check_learnable(basis)
+    X_all = np.concatenate(inputs) if len(inputs) > 1 else inputs[0]
+
+    def evaluate(b):
+        val, *grads = loss(*[design_with_bias(b, X) for X in inputs])
+        G = np.concatenate(grads)[:, :-1]
+        return val, b.design_vjp(X_all, np.ascontiguousarray(G, dtype=np.asarray(X_all).dtype))
+
+    new, f0, f1 = minimise_over_basis(basis, evaluate, max_iter)
+    if not np.isfinite(f0):
+        raise FloatingPointError("learn_basis=True: the head's objective is not finite at the starting basis")
+    return new, f0, f1
+
+
+__all__ = ["logistic_query_loss", "ridge_neg_evidence", "prototype_loo_loss", "check_learnable", "optimise_basis"]
