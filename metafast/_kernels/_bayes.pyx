@@ -26,7 +26,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
 from metafast._kernels._linalg cimport (
-    dot, gemv, gemm, jittered_cholesky, potrs, potri, symmetrise, syrk, trsv, trsm,
+    dot, gemv, gemm, jittered_cholesky, sum_log_diag, potrs, potri, symmetrise, syrk, trsv, trsm,
 )
 
 cdef double LOG_2PI = 1.8378770664093453
@@ -63,15 +63,6 @@ cdef int _primal_factor(int n, int m, const floating* PhiT, const floating* Sigm
     _copy(m * m, Sigma_inv, A)
     syrk(c'L', c'N', m, n, 1.0 / s2, PhiT, m, 1.0, A, m)
     return jittered_cholesky(c'L', m, A)
-
-
-cdef inline double _sum_log_diag(int n, const floating* L) noexcept nogil:
-    """sum_i log L_ii (half the log-determinant of L L^T)."""
-    cdef double s = 0
-    cdef int i
-    for i in range(n):
-        s += log(L[i * n + i])
-    return s
 
 
 # ---------------------------------------------------------------------------- E-step (whitened)
@@ -114,7 +105,7 @@ cdef int _white_task_estep(
         _copy(n, r, z)
         trsv(c'L', c'N', c'N', n, W, n, z, 1)                       # z = L^{-1} r
         quad = dot(n, z, 1, z, 1)
-        logp = -0.5 * quad - _sum_log_diag(n, W) - 0.5 * n * LOG_2PI
+        logp = -0.5 * quad - sum_log_diag(n, W) - 0.5 * n * LOG_2PI
         _copy(m * n, PhiT, Vt)
         trsm(c'R', c'L', c'T', c'N', m, n, 1.0, W, n, Vt, m)         # Vt = Phi_w^T L^{-T}
         gemv(c'N', m, n, 1.0, Vt, m, z, 1, 0.0, v, 1)               # v_t = V^T z
@@ -141,7 +132,7 @@ cdef int _white_task_estep(
         gemv(c'T', m, n, -1.0, PhiT, m, v, 1, 1.0, z, 1)
         noise_stat = dot(n, z, 1, z, 1)
         quad = dot(m, v, 1, v, 1)
-        logp = -0.5 * (noise_stat / s2d + quad + 2.0 * _sum_log_diag(m, W) + n * (LOG_2PI + log(s2d)))
+        logp = -0.5 * (noise_stat / s2d + quad + 2.0 * sum_log_diag(m, W) + n * (LOG_2PI + log(s2d)))
         potri(c'L', m, W, m)                                         # S'_t = A^{-1}
         trinv = 0
         for i in range(m):
@@ -641,7 +632,7 @@ cdef int _task_grad(
         gemv(c'T', m, n, -1.0, PhiT, m, mu, 1, 1.0, v1, 1)
         trsv(c'L', c'N', c'N', n, W2, n, v1, 1)
         quad = dot(n, v1, 1, v1, 1)
-        logp_out[0] = -0.5 * quad - _sum_log_diag(n, W2) - 0.5 * n * LOG_2PI
+        logp_out[0] = -0.5 * quad - sum_log_diag(n, W2) - 0.5 * n * LOG_2PI
         trsv(c'L', c'T', c'N', n, W2, n, v1, 1)                       # v1 = a
         gemv(c'N', m, n, 1.0, W1, m, v1, 1, 1.0, mt, 1)              # m_t = mu + Bt a
         # GT = -Bt C^{-1} + m_t a^T
@@ -663,7 +654,7 @@ cdef int _task_grad(
             W2[i] = mt[i] - mu[i]
         gemv(c'N', m, m, 1.0, Sigma_inv, m, W2, 1, 0.0, &W2[m], 1)
         quad = quad + dot(m, W2, 1, &W2[m], 1)
-        logp_out[0] = -0.5 * (quad + 2.0 * _sum_log_diag(m, W1) + logdet_sigma
+        logp_out[0] = -0.5 * (quad + 2.0 * sum_log_diag(m, W1) + logdet_sigma
                               + n * (LOG_2PI + log(<double> s2)))
         for k in range(n):
             v1[k] = v1[k] / s2                                         # a

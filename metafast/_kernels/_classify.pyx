@@ -29,7 +29,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
 from metafast._kernels._linalg cimport (
-    dot, gemv, gemm, jittered_cholesky, potrf, potrs, potri, symmetrise, syrk, trsm,
+    dot, gemv, gemm, jittered_cholesky, sum_log_diag, potrf, potrs, potri, symmetrise, syrk, trsm,
 )
 
 cdef double LOG_2PI = 1.8378770664093453
@@ -37,14 +37,6 @@ cdef int MAX_HALVINGS = 30
 
 
 # ---------------------------------------------------------------------------- small helpers
-cdef inline double _sum_log_diag(int n, const floating* L) noexcept nogil:
-    cdef double s = 0
-    cdef int i
-    for i in range(n):
-        s += log(L[i * n + i])
-    return s
-
-
 cdef double _softmax_rows(int n, int C, const floating* F, const floating* B0, long ldb,
                           const long long* codes, floating* P) noexcept nogil:
     """P = softmax(F + B0) row-wise (column-major (n, C)); returns the negative log likelihood
@@ -91,7 +83,7 @@ cdef int _curvature(int n, int C, const floating* K, const floating* P, floating
             L[j + j * n] += 1.0
         if potrf(c'L', n, L, n) != 0:
             return -1
-        ld += _sum_log_diag(n, L)
+        ld += sum_log_diag(n, L)
         potri(c'L', n, L, n)
         for j in range(n):
             for i in range(j, n):
@@ -103,7 +95,7 @@ cdef int _curvature(int n, int C, const floating* K, const floating* P, floating
     # with sum_c pi_c = 1); jitter only guards against round-off when K is huge
     if jittered_cholesky(c'L', n, M) < 0:
         return -1
-    logdet[0] = ld + _sum_log_diag(n, M)
+    logdet[0] = ld + sum_log_diag(n, M)
     return 0
 
 
@@ -355,7 +347,7 @@ def ridge_estep(
             for c in range(C):
                 for i in range(n):
                     quad = quad + R[off + i, c] * Ac[i + c * n]
-            logp[t] = -0.5 * quad - C * (_sum_log_diag(n, K) + 0.5 * n * LOG_2PI)
+            logp[t] = -0.5 * quad - C * (sum_log_diag(n, K) + 0.5 * n * LOG_2PI)
             potri(c'L', n, K, n)
             symmetrise(c'L', n, K)
             trinv = 0

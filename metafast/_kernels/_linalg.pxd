@@ -4,7 +4,7 @@
 # C-ordered (n, n) SPD buffer can be passed unchanged.
 
 from cython cimport floating
-from libc.math cimport fabs, isfinite
+from libc.math cimport fabs, isfinite, log, sqrt
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_blas cimport (
     ddot, sdot, daxpy, saxpy, dgemv, sgemv, dgemm, sgemm, dsyrk, ssyrk, dtrsv, strsv,
@@ -122,6 +122,15 @@ cdef inline int potri(char uplo, int n, floating* A, int lda) noexcept nogil:
     return info
 
 
+cdef inline double sum_log_diag(int n, const floating* L) noexcept nogil:
+    """sum_i log L_ii of an n x n triangular factor (half the log-determinant of L L^T)."""
+    cdef double s = 0
+    cdef int i
+    for i in range(n):
+        s += log(L[i * n + i])
+    return s
+
+
 # ---------------------------------------------------------------------------- jittered Cholesky
 # One policy for every per-task factorisation: try A itself; when it is not numerically positive
 # definite, add scale * CHOL_EPS * 10^(r-1) to its diagonal for r = 1..CHOL_RETRIES (scale = mean
@@ -132,6 +141,37 @@ cdef inline int potri(char uplo, int n, floating* A, int lda) noexcept nogil:
 cdef enum:
     CHOL_RETRIES = 10     # jittered attempts after the plain one
     CHOL_STACK = 256      # diagonals up to this size are kept on the stack
+    CHOL_SMALL = 32       # up to this size a plain loop beats the LAPACK call (few-shot tasks)
+
+
+cdef inline int _plain_cholesky(int n, floating* A, int rs, int cs) noexcept nogil:
+    """Cholesky factor of a small matrix in place, L(i, k) at A[i * rs + k * cs] (k <= i);
+    returns 0, or the failing pivot + 1 as potrf does."""
+    cdef int i, j, k
+    cdef floating acc, d
+    for j in range(n):
+        d = A[j * rs + j * cs]
+        for k in range(j):
+            d = d - A[j * rs + k * cs] * A[j * rs + k * cs]
+        if not (d > 0):
+            return j + 1
+        d = sqrt(d)
+        A[j * rs + j * cs] = d
+        for i in range(j + 1, n):
+            acc = A[i * rs + j * cs]
+            for k in range(j):
+                acc = acc - A[i * rs + k * cs] * A[j * rs + k * cs]
+            A[i * rs + j * cs] = acc / d
+    return 0
+
+
+cdef inline int _cholesky(char uplo, int n, floating* A) noexcept nogil:
+    """potrf(uplo, n, A, n), by a plain loop when n <= CHOL_SMALL."""
+    if n > CHOL_SMALL:
+        return potrf(uplo, n, A, n)
+    if uplo == c'U':
+        return _plain_cholesky(n, A, n, 1)      # column-major upper = row-major lower
+    return _plain_cholesky(n, A, 1, n)
 
 
 cdef inline void symmetrise(char uplo, int n, floating* A) noexcept nogil:
@@ -181,7 +221,7 @@ cdef inline int jittered_cholesky(char uplo, int n, floating* A) noexcept nogil:
     symmetrise(uplo, n, A)                           # A's triangle, kept in the other one
     if not isfinite(scale):
         status = -1                                  # (some LAPACKs factor NaN without error)
-    elif potrf(uplo, n, A, n) == 0:
+    elif _cholesky(uplo, n, A) == 0:
         status = 0
     else:
         scale = scale / n if scale > 0 else 1.0
@@ -190,7 +230,7 @@ cdef inline int jittered_cholesky(char uplo, int n, floating* A) noexcept nogil:
             symmetrise(other, n, A)                  # restore A's triangle
             for i in range(n):
                 A[i + i * n] = <floating> (diag[i] + jitter)
-            if potrf(uplo, n, A, n) == 0:
+            if _cholesky(uplo, n, A) == 0:
                 status = r
                 break
             jitter = jitter * 10

@@ -27,7 +27,7 @@ from libc.string cimport memcpy
 from libc.math cimport log, exp, sqrt, INFINITY
 
 from metafast._kernels._linalg cimport (
-    dot, gemv, gemm, jittered_cholesky, potri, symmetrise, syrk, trmm, trsv, trsm,
+    dot, gemv, gemm, jittered_cholesky, sum_log_diag, potri, symmetrise, syrk, trmm, trsv, trsm,
 )
 
 cdef double LOG_2PI = 1.8378770664093453
@@ -55,7 +55,6 @@ cdef int _factor_At(int n, int m, const floating* Pt, const floating* mu, const 
                     floating* Cm, floating* z, double* loglik) noexcept nogil:
     """_factor given A^T (so A^T of many tasks can come from one level-3 call)."""
     cdef int i, status
-    cdef double logdet = 0.0
     syrk(c'L', c'T', n, m, <floating> 1.0, At, m, <floating> 0.0, Cm, n)
     for i in range(n):
         Cm[i + i * n] = Cm[i + i * n] + <floating> s2
@@ -66,9 +65,7 @@ cdef int _factor_At(int n, int m, const floating* Pt, const floating* mu, const 
     memcpy(z, y, n * sizeof(floating))
     gemv(c'T', m, n, <floating> -1.0, Pt, m, mu, 1, <floating> 1.0, z, 1)
     trsv(c'L', c'N', c'N', n, Cm, n, z, 1)
-    for i in range(n):
-        logdet = logdet + log(Cm[i + i * n])
-    loglik[0] = -0.5 * (dot(n, z, 1, z, 1) + 2.0 * logdet + n * LOG_2PI)
+    loglik[0] = -0.5 * (dot(n, z, 1, z, 1) + 2.0 * sum_log_diag(n, Cm) + n * LOG_2PI)
     return status
 
 
