@@ -144,24 +144,47 @@ cdef enum:
     CHOL_SMALL = 32       # up to this size a plain loop beats the LAPACK call (few-shot tasks)
 
 
-cdef inline int _plain_cholesky(int n, floating* A, int rs, int cs) noexcept nogil:
-    """Cholesky factor of a small matrix in place, L(i, k) at A[i * rs + k * cs] (k <= i);
-    returns 0, or the failing pivot + 1 as potrf does."""
+cdef inline int _plain_cholesky_rows(int n, floating* A) noexcept nogil:
+    """Cholesky factor of a small matrix in place, row-major lower (= column-major upper): dot
+    products along contiguous rows.  Returns 0, or the failing pivot + 1 as potrf does."""
     cdef int i, j, k
     cdef floating acc, d
     for j in range(n):
-        d = A[j * rs + j * cs]
+        d = A[j * n + j]
         for k in range(j):
-            d = d - A[j * rs + k * cs] * A[j * rs + k * cs]
+            d = d - A[j * n + k] * A[j * n + k]
         if not (d > 0):
             return j + 1
         d = sqrt(d)
-        A[j * rs + j * cs] = d
+        A[j * n + j] = d
         for i in range(j + 1, n):
-            acc = A[i * rs + j * cs]
+            acc = A[i * n + j]
             for k in range(j):
-                acc = acc - A[i * rs + k * cs] * A[j * rs + k * cs]
-            A[i * rs + j * cs] = acc / d
+                acc = acc - A[i * n + k] * A[j * n + k]
+            A[i * n + j] = acc / d
+    return 0
+
+
+cdef inline int _plain_cholesky_columns(int n, floating* A) noexcept nogil:
+    """Cholesky factor of a small matrix in place, column-major lower: axpy updates along
+    contiguous columns.  Returns 0, or the failing pivot + 1 as potrf does."""
+    cdef int i, j, k
+    cdef floating ljk, d
+    cdef floating* cj
+    for j in range(n):
+        cj = A + j * n
+        for k in range(j):
+            ljk = A[j + k * n]
+            for i in range(j, n):
+                cj[i] = cj[i] - ljk * A[i + k * n]
+        d = cj[j]
+        if not (d > 0):
+            return j + 1
+        d = sqrt(d)
+        cj[j] = d
+        d = 1 / d
+        for i in range(j + 1, n):
+            cj[i] = cj[i] * d
     return 0
 
 
@@ -170,8 +193,8 @@ cdef inline int _cholesky(char uplo, int n, floating* A) noexcept nogil:
     if n > CHOL_SMALL:
         return potrf(uplo, n, A, n)
     if uplo == c'U':
-        return _plain_cholesky(n, A, n, 1)      # column-major upper = row-major lower
-    return _plain_cholesky(n, A, 1, n)
+        return _plain_cholesky_rows(n, A)      # column-major upper = row-major lower
+    return _plain_cholesky_columns(n, A)
 
 
 cdef inline void symmetrise(char uplo, int n, floating* A) noexcept nogil:
