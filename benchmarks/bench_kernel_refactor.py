@@ -84,12 +84,16 @@ def swapped(module, attr, replacement):
 
 
 def compare(label: str, run_before, run_after, repeat: int, rows: list) -> None:
-    """Interleave before/after rounds; keep the best time of each."""
+    """Interleave before/after rounds, alternating which goes first; keep the best of each."""
     best_b = best_a = float("inf")
     run_before(), run_after()                      # warm up both
-    for _ in range(repeat):
-        best_b = min(best_b, best_of(run_before, 1))
-        best_a = min(best_a, best_of(run_after, 1))
+    for i in range(repeat):
+        if i % 2:
+            best_a = min(best_a, best_of(run_after, 1))
+            best_b = min(best_b, best_of(run_before, 1))
+        else:
+            best_b = min(best_b, best_of(run_before, 1))
+            best_a = min(best_a, best_of(run_after, 1))
     rows.append((label, best_b, best_a))
     print(f"{label:<44} {best_b * 1e3:9.3f} ms {best_a * 1e3:9.3f} ms   {best_a / best_b:5.2f}",
           flush=True)
