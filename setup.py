@@ -1,5 +1,8 @@
 """Build the Cython kernels in metafast/_kernels (all project metadata lives in pyproject.toml).
 
+- Every ``metafast/_kernels/*.pyx.tp`` Tempita template is rendered first (as scikit-learn renders
+  its ``.pyx.tp`` files); its output may hold several modules, each starting with a line
+  ``#@module NAME.pyx``.  The generated files are git-ignored and rewritten only when they change.
 - Every ``metafast/_kernels/*.pyx`` becomes the extension ``metafast._kernels.<name>``.
 - Compiler directives are set once here, not per file.  ``METAFAST_CYTHON_DEBUG=1`` turns
   bounds and wrap-around checks back on for a debugging build.
@@ -89,7 +92,34 @@ class BuildKernels(build_ext):
         super().build_extensions()
 
 
+def _render_templates():
+    """Write the modules of every ``*.pyx.tp`` in KERNEL_DIR; returns their paths."""
+    from Cython import Tempita
+
+    written = []
+    for template in sorted(glob(os.path.join(KERNEL_DIR, "*.pyx.tp"))):
+        with open(template, encoding="utf-8") as fh:
+            text = Tempita.Template(fh.read(), name=template).substitute()
+        parts = text.split("#@module ")[1:]
+        if not parts:
+            raise RuntimeError(f"{template} renders no '#@module NAME.pyx' section")
+        for part in parts:
+            name, body = part.split("\n", 1)
+            path = os.path.join(KERNEL_DIR, name.strip())
+            body = body.strip("\n") + "\n"
+            old = None
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as fh:
+                    old = fh.read()
+            if old != body:   # keep the mtime of an unchanged module: cythonize skips it
+                with open(path, "w", encoding="utf-8") as fh:
+                    fh.write(body)
+            written.append(path)
+    return written
+
+
 def _extensions():
+    _render_templates()
     exts = []
     for pyx in sorted(glob(os.path.join(KERNEL_DIR, "*.pyx"))):
         name = "metafast._kernels." + os.path.splitext(os.path.basename(pyx))[0]

@@ -15,7 +15,7 @@ KERNELS = pathlib.Path(metafast.__file__).parent / "_kernels"
 
 
 def test_no_kernel_calls_abort():
-    sources = list(KERNELS.glob("*.pyx")) + list(KERNELS.glob("*.pxd")) + list(KERNELS.glob("*.h"))
+    sources = [p for pattern in ("*.pyx", "*.pyx.tp", "*.pxd", "*.h") for p in KERNELS.glob(pattern)]
     assert sources
     offenders = [p.name for p in sources if re.search(r"\babort\s*\(", p.read_text(encoding="utf-8"))]
     assert offenders == []
@@ -25,7 +25,7 @@ def test_every_parallel_scratch_malloc_is_checked():
     """Inside each ``with nogil, parallel`` block, every pointer from malloc is tested for NULL
     before the work loop uses it."""
     unchecked = []
-    for path in KERNELS.glob("*.pyx"):
+    for path in [*KERNELS.glob("*.pyx"), *KERNELS.glob("*.pyx.tp")]:
         lines = path.read_text(encoding="utf-8").splitlines()
         for i, line in enumerate(lines):
             if "with nogil, parallel(" not in line:

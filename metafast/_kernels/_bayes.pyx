@@ -25,10 +25,11 @@ from libc.math cimport log, sqrt, INFINITY
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
-from metafast._kernels._linalg cimport dot, gemv, gemm, syrk, trsv, trsm, potrf, potrs, potri
+from metafast._kernels._linalg cimport (
+    dot, gemv, gemm, jittered_cholesky, sum_log_diag, potrs, potri, symmetrise, syrk, trsv, trsm,
+)
 
 cdef double LOG_2PI = 1.8378770664093453
-cdef int MAX_JITTER_TRIES = 8
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -37,70 +38,31 @@ cdef inline void _copy(int n, const floating* src, floating* dst) noexcept nogil
     memcpy(dst, src, n * sizeof(floating))
 
 
-cdef inline double _trace_scale(int n, const floating* A) noexcept nogil:
-    """mean |diag(A)| of a column-major (n, n) matrix, at least 1e-300 (scale for jitter)."""
-    cdef double s = 0
-    cdef int i
-    for i in range(n):
-        s += A[i * n + i] if A[i * n + i] > 0 else -A[i * n + i]
-    s /= n
-    return s if s > 1e-300 else 1e-300
-
-
 cdef int _dual_factor(int n, int m, const floating* PhiT, const floating* Sigma, bint sigma_diag,
                       floating s2, floating* Bt, floating* C) noexcept nogil:
     """Bt = Sigma Phi^T (m x n), C = chol_L(Phi Sigma Phi^T + s2 I) (n x n, lower).
 
-    Returns the number of jitter rounds used (0 normally), or -1 when C stayed singular.
+    Returns the jittered_cholesky status: jitter rounds used (0 normally), -1 when it failed.
     """
-    cdef int i, k, info, tries
-    cdef double jitter = 0, scale
+    cdef int i, k
     if sigma_diag:
         for k in range(n):
             for i in range(m):
                 Bt[k * m + i] = Sigma[i * m + i] * PhiT[k * m + i]
     else:
         gemm(c'N', c'N', m, n, m, 1.0, Sigma, m, PhiT, m, 0.0, Bt, m)
-    for tries in range(MAX_JITTER_TRIES + 1):
-        # C = Phi Bt = (Phi^T)^T Bt
-        gemm(c'T', c'N', n, n, m, 1.0, PhiT, m, Bt, m, 0.0, C, n)
-        if tries == 0:
-            scale = _trace_scale(n, C) + s2
-        for i in range(n):
-            C[i * n + i] += s2 + <floating> jitter
-        info = potrf(c'L', n, C, n)
-        if info == 0:
-            return tries
-        jitter = scale * (1e-10 if floating is double else 1e-6) * (10.0 ** tries)
-    return -1
+    gemm(c'T', c'N', n, n, m, 1.0, PhiT, m, Bt, m, 0.0, C, n)     # C = Phi Bt = (Phi^T)^T Bt
+    for i in range(n):
+        C[i * n + i] += s2
+    return jittered_cholesky(c'L', n, C)
 
 
 cdef int _primal_factor(int n, int m, const floating* PhiT, const floating* Sigma_inv,
                         floating s2, floating* A) noexcept nogil:
-    """A = chol_L(Sigma^{-1} + Phi^T Phi / s2) (m x m, lower); jitter rounds or -1 as above."""
-    cdef int i, info, tries
-    cdef double jitter = 0, scale = 0
-    for tries in range(MAX_JITTER_TRIES + 1):
-        _copy(m * m, Sigma_inv, A)
-        syrk(c'L', c'N', m, n, 1.0 / s2, PhiT, m, 1.0, A, m)
-        if tries == 0:
-            scale = _trace_scale(m, A)
-        for i in range(m):
-            A[i * m + i] += <floating> jitter
-        info = potrf(c'L', m, A, m)
-        if info == 0:
-            return tries
-        jitter = scale * (1e-10 if floating is double else 1e-6) * (10.0 ** tries)
-    return -1
-
-
-cdef inline double _sum_log_diag(int n, const floating* L) noexcept nogil:
-    """sum_i log L_ii (half the log-determinant of L L^T)."""
-    cdef double s = 0
-    cdef int i
-    for i in range(n):
-        s += log(L[i * n + i])
-    return s
+    """A = chol_L(Sigma^{-1} + Phi^T Phi / s2) (m x m, lower); jittered_cholesky status."""
+    _copy(m * m, Sigma_inv, A)
+    syrk(c'L', c'N', m, n, 1.0 / s2, PhiT, m, 1.0, A, m)
+    return jittered_cholesky(c'L', m, A)
 
 
 # ---------------------------------------------------------------------------- E-step (whitened)
@@ -109,20 +71,12 @@ cdef inline double _sum_log_diag(int n, const floating* L) noexcept nogil:
 # task) and r = y - Phi mu.  Per task only an n x n (dual) or m x m (primal) Cholesky remains.
 
 cdef int _white_dual_factor(int n, int m, const floating* PhiT, floating s2, floating* C) noexcept nogil:
-    """C = chol_L(Phi_w Phi_w^T + s2 I); jitter rounds used, or -1 when it stayed singular."""
-    cdef int i, info, tries
-    cdef double jitter = 0, scale = 0
-    for tries in range(MAX_JITTER_TRIES + 1):
-        syrk(c'L', c'T', n, m, 1.0, PhiT, m, 0.0, C, n)
-        if tries == 0:
-            scale = _trace_scale(n, C) + s2
-        for i in range(n):
-            C[i * n + i] += s2 + <floating> jitter
-        info = potrf(c'L', n, C, n)
-        if info == 0:
-            return tries
-        jitter = scale * (1e-10 if floating is double else 1e-6) * (10.0 ** tries)
-    return -1
+    """C = chol_L(Phi_w Phi_w^T + s2 I); jittered_cholesky status."""
+    cdef int i
+    syrk(c'L', c'T', n, m, 1.0, PhiT, m, 0.0, C, n)
+    for i in range(n):
+        C[i * n + i] += s2
+    return jittered_cholesky(c'L', n, C)
 
 
 cdef int _white_task_estep(
@@ -151,7 +105,7 @@ cdef int _white_task_estep(
         _copy(n, r, z)
         trsv(c'L', c'N', c'N', n, W, n, z, 1)                       # z = L^{-1} r
         quad = dot(n, z, 1, z, 1)
-        logp = -0.5 * quad - _sum_log_diag(n, W) - 0.5 * n * LOG_2PI
+        logp = -0.5 * quad - sum_log_diag(n, W) - 0.5 * n * LOG_2PI
         _copy(m * n, PhiT, Vt)
         trsm(c'R', c'L', c'T', c'N', m, n, 1.0, W, n, Vt, m)         # Vt = Phi_w^T L^{-T}
         gemv(c'N', m, n, 1.0, Vt, m, z, 1, 0.0, v, 1)               # v_t = V^T z
@@ -164,23 +118,21 @@ cdef int _white_task_estep(
         noise_stat += s2d * (n - s2d * trinv)                       # tr(Phi S Phi^T)
         acc_s[2] += 1
     else:
-        for status in range(MAX_JITTER_TRIES + 1):
-            memset(W, 0, m * m * sizeof(floating))
-            for i in range(m):
-                W[i * m + i] = 1.0 + (0.0 if status == 0 else (1e-10 if floating is double else 1e-6) * (10.0 ** status))
-            syrk(c'L', c'N', m, n, 1.0 / s2, PhiT, m, 1.0, W, m)
-            if potrf(c'L', m, W, m) == 0:
-                break
-        else:
+        memset(W, 0, m * m * sizeof(floating))
+        for i in range(m):
+            W[i * m + i] = 1.0
+        syrk(c'L', c'N', m, n, 1.0 / s2, PhiT, m, 1.0, W, m)
+        status = jittered_cholesky(c'L', m, W)
+        if status < 0:
             logp_out[0] = -INFINITY
-            return -1
+            return status
         gemv(c'N', m, n, 1.0 / s2, PhiT, m, r, 1, 0.0, v, 1)
         potrs(c'L', m, 1, W, m, v, m)                                # v_t = A^{-1} Phi_w^T r / s2
         _copy(n, r, z)
         gemv(c'T', m, n, -1.0, PhiT, m, v, 1, 1.0, z, 1)
         noise_stat = dot(n, z, 1, z, 1)
         quad = dot(m, v, 1, v, 1)
-        logp = -0.5 * (noise_stat / s2d + quad + 2.0 * _sum_log_diag(m, W) + n * (LOG_2PI + log(s2d)))
+        logp = -0.5 * (noise_stat / s2d + quad + 2.0 * sum_log_diag(m, W) + n * (LOG_2PI + log(s2d)))
         potri(c'L', m, W, m)                                         # S'_t = A^{-1}
         trinv = 0
         for i in range(m):
@@ -448,14 +400,6 @@ def predict_tasks(
 cdef int QUERY_BLOCK = 256   # query rows per block: the m x block scratch stays small
 
 
-cdef inline void _symmetrise_lower(int m, double* S) noexcept nogil:
-    """Copy the column-major lower triangle of the (m, m) matrix S into its upper triangle."""
-    cdef int i, j
-    for j in range(m):
-        for i in range(j + 1, m):
-            S[i * m + j] = S[j * m + i]
-
-
 cdef int _condition_scaled(
     int n, int m, const double* PhiT, const double* y, double y_scale,
     const double* mu, const double* Sigma, const double* Sigma_inv, const double* h,
@@ -480,7 +424,7 @@ cdef void _posterior_cov(int n, int m, const double* Sigma, const double* W1, do
         _copy(m * m, Sigma, S)
         if n > 0:
             syrk(c'L', c'N', m, n, -1.0, W1, m, 1.0, S, m)
-    _symmetrise_lower(m, S)
+    symmetrise(c'L', m, S)
 
 
 cdef void _predict_from_cov(int nq, int m, const double* PhiqT, const double* coef, const double* S,
@@ -688,7 +632,7 @@ cdef int _task_grad(
         gemv(c'T', m, n, -1.0, PhiT, m, mu, 1, 1.0, v1, 1)
         trsv(c'L', c'N', c'N', n, W2, n, v1, 1)
         quad = dot(n, v1, 1, v1, 1)
-        logp_out[0] = -0.5 * quad - _sum_log_diag(n, W2) - 0.5 * n * LOG_2PI
+        logp_out[0] = -0.5 * quad - sum_log_diag(n, W2) - 0.5 * n * LOG_2PI
         trsv(c'L', c'T', c'N', n, W2, n, v1, 1)                       # v1 = a
         gemv(c'N', m, n, 1.0, W1, m, v1, 1, 1.0, mt, 1)              # m_t = mu + Bt a
         # GT = -Bt C^{-1} + m_t a^T
@@ -710,7 +654,7 @@ cdef int _task_grad(
             W2[i] = mt[i] - mu[i]
         gemv(c'N', m, m, 1.0, Sigma_inv, m, W2, 1, 0.0, &W2[m], 1)
         quad = quad + dot(m, W2, 1, &W2[m], 1)
-        logp_out[0] = -0.5 * (quad + 2.0 * _sum_log_diag(m, W1) + logdet_sigma
+        logp_out[0] = -0.5 * (quad + 2.0 * sum_log_diag(m, W1) + logdet_sigma
                               + n * (LOG_2PI + log(<double> s2)))
         for k in range(n):
             v1[k] = v1[k] / s2                                         # a

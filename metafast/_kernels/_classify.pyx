@@ -33,30 +33,15 @@ from libc.math cimport exp, log, sqrt, INFINITY
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
-from metafast._kernels._linalg cimport dot, gemv, gemm, syrk, trsm, potrf, potrs, potri
+from metafast._kernels._linalg cimport (
+    dot, gemv, gemm, jittered_cholesky, sum_log_diag, potrf, potrs, potri, symmetrise, syrk, trsm,
+)
 
 cdef double LOG_2PI = 1.8378770664093453
 cdef int MAX_HALVINGS = 30
-cdef int MAX_JITTER_TRIES = 8
 
 
 # ---------------------------------------------------------------------------- small helpers
-cdef inline void _symmetrize_lower(int n, floating* A) noexcept nogil:
-    """Copy the column-major lower triangle of A (n x n) to its upper triangle."""
-    cdef int i, j
-    for j in range(n):
-        for i in range(j + 1, n):
-            A[j + i * n] = A[i + j * n]
-
-
-cdef inline double _sum_log_diag(int n, const floating* L) noexcept nogil:
-    cdef double s = 0
-    cdef int i
-    for i in range(n):
-        s += log(L[i * n + i])
-    return s
-
-
 cdef double _softmax_rows(int n, int C, const floating* F, const floating* B0, long ldb,
                           const long long* codes, floating* P) noexcept nogil:
     """P = softmax(F + B0) row-wise (column-major (n, C)); returns the negative log likelihood
@@ -91,9 +76,9 @@ cdef int _curvature(int n, int C, const floating* K, const floating* P, floating
     """E_c = D_c^{1/2} (I + D_c^{1/2} K D_c^{1/2})^{-1} D_c^{1/2} for every class (D_c = diag(pi_c)),
     M = chol_L(sum_c E_c); logdet = sum_c log|L_c| + log|M| (half the log-determinant of I + K W).
     Returns 0, or -1 when a factorisation failed (non-finite input)."""
-    cdef int i, j, c, tries
+    cdef int i, j, c
     cdef floating* Ec
-    cdef double ld = 0, jitter = 0, scale
+    cdef double ld = 0
     memset(M, 0, n * n * sizeof(floating))
     for c in range(C):
         Ec = &E[c * n * n]
@@ -103,30 +88,20 @@ cdef int _curvature(int n, int C, const floating* K, const floating* P, floating
             L[j + j * n] += 1.0
         if potrf(c'L', n, L, n) != 0:
             return -1
-        ld += _sum_log_diag(n, L)
+        ld += sum_log_diag(n, L)
         potri(c'L', n, L, n)
         for j in range(n):
             for i in range(j, n):
                 Ec[i + j * n] = sqrt(P[i + c * n] * P[j + c * n]) * L[i + j * n]
-        _symmetrize_lower(n, Ec)
+        symmetrise(c'L', n, Ec)
         for i in range(n * n):
             M[i] += Ec[i]
     # sum_c E_c is positive definite in exact arithmetic (its eigenvalues are >= min_c of E_c's
     # with sum_c pi_c = 1); jitter only guards against round-off when K is huge
-    scale = 0
-    for i in range(n):
-        scale += M[i + i * n]
-    scale = scale / n if scale > 0 else 1.0
-    memcpy(L, M, n * n * sizeof(floating))
-    for tries in range(MAX_JITTER_TRIES + 1):
-        if potrf(c'L', n, M, n) == 0:
-            logdet[0] = ld + _sum_log_diag(n, M)
-            return 0
-        jitter = scale * (1e-12 if floating is double else 1e-6) * (10.0 ** tries)
-        memcpy(M, L, n * n * sizeof(floating))
-        for i in range(n):
-            M[i + i * n] += <floating> jitter
-    return -1
+    if jittered_cholesky(c'L', n, M) < 0:
+        return -1
+    logdet[0] = ld + sum_log_diag(n, M)
+    return 0
 
 
 cdef int _newton_direction(int n, int C, const floating* K, const floating* F, const floating* P,
@@ -169,7 +144,7 @@ cdef int _laplace_task(
     cdef double psi, psi_t, step, slack, logdet = 0
     cdef bint done = False, stale = True
     syrk(c'L', c'T', n, m, 1.0, PhiT, m, 0.0, K, n)
-    _symmetrize_lower(n, K)
+    symmetrise(c'L', n, K)
     for c in range(C):
         for i in range(n):
             A[i + c * n] = A_io[i * lda + c] if warm else 0.0
@@ -222,7 +197,7 @@ cdef int _laplace_task(
                 L[i] -= E[c * n * n + i]
             trsm(c'L', c'L', c'N', c'N', n, n, 1.0, M, n, &E[c * n * n], n)    # E_c <- M^{-1} E_c
             syrk(c'L', c'T', n, n, 1.0, &E[c * n * n], n, 1.0, L, n)
-        _symmetrize_lower(n, L)   # the syrk updates wrote the lower triangle only
+        symmetrise(c'L', n, L)   # the syrk updates wrote the lower triangle only
         gemm(c'N', c'N', m, n, n, 1.0, PhiT, m, L, n, 0.0, GT, m)
     return steps
 
@@ -480,8 +455,8 @@ def ridge_estep(
     cdef int m = <int> Phi_w.shape[1]
     cdef int Cmax = <int> A.shape[1]
     cdef long long t, off, nmax = 0
-    cdef int n, C, i, c, tries
-    cdef double scale, jitter, quad, trinv
+    cdef int n, C, i, c
+    cdef double quad, trinv
     cdef floating *K
     cdef floating *Ac
     if T <= 0:
@@ -505,23 +480,12 @@ def ridge_estep(
             status[t] = 0
             if n == 0:
                 continue
-            scale = 0
-            jitter = 0
-            for tries in range(MAX_JITTER_TRIES + 1):
-                syrk(c'L', c'T', n, m, 1.0, &Phi_w[off, 0], m, 0.0, K, n)
-                if tries == 0:
-                    for i in range(n):
-                        scale = scale + K[i + i * n]
-                    scale = scale / n + s2
-                for i in range(n):
-                    K[i + i * n] += <floating> (s2 + jitter)
-                if potrf(c'L', n, K, n) == 0:
-                    break
-                jitter = scale * (1e-10 if floating is double else 1e-6) * (10.0 ** tries)
-            else:
-                status[t] = -1
+            syrk(c'L', c'T', n, m, 1.0, &Phi_w[off, 0], m, 0.0, K, n)
+            for i in range(n):
+                K[i + i * n] += <floating> s2
+            status[t] = jittered_cholesky(c'L', n, K)
+            if status[t] < 0:
                 continue
-            status[t] = tries
             for c in range(C):
                 for i in range(n):
                     Ac[i + c * n] = R[off + i, c]
@@ -530,9 +494,9 @@ def ridge_estep(
             for c in range(C):
                 for i in range(n):
                     quad = quad + R[off + i, c] * Ac[i + c * n]
-            logp[t] = -0.5 * quad - C * (_sum_log_diag(n, K) + 0.5 * n * LOG_2PI)
+            logp[t] = -0.5 * quad - C * (sum_log_diag(n, K) + 0.5 * n * LOG_2PI)
             potri(c'L', n, K, n)
-            _symmetrize_lower(n, K)
+            symmetrise(c'L', n, K)
             trinv = 0
             for i in range(n):
                 cinv_diag[off + i] = K[i + i * n]

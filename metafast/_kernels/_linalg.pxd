@@ -4,9 +4,11 @@
 # C-ordered (n, n) SPD buffer can be passed unchanged.
 
 from cython cimport floating
+from libc.math cimport fabs, isfinite, log, sqrt
+from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_blas cimport (
     ddot, sdot, daxpy, saxpy, dgemv, sgemv, dgemm, sgemm, dsyrk, ssyrk, dtrsv, strsv,
-    dtrsm, strsm, dscal, sscal,
+    dtrsm, strsm, dtrmm, strmm, dscal, sscal,
 )
 from scipy.linalg.cython_lapack cimport dpotrf, spotrf, dpotrs, spotrs, dpotri, spotri
 
@@ -81,6 +83,15 @@ cdef inline void trsm(char side, char uplo, char transa, char diag, int m, int n
         strsm(&side, &uplo, &transa, &diag, &m, &n, &alpha, <float*> A, &lda, B, &ldb)
 
 
+cdef inline void trmm(char side, char uplo, char transa, char diag, int m, int n, floating alpha,
+                      const floating* A, int lda, floating* B, int ldb) noexcept nogil:
+    """B = alpha * op(A) @ B (side 'L') or alpha * B @ op(A) (side 'R') for triangular A."""
+    if floating is double:
+        dtrmm(&side, &uplo, &transa, &diag, &m, &n, &alpha, <double*> A, &lda, B, &ldb)
+    else:
+        strmm(&side, &uplo, &transa, &diag, &m, &n, &alpha, <float*> A, &lda, B, &ldb)
+
+
 cdef inline int potrf(char uplo, int n, floating* A, int lda) noexcept nogil:
     """In-place Cholesky of an SPD matrix; returns LAPACK's info (> 0: not positive definite)."""
     cdef int info = 0
@@ -109,3 +120,149 @@ cdef inline int potri(char uplo, int n, floating* A, int lda) noexcept nogil:
     else:
         spotri(&uplo, &n, A, &lda, &info)
     return info
+
+
+cdef inline double sum_log_diag(int n, const floating* L) noexcept nogil:
+    """sum_i log L_ii of an n x n triangular factor (half the log-determinant of L L^T)."""
+    cdef double s = 0
+    cdef int i
+    for i in range(n):
+        s += log(L[i * n + i])
+    return s
+
+
+# ---------------------------------------------------------------------------- jittered Cholesky
+# One policy for every per-task factorisation: try A itself; when it is not numerically positive
+# definite, add scale * CHOL_EPS * 10^(r-1) to its diagonal for r = 1..CHOL_RETRIES (scale = mean
+# |A_ii|; CHOL_EPS = 1e-12 in double, 1e-6 in float).  Status: the jitter rounds used (0: A
+# itself), or -1 when it failed: not positive definite even with the largest jitter, not finite,
+# or (n > CHOL_STACK only) no memory to keep the diagonal.
+
+cdef enum:
+    CHOL_RETRIES = 10     # jittered attempts after the plain one
+    CHOL_STACK = 256      # diagonals up to this size are kept on the stack
+    CHOL_SMALL = 32       # up to this size a plain loop beats the LAPACK call (few-shot tasks)
+
+
+cdef inline int _plain_cholesky_rows(int n, floating* A) noexcept nogil:
+    """Cholesky factor of a small matrix in place, row-major lower (= column-major upper): dot
+    products along contiguous rows.  Returns 0, or the failing pivot + 1 as potrf does."""
+    cdef int i, j, k
+    cdef floating acc, d
+    for j in range(n):
+        d = A[j * n + j]
+        for k in range(j):
+            d = d - A[j * n + k] * A[j * n + k]
+        if not (d > 0):
+            return j + 1
+        d = sqrt(d)
+        A[j * n + j] = d
+        for i in range(j + 1, n):
+            acc = A[i * n + j]
+            for k in range(j):
+                acc = acc - A[i * n + k] * A[j * n + k]
+            A[i * n + j] = acc / d
+    return 0
+
+
+cdef inline int _plain_cholesky_columns(int n, floating* A) noexcept nogil:
+    """Cholesky factor of a small matrix in place, column-major lower: axpy updates along
+    contiguous columns.  Returns 0, or the failing pivot + 1 as potrf does."""
+    cdef int i, j, k
+    cdef floating ljk, d
+    cdef floating* cj
+    for j in range(n):
+        cj = A + j * n
+        for k in range(j):
+            ljk = A[j + k * n]
+            for i in range(j, n):
+                cj[i] = cj[i] - ljk * A[i + k * n]
+        d = cj[j]
+        if not (d > 0):
+            return j + 1
+        d = sqrt(d)
+        cj[j] = d
+        d = 1 / d
+        for i in range(j + 1, n):
+            cj[i] = cj[i] * d
+    return 0
+
+
+cdef inline int _cholesky(char uplo, int n, floating* A) noexcept nogil:
+    """potrf(uplo, n, A, n), by a plain loop when n <= CHOL_SMALL."""
+    if n > CHOL_SMALL:
+        return potrf(uplo, n, A, n)
+    if uplo == c'U':
+        return _plain_cholesky_rows(n, A)      # column-major upper = row-major lower
+    return _plain_cholesky_columns(n, A)
+
+
+cdef inline void symmetrise(char uplo, int n, floating* A) noexcept nogil:
+    """Copy the `uplo` triangle of the column-major n x n A into the other one."""
+    cdef int i, j
+    if uplo == c'L':
+        for j in range(n):
+            for i in range(j + 1, n):
+                A[j + i * n] = A[i + j * n]
+    else:
+        for j in range(n):
+            for i in range(j + 1, n):
+                A[i + j * n] = A[j + i * n]
+
+
+cdef inline void _zero_triangle(char uplo, int n, floating* A) noexcept nogil:
+    """Zero the strict `uplo` triangle of the column-major n x n A."""
+    cdef int i, j
+    for j in range(n):
+        if uplo == c'L':
+            for i in range(j + 1, n):
+                A[i + j * n] = 0
+        else:
+            for i in range(j):
+                A[i + j * n] = 0
+
+
+cdef inline int jittered_cholesky(char uplo, int n, floating* A) noexcept nogil:
+    """Cholesky factor of the symmetric n x n column-major A (ld n), in place, with the policy
+    above: uplo 'L' reads the lower triangle and leaves L (A = L L^T), 'U' the upper one and U
+    (A = U^T U).  The other triangle is used to keep A between attempts and is zero on return.
+    Returns the jitter rounds used, or -1 when it failed (A then holds no factor)."""
+    cdef double stack_diag[CHOL_STACK]
+    cdef double* diag = stack_diag
+    cdef double scale = 0, jitter
+    cdef char other = c'U' if uplo == c'L' else c'L'
+    cdef int i, r, status = -1
+    if n == 0:
+        return 0
+    if n > CHOL_STACK:
+        diag = <double*> malloc(n * sizeof(double))
+        if diag == NULL:
+            return -1
+    for i in range(n):
+        diag[i] = A[i + i * n]
+        scale += fabs(diag[i])
+    symmetrise(uplo, n, A)                           # A's triangle, kept in the other one
+    if not isfinite(scale):
+        status = -1                                  # (some LAPACKs factor NaN without error)
+    elif _cholesky(uplo, n, A) == 0:
+        status = 0
+    else:
+        scale = scale / n if scale > 0 else 1.0
+        jitter = scale * (1e-12 if floating is double else 1e-6)
+        for r in range(1, CHOL_RETRIES + 1):
+            symmetrise(other, n, A)                  # restore A's triangle
+            for i in range(n):
+                A[i + i * n] = <floating> (diag[i] + jitter)
+            if _cholesky(uplo, n, A) == 0:
+                status = r
+                break
+            jitter = jitter * 10
+    if status >= 0:                                  # a NaN or inf off the diagonal ends there
+        for i in range(n):
+            if not isfinite(A[i + i * n]):
+                status = -1
+                break
+    _zero_triangle(other, n, A)
+    if diag != stack_diag:
+        free(diag)
+    return status

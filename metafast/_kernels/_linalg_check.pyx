@@ -2,7 +2,7 @@
 
 from cython cimport floating
 
-from metafast._kernels._linalg cimport potrf, potrs, gemm
+from metafast._kernels._linalg cimport gemm, jittered_cholesky, potrf, potrs
 
 
 def cholesky_solve(floating[:, ::1] A, floating[:, ::1] B):
@@ -20,3 +20,15 @@ def matmul(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] 
     cdef int m = A.shape[0], k = A.shape[1], n = B.shape[1]
     with nogil:
         gemm(c'N', c'N', n, m, k, 1.0, &B[0, 0], n, &A[0, 0], k, 0.0, &C[0, 0], n)
+
+
+def jittered_cholesky_factor(floating[:, ::1] A, bint lower=True):
+    """Factor the symmetric A in place with _linalg.jittered_cholesky; returns its status.
+
+    A C-ordered symmetric matrix is its own column-major transpose, so on return A.T holds the
+    lower factor L (A = L L^T) when ``lower``, and A itself holds it otherwise (the column-major
+    upper factor U = L^T read row-major)."""
+    cdef int n = A.shape[0], status
+    with nogil:
+        status = jittered_cholesky(c'L' if lower else c'U', n, &A[0, 0])
+    return status

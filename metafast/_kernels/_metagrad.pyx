@@ -230,6 +230,13 @@ cdef inline const floating* _vec(const floating[::1] a) noexcept nogil:
     return &a[0] if a.shape[0] > 0 else NULL
 
 
+def _check_method(int method, int inner_steps):
+    if method < MAML or method > IMAML:
+        raise ValueError(f"unknown method code {method}")
+    if inner_steps < 0:
+        raise ValueError(f"inner_steps must be >= 0; got {inner_steps}")
+
+
 def _check_shapes(int64_t m, Phi_rows, y_rows, off_last, name):
     if Phi_rows != y_rows or off_last != Phi_rows:
         raise ValueError(f"{name}: {Phi_rows} design rows, {y_rows} targets and offsets ending at "
@@ -267,10 +274,7 @@ def meta_grad(
     cdef const floating *Q0
     cdef const floating *y0
     cdef const floating *yq0
-    if method < MAML or method > IMAML:
-        raise ValueError(f"unknown method code {method}")
-    if inner_steps < 0:
-        raise ValueError(f"inner_steps must be >= 0; got {inner_steps}")
+    _check_method(method, inner_steps)
     _check_shapes(m, Phi.shape[0], y.shape[0], off[T], "inner rows")
     _check_shapes(m, Phiq.shape[0], yq.shape[0], qoff[qoff.shape[0] - 1], "outer rows")
     if (qoff.shape[0] != T + 1 or Phiq.shape[1] != m or w0.shape[0] != m or rates.shape[0] != m
@@ -325,10 +329,7 @@ def adapt_tasks(
     cdef floating *scratch
     cdef const floating *P0
     cdef const floating *y0
-    if method < MAML or method > IMAML:
-        raise ValueError(f"unknown method code {method}")
-    if inner_steps < 0:
-        raise ValueError(f"inner_steps must be >= 0; got {inner_steps}")
+    _check_method(method, inner_steps)
     _check_shapes(m, Phi.shape[0], y.shape[0], off[T], "support rows")
     if (w0.shape[0] != m or rates.shape[0] != m or W.shape[0] != T or W.shape[1] != m
             or status.shape[0] != T):

@@ -26,20 +26,11 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from libc.math cimport log, exp, sqrt, INFINITY
 
-from scipy.linalg.cython_blas cimport dtrmm, strmm
-from metafast._kernels._linalg cimport dot, gemv, gemm, syrk, trsv, trsm, potrf, potri
+from metafast._kernels._linalg cimport (
+    dot, gemv, gemm, jittered_cholesky, sum_log_diag, potri, symmetrise, syrk, trmm, trsv, trsm,
+)
 
 cdef double LOG_2PI = 1.8378770664093453
-cdef int MAX_JITTER_TRIES = 10
-
-
-cdef inline void trmm(char side, char uplo, char transa, char diag, int m, int n, floating alpha,
-                      const floating* A, int lda, floating* B, int ldb) noexcept nogil:
-    """B = alpha * op(A) @ B (side 'L') for triangular A, column-major."""
-    if floating is double:
-        dtrmm(&side, &uplo, &transa, &diag, &m, &n, &alpha, <double*> A, &lda, B, &ldb)
-    else:
-        strmm(&side, &uplo, &transa, &diag, &m, &n, &alpha, <float*> A, &lda, B, &ldb)
 
 
 cdef int _factor(int n, int m,
@@ -63,31 +54,19 @@ cdef int _factor_At(int n, int m, const floating* Pt, const floating* mu, const 
                     const floating* At,   # IN  (m x n, ld m) A^T = L^T Phi_t^T, already computed
                     floating* Cm, floating* z, double* loglik) noexcept nogil:
     """_factor given A^T (so A^T of many tasks can come from one level-3 call)."""
-    cdef int i, info = 1, tries = 0
-    cdef double jitter = 0.0, mean_diag = 0.0, logdet = 0.0
-    while True:
-        syrk(c'L', c'T', n, m, <floating> 1.0, At, m, <floating> 0.0, Cm, n)
-        if tries == 0:
-            for i in range(n):
-                mean_diag = mean_diag + Cm[i + i * n]
-            mean_diag = mean_diag / n + s2
-        for i in range(n):
-            Cm[i + i * n] = Cm[i + i * n] + <floating> (s2 + jitter)
-        info = potrf(c'L', n, Cm, n)
-        if info == 0:
-            break
-        if tries == MAX_JITTER_TRIES:
-            loglik[0] = -INFINITY
-            return -1
-        tries = tries + 1
-        jitter = mean_diag * 1e-10 if jitter == 0.0 else jitter * 10.0
+    cdef int i, status
+    syrk(c'L', c'T', n, m, <floating> 1.0, At, m, <floating> 0.0, Cm, n)
+    for i in range(n):
+        Cm[i + i * n] = Cm[i + i * n] + <floating> s2
+    status = jittered_cholesky(c'L', n, Cm)
+    if status < 0:
+        loglik[0] = -INFINITY
+        return status
     memcpy(z, y, n * sizeof(floating))
     gemv(c'T', m, n, <floating> -1.0, Pt, m, mu, 1, <floating> 1.0, z, 1)
     trsv(c'L', c'N', c'N', n, Cm, n, z, 1)
-    for i in range(n):
-        logdet = logdet + log(Cm[i + i * n])
-    loglik[0] = -0.5 * (dot(n, z, 1, z, 1) + 2.0 * logdet + n * LOG_2PI)
-    return tries
+    loglik[0] = -0.5 * (dot(n, z, 1, z, 1) + 2.0 * sum_log_diag(n, Cm) + n * LOG_2PI)
+    return status
 
 
 cdef double _normalise(int n_comp, const floating* log_w, const double* ll, floating* resp) noexcept nogil:
@@ -337,7 +316,7 @@ def posterior(
                         # Sigma_c = L L^T from the factor
                         syrk(c'U', c'T', m, m, <floating> 1.0, &chol[c, 0, 0], m, <floating> 0.0,
                              &post_covs[t, c, 0, 0], m)
-                        _symmetrise_upper(m, &post_covs[t, c, 0, 0])
+                        symmetrise(c'U', m, &post_covs[t, c, 0, 0])
                     continue
                 tries = _factor(n, m, &Phi[start, 0], &chol[c, 0, 0], &means[c, 0], &y[start],
                                 noise_var, At, Cm, z, &ll[c])
@@ -363,7 +342,7 @@ def posterior(
                     S = &post_covs[t, c, 0, 0]
                     syrk(c'U', c'T', m, m, <floating> 1.0, &chol[c, 0, 0], m, <floating> 0.0, S, m)
                     syrk(c'U', c'N', m, n, <floating> -1.0, Z, m, <floating> 1.0, S, m)
-                    _symmetrise_upper(m, S)
+                    symmetrise(c'U', m, S)
             n_jitter[t] = worst
             lev = _normalise(n_comp, &log_weights[0], ll, &resp[t, 0])
             log_ev[t] = <floating> lev
@@ -375,14 +354,6 @@ def posterior(
         free(ll)
     if n_failed:
         raise MemoryError("metafast: could not allocate the per-thread scratch of posterior")
-
-
-cdef void _symmetrise_upper(int m, floating* S) noexcept nogil:
-    """Copy the upper triangle (column-major) of S into its lower triangle."""
-    cdef int i, j
-    for j in range(m):
-        for i in range(j):
-            S[j + i * m] = S[i + j * m]
 
 
 def predict(

@@ -14,14 +14,17 @@
 # Threads: prange over tasks (solves, gradients) or over fixed blocks of tasks (the m x m
 # statistics).  Each task writes its own output slot and block sums are added in block order,
 # so results do not depend on the thread count.  A Cholesky that fails (lam tiny against the
-# scale of Psi in float32) is retried with a growing jitter; the number of retries is returned.
+# scale of Psi in float32) is retried with a growing jitter (_linalg.jittered_cholesky); the number
+# of jitter rounds is returned (a factorisation that failed counts CHOL_RETRIES + 1).
 
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free
 from libc.math cimport sqrt
 
-from metafast._kernels._linalg cimport dot, gemv, gemm, syrk, trsm, potrf, potrs, potri
+from metafast._kernels._linalg cimport (
+    CHOL_RETRIES, dot, gemv, gemm, jittered_cholesky, potrs, potri, symmetrise, syrk, trsm,
+)
 
 import numpy as np
 
@@ -42,14 +45,6 @@ cdef inline void _prior_residual(int n, int m, const floating* Phi, const floati
     cdef int i
     for i in range(n):
         r0[i] = y[i] - _dot4(m, &Phi[i * m], h)
-
-
-cdef inline void _symmetrise_lower(int n, floating* A) noexcept nogil:
-    """Copy the lower triangle (column-major) of A to its upper triangle."""
-    cdef int i, j
-    for j in range(n):
-        for i in range(j + 1, n):
-            A[i * n + j] = A[j * n + i]
 
 
 # ---------------------------------------------------------------------------- small dense helpers
@@ -73,55 +68,19 @@ cdef inline floating _dot4(int m, const floating* a, const floating* b) noexcept
     return (s0 + s1) + (s2 + s3)
 
 
-cdef inline floating _mean_diag(int k, const floating* A) noexcept nogil:
-    """Mean of the diagonal of the k x k matrix A, or 1 when that is not > 0 (jitter scale)."""
-    cdef int i
-    cdef floating scale = 0
-    for i in range(k):
-        scale = scale + A[i * k + i]
-    return scale / k if (k > 0 and scale > 0) else 1.0
-
-
-cdef inline floating _jitter_shift(floating lam, floating scale, int tries) noexcept nogil:
-    """Diagonal shift of Cholesky retry ``tries`` (>= 1): lam plus a growing fraction of scale."""
-    return lam + scale * (1e-7 if floating is float else 1e-13) * (10.0 ** (tries - 1))
+cdef inline int _retries(int status) noexcept nogil:
+    """Jitter rounds of a jittered_cholesky status, a failure counting CHOL_RETRIES + 1."""
+    return status if status >= 0 else CHOL_RETRIES + 1
 
 
 cdef inline int _gram_chol(int n, int m, const floating* Psi, floating lam, floating* L) noexcept nogil:
-    """L = chol(Psi Psi^T + lam I), row-major lower, with jitter retries; returns the retries."""
-    cdef int i, tries = 0
-    cdef floating scale, shift = lam
+    """L = chol(Psi Psi^T + lam I), row-major lower; returns the jitter rounds."""
+    cdef int i
     # Gram matrix by BLAS: the column-major upper triangle is the row-major lower one
     syrk(c'U', c'T', n, m, 1.0, Psi, m, 0.0, L, n)
-    scale = _mean_diag(n, L)
-    while True:
-        for i in range(n):
-            L[i * n + i] += shift
-        if _chol_inplace(n, L) == 0 or tries >= 12:
-            return tries
-        tries += 1
-        syrk(c'U', c'T', n, m, 1.0, Psi, m, 0.0, L, n)    # rebuild the Gram matrix, retry with jitter
-        shift = _jitter_shift(lam, scale, tries)
-
-
-cdef inline int _chol_inplace(int n, floating* L) noexcept nogil:
-    """In-place Cholesky of the row-major lower triangle; returns 0 or the failing pivot + 1."""
-    cdef int i, j, k
-    cdef floating acc, d
-    for j in range(n):
-        d = L[j * n + j]
-        for k in range(j):
-            d = d - L[j * n + k] * L[j * n + k]
-        if not (d > 0):
-            return j + 1
-        d = sqrt(d)
-        L[j * n + j] = d
-        for i in range(j + 1, n):
-            acc = L[i * n + j]
-            for k in range(j):
-                acc = acc - L[i * n + k] * L[j * n + k]
-            L[i * n + j] = acc / d
-    return 0
+    for i in range(n):
+        L[i * n + i] += lam
+    return _retries(jittered_cholesky(c'U', n, L))
 
 
 cdef inline void _forward_rows(int n, int m, const floating* L, floating* X) noexcept nogil:
@@ -183,20 +142,12 @@ cdef inline void _inverse_diag(int n, const floating* L, floating* col, floating
 cdef int _chol_syrk(char trans, int k, int inner, const floating* Psi, int ld, floating lam,
                     floating* A) noexcept nogil:
     """A = chol(op + lam I) (lower, column-major k x k), op the BLAS syrk product of Psi with
-    ``trans`` and inner dimension ``inner``; returns the jitter retries."""
-    cdef int i, info, tries = 0
-    cdef floating shift = lam, scale = 0
-    while True:
-        syrk(c'L', trans, k, inner, 1.0, Psi, ld, 0.0, A, k)
-        if tries == 0:
-            scale = _mean_diag(k, A)
-        for i in range(k):
-            A[i * k + i] += shift
-        info = potrf(c'L', k, A, k)
-        if info == 0 or tries >= 12:
-            return tries
-        tries += 1
-        shift = _jitter_shift(lam, scale, tries)
+    ``trans`` and inner dimension ``inner``; returns the jitter rounds."""
+    cdef int i
+    syrk(c'L', trans, k, inner, 1.0, Psi, ld, 0.0, A, k)
+    for i in range(k):
+        A[i * k + i] += lam
+    return _retries(jittered_cholesky(c'L', k, A))
 
 
 cdef inline int _chol_dual(int n, int m, const floating* Psi, floating lam,
@@ -402,7 +353,7 @@ cdef int _stats_one(int n, int m, const floating* Phi, const floating* y, const 
             zy[i] = 0
         # C = Phi^T Phi, c = Phi^T y
         syrk(c'L', c'N', m, n, 1.0, Phi, m, 0.0, C, m)
-        _symmetrise_lower(m, C)
+        symmetrise(c'L', m, C)
         gemv(c'N', m, n, 1.0, Phi, m, y, 1, 0.0, c, 1)
         # Y = L^{-1} S C ; cz = L^{-1} S c
         for j in range(m):
@@ -801,7 +752,7 @@ cdef int _loo_grad_one(int n, int m, const floating* Phi, const floating* y, con
     cdef floating c = scale / n, acc = 0, tr = 0
     tries = _dual_setup(n, m, Phi, y, h, s, lam, Psi, a, P)
     potri(c'L', n, P, n)
-    _symmetrise_lower(n, P)
+    symmetrise(c'L', n, P)
     for i in range(n):
         tmp[i] = a[i]
     gemv(c'N', n, n, 1.0, P, n, tmp, 1, 0.0, a, 1)             # a = P r0

@@ -1,4 +1,5 @@
-# Shared inline helpers for the row-blocked kernels (_fourier, _polynomial, _bspline).
+# Shared inline helpers for the row-blocked kernels (the tile families of _families.pyx.tp,
+# _bspline, _tasksum).
 #
 # The recurrence families evaluate BLOCK rows at a time into a small per-thread "tile"
 # (n_basis x BLOCK doubles, column-major inside the block so the inner loop over the rows of
@@ -18,7 +19,9 @@ cdef inline Py_ssize_t task_of_row(const long long* offsets, Py_ssize_t n_tasks,
     """Index t of the packed task holding `row`: the largest t with offsets[t] <= row.
 
     offsets has n_tasks + 1 entries, starts at 0, never decreases and ends above `row`, so
-    empty tasks (repeated offsets) are skipped.
+    empty tasks (repeated offsets) are skipped.  This is the one way the kernels find a row's
+    task: a loop over consecutive rows calls it once per task it meets (rows row..offsets[t+1]-1
+    all belong to t), not once per row.
     """
     cdef Py_ssize_t lo = 0, hi = n_tasks, mid
     while hi - lo > 1:
@@ -62,10 +65,13 @@ cdef inline void tile_dot_task_weights(const double* tile, Py_ssize_t m, Py_ssiz
                                        floating[::1] out) noexcept nogil:
     """out[i0 + r] = sum_j tile[j, r] * W[t, j] where t is the task holding row i0 + r."""
     cdef double acc
-    cdef Py_ssize_t r, j, t
-    for r in range(nb):
+    cdef Py_ssize_t r = 0, j, t, end
+    while r < nb:
         t = task_of_row(offsets, W.shape[0], i0 + r)
-        acc = 0.0
-        for j in range(m):
-            acc = acc + tile[j * BLOCK + r] * W[t, j]
-        out[i0 + r] = <floating> acc
+        end = min(<Py_ssize_t> offsets[t + 1] - i0, nb)
+        while r < end:
+            acc = 0.0
+            for j in range(m):
+                acc = acc + tile[j * BLOCK + r] * W[t, j]
+            out[i0 + r] = <floating> acc
+            r += 1

@@ -2,6 +2,8 @@
 
 from cython cimport floating
 
+from metafast._kernels._rowblocks cimport task_of_row
+
 
 def rows_dot_task_weights(
     const floating[:, ::1] Phi,           # IN  (b, m) design rows start..start+b of the packed X
@@ -12,17 +14,15 @@ def rows_dot_task_weights(
 ):
     """out[i] = Phi[i] @ W[t(start + i)], where t(r) is the task whose rows contain r."""
     cdef Py_ssize_t b = Phi.shape[0], m = Phi.shape[1], n_tasks = W.shape[0]
-    cdef Py_ssize_t i, j, t = 0, row
+    cdef Py_ssize_t i = 0, j, t, end
     cdef floating acc
     with nogil:
-        # first task containing row `start` (tasks may be empty, so skip zero-length ones)
-        while t < n_tasks and offsets[t + 1] <= start:
-            t += 1
-        for i in range(b):
-            row = start + i
-            while offsets[t + 1] <= row:
-                t += 1
-            acc = 0
-            for j in range(m):
-                acc = acc + Phi[i, j] * W[t, j]
-            out[i] = acc
+        while i < b:
+            t = task_of_row(&offsets[0], n_tasks, start + i)
+            end = min(<Py_ssize_t> offsets[t + 1] - start, b)
+            while i < end:
+                acc = 0
+                for j in range(m):
+                    acc = acc + Phi[i, j] * W[t, j]
+                out[i] = acc
+                i += 1

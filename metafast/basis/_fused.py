@@ -66,23 +66,6 @@ def task_weights(W: Any, offsets: Any, n_rows: int, n_basis: int, dtype: np.dtyp
     return off, arr
 
 
-def task_segments(offsets: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cut packed tasks into segments of at most ``block`` rows, each inside one task.
-
-    Returns (start, task, stop) int64 arrays; empty tasks give no segment.  The cut depends only
-    on the offsets, so the kernels' results do not depend on the thread count.
-    """
-    sizes = np.diff(offsets)
-    n_seg = (sizes + block - 1) // block
-    task = np.repeat(np.arange(sizes.shape[0], dtype=np.int64), n_seg)
-    first = np.cumsum(n_seg) - n_seg
-    within = np.arange(task.shape[0], dtype=np.int64) - np.repeat(first, n_seg)
-    start = offsets[task] + within * block
-    stop = np.minimum(start + block, offsets[task + 1])
-    return (np.ascontiguousarray(start, dtype=np.int64), np.ascontiguousarray(task, dtype=np.int64),
-            np.ascontiguousarray(stop, dtype=np.int64))
-
-
 def cotangent(G: Any, n_rows: int, n_basis: int, dtype: np.dtype) -> np.ndarray:
     """G = dL/dPhi of shape (n, m) as C-contiguous ``dtype``, finite."""
     arr = _as_numeric_array(G, "G", None)

@@ -7,7 +7,7 @@ non-constant columns is odd, the very last pair keeps only its cosine.
 Frequencies are grouped in *runs* (arithmetic sequences f0 + k df on one dimension).  The
 kernel calls sin/cos twice per row and run (once for harmonics, where f0 == df) and rotates
 for the rest of the run, re-seeding every 32 steps to bound rounding drift (see
-metafast/_kernels/_fourier.pyx).  Explicit frequency vectors are split into maximal runs; a
+metafast/_kernels/_fourier_tile.pxd).  Explicit frequency vectors are split into maximal runs; a
 vector with no arithmetic structure costs one sin/cos pair per frequency, like numpy.
 
 d > 1, ``multivariate="additive"`` (default): per-dimension features (no cross terms); every
@@ -18,7 +18,7 @@ frequencies stay positive.
 d > 1, ``multivariate="lattice"``: pairs cos/sin(sum_j k_j w_j x_j) for the integer vectors k
 of a total-degree half lattice (graded order), w_j = 2 pi / period_j; these capture
 interactions between inputs.  Each pair is one rotation of an earlier pair
-(metafast/_kernels/_fourier_lattice.pyx): d sin/cos pairs per row in all.  Learnable:
+(metafast/_kernels/_lattice_tile.pxd): d sin/cos pairs per row in all.  Learnable:
 ``log_base`` = log w_j (d,).
 """
 

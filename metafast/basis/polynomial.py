@@ -6,7 +6,7 @@ Columns are the products prod_j P_{alpha_j}(u_j) for multi-indices alpha in grad
 (total degree 0, 1, 2, ...; within a degree, lexicographically decreasing), truncated to
 exactly n_basis columns.  In 1-D column k is simply P_k(u).  Column 0 is the constant.
 
-Evaluation is by three-term recurrences (metafast/_kernels/_polynomial.pyx): no powers, no
+Evaluation is by three-term recurrences (metafast/_kernels/_polynomial_tile.pxd): no powers, no
 per-element special functions.  Outside the fitted domain the polynomials extrapolate (they
 grow like |u|^degree), as numpy.polynomial does.
 

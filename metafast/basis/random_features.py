@@ -81,10 +81,9 @@ class _ProjectionFeatures(_fused.KernelFamily):
         Xc = self._check_input(X)
         Xw = self._compute_input(Xc)
         off, Wc = _fused.task_weights(W, offsets, Xc.shape[0], self.n_basis, Xw.dtype)
-        start, task, stop = _fused.task_segments(off, _rf.SUM_BLOCK)
         Om, b, scale = self._arrays(Xw.dtype)
-        out = np.zeros(Xc.shape[0], dtype=Xw.dtype)
-        _rf.proj_weighted_sum_tasks(Xw, start, task, stop, Om, b, self._act, scale, Wc, out,
+        out = np.empty(Xc.shape[0], dtype=Xw.dtype)
+        _rf.proj_weighted_sum_tasks(Xw, Om, b, self._act, scale, off, Wc, out,
                                     self._threads(Xc.shape[0]))
         return _cast(out, Xc.dtype)
 

@@ -152,11 +152,9 @@ class RBF(_fused.KernelFamily):
         """Per-task fused sums: rows offsets[t]:offsets[t+1] use W[t] (W of shape (T, m))."""
         Xc = self._check_input(X)
         off, Wc = _fused.task_weights(W, offsets, Xc.shape[0], self.n_basis, Xc.dtype)
-        start, task, stop = _fused.task_segments(off, _rbf.SUM_BLOCK)
         C, S = self._kernel_arrays(Xc.dtype)
-        out = np.zeros(Xc.shape[0], dtype=Xc.dtype)
-        _rbf.rbf_weighted_sum_tasks(Xc, start, task, stop, C, S, Wc, out,
-                                    self._threads(Xc.shape[0]))
+        out = np.empty(Xc.shape[0], dtype=Xc.dtype)
+        _rbf.rbf_weighted_sum_tasks(Xc, C, S, off, Wc, out, self._threads(Xc.shape[0]))
         return out
 
     # ------------------------------------------------------------------ meta-learning hooks
