@@ -226,7 +226,7 @@ cdef int _primal_hessian(int n, int m, int C, const floating* PhiT, const floati
         H[i + i * mc] += 1.0
     if potrf(c'L', mc, H, mc) != 0:
         return -1
-    logdet[0] = _sum_log_diag(mc, H)
+    logdet[0] = sum_log_diag(mc, H)
     return 0
 
 
@@ -309,7 +309,7 @@ cdef int _primal_task(
             for j in range(m):
                 for i in range(j, m):
                     Q[i + j * m] += H[(c * m + i) + (c * m + j) * mc] + V[i + c * m] * V[j + c * m]
-        _symmetrize_lower(m, Q)
+        symmetrise(c'L', m, Q)
     return steps
 
 
