@@ -73,6 +73,7 @@ from metafast.tasks._taskset import TaskSet
 
 METHODS = ("group-lasso", "somp", "ard")
 REFIT_ROWS = ("all", "support")
+REFITS = ("bayes", "lstsq")
 
 
 class BasisSelector(BaseEstimator):
@@ -97,6 +98,10 @@ class BasisSelector(BaseEstimator):
         At most this many columns (default: the dictionary size).
     normalize : bool
         Divide every column by its root mean square over the training rows first.
+    refit : {"bayes", "lstsq"}
+        group-lasso and somp: how every task is refitted on a candidate support before its query
+        error is scored (and, for somp, its residual taken): under a shared Gaussian prior
+        estimated across the tasks ("bayes", see the module docstring) or by least squares.
     refit_rows : {"all", "support"}
         group-lasso: rows of the final fit at the chosen alpha.
     adaptive : bool
@@ -123,7 +128,7 @@ class BasisSelector(BaseEstimator):
     def __init__(self, basis: Any = None, method: str = "group-lasso", *, alpha: float | None = None,
                  alphas: Any = None, n_alphas: int = 30, alpha_min_ratio: float = 1e-3,
                  patience: int = 5, max_features: int | None = None, normalize: bool = True,
-                 refit_rows: str = "all", adaptive: bool = True, tol: float = 1e-4, max_iter: int = 300,
+                 refit: str = "bayes", refit_rows: str = "all", adaptive: bool = True, tol: float = 1e-4, max_iter: int = 300,
                  ard_threshold: float = 0.5, ard_params: dict | None = None, n_jobs: int | None = None):
         self.basis = basis
         self.method = method
@@ -134,6 +139,7 @@ class BasisSelector(BaseEstimator):
         self.patience = patience
         self.max_features = max_features
         self.normalize = normalize
+        self.refit = refit
         self.refit_rows = refit_rows
         self.adaptive = adaptive
         self.tol = tol
@@ -146,6 +152,8 @@ class BasisSelector(BaseEstimator):
     def _check_params(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"parameter 'method' must be one of {METHODS}; got {self.method!r}")
+        if self.refit not in REFITS:
+            raise ValueError(f"parameter 'refit' must be one of {REFITS}; got {self.refit!r}")
         if self.refit_rows not in REFIT_ROWS:
             raise ValueError(f"parameter 'refit_rows' must be one of {REFIT_ROWS}; got {self.refit_rows!r}")
         if self.alpha is not None and not (np.isfinite(self.alpha) and self.alpha > 0):
@@ -223,6 +231,16 @@ class BasisSelector(BaseEstimator):
             self.first_stage_path_ = path
             w = np.linalg.norm(W, axis=1) / np.sqrt(T)
             columns = np.flatnonzero(w > 0)
+            if self.refit == "bayes":
+                # weights from the empirical-Bayes refit on the first stage's columns: its prior
+                # RMS weight sqrt(mu_j^2 + v_j), free of the lasso's shrinkage and of the way the
+                # lasso splits a weight between neighbouring columns (Zou's initial estimator
+                # should be unbiased; least squares is undefined on tasks this short)
+                eb = solvers.EmpiricalBayesRefit(train)
+                eb.fit(columns)
+                w = np.zeros(m)
+                w[columns] = [np.hypot(*eb.prior[int(j)]) for j in columns]
+                columns = np.flatnonzero(w > 0)
             factor = w[columns]
             path, W_sub, alpha = self._validated_path(train.reweighted(columns, factor),
                                                       query.reweighted(columns, factor), max_features)
@@ -258,12 +276,13 @@ class BasisSelector(BaseEstimator):
         else:
             alphas = solvers.alpha_grid(gl.alpha_max, self.n_alphas, self.alpha_min_ratio)
         path, weights, best, prev, since_best = [], [], None, None, 0
+        refit = solvers.EmpiricalBayesRefit(train) if self.refit == "bayes" else None
         for a in alphas:
             stats = gl.solve(float(a), prev, self.tol, self.max_iter)
             prev = float(a)
             nz = np.flatnonzero(np.any(gl.W != 0, axis=1))
             lasso_val = solvers.validation_mse(query, gl.W[nz], nz) if query is not None else np.nan
-            val, se = (solvers.median_with_se(solvers.refit_validation(train, query, nz))
+            val, se = (solvers.median_with_se(self._refit_errors(refit, train, query, nz))
                        if query is not None else (np.nan, 0.0))
             path.append({"alpha": float(a), "n_selected": int(nz.size), "val_mse": val, "val_se": se,
                          "lasso_val_mse": lasso_val, "objective": gl.objective(float(a)), **stats})
@@ -286,8 +305,15 @@ class BasisSelector(BaseEstimator):
         W[weights[chosen][0]] = weights[chosen][1]
         return path, W, path[chosen]["alpha"]
 
+    @staticmethod
+    def _refit_errors(refit, train, query, columns: np.ndarray) -> np.ndarray:
+        """Per-task query errors after refitting every task on ``columns``."""
+        if refit is None:
+            return solvers.refit_validation(train, query, columns)
+        return refit.query_errors(query, columns)
+
     def _fit_somp(self, train, query, max_features: int) -> None:
-        path, order = solvers.somp(train, query, max_features, self.patience)
+        path, order = solvers.somp(train, query, max_features, self.patience, bayes=self.refit == "bayes")
         self.path_ = path
         if not path:
             raise ValueError("somp selected no column: every column is zero on every task's support "
