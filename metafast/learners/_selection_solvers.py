@@ -166,7 +166,7 @@ def refit_validation(train: Packed, query: Packed, columns: np.ndarray) -> np.nd
 
 
 # ---------------------------------------------------------------------- empirical-Bayes refit
-EB_ITERATIONS = 30        # EM iterations of an empirical-Bayes refit (warm-started along a path)
+EB_ITERATIONS = 30        # EM iterations of an empirical-Bayes refit from scratch (a third warm)
 EB_BLOCK_TASKS = 512      # tasks per batched block of an empirical-Bayes E-step
 
 
@@ -183,9 +183,11 @@ class EmpiricalBayesRefit:
     """
 
     def __init__(self, train: Packed, n_iter: int = EB_ITERATIONS):
+        """``n_iter`` EM iterations for the first fit, a third of them once warm."""
         self.train = train
         self.n_iter = n_iter
         self.prior: dict[int, tuple[float, float]] = {}
+        self._scored: dict[tuple, np.ndarray] = {}
         sizes = train.sizes
         self.groups = [(np.flatnonzero(sizes == n), int(n)) for n in np.unique(sizes) if n > 0]
         y2 = float(np.dot(train.y, train.y)) / max(int(sizes.sum()), 1)
@@ -213,7 +215,7 @@ class EmpiricalBayesRefit:
         v = np.array([self.prior.get(int(j), (0.0, start))[1] for j in columns])
         N = float(train.sizes.sum())
         M = np.tile(mu, (T, 1))
-        for _ in range(self.n_iter):
+        for _ in range(self.n_iter if not self.prior else max(1, self.n_iter // 3)):
             M = np.tile(mu, (T, 1))
             post_var, sq = np.zeros(k), 0.0
             for tasks, Phi, y in blocks:
@@ -235,8 +237,12 @@ class EmpiricalBayesRefit:
         return M
 
     def query_errors(self, query: Packed, columns: np.ndarray) -> np.ndarray:
-        """Per-task query MSE (tasks with query rows) of the refit on ``columns``."""
-        return task_query_errors(query, self.fit(columns).T, columns)
+        """Per-task query MSE (tasks with query rows) of the refit on ``columns`` (a support met
+        before, e.g. at neighbouring points of a path, is not refitted)."""
+        key = tuple(np.sort(columns).tolist())
+        if key not in self._scored:
+            self._scored[key] = task_query_errors(query, self.fit(columns).T, columns)
+        return self._scored[key]
 
 
 # ---------------------------------------------------------------------- group lasso

@@ -10,26 +10,31 @@ for all tasks together.  Three methods:
   sum_t 1/(2 n_t) ||y_t - Phi_t w_t||^2 + alpha sum_j ||W[j, :]||_2, solved by block coordinate
   descent in Cython (metafast/_kernels/_group_lasso.pyx) along a warm-started geometric alpha
   path with strong-rule working sets and a duality-gap stop (covariance mode on the Gram
-  columns when all tasks share one design).  **alpha is chosen on the tasks' query sets**: the
-  path is fitted on the support rows and each point scored by the median per-task query MSE
-  after refitting every task by least squares on that point's columns (the relaxed group lasso:
-  the lasso's shrinkage would favour too wide a support; the plain lasso's query MSE is kept in
-  ``path_`` as "lasso_val_mse"); this is a deliberate use of the split.  The point taken is the
-  one-standard-error choice (the fewest columns whose score is within one bootstrap standard
-  error of the best), not the minimum: past the true support, extra columns barely change the
-  score.  Then (``adaptive=True``, default) an **adaptive group lasso** stage (Zou 2006; Wang
-  and Leng 2008): the penalty of column j becomes alpha ||W_j|| / w_j with w_j the first
-  stage's RMS weight, columns the first stage dropped stay out, and a new validated path runs.
-  The plain lasso under a coherent dictionary (neighbouring RBF centres, close frequencies)
-  keeps correlated neighbours of the true columns at every alpha (its irrepresentable
-  condition fails); the re-weighting penalises weak columns more and strong ones less, which
-  removes them (``first_stage_path_`` keeps the first path).  The chosen alpha is then
-  refitted on every row of the training tasks (``refit_rows="all"``) and its non-zero rows are
-  the support.
+  columns when all tasks share one design).  **alpha is chosen on the tasks' query sets** (a
+  deliberate use of the split): the path is fitted on the support rows and each point scored
+  by the median per-task query MSE after refitting every task on that point's columns (the
+  relaxed group lasso: the lasso's shrinkage would favour too wide a support; the plain
+  lasso's query MSE is kept in ``path_`` as "lasso_val_mse").  The refit (``refit="bayes"``)
+  is empirical Bayes: a Gaussian prior N(mu, diag(v)) and the noise estimated across the
+  tasks by EM, i.e. the kind of model the selected basis is for; per-task least squares
+  (``refit="lstsq"``) degenerates as the support nears n_t.  The point taken is the
+  one-standard-error choice (``rule="one-se"``: the fewest columns whose score is within one
+  bootstrap standard error of the best), not the minimum: past the true support, extra
+  columns barely change the score.  Then (``adaptive=True``, default) an **adaptive group
+  lasso** stage (Zou 2006; Wang and Leng 2008): the penalty of column j becomes
+  alpha ||W_j|| / w_j with w_j the empirical-Bayes prior RMS weight sqrt(mu_j^2 + v_j) on the
+  first stage's columns (the others stay out), and a new validated path runs.  The plain lasso
+  under a coherent dictionary (neighbouring RBF centres, close frequencies) keeps correlated
+  neighbours of the true columns at every alpha (its irrepresentable condition fails); the
+  re-weighting penalises weak columns more and strong ones less, which removes them
+  (``first_stage_path_`` keeps the first path).  The chosen alpha is then refitted on every
+  row of the training tasks (``refit_rows="all"``) and its non-zero rows are the support.
 - ``"somp"``: simultaneous orthogonal matching pursuit (Tropp, Gilbert and Strauss 2006) on the
   support rows: add the column maximising sum_t |<r_t, phi_tj>| / ||phi_tj||, refit every task
-  by least squares, stop after ``patience`` steps without a better query MSE; the support is
-  the prefix of the greedy order with the best query MSE.
+  (empirical Bayes as above, or least squares), stop after ``patience`` steps without a better
+  query MSE; the support is the prefix of the greedy order chosen by ``rule``.  Being greedy,
+  it cannot undo a pick: on a coherent dictionary a column between two true ones can beat
+  both and stay (see docs/selection.md).
 - ``"ard"``: automatic relevance determination: MetaBayes with a diagonal prior covariance
   (``covariance="diag"``), whose EM drives the prior variances v_j of unused columns toward
   zero, but only slowly (about as 1/iterations), so a threshold on v_j or on the signal power
@@ -74,6 +79,7 @@ from metafast.tasks._taskset import TaskSet
 METHODS = ("group-lasso", "somp", "ard")
 REFIT_ROWS = ("all", "support")
 REFITS = ("bayes", "lstsq")
+RULES = ("one-se", "min")
 
 
 class BasisSelector(BaseEstimator):
@@ -98,6 +104,9 @@ class BasisSelector(BaseEstimator):
         At most this many columns (default: the dictionary size).
     normalize : bool
         Divide every column by its root mean square over the training rows first.
+    rule : {"one-se", "min"}
+        group-lasso and somp: the path point taken, the one-standard-error choice (fewest columns
+        within one standard error of the best score) or the best score.
     refit : {"bayes", "lstsq"}
         group-lasso and somp: how every task is refitted on a candidate support before its query
         error is scored (and, for somp, its residual taken): under a shared Gaussian prior
@@ -128,7 +137,7 @@ class BasisSelector(BaseEstimator):
     def __init__(self, basis: Any = None, method: str = "group-lasso", *, alpha: float | None = None,
                  alphas: Any = None, n_alphas: int = 30, alpha_min_ratio: float = 1e-3,
                  patience: int = 5, max_features: int | None = None, normalize: bool = True,
-                 refit: str = "bayes", refit_rows: str = "all", adaptive: bool = True, tol: float = 1e-4, max_iter: int = 300,
+                 rule: str = "one-se", refit: str = "bayes", refit_rows: str = "all", adaptive: bool = True, tol: float = 1e-4, max_iter: int = 300,
                  ard_threshold: float = 0.5, ard_params: dict | None = None, n_jobs: int | None = None):
         self.basis = basis
         self.method = method
@@ -139,6 +148,7 @@ class BasisSelector(BaseEstimator):
         self.patience = patience
         self.max_features = max_features
         self.normalize = normalize
+        self.rule = rule
         self.refit = refit
         self.refit_rows = refit_rows
         self.adaptive = adaptive
@@ -152,6 +162,8 @@ class BasisSelector(BaseEstimator):
     def _check_params(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"parameter 'method' must be one of {METHODS}; got {self.method!r}")
+        if self.rule not in RULES:
+            raise ValueError(f"parameter 'rule' must be one of {RULES}; got {self.rule!r}")
         if self.refit not in REFITS:
             raise ValueError(f"parameter 'refit' must be one of {REFITS}; got {self.refit!r}")
         if self.refit_rows not in REFIT_ROWS:
@@ -300,7 +312,7 @@ class BasisSelector(BaseEstimator):
                 f"every point of the group-lasso path selected no column (smallest alpha tried: "
                 f"{path[-1]['alpha']:.4g}, while alpha_max = {gl.alpha_max:.4g} selects nothing): pass "
                 "a smaller alpha / alphas, lower alpha_min_ratio, or check that the targets vary")
-        chosen = solvers.one_se_choice(path) if query is not None else path.index(best)
+        chosen = path.index(best) if query is None or self.rule == "min" else solvers.one_se_choice(path)
         W = np.zeros_like(gl.W)
         W[weights[chosen][0]] = weights[chosen][1]
         return path, W, path[chosen]["alpha"]
@@ -318,7 +330,8 @@ class BasisSelector(BaseEstimator):
         if not path:
             raise ValueError("somp selected no column: every column is zero on every task's support "
                              "rows, or the targets are zero; check the dictionary and the tasks")
-        best = solvers.one_se_choice(path)
+        best = (int(np.argmin([p["val_mse"] for p in path])) if self.rule == "min"
+                else solvers.one_se_choice(path))
         self.support_ = np.asarray(order[:path[best]["n_selected"]])
         self.scores_ = np.zeros(self.basis_.n_basis)
         for p in path:
