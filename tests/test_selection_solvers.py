@@ -180,3 +180,65 @@ def test_ard_prunes_to_a_known_support_by_well_determinedness():
     others = np.setdiff1d(np.arange(D.n_basis), support)
     assert np.all(sel.scores_[others] < 0.2)
     assert [p["n_selected"] for p in sel.path_] == sorted(p["n_selected"] for p in sel.path_)
+
+
+def test_empirical_bayes_refit_matches_the_direct_em_step():
+    rng = np.random.default_rng(3)
+    sizes = [3, 7, 7, 0, 12]
+    off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    m, N = 5, off[-1]
+    PhiT = rng.standard_normal((m, N))
+    y = rng.standard_normal(N)
+    packed = solvers.Packed(PhiT, y, off)
+    cols = np.array([4, 0, 2])
+    mu, v, s2 = np.array([0.3, -0.1, 0.0]), np.array([0.8, 1e-3, 2.0]), 0.2
+    eb = solvers.EmpiricalBayesRefit(packed, n_iter=1)
+    eb.prior = {int(j): (a, b) for j, a, b in zip(cols, mu, v)}
+    eb.s2 = s2
+    M = eb.fit(cols)
+    ref_M, ref_S, sq = [], [], 0.0
+    for t in range(len(sizes)):
+        Phi, yt = PhiT[cols, off[t]:off[t + 1]].T, y[off[t]:off[t + 1]]
+        S = np.linalg.inv(Phi.T @ Phi / s2 + np.diag(1 / v))
+        mt = S @ (Phi.T @ yt / s2 + mu / v)
+        ref_M.append(mt)
+        ref_S.append(np.diag(S))
+        sq += np.sum((yt - Phi @ mt) ** 2) + np.trace(Phi @ S @ Phi.T)
+    ref_M, ref_S = np.array(ref_M), np.array(ref_S)
+    np.testing.assert_allclose(M, ref_M, rtol=1e-8, atol=1e-10)   # the empty task keeps the prior mean
+    new_mu = ref_M.mean(0)
+    new_v = ((ref_M - new_mu) ** 2 + ref_S).mean(0)
+    np.testing.assert_allclose([eb.prior[int(j)][0] for j in cols], new_mu, rtol=1e-8)
+    np.testing.assert_allclose([eb.prior[int(j)][1] for j in cols], new_v, rtol=1e-7)
+    assert eb.s2 == pytest.approx(sq / N, rel=1e-8)
+
+
+def test_adaptive_stage_keeps_a_subset_of_the_first_stage(D_small, tasks_small):
+    sel = BasisSelector(D_small, n_jobs=1).fit(tasks_small)
+    first = BasisSelector(D_small, n_jobs=1, adaptive=False).fit(tasks_small)
+    assert [p["alpha"] for p in sel.first_stage_path_] == [p["alpha"] for p in first.path_]
+    chosen = first.path_[[p["alpha"] for p in first.path_].index(first.alpha_)]
+    assert sel.support_.size <= chosen["n_selected"]
+    for rule in ("min", "one-se"):
+        for refit in ("bayes", "lstsq"):
+            for method in ("group-lasso", "somp"):
+                s = BasisSelector(D_small, method=method, rule=rule, refit=refit, n_jobs=1).fit(tasks_small)
+                assert s.support_.size >= 1 and np.all(np.isfinite(s.scores_))
+
+
+def test_bad_rule_and_refit_name_the_parameter(D_small, tasks_small):
+    with pytest.raises(ValueError, match="'rule'"):
+        BasisSelector(D_small, rule="best").fit(tasks_small)
+    with pytest.raises(ValueError, match="'refit'"):
+        BasisSelector(D_small, refit="ols").fit(tasks_small)
+
+
+@pytest.fixture(scope="module")
+def D_small():
+    return mf.basis.make("fourier", n_basis=12, frequencies=np.arange(1.0, 7.0), include_constant=False,
+                         n_jobs=1).fit(np.linspace(-np.pi, np.pi, 50)[:, None])
+
+
+@pytest.fixture(scope="module")
+def tasks_small(D_small):
+    return _ard_tasks(D_small, np.array([0, 3, 8]), 60, 2)

@@ -214,10 +214,11 @@ class EmpiricalBayesRefit:
         mu = np.array([self.prior.get(int(j), (0.0, start))[0] for j in columns])
         v = np.array([self.prior.get(int(j), (0.0, start))[1] for j in columns])
         N = float(train.sizes.sum())
+        n_empty = int(np.sum(train.sizes == 0))
         M = np.tile(mu, (T, 1))
         for _ in range(self.n_iter if not self.prior else max(1, self.n_iter // 3)):
             M = np.tile(mu, (T, 1))
-            post_var, sq = np.zeros(k), 0.0
+            post_var, sq = v * n_empty, 0.0                           # an empty task keeps its prior
             for tasks, Phi, y in blocks:
                 PV = Phi * v                                           # (B, n, k)
                 K = PV @ np.swapaxes(Phi, 1, 2)
