@@ -242,3 +242,20 @@ def D_small():
 @pytest.fixture(scope="module")
 def tasks_small(D_small):
     return _ard_tasks(D_small, np.array([0, 3, 8]), 60, 2)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_warm_start_sets_residuals_and_correlations(shared):
+    X, Y = _shared()
+    packed = _packed(X, Y)
+    packed._shared = shared
+    gl = solvers.GroupLasso(packed)
+    W = np.zeros_like(gl.W)
+    W[[0, 9]] = np.random.default_rng(4).standard_normal((2, Y.shape[1]))
+    gl.warm_start(W)
+    R = Y - X @ W
+    np.testing.assert_allclose(gl.R, R.T.ravel(), atol=1e-12)
+    np.testing.assert_allclose(gl.norms, np.linalg.norm(X.T @ R / X.shape[0], axis=1), atol=1e-12)
+    lam = 0.1 * gl.alpha_max
+    assert gl.objective(lam) == pytest.approx(0.5 * (R ** 2).sum() / X.shape[0]
+                                              + lam * np.linalg.norm(W, axis=1).sum(), rel=1e-12)
