@@ -128,9 +128,13 @@ class BasisSelector(BaseEstimator):
     ----------
     support_ : (k,) selected columns, most important first.
     scores_ : (m,) importance of every column (group-lasso: RMS over tasks of its normalised
-        weights; somp: the greedy score when picked, 0 if never picked; ard: relative relevance).
-    path_ : list of dicts, one per path point or greedy step, with "val_mse" where validated.
-    alpha_ : the chosen alpha (group-lasso).
+        weights; somp: the greedy score when picked, 0 if never picked; ard: well-determinedness
+        gamma_j).
+    path_ : list of dicts, one per path point or greedy step, with "val_mse" and its bootstrap
+        standard error "val_se" where validated (ard: columns kept per gamma threshold).
+    first_stage_path_ : group-lasso with ``adaptive``: the path of the first, plain stage.
+    signal_power_ : ard: (mu_j^2 + v_j) mean(phi_j(x)^2) of every column.
+    alpha_ : the chosen alpha (group-lasso; of the adaptive stage when ``adaptive``).
     basis_ : the fitted dictionary.   selected_basis_ : ``basis_`` restricted to ``sorted(support_)``.
     """
 
