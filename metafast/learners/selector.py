@@ -9,24 +9,43 @@ for all tasks together.  Three methods:
 - ``"group-lasso"`` (Obozinski, Taskar and Jordan 2010): min over W of
   sum_t 1/(2 n_t) ||y_t - Phi_t w_t||^2 + alpha sum_j ||W[j, :]||_2, solved by block coordinate
   descent in Cython (metafast/_kernels/_group_lasso.pyx) along a warm-started geometric alpha
-  path with strong-rule screening, working sets and a duality-gap stop.  **alpha is chosen on
-  the tasks' query sets**: the path is fitted on the support rows and each point scored by the
-  median per-task query MSE after refitting every task by least squares on that point's columns
-  (the relaxed group lasso: the lasso's shrinkage would favour too wide a support; the plain
-  lasso's query MSE is kept in ``path_`` as "lasso_val_mse"); this is a deliberate use of the
-  split.  The chosen alpha is then
-  refitted on every row of the training tasks (``refit_rows="all"``) and its non-zero rows are
-  the support.
+  path with strong-rule working sets and a duality-gap stop (covariance mode on the Gram
+  columns when all tasks share one design).  **alpha is chosen on the tasks' query sets** (a
+  deliberate use of the split): the path is fitted on the support rows and each point scored
+  by the median per-task query MSE after refitting every task on that point's columns (the
+  relaxed group lasso: the lasso's shrinkage would favour too wide a support; the plain
+  lasso's query MSE is kept in ``path_`` as "lasso_val_mse").  The refit (``refit="bayes"``)
+  is empirical Bayes: a Gaussian prior N(mu, diag(v)) and the noise estimated across the
+  tasks by EM, i.e. the kind of model the selected basis is for; per-task least squares
+  (``refit="lstsq"``) degenerates as the support nears n_t.  The point taken is the
+  one-standard-error choice (``rule="one-se"``: the fewest columns whose score is within one
+  bootstrap standard error of the best), not the minimum: past the true support, extra
+  columns barely change the score.  Then (``adaptive=True``, default) an **adaptive group
+  lasso** stage (Zou 2006; Wang and Leng 2008): the penalty of column j becomes
+  alpha ||W_j|| / w_j with w_j the empirical-Bayes prior RMS weight sqrt(mu_j^2 + v_j) on the
+  first stage's columns (the others stay out), and a new validated path runs.  The plain lasso
+  under a coherent dictionary (neighbouring RBF centres, close frequencies) keeps correlated
+  neighbours of the true columns at every alpha (its irrepresentable condition fails); the
+  re-weighting penalises weak columns more and strong ones less, which removes them
+  (``first_stage_path_`` keeps the first path).  The chosen alpha is then refitted on every
+  row of the training tasks (``refit_rows="all"``) and its non-zero rows are the support.
 - ``"somp"``: simultaneous orthogonal matching pursuit (Tropp, Gilbert and Strauss 2006) on the
   support rows: add the column maximising sum_t |<r_t, phi_tj>| / ||phi_tj||, refit every task
-  by least squares, stop after ``patience`` steps without a better query MSE; the support is
-  the prefix of the greedy order with the best query MSE.
+  (empirical Bayes as above, or least squares), stop after ``patience`` steps without a better
+  query MSE; the support is the prefix of the greedy order chosen by ``rule``.  Being greedy,
+  it cannot undo a pick: on a coherent dictionary a column between two true ones can beat
+  both and stay (see docs/selection.md).
 - ``"ard"``: automatic relevance determination: MetaBayes with a diagonal prior covariance
-  (``covariance="diag"``), whose EM drives the prior variances of unused columns toward zero.
-  A column's relevance is its expected signal power (mean_j^2 + var_j) * mean(phi_j(x)^2) over
-  the training rows; columns whose relevance is below ``ard_threshold`` (default 1e-3) times the
-  largest are pruned, i.e. those that would carry less than 0.1 % of the strongest column's
-  signal power.  MetaBayes runs with ``prior_weight=0`` (plain EM; its default MAP term keeps
+  (``covariance="diag"``), whose EM drives the prior variances v_j of unused columns toward
+  zero, but only slowly (about as 1/iterations), so a threshold on v_j or on the signal power
+  depends on how long EM ran.  Pruning therefore uses MacKay's well-determinedness
+  gamma_j = 1 - mean_t S_t,jj / v_j (S_t the task's posterior covariance under the fitted
+  prior): the share of the prior variance that the tasks' data resolve.  It is scale-free, near
+  1 for a column the data use and near 0 for one whose posterior is still its prior; columns
+  with gamma_j < ``ard_threshold`` (default 0.5) are pruned.  A column whose weight is the same
+  in every task (v_j = 0, the shared mean alone) counts as not determined and is pruned: the
+  prior mean is unpenalised and spreads over collinear columns, so it cannot tell relevance.
+  MetaBayes runs with ``prior_weight=0`` (plain EM; its default MAP term keeps
   every variance above a floor of about 1e-3 of the prior scale, which would hide the pruning)
   unless ``ard_params`` says otherwise.  Uses every row of the training tasks (MetaBayes's own
   choice); no split.
@@ -59,6 +78,8 @@ from metafast.tasks._taskset import TaskSet
 
 METHODS = ("group-lasso", "somp", "ard")
 REFIT_ROWS = ("all", "support")
+REFITS = ("bayes", "lstsq")
+RULES = ("one-se", "min")
 
 
 class BasisSelector(BaseEstimator):
@@ -83,11 +104,21 @@ class BasisSelector(BaseEstimator):
         At most this many columns (default: the dictionary size).
     normalize : bool
         Divide every column by its root mean square over the training rows first.
+    rule : {"one-se", "min"}
+        group-lasso and somp: the path point taken, the one-standard-error choice (fewest columns
+        within one standard error of the best score) or the best score.
+    refit : {"bayes", "lstsq"}
+        group-lasso and somp: how every task is refitted on a candidate support before its query
+        error is scored (and, for somp, its residual taken): under a shared Gaussian prior
+        estimated across the tasks ("bayes", see the module docstring) or by least squares.
     refit_rows : {"all", "support"}
         group-lasso: rows of the final fit at the chosen alpha.
+    adaptive : bool
+        group-lasso: a second, adaptive stage re-weighted by the first stage's weights (see the
+        module docstring); applies to a validated path, not to a fixed ``alpha``.
     tol, max_iter : group-lasso duality-gap tolerance (relative) and sweep budget per alpha.
-    ard_threshold : float
-        ard: relative relevance below which a column is pruned.
+    ard_threshold : float in (0, 1)
+        ard: the well-determinedness below which a column is pruned (see the module docstring).
     ard_params : dict, optional
         Extra MetaBayes parameters for ard (e.g. ``{"max_iter": 300}``).
     n_jobs : int, optional
@@ -97,17 +128,21 @@ class BasisSelector(BaseEstimator):
     ----------
     support_ : (k,) selected columns, most important first.
     scores_ : (m,) importance of every column (group-lasso: RMS over tasks of its normalised
-        weights; somp: the greedy score when picked, 0 if never picked; ard: relative relevance).
-    path_ : list of dicts, one per path point or greedy step, with "val_mse" where validated.
-    alpha_ : the chosen alpha (group-lasso).
+        weights; somp: the greedy score when picked, 0 if never picked; ard: well-determinedness
+        gamma_j).
+    path_ : list of dicts, one per path point or greedy step, with "val_mse" and its bootstrap
+        standard error "val_se" where validated (ard: columns kept per gamma threshold).
+    first_stage_path_ : group-lasso with ``adaptive``: the path of the first, plain stage.
+    signal_power_ : ard: (mu_j^2 + v_j) mean(phi_j(x)^2) of every column.
+    alpha_ : the chosen alpha (group-lasso; of the adaptive stage when ``adaptive``).
     basis_ : the fitted dictionary.   selected_basis_ : ``basis_`` restricted to ``sorted(support_)``.
     """
 
     def __init__(self, basis: Any = None, method: str = "group-lasso", *, alpha: float | None = None,
                  alphas: Any = None, n_alphas: int = 30, alpha_min_ratio: float = 1e-3,
                  patience: int = 5, max_features: int | None = None, normalize: bool = True,
-                 refit_rows: str = "all", tol: float = 1e-4, max_iter: int = 300,
-                 ard_threshold: float = 1e-3, ard_params: dict | None = None, n_jobs: int | None = None):
+                 rule: str = "one-se", refit: str = "bayes", refit_rows: str = "all", adaptive: bool = True, tol: float = 1e-4, max_iter: int = 300,
+                 ard_threshold: float = 0.5, ard_params: dict | None = None, n_jobs: int | None = None):
         self.basis = basis
         self.method = method
         self.alpha = alpha
@@ -117,7 +152,10 @@ class BasisSelector(BaseEstimator):
         self.patience = patience
         self.max_features = max_features
         self.normalize = normalize
+        self.rule = rule
+        self.refit = refit
         self.refit_rows = refit_rows
+        self.adaptive = adaptive
         self.tol = tol
         self.max_iter = max_iter
         self.ard_threshold = ard_threshold
@@ -128,6 +166,10 @@ class BasisSelector(BaseEstimator):
     def _check_params(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"parameter 'method' must be one of {METHODS}; got {self.method!r}")
+        if self.rule not in RULES:
+            raise ValueError(f"parameter 'rule' must be one of {RULES}; got {self.rule!r}")
+        if self.refit not in REFITS:
+            raise ValueError(f"parameter 'refit' must be one of {REFITS}; got {self.refit!r}")
         if self.refit_rows not in REFIT_ROWS:
             raise ValueError(f"parameter 'refit_rows' must be one of {REFIT_ROWS}; got {self.refit_rows!r}")
         if self.alpha is not None and not (np.isfinite(self.alpha) and self.alpha > 0):
@@ -196,6 +238,52 @@ class BasisSelector(BaseEstimator):
         return self
 
     def _fit_group_lasso(self, ts: TaskSet, train, query, max_features: int) -> None:
+        path, W, alpha = self._validated_path(train, query, max_features)
+        m, T = W.shape
+        columns, factor = np.arange(m), np.ones(m)
+        if self.adaptive and query is not None:
+            # adaptive group lasso: penalty alpha sum_j ||W_j|| / w_j with w_j the first stage's
+            # RMS weight (dropped columns stay out), i.e. column j multiplied by w_j
+            self.first_stage_path_ = path
+            w = np.linalg.norm(W, axis=1) / np.sqrt(T)
+            columns = np.flatnonzero(w > 0)
+            if self.refit == "bayes":
+                # weights from the empirical-Bayes refit on the first stage's columns: its prior
+                # RMS weight sqrt(mu_j^2 + v_j), free of the lasso's shrinkage and of the way the
+                # lasso splits a weight between neighbouring columns (Zou's initial estimator
+                # should be unbiased; least squares is undefined on tasks this short)
+                eb = solvers.EmpiricalBayesRefit(train)
+                eb.fit(columns)
+                w = np.zeros(m)
+                w[columns] = [np.hypot(*eb.prior[int(j)]) for j in columns]
+                columns = np.flatnonzero(w > 0)
+            factor = w[columns]
+            path, W_sub, alpha = self._validated_path(train.reweighted(columns, factor),
+                                                      query.reweighted(columns, factor), max_features)
+        else:
+            W_sub = W
+        self.path_ = path
+        self.alpha_ = alpha
+        if self.refit_rows == "all":
+            full = ts.all_rows()
+            packed = solvers.pack(self.basis_, full.X_support, full.y_support, full.support_offsets,
+                                  self.column_scale_, self._threads).reweighted(columns, factor)
+            gl_all = solvers.GroupLasso(packed)
+            gl_all.warm_start(W_sub)
+            gl_all.solve(alpha, None, self.tol, self.max_iter)
+            if np.any(gl_all.W != 0):
+                W_sub = gl_all.W
+        W = np.zeros((m, T))
+        W[columns] = W_sub * factor[:, None]
+        self.coef_ = W / self.column_scale_[:, None]
+        norms = np.linalg.norm(W, axis=1) / np.sqrt(T)
+        self.scores_ = norms
+        nz = np.flatnonzero(norms > 0)
+        self.support_ = nz[np.argsort(-norms[nz], kind="stable")][:max_features]
+
+    def _validated_path(self, train, query, max_features: int) -> tuple[list, np.ndarray, float]:
+        """The warm-started alpha path on ``train``, each point scored on ``query``; returns the
+        path records, the chosen point's W and its alpha (one-standard-error rule)."""
         gl = solvers.GroupLasso(train)
         if self.alpha is not None:
             alphas = np.array([float(self.alpha)])
@@ -203,57 +291,52 @@ class BasisSelector(BaseEstimator):
             alphas = np.sort(np.asarray(self.alphas, dtype=np.float64))[::-1]
         else:
             alphas = solvers.alpha_grid(gl.alpha_max, self.n_alphas, self.alpha_min_ratio)
-        path, best, best_W, prev, since_best = [], None, None, None, 0
+        path, weights, best, prev, since_best = [], [], None, None, 0
+        refit = solvers.EmpiricalBayesRefit(train) if self.refit == "bayes" else None
         for a in alphas:
             stats = gl.solve(float(a), prev, self.tol, self.max_iter)
             prev = float(a)
             nz = np.flatnonzero(np.any(gl.W != 0, axis=1))
             lasso_val = solvers.validation_mse(query, gl.W[nz], nz) if query is not None else np.nan
-            val = solvers.refit_validation(train, query, nz) if query is not None else np.nan
-            path.append({"alpha": float(a), "n_selected": int(nz.size), "val_mse": val,
-                         "lasso_val_mse": lasso_val,
-                         "objective": gl.objective(float(a)), **stats})
+            val, se = (solvers.median_with_se(self._refit_errors(refit, train, query, nz))
+                       if query is not None else (np.nan, 0.0))
+            path.append({"alpha": float(a), "n_selected": int(nz.size), "val_mse": val, "val_se": se,
+                         "lasso_val_mse": lasso_val, "objective": gl.objective(float(a)), **stats})
+            weights.append((nz, gl.W[nz].copy()))             # non-zero rows only
             if nz.size > max_features:
                 break
             if nz.size and (best is None or not val >= best["val_mse"]):
-                best, best_W, since_best = path[-1], gl.W.copy(), 0
+                best, since_best = path[-1], 0
             elif best is not None:
                 since_best += 1
                 if since_best >= self.patience:
                     break
-        self.path_ = path
         if best is None:
             raise ValueError(
                 f"every point of the group-lasso path selected no column (smallest alpha tried: "
                 f"{path[-1]['alpha']:.4g}, while alpha_max = {gl.alpha_max:.4g} selects nothing): pass "
                 "a smaller alpha / alphas, lower alpha_min_ratio, or check that the targets vary")
-        self.alpha_ = best["alpha"]
-        W = best_W
-        if self.refit_rows == "all":
-            full = ts.all_rows()
-            packed = solvers.pack(self.basis_, full.X_support, full.y_support, full.support_offsets,
-                                  self.column_scale_, self._threads)
-            gl_all = solvers.GroupLasso(packed)
-            gl_all.W[:] = best_W
-            gl_all.R = packed.y - packed.predict(best_W, np.arange(best_W.shape[0]))
-            gl_all.norms = gl_all._corr_norms()
-            gl_all.solve(self.alpha_, None, self.tol, self.max_iter)
-            if np.any(gl_all.W != 0):
-                W = gl_all.W
-        self.coef_ = W / self.column_scale_[:, None]
-        norms = np.linalg.norm(W, axis=1) / np.sqrt(W.shape[1])
-        self.scores_ = norms
-        nz = np.flatnonzero(norms > 0)
-        self.support_ = nz[np.argsort(-norms[nz], kind="stable")][:max_features]
+        chosen = path.index(best) if query is None or self.rule == "min" else solvers.one_se_choice(path)
+        W = np.zeros_like(gl.W)
+        W[weights[chosen][0]] = weights[chosen][1]
+        return path, W, path[chosen]["alpha"]
+
+    @staticmethod
+    def _refit_errors(refit, train, query, columns: np.ndarray) -> np.ndarray:
+        """Per-task query errors after refitting every task on ``columns``."""
+        if refit is None:
+            return solvers.refit_validation(train, query, columns)
+        return refit.query_errors(query, columns)
 
     def _fit_somp(self, train, query, max_features: int) -> None:
-        path, order = solvers.somp(train, query, max_features, self.patience)
+        path, order = solvers.somp(train, query, max_features, self.patience, bayes=self.refit == "bayes")
         self.path_ = path
         if not path:
             raise ValueError("somp selected no column: every column is zero on every task's support "
                              "rows, or the targets are zero; check the dictionary and the tasks")
-        best = int(np.argmin([p["val_mse"] for p in path]))
-        self.support_ = np.asarray(order[:best + 1])
+        best = (int(np.argmin([p["val_mse"] for p in path])) if self.rule == "min"
+                else solvers.one_se_choice(path))
+        self.support_ = np.asarray(order[:path[best]["n_selected"]])
         self.scores_ = np.zeros(self.basis_.n_basis)
         for p in path:
             self.scores_[p["column"]] = p["score"]
@@ -278,28 +361,24 @@ class BasisSelector(BaseEstimator):
             warnings.simplefilter("ignore", category=UserWarning)
             model.fit(tasks)
         self.ard_model_ = model
-        power = np.zeros(self.basis_.n_basis)
-        n = 0
-        for chunk in iter_task_chunks(tasks):
-            for X in (chunk.X_support, chunk.X_query):
-                for start in range(0, X.shape[0], solvers.DESIGN_ROWS):
-                    Phi = self.basis_.design(X[start:start + solvers.DESIGN_ROWS]).astype(np.float64)
-                    power += np.einsum("ij,ij->j", Phi, Phi)
-                n += X.shape[0]
-        power /= max(n, 1)
-        relevance = (np.asarray(model.mean_) ** 2 + np.diag(model.covariance_)) * power
-        top = float(relevance.max())
-        rel = relevance / top if top > 0 else np.zeros_like(relevance)
-        self.scores_ = rel
-        order = np.argsort(-rel, kind="stable")
-        keep = order[rel[order] >= self.ard_threshold]
-        max_features = min(self.max_features or rel.size, rel.size)
+        mean = np.asarray(model.mean_, dtype=np.float64)
+        var = np.clip(np.diag(model.covariance_), 0.0, None)
+        post_var, power = solvers.ard_posterior_variance(self.basis_, iter_task_chunks(tasks), var,
+                                                         float(model.noise_var_))
+        # MacKay's well-determinedness: 1 - (mean posterior variance) / (prior variance)
+        gamma = np.where(var > 0, 1.0 - post_var / np.where(var > 0, var, 1.0), 0.0)
+        self.scores_ = gamma
+        self.signal_power_ = (mean ** 2 + var) * power
+        order = np.argsort(-gamma, kind="stable")
+        keep = order[gamma[order] >= self.ard_threshold]
+        max_features = min(self.max_features or gamma.size, gamma.size)
         if keep.size == 0:
-            raise ValueError("ard kept no column: every prior variance and mean is zero (are the "
-                             "targets constant?)")
+            raise ValueError(f"ard kept no column: no column's per-task weight is determined by the tasks' "
+                             f"data (largest well-determinedness {gamma.max(initial=0.0):.3g} < ard_threshold="
+                             f"{self.ard_threshold}); are the targets constant, or the tasks too noisy?")
         self.support_ = keep[:max_features].astype(np.int64)
-        self.path_ = [{"threshold": float(t), "n_selected": int(np.sum(rel >= t))}
-                      for t in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)]
+        self.path_ = [{"threshold": float(g), "n_selected": int(np.sum(gamma >= g))}
+                      for g in (0.9, 0.75, 0.5, 0.25, 0.1, 0.01)]
         self.selected_basis_ = restrict(self.basis_, np.sort(self.support_))
         self.n_features_in_ = first.n_features
         return self
