@@ -9,7 +9,8 @@ them pairwise, and the driver gets one small array back.
   loss with its gradient in (basis, log alpha, h) (``learn_basis=True``).
 
 Each per-chunk function packs its terms into one float64 vector, so the sum on the workers is a
-vector sum; the driver unpacks it.  MetaRidge's held-out objectives need each task's
+vector sum; the driver unpacks it.  MetaRidge's statistics and envelope passes in process run
+the same per-chunk functions (``_TaskSource.map_sum``), so the two routes share one code path.  MetaRidge's held-out objectives need each task's
 support/query split, so when one of them is used the chunks are kept on the workers as given and
 turned into training rows (``train_rows``) on the worker for the other passes.
 """
@@ -67,7 +68,6 @@ def _uses_split(model) -> bool:
 
 
 def _ridge_stats_chunk(chunk: TaskSet, view: str, basis, alphas, s, with_loo: bool, n_threads: int) -> np.ndarray:
-
     check_regression(chunk, "MetaRidge")
     chunk = training_view(chunk, view)
     Phi, y, off = as_f64(basis.design(chunk.X_support)), as_f64(chunk.y_support), chunk.support_offsets
@@ -83,7 +83,6 @@ def _ridge_stats_chunk(chunk: TaskSet, view: str, basis, alphas, s, with_loo: bo
 
 
 def _envelope_chunk(chunk: TaskSet, view: str, basis, h, s, alpha: float, n_threads: int) -> np.ndarray:
-
     chunk = training_view(chunk, view)
     Phi, off = as_f64(basis.design(chunk.X_support)), chunk.support_offsets
     T, m = off.shape[0] - 1, s.size
@@ -134,7 +133,6 @@ class _RidgeSplitPasses:
 
 
 def _split_chunk(chunk: TaskSet, basis, alphas, s, n_threads: int) -> np.ndarray:
-
     check_regression(chunk, "MetaRidge")
     Phi, Phiq = as_f64(basis.design(chunk.X_support)), as_f64(basis.design(chunk.X_query))
     m = Phi.shape[1]
@@ -205,7 +203,6 @@ class RidgeChunks(_RidgeSplitPasses):
     """MetaRidge's chunks on the workers, with the passes it makes over them."""
 
     def __init__(self, model, tasks):
-
         if model.backend != "dask":
             raise ValueError(f"parameter 'backend' must be 'threads' or 'dask'; got {model.backend!r}")
         # kept as given when a held-out objective needs the split; else as training rows
@@ -218,24 +215,28 @@ class RidgeChunks(_RidgeSplitPasses):
     def map_sum(self, fn, *args):
         return self.chunks.map_sum(fn, *args)
 
-    def meta_stats(self, model, alphas: np.ndarray, s: np.ndarray, with_loo: bool):
-        """(M, b, Q, q, sq, n_tasks) as ``MetaRidge._stats`` returns them, summed on the workers."""
-        m, k = model.basis_.n_basis, alphas.size
-        out = self.map_sum(_ridge_stats_chunk, self.view, model.basis_, alphas, s, with_loo)
-        sizes = [k * m * m, k * m, k * m * m, k * m, k]
-        parts = np.split(out[:-2], np.cumsum(sizes)[:-1])
-        M, b, Q, q, sq = (p.reshape(shape) for p, shape in
-                          zip(parts, [(k, m, m), (k, m), (k, m, m), (k, m), (k,)]))
-        n_tasks, jitter = int(out[-2]), int(out[-1])
-        model.n_jitter_ += jitter
-        if n_tasks == 0:
-            raise ValueError("argument 'tasks': every task has an empty support set; nothing to learn from")
-        return M, b, Q, q, sq, n_tasks
 
-    def envelope(self, model, h: np.ndarray, s: np.ndarray, alpha: float):
-        """(mean envelope objective, its gradient in the metric) as ``MetaRidge._envelope``."""
-        out = self.map_sum(_envelope_chunk, self.view, model.basis_, h, s, float(alpha))
-        m = s.size
-        total, grad, n_tasks, jitter = out[0], out[1:1 + m], out[1 + m], out[2 + m]
-        model.n_jitter_ += int(jitter)
-        return float(total) / n_tasks, grad / n_tasks
+def ridge_meta_stats(source, model, alphas: np.ndarray, s: np.ndarray, with_loo: bool):
+    """(M, b, Q, q, sq, n_tasks) of ``MetaRidge._stats``: one pass of ``_ridge_stats_chunk`` over
+    ``source`` (in process or on the Dask workers)."""
+    m, k = model.basis_.n_basis, alphas.size
+    out = source.map_sum(_ridge_stats_chunk, source.view, model.basis_, alphas, s, with_loo)
+    sizes = [k * m * m, k * m, k * m * m, k * m, k]
+    parts = np.split(out[:-2], np.cumsum(sizes)[:-1])
+    M, b, Q, q, sq = (p.reshape(shape) for p, shape in
+                      zip(parts, [(k, m, m), (k, m), (k, m, m), (k, m), (k,)]))
+    n_tasks, jitter = int(out[-2]), int(out[-1])
+    model.n_jitter_ += jitter
+    if n_tasks == 0:
+        raise ValueError("argument 'tasks': every task has an empty support set; nothing to learn from")
+    return M, b, Q, q, sq, n_tasks
+
+
+def ridge_envelope(source, model, h: np.ndarray, s: np.ndarray, alpha: float):
+    """(mean envelope objective, its gradient in the metric) of ``MetaRidge._envelope``: one pass
+    of ``_envelope_chunk`` over ``source`` (in process or on the Dask workers)."""
+    out = source.map_sum(_envelope_chunk, source.view, model.basis_, h, s, float(alpha))
+    m = s.size
+    total, grad, n_tasks, jitter = out[0], out[1:1 + m], out[1 + m], out[2 + m]
+    model.n_jitter_ += int(jitter)
+    return float(total) / n_tasks, grad / n_tasks

@@ -40,7 +40,8 @@ from sklearn.utils import check_random_state
 from metafast._kernels import _mixture as _k
 from metafast._pickle import VersionTagged
 from metafast._validation import check_positive_float, check_positive_int
-from metafast.learners._mixture_em import _EM, _MIN_WEIGHT, _Params, _check_packed, _check_query, _mixture_moments, _take_tasks
+from metafast.learners._mixture_em import (_EM, _MIN_WEIGHT, _Params, _check_packed, _check_query, _mixture_moments,
+                                           _take_tasks, posterior)
 from metafast.learners._mixture_task import MixtureTaskRegressor
 from metafast.parallel import effective_n_threads, one_blas_thread
 
@@ -191,7 +192,7 @@ class MixturePrior(VersionTagged):
     def _restarts(self, em: _EM, p1: _Params, n_comp: int, bar):
         """k-means restarts on the single-Gaussian posterior means; best short run is continued."""
         T = em.n_tasks
-        W = em.posterior_means(self, p1)
+        W = em.posterior_means(p1)
         rng = check_random_state(self.random_state)
         seeds = rng.randint(0, 2**31 - 1, size=self.n_init)
         screen = min(_SCREEN_ITER, self.max_iter) if self.n_init > 1 else self.max_iter
@@ -230,16 +231,7 @@ class MixturePrior(VersionTagged):
         return p, stats, history, dropped, converged
 
     def _posterior(self, Phi, y, offsets, p: _Params, post_means, post_covs):
-        T = len(offsets) - 1
-        resp, log_ev = np.empty((T, p.n_components)), np.empty(T)
-        n_jitter = np.zeros(T, dtype=np.int32)
-        covs = post_covs if post_covs is not None else np.empty((1, 1, 1, 1))
-        with one_blas_thread():
-            _k.posterior(Phi, y, offsets, p.chol, p.means, p.log_weights, p.noise_var, resp, log_ev,
-                         post_means, covs, n_jitter, post_covs is not None, self.n_threads_)
-        if np.any(n_jitter < 0):
-            raise FloatingPointError("a task's marginal covariance could not be factored even with jitter")
-        return resp, log_ev
+        return posterior(Phi, y, offsets, p, post_means, post_covs, self.n_threads_)
 
     def _set_fitted(self, p: _Params, stats: dict, history: list, dropped: list, em: _EM):
         ys, d = self._y_scale, self._col_scale

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from metafast.distributed import DaskChunks
+from metafast.learners._base import check_regression
 from metafast.learners._mixture import MixturePrior
 from metafast.learners._mixture_em import _EM, _Params, _take_tasks
 from metafast.parallel import effective_n_threads, one_blas_thread
@@ -48,10 +50,7 @@ def _estep_chunk(chunk: TaskSet, basis, y_scale, col_scale, covariance, prior_we
 
 
 def _posterior_chunk(chunk, basis, y_scale, col_scale, p: _Params, n_threads: int):
-    em = _EM(*_rescaled(chunk, basis, y_scale, col_scale), "full", n_threads)
-    worker = MixturePrior()
-    worker.n_threads_ = n_threads
-    return em.posterior_means(worker, p)
+    return _EM(*_rescaled(chunk, basis, y_scale, col_scale), "full", n_threads).posterior_means(p)
 
 
 def _rows_chunk(chunk, basis, y_scale, col_scale, local: np.ndarray, n_threads: int):
@@ -81,7 +80,7 @@ class ChunkedEM(_EM):
         return dict(sum_r=r[None], sum_u=u.reshape(1, C, m), sum_G=G.reshape(1, C, m, m),
                     sum_noise=rest[:1], total=total, objective=total + self.log_prior(p))
 
-    def posterior_means(self, prior: MixturePrior, p: _Params) -> np.ndarray:
+    def posterior_means(self, p: _Params) -> np.ndarray:
         parts = self.chunks.map_list(_posterior_chunk, self.basis, self.y_scale, self.col_scale, p)
         return np.concatenate([q for q in parts if q is not None])
 
@@ -135,18 +134,11 @@ def fit_on_workers(prior: MixturePrior, chunks, basis) -> tuple[MixturePrior, in
 def mixture_on_workers(model, tasks):
     """MetaBayes(n_components > 1, backend="dask"): (fitted MixturePrior, number of tasks), the
     basis fitted on the first chunk as for the single Gaussian (``model.basis_`` is set)."""
-    from metafast.distributed import DaskChunks
-    from metafast.learners._base import check_regression
-
     chunks = DaskChunks(tasks, model.train_rows)
     try:
         first = chunks.first()
         check_regression(first, "MetaBayes")
         model.basis_ = model._init_basis(first, default="rbf", n_basis=40)
-        prior = MixturePrior(model.n_components, covariance="spherical" if model.covariance == "iso" else model.covariance,
-                             max_iter=model.max_iter, tol=model.tol, n_init=model.n_init,
-                             random_state=model.random_state, n_threads=model._n_threads, verbose=model.verbose,
-                             prior_weight=model.prior_weight)
-        return fit_on_workers(prior, chunks, model.basis_)
+        return fit_on_workers(model._mixture_prior(), chunks, model.basis_)
     finally:
         chunks.release()

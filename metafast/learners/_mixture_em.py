@@ -100,6 +100,21 @@ def _factor_covariances(covs: np.ndarray):
     return covs, np.ascontiguousarray(chol), n_jitter
 
 
+def posterior(Phi, y, offsets, p: _Params, post_means, post_covs, n_threads: int):
+    """(responsibilities (T, C), log evidence (T,)) of packed rescaled tasks under ``p``; fills
+    each task's per-component posterior means (and covariances unless ``post_covs`` is None)."""
+    T = len(offsets) - 1
+    resp, log_ev = np.empty((T, p.n_components)), np.empty(T)
+    n_jitter = np.zeros(T, dtype=np.int32)
+    covs = post_covs if post_covs is not None else np.empty((1, 1, 1, 1))
+    with one_blas_thread():
+        _k.posterior(Phi, y, offsets, p.chol, p.means, p.log_weights, p.noise_var, resp, log_ev,
+                     post_means, covs, n_jitter, post_covs is not None, n_threads)
+    if np.any(n_jitter < 0):
+        raise FloatingPointError("a task's marginal covariance could not be factored even with jitter")
+    return resp, log_ev
+
+
 # ---------------------------------------------------------------------------------------- EM
 def _collapse_threshold(n_tasks: int, n_comp: int) -> float:
     """Total responsibility below which a component counts as collapsed (and is dropped)."""
@@ -156,11 +171,10 @@ class _EM:
         out["objective"] = out["total"] + self.log_prior(p)
         return out
 
-    def posterior_means(self, prior, p: _Params) -> np.ndarray:
-        """(T, m) posterior means of every task under the one-component prior ``p`` (``prior``:
-        the MixturePrior running this EM, whose kernel call computes them)."""
+    def posterior_means(self, p: _Params) -> np.ndarray:
+        """(T, m) posterior means of every task under the one-component prior ``p``."""
         post = np.empty((self.n_tasks, 1, self.n_basis))
-        prior._posterior(self.Phi, self.y, self.offsets, p, post, None)
+        posterior(self.Phi, self.y, self.offsets, p, post, None, self.n_threads)
         return post[:, 0, :]
 
     def take(self, idx: np.ndarray) -> "_EM":

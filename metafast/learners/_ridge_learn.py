@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from metafast.learners._dask_fits import RidgeChunks
+from metafast.learners._dask_fits import RidgeChunks, ridge_envelope
 from metafast._kernels import _ridge
 from metafast.learners._bayes_task import as_f64
 from metafast.learners._ridge_math import _softmax_scale, gls_mean
@@ -55,21 +55,8 @@ class RidgeMetricBasisMixin:
         return h, s, n_iter
 
     def _envelope(self, source, h, s, alpha):
-        if isinstance(source, RidgeChunks):               # summed on the Dask workers
-            return source.envelope(self, h, s, alpha)
-        m = s.size
-        total = 0.0; grad = np.zeros(m); n_tasks = 0
-        for chunk in source.chunks():
-            Phi = self._design(self.basis_, chunk.X_support)
-            off = chunk.support_offsets
-            T = off.shape[0] - 1
-            val = np.empty(T); dd = np.empty((T, m))
-            with one_blas_thread():
-                self.n_jitter_ += _ridge.envelope_grad(Phi, as_f64(chunk.y_support), off, h, s, alpha,
-                                                       val, dd, _threads_for(self._n_threads, off))
-            total += val.sum(); grad += dd.sum(axis=0)
-            n_tasks += int(np.count_nonzero(np.diff(off)))
-        return total / n_tasks, grad / n_tasks
+        """(mean Moreau-envelope objective over tasks, its gradient in the metric), one pass."""
+        return ridge_envelope(source, self, h, s, alpha)
 
     # ------------------------------------------------------------------ basis learning
     def _fit_basis(self, source, h, alpha, s):

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from metafast.parallel import threads_for_work
+from metafast.parallel import one_blas_thread, threads_for_work
 from metafast.learners._base import check_tasks, check_train_rows, iter_task_chunks, training_view
 from metafast.tasks._taskset import TaskSet
 
@@ -29,8 +29,9 @@ class _TaskSource:
     closed-form fit and gives a clear error for the fits that need several passes.
     """
 
-    def __init__(self, tasks: Any, train_rows: str = "all"):
-        self.train_rows = check_train_rows(train_rows)
+    def __init__(self, tasks: Any, train_rows: str = "all", n_threads: int = 1, verbose: int = 0):
+        self.train_rows = self.view = check_train_rows(train_rows)
+        self._n_threads, self._verbose = n_threads, verbose
         if isinstance(tasks, TaskSet):
             check_tasks(tasks)
         elif not hasattr(tasks, "__iter__"):
@@ -66,6 +67,17 @@ class _TaskSource:
                     bar.update(1)
         if bar is not None:
             bar.close()
+
+    def map_sum(self, fn, *args):
+        """sum_i fn(chunk_i, *args, n_threads) over the chunks as given (the per-chunk functions
+        turn them into training rows with ``view``), in chunk order: the in-process twin of
+        ``DaskChunks.map_sum``, so both run the same per-chunk code (``_dask_fits``)."""
+        total = None
+        with one_blas_thread():
+            for chunk in self.chunks(progress=self._verbose, what=fn.__name__.strip("_"), split=True):
+                out = fn(chunk, *args, self._n_threads)
+                total = out if total is None else total + out
+        return total
 
     def all_have_queries(self) -> bool:
         return all(bool(np.all(np.diff(c.query_offsets) > 0)) for c in self.chunks(split=True))

@@ -26,6 +26,8 @@ from metafast.learners._base import (MetaLearner, check_regression, check_tasks,
 from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, log_prior
 from metafast.learners._bayes_blocks import DesignCache, chunk_estep as _chunk_estep, chunk_stats, scale_sums as _scale_sums
 from metafast.learners._em_accel import EMRun, combined
+from metafast.learners._mixture import MixturePrior
+from metafast.learners._mixture_dask import mixture_on_workers
 from metafast.distributed import DaskChunks
 from metafast.learners._dask_fits import evidence_on_workers
 from metafast.learners._bayes_predict import BayesPredictMixin
@@ -459,12 +461,16 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         return self
 
     # ================================================================== mixture delegation
+    def _mixture_prior(self) -> MixturePrior:
+        """The unfitted MixturePrior this model's parameters describe (MetaBayes says "iso" where
+        the mixture module says "spherical": one variance per component)."""
+        covariance = "spherical" if self.covariance == "iso" else self.covariance
+        return MixturePrior(self.n_components, covariance=covariance, max_iter=self.max_iter, tol=self.tol,
+                            n_init=self.n_init, random_state=self.random_state, n_threads=self._n_threads,
+                            verbose=self.verbose, prior_weight=self.prior_weight)
+
     def _fit_mixture(self, tasks) -> "MetaBayes":
-        from metafast.learners._mixture import MixturePrior
-
         if self.backend == "dask":             # statistics summed on the Dask workers
-            from metafast.learners._mixture_dask import mixture_on_workers
-
             return self._set_mixture(*mixture_on_workers(self, tasks))
         ts = training_view(check_tasks(tasks), self.train_rows)
         check_regression(ts, "MetaBayes")
@@ -473,11 +479,7 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         self.basis_ = self._init_basis(ts, default="rbf", n_basis=40)
         Phi = np.ascontiguousarray(self.basis_.design(ts.X_support))
         y = np.asarray(ts.y_support, dtype=np.float64)
-        # MetaBayes says "iso" where the mixture module says "spherical" (one variance per component)
-        covariance = "spherical" if self.covariance == "iso" else self.covariance
-        prior = MixturePrior(self.n_components, covariance=covariance, max_iter=self.max_iter, tol=self.tol,
-                             n_init=self.n_init, random_state=self.random_state, n_threads=self._n_threads,
-                             verbose=self.verbose, prior_weight=self.prior_weight).fit(Phi, y, ts.support_offsets)
+        prior = self._mixture_prior().fit(Phi, y, ts.support_offsets)
         return self._set_mixture(prior, len(ts))
 
     def _set_mixture(self, prior, n_tasks: int) -> "MetaBayes":

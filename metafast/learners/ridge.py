@@ -26,7 +26,7 @@ from metafast.learners._ridge_task import _EMPTY_1D, BiasedRidgeRegressor
 from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows,
                                      training_view)
 from metafast._memory import check_allocation
-from metafast.learners._dask_fits import RidgeChunks
+from metafast.learners._dask_fits import RidgeChunks, ridge_meta_stats
 from metafast.parallel import effective_n_threads, one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
@@ -116,7 +116,8 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
         alphas = self._check_params()
         self._n_threads = effective_n_threads(self.n_jobs)
         dask = getattr(self, "backend", "threads") != "threads"   # older pickles have no backend
-        source = RidgeChunks(self, tasks) if dask else _TaskSource(tasks, self.train_rows)
+        source = (RidgeChunks(self, tasks) if dask else
+                  _TaskSource(tasks, self.train_rows, self._n_threads, self.verbose))
         first = source.first
         check_regression(first, "MetaRidge")
         self.basis_ = self._init_basis(training_view(first, self.train_rows))
@@ -175,30 +176,12 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
 
     def _stats(self, source: "_TaskSource", alphas: np.ndarray, s: np.ndarray, with_loo: bool = True):
         """One pass: the GLS statistics (M, b) and the LOO quadratic (Q, q, sq) for each alpha."""
-        if isinstance(source, RidgeChunks):               # summed on the Dask workers
-            return source.meta_stats(self, alphas, s, with_loo)
         m = self.basis_.n_basis
         k = alphas.size
         check_allocation(8.0 * m * m * (2 * k + 2 + self._n_threads),
                          f"MetaRidge statistics for {k} alphas and {m} basis functions",
                          "use fewer basis functions or fewer alphas")
-        M = np.zeros((k, m, m)); b = np.zeros((k, m)); Q = np.zeros((k, m, m)); q = np.zeros((k, m))
-        sq = np.zeros(k); n_tasks = 0
-        Mi = np.empty((m, m)); bi = np.empty(m); Qi = np.empty((m, m)); qi = np.empty(m); sqi = np.empty(1)
-        for chunk in source.chunks(progress=self.verbose, what="statistics"):
-            check_regression(chunk, "MetaRidge")
-            Phi = self._design(self.basis_, chunk.X_support)
-            y = as_f64(chunk.y_support)
-            off = chunk.support_offsets
-            n_tasks += int(np.count_nonzero(np.diff(off)))
-            for i, a in enumerate(alphas):
-                with one_blas_thread():
-                    self.n_jitter_ += _ridge.meta_stats(Phi, y, off, s, float(a), Mi, bi, Qi, qi, sqi,
-                                                        _threads_for(self._n_threads, off), with_loo)
-                M[i] += Mi; b[i] += bi; Q[i] += Qi; q[i] += qi; sq[i] += sqi[0]
-        if n_tasks == 0:
-            raise ValueError("argument 'tasks': every task has an empty support set; nothing to learn from")
-        return M, b, Q, q, sq, n_tasks
+        return ridge_meta_stats(source, self, alphas, s, with_loo)
 
     def _select_alpha(self, source, alphas, s):
         """Closed-form h for each alpha and the alpha with the best cross-validation score."""
