@@ -376,7 +376,6 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
     if confidence.size == 0:
         return 0.0
     bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
-    n = np.bincount(bins, minlength=n_bins).astype(np.float64, copy=False)
     acc = np.bincount(bins, weights=correct, minlength=n_bins)
     conf = np.bincount(bins, weights=confidence, minlength=n_bins)
     return float(np.abs(acc - conf).sum() / confidence.size)
