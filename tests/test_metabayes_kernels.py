@@ -72,6 +72,11 @@ def test_estep_matches_numpy(dtype, kind, rng):
     np.testing.assert_allclose(stats.second_moment, SM, rtol=tol * 10, atol=tol * 10)
     np.testing.assert_allclose(stats.noise, noise, rtol=tol * 10)
     assert stats.n_tasks == len(SIZES) and stats.n_points == sum(SIZES)
+    sums_only, no_means = estep(Phi.astype(dtype), y.astype(dtype), off, GaussianPrior(mu, Sigma, s2, kind), 2,
+                                with_means=False)
+    assert no_means is None
+    np.testing.assert_array_equal(sums_only.second_moment, stats.second_moment)
+    assert sums_only.log_evidence == stats.log_evidence and sums_only.noise == stats.noise
 
 
 def test_estep_accepts_fortran_and_strided_inputs(rng):

@@ -112,7 +112,7 @@ def chunk_stats(basis, chunk: TaskSet, y_scale: float, prior: GaussianPrior, n_t
             entry = _design(basis, chunk.X_support[s0:s1], chunk.y_support[s0:s1], off[a:b + 1] - s0, y_scale)
             if cache is not None:
                 cache.put((key, a), entry)
-        total += estep(*entry, prior, n_threads)[0]
+        total += estep(*entry, prior, n_threads, with_means=False)[0]
     return total
 
 

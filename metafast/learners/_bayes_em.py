@@ -123,8 +123,10 @@ def whitening(prior: GaussianPrior) -> np.ndarray:
 
 
 def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPrior,
-          n_threads: int, keep_task_values: bool = False) -> tuple[Stats, np.ndarray]:
-    """E-step over packed tasks: (summed statistics, posterior means (T, m)).
+          n_threads: int, keep_task_values: bool = False, with_means: bool = True) -> tuple[Stats, np.ndarray | None]:
+    """E-step over packed tasks: (summed statistics, posterior means (T, m), or None when
+    ``with_means`` is False: the EM passes need only the sums, and the means cost a T x m x m
+    product).
 
     Works in whitened coordinates w = mu + U v, v ~ N(0, I) (Sigma = U U^T): the whitened design
     Phi U is one large matrix product for all rows, and the kernel only does the per-task
@@ -160,7 +162,7 @@ def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPr
     second = U @ E @ U.T + T * np.outer(mu, mu) + np.outer(mu, Usv) + np.outer(Usv, mu)
     if diag_stats:
         second = np.diag(np.diag(second))
-    means = (mu + V.astype(np.float64) @ U.T).astype(dtype)
+    means = (mu + V.astype(np.float64) @ U.T).astype(dtype) if with_means else None
     stats = Stats(T, int(round(s[3])), sum_mean, second, float(s[1]), float(s[0]),
                   int((status > 0).sum()), int((status < 0).sum()))
     if keep_task_values:
