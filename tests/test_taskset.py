@@ -95,6 +95,88 @@ def test_info_types_survive_save_and_load(tmp_path):
         ts.save(tmp_path / "u.npz")
 
 
+def _header(path):
+    import json
+
+    with np.load(path) as data:
+        return json.loads(str(data["header"][()])), sorted(data.files)
+
+
+def test_columnar_info_round_trips_types_exactly(tmp_path):
+    ts = mf.tasks.load("sinusoid", n_tasks=5, n_support=2, n_query=1, seed=0)
+    for t, d in enumerate(ts.info):          # one column of each kind, and shared values
+        d.update(i=t * 10**12, b=t % 2 == 0, s=f"task{t}", f=[0.5, float("nan"), -float("inf"), 1e-300, 2.0][t],
+                 none=None, big=2**70)
+    ts.save(tmp_path / "c.npz")
+    header, files = _header(tmp_path / "c.npz")
+    assert header["version"] == 2 and "info" not in header
+    kinds = {spec[0]: spec[1] for spec in header["info_columns"]}
+    assert kinds == {"family": "const", "amplitude": "float", "phase": "float", "frequency": "const",
+                     "noise": "const", "i": "int", "b": "bool", "s": "str", "f": "float", "none": "const",
+                     "big": "const"}
+    back = TaskSet.load(tmp_path / "c.npz")
+    for got, want in zip(back.info, ts.info):
+        assert list(got) == list(want)
+        for k in want:
+            assert type(got[k]) is type(want[k]), k
+            assert got[k] == want[k] or (got[k] != got[k] and want[k] != want[k]), k
+
+
+@pytest.mark.parametrize("change", ["keys differ", "mixed types", "numpy scalar", "trailing NUL", "huge int"])
+def test_info_that_is_not_columnar_is_kept_as_json(tmp_path, change):
+    ts = mf.tasks.load("sinusoid", n_tasks=3, n_support=2, n_query=1, seed=0)
+    if change == "keys differ":
+        ts.info[1]["extra"] = 1
+    elif change == "mixed types":
+        ts.info[1]["amplitude"] = 3
+    elif change == "numpy scalar":
+        ts.info[2]["amplitude"] = np.float64(ts.info[2]["amplitude"])
+    elif change == "trailing NUL":
+        for t, d in enumerate(ts.info):
+            d["s"] = f"x{t}\x00"
+    else:
+        for t, d in enumerate(ts.info):
+            d["n"] = 2**64 + t
+    ts.save(tmp_path / "j.npz")
+    header, _ = _header(tmp_path / "j.npz")
+    assert "info" in header and "info_columns" not in header
+    back = TaskSet.load(tmp_path / "j.npz")
+    assert back.equals(ts)
+    assert [type(v) for d in back.info for v in d.values()] == [type(v) for d in ts.info for v in d.values()]
+
+
+def test_version_1_files_still_load(tmp_path):
+    import json
+
+    ts = mf.tasks.load("sinusoid", n_tasks=2, n_support=2, n_query=1, seed=0)
+    arrays = {a: getattr(ts, a) for a in ("X_support", "y_support", "support_offsets", "X_query", "y_query",
+                                          "query_offsets")}
+    header = {"format": "metafast.TaskSet", "version": 1, "info": ts.info, "label_setting": None}
+    np.savez(tmp_path / "v1.npz", header=np.asarray(json.dumps(header)), **arrays)
+    assert TaskSet.load(tmp_path / "v1.npz").equals(ts)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda h, a: a.pop("info_column_1"), "info column 'amplitude' is missing"),
+    (lambda h, a: a.update(info_column_1=a["info_column_1"][:-1]), "not 4 float values"),
+    (lambda h, a: a.update(info_column_1=a["info_column_1"].astype(np.int64)), "not 4 float values"),
+    (lambda h, a: h["info_columns"].append(["x", "complex"]), "info column 5"),
+    (lambda h, a: h.update(info_columns="amplitude"), "'info_columns' is not a list"),
+])
+def test_load_damaged_info_columns_names_the_file(tmp_path, damage, problem):
+    import json
+
+    mf.tasks.load("sinusoid", n_tasks=4, n_support=2, n_query=1, seed=0).save(tmp_path / "d.npz")
+    with np.load(tmp_path / "d.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(str(arrays.pop("header")[()]))
+    damage(header, arrays)
+    np.savez(tmp_path / "e.npz", header=np.asarray(json.dumps(header)), **arrays)
+    with pytest.raises(ValueError, match=problem) as err:
+        TaskSet.load(tmp_path / "e.npz")
+    assert "e.npz" in str(err.value)
+
+
 def test_load_rejects_foreign_files(tmp_path):
     np.savez(tmp_path / "x.npz", a=np.zeros(2))
     with pytest.raises(ValueError, match="not a metafast TaskSet"):

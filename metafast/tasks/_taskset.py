@@ -324,7 +324,8 @@ class TaskSet:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
-        """Write to an ``.npz`` file (arrays stored exactly; ``info`` as tagged JSON).
+        """Write to an ``.npz`` file (arrays stored exactly; ``info`` as columns when every task has
+        the same keys and plain types, else as tagged JSON: ``metafast.tasks._io``).
 
         ``info`` values may be None, bool, int, float, str, lists, tuples, dicts with string
         keys, numpy scalars and numpy arrays; anything else raises TypeError before writing.
