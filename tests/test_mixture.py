@@ -601,3 +601,39 @@ def test_metabayes_iso_covariance_maps_to_spherical_components():
     assert model.mixture_.covariance == "spherical"
     scores = model.evaluate(mf.tasks.load("sinusoid", n_tasks=30, n_support=8, n_query=10, seed=4))
     assert np.isfinite(scores["mse"]) and np.isfinite(scores["nll"])
+
+
+def test_metabayes_mixture_attributes_have_one_source_of_truth():
+    import metafast as mf
+    from sklearn.base import clone
+
+    train = mf.tasks.load("multimodal", n_tasks=60, n_support=8, n_query=2, seed=1)
+    basis = mf.basis.make("rbf", n_basis=6)
+    names = ("n_components_", "weights_", "means_", "covariances_", "noise_var_", "log_evidence_", "objective_",
+             "n_iter_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mf.MetaBayes(basis=basis, n_components=2, max_iter=5, random_state=0).fit(train)
+    for name in names:
+        assert getattr(model, name) is getattr(model.mixture_, name) and name not in vars(model)
+    with pytest.raises(AttributeError, match="mixture_.noise_var_"):
+        model.noise_var_ = 1.0
+    # pickling keeps one copy; clone has the parameters only
+    back = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(back.means_, model.means_)
+    assert back.means_ is back.mixture_.means_
+    fresh = clone(model)
+    assert fresh.get_params(deep=False).keys() == model.get_params(deep=False).keys()
+    assert fresh.n_components == 2 and not hasattr(fresh, "weights_") and not hasattr(fresh, "mixture_")
+    # refitting the same object with one Gaussian swaps in its own attributes; the mixture ones go
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.set_params(n_components=1).fit(train)
+    assert not hasattr(model, "mixture_") and not hasattr(model, "weights_") and not hasattr(model, "means_")
+    assert vars(model)["noise_var_"] == model.noise_var_ and vars(model)["n_iter_"] == model.n_iter_ > 0
+    assert model.mean_.shape == (6,) and np.isfinite(model.noise_var_)
+    # and back to the mixture: the single-Gaussian values no longer shadow the mixture's
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.set_params(n_components=2).fit(train)
+    assert model.noise_var_ == model.mixture_.noise_var_ and "noise_var_" not in vars(model)
