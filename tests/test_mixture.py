@@ -418,8 +418,13 @@ def test_auto_split_keeps_one_held_out_task_and_enough_to_train(rng):
             mp = MixturePrior(n_components="auto", component_range=(1, 3), random_state=seed, max_iter=2,
                               n_init=1).fit(Phi, y, off)
         assert 1 <= mp.n_heldout_ <= 2 and mp.n_heldout_ == (1 if seed == seeds[0] else 2)
-    with pytest.raises(ValueError, match=r"component_range up to C=5 needs at least 6 tasks .*got 5"):
+    with pytest.raises(ValueError, match=r"'auto' \(candidates C = 1..5\) needs at least 6 tasks .*got 5"):
         MixturePrior(n_components="auto", component_range=(1, 5)).fit(Phi, y, off)
+    import metafast as mf
+
+    few = mf.tasks.load("sinusoid", n_tasks=8, n_support=5, n_query=1, seed=0)
+    with pytest.raises(ValueError, match=r"C = 1..8\) needs at least 9 tasks \(8 to train on and 1 to hold out\); got 8"):
+        mf.MetaBayes(n_components="auto").fit(few)
     with pytest.raises(ValueError, match="random_state"):
         MixturePrior(n_components="auto", component_range=(1, 2), random_state="x").fit(Phi, y, off)
 

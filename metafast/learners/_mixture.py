@@ -313,7 +313,7 @@ class MixturePrior(VersionTagged):
         split in process and on Dask); the best C is refitted on every task."""
         lo, hi = self._component_range()
         split, n_held = tasks.split(split_seed(self.random_state), hi,
-                                    f"n_components='auto' with component_range up to C={hi}")
+                                    f"n_components='auto' (candidates C = {lo}..{hi})")
         n_train = tasks.n_tasks - n_held
         rows = []
         for C in range(lo, hi + 1):
