@@ -215,3 +215,34 @@ def test_mixture_estep_on_a_worker_caches_the_rescaled_design_between_passes():
     assert sub[:2].sum() == pytest.approx((~held_out).sum())         # responsibilities of the train part
     step(col * 2, part)
     assert _CountingRBF.calls == 3
+
+
+def test_mixture_kmeans_start_does_not_depend_on_the_chunks_round_off(client):
+    # found by hand: with these chunks of 17 tasks, the posterior means k-means starts from
+    # differed from the in-process ones by 1e-15 (statistics summed in another order), and
+    # Lloyd's iterations passed a near-tie into other clusters (log evidence -718.4 vs -713.5);
+    # k-means now runs on the means rounded to a 2^-30 grid (_mixture._on_grid)
+    from metafast.distributed import DaskChunks
+    from metafast.learners._mixture import MixturePrior, _on_grid
+    from metafast.learners._mixture_dask import fit_on_workers
+
+    basis = _basis(6)
+    stream = mf.tasks.stream("multimodal", n_tasks=60, chunk_size=17, seed=2, n_support=6, n_query=2)
+    chunks = [c.all_rows() for c in stream]
+    whole = mf.tasks.TaskSet.concatenate(chunks)
+    kw = dict(n_components=8, n_init=1, max_iter=3, tol=0, random_state=1, n_threads=1)
+    local = MixturePrior(**kw).fit(basis.design(whole.X_support), whole.y_support, whole.support_offsets)
+    dask_chunks = DaskChunks(chunks, "support", client=client)
+    try:
+        remote, _ = fit_on_workers(MixturePrior(**kw), dask_chunks, basis)
+    finally:
+        dask_chunks.release()
+    np.testing.assert_allclose(remote.log_evidence_, local.log_evidence_, rtol=1e-12)
+    np.testing.assert_allclose(remote.means_, local.means_, rtol=0, atol=1e-9 * np.abs(local.means_).max())
+
+    W = np.random.default_rng(0).normal(size=(50, 4)) * 3.0
+    on = _on_grid(W)
+    step = 2.0 ** (np.floor(np.log2(np.abs(W).max())) - 30)
+    assert np.all(np.abs(on - W) <= step / 2) and np.all(np.round(on / step) == on / step)
+    np.testing.assert_array_equal(_on_grid(W * (1 + 1e-15)), on)
+    assert _on_grid(np.zeros((2, 3))).tolist() == [[0.0] * 3] * 2

@@ -106,6 +106,21 @@ class PackedTasks:
         return float(prior.score_tasks(*self.arrays(part)).sum())
 
 
+def _on_grid(W: np.ndarray, bits: int = 30) -> np.ndarray:
+    """W rounded to a grid 2^-bits of its largest power of two (exact arithmetic).
+
+    k-means is discontinuous in its input: Lloyd's iterations pass near-ties, and round-off of
+    1e-16 (statistics summed over chunks in another order, as on Dask) can change the clusters it
+    finds.  On the grid, inputs that differ only by round-off are bitwise equal (unless one lies
+    within ~1e-6 grid steps of a rounding boundary), so the in-process and Dask fits start alike.
+    """
+    top = float(np.max(np.abs(W))) if W.size else 0.0
+    if not np.isfinite(top) or top == 0.0:
+        return W
+    step = 2.0 ** (np.floor(np.log2(top)) - bits)
+    return np.round(W / step) * step
+
+
 # ---------------------------------------------------------------------------------------- public
 class MixturePrior(VersionTagged):
     """EM fit of a mixture-of-Gaussians prior over basis weights from packed tasks.
@@ -246,7 +261,7 @@ class MixturePrior(VersionTagged):
     def _restarts(self, em: _EM, p1: _Params, n_comp: int, bar):
         """k-means restarts on the single-Gaussian posterior means; best short run is continued."""
         T = em.n_tasks
-        W = em.posterior_means(p1)
+        W = _on_grid(em.posterior_means(p1))
         rng = check_random_state(self.random_state)
         seeds = rng.randint(0, 2**31 - 1, size=self.n_init)
         screen = min(_SCREEN_ITER, self.max_iter) if self.n_init > 1 else self.max_iter
