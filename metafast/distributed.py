@@ -276,25 +276,31 @@ class DaskChunks:
                 return chunk
         raise ValueError("argument 'tasks' holds no tasks: every partition is empty")
 
-    def map_sum(self, fn: Callable, *args):
+    def map_sum(self, fn: Callable, *args, each: Sequence | None = None):
         """sum_i fn(chunk_i, *args, worker_threads) over the chunks, added pairwise on the workers
-        in a fixed tree (same order whatever worker computes what); only the sum comes back."""
-        total = _tree(self.client, _add, self._per_chunk(fn, args)).result()
+        in a fixed tree (same order whatever worker computes what); only the sum comes back.
+        ``each``: one small value per chunk, passed first, fn(chunk_i, each[i], *args, threads)
+        (e.g. the chunk's first global task index)."""
+        total = _tree(self.client, _add, self._per_chunk(fn, args, each)).result()
         if total is None:
             raise ValueError("argument 'tasks' holds no tasks: every chunk is empty")
         return total
 
-    def map_list(self, fn: Callable, *args) -> list:
+    def map_list(self, fn: Callable, *args, each: Sequence | None = None) -> list:
         """[fn(chunk_i, *args, worker_threads)] in chunk order, each brought back to the driver
         (for per-task values needed once, e.g. the mixture's k-means start); None for an empty
-        partition."""
-        return self.client.gather(self._per_chunk(fn, args))
+        partition.  ``each`` as in ``map_sum``."""
+        return self.client.gather(self._per_chunk(fn, args, each))
 
-    def _per_chunk(self, fn: Callable, args: tuple) -> list:
+    def _per_chunk(self, fn: Callable, args: tuple, each: Sequence | None = None) -> list:
         # each argument is one small task (not scattered data, which has no lineage and would be
         # lost with its worker): the prior travels once per pass, and is rebuilt if lost
         shared = [self.client.submit(_identity, a, pure=False) for a in args]
-        return [self.client.submit(_on_chunk, fn, c, *shared, pure=False) for c in self.futures]
+        if each is None:
+            return [self.client.submit(_on_chunk, fn, c, *shared, pure=False) for c in self.futures]
+        if len(each) != len(self.futures):
+            raise ValueError(f"'each' has {len(each)} values for {len(self.futures)} chunks")
+        return [self.client.submit(_on_chunk, fn, c, e, *shared, pure=False) for c, e in zip(self.futures, each)]
 
     def release(self) -> None:
         for f in self.futures:

@@ -98,8 +98,6 @@ def test_metaridge_heldout_objective_on_the_workers_equals_in_process(client, ta
 def test_what_does_not_run_on_the_workers_is_a_clear_error(client, tasks):
     with pytest.raises(ValueError, match="parameter 'backend'"):
         mf.MetaRidge(backend="spark").fit(tasks)
-    with pytest.raises(NotImplementedError, match="n_components='auto'"):
-        mf.MetaBayes(basis=_basis(), n_components="auto", backend="dask").fit(tasks)
     with pytest.raises(mfd.ChunkUnavailable, match="chunk 0"):
         mf.MetaRidge(basis=_basis(), backend="dask").fit(mfd.FileSource(["/nonexistent/a.npz"]))
 
@@ -120,3 +118,131 @@ def test_metabayes_mixture_on_the_workers_equals_in_process(client, monkeypatch,
     X = np.linspace(-4, 4, 7)[:, None]
     np.testing.assert_allclose(remote.adapt(X[:3], np.ones(3)).predict(X), local.adapt(X[:3], np.ones(3)).predict(X),
                                rtol=1e-8)
+
+
+def test_metabayes_auto_components_on_the_workers_equals_in_process(client, monkeypatch):
+    # the held-out split is a hash of (seed, global task index): the same tasks whatever the
+    # chunking, so threads and dask fit and score the same subsets and choose the same C
+    from metafast.learners import _mixture
+
+    tasks = mf.tasks.load("multimodal", n_tasks=60, n_support=8, n_query=2, seed=0)
+    kw = dict(basis=_basis(6), n_components="auto", n_init=1, max_iter=3, tol=0, random_state=4)
+    local = _quiet(mf.MetaBayes(**kw), tasks)
+
+    def no_packed_tasks(*args):
+        raise AssertionError("the Dask fit gathered packed tasks to the driver")
+
+    monkeypatch.setattr(_mixture, "PackedTasks", no_packed_tasks)     # nothing runs on the driver's arrays
+    remote = _quiet(mf.MetaBayes(backend="dask", **kw), [tasks[:25], tasks[25:26], tasks[26:]])
+    a, b = local.mixture_.component_scores_, remote.mixture_.component_scores_
+    np.testing.assert_array_equal(b["n_components"], a["n_components"])
+    for key in ("heldout_log_evidence", "train_log_evidence", "bic"):
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-8)
+    assert remote.mixture_.n_heldout_ == local.mixture_.n_heldout_
+    assert remote.n_components_ == local.n_components_ and remote.n_tasks_seen_ == 60
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(remote, name), getattr(local, name), rtol=0,
+                                   atol=1e-8 * np.abs(getattr(local, name)).max())
+    np.testing.assert_allclose(remote.noise_var_, local.noise_var_, rtol=1e-8)
+    np.testing.assert_allclose(remote.log_evidence_, local.log_evidence_, rtol=1e-10)
+
+
+def test_mixture_auto_on_the_workers_clamps_the_split_and_refuses_too_few_tasks(client):
+    # 5 tasks, C up to 3: the nominal ~20% cut may hold out 0 or > 2 tasks; the clamp (k smallest
+    # hashes gathered from the chunks) gives the in-process split; 3 tasks cannot train C = 3
+    from metafast.learners._mixture import MixturePrior, PackedTasks
+    from metafast.learners._mixture_dask import ChunkTasks
+    from metafast.distributed import DaskChunks
+
+    tasks = mf.tasks.load("multimodal", n_tasks=5, n_support=6, n_query=1, seed=1)
+    basis = _basis(4)
+    Phi = basis.design(tasks.X_support)
+    chunks = DaskChunks([tasks[:2], tasks[2:]], "support", client=client)
+    try:
+        remote = ChunkTasks(chunks, basis)
+        from metafast.learners._heldout import count_nominal
+
+        assert {count_nominal(s, 0, 5) for s in range(11)} >= {0, 3}     # both clamps are exercised
+        for seed in range(11):
+            split, n_held = remote.split(seed, 3, "auto")
+            ref = PackedTasks(Phi, tasks.y_support, tasks.support_offsets).split(seed, 3, "auto")
+            assert (split, n_held) == ref and 1 <= n_held <= 2
+            assert split.held(0, 5).sum() == n_held
+        with pytest.raises(ValueError, match="needs at least 6 tasks"):
+            remote.split(0, 5, "auto")
+    finally:
+        chunks.release()
+    with pytest.raises(ValueError, match=r"n_components='auto' \(candidates C = 1..5\) needs at least 6 tasks.*got 5"):
+        MixturePrior(n_components="auto", component_range=(1, 5)).fit(Phi, tasks.y_support, tasks.support_offsets)
+
+
+class _CountingRBF(type(mf.basis.make("rbf"))):
+    """An RBF basis that counts its design calls (picklable: module level)."""
+
+    calls = 0
+
+    def design(self, X):
+        type(self).calls += 1
+        return super().design(X)
+
+
+def test_mixture_estep_on_a_worker_caches_the_rescaled_design_between_passes():
+    from metafast.learners._bayes_blocks import worker_design_cache
+    from metafast.learners._heldout import Split
+    from metafast.learners._mixture_dask import _estep_chunk
+    from metafast.learners._mixture_em import _Params
+
+    chunk = mf.tasks.load("sinusoid", n_tasks=12, n_support=5, n_query=1, seed=2).all_rows()
+    basis = _CountingRBF(n_basis=4).fit(chunk.X_support)
+    p = _Params([0.5, 0.5], np.ones((2, 4)) * [[1], [-1]], np.repeat(np.eye(4)[None], 2, axis=0) / 4, 0.3)
+    col = np.full(4, 0.7)
+
+    def step(col_scale, part=None):
+        return _estep_chunk(chunk, 30, basis, 1.3, col_scale, "full", 1.0, p, part, 1)
+
+    _CountingRBF.calls = 0
+    first = step(col)
+    np.testing.assert_array_equal(step(col), first)                  # second pass: from the cache
+    assert _CountingRBF.calls == 1
+    cache = worker_design_cache(chunk, basis, 1.3, col)
+    assert 0 < cache.used <= cache.budget and cache.used >= chunk.X_support.shape[0] * 4 * 8
+    step(col * 2)                                                   # other scales: recomputed
+    assert _CountingRBF.calls == 2
+    part = (Split(5, 2 ** 63), False)                              # a part of the tasks: its own entry
+    held_out = Split(5, 2 ** 63).held(30, 12)
+    sub = step(col * 2, part)
+    assert _CountingRBF.calls == 3 and 0 < held_out.sum() < 12
+    assert sub[:2].sum() == pytest.approx((~held_out).sum())         # responsibilities of the train part
+    step(col * 2, part)
+    assert _CountingRBF.calls == 3
+
+
+def test_mixture_kmeans_start_does_not_depend_on_the_chunks_round_off(client):
+    # found by hand: with these chunks of 17 tasks, the posterior means k-means starts from
+    # differed from the in-process ones by 1e-15 (statistics summed in another order), and
+    # Lloyd's iterations passed a near-tie into other clusters (log evidence -718.4 vs -713.5);
+    # k-means now runs on the means rounded to a 2^-30 grid (_mixture._on_grid)
+    from metafast.distributed import DaskChunks
+    from metafast.learners._mixture import MixturePrior, _on_grid
+    from metafast.learners._mixture_dask import fit_on_workers
+
+    basis = _basis(6)
+    stream = mf.tasks.stream("multimodal", n_tasks=60, chunk_size=17, seed=2, n_support=6, n_query=2)
+    chunks = [c.all_rows() for c in stream]
+    whole = mf.tasks.TaskSet.concatenate(chunks)
+    kw = dict(n_components=8, n_init=1, max_iter=3, tol=0, random_state=1, n_threads=1)
+    local = MixturePrior(**kw).fit(basis.design(whole.X_support), whole.y_support, whole.support_offsets)
+    dask_chunks = DaskChunks(chunks, "support", client=client)
+    try:
+        remote, _ = fit_on_workers(MixturePrior(**kw), dask_chunks, basis)
+    finally:
+        dask_chunks.release()
+    np.testing.assert_allclose(remote.log_evidence_, local.log_evidence_, rtol=1e-12)
+    np.testing.assert_allclose(remote.means_, local.means_, rtol=0, atol=1e-9 * np.abs(local.means_).max())
+
+    W = np.random.default_rng(0).normal(size=(50, 4)) * 3.0
+    on = _on_grid(W)
+    step = 2.0 ** (np.floor(np.log2(np.abs(W).max())) - 30)
+    assert np.all(np.abs(on - W) <= step / 2) and np.all(np.round(on / step) == on / step)
+    np.testing.assert_array_equal(_on_grid(W * (1 + 1e-15)), on)
+    assert _on_grid(np.zeros((2, 3))).tolist() == [[0.0] * 3] * 2

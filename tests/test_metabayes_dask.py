@@ -86,13 +86,13 @@ class _KillAWorker:
         self.client, self.at_pass, self.calls, self.killed = client, at_pass, 0, False
         self.original = mfd.DaskChunks.map_sum
 
-    def __call__(self, chunks, fn, *args):
+    def __call__(self, chunks, fn, *args, **kw):
         self.calls += 1
         if self.calls == self.at_pass:
             pids = self.client.run(os.getpid)
             os.kill(sorted(pids.values())[0], signal.SIGKILL)
             self.killed = True
-        return self.original(chunks, fn, *args)
+        return self.original(chunks, fn, *args, **kw)
 
 
 def _long_table(tasks):
@@ -133,14 +133,14 @@ def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(source, tmp_path, 
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         calm = _fit(data, backend="dask")
         killer = _KillAWorker(client, at_pass=4)
-        monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a: killer(self, fn, *a))
+        monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a, **kw: killer(self, fn, *a, **kw))
         hit = _fit(data, backend="dask")
     assert killer.killed
     _same(hit, calm, rtol=1e-12)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("learner", ["mixture", "learn_basis", "ridge"])
+@pytest.mark.parametrize("learner", ["mixture", "mixture-auto", "learn_basis", "ridge"])
 def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_result(learner, monkeypatch):
     tasks = mf.tasks.load("multimodal", n_tasks=200, n_support=6, n_query=2, seed=2)
 
@@ -150,6 +150,7 @@ def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_res
             if learner == "ridge":
                 return mf.MetaRidge(basis=_basis(), metric="diag", max_iter=3, **client_kw).fit(tasks)
             kw = (dict(n_components=2, n_init=2, random_state=0) if learner == "mixture" else
+                  dict(n_components="auto", n_init=1, random_state=0) if learner == "mixture-auto" else
                   dict(learn_basis=True, basis_rounds=1, basis_max_iter=3, basis_em_iter=2))
             return mf.MetaBayes(basis=_basis(), max_iter=6, tol=0, **kw, **client_kw).fit(tasks)
 
@@ -157,7 +158,7 @@ def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_res
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         calm = fit(dict(backend="dask"))
         killer = _KillAWorker(client, at_pass=4)
-        monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a: killer(self, fn, *a))
+        monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a, **kw: killer(self, fn, *a, **kw))
         hit = fit(dict(backend="dask"))
     assert killer.killed
     if learner == "ridge":
@@ -166,3 +167,6 @@ def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_res
     else:
         np.testing.assert_allclose(hit.log_evidence_, calm.log_evidence_, rtol=1e-12)
         np.testing.assert_allclose(hit.noise_var_, calm.noise_var_, rtol=1e-12)
+    if learner == "mixture-auto":
+        np.testing.assert_allclose(hit.mixture_.component_scores_["heldout_log_evidence"],
+                                   calm.mixture_.component_scores_["heldout_log_evidence"], rtol=1e-12)

@@ -372,6 +372,63 @@ def test_auto_selects_two_components(rng):
     assert table["n_components_fitted"][np.argmin(table["bic"])] == 2
 
 
+def test_auto_split_is_a_hash_rule_reproducible_and_about_a_fifth(rng):
+    from metafast.learners._heldout import Split, count_nominal, make_split, smallest_hashes, task_hashes
+
+    # the per-task hash depends on the global index only: any chunking gives the same hashes
+    whole = task_hashes(7, 0, 200)
+    np.testing.assert_array_equal(np.concatenate([task_hashes(7, 0, 70), task_hashes(7, 70, 1),
+                                                  task_hashes(7, 71, 129)]), whole)
+    assert whole.dtype == np.uint64 and np.unique(whole).size == 200
+    assert not np.array_equal(task_hashes(8, 0, 200), whole)
+    fractions = [count_nominal(s, 0, 200) / 200 for s in range(40)]
+    assert 0.17 < np.mean(fractions) < 0.23 and all(0.08 < f < 0.32 for f in fractions)
+    np.testing.assert_array_equal(smallest_hashes(7, 0, 200, 5), np.sort(whole)[:5])
+    split, n_held = make_split(7, 200, count_nominal(7, 0, 200), 8, "auto", None)
+    assert split == Split(7, 2 ** 64 // 5 - 1) and split.held(0, 200).sum() == n_held
+    np.testing.assert_array_equal(split.tasks(0, 200, True), np.flatnonzero(whole < np.uint64(2 ** 64 // 5)))
+
+    # a fit on 200 tasks holds out ~20%, and the same seed gives the same fit
+    Phi, y, off, _, _ = two_kind_tasks(rng, T=200)
+    fits = []
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits.append(MixturePrior(n_components="auto", component_range=(1, 2), random_state=3, max_iter=5,
+                                     n_init=1).fit(Phi, y, off))
+    assert fits[0].n_heldout_ == count_nominal(3, 0, 200) and 25 <= fits[0].n_heldout_ <= 55
+    for key in ("heldout_log_evidence", "bic"):
+        np.testing.assert_array_equal(fits[0].component_scores_[key], fits[1].component_scores_[key])
+    np.testing.assert_array_equal(fits[0].means_, fits[1].means_)
+    # a RandomState gives one draw of the seed: a fresh one with the same seed, the same split
+    a, b = (MixturePrior(n_components="auto", component_range=(1, 1), random_state=np.random.RandomState(5),
+                         max_iter=2).fit(Phi, y, off) for _ in range(2))
+    np.testing.assert_array_equal(a.component_scores_["heldout_log_evidence"],
+                                  b.component_scores_["heldout_log_evidence"])
+
+
+def test_auto_split_keeps_one_held_out_task_and_enough_to_train(rng):
+    from metafast.learners._heldout import count_nominal
+
+    Phi, y, off, _, _ = two_kind_tasks(rng, T=5)
+    seeds = {count_nominal(s, 0, 5): s for s in range(11)}    # nominal cuts of 0 and 3 of 5 tasks
+    for seed in (seeds[0], seeds[3]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mp = MixturePrior(n_components="auto", component_range=(1, 3), random_state=seed, max_iter=2,
+                              n_init=1).fit(Phi, y, off)
+        assert 1 <= mp.n_heldout_ <= 2 and mp.n_heldout_ == (1 if seed == seeds[0] else 2)
+    with pytest.raises(ValueError, match=r"'auto' \(candidates C = 1..5\) needs at least 6 tasks .*got 5"):
+        MixturePrior(n_components="auto", component_range=(1, 5)).fit(Phi, y, off)
+    import metafast as mf
+
+    few = mf.tasks.load("sinusoid", n_tasks=8, n_support=5, n_query=1, seed=0)
+    with pytest.raises(ValueError, match=r"C = 1..8\) needs at least 9 tasks \(8 to train on and 1 to hold out\); got 8"):
+        mf.MetaBayes(n_components="auto").fit(few)
+    with pytest.raises(ValueError, match="random_state"):
+        MixturePrior(n_components="auto", component_range=(1, 2), random_state="x").fit(Phi, y, off)
+
+
 # ------------------------------------------------------------------------------------ prediction
 def test_predict_tasks_is_the_mixture_of_brute_force_posteriors(rng):
     Phi, y, off, _, _ = two_kind_tasks(rng, T=80)
@@ -549,3 +606,39 @@ def test_metabayes_iso_covariance_maps_to_spherical_components():
     assert model.mixture_.covariance == "spherical"
     scores = model.evaluate(mf.tasks.load("sinusoid", n_tasks=30, n_support=8, n_query=10, seed=4))
     assert np.isfinite(scores["mse"]) and np.isfinite(scores["nll"])
+
+
+def test_metabayes_mixture_attributes_have_one_source_of_truth():
+    import metafast as mf
+    from sklearn.base import clone
+
+    train = mf.tasks.load("multimodal", n_tasks=60, n_support=8, n_query=2, seed=1)
+    basis = mf.basis.make("rbf", n_basis=6)
+    names = ("n_components_", "weights_", "means_", "covariances_", "noise_var_", "log_evidence_", "objective_",
+             "n_iter_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mf.MetaBayes(basis=basis, n_components=2, max_iter=5, random_state=0).fit(train)
+    for name in names:
+        assert getattr(model, name) is getattr(model.mixture_, name) and name not in vars(model)
+    with pytest.raises(AttributeError, match="mixture_.noise_var_"):
+        model.noise_var_ = 1.0
+    # pickling keeps one copy; clone has the parameters only
+    back = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(back.means_, model.means_)
+    assert back.means_ is back.mixture_.means_
+    fresh = clone(model)
+    assert fresh.get_params(deep=False).keys() == model.get_params(deep=False).keys()
+    assert fresh.n_components == 2 and not hasattr(fresh, "weights_") and not hasattr(fresh, "mixture_")
+    # refitting the same object with one Gaussian swaps in its own attributes; the mixture ones go
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.set_params(n_components=1).fit(train)
+    assert not hasattr(model, "mixture_") and not hasattr(model, "weights_") and not hasattr(model, "means_")
+    assert vars(model)["noise_var_"] == model.noise_var_ and vars(model)["n_iter_"] == model.n_iter_ > 0
+    assert model.mean_.shape == (6,) and np.isfinite(model.noise_var_)
+    # and back to the mixture: the single-Gaussian values no longer shadow the mixture's
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.set_params(n_components=2).fit(train)
+    assert model.noise_var_ == model.mixture_.noise_var_ and "noise_var_" not in vars(model)

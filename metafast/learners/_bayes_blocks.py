@@ -49,13 +49,14 @@ _WORKER_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _WORKER_LOCK = threading.Lock()
 
 
-def worker_design_cache(chunk: TaskSet, basis, y_scale: float) -> DesignCache:
+def worker_design_cache(chunk: TaskSet, basis, y_scale: float, col_scale: np.ndarray | None = None) -> DesignCache:
     """The design cache of a chunk that stays in this process across EM passes (a Dask worker's
-    persisted chunk): held as long as the chunk object lives, and emptied when the basis or the
-    target scale differs from the one its designs were computed with.  Each cache has the
-    default budget, so a worker holding k chunks caches at most k x ``CACHE_BYTES``; chunks
-    sized to the worker's memory keep that in bounds."""
-    token = (pickle.dumps(basis), float(y_scale))
+    persisted chunk): held as long as the chunk object lives, and emptied when the basis, the
+    target scale or the design column scales (the mixture prior's, ``col_scale``) differ from
+    those its designs were computed with.  Each cache has the default budget, so a worker
+    holding k chunks caches at most k x ``CACHE_BYTES``; chunks sized to the worker's memory
+    keep that in bounds."""
+    token = (pickle.dumps(basis), float(y_scale), None if col_scale is None else np.asarray(col_scale).tobytes())
     with _WORKER_LOCK:
         held = _WORKER_CACHES.get(chunk)
         if held is None or held[0] != token:

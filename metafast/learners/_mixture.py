@@ -40,6 +40,7 @@ from sklearn.utils import check_random_state
 from metafast._kernels import _mixture as _k
 from metafast._pickle import VersionTagged
 from metafast._validation import check_positive_float, check_positive_int
+from metafast.learners._heldout import count_nominal, make_split, smallest_hashes, split_seed
 from metafast.learners._mixture_em import (_EM, _MIN_WEIGHT, _Params, _check_packed, _check_query, _mixture_moments,
                                            _take_tasks, posterior)
 from metafast.learners._mixture_task import MixtureTaskRegressor
@@ -54,6 +55,72 @@ _SCREEN_TASKS = 500    # restarts are screened on a random subset of this many t
 _ROW_BLOCK = 256       # query rows per kernel step in predict
 
 
+# ---------------------------------------------------------------------------------------- data
+def packed_scale_sums(Phi: np.ndarray, y: np.ndarray, n_tasks: int) -> np.ndarray:
+    """[tasks, rows, sum y^2, sum of each squared design column...] (summed over chunks on Dask)."""
+    return np.concatenate(([n_tasks, y.size, y @ y], np.einsum("ij,ij->j", Phi, Phi)))
+
+
+def scales(sums: np.ndarray) -> tuple[float, np.ndarray]:
+    """(y scale, design column scales) from ``packed_scale_sums``: RMS values, 1 where not
+    positive and finite."""
+    n = max(sums[1], 1.0)
+    y_scale = float(np.sqrt(sums[2] / n)) if sums[1] else 1.0
+    col = np.sqrt(sums[3:] / n) if sums[1] else np.ones(sums.size - 3)
+    y_scale = y_scale if np.isfinite(y_scale) and y_scale > 0 else 1.0
+    return y_scale, np.where(np.isfinite(col) & (col > 0), col, 1.0)
+
+
+class PackedTasks:
+    """The tasks of an in-process fit as packed arrays; a ``part`` of them is (Split, held) or
+    None (all), its arrays gathered once."""
+
+    def __init__(self, Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray):
+        self.Phi, self.y, self.offsets = Phi, y, offsets
+        self.n_tasks = len(offsets) - 1
+        self._parts: dict = {}
+
+    def split(self, seed: int, min_train: int, what: str):
+        """(Split, number held out) of these tasks (``_heldout.make_split``)."""
+        T = self.n_tasks
+        return make_split(seed, T, count_nominal(seed, 0, T), min_train, what,
+                          lambda k: smallest_hashes(seed, 0, T, k))
+
+    def arrays(self, part):
+        if part is None:
+            return self.Phi, self.y, self.offsets
+        if part not in self._parts:
+            split, held = part
+            self._parts[part] = _take_tasks(self.Phi, self.y, self.offsets, split.tasks(0, self.n_tasks, held))
+        return self._parts[part]
+
+    def em(self, prior: "MixturePrior", part) -> _EM:
+        """The EM engine on ``part`` of the tasks, rescaled (the scales are set on ``prior``)."""
+        Phi, y, offsets = self.arrays(part)
+        prior._y_scale, prior._col_scale = scales(packed_scale_sums(Phi, y, len(offsets) - 1))
+        Phi_s, y_s = prior._rescaled(Phi, y)
+        return _EM(Phi_s, y_s, offsets, prior.covariance, prior.n_threads_, float(prior.prior_weight))
+
+    def log_evidence(self, prior: "MixturePrior", part) -> float:
+        """Summed log evidence of ``part`` of the tasks under the fitted ``prior``."""
+        return float(prior.score_tasks(*self.arrays(part)).sum())
+
+
+def _on_grid(W: np.ndarray, bits: int = 30) -> np.ndarray:
+    """W rounded to a grid 2^-bits of its largest power of two (exact arithmetic).
+
+    k-means is discontinuous in its input: Lloyd's iterations pass near-ties, and round-off of
+    1e-16 (statistics summed over chunks in another order, as on Dask) can change the clusters it
+    finds.  On the grid, inputs that differ only by round-off are bitwise equal (unless one lies
+    within ~1e-6 grid steps of a rounding boundary), so the in-process and Dask fits start alike.
+    """
+    top = float(np.max(np.abs(W))) if W.size else 0.0
+    if not np.isfinite(top) or top == 0.0:
+        return W
+    step = 2.0 ** (np.floor(np.log2(top)) - bits)
+    return np.round(W / step) * step
+
+
 # ---------------------------------------------------------------------------------------- public
 class MixturePrior(VersionTagged):
     """EM fit of a mixture-of-Gaussians prior over basis weights from packed tasks.
@@ -62,8 +129,14 @@ class MixturePrior(VersionTagged):
     ----------
     n_components : int or "auto"
         Number of components C (1 = one Gaussian prior).  "auto" fits every C in
-        ``component_range`` on 80% of the tasks, scores the summed log evidence of the other 20%
-        and keeps the best C (refit on all tasks); the scores are in ``component_scores_``.
+        ``component_range`` on the training part of the tasks, scores the mean log evidence of
+        the held-out part and keeps the best C (refit on all tasks); the scores are in
+        ``component_scores_``, the held-out count in ``n_heldout_``.  A task is held out when
+        a hash of (seed, its index) falls below a fifth of the hash range (``_heldout``), about
+        20% of the tasks, at least one and never so many that fewer than the largest C are left
+        to train on.  The rule depends on nothing but the seed and the task's index, so the
+        split is the same however the tasks are chunked, in process or on Dask workers
+        (metafast <= 0.3 held out exactly 20% by a random permutation instead).
     covariance : {"full", "diag", "spherical"}
         Form of every Sigma_c.
     max_iter, tol : EM stops after max_iter iterations or when one iteration changes the summed
@@ -71,7 +144,8 @@ class MixturePrior(VersionTagged):
     n_init : restarts of k-means (on the per-task posterior means under a single Gaussian fitted
         first); each restart gets a short EM run (on a random subset of 500 tasks when there are
         more) and the one with the highest evidence is continued on all tasks.
-    random_state : seed of the k-means restarts and of the "auto" split.
+    random_state : seed of the k-means restarts and of the "auto" split (an int seeds the split's
+        hash directly; a RandomState or None gives one draw).
     n_threads : threads of the kernels (None = all cores; results do not depend on it).
     verbose : > 0 shows a progress bar on a terminal.
     component_range : (low, high) inclusive range of C tried by n_components="auto".
@@ -136,29 +210,24 @@ class MixturePrior(VersionTagged):
         """
         n_comp = self._check_params()
         Phi, y, offsets = _check_packed(Phi, y, offsets)
-        n_tasks = len(offsets) - 1
         self.n_threads_ = effective_n_threads(self.n_threads)
-        if n_comp is None:
-            with one_blas_thread(None):
-                return self._fit_auto(Phi, y, offsets)
-        if n_comp > n_tasks:
-            raise ValueError(f"parameter 'n_components'={n_comp} exceeds the number of tasks ({n_tasks})")
+        return self._fit_tasks(PackedTasks(Phi, y, offsets), n_comp)
+
+    def _fit_tasks(self, tasks, n_comp: int | None) -> "MixturePrior":
+        """Fit on ``tasks``: ``PackedTasks`` in process, ``_mixture_dask.ChunkTasks`` on Dask
+        workers (the same interface: split, em, log_evidence)."""
+        if n_comp is not None and n_comp > tasks.n_tasks:
+            raise ValueError(f"parameter 'n_components'={n_comp} exceeds the number of tasks ({tasks.n_tasks})")
         with one_blas_thread(None):
-            self._fit_fixed(Phi, y, offsets, n_comp)
+            if n_comp is None:
+                self._fit_auto(tasks)
+            else:
+                self._fit_fixed(tasks, n_comp)
         return self
 
-    def _scales(self, Phi, y):
-        y_scale = float(np.sqrt(np.mean(y**2))) if y.size else 1.0
-        col_scale = np.sqrt(np.mean(Phi**2, axis=0)) if Phi.shape[0] else np.ones(Phi.shape[1])
-        y_scale = y_scale if np.isfinite(y_scale) and y_scale > 0 else 1.0
-        col_scale = np.where(np.isfinite(col_scale) & (col_scale > 0), col_scale, 1.0)
-        return y_scale, col_scale
-
-    def _fit_fixed(self, Phi, y, offsets, n_comp):
-        self._y_scale, self._col_scale = self._scales(Phi, y)
-        Phi_s = np.ascontiguousarray(Phi / self._col_scale)
-        y_s = y / self._y_scale
-        self._fit_em(_EM(Phi_s, y_s, offsets, self.covariance, self.n_threads_, float(self.prior_weight)), n_comp)
+    def _fit_fixed(self, tasks, n_comp: int, part=None) -> None:
+        """EM with ``n_comp`` components on ``part`` of the tasks ((Split, held) or None: all)."""
+        self._fit_em(tasks.em(self, part), n_comp)
 
     def _fit_em(self, em: _EM, n_comp: int) -> None:
         """EM on ``em``'s tasks (packed arrays, or chunks on Dask workers: metafast.learners._mixture_dask)."""
@@ -192,7 +261,7 @@ class MixturePrior(VersionTagged):
     def _restarts(self, em: _EM, p1: _Params, n_comp: int, bar):
         """k-means restarts on the single-Gaussian posterior means; best short run is continued."""
         T = em.n_tasks
-        W = em.posterior_means(p1)
+        W = _on_grid(em.posterior_means(p1))
         rng = check_random_state(self.random_state)
         seeds = rng.randint(0, 2**31 - 1, size=self.n_init)
         screen = min(_SCREEN_ITER, self.max_iter) if self.n_init > 1 else self.max_iter
@@ -253,35 +322,32 @@ class MixturePrior(VersionTagged):
         self.n_jitter_ = em.n_jitter + p.n_jitter
         self.n_features_in_ = em.n_basis
 
-    def _fit_auto(self, Phi, y, offsets):
+    def _fit_auto(self, tasks) -> None:
+        """Every C of ``component_range`` fitted on the training part of a hashed split and scored
+        by the mean log evidence of the held-out part (``metafast.learners._heldout``: the same
+        split in process and on Dask); the best C is refitted on every task."""
         lo, hi = self._component_range()
-        n_tasks = len(offsets) - 1
-        n_held = max(1, int(round(0.2 * n_tasks)))
-        if n_tasks - n_held < hi:
-            raise ValueError(f"n_components='auto' needs more training tasks ({n_tasks - n_held} after "
-                             f"holding out {n_held}) than the largest candidate C={hi}")
-        rng = check_random_state(self.random_state)
-        perm = rng.permutation(n_tasks)
-        held, train = np.sort(perm[:n_held]), np.sort(perm[n_held:])
-        tr = _take_tasks(Phi, y, offsets, train)
-        ho = _take_tasks(Phi, y, offsets, held)
+        split, n_held = tasks.split(split_seed(self.random_state), hi,
+                                    f"n_components='auto' (candidates C = {lo}..{hi})")
+        n_train = tasks.n_tasks - n_held
         rows = []
         for C in range(lo, hi + 1):
             sub = self._clone(n_components=C)
+            sub.n_threads_ = self.n_threads_
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                sub.fit(*tr)
-            ho_ev = sub.score_tasks(*ho)
+                sub._fit_fixed(tasks, C, (split, False))
+            ho_ev = tasks.log_evidence(sub, (split, True)) / n_held
             k = sub._n_free_params()
-            rows.append((C, sub.n_components_, float(ho_ev.mean()), float(sub.log_evidence_[-1]),
-                         -2.0 * sub.log_evidence_[-1] + k * np.log(len(train)), k))
+            rows.append((C, sub.n_components_, ho_ev, float(sub.log_evidence_[-1]),
+                         -2.0 * sub.log_evidence_[-1] + k * np.log(n_train), k))
         table = {key: np.array([r[i] for r in rows]) for i, key in enumerate(
             ["n_components", "n_components_fitted", "heldout_log_evidence", "train_log_evidence", "bic",
              "n_params"])}
         best_C = int(table["n_components"][np.argmax(table["heldout_log_evidence"])])
-        self._fit_fixed(Phi, y, offsets, best_C)
+        self._fit_fixed(tasks, best_C)
         self.component_scores_ = table
-        return self
+        self.n_heldout_ = n_held
 
     def _clone(self, **changes) -> "MixturePrior":
         params = {k: getattr(self, k) for k in ("n_components", "covariance", "max_iter", "tol", "n_init",

@@ -44,6 +44,34 @@ ACCELERATIONS = ("squarem", "overrelax", "none")
 _NOISE_FLOOR = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-6}
 
 
+class _FromMixture:
+    """A fitted attribute with one source of truth: read from ``mixture_`` when the model has a
+    mixture prior, else held in the model's own ``__dict__`` (the single Gaussian sets it).
+
+    Everything stays in ``__dict__`` (``mixture_`` or the value), so pickling, ``clone`` and the
+    fit-aside-then-swap of ``MetaLearner._swap_in`` (one ``__dict__`` assignment) see one state.
+    """
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        state = obj.__dict__
+        if "mixture_" in state:
+            return getattr(state["mixture_"], self.name)
+        try:
+            return state[self.name]
+        except KeyError:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}") from None
+
+    def __set__(self, obj, value) -> None:
+        if "mixture_" in obj.__dict__:
+            raise AttributeError(f"{self.name} of a model with a mixture prior is mixture_.{self.name}")
+        obj.__dict__[self.name] = value
+
+
 class MetaBayes(BayesPredictMixin, MetaLearner):
     """Hierarchical Bayesian linear regression across tasks, fitted by empirical Bayes (EM).
 
@@ -56,7 +84,10 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         Structure of the prior covariance Sigma ("diag" is shared ARD across tasks).
     n_components : int or "auto"
         1 is the single Gaussian prior.  Anything else delegates fit/adapt/evaluate to the
-        mixture-of-Gaussians prior (``metafast.learners._mixture.MixturePrior``).
+        mixture-of-Gaussians prior (``metafast.learners._mixture.MixturePrior``, in
+        ``mixture_``).  "auto" picks C in 1..8 by the log evidence of held-out tasks: about 20%
+        of the tasks, chosen by a hash of (random_state, task index), so the same tasks in
+        process and on Dask (see MixturePrior).
     max_iter : int
         Maximum EM iterations (M-steps) per EM run.
     tol : float
@@ -100,8 +131,9 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         statistics summed on the workers (O(m^2)).  A lost worker's chunks are rebuilt from
         their source and the fit ends as an undisturbed one would.  Kernels on a worker use
         that worker's threads, and so do ``learn_basis`` (its gradient is a sum over chunks) and
-        the mixture prior (``metafast.learners._mixture_dask``; n_components="auto" raises
-        NotImplementedError).
+        the mixture prior (``metafast.learners._mixture_dask``), n_components="auto" included
+        (its held-out split is a hash of each task's index, the same however the tasks are
+        chunked, so a Dask fit equals the in-process one).
     acceleration : {"squarem", "overrelax", "none"}
         How EM steps are accelerated; all three are monotone in the objective.  "squarem"
         (default): SQUAREM (Varadhan & Roland 2008), which jumps along the parabola through two
@@ -134,9 +166,22 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
     n_passes_ : int, E-steps done (passes over the training data), extrapolated points included.
     converged_ : bool.
     n_tasks_seen_ : int, tasks fitted on (fit + partial_fit).
+    mixture_ : the fitted ``MixturePrior`` (n_components != 1 only).  Its ``n_components_``,
+        ``weights_``, ``means_``, ``covariances_``, ``noise_var_``, ``log_evidence_``,
+        ``objective_`` and ``n_iter_`` are read through the model's attributes of those names
+        (``mean_``, ``covariance_`` and ``n_passes_`` are single-Gaussian only).
     """
 
     _bayesian = True
+    # one source of truth: read from mixture_ for a mixture prior, own attributes otherwise
+    n_components_ = _FromMixture()
+    weights_ = _FromMixture()
+    means_ = _FromMixture()
+    covariances_ = _FromMixture()
+    noise_var_ = _FromMixture()
+    log_evidence_ = _FromMixture()
+    objective_ = _FromMixture()
+    n_iter_ = _FromMixture()
 
     def __init__(self, basis=None, covariance: str = "full", n_components=1, max_iter: int = 200,
                  tol: float = 1e-5, prior_weight: float = 1.0, prior_scale="auto", learn_basis: bool = False,
@@ -266,7 +311,6 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         self._check_params()
         for attr in ("mixture_", "_stats"):
             self.__dict__.pop(attr, None)
-        self._check_dask_support()
         if self.n_components != 1:
             return self._fit_mixture(tasks)
         source, first = self._chunk_source(tasks)
@@ -295,15 +339,6 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         self.n_tasks_seen_ = self._stats.n_tasks
         self._mf_fitted = True
         return self
-
-    def _check_dask_support(self) -> None:
-        """backend="dask" runs the EM (one Gaussian or a mixture), the target-scale pass and learn_basis on the workers;
-        what does not run there yet is an error, never a silent fallback to the driver."""
-        if self.backend != "dask":
-            return
-        if self.n_components == "auto":
-            raise NotImplementedError("backend='dask' needs a number of mixture components: "
-                                      "n_components='auto' runs in process only (backend='threads')")
 
     def _set_scale_and_init(self, source, dtype) -> None:
         """Target scale (undone exactly at the end) and the isotropic starting prior.
@@ -483,13 +518,7 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         return self._set_mixture(prior, len(ts))
 
     def _set_mixture(self, prior, n_tasks: int) -> "MetaBayes":
-        self.mixture_ = prior
-        self.log_evidence_ = np.asarray(prior.log_evidence_)
-        self.objective_ = np.asarray(prior.objective_)
-        self.n_iter_ = prior.n_iter_
-        self.n_components_ = prior.n_components_
-        self.weights_, self.means_, self.covariances_ = prior.weights_, prior.means_, prior.covariances_
-        self.noise_var_ = prior.noise_var_
+        self.mixture_ = prior              # the mixture's fitted attributes are read from it (_FromMixture)
         self.n_tasks_seen_ = n_tasks
         self._mf_fitted = True
         return self
