@@ -109,10 +109,26 @@ def test_a_stream_fits_on_the_workers(client):
     _assert_same_fit(remote, local, _tasks("shared", 10, seed=1))
 
 
+@pytest.mark.parametrize("head,setting", [("logistic", "episodic"), ("ridge", "episodic"), ("prototype", "episodic"),
+                                          pytest.param("logistic", "shared", marks=pytest.mark.slow),
+                                          pytest.param("ridge", "shared", marks=pytest.mark.slow)])
+def test_learn_basis_on_the_workers_like_in_process(client, head, setting):
+    tasks, test = _tasks(setting, 40), _tasks(setting, 10, seed=1)
+    kw = dict(basis=mf.basis.make("polynomial", n_basis=3), learn_basis=True, basis_rounds=2, basis_max_iter=4,
+              max_iter=4)
+    local = _fit(tasks, head, **kw)
+    remote = _fit(tasks, head, "dask", **kw)
+    assert len(remote.basis_objective_) == len(local.basis_objective_) >= 2
+    np.testing.assert_allclose(remote.basis_objective_, local.basis_objective_, rtol=1e-7)
+    for k, v in local.basis_.learnable_params().items():
+        np.testing.assert_allclose(remote.basis_.learnable_params()[k], v, rtol=1e-6)
+    _assert_same_fit(remote, local, test, rtol=1e-6)
+
+
 def test_unsupported_combinations_and_bad_chunks_are_clear_errors(client):
     tasks = _tasks("shared", 20)
-    with pytest.raises(NotImplementedError, match="learn_basis=True and backend='dask'"):
-        mf.MetaClassifier(basis=mf.basis.make("rbf", n_basis=4), learn_basis=True, backend="dask").fit(tasks)
+    with pytest.raises(NotImplementedError, match="learn_basis=True, head='prototype' and the shared setting"):
+        _fit(tasks, "prototype", "dask", learn_basis=True)
     regression = mf.tasks.load("sinusoid", n_tasks=10, n_support=5, n_query=5, seed=0)
     with pytest.raises(TypeError, match=r"training chunk 1 of the list.*regression"):
         _fit([tasks, regression], "ridge", "dask")

@@ -17,16 +17,21 @@ biases does not depend on theta, so its gradient column is dropped.
   row): dJ/dPhi = (A A^T - C K_s^{-1}) Phi Sigma + A M = G U^T + A M from the ridge E-step kernel.
 * prototype: the leave-one-out log loss of every training row (the loss that sets the metric),
   through the prototypes (class means) and, in the shared setting, the global class means.
+
+Each objective is a mean over rows or tasks, so it is a sum over chunks of the chunk's terms
+divided by the total count: ``objective_terms`` computes a chunk's share and its gradient in the
+basis parameters (``design_vjp`` where the chunk lives), and ``ChunkedObjective`` sums them over
+a chunk source, the single in-process chunk or the Dask workers'.  The shared prototype objective
+is the exception: its global class means couple the chunks (one chunk only: in process).
 """
 
 from __future__ import annotations
-
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy import sparse
 
 from metafast.learners._basis_opt import check_learnable, minimise_over_basis
+from metafast.learners._classify_chunks import chunk_data, design_with_bias
 
 
 # ---------------------------------------------------------------------------- logistic head
@@ -80,9 +85,11 @@ def _query_part(Pq, cq, Wf, U, n_rows: int, dQ, rows_q, g) -> float:
     return float((lse - own).sum())
 
 
-def logistic_query_loss(prior, Phi_s, codes_s, s_off, n_classes, Phi_q, codes_q, q_off, n_threads: int):
+def logistic_query_loss(prior, Phi_s, codes_s, s_off, n_classes, Phi_q, codes_q, q_off, n_threads: int,
+                        total: float | None = None):
     """(mean query log loss, dL/dPhi_s, dL/dPhi_q) of every training task adapted on its support
-    under ``prior`` (a ``_logistic.ClassPrior``); see the module docstring."""
+    under ``prior`` (a ``_logistic.ClassPrior``); see the module docstring.  ``total``: divide by
+    this many rows instead (a chunk's share of the mean over all chunks)."""
     from metafast.learners._logistic import laplace
 
     Phi_s64 = np.asarray(Phi_s, dtype=np.float64)
@@ -96,6 +103,9 @@ def logistic_query_loss(prior, Phi_s, codes_s, s_off, n_classes, Phi_q, codes_q,
     q_sizes = np.diff(q_off)
     use = (n_classes >= 2) & (q_sizes > 0)
     n_rows = int(q_sizes[use].sum())
+    if n_rows == 0 and total is not None:
+        return 0.0, dS, dQ
+    n_rows = n_rows if total is None else total
     if n_rows == 0:
         raise ValueError("learn_basis=True with the logistic head needs training tasks with query rows and "
                          "two or more classes: its objective is the query log loss after adapting on the support")
@@ -134,22 +144,26 @@ def logistic_query_loss(prior, Phi_s, codes_s, s_off, n_classes, Phi_q, codes_q,
 
 
 # ---------------------------------------------------------------------------- ridge head
-def ridge_neg_evidence(prior, noise_var: float, Phi, codes, offsets, n_classes, n_threads: int):
-    """(-sum_t log p(Y_t) / T, its gradient with respect to Phi) of the one-hot targets."""
+def ridge_neg_evidence(prior, noise_var: float, Phi, codes, offsets, n_classes, n_threads: int,
+                       total: float | None = None):
+    """(-sum_t log p(Y_t) / T, its gradient with respect to Phi) of the one-hot targets (T: the
+    tasks, or ``total``)."""
     from metafast.learners._ridge_head import ridge_estep
 
     A, G, _, logp, _, _, _, U = ridge_estep(Phi, codes, offsets, n_classes, prior, noise_var, n_threads)
     dPhi = G.astype(np.float64) @ U.T
     if prior.means is not None:
         dPhi += A[:, :prior.means.shape[0]].astype(np.float64) @ prior.means
-    T = max(offsets.shape[0] - 1, 1)
+    T = max(offsets.shape[0] - 1, 1) if total is None else total
     return -float(logp.sum()) / T, -dPhi / T
 
 
 # ---------------------------------------------------------------------------- prototype head
-def prototype_loo_loss(metric: np.ndarray, shared: bool, Phi, codes, offsets, n_classes, n_threads: int):
+def prototype_loo_loss(metric: np.ndarray, shared: bool, Phi, codes, offsets, n_classes, n_threads: int,
+                       total: float | None = None):
     """(mean leave-one-out log loss, its gradient with respect to Phi) under a fixed metric; the
-    prototypes (and shared-setting global means) are recomputed from Phi (see ``_prototype``)."""
+    prototypes (and shared-setting global means, from these rows: so not a chunk's share) are
+    recomputed from Phi (see ``_prototype``).  ``total``: divide by this many rows instead."""
     from metafast.learners._prototype import KAPPA, LooLoss, class_sums
 
     Phi = np.asarray(Phi, dtype=np.float64)
@@ -163,6 +177,8 @@ def prototype_loo_loss(metric: np.ndarray, shared: bool, Phi, codes, offsets, n_
         np.add.at(g_means, cls, sums)
         g_means /= n_cls[:, None]
     L = LooLoss(Phi, codes, offsets, n_classes, g_means, n_threads)
+    if total is not None:
+        L.n_used = total
     val, h = L.value_and_dscores(np.log(metric))
     cand, rows = L.cand, L.rows
     Hm = sparse.csr_matrix((h[cand], (L.key_of[cand], np.broadcast_to(rows[:, None], cand.shape)[cand])),
@@ -182,27 +198,87 @@ def prototype_loo_loss(metric: np.ndarray, shared: bool, Phi, codes, offsets, n_
 
 
 # ---------------------------------------------------------------------------- the optimiser
-def design_with_bias(basis, X: np.ndarray) -> np.ndarray:
-    Phi = np.asarray(basis.design(X))
-    return np.ascontiguousarray(np.hstack([Phi, np.ones((Phi.shape[0], 1), dtype=Phi.dtype)]))
+# ---------------------------------------------------------------------------- over chunks
+def objective_rows(chunk, spec, n_threads: int) -> float:
+    """How many rows (logistic: query rows of tasks with >= 2 classes; prototype: rows the LOO
+    loss uses) or tasks (ridge) of the chunk the objective is a mean over."""
+    from metafast.learners._prototype import loo_rows
+
+    d = chunk_data(chunk, spec)
+    if spec.head == "logistic":
+        if d.calib is None:
+            return 0.0
+        q_sizes, n_classes = np.diff(d.calib[6]), d.calib[3]
+        return float(q_sizes[(n_classes >= 2) & (q_sizes > 0)].sum())
+    if spec.head == "ridge":
+        return float(d.n_classes.shape[0])
+    return float(loo_rows(d.codes, d.offsets, d.n_classes, spec.setting == "shared").sum())
 
 
-def optimise_basis(basis, inputs: Sequence[np.ndarray], loss: Callable, max_iter: int):
-    """L-BFGS on ``basis.learnable_params()`` of ``loss(*designs) -> (value, *dPhi)`` where the
-    designs are those of ``inputs`` (with the bias column).  Returns (basis, loss before, after);
-    the old basis is kept when L-BFGS does not improve on it."""
+def objective_terms(chunk, spec, head_state, basis, total: float, n_threads: int) -> np.ndarray:
+    """[the chunk's share of the head's objective at ``basis``, its gradient in the basis's
+    learnable parameters (flat, sorted by name)]: the objectives above on the chunk's designs,
+    divided by the ``total`` over all chunks, and pulled back by ``design_vjp`` on the worker."""
+    from metafast.learners._base import training_view
+
+    d = chunk_data(chunk, spec)
+    if spec.head == "logistic":
+        if d.calib is None:
+            val, X, G = 0.0, chunk.X_support[:0], np.zeros((0, basis.n_basis + 1))
+        else:
+            _, codes_s, s_off, ncls, _, codes_q, q_off = d.calib
+            val, dS, dQ = logistic_query_loss(head_state, design_with_bias(basis, chunk.X_support), codes_s, s_off,
+                                              ncls, design_with_bias(basis, chunk.X_query), codes_q, q_off,
+                                              n_threads, total)
+            X, G = np.concatenate([chunk.X_support, chunk.X_query]), np.concatenate([dS, dQ])
+    else:
+        X = training_view(chunk, spec.train_rows).X_support
+        Phi = design_with_bias(basis, X)
+        if spec.head == "ridge":
+            val, G = ridge_neg_evidence(*head_state, Phi, d.codes, d.offsets, d.n_classes, n_threads, total)
+        else:
+            val, G = prototype_loo_loss(head_state, spec.setting == "shared", Phi, d.codes, d.offsets,
+                                        d.n_classes, n_threads, total)
+    grads = basis.design_vjp(X, np.ascontiguousarray(G[:, :-1], dtype=np.asarray(X).dtype))
+    return np.concatenate([[val]] + [np.ravel(np.asarray(grads[k], dtype=np.float64))
+                                     for k in sorted(basis.learnable_params())])
+
+
+class ChunkedObjective:
+    """The fitted head's basis objective summed over a chunk source (in process or on the Dask
+    workers): ``value(basis)`` and ``evaluate(basis) -> (value, gradient dict)``."""
+
+    def __init__(self, source, spec, head_state):
+        self.source, self.spec, self.head_state = source, spec, head_state
+        self.total = source.map_sum(objective_rows, spec)
+        if self.total == 0:
+            if spec.head == "logistic":
+                raise ValueError("learn_basis=True with head='logistic' needs training tasks with query rows: "
+                                 "its objective is the query log loss after adapting on the support")
+            raise ValueError("learn_basis=True: no training row enters the head's objective")
+
+    def evaluate(self, basis):
+        out = self.source.map_sum(objective_terms, self.spec, self.head_state, basis, self.total)
+        grads, pos = {}, 1
+        for k in sorted(basis.learnable_params()):
+            v = basis.learnable_params()[k]
+            grads[k] = out[pos:pos + np.size(v)].reshape(np.shape(v))
+            pos += np.size(v)
+        return float(out[0]), grads
+
+    def value(self, basis) -> float:
+        return self.evaluate(basis)[0]
+
+
+def optimise_basis(basis, objective: ChunkedObjective, max_iter: int):
+    """L-BFGS on ``basis.learnable_params()`` of ``objective`` (a ``ChunkedObjective``).  Returns
+    (basis, loss before, after); the old basis is kept when L-BFGS does not improve on it."""
     check_learnable(basis)
-    X_all = np.concatenate(inputs) if len(inputs) > 1 else inputs[0]
-
-    def evaluate(b):
-        val, *grads = loss(*[design_with_bias(b, X) for X in inputs])
-        G = np.concatenate(grads)[:, :-1]
-        return val, b.design_vjp(X_all, np.ascontiguousarray(G, dtype=np.asarray(X_all).dtype))
-
-    new, f0, f1 = minimise_over_basis(basis, evaluate, max_iter)
+    new, f0, f1 = minimise_over_basis(basis, objective.evaluate, max_iter)
     if not np.isfinite(f0):
         raise FloatingPointError("learn_basis=True: the head's objective is not finite at the starting basis")
     return new, f0, f1
 
 
-__all__ = ["logistic_query_loss", "ridge_neg_evidence", "prototype_loo_loss", "check_learnable", "optimise_basis"]
+__all__ = ["logistic_query_loss", "ridge_neg_evidence", "prototype_loo_loss", "check_learnable", "optimise_basis",
+           "ChunkedObjective"]

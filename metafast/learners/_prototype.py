@@ -62,6 +62,14 @@ def sqdist(Phi, offsets, P, p_off, metric, c_max, n_threads):
     return out
 
 
+def loo_rows(codes, offsets, n_classes, shared: bool) -> np.ndarray:
+    """Whether each row enters the LOO loss: its task has >= 2 classes and its class keeps a
+    prototype without it (another example of the class, or the shared mean's pseudo-example)."""
+    _, counts, _, keys = class_sums(np.zeros((codes.shape[0], 0)), codes, offsets, n_classes)
+    kappa = KAPPA if shared else 0.0
+    return ((counts[keys] - 1 + kappa) > 0) & (np.repeat(n_classes, np.diff(offsets)) >= 2)
+
+
 class LooLoss:
     """Mean leave-one-out log loss of the training rows as a function of theta = log(metric),
     with its gradient (see the module docstring); callable as ``loss(theta) -> (value, grad)``."""
@@ -72,7 +80,7 @@ class LooLoss:
         kappa = KAPPA if global_means is not None else 0.0
         n_own = self.counts[self.keys]
         self.per_row = np.repeat(n_classes, np.diff(offsets))
-        self.keep = ((n_own - 1 + kappa) > 0) & (self.per_row >= 2)
+        self.keep = loo_rows(codes, offsets, n_classes, global_means is not None)
         self.loo = ((n_own + kappa) / np.maximum(n_own - 1 + kappa, 1e-12)) ** 2
         self.c_max = int(max(n_classes.max(initial=0), 1))
         self.rows = np.arange(Phi.shape[0])

@@ -81,7 +81,10 @@ class MetaClassifier(MetaLearner):
         the head (EM, the logistic head's scale, the ridge head's temperature, the prototype
         head's L-BFGS) sends the prior or metric to the workers and gets summed statistics back;
         the fit equals the in-process one up to round-off.  An unfitted basis is fitted on the
-        first chunk, shared classes are the union over all chunks.  Not with learn_basis=True.
+        first chunk, shared classes are the union over all chunks.  learn_basis=True also runs
+        there (each objective evaluation a sum over chunks, ``design_vjp`` on the workers), except
+        head="prototype" in the shared setting, whose objective is not a sum over chunks
+        (NotImplementedError).
     n_jobs : int or None
         Kernel threads (None: all cores); results do not depend on it.  On Dask each worker's
         kernels use that worker's threads.
@@ -135,10 +138,6 @@ class MetaClassifier(MetaLearner):
         check_positive_int(self.basis_max_iter, "basis_max_iter")
         if self.backend not in BACKENDS:
             raise ValueError(f"parameter 'backend' must be one of {BACKENDS}; got {self.backend!r}")
-        if self.backend == "dask" and self.learn_basis:
-            raise NotImplementedError(
-                "MetaClassifier with learn_basis=True and backend='dask' is not supported: the basis "
-                "objectives run in process only; use backend='threads' or learn_basis=False")
         self._n_threads = effective_n_threads(self.n_jobs)
 
     def _design(self, X: np.ndarray) -> np.ndarray:
@@ -179,13 +178,10 @@ class MetaClassifier(MetaLearner):
                         f"argument 'tasks' holds a single class ({self.classes_.tolist()}) over all tasks: "
                         "nothing to classify")
             if self.learn_basis:
-                from metafast.learners._basis_opt import check_learnable
-                check_learnable(self.basis_)
-            self.n_tasks_seen_ = self._fit_head(source)
+                self._check_learn_basis()
+            spec, self.n_tasks_seen_ = self._fit_head(source)
             if self.learn_basis:
-                ts = source.first()
-                train = training_view(ts, self.train_rows)
-                self._learn_basis(source, ts, train, *self._encode(train.y_support, train.support_offsets))
+                self._learn_basis(source, spec)
         finally:
             source.release()
         self._mf_fitted = True
@@ -202,8 +198,8 @@ class MetaClassifier(MetaLearner):
             raise ValueError("argument 'tasks' holds no TaskSet chunks")
         return LocalChunks(chunks[0] if len(chunks) == 1 else TaskSet.concatenate(chunks), self._n_threads)
 
-    def _fit_head(self, source) -> int:
-        """Fit a new head by passes over ``source``; returns the number of training tasks."""
+    def _fit_head(self, source):
+        """Fit a new head by passes over ``source``; returns (its Spec, the number of training tasks)."""
         spec = Spec(self.basis_, self.setting_, getattr(self, "classes_", None), self.train_rows, self.max_classes,
                     self.head)
         summary = summarise(source, spec)
@@ -214,29 +210,30 @@ class MetaClassifier(MetaLearner):
         for attr in ("log_evidence_", "n_iter_", "converged_"):
             if hasattr(self.head_, attr):
                 setattr(self, attr, getattr(self.head_, attr))
-        return int(summary["n_tasks"])
+        return spec, int(summary["n_tasks"])
 
-    def basis_objective(self, ts: TaskSet, train: TaskSet, codes: np.ndarray, n_classes: np.ndarray):
-        """(inputs, loss) of the fitted head's meta-training objective as a function of the designs
-        of ``inputs`` (with the bias column): ``loss(*designs) -> (value, *dvalue/ddesign)``."""
-        from metafast.learners import _classify_basis as cb
+    def _check_learn_basis(self) -> None:
+        from metafast.learners._basis_opt import check_learnable
 
-        head, nt = self.head_, self._n_threads
-        if self.head == "logistic":
-            if ts.X_query.shape[0] == 0:
-                raise ValueError("learn_basis=True with head='logistic' needs training tasks with query rows: "
-                                 "its objective is the query log loss after adapting on the support")
-            codes_s, ncls, codes_q = self._split_codes(ts)
-            return [ts.X_support, ts.X_query], lambda Ps, Pq: cb.logistic_query_loss(
-                head.prior_, Ps, codes_s, ts.support_offsets, ncls, Pq, codes_q, ts.query_offsets, nt)
-        off = train.support_offsets
-        if self.head == "ridge":
-            return [train.X_support], lambda P: cb.ridge_neg_evidence(head.prior_, head.noise_var_, P, codes, off,
-                                                                      n_classes, nt)
-        return [train.X_support], lambda P: cb.prototype_loo_loss(head.metric_, self.setting_ == "shared", P, codes,
-                                                                  off, n_classes, nt)
+        check_learnable(self.basis_)
+        if self.backend == "dask" and self.head == "prototype" and self.setting_ == "shared":
+            raise NotImplementedError(
+                "MetaClassifier with learn_basis=True, head='prototype' and the shared setting does not run on "
+                "backend='dask': its objective goes through the class means over all tasks, so it is not a "
+                "sum over chunks; use backend='threads', another head or learn_basis=False")
 
-    def _learn_basis(self, source, ts: TaskSet, train: TaskSet, codes: np.ndarray, n_classes: np.ndarray) -> None:
+    def basis_objective(self, source, spec):
+        """The fitted head's meta-training objective as a function of the basis, summed over the
+        chunks of ``source`` (``_classify_basis.ChunkedObjective``: ``evaluate(basis) -> (value,
+        gradient dict)``)."""
+        from metafast.learners._classify_basis import ChunkedObjective
+
+        head = self.head_
+        state = {"logistic": lambda: head.prior_, "ridge": lambda: (head.prior_, head.noise_var_),
+                 "prototype": lambda: head.metric_}[self.head]()
+        return ChunkedObjective(source, spec, state)
+
+    def _learn_basis(self, source, spec) -> None:
         """Alternate L-BFGS on the basis (head fixed) with refits of the head (basis fixed), and keep
         the (basis, head) pair with the lowest objective: a refit head (EM, then the scale) does not
         minimise the basis's objective, so a round can end worse than it started."""
@@ -245,17 +242,16 @@ class MetaClassifier(MetaLearner):
         self.basis_objective_ = []
         best = None
         for _ in range(self.basis_rounds):
-            inputs, loss = self.basis_objective(ts, train, codes, n_classes)
-            new_basis, before, after = optimise_basis(self.basis_, inputs, loss, self.basis_max_iter)
+            new_basis, before, after = optimise_basis(self.basis_, self.basis_objective(source, spec),
+                                                      self.basis_max_iter)
             if not self.basis_objective_:
                 self.basis_objective_.append(before)
                 best = (before, self._head_state())
             if new_basis is self.basis_:
                 break
             self.basis_ = new_basis
-            self._fit_head(source)
-            inputs, loss = self.basis_objective(ts, train, codes, n_classes)
-            self.basis_objective_.append(float(loss(*[self._design(X) for X in inputs])[0]))
+            spec, _ = self._fit_head(source)
+            self.basis_objective_.append(self.basis_objective(source, spec).value(self.basis_))
             if self.basis_objective_[-1] < best[0]:
                 best = (self.basis_objective_[-1], self._head_state())
             if self.basis_objective_[-2] - self.basis_objective_[-1] <= self.tol * abs(self.basis_objective_[-2]):
