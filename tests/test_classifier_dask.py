@@ -111,7 +111,8 @@ def test_a_stream_fits_on_the_workers(client):
 
 @pytest.mark.parametrize("head,setting", [("logistic", "episodic"), ("ridge", "episodic"), ("prototype", "episodic"),
                                           pytest.param("logistic", "shared", marks=pytest.mark.slow),
-                                          pytest.param("ridge", "shared", marks=pytest.mark.slow)])
+                                          pytest.param("ridge", "shared", marks=pytest.mark.slow),
+                                          ("prototype", "shared")])
 def test_learn_basis_on_the_workers_like_in_process(client, head, setting):
     tasks, test = _tasks(setting, 40), _tasks(setting, 10, seed=1)
     kw = dict(basis=mf.basis.make("polynomial", n_basis=3), learn_basis=True, basis_rounds=2, basis_max_iter=4,
@@ -125,10 +126,10 @@ def test_learn_basis_on_the_workers_like_in_process(client, head, setting):
     _assert_same_fit(remote, local, test, rtol=1e-6)
 
 
-def test_unsupported_combinations_and_bad_chunks_are_clear_errors(client):
+def test_unsupported_sources_and_bad_chunks_are_clear_errors(client):
     tasks = _tasks("shared", 20)
-    with pytest.raises(NotImplementedError, match="learn_basis=True, head='prototype' and the shared setting"):
-        _fit(tasks, "prototype", "dask", learn_basis=True)
+    with pytest.raises(ValueError, match="resample"):
+        _fit(mf.tasks.stream("logistic", n_tasks=20, chunk_size=10, resample=True), "ridge", "dask")
     regression = mf.tasks.load("sinusoid", n_tasks=10, n_support=5, n_query=5, seed=0)
     with pytest.raises(TypeError, match=r"training chunk 1 of the list.*regression"):
         _fit([tasks, regression], "ridge", "dask")

@@ -113,12 +113,16 @@ def _source_and_spec(clf, tasks):
                                        clf.max_classes, clf.head)
 
 
+@pytest.mark.parametrize("setting", ["episodic", "shared"])
 @pytest.mark.parametrize("head", ["logistic", "ridge", "prototype"])
-def test_basis_objective_gradient_through_the_basis(episodes, head):
-    """d objective / d basis parameters (design_vjp of dPhi) against finite differences."""
-    train_ts = episodes[0]
+def test_basis_objective_gradient_through_the_basis(episodes, head, setting):
+    """d objective / d basis parameters (design_vjp of dPhi, summed over the chunk source; shared
+    prototype: also through the global class means) against finite differences."""
+    train_ts = episodes[0] if setting == "episodic" else mf.tasks.load("logistic", n_tasks=30, n_support=6,
+                                                                         n_query=6, seed=0)
     clf = mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=4), head=head, max_iter=5, n_jobs=1)
     clf.fit(train_ts)
+    assert clf.setting_ == setting
     objective = clf.basis_objective(*_source_and_spec(clf, train_ts))
     x0, layout = _flatten(clf.basis_.learnable_params())
 

@@ -21,8 +21,8 @@ biases does not depend on theta, so its gradient column is dropped.
 Each objective is a mean over rows or tasks, so it is a sum over chunks of the chunk's terms
 divided by the total count: ``objective_terms`` computes a chunk's share and its gradient in the
 basis parameters (``design_vjp`` where the chunk lives), and ``ChunkedObjective`` sums them over
-a chunk source, the single in-process chunk or the Dask workers'.  The shared prototype objective
-is the exception: its global class means couple the chunks (one chunk only: in process).
+a chunk source, the single in-process chunk or the Dask workers'.  The shared prototype
+objective's global class means couple the chunks: its gradient takes a second pass through them.
 """
 
 from __future__ import annotations
@@ -162,21 +162,29 @@ def ridge_neg_evidence(prior, noise_var: float, Phi, codes, offsets, n_classes, 
 def prototype_loo_loss(metric: np.ndarray, shared: bool, Phi, codes, offsets, n_classes, n_threads: int,
                        total: float | None = None):
     """(mean leave-one-out log loss, its gradient with respect to Phi) under a fixed metric; the
-    prototypes (and shared-setting global means, from these rows: so not a chunk's share) are
-    recomputed from Phi (see ``_prototype``).  ``total``: divide by this many rows instead."""
-    from metafast.learners._prototype import KAPPA, LooLoss, class_sums
+    prototypes (and shared-setting global means, from these rows) are recomputed from Phi (see
+    ``_prototype``).  ``total``: divide by this many rows instead."""
+    from metafast.learners._prototype import shared_class_sums
 
     Phi = np.asarray(Phi, dtype=np.float64)
-    g_means = cls = n_cls = None
-    if shared:
-        K = int(n_classes.max(initial=0))
-        sums, counts, _, _ = class_sums(Phi, codes, offsets, n_classes)
-        cls = np.tile(np.arange(K), offsets.shape[0] - 1)
-        n_cls = np.maximum(np.bincount(cls, weights=counts, minlength=K), 1)
-        g_means = np.zeros((K, Phi.shape[1]))
-        np.add.at(g_means, cls, sums)
-        g_means /= n_cls[:, None]
-    L = LooLoss(Phi, codes, offsets, n_classes, g_means, n_threads)
+    if not shared:
+        return prototype_loo_terms(metric, Phi, codes, offsets, n_classes, n_threads, total)[:2]
+    g, n_cls = shared_class_sums(Phi, codes, offsets, n_classes, int(n_classes.max(initial=0)))
+    n_cls = np.maximum(n_cls, 1)
+    val, d_phi, d_g = prototype_loo_terms(metric, Phi, codes, offsets, n_classes, n_threads, total, g / n_cls[:, None])
+    return val, d_phi + (d_g / n_cls[:, None])[codes]
+
+
+def prototype_loo_terms(metric: np.ndarray, Phi, codes, offsets, n_classes, n_threads: int,
+                        total: float | None = None, global_means: np.ndarray | None = None):
+    """(LOO loss, its gradient in Phi for fixed ``global_means``, its gradient in the global means
+    (shared setting; else None)): the global means' own dependence on Phi is the caller's (a sum
+    over every chunk's rows)."""
+    from metafast.learners._prototype import KAPPA, LooLoss
+
+    Phi = np.asarray(Phi, dtype=np.float64)
+    shared = global_means is not None
+    L = LooLoss(Phi, codes, offsets, n_classes, global_means, n_threads)
     if total is not None:
         L.n_used = total
     val, h = L.value_and_dscores(np.log(metric))
@@ -190,14 +198,14 @@ def prototype_loo_loss(metric: np.ndarray, shared: bool, Phi, codes, offsets, n_
     kappa = KAPPA if shared else 0.0
     denom = (L.counts + kappa) if shared else np.maximum(L.counts, 1.0)
     d_phi += (d_p / denom[:, None])[L.keys]
+    d_g = None
     if shared:
-        d_g = np.zeros_like(g_means)
-        np.add.at(d_g, cls, d_p * (kappa / denom)[:, None])
-        d_phi += (d_g / n_cls[:, None])[cls[L.keys]]
-    return val, d_phi
+        K = global_means.shape[0]
+        d_g = np.zeros_like(global_means)
+        np.add.at(d_g, np.tile(np.arange(K), offsets.shape[0] - 1), d_p * (kappa / denom)[:, None])
+    return val, d_phi, d_g
 
 
-# ---------------------------------------------------------------------------- the optimiser
 # ---------------------------------------------------------------------------- over chunks
 def objective_rows(chunk, spec, n_threads: int) -> float:
     """How many rows (logistic: query rows of tasks with >= 2 classes; prototype: rows the LOO
@@ -215,13 +223,24 @@ def objective_rows(chunk, spec, n_threads: int) -> float:
     return float(loo_rows(d.codes, d.offsets, d.n_classes, spec.setting == "shared").sum())
 
 
-def objective_terms(chunk, spec, head_state, basis, total: float, n_threads: int) -> np.ndarray:
+def _flat(basis, grads: dict) -> list:
+    return [np.ravel(np.asarray(grads[k], dtype=np.float64)) for k in sorted(basis.learnable_params())]
+
+
+def _pull_back(basis, X, G) -> list:
+    """The flat gradient in the basis parameters of a gradient G in the design (bias column dropped)."""
+    return _flat(basis, basis.design_vjp(X, np.ascontiguousarray(G[:, :-1], dtype=np.asarray(X).dtype)))
+
+
+def objective_terms(chunk, spec, head_state, basis, total: float, global_means, n_threads: int) -> np.ndarray:
     """[the chunk's share of the head's objective at ``basis``, its gradient in the basis's
-    learnable parameters (flat, sorted by name)]: the objectives above on the chunk's designs,
-    divided by the ``total`` over all chunks, and pulled back by ``design_vjp`` on the worker."""
+    learnable parameters (flat, sorted by name), shared prototype: its gradient in the global
+    class means (K*m)]: the objectives above on the chunk's designs, divided by the ``total`` over
+    all chunks, and pulled back by ``design_vjp`` where the chunk lives."""
     from metafast.learners._base import training_view
 
     d = chunk_data(chunk, spec)
+    extra = []
     if spec.head == "logistic":
         if d.calib is None:
             val, X, G = 0.0, chunk.X_support[:0], np.zeros((0, basis.n_basis + 1))
@@ -237,19 +256,41 @@ def objective_terms(chunk, spec, head_state, basis, total: float, n_threads: int
         if spec.head == "ridge":
             val, G = ridge_neg_evidence(*head_state, Phi, d.codes, d.offsets, d.n_classes, n_threads, total)
         else:
-            val, G = prototype_loo_loss(head_state, spec.setting == "shared", Phi, d.codes, d.offsets,
-                                        d.n_classes, n_threads, total)
-    grads = basis.design_vjp(X, np.ascontiguousarray(G[:, :-1], dtype=np.asarray(X).dtype))
-    return np.concatenate([[val]] + [np.ravel(np.asarray(grads[k], dtype=np.float64))
-                                     for k in sorted(basis.learnable_params())])
+            val, G, d_g = prototype_loo_terms(head_state, Phi, d.codes, d.offsets, d.n_classes, n_threads, total,
+                                              global_means)
+            extra = [] if d_g is None else [np.ravel(d_g)]
+    return np.concatenate([[val]] + _pull_back(basis, X, G) + extra)
+
+
+def class_sum_terms(chunk, spec, basis, n_shared: int, n_threads: int) -> np.ndarray:
+    """[per shared class: the sum of its training rows' designs at ``basis`` (K*m), rows (K)]."""
+    from metafast.learners._base import training_view
+    from metafast.learners._prototype import shared_class_sums
+
+    d = chunk_data(chunk, spec)
+    Phi = design_with_bias(basis, training_view(chunk, spec.train_rows).X_support).astype(np.float64, copy=False)
+    g, n = shared_class_sums(Phi, d.codes, d.offsets, d.n_classes, n_shared)
+    return np.concatenate([g.ravel(), n])
+
+
+def class_mean_path_terms(chunk, spec, basis, dmeans: np.ndarray, n_threads: int) -> np.ndarray:
+    """The gradient in the basis parameters through the global class means: each training row
+    of class k gets dL/dg_k / n_k (``dmeans``, K x m) as its design gradient."""
+    from metafast.learners._base import training_view
+
+    d = chunk_data(chunk, spec)
+    return np.concatenate(_pull_back(basis, training_view(chunk, spec.train_rows).X_support, dmeans[d.codes]))
 
 
 class ChunkedObjective:
     """The fitted head's basis objective summed over a chunk source (in process or on the Dask
-    workers): ``value(basis)`` and ``evaluate(basis) -> (value, gradient dict)``."""
+    workers): ``value(basis)`` and ``evaluate(basis) -> (value, gradient dict)``.  The shared
+    prototype objective takes three passes per evaluation: the global class means, the chunks'
+    terms at those means, and the gradient through the means."""
 
     def __init__(self, source, spec, head_state):
         self.source, self.spec, self.head_state = source, spec, head_state
+        self.n_shared = spec.classes.shape[0] if spec.head == "prototype" and spec.setting == "shared" else None
         self.total = source.map_sum(objective_rows, spec)
         if self.total == 0:
             if spec.head == "logistic":
@@ -258,12 +299,23 @@ class ChunkedObjective:
             raise ValueError("learn_basis=True: no training row enters the head's objective")
 
     def evaluate(self, basis):
-        out = self.source.map_sum(objective_terms, self.spec, self.head_state, basis, self.total)
-        grads, pos = {}, 1
-        for k in sorted(basis.learnable_params()):
-            v = basis.learnable_params()[k]
-            grads[k] = out[pos:pos + np.size(v)].reshape(np.shape(v))
-            pos += np.size(v)
+        params = basis.learnable_params()
+        n_params = sum(np.size(v) for v in params.values())
+        means = None
+        if self.n_shared is not None:
+            K = self.n_shared
+            sums = self.source.map_sum(class_sum_terms, self.spec, basis, K)
+            counts = np.maximum(sums[-K:], 1)
+            means = sums[:-K].reshape(K, -1) / counts[:, None]
+        out = self.source.map_sum(objective_terms, self.spec, self.head_state, basis, self.total, means)
+        flat = out[1:1 + n_params]
+        if means is not None:
+            dmeans = out[1 + n_params:].reshape(means.shape) / counts[:, None]
+            flat = flat + self.source.map_sum(class_mean_path_terms, self.spec, basis, dmeans)
+        grads, pos = {}, 0
+        for k in sorted(params):
+            grads[k] = flat[pos:pos + np.size(params[k])].reshape(np.shape(params[k]))
+            pos += np.size(params[k])
         return float(out[0]), grads
 
     def value(self, basis) -> float:

@@ -125,14 +125,20 @@ class LooLoss:
         return total / self.n_used, grad / self.n_used
 
 
+def shared_class_sums(Phi, codes, offsets, n_classes, n_shared: int):
+    """(sum of the rows of each shared class (K, m), rows per class (K,))."""
+    sums, counts, _, _ = class_sums(Phi, codes, offsets, n_classes)
+    cls = np.tile(np.arange(n_shared), offsets.shape[0] - 1)
+    g = np.zeros((n_shared, Phi.shape[1]))
+    np.add.at(g, cls, sums)
+    return g, np.bincount(cls, weights=counts, minlength=n_shared)
+
+
 def class_mean_terms(chunk, spec, n_shared: int, n_threads: int) -> np.ndarray:
     """[per shared class: sum of its rows' designs (K*m), rows (K)] of one chunk's training rows."""
     d = chunk_data(chunk, spec)
-    sums, counts, _, _ = class_sums(d.Phi.astype(np.float64, copy=False), d.codes, d.offsets, d.n_classes)
-    cls = np.tile(np.arange(n_shared), d.offsets.shape[0] - 1)
-    g = np.zeros((n_shared, d.Phi.shape[1]))
-    np.add.at(g, cls, sums)
-    return np.concatenate([g.ravel(), np.bincount(cls, weights=counts, minlength=n_shared)])
+    g, n = shared_class_sums(d.Phi.astype(np.float64, copy=False), d.codes, d.offsets, d.n_classes, n_shared)
+    return np.concatenate([g.ravel(), n])
 
 
 def centred_square_terms(chunk, spec, mean: np.ndarray, n_threads: int) -> np.ndarray:

@@ -82,9 +82,7 @@ class MetaClassifier(MetaLearner):
         head's L-BFGS) sends the prior or metric to the workers and gets summed statistics back;
         the fit equals the in-process one up to round-off.  An unfitted basis is fitted on the
         first chunk, shared classes are the union over all chunks.  learn_basis=True also runs
-        there (each objective evaluation a sum over chunks, ``design_vjp`` on the workers), except
-        head="prototype" in the shared setting, whose objective is not a sum over chunks
-        (NotImplementedError).
+        there (each objective evaluation a sum over chunks, ``design_vjp`` on the workers).
     n_jobs : int or None
         Kernel threads (None: all cores); results do not depend on it.  On Dask each worker's
         kernels use that worker's threads.
@@ -178,7 +176,8 @@ class MetaClassifier(MetaLearner):
                         f"argument 'tasks' holds a single class ({self.classes_.tolist()}) over all tasks: "
                         "nothing to classify")
             if self.learn_basis:
-                self._check_learn_basis()
+                from metafast.learners._basis_opt import check_learnable
+                check_learnable(self.basis_)
             spec, self.n_tasks_seen_ = self._fit_head(source)
             if self.learn_basis:
                 self._learn_basis(source, spec)
@@ -211,16 +210,6 @@ class MetaClassifier(MetaLearner):
             if hasattr(self.head_, attr):
                 setattr(self, attr, getattr(self.head_, attr))
         return spec, int(summary["n_tasks"])
-
-    def _check_learn_basis(self) -> None:
-        from metafast.learners._basis_opt import check_learnable
-
-        check_learnable(self.basis_)
-        if self.backend == "dask" and self.head == "prototype" and self.setting_ == "shared":
-            raise NotImplementedError(
-                "MetaClassifier with learn_basis=True, head='prototype' and the shared setting does not run on "
-                "backend='dask': its objective goes through the class means over all tasks, so it is not a "
-                "sum over chunks; use backend='threads', another head or learn_basis=False")
 
     def basis_objective(self, source, spec):
         """The fitted head's meta-training objective as a function of the basis, summed over the
