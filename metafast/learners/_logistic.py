@@ -282,10 +282,13 @@ class LogisticHead:
             prior = ClassPrior(self.prior_.cov * np.exp(log_gamma), self.prior_.means)
             prior.factor()
             total, count = source.map_sum(query_loss_terms, spec, prior)
-            return total / count if count else 0.0
+            return total / count if count else None
 
+        start = loss(0.0)
+        if start is None:          # no query row of a task with two classes: nothing to calibrate on
+            return self.prior_
         res = minimize_scalar(loss, bounds=(np.log(1e-2), np.log(1e4)), method="bounded", options={"xatol": 0.05})
-        gamma = float(np.exp(res.x)) if res.fun <= loss(0.0) else 1.0
+        gamma = float(np.exp(res.x)) if res.fun <= start else 1.0
         self.scale_ = gamma
         return ClassPrior(self.prior_.cov * gamma, self.prior_.means)
 

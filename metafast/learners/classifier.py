@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from metafast._validation import check_positive_float, check_positive_int, check_X
-from metafast.learners._base import MetaLearner, check_train_rows, iter_task_chunks, training_view
+from metafast.learners._base import MetaLearner, check_train_rows, iter_task_chunks
 from metafast.learners._classify_chunks import (
     LocalChunks, Spec, chunk_labels, design_with_bias, encode, gather_checked, split_codes, summarise,
 )
