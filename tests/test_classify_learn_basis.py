@@ -5,11 +5,9 @@ import numpy as np
 import pytest
 
 import metafast as mf
-from metafast.learners._base import training_view
 from metafast.learners._basis_opt import _flatten, _unflatten
-from metafast.learners._classify_basis import (
-    design_with_bias, logistic_query_loss, prototype_loo_loss, ridge_neg_evidence,
-)
+from metafast.learners._classify_basis import logistic_query_loss, prototype_loo_loss, ridge_neg_evidence
+from metafast.learners._classify_chunks import LocalChunks, Spec
 from metafast.learners._logistic import ClassPrior
 
 
@@ -109,23 +107,29 @@ def episodes():
             mf.tasks.load("class-mixtures", n_tasks=30, seed=1, split="test", **kw))
 
 
+def _source_and_spec(clf, tasks):
+    """The in-process chunk source and Spec the fitted model's basis objective is summed over."""
+    return LocalChunks(tasks, 1), Spec(clf.basis_, clf.setting_, getattr(clf, "classes_", None), clf.train_rows,
+                                       clf.max_classes, clf.head)
+
+
+@pytest.mark.parametrize("setting", ["episodic", "shared"])
 @pytest.mark.parametrize("head", ["logistic", "ridge", "prototype"])
-def test_basis_objective_gradient_through_the_basis(episodes, head):
-    """d objective / d basis parameters (design_vjp of dPhi) against finite differences."""
-    train_ts = episodes[0]
+def test_basis_objective_gradient_through_the_basis(episodes, head, setting):
+    """d objective / d basis parameters (design_vjp of dPhi, summed over the chunk source; shared
+    prototype: also through the global class means) against finite differences."""
+    train_ts = episodes[0] if setting == "episodic" else mf.tasks.load("logistic", n_tasks=30, n_support=6,
+                                                                         n_query=6, seed=0)
     clf = mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=4), head=head, max_iter=5, n_jobs=1)
     clf.fit(train_ts)
-    train = training_view(train_ts, "all")
-    codes, ncls = clf._encode(train.y_support, train.support_offsets)
-    inputs, loss = clf.basis_objective(train_ts, train, codes, ncls)
+    assert clf.setting_ == setting
+    objective = clf.basis_objective(*_source_and_spec(clf, train_ts))
     x0, layout = _flatten(clf.basis_.learnable_params())
 
     def f(x):
-        b = clf.basis_.with_params(**_unflatten(x, layout))
-        return loss(*[design_with_bias(b, X) for X in inputs])
+        return objective.evaluate(clf.basis_.with_params(**_unflatten(x, layout)))
 
-    val, *grads = f(x0)
-    g, _ = _flatten(clf.basis_.design_vjp(np.concatenate(inputs), np.concatenate(grads)[:, :-1]))
+    g, _ = _flatten(f(x0)[1])
     eps = 1e-6
     fd = np.array([(f(x0 + eps * e)[0] - f(x0 - eps * e)[0]) / (2 * eps) for e in np.eye(x0.size)])
     np.testing.assert_allclose(g, fd, atol=1e-6 * max(1.0, np.abs(fd).max()))
@@ -140,10 +144,8 @@ def test_learn_basis_lowers_the_objective_and_moves_the_basis(episodes, head):
     obj = np.asarray(clf.basis_objective_)
     assert obj.size >= 2 and obj.min() < obj[0]
     # the kept (basis, head) pair is the one with the lowest objective
-    full = training_view(train, "all")
-    codes, ncls = clf._encode(full.y_support, full.support_offsets)
-    inputs, loss = clf.basis_objective(train, full, codes, ncls)
-    assert loss(*[design_with_bias(clf.basis_, X) for X in inputs])[0] == pytest.approx(obj.min(), rel=1e-9)
+    value = clf.basis_objective(*_source_and_spec(clf, train)).value(clf.basis_)
+    assert value == pytest.approx(obj.min(), rel=1e-9)
     fixed = mf.MetaClassifier(basis=base, head=head, max_iter=10, n_jobs=1).fit(train)
     moved = [not np.allclose(v, fixed.basis_.learnable_params()[k]) for k, v in clf.basis_.learnable_params().items()]
     assert any(moved)

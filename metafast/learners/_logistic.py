@@ -29,6 +29,7 @@ import numpy as np
 
 from metafast._kernels import _classify
 from metafast.learners._bayes_em import GaussianPrior, whitening
+from metafast.learners._classify_chunks import chunk_data
 
 
 @dataclass
@@ -153,8 +154,36 @@ def query_logits(Phi_s: np.ndarray, codes: np.ndarray, s_off: np.ndarray, n_clas
     return out
 
 
+def estep_terms(chunk, spec, prior: ClassPrior, want_stats: bool, n_threads: int) -> np.ndarray:
+    """[sum_t log evidence, sum_t,c E[v v^T] - C_t I (m*m), shared: Phi_w^T A (m*K)] of one chunk's
+    training tasks (see ``_classify_chunks``); the MAP is warm-started from the chunk's last pass."""
+    d = chunk_data(chunk, spec)
+    fit = laplace(d.Phi, d.codes, d.offsets, d.n_classes, prior, n_threads=n_threads, want_stats=want_stats,
+                  warm=d.state.get("warm"))
+    d.state["warm"] = fit.A
+    out = [[float(fit.log_evidence.sum())]]
+    if want_stats:
+        out.append(np.ravel(fit.second_moment()))
+        if prior.means is not None:
+            K = prior.means.shape[0]
+            out.append(np.ravel(fit.Phi_w.T.astype(np.float64, copy=False) @ fit.A[:, :K].astype(np.float64, copy=False)))
+    return np.concatenate(out)
+
+
+def query_loss_terms(chunk, spec, prior: ClassPrior, n_threads: int) -> np.ndarray:
+    """[summed query log loss, query rows counted] of one chunk's training tasks, each adapted on
+    its support (the calibration of the prior's scale)."""
+    calib = chunk_data(chunk, spec).calib
+    if calib is None:
+        return np.zeros(2)
+    Phi_s, codes_s, s_off, ncls, Phi_q, codes_q, q_off = calib
+    Z = query_logits(Phi_s, codes_s, s_off, ncls, Phi_q, q_off, prior, n_threads)
+    return np.array(log_loss_sum(Z, codes_q, q_off, ncls))
+
+
 class LogisticEM:
-    """Empirical-Bayes fit of a ClassPrior on packed training tasks (see the module docstring).
+    """Empirical-Bayes fit of a ClassPrior on training tasks (see the module docstring), one pass
+    over a chunk source (``_classify_chunks``) per iteration.
 
     ``n_shared`` is the number of shared classes K (shared setting) or None (episodic).
     ``prior_weight`` nu and the shrinkage target psi I (psi = the starting isotropic variance)
@@ -178,47 +207,42 @@ class LogisticEM:
             return 9.0 * tc if self.n_shared is None else 1.0
         return float(self.prior_weight)
 
-    def initial_prior(self, Phi: np.ndarray) -> ClassPrior:
+    def initial_prior(self, summary: dict) -> ClassPrior:
         """N(0, s0 I) with s0 = 1 / mean squared design-row norm (class scores of unit scale)."""
-        m = Phi.shape[1]
-        row = float(np.einsum("ij,ij->", Phi, Phi, dtype=np.float64)) / max(Phi.shape[0], 1)
+        m = summary["col_sum"].shape[0]
+        row = summary["phi2"] / max(summary["n_rows"], 1.0)
         self.psi = 1.0 / row if np.isfinite(row) and row > 0 else 1.0
         means = np.zeros((self.n_shared, m)) if self.n_shared is not None else None
         return ClassPrior(self.psi * np.eye(m), means)
 
-    def fit(self, Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: np.ndarray,
-            prior: ClassPrior | None = None) -> ClassPrior:
+    def fit(self, source, spec, summary: dict) -> ClassPrior:
         from tqdm.auto import tqdm
 
-        prior = prior or self.initial_prior(Phi)
-        m = Phi.shape[1]
-        active = n_classes >= 2
-        n_active = int(active.sum())
-        tc = float(n_classes[active].sum())
+        prior = self.initial_prior(summary)
+        m = prior.cov.shape[0]
+        n_active, tc = int(summary["n_active"]), summary["tc_active"]
         if n_active == 0:
             raise ValueError("argument 'tasks': no training task has two or more classes: nothing to learn from")
         self.log_evidence_, self.n_iter_, self.converged_ = [], 0, False
-        warm = None
         nu = self.resolve_prior_weight(tc)
         with tqdm(total=self.max_iter, desc="MetaClassifier EM", disable=not self.verbose, leave=False) as bar:
             for it in range(self.max_iter + 1):
-                fit = laplace(Phi, codes, offsets, n_classes, prior, n_threads=self.n_threads,
-                              want_stats=it < self.max_iter, warm=warm)
-                warm = fit.A
-                self.log_evidence_.append(float(fit.log_evidence.sum()))
+                U = prior.factor()             # computed here, so the workers use the same factor
+                out = source.map_sum(estep_terms, spec, prior, it < self.max_iter)
+                self.log_evidence_.append(float(out[0]))
                 if it > 0 and abs(self.log_evidence_[-1] - self.log_evidence_[-2]) < self.tol * n_active:
                     self.converged_ = True
                     break
                 if it == self.max_iter:
                     break
-                Q = fit.second_moment()
+                Q = out[1:1 + m * m].reshape(m, m)
                 S = np.eye(m) + (0.5 * (Q + Q.T)) / tc      # mean whitened second moment per class
                 means = prior.means
                 if prior.means is not None:
-                    dv = fit.Phi_w.T.astype(np.float64, copy=False) @ fit.A[:, :self.n_shared].astype(np.float64, copy=False) / n_active
-                    means = prior.means + (fit.U @ dv).T
+                    dv = out[1 + m * m:].reshape(m, self.n_shared) / n_active
+                    means = prior.means + (U @ dv).T
                     S -= dv @ dv.T / self.n_shared
-                cov = fit.U @ S @ fit.U.T
+                cov = U @ S @ U.T
                 cov = (tc * cov + nu * self.psi * np.eye(m)) / (tc + nu)
                 prior = ClassPrior(0.5 * (cov + cov.T), means)
                 self.n_iter_ += 1
@@ -240,29 +264,31 @@ class LogisticHead:
         self.em = LogisticEM(n_shared, max_iter, tol, prior_weight, n_threads, verbose)
         self.n_threads = n_threads
 
-    def fit(self, Phi, codes, offsets, n_classes, calib=None) -> "LogisticHead":
-        self.prior_ = self.em.fit(Phi, codes, offsets, n_classes)
+    def fit(self, source, spec, summary: dict) -> "LogisticHead":
+        self.prior_ = self.em.fit(source, spec, summary)
         self.log_evidence_ = np.asarray(self.em.log_evidence_)
         self.n_iter_, self.converged_ = self.em.n_iter_, self.em.converged_
         self.scale_ = 1.0
-        if calib is not None:
-            self.prior_ = self._calibrate(calib)
+        if summary["n_query"] > 0:
+            self.prior_ = self._calibrate(source, spec)
         return self
 
-    def _calibrate(self, calib) -> ClassPrior:
+    def _calibrate(self, source, spec) -> ClassPrior:
         """gamma Sigma with gamma minimising the query log loss of the training tasks adapted on
-        their support sets (undoes Laplace-EM's shrinkage of Sigma)."""
+        their support sets (undoes Laplace-EM's shrinkage of Sigma); one pass per trial gamma."""
         from scipy.optimize import minimize_scalar
-
-        Phi_s, codes_s, s_off, ncls, Phi_q, codes_q, q_off = calib
 
         def loss(log_gamma):
             prior = ClassPrior(self.prior_.cov * np.exp(log_gamma), self.prior_.means)
-            Z = query_logits(Phi_s, codes_s, s_off, ncls, Phi_q, q_off, prior, self.n_threads)
-            return mean_log_loss(Z, codes_q, q_off, ncls)
+            prior.factor()
+            total, count = source.map_sum(query_loss_terms, spec, prior)
+            return total / count if count else None
 
+        start = loss(0.0)
+        if start is None:          # no query row of a task with two classes: nothing to calibrate on
+            return self.prior_
         res = minimize_scalar(loss, bounds=(np.log(1e-2), np.log(1e4)), method="bounded", options={"xatol": 0.05})
-        gamma = float(np.exp(res.x)) if res.fun <= loss(0.0) else 1.0
+        gamma = float(np.exp(res.x)) if res.fun <= start else 1.0
         self.scale_ = gamma
         return ClassPrior(self.prior_.cov * gamma, self.prior_.means)
 
@@ -285,12 +311,18 @@ def masked_log_softmax(Z: np.ndarray, n_classes_per_row: np.ndarray) -> np.ndarr
         return Z - mx - np.log(np.exp(Z - mx).sum(axis=1, keepdims=True))
 
 
-def mean_log_loss(Z: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: np.ndarray) -> float:
-    """Mean over rows of -log softmax(Z)[code] (rows of tasks with fewer than 2 classes skipped)."""
-    sizes = np.diff(offsets)
-    per_row = np.repeat(n_classes, sizes)
+def log_loss_sum(Z: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: np.ndarray) -> tuple[float, int]:
+    """(sum over rows of -log softmax(Z)[code], rows counted): rows of tasks with fewer than 2
+    classes are skipped."""
+    per_row = np.repeat(n_classes, np.diff(offsets))
     keep = per_row >= 2
     if not keep.any():
-        return 0.0
+        return 0.0, 0
     lp = masked_log_softmax(Z[keep], per_row[keep])
-    return float(-lp[np.arange(lp.shape[0]), codes[keep]].mean())
+    return float(-lp[np.arange(lp.shape[0]), codes[keep]].sum()), int(lp.shape[0])
+
+
+def mean_log_loss(Z: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: np.ndarray) -> float:
+    """Mean over rows of -log softmax(Z)[code] (rows of tasks with fewer than 2 classes skipped)."""
+    total, count = log_loss_sum(Z, codes, offsets, n_classes)
+    return total / count if count else 0.0

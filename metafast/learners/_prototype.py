@@ -22,6 +22,7 @@ from scipy import sparse
 from scipy.optimize import minimize
 
 from metafast._kernels import _classify
+from metafast.learners._classify_chunks import chunk_data
 from metafast.learners._labels import task_ids
 from metafast.learners._logistic import masked_log_softmax
 
@@ -61,6 +62,14 @@ def sqdist(Phi, offsets, P, p_off, metric, c_max, n_threads):
     return out
 
 
+def loo_rows(codes, offsets, n_classes, shared: bool) -> np.ndarray:
+    """Whether each row enters the LOO loss: its task has >= 2 classes and its class keeps a
+    prototype without it (another example of the class, or the shared mean's pseudo-example)."""
+    _, counts, _, keys = class_sums(np.zeros((codes.shape[0], 0)), codes, offsets, n_classes)
+    kappa = KAPPA if shared else 0.0
+    return ((counts[keys] - 1 + kappa) > 0) & (np.repeat(n_classes, np.diff(offsets)) >= 2)
+
+
 class LooLoss:
     """Mean leave-one-out log loss of the training rows as a function of theta = log(metric),
     with its gradient (see the module docstring); callable as ``loss(theta) -> (value, grad)``."""
@@ -71,7 +80,7 @@ class LooLoss:
         kappa = KAPPA if global_means is not None else 0.0
         n_own = self.counts[self.keys]
         self.per_row = np.repeat(n_classes, np.diff(offsets))
-        self.keep = ((n_own - 1 + kappa) > 0) & (self.per_row >= 2)
+        self.keep = loo_rows(codes, offsets, n_classes, global_means is not None)
         self.loo = ((n_own + kappa) / np.maximum(n_own - 1 + kappa, 1e-12)) ** 2
         self.c_max = int(max(n_classes.max(initial=0), 1))
         self.rows = np.arange(Phi.shape[0])
@@ -82,29 +91,73 @@ class LooLoss:
     def value_and_dscores(self, theta):
         """(loss, h) with h = n_used dL/dD (N, Cmax): the gradient with respect to the squared
         distances D_ic to the task's class prototypes."""
+        total, h = self._sum_and_dscores(theta)
+        return total / self.n_used, h
+
+    def _sum_and_dscores(self, theta):
         d = np.exp(theta)
         rows, codes, keep, cand = self.rows, self.codes, self.keep, self.cand
         D = sqdist(self.Phi, self.offsets, self.P, self.p_off, d, self.c_max, self.n_threads)
         D[rows, codes] *= self.loo
         lp = masked_log_softmax(-D, self.per_row)
-        val = -lp[rows[keep], codes[keep]].sum() / self.n_used
+        total = -lp[rows[keep], codes[keep]].sum()
         pi = np.exp(lp)
         pi[~cand] = 0.0
         h = -pi                                      # dL/dZ = pi - y and Z = -r D: h = (y - pi) r
         h[rows, codes] += 1.0
         h[rows, codes] *= self.loo
         h[~keep] = 0.0
-        return val, h
+        return total, h
 
-    def __call__(self, theta):
+    def sums(self, theta):
+        """(summed LOO log loss, its gradient in theta, rows used): what adds up over chunks."""
         d = np.exp(theta)
         rows, cand, P, Phi = self.rows, self.cand, self.P, self.Phi
-        val, h = self.value_and_dscores(theta)
+        total, h = self._sum_and_dscores(theta)
         H = sparse.csr_matrix((h[cand], (self.key_of[cand], np.broadcast_to(rows[:, None], cand.shape)[cand])),
                               shape=(P.shape[0], Phi.shape[0]))
         grad = (Phi ** 2).T @ h.sum(axis=1) - 2 * np.einsum("kj,kj->j", P, H @ Phi) + \
             np.einsum("kj,k->j", P ** 2, np.asarray(H.sum(axis=1)).ravel())
-        return val, grad * d / self.n_used
+        return total, grad * d, int(self.keep.sum())
+
+    def __call__(self, theta):
+        total, grad, _ = self.sums(theta)
+        return total / self.n_used, grad / self.n_used
+
+
+def shared_class_sums(Phi, codes, offsets, n_classes, n_shared: int):
+    """(sum of the rows of each shared class (K, m), rows per class (K,))."""
+    sums, counts, _, _ = class_sums(Phi, codes, offsets, n_classes)
+    cls = np.tile(np.arange(n_shared), offsets.shape[0] - 1)
+    g = np.zeros((n_shared, Phi.shape[1]))
+    np.add.at(g, cls, sums)
+    return g, np.bincount(cls, weights=counts, minlength=n_shared)
+
+
+def class_mean_terms(chunk, spec, n_shared: int, n_threads: int) -> np.ndarray:
+    """[per shared class: sum of its rows' designs (K*m), rows (K)] of one chunk's training rows."""
+    d = chunk_data(chunk, spec)
+    g, n = shared_class_sums(d.Phi.astype(np.float64, copy=False), d.codes, d.offsets, d.n_classes, n_shared)
+    return np.concatenate([g.ravel(), n])
+
+
+def centred_square_terms(chunk, spec, mean: np.ndarray, n_threads: int) -> np.ndarray:
+    """sum_i (phi_i - mean)^2 per column of one chunk's training design (the spread of the start)."""
+    Phi = chunk_data(chunk, spec).Phi.astype(np.float64, copy=False)
+    return ((Phi - mean) ** 2).sum(axis=0)
+
+
+def loo_terms(chunk, spec, global_means, theta: np.ndarray, n_threads: int) -> np.ndarray:
+    """[summed LOO log loss, its gradient in theta (m), rows used] of one chunk (``LooLoss.sums``;
+    the loss object is kept with the chunk between L-BFGS steps)."""
+    d = chunk_data(chunk, spec)
+    loss = d.state.get("loo_loss")
+    if loss is None:
+        loss = d.state["loo_loss"] = LooLoss(d.Phi.astype(np.float64, copy=False), d.codes, d.offsets,
+                                             d.n_classes, global_means, n_threads)
+    loss.n_threads = n_threads
+    total, grad, n_used = loss.sums(theta)
+    return np.concatenate([[total], grad, [n_used]])
 
 
 class PrototypeHead:
@@ -117,26 +170,26 @@ class PrototypeHead:
         self.n_threads = n_threads
         self.metric_penalty = METRIC_PENALTY if n_shared is None else 0.0
 
-    def fit(self, Phi, codes, offsets, n_classes, calib=None) -> "PrototypeHead":
-        Phi = np.asarray(Phi, dtype=np.float64)
+    def fit(self, source, spec, summary: dict) -> "PrototypeHead":
+        m, N = summary["col_sum"].shape[0], max(summary["n_rows"], 1.0)
         self.global_means_ = None
         if self.n_shared is not None:
-            sums, counts, _, keys = class_sums(Phi, codes, offsets, n_classes)
-            cls = np.tile(np.arange(self.n_shared), offsets.shape[0] - 1)
-            g = np.zeros((self.n_shared, Phi.shape[1]))
-            np.add.at(g, cls, sums)
-            self.global_means_ = g / np.maximum(np.bincount(cls, weights=counts, minlength=self.n_shared), 1)[:, None]
-        data_loss = LooLoss(Phi, codes, offsets, n_classes, self.global_means_, self.n_threads)
+            out = source.map_sum(class_mean_terms, spec, self.n_shared)
+            g, counts = out[:-self.n_shared].reshape(self.n_shared, m), out[-self.n_shared:]
+            self.global_means_ = g / np.maximum(counts, 1)[:, None]
         lam = self.metric_penalty
 
         def loss(theta):
             # the penalty pulls log-metric toward a common value (its mean: the temperature is free)
-            val, grad = data_loss(theta)
+            out = source.map_sum(loo_terms, spec, self.global_means_, theta)
+            n_used = max(out[-1], 1.0)
+            val, grad = out[0] / n_used, out[1:-1] / n_used
             dev = theta - theta.mean()
             return val + lam * np.dot(dev, dev) / dev.size, grad + 2 * lam * dev / dev.size
-        var = Phi.var(axis=0)
+        mean = summary["col_sum"] / N
+        var = source.map_sum(centred_square_terms, spec, mean) / N
         spread = np.maximum(var, 1e-3 * var.mean()) + 1e-12       # constant columns: a finite start
-        theta0 = -np.log(2 * spread * Phi.shape[1])
+        theta0 = -np.log(2 * spread * m)
         res = minimize(loss, theta0, jac=True, method="L-BFGS-B",
                        options={"maxiter": self.max_iter, "ftol": self.tol * 1e-3})
         self.metric_ = np.exp(res.x)

@@ -17,7 +17,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from metafast._kernels import _classify
-from metafast.learners._logistic import ClassPrior, mean_log_loss, prior_logits
+from metafast.learners._classify_chunks import chunk_data
+from metafast.learners._logistic import ClassPrior, log_loss_sum, prior_logits
 
 
 def one_hot_residuals(Phi, codes, offsets, n_classes, prior: ClassPrior, c_max: int) -> np.ndarray:
@@ -53,8 +54,44 @@ def ridge_estep(Phi, codes, offsets, n_classes, prior: ClassPrior, noise_var: fl
     return A, G, cinv, logp, noise, R, Phi_w, U
 
 
+def estep_terms(chunk, spec, prior: ClassPrior, noise_var: float, it: int, n_threads: int) -> np.ndarray:
+    """[sum_t log evidence, sum_t noise statistic, Phi_w^T G (m*m), shared: Phi_w^T A (m*K)] of one
+    chunk's training tasks (see ``_classify_chunks``).  The E-step is kept with the chunk, tagged
+    with the pass ``it``, for the leave-one-out scores of the last one."""
+    d = chunk_data(chunk, spec)
+    A, G, cinv, logp, noise, R, Phi_w, _ = ridge_estep(d.Phi, d.codes, d.offsets, d.n_classes, prior, noise_var,
+                                                      n_threads)
+    d.state["last_estep"] = (it, A, cinv, R)
+    Pw = Phi_w.T.astype(np.float64, copy=False)
+    out = [[float(logp.sum()), float(noise.sum())], np.ravel(Pw @ G.astype(np.float64, copy=False))]
+    if prior.means is not None:
+        out.append(np.ravel(Pw @ A[:, :prior.means.shape[0]].astype(np.float64, copy=False)))
+    return np.concatenate(out)
+
+
+def loo_loss_terms(chunk, spec, prior: ClassPrior, noise_var: float, it: int, temperature: float,
+                   n_threads: int) -> np.ndarray:
+    """[summed leave-one-out log loss of the training rows at this temperature, rows counted],
+    from the E-step of pass ``it`` (recomputed when the chunk lost it, e.g. rebuilt on another
+    worker)."""
+    d = chunk_data(chunk, spec)
+    held = d.state.get("last_estep")
+    if held is None or held[0] != it:
+        estep_terms(chunk, spec, prior, noise_var, it, n_threads)
+        held = d.state["last_estep"]
+    loo = d.state.get("loo")
+    if loo is None or loo[0] != it:
+        _, A, cinv, R = held
+        scores = (R - A / cinv[:, None]).astype(np.float64, copy=False)
+        if prior.means is not None:
+            scores += prior_logits(d.Phi.astype(np.float64, copy=False), prior, A.shape[1])
+        loo = d.state["loo"] = (it, scores)
+    return np.array(log_loss_sum(temperature * loo[1], d.codes, d.offsets, d.n_classes))
+
+
 class RidgeHead:
-    """EM for (Sigma, mu_c, s2), then the LOO temperature (see the module docstring)."""
+    """EM for (Sigma, mu_c, s2), then the LOO temperature (see the module docstring); one pass over
+    a chunk source (``_classify_chunks``) per EM iteration and per trial temperature."""
 
     def __init__(self, n_shared, max_iter, tol, prior_weight, n_threads, verbose=0):
         self.n_shared = n_shared
@@ -63,53 +100,51 @@ class RidgeHead:
         self.prior_weight = prior_weight
         self.n_threads = n_threads
 
-    def fit(self, Phi, codes, offsets, n_classes, calib=None) -> "RidgeHead":
-        m = Phi.shape[1]
-        T = offsets.shape[0] - 1
-        row = float(np.einsum("ij,ij->", Phi, Phi, dtype=np.float64)) / max(Phi.shape[0], 1)
+    def fit(self, source, spec, summary: dict) -> "RidgeHead":
+        m = summary["col_sum"].shape[0]
+        T = summary["n_tasks"]
+        row = summary["phi2"] / max(summary["n_rows"], 1.0)
         psi = 1.0 / row if np.isfinite(row) and row > 0 else 1.0
         prior = ClassPrior(psi * np.eye(m), np.zeros((self.n_shared, m)) if self.n_shared else None)
         s2 = 0.25
-        sizes = np.diff(offsets)
-        n_points = float((sizes * n_classes).sum())
-        tc = float(n_classes.sum())
+        n_points, tc = summary["n_points"], summary["tc"]
         nu = (9.0 * tc if self.n_shared is None else 1.0) if isinstance(self.prior_weight, str) \
             else float(self.prior_weight)
         self.log_evidence_, self.n_iter_, self.converged_ = [], 0, False
         for it in range(self.max_iter + 1):
-            A, G, cinv, logp, noise, R, Phi_w, U = ridge_estep(Phi, codes, offsets, n_classes, prior, s2,
-                                                                self.n_threads)
-            self.log_evidence_.append(float(logp.sum()))
+            U = prior.factor()             # computed here, so the workers use the same factor
+            out = source.map_sum(estep_terms, spec, prior, s2, it)
+            self.log_evidence_.append(float(out[0]))
             if it > 0 and abs(self.log_evidence_[-1] - self.log_evidence_[-2]) < self.tol * T:
                 self.converged_ = True
                 break
             if it == self.max_iter:
                 break
-            Q = Phi_w.T.astype(np.float64, copy=False) @ G.astype(np.float64, copy=False)
+            Q = out[2:2 + m * m].reshape(m, m)
             S = np.eye(m) + 0.5 * (Q + Q.T) / tc
             means = prior.means
             if means is not None:
-                dv = Phi_w.T.astype(np.float64, copy=False) @ A[:, :self.n_shared].astype(np.float64, copy=False) / T
+                dv = out[2 + m * m:].reshape(m, self.n_shared) / T
                 means = means + (U @ dv).T
                 S -= dv @ dv.T / self.n_shared
             cov = U @ S @ U.T
             cov = (tc * 0.5 * (cov + cov.T) + nu * psi * np.eye(m)) / (tc + nu)
             prior = ClassPrior(cov, means)
-            s2 = max(float(noise.sum()) / max(n_points, 1.0), 1e-8)
+            s2 = max(float(out[1]) / max(n_points, 1.0), 1e-8)
             self.n_iter_ += 1
         self.prior_, self.noise_var_ = prior, s2
-        # leave-one-out scores of every training row, from the last E-step
-        loo = (R - A / cinv[:, None]).astype(np.float64, copy=False)
-        if prior.means is not None:
-            loo += prior_logits(Phi.astype(np.float64, copy=False), prior, A.shape[1])
-        self.temperature_ = self._temperature(loo, codes, offsets, n_classes)
+        self.temperature_ = self._temperature(source, spec, prior, s2, it)
         self.log_evidence_ = np.asarray(self.log_evidence_)
         return self
 
     @staticmethod
-    def _temperature(scores, codes, offsets, n_classes) -> float:
-        res = minimize_scalar(lambda lt: mean_log_loss(np.exp(lt) * scores, codes, offsets, n_classes),
-                              bounds=(np.log(1e-2), np.log(1e3)), method="bounded", options={"xatol": 1e-3})
+    def _temperature(source, spec, prior, s2, it) -> float:
+        """tau minimising the leave-one-out log loss of every training row, from the last E-step."""
+        def loss(log_tau):
+            total, count = source.map_sum(loo_loss_terms, spec, prior, s2, it, float(np.exp(log_tau)))
+            return total / count if count else 0.0
+
+        res = minimize_scalar(loss, bounds=(np.log(1e-2), np.log(1e3)), method="bounded", options={"xatol": 1e-3})
         return float(np.exp(res.x))
 
     def _scores(self, Phi_s, codes, s_off, n_classes, Phi_q, q_off):

@@ -21,12 +21,12 @@ from __future__ import annotations
 import numpy as np
 
 from metafast._validation import check_positive_float, check_positive_int, check_X
-from metafast.learners._base import MetaLearner, check_train_rows, iter_task_chunks, training_view
-from metafast.learners._classify_task import BasisClassifier, softmax
-from metafast.learners._labels import (
-    check_classification_tasks, check_labels, check_n_classes, encode_episodic, encode_query_episodic,
-    encode_shared,
+from metafast.learners._base import MetaLearner, check_train_rows, iter_task_chunks
+from metafast.learners._classify_chunks import (
+    LocalChunks, Spec, chunk_labels, design_with_bias, encode, gather_checked, split_codes, summarise,
 )
+from metafast.learners._classify_task import BasisClassifier, softmax
+from metafast.learners._labels import check_classification_tasks, check_labels, encode_shared
 from metafast.learners._logistic import LogisticHead, masked_log_softmax
 from metafast.learners._prototype import PrototypeHead
 from metafast.learners._ridge_head import RidgeHead
@@ -36,6 +36,7 @@ from metafast.tasks._taskset import TaskSet
 
 HEADS = {"logistic": LogisticHead, "ridge": RidgeHead, "prototype": PrototypeHead}
 SETTINGS = ("auto", "episodic", "shared")
+BACKENDS = ("threads", "dask")
 ECE_BINS = 15
 
 
@@ -73,8 +74,18 @@ class MetaClassifier(MetaLearner):
         leave-one-out log loss of every training row.  See ``_classify_basis``.
     basis_rounds, basis_max_iter : int
         learn_basis: at most this many (basis, head) rounds, L-BFGS iterations per round.
+    backend : {"threads", "dask"}
+        "threads" (default) fits in this process.  "dask" builds the training chunks on the workers
+        of the active dask.distributed Client and keeps them there (``metafast.distributed``: a
+        TaskSet, a list of TaskSets, a stream, a FileSource or a DataFrameSource): every pass of
+        the head (EM, the logistic head's scale, the ridge head's temperature, the prototype
+        head's L-BFGS) sends the prior or metric to the workers and gets summed statistics back;
+        the fit equals the in-process one up to round-off.  An unfitted basis is fitted on the
+        first chunk, shared classes are the union over all chunks.  learn_basis=True also runs
+        there (each objective evaluation a sum over chunks, ``design_vjp`` on the workers).
     n_jobs : int or None
-        Kernel threads (None: all cores); results do not depend on it.
+        Kernel threads (None: all cores); results do not depend on it.  On Dask each worker's
+        kernels use that worker's threads.
     random_state : accepted for a uniform interface; the fit is deterministic.
     verbose : int
         > 0 shows an EM progress bar.
@@ -90,7 +101,7 @@ class MetaClassifier(MetaLearner):
     def __init__(self, basis=None, head: str = "logistic", setting: str = "auto", train_rows: str = "all",
                  max_iter: int = 100, tol: float = 1e-4, prior_weight="auto", max_classes: int = 50,
                  learn_basis: bool = False, basis_rounds: int = 3, basis_max_iter: int = 20,
-                 n_jobs=None, random_state=None, verbose: int = 0):
+                 backend: str = "threads", n_jobs=None, random_state=None, verbose: int = 0):
         self.basis = basis
         self.head = head
         self.setting = setting
@@ -102,6 +113,7 @@ class MetaClassifier(MetaLearner):
         self.learn_basis = learn_basis
         self.basis_rounds = basis_rounds
         self.basis_max_iter = basis_max_iter
+        self.backend = backend
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -122,12 +134,13 @@ class MetaClassifier(MetaLearner):
             raise TypeError(f"parameter 'learn_basis' must be True or False; got {self.learn_basis!r}")
         check_positive_int(self.basis_rounds, "basis_rounds", minimum=0)
         check_positive_int(self.basis_max_iter, "basis_max_iter")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"parameter 'backend' must be one of {BACKENDS}; got {self.backend!r}")
         self._n_threads = effective_n_threads(self.n_jobs)
 
     def _design(self, X: np.ndarray) -> np.ndarray:
         """The basis design with a constant column appended (the class biases)."""
-        Phi = np.asarray(self.basis_.design(X))
-        return np.ascontiguousarray(np.hstack([Phi, np.ones((Phi.shape[0], 1), dtype=Phi.dtype)]))
+        return design_with_bias(self.basis_, X)
 
     def _check_features(self, ts: TaskSet) -> None:
         if ts.n_features != self.basis_.n_features_in_:
@@ -137,11 +150,7 @@ class MetaClassifier(MetaLearner):
 
     def _encode(self, y: np.ndarray, offsets: np.ndarray):
         """(codes, n_classes per task) of packed labels in the model's setting."""
-        if self.setting_ == "shared":
-            codes = encode_shared(y, self.classes_, offsets)
-            return codes, np.full(offsets.shape[0] - 1, self.classes_.shape[0], dtype=np.int64)
-        codes, n_classes, _, _ = encode_episodic(y, offsets)
-        return codes, n_classes
+        return encode(self.setting_, getattr(self, "classes_", None), y, offsets)
 
     # ================================================================== fit
     @with_one_blas_thread
@@ -149,68 +158,71 @@ class MetaClassifier(MetaLearner):
         """Learn the head's prior or metric (and fit the basis) from training tasks.
 
         ``tasks`` is a TaskSet or an iterable of TaskSet chunks (packed together once: the heads
-        pass over the tasks many times).
-        """
+        pass over the tasks many times); with backend="dask" any source of ``DaskChunks``."""
         self._check_params()
-        chunks = list(iter_task_chunks(tasks))
-        if not chunks:
-            raise ValueError("argument 'tasks' holds no TaskSet chunks")
-        ts = chunks[0] if len(chunks) == 1 else TaskSet.concatenate(chunks)
-        check_classification_tasks(ts)
-        self.setting_ = ts.label_setting if self.setting == "auto" else self.setting
-        self.basis_ = self._init_basis(ts, default="rbf", n_basis=64, centers="kmeans", random_state=0)
-        self._check_features(ts)
-        train = training_view(ts, self.train_rows)
-        if self.setting_ == "shared":
-            self.classes_ = np.unique(np.concatenate([train.y_support, train.y_query]))
-            if self.classes_.shape[0] < 2:
-                raise ValueError(
-                    f"argument 'tasks' holds a single class ({self.classes_.tolist()}) over all tasks: "
-                    "nothing to classify")
-        codes, n_classes = self._encode(train.y_support, train.support_offsets)
-        check_n_classes(n_classes, self.max_classes)
-        if self.learn_basis:
-            from metafast.learners._basis_opt import check_learnable
-
-            check_learnable(self.basis_)
-        self._fit_head(ts, train, codes, n_classes)
-        if self.learn_basis:
-            self._learn_basis(ts, train, codes, n_classes)
-        self.n_tasks_seen_ = len(ts)
+        source = self._chunk_source(tasks)
+        try:
+            first = source.first()
+            check_classification_tasks(first)
+            self.setting_ = first.label_setting if self.setting == "auto" else self.setting
+            self.basis_ = self._init_basis(first, default="rbf", n_basis=64, centers="kmeans", random_state=0)
+            self._check_features(first)
+            labels = gather_checked(source, chunk_labels, self.train_rows, self.basis_.n_features_in_)
+            self.__dict__.pop("classes_", None)
+            if self.setting_ == "shared":
+                self.classes_ = np.unique(np.concatenate(labels))
+                if self.classes_.shape[0] < 2:
+                    raise ValueError(
+                        f"argument 'tasks' holds a single class ({self.classes_.tolist()}) over all tasks: "
+                        "nothing to classify")
+            if self.learn_basis:
+                from metafast.learners._basis_opt import check_learnable
+                check_learnable(self.basis_)
+            spec, self.n_tasks_seen_ = self._fit_head(source)
+            if self.learn_basis:
+                self._learn_basis(source, spec)
+        finally:
+            source.release()
         self._mf_fitted = True
         return self
 
-    def _fit_head(self, ts: TaskSet, train: TaskSet, codes: np.ndarray, n_classes: np.ndarray) -> None:
-        Phi = self._design(train.X_support)
+    def _chunk_source(self, tasks):
+        """The training chunks, kept with their support/query split: in process one TaskSet
+        (``LocalChunks``), with backend="dask" chunks built and kept on the workers."""
+        if self.backend == "dask":
+            from metafast.distributed import DaskChunks
+            return DaskChunks(tasks, "support")
+        chunks = list(iter_task_chunks(tasks))
+        if not chunks:
+            raise ValueError("argument 'tasks' holds no TaskSet chunks")
+        return LocalChunks(chunks[0] if len(chunks) == 1 else TaskSet.concatenate(chunks), self._n_threads)
+
+    def _fit_head(self, source):
+        """Fit a new head by passes over ``source``; returns (its Spec, the number of training tasks)."""
+        spec = Spec(self.basis_, self.setting_, getattr(self, "classes_", None), self.train_rows, self.max_classes,
+                    self.head)
+        summary = summarise(source, spec)
         n_shared = self.classes_.shape[0] if self.setting_ == "shared" else None
         self.head_ = HEADS[self.head](n_shared, self.max_iter, self.tol, self.prior_weight, self._n_threads,
                                       self.verbose)
-        self.head_.fit(Phi, codes, train.support_offsets, n_classes, calib=self._calibration_split(ts))
+        self.head_.fit(source, spec, summary)
         for attr in ("log_evidence_", "n_iter_", "converged_"):
             if hasattr(self.head_, attr):
                 setattr(self, attr, getattr(self.head_, attr))
+        return spec, int(summary["n_tasks"])
 
-    def basis_objective(self, ts: TaskSet, train: TaskSet, codes: np.ndarray, n_classes: np.ndarray):
-        """(inputs, loss) of the fitted head's meta-training objective as a function of the designs
-        of ``inputs`` (with the bias column): ``loss(*designs) -> (value, *dvalue/ddesign)``."""
-        from metafast.learners import _classify_basis as cb
+    def basis_objective(self, source, spec):
+        """The fitted head's meta-training objective as a function of the basis, summed over the
+        chunks of ``source`` (``_classify_basis.ChunkedObjective``: ``evaluate(basis) -> (value,
+        gradient dict)``)."""
+        from metafast.learners._classify_basis import ChunkedObjective
 
-        head, nt = self.head_, self._n_threads
-        if self.head == "logistic":
-            if ts.X_query.shape[0] == 0:
-                raise ValueError("learn_basis=True with head='logistic' needs training tasks with query rows: "
-                                 "its objective is the query log loss after adapting on the support")
-            codes_s, ncls, codes_q = self._split_codes(ts)
-            return [ts.X_support, ts.X_query], lambda Ps, Pq: cb.logistic_query_loss(
-                head.prior_, Ps, codes_s, ts.support_offsets, ncls, Pq, codes_q, ts.query_offsets, nt)
-        off = train.support_offsets
-        if self.head == "ridge":
-            return [train.X_support], lambda P: cb.ridge_neg_evidence(head.prior_, head.noise_var_, P, codes, off,
-                                                                      n_classes, nt)
-        return [train.X_support], lambda P: cb.prototype_loo_loss(head.metric_, self.setting_ == "shared", P, codes,
-                                                                  off, n_classes, nt)
+        head = self.head_
+        state = {"logistic": lambda: head.prior_, "ridge": lambda: (head.prior_, head.noise_var_),
+                 "prototype": lambda: head.metric_}[self.head]()
+        return ChunkedObjective(source, spec, state)
 
-    def _learn_basis(self, ts: TaskSet, train: TaskSet, codes: np.ndarray, n_classes: np.ndarray) -> None:
+    def _learn_basis(self, source, spec) -> None:
         """Alternate L-BFGS on the basis (head fixed) with refits of the head (basis fixed), and keep
         the (basis, head) pair with the lowest objective: a refit head (EM, then the scale) does not
         minimise the basis's objective, so a round can end worse than it started."""
@@ -219,17 +231,16 @@ class MetaClassifier(MetaLearner):
         self.basis_objective_ = []
         best = None
         for _ in range(self.basis_rounds):
-            inputs, loss = self.basis_objective(ts, train, codes, n_classes)
-            new_basis, before, after = optimise_basis(self.basis_, inputs, loss, self.basis_max_iter)
+            new_basis, before, after = optimise_basis(self.basis_, self.basis_objective(source, spec),
+                                                      self.basis_max_iter)
             if not self.basis_objective_:
                 self.basis_objective_.append(before)
                 best = (before, self._head_state())
             if new_basis is self.basis_:
                 break
             self.basis_ = new_basis
-            self._fit_head(ts, train, codes, n_classes)
-            inputs, loss = self.basis_objective(ts, train, codes, n_classes)
-            self.basis_objective_.append(float(loss(*[self._design(X) for X in inputs])[0]))
+            spec, _ = self._fit_head(source)
+            self.basis_objective_.append(self.basis_objective(source, spec).value(self.basis_))
             if self.basis_objective_[-1] < best[0]:
                 best = (self.basis_objective_[-1], self._head_state())
             if self.basis_objective_[-2] - self.basis_objective_[-1] <= self.tol * abs(self.basis_objective_[-2]):
@@ -242,22 +253,9 @@ class MetaClassifier(MetaLearner):
         return {k: getattr(self, k) for k in ("basis_", "head_", "log_evidence_", "n_iter_", "converged_")
                 if hasattr(self, k)}
 
-    def _calibration_split(self, ts: TaskSet):
-        """Support/query arrays of the training tasks for the logistic head's scale, or None."""
-        if self.head != "logistic" or ts.X_query.shape[0] == 0:
-            return None
-        return self._split_arrays(ts)
-
     def _split_codes(self, ts: TaskSet):
         """(support codes, classes per task, query codes) of a TaskSet's support/query split."""
-        if self.setting_ == "shared":
-            codes_s, ncls = self._encode(ts.y_support, ts.support_offsets)
-            codes_q = encode_shared(ts.y_query, self.classes_, ts.query_offsets)
-        else:
-            codes_s, ncls, labels, loff = encode_episodic(ts.y_support, ts.support_offsets)
-            codes_q = encode_query_episodic(ts.y_query, ts.query_offsets, labels, loff)
-        check_n_classes(ncls, self.max_classes)
-        return codes_s, ncls, codes_q
+        return split_codes(self.setting_, getattr(self, "classes_", None), ts, self.max_classes)
 
     def _split_arrays(self, ts: TaskSet):
         codes_s, ncls, codes_q = self._split_codes(ts)
