@@ -18,8 +18,8 @@
 #include <stdint.h>
 #include "_vecmath.h"
 
-static MF_CLONES void mf_poly_values(const double *restrict u, int64_t B, int64_t D, int kind,
-                                     double *restrict P, double *restrict dP)
+MF_INLINE void mf_poly_values_b(const double *restrict u, const int64_t B, int64_t D, int kind,
+                                double *restrict P, double *restrict dP)
 {
     for (int64_t r = 0; r < B; r++) P[r] = 1.0;
     if (dP)
@@ -40,6 +40,16 @@ static MF_CLONES void mf_poly_values(const double *restrict u, int64_t B, int64_
         }
         for (int64_t r = 0; r < B; r++) p2[r] = a * u[r] * p1[r] - b * p0[r];
     }
+}
+
+/* The entry point; the block length of the tiles (8) gets its own copy with B a constant. */
+static MF_CLONES void mf_poly_values(const double *restrict u, int64_t B, int64_t D, int kind,
+                                     double *restrict P, double *restrict dP)
+{
+    if (B == 8)
+        mf_poly_values_b(u, 8, D, kind, P, dP);
+    else
+        mf_poly_values_b(u, B, D, kind, P, dP);
 }
 
 #endif /* METAFAST_POLYNOMIAL_VALUES_H */
