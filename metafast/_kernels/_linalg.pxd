@@ -145,15 +145,14 @@ cdef enum:
     CHOL_SMALL = 32       # up to this size a plain loop beats the LAPACK call (few-shot tasks)
 
 
-cdef inline int _plain_cholesky_rows(int n, const floating* B, double jitter,
-                                     floating* A) noexcept nogil:
-    """Cholesky factor of B + jitter I for a small matrix: B's row-major lower triangle is read,
-    the factor written to A's (dot products along contiguous rows) and A's strict upper triangle
-    zeroed.  Returns 0, or the failing pivot + 1 as potrf does."""
+cdef inline int _plain_cholesky_rows(int n, floating* A, double jitter) noexcept nogil:
+    """Cholesky factor of A + jitter I for a small matrix, in place, row-major lower (= column-
+    major upper): dot products along contiguous rows; the strict upper triangle is zeroed.
+    Returns 0, or the failing pivot + 1 as potrf does."""
     cdef int i, j, k
     cdef floating acc, d
     for j in range(n):
-        d = <floating> (B[j * n + j] + jitter)
+        d = <floating> (A[j * n + j] + jitter)
         for k in range(j):
             d = d - A[j * n + k] * A[j * n + k]
         if not (d > 0):
@@ -161,7 +160,7 @@ cdef inline int _plain_cholesky_rows(int n, const floating* B, double jitter,
         d = sqrt(d)
         A[j * n + j] = d
         for i in range(j + 1, n):
-            acc = B[i * n + j]
+            acc = A[i * n + j]
             for k in range(j):
                 acc = acc - A[i * n + k] * A[j * n + k]
             A[i * n + j] = acc / d
@@ -169,11 +168,10 @@ cdef inline int _plain_cholesky_rows(int n, const floating* B, double jitter,
     return 0
 
 
-cdef inline int _plain_cholesky_columns(int n, const floating* B, double jitter,
-                                        floating* A) noexcept nogil:
-    """Cholesky factor of B + jitter I for a small matrix: B's column-major lower triangle is
-    read, the factor written to A's (axpy updates along contiguous columns) and A's strict upper
-    triangle zeroed.  Returns 0, or the failing pivot + 1 as potrf does."""
+cdef inline int _plain_cholesky_columns(int n, floating* A, double jitter) noexcept nogil:
+    """Cholesky factor of A + jitter I for a small matrix, in place, column-major lower: axpy
+    updates along contiguous columns; the strict upper triangle is zeroed.  Returns 0, or the
+    failing pivot + 1 as potrf does."""
     cdef int i, j, k
     cdef floating ljk, d
     cdef floating* cj
@@ -181,8 +179,6 @@ cdef inline int _plain_cholesky_columns(int n, const floating* B, double jitter,
         cj = A + j * n
         for i in range(j):
             cj[i] = 0
-        for i in range(j, n):
-            cj[i] = B[i + j * n]
         cj[j] = <floating> (cj[j] + jitter)
         for k in range(j):
             ljk = A[j + k * n]
@@ -230,9 +226,9 @@ cdef inline int jittered_cholesky(char uplo, int n, floating* A) noexcept nogil:
     (A = U^T U).  The other triangle is zero on return.  Returns the jitter rounds used, or -1
     when it failed (A then holds no factor).
 
-    A is kept between attempts: up to CHOL_SMALL (few-shot tasks) as a copy on the stack, from
-    which a plain loop writes the whole factor, zeros included (one pass, nothing to restore
-    or clear); beyond that in A's other triangle, for LAPACK's potrf."""
+    A is kept between attempts: up to CHOL_SMALL (few-shot tasks) as a copy on the stack (copied
+    back only for a retry), and a plain loop factors A in place writing the zeros as it goes;
+    beyond that in A's other triangle, for LAPACK's potrf, which is cleared afterwards."""
     cdef double stack_diag[CHOL_STACK]
     cdef floating kept[CHOL_SMALL * CHOL_SMALL]
     cdef double* diag = stack_diag
@@ -255,10 +251,12 @@ cdef inline int jittered_cholesky(char uplo, int n, floating* A) noexcept nogil:
         symmetrise(uplo, n, A)                       # A's triangle, kept in the other one
     if isfinite(scale):                              # (some LAPACKs factor NaN without error)
         for r in range(CHOL_RETRIES + 1):
+            if small and r > 0:
+                memcpy(A, kept, n * n * sizeof(floating))   # restore A
             if small and uplo == c'U':               # column-major upper = row-major lower
-                info = _plain_cholesky_rows(n, kept, jitter, A)
+                info = _plain_cholesky_rows(n, A, jitter)
             elif small:
-                info = _plain_cholesky_columns(n, kept, jitter, A)
+                info = _plain_cholesky_columns(n, A, jitter)
             else:
                 if r > 0:
                     symmetrise(other, n, A)          # restore A's triangle
