@@ -8,6 +8,11 @@
   bounds and wrap-around checks back on for a debugging build.
 - OpenMP is used when the compiler can build and link a small OpenMP program; otherwise the
   build warns and the kernels run serially.  ``METAFAST_NO_OPENMP=1`` forces a serial build.
+- Loops start on a 32-byte boundary (``-falign-loops=32``, when the compiler takes it): the
+  vectorised block loops otherwise run faster or slower depending on where the linker happens to
+  place them.  Measured on AMD Zen 3: the same machine code of the random-projection weighted sum
+  took 11% longer when its function started 48 bytes further into a 64-byte line, so any edit to
+  a module could move an unrelated kernel by that much.
 """
 
 import os
@@ -35,6 +40,26 @@ DIRECTIVES = {
     "cdivision": True,
     "embedsignature": True,
 }
+
+
+ALIGN_LOOPS = "-falign-loops=32"
+
+
+def _compiler_accepts(compiler_cmd, flag):
+    """Whether ``compiler_cmd flag`` compiles an empty C file without a diagnostic."""
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "flag_check.c")
+        with open(src, "w") as fh:
+            fh.write("int metafast_flag_check(void) { return 0; }\n")
+        done = subprocess.run(list(compiler_cmd) + ["-Werror", flag, "-c", src, "-o",
+                                                    os.path.join(tmp, "flag_check.o")],
+                              capture_output=True, timeout=120)
+        return done.returncode == 0 and not done.stderr.strip()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _compiler_has_openmp(compiler_cmd):
@@ -71,7 +96,7 @@ def _compiler_has_openmp(compiler_cmd):
 
 
 class BuildKernels(build_ext):
-    """build_ext that adds OpenMP flags when the compiler supports them."""
+    """build_ext that adds the OpenMP and loop-alignment flags the compiler supports."""
 
     def build_extensions(self):
         compiler_cmd = getattr(self.compiler, "compiler_so", None) or ["cc"]
@@ -85,7 +110,10 @@ class BuildKernels(build_ext):
             )
             print("*** metafast: building WITHOUT OpenMP (kernels will run serially) ***",
                   file=sys.stderr)
+        align_loops = _compiler_accepts(compiler_cmd, ALIGN_LOOPS)
         for ext in self.extensions:
+            if align_loops:
+                ext.extra_compile_args.append(ALIGN_LOOPS)
             if use_openmp:
                 ext.extra_compile_args.append("-fopenmp")
                 ext.extra_link_args.append("-fopenmp")

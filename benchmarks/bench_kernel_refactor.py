@@ -25,8 +25,10 @@ import argparse
 import contextlib
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +195,9 @@ def bench_mixture(before: Path, repeat: int, rows: list, rng) -> None:
 
     def fit(kern):
         def run():
-            with swapped(mixture_module, attr, kern):
+            # 5 passes on purpose: the non-convergence and collapse warnings are expected
+            with swapped(mixture_module, attr, kern), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 mf.MetaBayes(basis=basis, n_components=2, max_iter=5, tol=0, n_jobs=1).fit(tasks)
         return run
 
@@ -209,6 +213,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     rows: list = []
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'case':<44} {'before':>12} {'after':>12}   after/before")
     if args.only in (None, "families"):
         bench_families(args.before, args.repeat, rows, rng)
@@ -219,6 +224,7 @@ def main(argv=None) -> int:
     ratios = np.array([a / b for _, b, a in rows])
     print(f"geometric mean after/before over {len(rows)} cases: "
           f"{np.exp(np.log(ratios).mean()):.3f} (min {ratios.min():.2f}, max {ratios.max():.2f})")
+    print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 
 

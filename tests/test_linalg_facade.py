@@ -111,3 +111,25 @@ def test_jittered_cholesky_fails_on_non_finite_input(dtype, where, value):
 
 def test_jittered_cholesky_of_an_empty_matrix():
     assert L.jittered_cholesky_factor(np.zeros((0, 0)), True) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("n", [6, 32, 33, 40])   # the plain-loop path (<= CHOL_SMALL) and potrf's
+@pytest.mark.parametrize("singular", [False, True])
+def test_jittered_cholesky_reads_only_its_triangle(dtype, lower, n, singular, rng):
+    """The other triangle may hold anything (here NaN): it is neither read nor left behind, on
+    the first attempt and on the jittered retries, which must start again from A itself."""
+    if singular:                   # rank one: the second pivot is exactly 0, so it retries
+        A = np.full((n, n), 1.5)
+    else:
+        M = rng.normal(size=(n, n))
+        A = M @ M.T + n * np.eye(n)
+    clean, clean_status = _kernel_factor(A, dtype, lower)
+    # _kernel_factor's A is C-ordered: 'L' reads the row-major upper triangle, 'U' the lower one
+    dirty = A.copy()
+    dirty[np.tril_indices(n, -1) if lower else np.triu_indices(n, 1)] = np.nan
+    factor, status = _kernel_factor(dirty, dtype, lower)
+    assert status == clean_status and status >= (1 if singular else 0)
+    np.testing.assert_array_equal(factor, clean)
+    assert np.array_equal(factor, np.tril(factor))

@@ -6,6 +6,7 @@
 from cython cimport floating
 from libc.math cimport fabs, isfinite, log, sqrt
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport (
     ddot, sdot, daxpy, saxpy, dgemv, sgemv, dgemm, sgemm, dsyrk, ssyrk, dtrsv, strsv,
     dtrsm, strsm, dtrmm, strmm, dscal, sscal,
@@ -144,13 +145,14 @@ cdef enum:
     CHOL_SMALL = 32       # up to this size a plain loop beats the LAPACK call (few-shot tasks)
 
 
-cdef inline int _plain_cholesky_rows(int n, floating* A) noexcept nogil:
-    """Cholesky factor of a small matrix in place, row-major lower (= column-major upper): dot
-    products along contiguous rows.  Returns 0, or the failing pivot + 1 as potrf does."""
+cdef inline int _plain_cholesky_rows(int n, floating* A, double jitter) noexcept nogil:
+    """Cholesky factor of A + jitter I for a small matrix, in place, row-major lower (= column-
+    major upper): dot products along contiguous rows; the strict upper triangle is zeroed.
+    Returns 0, or the failing pivot + 1 as potrf does."""
     cdef int i, j, k
     cdef floating acc, d
     for j in range(n):
-        d = A[j * n + j]
+        d = <floating> (A[j * n + j] + jitter)
         for k in range(j):
             d = d - A[j * n + k] * A[j * n + k]
         if not (d > 0):
@@ -162,17 +164,22 @@ cdef inline int _plain_cholesky_rows(int n, floating* A) noexcept nogil:
             for k in range(j):
                 acc = acc - A[i * n + k] * A[j * n + k]
             A[i * n + j] = acc / d
+            A[j * n + i] = 0
     return 0
 
 
-cdef inline int _plain_cholesky_columns(int n, floating* A) noexcept nogil:
-    """Cholesky factor of a small matrix in place, column-major lower: axpy updates along
-    contiguous columns.  Returns 0, or the failing pivot + 1 as potrf does."""
+cdef inline int _plain_cholesky_columns(int n, floating* A, double jitter) noexcept nogil:
+    """Cholesky factor of A + jitter I for a small matrix, in place, column-major lower: axpy
+    updates along contiguous columns; the strict upper triangle is zeroed.  Returns 0, or the
+    failing pivot + 1 as potrf does."""
     cdef int i, j, k
     cdef floating ljk, d
     cdef floating* cj
     for j in range(n):
         cj = A + j * n
+        for i in range(j):
+            cj[i] = 0
+        cj[j] = <floating> (cj[j] + jitter)
         for k in range(j):
             ljk = A[j + k * n]
             for i in range(j, n):
@@ -186,15 +193,6 @@ cdef inline int _plain_cholesky_columns(int n, floating* A) noexcept nogil:
         for i in range(j + 1, n):
             cj[i] = cj[i] * d
     return 0
-
-
-cdef inline int _cholesky(char uplo, int n, floating* A) noexcept nogil:
-    """potrf(uplo, n, A, n), by a plain loop when n <= CHOL_SMALL."""
-    if n > CHOL_SMALL:
-        return potrf(uplo, n, A, n)
-    if uplo == c'U':
-        return _plain_cholesky_rows(n, A)      # column-major upper = row-major lower
-    return _plain_cholesky_columns(n, A)
 
 
 cdef inline void symmetrise(char uplo, int n, floating* A) noexcept nogil:
@@ -225,13 +223,19 @@ cdef inline void _zero_triangle(char uplo, int n, floating* A) noexcept nogil:
 cdef inline int jittered_cholesky(char uplo, int n, floating* A) noexcept nogil:
     """Cholesky factor of the symmetric n x n column-major A (ld n), in place, with the policy
     above: uplo 'L' reads the lower triangle and leaves L (A = L L^T), 'U' the upper one and U
-    (A = U^T U).  The other triangle is used to keep A between attempts and is zero on return.
-    Returns the jitter rounds used, or -1 when it failed (A then holds no factor)."""
+    (A = U^T U).  The other triangle is zero on return.  Returns the jitter rounds used, or -1
+    when it failed (A then holds no factor).
+
+    A is kept between attempts: up to CHOL_SMALL (few-shot tasks) as a copy on the stack (copied
+    back only for a retry), and a plain loop factors A in place writing the zeros as it goes;
+    beyond that in A's other triangle, for LAPACK's potrf, which is cleared afterwards."""
     cdef double stack_diag[CHOL_STACK]
+    cdef floating kept[CHOL_SMALL * CHOL_SMALL]
     cdef double* diag = stack_diag
-    cdef double scale = 0, jitter
+    cdef double scale = 0, jitter = 0
     cdef char other = c'U' if uplo == c'L' else c'L'
-    cdef int i, r, status = -1
+    cdef bint small = n <= CHOL_SMALL
+    cdef int i, r, info, status = -1
     if n == 0:
         return 0
     if n > CHOL_STACK:
@@ -241,28 +245,39 @@ cdef inline int jittered_cholesky(char uplo, int n, floating* A) noexcept nogil:
     for i in range(n):
         diag[i] = A[i + i * n]
         scale += fabs(diag[i])
-    symmetrise(uplo, n, A)                           # A's triangle, kept in the other one
-    if not isfinite(scale):
-        status = -1                                  # (some LAPACKs factor NaN without error)
-    elif _cholesky(uplo, n, A) == 0:
-        status = 0
+    if small:
+        memcpy(kept, A, n * n * sizeof(floating))
     else:
-        scale = scale / n if scale > 0 else 1.0
-        jitter = scale * (1e-12 if floating is double else 1e-6)
-        for r in range(1, CHOL_RETRIES + 1):
-            symmetrise(other, n, A)                  # restore A's triangle
-            for i in range(n):
-                A[i + i * n] = <floating> (diag[i] + jitter)
-            if _cholesky(uplo, n, A) == 0:
+        symmetrise(uplo, n, A)                       # A's triangle, kept in the other one
+    if isfinite(scale):                              # (some LAPACKs factor NaN without error)
+        for r in range(CHOL_RETRIES + 1):
+            if small and r > 0:
+                memcpy(A, kept, n * n * sizeof(floating))   # restore A
+            if small and uplo == c'U':               # column-major upper = row-major lower
+                info = _plain_cholesky_rows(n, A, jitter)
+            elif small:
+                info = _plain_cholesky_columns(n, A, jitter)
+            else:
+                if r > 0:
+                    symmetrise(other, n, A)          # restore A's triangle
+                    for i in range(n):
+                        A[i + i * n] = <floating> (diag[i] + jitter)
+                info = potrf(uplo, n, A, n)
+            if info == 0:
                 status = r
                 break
-            jitter = jitter * 10
+            if r == 0:
+                scale = scale / n if scale > 0 else 1.0
+                jitter = scale * (1e-12 if floating is double else 1e-6)
+            else:
+                jitter = jitter * 10
     if status >= 0:                                  # a NaN or inf off the diagonal ends there
         for i in range(n):
             if not isfinite(A[i + i * n]):
                 status = -1
                 break
-    _zero_triangle(other, n, A)
+    if not small:
+        _zero_triangle(other, n, A)
     if diag != stack_diag:
         free(diag)
     return status

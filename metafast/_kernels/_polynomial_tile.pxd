@@ -11,11 +11,16 @@
 # and column c (multi-index alpha_c, graded order, column 0 = the constant) is
 # Phi_c = Phi_parent(c) * P_deg(c)(u_dim(c)), where parent(c) is alpha_c with its last non-zero
 # entry set to 0: one multiply per column.  Derivatives use the differentiated recurrence
-# P'_{k+1} = a_k (P_k + u P'_k) - b_k P'_{k-1}.
+# P'_{k+1} = a_k (P_k + u P'_k) - b_k P'_{k-1}; the recurrences are in _polynomial_values.h.
 
 from cython cimport floating
+from libc.stdint cimport int64_t
 
 from metafast._kernels._rowblocks cimport BLOCK
+
+cdef extern from "_polynomial_values.h" nogil:
+    # P (and P' unless dP is NULL) of the B rows of one block, k = 0..D (see the header)
+    void mf_poly_values(const double* u, int64_t B, int64_t D, int kind, double* P, double* dP)
 
 
 ctypedef struct Poly:
@@ -68,56 +73,6 @@ cdef inline void _load_u(const floating[:, ::1] X, Py_ssize_t i0, Py_ssize_t nb,
             u[j * BLOCK + r] = (X[i0 + r, j] - p.shift[j]) * p.inv_scale[j] if r < nb else 0.0
 
 
-cdef inline void _values(const double* u, const Poly* p, double* P, double* dP) noexcept nogil:
-    """P[k * BLOCK + r] = P_k(u[r]), k = 0..D, and the derivatives in dP when it is not NULL.
-
-    The recurrence state lives in local arrays (no aliasing with the outputs), so the inner
-    loop over the rows of the block vectorises.
-    """
-    cdef double uu[BLOCK]
-    cdef double prev[BLOCK]
-    cdef double cur[BLOCK]
-    cdef double dprev[BLOCK]
-    cdef double dcur[BLOCK]
-    cdef double a, b, t
-    cdef Py_ssize_t k, r
-    for r in range(BLOCK):
-        uu[r] = u[r]
-        prev[r] = 1.0
-        cur[r] = uu[r]
-        dprev[r] = 0.0
-        dcur[r] = 1.0
-        P[r] = 1.0
-    if dP != NULL:
-        for r in range(BLOCK):
-            dP[r] = 0.0
-    if p.D == 0:
-        return
-    for r in range(BLOCK):
-        P[BLOCK + r] = uu[r]
-    if dP != NULL:
-        for r in range(BLOCK):
-            dP[BLOCK + r] = 1.0
-    for k in range(1, p.D):
-        if p.kind == 0:
-            a = (2.0 * k + 1.0) / (k + 1.0)
-            b = k / (k + 1.0)
-        else:
-            a = 2.0
-            b = 1.0
-        if dP != NULL:
-            for r in range(BLOCK):
-                t = a * (cur[r] + uu[r] * dcur[r]) - b * dprev[r]
-                dprev[r] = dcur[r]
-                dcur[r] = t
-                dP[(k + 1) * BLOCK + r] = t
-        for r in range(BLOCK):
-            t = a * uu[r] * cur[r] - b * prev[r]
-            prev[r] = cur[r]
-            cur[r] = t
-            P[(k + 1) * BLOCK + r] = t
-
-
 cdef inline void _poly_block(const floating[:, ::1] X, Py_ssize_t i0, Py_ssize_t nb,
                              const Poly* p, double* scratch, bint derivatives) noexcept nogil:
     """Fill the tile (first m * BLOCK doubles of scratch) with the features of the block.
@@ -134,10 +89,11 @@ cdef inline void _poly_block(const floating[:, ::1] X, Py_ssize_t i0, Py_ssize_t
     _load_u(X, i0, nb, p, u)
     if p.d == 1 and not derivatives:
         # 1-D: column k is P_k(u) itself (m == D + 1), so recur straight into the tile
-        _values(u, p, tile, NULL)
+        mf_poly_values(u, BLOCK, p.D, p.kind, tile, NULL)
         return
     for j in range(p.d):
-        _values(u + j * BLOCK, p, P + j * stride, dP + j * stride if derivatives else NULL)
+        mf_poly_values(u + j * BLOCK, BLOCK, p.D, p.kind, P + j * stride,
+                       dP + j * stride if derivatives else NULL)
     for r in range(BLOCK):
         tile[r] = 1.0
     for c in range(1, p.m):
