@@ -11,7 +11,8 @@ rows, made into tasks by ``from_frame`` (on the workers, or in process).  Each c
 runs in a fresh subprocess; the fit runs ``--max-iter`` EM iterations (tol=0).  Both times start from the files on disk: the Dask time
 includes reading the files and building the chunks on the workers, the in-process time reading
 them once into a list of chunks (both then keep the chunks and their designs between passes);
-the workers import metafast before the clock starts, as in a running cluster.
+the workers import metafast before the clock starts, as in a running cluster.  The last two
+columns are the in-process fit with 2 threads: what the same two cores give without Dask.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ if {dask!r}:
 else:
     t0 = time.perf_counter()
     chunks = list(FileSource(paths, **table))      # read once and kept, as the workers do
-    mf.MetaBayes(n_jobs=1, **kw).fit(chunks)
+    mf.MetaBayes(n_jobs={n_jobs}, **kw).fit(chunks)
     t = time.perf_counter() - t0
 print(json.dumps(dict(fit_s=t, driver_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 """
@@ -74,8 +75,8 @@ def write_files(directory: str, n_tasks: int, fmt: str, per_file: int = 50_000) 
     return f"{directory}/chunk*.{fmt}"
 
 
-def run(pattern: str, dask: bool, max_iter: int) -> dict:
-    code = CHILD.format(root=str(ROOT), pattern=pattern, dask=dask, max_iter=max_iter)
+def run(pattern: str, dask: bool, max_iter: int, n_jobs: int = 1) -> dict:
+    code = CHILD.format(root=str(ROOT), pattern=pattern, dask=dask, max_iter=max_iter, n_jobs=n_jobs)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -88,14 +89,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.1f}; {args.format} files; {args.max_iter} EM iterations")
     print(f"{'tasks':>9s} {'in-process s':>12s} {'dask s':>8s} {'speed-up':>8s} {'driver MB (proc)':>16s} "
-          f"{'driver MB (dask)':>16s}")
+          f"{'driver MB (dask)':>16s} {'2 threads s':>11s} {'speed-up':>8s}")
     for n in args.tasks:
         with tempfile.TemporaryDirectory() as d:
             pattern = write_files(d, n, args.format)
             local = run(pattern, False, args.max_iter)
             remote = run(pattern, True, args.max_iter)
+            threads = run(pattern, False, args.max_iter, n_jobs=2)
         print(f"{n:9d} {local['fit_s']:12.1f} {remote['fit_s']:8.1f} {local['fit_s'] / remote['fit_s']:8.2f} "
-              f"{local['driver_peak_rss_mb']:16.0f} {remote['driver_peak_rss_mb']:16.0f}", flush=True)
+              f"{local['driver_peak_rss_mb']:16.0f} {remote['driver_peak_rss_mb']:16.0f} {threads['fit_s']:11.1f} "
+              f"{local['fit_s'] / threads['fit_s']:8.2f}", flush=True)
 
 
 if __name__ == "__main__":

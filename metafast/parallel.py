@@ -83,11 +83,23 @@ def one_blas_thread(user_api: str | None = "blas"):
     controller is built once: scanning the loaded libraries costs milliseconds, more than a
     one-task adaptation.
     """
+    return _controller().limit(limits=1, user_api=user_api)
+
+
+def _controller():
     if not _BLAS_CONTROLLER:
         from threadpoolctl import ThreadpoolController
 
         _BLAS_CONTROLLER.append(ThreadpoolController())
-    return _BLAS_CONTROLLER[0].limit(limits=1, user_api=user_api)
+    return _BLAS_CONTROLLER[0]
+
+
+def blas_threads(n_threads: int):
+    """Context letting BLAS use ``n_threads`` threads for one large call made outside the kernels
+    (e.g. the E-step's whitened design Phi U, millions of rows), inside a ``one_blas_thread``
+    region.  Only for calls whose output rows each come from one thread (GEMM splits rows and
+    columns, not the inner sum), so the bits do not depend on the thread count."""
+    return _controller().limit(limits=max(1, int(n_threads)), user_api="blas")
 
 
 def with_one_blas_thread(method: Callable) -> Callable:

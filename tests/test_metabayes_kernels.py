@@ -79,6 +79,21 @@ def test_estep_matches_numpy(dtype, kind, rng):
     assert sums_only.log_evidence == stats.log_evidence and sums_only.noise == stats.noise
 
 
+def test_estep_bits_do_not_depend_on_the_thread_count(rng):
+    """Big enough that the whitened design Phi U runs on several BLAS threads."""
+    from metafast.parallel import MIN_PARALLEL_WORK, one_blas_thread
+
+    m, sizes = 40, [10] * 300 + [3, 0, 45]
+    Phi, y, off, mu, Sigma = packed_problem(rng, sizes, m)
+    assert Phi.size * m >= MIN_PARALLEL_WORK
+    with one_blas_thread():
+        runs = [estep(Phi, y, off, GaussianPrior(mu, Sigma, 0.3, "full"), k, True) for k in (1, 2, 3)]
+    for stats, means in runs[1:]:
+        assert np.array_equal(stats.second_moment, runs[0][0].second_moment)
+        assert np.array_equal(stats.task_log_evidence[0], runs[0][0].task_log_evidence[0])
+        assert np.array_equal(means, runs[0][1]) and stats.noise == runs[0][0].noise
+
+
 def test_estep_accepts_fortran_and_strided_inputs(rng):
     Phi, y, off, mu, Sigma = packed_problem(rng, [3, 4, 8], 5)
     prior = GaussianPrior(mu, Sigma, 0.2, "full")

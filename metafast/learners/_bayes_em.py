@@ -19,12 +19,14 @@ log evidence itself when nu = 0).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
 from metafast._kernels import _bayes
+from metafast.parallel import blas_threads, threads_for_work
 
 N_BLOCKS = 256  # accumulation blocks per E-step call (depends only on the number of tasks)
 COVARIANCE_TYPES = ("full", "diag", "iso")
@@ -138,7 +140,9 @@ def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPr
     mu = np.asarray(prior.mean, dtype=np.float64)
     U = whitening(prior)
     if prior.kind == "full":
-        Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype))
+        gemm_threads = threads_for_work(n_threads, Phi.size * m)       # the E-step's largest product
+        with blas_threads(gemm_threads) if gemm_threads > 1 else contextlib.nullcontext():
+            Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype))
     else:                                     # diagonal U: a column scaling, not a matrix product
         Phi_w = np.ascontiguousarray(Phi * np.diag(U).astype(dtype))
     r = np.ascontiguousarray(np.asarray(y, dtype=dtype) - Phi @ mu.astype(dtype), dtype=dtype)
