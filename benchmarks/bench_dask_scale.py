@@ -77,7 +77,9 @@ def write_files(directory: str, n_tasks: int, fmt: str, per_file: int = 50_000) 
 
 def run(pattern: str, dask: bool, max_iter: int, n_jobs: int = 1) -> dict:
     code = CHILD.format(root=str(ROOT), pattern=pattern, dask=dask, max_iter=max_iter, n_jobs=n_jobs)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # the thread count is set here: an inherited OMP_NUM_THREADS=1 would clamp n_jobs=2 to 1
+    env = {**os.environ, "OMP_NUM_THREADS": str(n_jobs)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -8,7 +8,8 @@ alternating the two on the same inputs (best of ``--repeat`` rounds, one thread)
   public BasisFamily methods (the family's kernel module swapped for the old one; the old rbf /
   projection per-task sums get the row segments their signature takes, cut as the old Python
   code cut them);
-- the MetaBayes whitened E-step (``_bayes.em_stats``), MetaRidge's statistics and per-task
+- the MetaBayes whitened E-step (numpy's Phi U then the old ``_bayes.em_stats``, against the
+  kernel that whitens each block itself), MetaRidge's statistics and per-task
   solves (``_ridge.meta_stats``, ``_ridge.solve_tasks``) and the mixture E-step
   (``_mixture.em_step`` through MetaBayes(n_components=2)), on dual (n < m) and primal (n >= m)
   tasks.
@@ -163,12 +164,17 @@ def bench_solvers(before: Path, repeat: int, rows: list, rng) -> None:
         block = max(1, -(-T // 64))
         nb = -(-T // block)
 
+        U = np.linalg.cholesky(np.cov(rng.normal(size=(m, 4 * m))) + np.eye(m))
+
         def estep(kern):
             V = np.empty((T, m)); logp = np.empty(T); st = np.empty(T, dtype=np.intc)
             aD = np.empty((nb, m, m)); am = np.empty((nb, m)); as_ = np.empty((nb, 4))
-            return lambda: kern.em_stats(Phi, y, off, 0.25, False, block, 1, V, logp, st, aD, am, as_)
+            if kern is _bayes:        # whitens each block itself (Phi U fused into the kernel)
+                return lambda: kern.em_stats(Phi, U, False, y, off, 0.25, False, block, 1, V, logp, st, aD, am, as_)
+            return lambda: kern.em_stats(np.ascontiguousarray(Phi @ U), y, off, 0.25, False, block, 1, V, logp, st,
+                                         aD, am, as_)
 
-        compare(f"MetaBayes em_stats {label}", estep(bayes_old), estep(_bayes), repeat, rows)
+        compare(f"MetaBayes E-step (Phi U + em_stats) {label}", estep(bayes_old), estep(_bayes), repeat, rows)
         s, h = np.abs(rng.normal(size=m)) + 0.5, rng.normal(size=m)
 
         def stats(kern):

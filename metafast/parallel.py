@@ -94,14 +94,6 @@ def _controller():
     return _BLAS_CONTROLLER[0]
 
 
-def blas_threads(n_threads: int):
-    """Context letting BLAS use ``n_threads`` threads for one large call made outside the kernels
-    (e.g. the E-step's whitened design Phi U, millions of rows), inside a ``one_blas_thread``
-    region.  Only for calls whose output rows each come from one thread (GEMM splits rows and
-    columns, not the inner sum), so the bits do not depend on the thread count."""
-    return _controller().limit(limits=max(1, int(n_threads)), user_api="blas")
-
-
 def with_one_blas_thread(method: Callable) -> Callable:
     """Decorator form of ``one_blas_thread()`` for the fit and predict methods of the learners."""
 

@@ -80,12 +80,11 @@ def test_estep_matches_numpy(dtype, kind, rng):
 
 
 def test_estep_bits_do_not_depend_on_the_thread_count(rng):
-    """Big enough that the whitened design Phi U runs on several BLAS threads."""
-    from metafast.parallel import MIN_PARALLEL_WORK, one_blas_thread
+    """Big enough that the E-step kernel runs its blocks of tasks on several threads."""
+    from metafast.parallel import one_blas_thread
 
     m, sizes = 40, [10] * 300 + [3, 0, 45]
     Phi, y, off, mu, Sigma = packed_problem(rng, sizes, m)
-    assert Phi.size * m >= MIN_PARALLEL_WORK
     with one_blas_thread():
         runs = [estep(Phi, y, off, GaussianPrior(mu, Sigma, 0.3, "full"), k, True) for k in (1, 2, 3)]
     for stats, means in runs[1:]:

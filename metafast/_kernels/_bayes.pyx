@@ -66,9 +66,28 @@ cdef int _primal_factor(int n, int m, const floating* PhiT, const floating* Sigm
 
 
 # ---------------------------------------------------------------------------- E-step (whitened)
-# The E-step works in whitened coordinates: with Sigma = U U^T, w = mu + U v and v ~ N(0, I), so
-# the caller passes Phi_w = Phi U (one large GEMM for all rows, far faster than m x m products per
-# task) and r = y - Phi mu.  Per task only an n x n (dual) or m x m (primal) Cholesky remains.
+# The E-step works in whitened coordinates: with Sigma = U U^T, w = mu + U v and v ~ N(0, I).  The
+# caller passes Phi, U and r = y - Phi mu; each block of tasks forms its whitened design
+# Phi_w = Phi U with one GEMM into per-thread scratch (cache-resident, never a second N x m array
+# in memory: the E-step streams the design once), then per task only an n x n (dual) or m x m
+# (primal) Cholesky remains.
+
+cdef void _whiten(int rows, int m, const floating* Phi, const floating* U, bint u_diag,
+                  floating* Pw) noexcept nogil:
+    """Pw = Phi U for ``rows`` row-major rows (U row-major m x m; diagonal: a column scaling).
+
+    Row-major C = A U is column-major C^T = U^T A^T: one GEMM with U and A read as stored.
+    """
+    cdef int i, j
+    if rows == 0:
+        return
+    if u_diag:
+        for i in range(rows):
+            for j in range(m):
+                Pw[i * m + j] = Phi[i * m + j] * U[j * m + j]
+    else:
+        gemm(c'N', c'N', m, rows, m, 1.0, U, m, Phi, m, 0.0, Pw, m)
+
 
 cdef int _white_dual_factor(int n, int m, const floating* PhiT, floating s2, floating* C) noexcept nogil:
     """C = chol_L(Phi_w Phi_w^T + s2 I); jittered_cholesky status."""
@@ -152,7 +171,9 @@ cdef int _white_task_estep(
 
 
 def em_stats(
-    const floating[:, ::1] Phi_w,        # IN  (N, m) whitened packed design Phi U (Sigma = U U^T)
+    const floating[:, ::1] Phi,          # IN  (N, m) packed design
+    const floating[:, ::1] U,            # IN  (m, m) whitening factor, Sigma = U U^T
+    bint u_diag,                         # IN  U is diagonal: the whitening scales the columns
     const floating[::1] r,               # IN  (N,) residual at the prior mean, y - Phi mu
     const long long[::1] offsets,        # IN  (T+1,) task boundaries
     double noise_var,                    # IN  s2 > 0
@@ -170,11 +191,12 @@ def em_stats(
 
     Symmetric sums are written in the column-major lower triangle (row-major upper triangle).
     """
-    cdef int m = Phi_w.shape[1]
+    cdef int m = Phi.shape[1]
     cdef int n_tasks = offsets.shape[0] - 1
     cdef int n_blocks = acc_m.shape[0]
-    cdef int b, t, t0, t1, n, i, j, k, nmax = 0, max_rows = 0, rows
-    cdef long long off
+    cdef int b, t, t0, t1, n, i, j, k, nmax = 0, max_rows = 0, rows, block_rows
+    cdef long long off, row0
+    cdef floating *Pw
     cdef floating *W
     cdef floating *z
     cdef floating *Vbuf
@@ -195,25 +217,29 @@ def em_stats(
         return
     cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
+        Pw = <floating*> malloc((m * max_rows + 1) * sizeof(floating))
         W = <floating*> malloc(m * m * sizeof(floating))
         z = <floating*> malloc((nmax + 1) * sizeof(floating))
         Vbuf = <floating*> malloc((m * max_rows + 1) * sizeof(floating))
         vbuf = <floating*> malloc(m * block_size * sizeof(floating))
         Dloc = <floating*> malloc(m * m * sizeof(floating))
         for b in prange(n_blocks, schedule='dynamic'):
-            if (W == NULL or z == NULL or Vbuf == NULL
+            if (Pw == NULL or W == NULL or z == NULL or Vbuf == NULL
                     or vbuf == NULL or Dloc == NULL):
                 n_failed += 1
                 continue
             t0 = b * block_size
             t1 = min(t0 + block_size, n_tasks)
+            row0 = offsets[t0]
+            block_rows = <int> (offsets[t1] - row0)
+            _whiten(block_rows, m, &Phi[row0, 0], &U[0, 0], u_diag, Pw)
             memset(Dloc, 0, m * m * sizeof(floating))
             rows = 0
             for t in range(t0, t1):
                 off = offsets[t]
                 n = <int> (offsets[t + 1] - off)
                 status[t] = _white_task_estep(
-                    n, m, &Phi_w[off, 0], &r[off],
+                    n, m, &Pw[(off - row0) * m], &r[off],
                     s2, diag_stats, &vbuf[(t - t0) * m], &Vbuf[rows * m], Dloc, &acc_s[b, 0], &logp[t],
                     W, z)
                 if n > 0 and n < m:
@@ -238,6 +264,7 @@ def em_stats(
             for k in range(t1 - t0):
                 for i in range(m):
                     acc_m[b, i] += vbuf[k * m + i]
+        free(Pw)
         free(W)
         free(z)
         free(Vbuf)

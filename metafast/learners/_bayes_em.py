@@ -19,14 +19,12 @@ log evidence itself when nu = 0).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
 from metafast._kernels import _bayes
-from metafast.parallel import blas_threads, threads_for_work
 
 N_BLOCKS = 256  # accumulation blocks per E-step call (depends only on the number of tasks)
 COVARIANCE_TYPES = ("full", "diag", "iso")
@@ -130,21 +128,16 @@ def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPr
     ``with_means`` is False: the EM passes need only the sums, and the means cost a T x m x m
     product).
 
-    Works in whitened coordinates w = mu + U v, v ~ N(0, I) (Sigma = U U^T): the whitened design
-    Phi U is one large matrix product for all rows, and the kernel only does the per-task
-    Cholesky work.  The statistics are mapped back to w here.
+    Works in whitened coordinates w = mu + U v, v ~ N(0, I) (Sigma = U U^T): the kernel forms the
+    whitened design Phi U one block of tasks at a time (one GEMM per block, in cache) and does
+    the per-task Cholesky work.  The statistics are mapped back to w here.
     """
     dtype = Phi.dtype
     T = offsets.shape[0] - 1
     m = Phi.shape[1]
     mu = np.asarray(prior.mean, dtype=np.float64)
     U = whitening(prior)
-    if prior.kind == "full":
-        gemm_threads = threads_for_work(n_threads, Phi.size * m)       # the E-step's largest product
-        with blas_threads(gemm_threads) if gemm_threads > 1 else contextlib.nullcontext():
-            Phi_w = np.ascontiguousarray(Phi @ U.astype(dtype))
-    else:                                     # diagonal U: a column scaling, not a matrix product
-        Phi_w = np.ascontiguousarray(Phi * np.diag(U).astype(dtype))
+    Phi = np.ascontiguousarray(Phi)
     r = np.ascontiguousarray(np.asarray(y, dtype=dtype) - Phi @ mu.astype(dtype), dtype=dtype)
     diag_stats = prior.kind != "full"
     block = max(1, -(-T // N_BLOCKS))
@@ -155,8 +148,8 @@ def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPr
     acc_D = np.empty((n_blocks, m, m), dtype=np.float64)
     acc_m = np.empty((n_blocks, m), dtype=np.float64)
     acc_s = np.empty((n_blocks, 4), dtype=np.float64)
-    _bayes.em_stats(Phi_w, r, offsets, float(prior.noise_var), diag_stats, block, n_threads,
-                    V, logp, status, acc_D, acc_m, acc_s)
+    _bayes.em_stats(Phi, np.ascontiguousarray(U, dtype=dtype), prior.kind != "full", r, offsets,
+                    float(prior.noise_var), diag_stats, block, n_threads, V, logp, status, acc_D, acc_m, acc_s)
     D = acc_D.sum(axis=0)
     D = np.diag(np.diag(D)) if diag_stats else np.triu(D) + np.triu(D, 1).T
     s = acc_s.sum(axis=0)
