@@ -1,10 +1,10 @@
 """The E-step of one TaskSet chunk in blocks of tasks, so its memory is O(block), not O(chunk).
 
 The design of a block of tasks (at most ``BLOCK_BYTES`` of design matrix, whole tasks only) is
-computed, used and, while a cache's budget allows, kept for the next EM pass.  The E-step itself
-needs two more block-sized arrays (the whitened design and the residuals), so one EM pass over an
-in-memory TaskSet peaks at the TaskSet + the cached designs (at most ``DesignCache.budget``) +
-about 3 x ``BLOCK_BYTES``.  The in-process fit and the Dask workers run this same function, so
+computed, used and, while a cache's budget allows, kept for the next EM pass.  The E-step kernel
+whitens 1/256 of a block at a time in per-thread scratch, and its other outputs are per task
+(T_block x m), so one EM pass over an in-memory TaskSet peaks at the TaskSet + the cached designs
+(at most ``DesignCache.budget``) + a little more than one ``BLOCK_BYTES``.  The in-process fit and the Dask workers run this same function, so
 their statistics are summed in the same order.
 """
 
