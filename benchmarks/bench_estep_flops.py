@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits

@@ -41,7 +41,6 @@ def _table(header, rows) -> str:
 def part_a(quick: bool) -> str:
     import metafast as mf
     from sklearn.base import clone
-    from sklearn.linear_model import Lasso
     from metafast.bench import selection as S
 
     n_train, n_test = (500, 100) if quick else (2000, 300)

@@ -191,7 +191,7 @@ def single_gaussian_em(Phi, y, off, mu, Sig, s2, n_iter, nu=0.0, target=None):
     """Brute-force numpy EM for one Gaussian prior (section 2.4), task by task; with nu > 0 the
     MAP M-step Sigma = (T Sigma_ML + nu target) / (T + nu).  Returns the log evidence and the
     MAP objective (log evidence + log p(Sigma)) after every iteration."""
-    T, m = len(off) - 1, Phi.shape[1]
+    T = len(off) - 1
     history, objective = [], []
     for _ in range(n_iter):
         ll, R, lev, pm, pS = brute_estep(Phi, y, off, mu[None], Sig[None], np.ones(1), s2)
