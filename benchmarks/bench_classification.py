@@ -33,7 +33,7 @@ import_metafast()
 
 import metafast as mf
 from metafast.bench.baselines import OracleClassifier, PerEpisodeLogistic, PerTaskCentroid
-from metafast.learners._logistic import LogisticEM, laplace
+from metafast.learners.classify._logistic import LogisticEM, laplace
 
 HEADS = ("logistic", "ridge", "prototype")
 
@@ -86,7 +86,7 @@ def bayes_predictive_true_prior(tasks, n_samples: int = 4000, seed: int = 0) -> 
     importance sampling from the prior (w ~ N(mu, I), weights = support likelihood)."""
     from scipy.special import logsumexp
 
-    from metafast.learners.classifier import classification_metrics
+    from metafast.learners.classify.estimator import classification_metrics
     from metafast.tasks.classes import logistic_features, logistic_prior
 
     mu, cov = logistic_prior()

@@ -43,7 +43,7 @@ def main(argv=None):
         warnings.simplefilter("ignore")
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-            client.run(importlib.import_module, "metafast.learners.classifier")
+            client.run(importlib.import_module, "metafast.learners.classify.estimator")
             for head in args.heads:
                 fits = {}
 

@@ -42,7 +42,7 @@ if {dask!r}:
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c, Client(c) as cl:
         # workers of a running cluster have the library imported: do it before the clock (a
         # 'python -c' parent does not make its spawned workers import it at start-up)
-        for module in ("metafast.learners.bayes", "metafast._distributed_frames", "pandas", "pyarrow"):
+        for module in ("metafast.learners.bayes.estimator", "metafast._distributed_frames", "pandas", "pyarrow"):
             cl.run(importlib.import_module, module)
         t0 = time.perf_counter()
         mf.MetaBayes(backend="dask", **kw).fit(FileSource(paths, **table))

@@ -30,7 +30,7 @@ from _common import import_metafast  # noqa: E402
 
 import_metafast()  # the installed metafast, else this checkout (built in place)
 
-from metafast.learners._bayes_em import GaussianPrior, estep, mstep  # noqa: E402
+from metafast.learners.bayes._em import GaussianPrior, estep, mstep  # noqa: E402
 
 
 def problem(T: int, n: int, m: int, seed: int = 0):

@@ -30,8 +30,8 @@ from _common import best_of, import_metafast
 
 mf = import_metafast()
 
-from metafast.learners._bayes_blocks import DesignCache, chunk_stats  # noqa: E402
-from metafast.learners._bayes_em import GaussianPrior  # noqa: E402
+from metafast.learners.bayes._blocks import DesignCache, chunk_stats  # noqa: E402
+from metafast.learners.bayes._em import GaussianPrior  # noqa: E402
 
 
 def estep_flops(n: np.ndarray, m: int) -> float:

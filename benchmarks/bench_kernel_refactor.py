@@ -192,7 +192,7 @@ def bench_solvers(before: Path, repeat: int, rows: list, rng) -> None:
 
 
 def bench_mixture(before: Path, repeat: int, rows: list, rng) -> None:
-    import metafast.learners._mixture as mixture_module
+    import metafast.learners.bayes.mixture.prior as mixture_module
     mixture_old = load_before(before, "_mixture")
     tasks = mf.tasks.load("sinusoid", n_tasks=400, n_support=10, n_query=10, seed=0)
     basis = mf.basis.make("fourier", n_basis=21)

@@ -33,8 +33,8 @@ from _common import import_metafast  # noqa: E402
 import_metafast()  # the installed metafast, else this checkout (built in place)
 
 import metafast as mf
-from metafast.learners._mixture import MixturePrior
-from metafast.learners._mixture_em import _EM
+from metafast.learners.bayes.mixture.prior import MixturePrior
+from metafast.learners.bayes.mixture._em import _EM
 from metafast.parallel import one_blas_thread
 from metafast.tasks import TaskSet
 

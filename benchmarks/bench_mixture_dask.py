@@ -36,8 +36,8 @@ def main(argv=None):
     from distributed import Client, LocalCluster
 
     mf = import_metafast()
-    from metafast.learners import _mixture_dask
-    from metafast.learners._bayes_blocks import DesignCache
+    from metafast.learners.bayes.mixture import _dask as _mixture_dask
+    from metafast.learners.bayes._blocks import DesignCache
 
     warnings.simplefilter("ignore")
     basis = mf.basis.make("rbf", n_basis=40).fit(np.linspace(-5, 5, 100)[:, None])

@@ -25,7 +25,7 @@ CHILD = r"""
 import json, resource, sys, time, warnings
 sys.path.insert(0, {root!r})
 import metafast as mf
-from metafast.learners._bayes_em import GaussianPrior
+from metafast.learners.bayes._em import GaussianPrior
 route, n_tasks, max_iter = {route!r}, {n_tasks}, {max_iter}
 warnings.simplefilter("ignore")
 if route == "stream":
@@ -39,7 +39,7 @@ model.fit(data)
 t_fit = time.perf_counter() - t0
 # one plain EM pass over the same data at the fitted prior (E-step + M-step), same process
 from threadpoolctl import threadpool_limits
-from metafast.learners._bayes_blocks import DesignCache
+from metafast.learners.bayes._blocks import DesignCache
 source = model._chunk_source(data)[0]
 with threadpool_limits(1, "blas"):
     t0 = time.perf_counter()

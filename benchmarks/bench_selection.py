@@ -129,7 +129,7 @@ def part_c(quick: bool) -> str:
     1e-10 (scikit-learn's tol is relative to ||Y||^2, ours to the objective at W = 0: the same
     scale up to the factor 1/2n); the objectives are compared at every alpha."""
     from sklearn.linear_model import MultiTaskLasso
-    from metafast.learners import _selection_solvers as solvers
+    from metafast.learners.select import _solvers as solvers
     from _common import best_of
 
     rows = []
@@ -187,7 +187,7 @@ def part_d(quick: bool) -> str:
         from skglm import GroupLasso as SkglmGroupLasso
     except ImportError:
         return "### (d) per-task designs vs skglm GroupLasso: skipped (skglm is not importable)"
-    from metafast.learners import _selection_solvers as solvers
+    from metafast.learners.select import _solvers as solvers
     from _common import best_of
 
     rows = []

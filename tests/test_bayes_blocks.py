@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import metafast as mf
-from metafast.learners._bayes_blocks import DesignCache, block_bounds, chunk_design, chunk_stats
-from metafast.learners._bayes_em import GaussianPrior, estep
+from metafast.learners.bayes._blocks import DesignCache, block_bounds, chunk_design, chunk_stats
+from metafast.learners.bayes._em import GaussianPrior, estep
 
 
 def test_block_bounds_cover_every_task_once_within_the_row_limit():
@@ -59,7 +59,7 @@ def test_wrong_feature_count_is_a_clear_error():
 
 
 def test_worker_design_cache_follows_the_chunk_basis_and_scale():
-    from metafast.learners._bayes_blocks import worker_design_cache
+    from metafast.learners.bayes._blocks import worker_design_cache
 
     tasks = mf.tasks.load("sinusoid", n_tasks=6, n_support=5, n_query=1, seed=1)
     b1 = mf.basis.make("rbf", n_basis=4).fit(tasks.X_support)

@@ -8,7 +8,7 @@ from scipy.stats import multivariate_normal
 from threadpoolctl import threadpool_limits
 
 from metafast._kernels import _classify
-from metafast.learners._logistic import solve_paths
+from metafast.learners.classify._logistic import solve_paths
 
 SIZES = [7, 3, 12, 5, 1, 0, 4]
 N_CLASSES = [3, 2, 4, 3, 3, 2, 1]

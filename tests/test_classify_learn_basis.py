@@ -6,9 +6,9 @@ import pytest
 
 import metafast as mf
 from metafast.learners._basis_opt import _flatten, _unflatten
-from metafast.learners._classify_basis import logistic_query_loss, prototype_loo_loss, ridge_neg_evidence
-from metafast.learners._classify_chunks import LocalChunks, Spec
-from metafast.learners._logistic import ClassPrior
+from metafast.learners.classify._basis import logistic_query_loss, prototype_loo_loss, ridge_neg_evidence
+from metafast.learners.classify._chunks import LocalChunks, Spec
+from metafast.learners.classify._logistic import ClassPrior
 
 
 def _packed(rng, T, n, nq, m, C):
@@ -72,7 +72,7 @@ def test_logistic_query_loss_gradient_with_ragged_query_sets():
 
 def test_logistic_query_loss_is_the_query_log_loss_of_the_adapted_map():
     """The value equals the mean query log loss of the batched adapt path (same MAP)."""
-    from metafast.learners._logistic import mean_log_loss, query_logits
+    from metafast.learners.classify._logistic import mean_log_loss, query_logits
 
     rng = np.random.default_rng(3)
     Phi_s, cs, so, nc, Phi_q, cq, qo = _packed(rng, 3, 6, 5, 5, 3)

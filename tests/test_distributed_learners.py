@@ -75,8 +75,8 @@ def test_metaridge_on_the_workers_equals_in_process(client, tasks, kw):
 
 @pytest.mark.parametrize("queries", [True, False])
 def test_metaridge_heldout_objective_on_the_workers_equals_in_process(client, tasks, queries):
-    from metafast.learners._dask_fits import RidgeChunks
-    from metafast.learners.ridge import _TaskSource
+    from metafast.learners.ridge._dask import RidgeChunks
+    from metafast.learners.ridge.estimator import _TaskSource
 
     data = tasks if queries else mf.tasks.TaskSet(tasks.X_support, tasks.y_support, tasks.support_offsets,
                                                   tasks.X_query[:0], tasks.y_query[:0],
@@ -105,7 +105,7 @@ def test_what_does_not_run_on_the_workers_is_a_clear_error(client, tasks):
 @pytest.mark.parametrize("screen", [False, True])
 def test_metabayes_mixture_on_the_workers_equals_in_process(client, monkeypatch, screen):
     if screen:      # restarts screened on a subset of the tasks, gathered from the workers
-        monkeypatch.setattr("metafast.learners._mixture._SCREEN_TASKS", 40)
+        monkeypatch.setattr("metafast.learners.bayes.mixture.prior._SCREEN_TASKS", 40)
     tasks = mf.tasks.load("multimodal", n_tasks=100, n_support=8, n_query=2, seed=0)
     kw = dict(basis=_basis(8), n_components=2, n_init=2, max_iter=8, tol=0, random_state=0)
     local = _quiet(mf.MetaBayes(**kw), tasks)
@@ -123,7 +123,7 @@ def test_metabayes_mixture_on_the_workers_equals_in_process(client, monkeypatch,
 def test_metabayes_auto_components_on_the_workers_equals_in_process(client, monkeypatch):
     # the held-out split is a hash of (seed, global task index): the same tasks whatever the
     # chunking, so threads and dask fit and score the same subsets and choose the same C
-    from metafast.learners import _mixture
+    from metafast.learners.bayes.mixture import prior as _mixture
 
     tasks = mf.tasks.load("multimodal", n_tasks=60, n_support=8, n_query=2, seed=0)
     kw = dict(basis=_basis(6), n_components="auto", n_init=1, max_iter=3, tol=0, random_state=4)
@@ -150,8 +150,8 @@ def test_metabayes_auto_components_on_the_workers_equals_in_process(client, monk
 def test_mixture_auto_on_the_workers_clamps_the_split_and_refuses_too_few_tasks(client):
     # 5 tasks, C up to 3: the nominal ~20% cut may hold out 0 or > 2 tasks; the clamp (k smallest
     # hashes gathered from the chunks) gives the in-process split; 3 tasks cannot train C = 3
-    from metafast.learners._mixture import MixturePrior, PackedTasks
-    from metafast.learners._mixture_dask import ChunkTasks
+    from metafast.learners.bayes.mixture.prior import MixturePrior, PackedTasks
+    from metafast.learners.bayes.mixture._dask import ChunkTasks
     from metafast.distributed import DaskChunks
 
     tasks = mf.tasks.load("multimodal", n_tasks=5, n_support=6, n_query=1, seed=1)
@@ -160,7 +160,7 @@ def test_mixture_auto_on_the_workers_clamps_the_split_and_refuses_too_few_tasks(
     chunks = DaskChunks([tasks[:2], tasks[2:]], "support", client=client)
     try:
         remote = ChunkTasks(chunks, basis)
-        from metafast.learners._heldout import count_nominal
+        from metafast.learners.bayes.mixture._heldout import count_nominal
 
         assert {count_nominal(s, 0, 5) for s in range(11)} >= {0, 3}     # both clamps are exercised
         for seed in range(11):
@@ -187,10 +187,10 @@ class _CountingRBF(type(mf.basis.make("rbf"))):
 
 
 def test_mixture_estep_on_a_worker_caches_the_rescaled_design_between_passes():
-    from metafast.learners._bayes_blocks import worker_design_cache
-    from metafast.learners._heldout import Split
-    from metafast.learners._mixture_dask import _estep_chunk
-    from metafast.learners._mixture_em import _Params
+    from metafast.learners.bayes._blocks import worker_design_cache
+    from metafast.learners.bayes.mixture._heldout import Split
+    from metafast.learners.bayes.mixture._dask import _estep_chunk
+    from metafast.learners.bayes.mixture._em import _Params
 
     chunk = mf.tasks.load("sinusoid", n_tasks=12, n_support=5, n_query=1, seed=2).all_rows()
     basis = _CountingRBF(n_basis=4).fit(chunk.X_support)
@@ -223,8 +223,8 @@ def test_mixture_kmeans_start_does_not_depend_on_the_chunks_round_off(client):
     # Lloyd's iterations passed a near-tie into other clusters (log evidence -718.4 vs -713.5);
     # k-means now runs on the means rounded to a 2^-30 grid (_mixture._on_grid)
     from metafast.distributed import DaskChunks
-    from metafast.learners._mixture import MixturePrior, _on_grid
-    from metafast.learners._mixture_dask import fit_on_workers
+    from metafast.learners.bayes.mixture.prior import MixturePrior, _on_grid
+    from metafast.learners.bayes.mixture._dask import fit_on_workers
 
     basis = _basis(6)
     stream = mf.tasks.stream("multimodal", n_tasks=60, chunk_size=17, seed=2, n_support=6, n_query=2)

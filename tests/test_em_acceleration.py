@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from metafast.learners import MetaBayes
-from metafast.learners._bayes_em import GaussianPrior
-from metafast.learners._em_accel import STEP_GROWTH, next_step_max, squarem_step
+from metafast.learners.bayes._em import GaussianPrior
+from metafast.learners.bayes._accel import STEP_GROWTH, next_step_max, squarem_step
 
 from test_metabayes import basis, hierarchy, quiet_fit
 

@@ -296,7 +296,7 @@ def test_not_fitted_and_bad_input_errors(rng):
 
 
 def test_mixture_delegation():
-    pytest.importorskip("metafast.learners._mixture")
+    pytest.importorskip("metafast.learners.bayes.mixture.prior")
     tasks = mf.tasks.load("sinusoid", n_tasks=100, n_support=5, n_query=10, seed=0)
     # sinusoid weights vary in a 2-D subspace (one Gaussian fits): plain ML (prior_weight=0)
     # keeps two components, the default shrinkage (prior_weight=1) lets the spare one collapse
@@ -316,7 +316,7 @@ def test_mixture_delegation():
 # ------------------------------------------------------------------ basis learning
 def test_basis_vjp_chain_matches_finite_differences(rng):
     from metafast.learners._basis_opt import log_evidence_and_grad
-    from metafast.learners._bayes_em import GaussianPrior
+    from metafast.learners.bayes._em import GaussianPrior
 
     tasks = mf.tasks.load("sinusoid", n_tasks=6, n_support=4, n_query=1, seed=2)
     tasks = TaskSet(tasks.X_support, tasks.y_support, tasks.support_offsets, tasks.X_query, tasks.y_query,

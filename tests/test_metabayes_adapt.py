@@ -12,7 +12,7 @@ import pytest
 import metafast as mf
 from metafast._kernels import _bayes
 from metafast.learners import MetaBayes
-from metafast.learners._bayes_em import GaussianPrior
+from metafast.learners.bayes._em import GaussianPrior
 from metafast.tasks import Task, TaskSet
 
 from test_metabayes_kernels import numpy_task_posterior
@@ -132,7 +132,7 @@ def test_a_singular_posterior_or_bad_target_is_reported_not_returned(rng):
                                     np.empty(2)) == -2
     # how MetaBayes turns the statuses into errors (a factorisation failure cannot be provoked
     # through a valid prior: noise_var > 0 keeps every C positive definite)
-    from metafast.learners._bayes_predict import _check_status
+    from metafast.learners.bayes._predict import _check_status
 
     _check_status(0, np.zeros(2))
     _check_status(3, np.zeros(2))                              # jitter rounds are not errors
@@ -227,7 +227,7 @@ def test_adapt_predict_bad_input(rng):
 
 
 def test_mixture_models_adapt_predict_like_adapt():
-    pytest.importorskip("metafast.learners._mixture")
+    pytest.importorskip("metafast.learners.bayes.mixture.prior")
     tasks = mf.tasks.load("sinusoid", n_tasks=80, n_support=5, n_query=10, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from metafast._kernels import _bayes
-from metafast.learners._bayes_em import GaussianPrior, estep, log_prior, mstep
+from metafast.learners.bayes._em import GaussianPrior, estep, log_prior, mstep
 
 RTOL = {np.float32: 2e-3, np.float64: 1e-9}
 

@@ -9,8 +9,8 @@ from scipy.special import logsumexp
 from sklearn.base import ClassifierMixin, clone
 
 import metafast as mf
-from metafast.learners._prototype import LooLoss
-from metafast.learners.classifier import expected_calibration_error
+from metafast.learners.classify._prototype import LooLoss
+from metafast.learners.classify.estimator import expected_calibration_error
 
 HEADS = ("logistic", "ridge", "prototype")
 

@@ -10,7 +10,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import metafast as mf
-from metafast.learners._grad_engine import Adam, TrainingRows, batch_meta_grad, split_batch
+from metafast.learners.grad._engine import Adam, TrainingRows, batch_meta_grad, split_batch
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_bad_input_errors(tasks):
 
 
 def test_train_rows_support_keeps_the_given_split(tasks, test_tasks, monkeypatch):
-    from metafast.learners import grad
+    from metafast.learners.grad import estimator as grad
 
     modes = []
     real = grad.split_batch

@@ -10,7 +10,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import metafast as mf
-from metafast.learners.ridge import BiasedRidgeRegressor, gls_mean
+from metafast.learners.ridge.estimator import BiasedRidgeRegressor, gls_mean
 from ridge_helpers import Identity, LearnableRBF, linear_hierarchy
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import metafast as mf
-from metafast.learners.ridge import _TaskSource
+from metafast.learners.ridge.estimator import _TaskSource
 from ridge_helpers import LearnableFourier, LearnableRBF
 
 

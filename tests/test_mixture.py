@@ -11,8 +11,8 @@ from sklearn.exceptions import NotFittedError
 
 from metafast._kernels import _mixture as K
 from metafast.basis._base import BasisFamily
-from metafast.learners._mixture import MixturePrior, MixtureTaskRegressor
-from metafast.learners._mixture_em import _EM, _Params
+from metafast.learners.bayes.mixture.prior import MixturePrior, MixtureTaskRegressor
+from metafast.learners.bayes.mixture._em import _EM, _Params
 from metafast.parallel import one_blas_thread
 
 TOL = {np.float32: 2e-3, np.float64: 1e-9}
@@ -271,7 +271,7 @@ def test_shrinkage_bounds_component_covariances_away_from_zero(rng):
 
 
 def test_noise_free_tasks_keep_a_relative_noise_floor(rng):
-    import metafast.learners._mixture_em as mod
+    import metafast.learners.bayes.mixture._em as mod
 
     m, T, n = 4, 60, 8
     Phi = rng.normal(size=(T * n, m))
@@ -345,7 +345,7 @@ def test_collapsed_component_is_dropped_and_reported(rng):
 
 
 def test_fit_survives_a_dropped_component(rng, monkeypatch):
-    import metafast.learners._mixture_em as mod
+    import metafast.learners.bayes.mixture._em as mod
 
     Phi, y, off, z, mus = two_kind_tasks(rng, T=200)
     # with two kinds of task, one of three components holds < 0.3 T: call that collapsed
@@ -373,7 +373,7 @@ def test_auto_selects_two_components(rng):
 
 
 def test_auto_split_is_a_hash_rule_reproducible_and_about_a_fifth(rng):
-    from metafast.learners._heldout import Split, count_nominal, make_split, smallest_hashes, task_hashes
+    from metafast.learners.bayes.mixture._heldout import Split, count_nominal, make_split, smallest_hashes, task_hashes
 
     # the per-task hash depends on the global index only: any chunking gives the same hashes
     whole = task_hashes(7, 0, 200)
@@ -408,7 +408,7 @@ def test_auto_split_is_a_hash_rule_reproducible_and_about_a_fifth(rng):
 
 
 def test_auto_split_keeps_one_held_out_task_and_enough_to_train(rng):
-    from metafast.learners._heldout import count_nominal
+    from metafast.learners.bayes.mixture._heldout import count_nominal
 
     Phi, y, off, _, _ = two_kind_tasks(rng, T=5)
     seeds = {count_nominal(s, 0, 5): s for s in range(11)}    # nominal cuts of 0 and 3 of 5 tasks
@@ -585,7 +585,7 @@ def test_verbose_fit_runs_without_a_terminal(rng, capsys):
 
 
 def test_restarts_screened_on_a_task_subset(rng, monkeypatch):
-    import metafast.learners._mixture as mod
+    import metafast.learners.bayes.mixture.prior as mod
 
     monkeypatch.setattr(mod, "_SCREEN_TASKS", 60)
     Phi, y, off, z, mus = two_kind_tasks(rng, T=200)

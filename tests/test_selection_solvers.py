@@ -7,8 +7,8 @@ from sklearn.linear_model import MultiTaskLasso
 
 import metafast as mf
 from metafast._kernels import _group_lasso
-from metafast.learners import _selection_solvers as solvers
-from metafast.learners.selector import BasisSelector
+from metafast.learners.select import _solvers as solvers
+from metafast.learners.select.estimator import BasisSelector
 
 
 def _shared(n=23, m=31, T=7, seed=0, noise=0.1):

@@ -7,8 +7,8 @@ from sklearn.linear_model import MultiTaskLasso
 import metafast as mf
 from metafast._kernels import _group_lasso
 from metafast.bench.selection import SelectThenFit, support_recovery
-from metafast.learners import _selection_solvers as solvers
-from metafast.learners.selector import BasisSelector
+from metafast.learners.select import _solvers as solvers
+from metafast.learners.select.estimator import BasisSelector
 from metafast.tasks import TaskSet
 
 TRUE = np.array([1, 6, 13, 22])

@@ -11,7 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import metafast as mf
 from metafast.learners import BayesTaskRegressor
-from metafast.learners.ridge import BiasedRidgeRegressor
+from metafast.learners.ridge.estimator import BiasedRidgeRegressor
 
 
 def _basis():

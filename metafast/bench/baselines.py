@@ -331,7 +331,7 @@ class _ClassificationBaseline(MetaLearner):
         return np.unique(task.y_support)
 
     def evaluate(self, tasks) -> dict:
-        from metafast.learners.classifier import classification_metrics
+        from metafast.learners.classify.estimator import classification_metrics
 
         self._check_fitted()
         tasks = check_tasks(tasks)

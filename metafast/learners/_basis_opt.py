@@ -15,7 +15,8 @@ import numpy as np
 from scipy.optimize import minimize
 
 from metafast._kernels import _bayes
-from metafast.learners._bayes_em import GaussianPrior
+from metafast.learners._prior import GaussianPrior
+from metafast.tasks._taskset import TaskSet
 
 
 def _flatten(params: dict) -> tuple[np.ndarray, list]:
@@ -123,3 +124,36 @@ def optimise_basis(basis, chunks_factory: Callable[[], Iterable], prior: Gaussia
 
     new, f0, f1 = minimise_over_basis(basis, evaluate, max_iter)
     return new, -f0 * n_tasks[0], -f1 * n_tasks[0]
+
+
+# ------------------------------------------------- the same evidence summed over Dask chunks
+def _flat_grad(basis, grads: dict) -> np.ndarray:
+    params = basis.learnable_params()
+    return np.concatenate([np.ravel(np.asarray(grads[k], dtype=np.float64)) if k in grads
+                           else np.zeros(np.size(v)) for k, v in params.items()]) if params else np.zeros(0)
+
+
+def _evidence_chunk(chunk: TaskSet, basis, prior, y_scale: float, n_threads: int) -> np.ndarray:
+    """[sum_t log p(y_t), n_tasks, gradient...] of one chunk (-inf if a posterior was singular)."""
+
+    val, grads, n_tasks = log_evidence_and_grad(basis, [chunk], prior, y_scale, n_threads)
+    g = _flat_grad(basis, grads) if grads else np.zeros(_flat_grad(basis, {}).size)
+    return np.concatenate(([val, n_tasks], g))
+
+
+def evidence_on_workers(chunks):
+    """``evidence(basis, prior, y_scale, n_threads) -> (log evidence, gradient dict, n_tasks)``
+    summed over the chunks on the workers (for ``optimise_basis``)."""
+
+    def evidence(basis, prior, y_scale, n_threads):
+        out = chunks.map_sum(_evidence_chunk, basis, prior, y_scale)
+        val, n_tasks, flat = float(out[0]), int(out[1]), out[2:]
+        if not np.isfinite(val):
+            return -np.inf, {}, n_tasks
+        grads, pos = {}, 0
+        for k, v in basis.learnable_params().items():
+            grads[k] = flat[pos:pos + np.size(v)].reshape(np.shape(v))
+            pos += np.size(v)
+        return val, grads, n_tasks
+
+    return evidence

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metafast.learners._bayes_em import GaussianPrior, Stats, mstep
+from metafast.learners.bayes._em import GaussianPrior, Stats, mstep
 
 STEP_GROWTH = 4.0        # a_max multiplier after a kept step at a_max (and divisor after a rejection)
 STEP_MAX_START = 1.0     # the first pair is a plain EM pair; a_max grows from there

@@ -10,7 +10,7 @@ from metafast._kernels import _ridge
 from metafast._pickle import VersionTagged
 from metafast._validation import check_positive_float
 from metafast.basis._base import BasisFamily
-from metafast.learners._bayes_task import as_f64, check_task_y, fast_y
+from metafast.learners._arrays import as_f64, check_task_y, fast_y
 
 
 class BiasedRidgeRegressor(VersionTagged, RegressorMixin, BaseEstimator):

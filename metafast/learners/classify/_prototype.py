@@ -22,9 +22,9 @@ from scipy import sparse
 from scipy.optimize import minimize
 
 from metafast._kernels import _classify
-from metafast.learners._classify_chunks import chunk_data
-from metafast.learners._labels import task_ids
-from metafast.learners._logistic import masked_log_softmax
+from metafast.learners.classify._chunks import chunk_data
+from metafast.learners.classify._labels import task_ids
+from metafast.learners.classify._logistic import masked_log_softmax
 
 KAPPA = 1.0
 METRIC_PENALTY = 10.0  # episodic: lam * mean (log d_j - mean log d)^2 added to the LOO loss (digits 0-4 -> 5-9, 1-shot: 0.61 -> 0.72 accuracy)

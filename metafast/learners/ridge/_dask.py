@@ -2,8 +2,7 @@
 (``metafast.distributed.DaskChunks``): each worker computes its chunks' terms, the workers add
 them pairwise, and the driver gets one small array back.
 
-- MetaBayes ``learn_basis``: the summed log evidence and its gradient in the basis parameters;
-- MetaRidge: the closed-form and leave-one-out statistics (M, b, Q, q, sq) per alpha, the
+MetaRidge's passes: the closed-form and leave-one-out statistics (M, b, Q, q, sq) per alpha, the
   Moreau-envelope objective and its gradient in the metric (``metric="diag"``), the transfer-risk
   statistics (``mean="split"``), the query scores of each alpha (``cv="query"``) and the held-out
   loss with its gradient in (basis, log alpha, h) (``learn_basis=True``).
@@ -22,44 +21,10 @@ import numpy as np
 from metafast._kernels import _ridge
 from metafast.distributed import DaskChunks
 from metafast.learners._base import check_regression, training_view
-from metafast.learners._basis_opt import log_evidence_and_grad
-from metafast.learners._bayes_task import as_f64
-from metafast.learners._ridge_math import gls_mean
-from metafast.learners._ridge_source import _threads_for
+from metafast.learners._arrays import as_f64
+from metafast.learners.ridge._math import gls_mean
+from metafast.learners.ridge._source import _threads_for
 from metafast.tasks._taskset import TaskSet
-
-
-# ---------------------------------------------------------------------------- MetaBayes learn_basis
-def _flat_grad(basis, grads: dict) -> np.ndarray:
-    params = basis.learnable_params()
-    return np.concatenate([np.ravel(np.asarray(grads[k], dtype=np.float64)) if k in grads
-                           else np.zeros(np.size(v)) for k, v in params.items()]) if params else np.zeros(0)
-
-
-def _evidence_chunk(chunk: TaskSet, basis, prior, y_scale: float, n_threads: int) -> np.ndarray:
-    """[sum_t log p(y_t), n_tasks, gradient...] of one chunk (-inf if a posterior was singular)."""
-
-    val, grads, n_tasks = log_evidence_and_grad(basis, [chunk], prior, y_scale, n_threads)
-    g = _flat_grad(basis, grads) if grads else np.zeros(_flat_grad(basis, {}).size)
-    return np.concatenate(([val, n_tasks], g))
-
-
-def evidence_on_workers(chunks):
-    """``evidence(basis, prior, y_scale, n_threads) -> (log evidence, gradient dict, n_tasks)``
-    summed over the chunks on the workers (for ``_basis_opt.optimise_basis``)."""
-
-    def evidence(basis, prior, y_scale, n_threads):
-        out = chunks.map_sum(_evidence_chunk, basis, prior, y_scale)
-        val, n_tasks, flat = float(out[0]), int(out[1]), out[2:]
-        if not np.isfinite(val):
-            return -np.inf, {}, n_tasks
-        grads, pos = {}, 0
-        for k, v in basis.learnable_params().items():
-            grads[k] = flat[pos:pos + np.size(v)].reshape(np.shape(v))
-            pos += np.size(v)
-        return val, grads, n_tasks
-
-    return evidence
 
 
 # ---------------------------------------------------------------------------- MetaRidge

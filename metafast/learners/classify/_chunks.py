@@ -23,7 +23,7 @@ import weakref
 import numpy as np
 
 from metafast.learners._base import training_view
-from metafast.learners._labels import (
+from metafast.learners.classify._labels import (
     check_classification_tasks, check_n_classes, encode_episodic, encode_query_episodic, encode_shared,
 )
 from metafast.parallel import one_blas_thread

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metafast.learners._selection_pack import Packed, task_query_errors
+from metafast.learners.select._pack import Packed, task_query_errors
 
 EB_ITERATIONS = 30        # EM iterations of an empirical-Bayes refit from scratch (a third warm)
 EB_BLOCK_TASKS = 512      # tasks per batched block of an empirical-Bayes E-step

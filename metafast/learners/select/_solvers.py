@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from metafast._kernels import _group_lasso
-from metafast.learners._selection_pack import (Packed, column_scale, median_with_se, one_se_choice, pack,
+from metafast.learners.select._pack import (Packed, column_scale, median_with_se, one_se_choice, pack,
                                                refit_validation, ridge_solve, segment_sums, task_gram,
                                                task_query_errors, validation_mse)
-from metafast.learners._selection_refit import EmpiricalBayesRefit
+from metafast.learners.select._refit import EmpiricalBayesRefit
 
 __all__ = ["EmpiricalBayesRefit", "GroupLasso", "Packed", "alpha_grid", "ard_posterior_variance", "column_scale",
            "median_with_se", "one_se_choice", "pack", "refit_validation", "somp", "task_gram", "validation_mse"]

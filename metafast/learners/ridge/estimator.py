@@ -18,15 +18,15 @@ import numpy as np
 
 from metafast._kernels import _ridge
 from metafast._validation import check_positive_float, check_positive_int
-from metafast.learners._bayes_task import as_f64, fast_y
-from metafast.learners._ridge_learn import RidgeMetricBasisMixin
-from metafast.learners._ridge_math import gls_mean
-from metafast.learners._ridge_source import _TaskSource, _threads_for
-from metafast.learners._ridge_task import _EMPTY_1D, BiasedRidgeRegressor
+from metafast.learners._arrays import as_f64, fast_y
+from metafast.learners.ridge._learn import RidgeMetricBasisMixin
+from metafast.learners.ridge._math import gls_mean
+from metafast.learners.ridge._source import _TaskSource, _threads_for
+from metafast.learners.ridge._task import _EMPTY_1D, BiasedRidgeRegressor
 from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows,
                                      training_view)
 from metafast._memory import check_allocation
-from metafast.learners._dask_fits import RidgeChunks, ridge_meta_stats
+from metafast.learners.ridge._dask import RidgeChunks, ridge_meta_stats
 from metafast.parallel import effective_n_threads, one_blas_thread
 from metafast.tasks._taskset import TaskSet
 

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import sparse
 
 from metafast.learners._basis_opt import check_learnable, minimise_over_basis
-from metafast.learners._classify_chunks import chunk_data, design_with_bias
+from metafast.learners.classify._chunks import chunk_data, design_with_bias
 
 
 # ---------------------------------------------------------------------------- logistic head
@@ -90,7 +90,7 @@ def logistic_query_loss(prior, Phi_s, codes_s, s_off, n_classes, Phi_q, codes_q,
     """(mean query log loss, dL/dPhi_s, dL/dPhi_q) of every training task adapted on its support
     under ``prior`` (a ``_logistic.ClassPrior``); see the module docstring.  ``total``: divide by
     this many rows instead (a chunk's share of the mean over all chunks)."""
-    from metafast.learners._logistic import laplace
+    from metafast.learners.classify._logistic import laplace
 
     Phi_s64 = np.asarray(Phi_s, dtype=np.float64)
     Phi_q64 = np.asarray(Phi_q, dtype=np.float64)
@@ -148,7 +148,7 @@ def ridge_neg_evidence(prior, noise_var: float, Phi, codes, offsets, n_classes, 
                        total: float | None = None):
     """(-sum_t log p(Y_t) / T, its gradient with respect to Phi) of the one-hot targets (T: the
     tasks, or ``total``)."""
-    from metafast.learners._ridge_head import ridge_estep
+    from metafast.learners.classify._ridge_head import ridge_estep
 
     A, G, _, logp, _, _, _, U = ridge_estep(Phi, codes, offsets, n_classes, prior, noise_var, n_threads)
     dPhi = G.astype(np.float64) @ U.T
@@ -164,7 +164,7 @@ def prototype_loo_loss(metric: np.ndarray, shared: bool, Phi, codes, offsets, n_
     """(mean leave-one-out log loss, its gradient with respect to Phi) under a fixed metric; the
     prototypes (and shared-setting global means, from these rows) are recomputed from Phi (see
     ``_prototype``).  ``total``: divide by this many rows instead."""
-    from metafast.learners._prototype import shared_class_sums
+    from metafast.learners.classify._prototype import shared_class_sums
 
     Phi = np.asarray(Phi, dtype=np.float64)
     if not shared:
@@ -180,7 +180,7 @@ def prototype_loo_terms(metric: np.ndarray, Phi, codes, offsets, n_classes, n_th
     """(LOO loss, its gradient in Phi for fixed ``global_means``, its gradient in the global means
     (shared setting; else None)): the global means' own dependence on Phi is the caller's (a sum
     over every chunk's rows)."""
-    from metafast.learners._prototype import KAPPA, LooLoss
+    from metafast.learners.classify._prototype import KAPPA, LooLoss
 
     Phi = np.asarray(Phi, dtype=np.float64)
     shared = global_means is not None
@@ -210,7 +210,7 @@ def prototype_loo_terms(metric: np.ndarray, Phi, codes, offsets, n_classes, n_th
 def objective_rows(chunk, spec, n_threads: int) -> float:
     """How many rows (logistic: query rows of tasks with >= 2 classes; prototype: rows the LOO
     loss uses) or tasks (ridge) of the chunk the objective is a mean over."""
-    from metafast.learners._prototype import loo_rows
+    from metafast.learners.classify._prototype import loo_rows
 
     d = chunk_data(chunk, spec)
     if spec.head == "logistic":
@@ -265,7 +265,7 @@ def objective_terms(chunk, spec, head_state, basis, total: float, global_means, 
 def class_sum_terms(chunk, spec, basis, n_shared: int, n_threads: int) -> np.ndarray:
     """[per shared class: the sum of its training rows' designs at ``basis`` (K*m), rows (K)]."""
     from metafast.learners._base import training_view
-    from metafast.learners._prototype import shared_class_sums
+    from metafast.learners.classify._prototype import shared_class_sums
 
     d = chunk_data(chunk, spec)
     Phi = design_with_bias(basis, training_view(chunk, spec.train_rows).X_support).astype(np.float64, copy=False)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from metafast.learners._dask_fits import RidgeChunks, ridge_envelope
+from metafast.learners.ridge._dask import RidgeChunks, ridge_envelope
 from metafast._kernels import _ridge
-from metafast.learners._bayes_task import as_f64
-from metafast.learners._ridge_math import _softmax_scale, gls_mean
-from metafast.learners._ridge_source import _progress, _threads_for
+from metafast.learners._arrays import as_f64
+from metafast.learners.ridge._math import _softmax_scale, gls_mean
+from metafast.learners.ridge._source import _progress, _threads_for
 from metafast.parallel import one_blas_thread
 
 _METRIC_MIN = 1e-8  # smallest prior scale kept for a basis function, relative to the mean of 1

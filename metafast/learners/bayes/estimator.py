@@ -23,15 +23,15 @@ from sklearn.exceptions import ConvergenceWarning
 from metafast._validation import check_positive_float, check_positive_int
 from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
                                      training_source, training_view)
-from metafast.learners._bayes_em import COVARIANCE_TYPES, GaussianPrior, Stats, log_prior
-from metafast.learners._bayes_blocks import DesignCache, chunk_estep as _chunk_estep, chunk_stats, scale_sums as _scale_sums
-from metafast.learners._em_accel import EMRun, combined
-from metafast.learners._mixture import MixturePrior
-from metafast.learners._mixture_dask import mixture_on_workers
+from metafast.learners.bayes._em import COVARIANCE_TYPES, GaussianPrior, Stats, log_prior
+from metafast.learners.bayes._blocks import DesignCache, chunk_estep as _chunk_estep, chunk_stats, scale_sums as _scale_sums
+from metafast.learners.bayes._accel import EMRun, combined
+from metafast.learners.bayes.mixture.prior import MixturePrior
+from metafast.learners.bayes.mixture._dask import mixture_on_workers
 from metafast.distributed import DaskChunks
-from metafast.learners._dask_fits import evidence_on_workers
-from metafast.learners._bayes_predict import BayesPredictMixin
-from metafast.learners._bayes_task import BayesTaskRegressor  # noqa: F401 (public name of this module)
+from metafast.learners._basis_opt import evidence_on_workers
+from metafast.learners.bayes._predict import BayesPredictMixin
+from metafast.learners.bayes._task import BayesTaskRegressor  # noqa: F401 (public name of this module)
 from metafast._memory import check_allocation
 from metafast.parallel import effective_n_threads, with_one_blas_thread
 from metafast.tasks._taskset import TaskSet
@@ -84,7 +84,7 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         Structure of the prior covariance Sigma ("diag" is shared ARD across tasks).
     n_components : int or "auto"
         1 is the single Gaussian prior.  Anything else delegates fit/adapt/evaluate to the
-        mixture-of-Gaussians prior (``metafast.learners._mixture.MixturePrior``, in
+        mixture-of-Gaussians prior (``metafast.learners.bayes.mixture.prior.MixturePrior``, in
         ``mixture_``).  "auto" picks C in 1..8 by the log evidence of held-out tasks: about 20%
         of the tasks, chosen by a hash of (random_state, task index), so the same tasks in
         process and on Dask (see MixturePrior).
@@ -131,7 +131,7 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         statistics summed on the workers (O(m^2)).  A lost worker's chunks are rebuilt from
         their source and the fit ends as an undisturbed one would.  Kernels on a worker use
         that worker's threads, and so do ``learn_basis`` (its gradient is a sum over chunks) and
-        the mixture prior (``metafast.learners._mixture_dask``), n_components="auto" included
+        the mixture prior (``metafast.learners.bayes.mixture._dask``), n_components="auto" included
         (its held-out split is a hash of each task's index, the same however the tasks are
         chunked, so a Dask fit equals the in-process one).
     acceleration : {"squarem", "overrelax", "none"}

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from metafast._kernels import _classify
-from metafast.learners._bayes_em import GaussianPrior, whitening
-from metafast.learners._classify_chunks import chunk_data
+from metafast.learners._prior import GaussianPrior, whitening
+from metafast.learners.classify._chunks import chunk_data
 
 
 @dataclass

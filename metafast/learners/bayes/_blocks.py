@@ -16,7 +16,7 @@ import weakref
 
 import numpy as np
 
-from metafast.learners._bayes_em import GaussianPrior, Stats, estep
+from metafast.learners.bayes._em import GaussianPrior, Stats, estep
 from metafast.tasks._taskset import TaskSet
 
 BLOCK_BYTES = 32 * 2 ** 20          # design matrix bytes per block (32 MiB)

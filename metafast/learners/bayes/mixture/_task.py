@@ -9,8 +9,9 @@ from sklearn.exceptions import NotFittedError
 
 from metafast._pickle import VersionTagged
 from metafast._validation import check_X, check_y
-from metafast.learners._bayes_task import check_task_y, gaussian_condition
-from metafast.learners._mixture_em import _gaussian_log_lik, _mixture_moments
+from metafast.learners._arrays import check_task_y
+from metafast.learners.bayes._task import gaussian_condition
+from metafast.learners.bayes.mixture._em import _gaussian_log_lik, _mixture_moments
 
 
 class MixtureTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):

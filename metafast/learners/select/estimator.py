@@ -71,7 +71,7 @@ from sklearn.exceptions import NotFittedError
 from metafast._validation import check_positive_int
 from metafast.basis._base import BasisFamily
 from metafast.basis.subset import restrict
-from metafast.learners import _selection_solvers as solvers
+from metafast.learners.select import _solvers as solvers
 from metafast.learners._base import iter_task_chunks
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
@@ -342,7 +342,7 @@ class BasisSelector(BaseEstimator):
             self.scores_[p["column"]] = p["score"]
 
     def _fit_ard(self, tasks) -> "BasisSelector":
-        from metafast.learners.bayes import MetaBayes
+        from metafast.learners.bayes.estimator import MetaBayes
 
         if not isinstance(tasks, TaskSet) and iter(tasks) is tasks:
             raise TypeError("argument 'tasks': method='ard' runs EM, which passes over the tasks many "

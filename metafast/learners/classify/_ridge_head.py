@@ -17,8 +17,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from metafast._kernels import _classify
-from metafast.learners._classify_chunks import chunk_data
-from metafast.learners._logistic import ClassPrior, log_loss_sum, prior_logits
+from metafast.learners.classify._chunks import chunk_data
+from metafast.learners.classify._logistic import ClassPrior, log_loss_sum, prior_logits
 
 
 def one_hot_residuals(Phi, codes, offsets, n_classes, prior: ClassPrior, c_max: int) -> np.ndarray:

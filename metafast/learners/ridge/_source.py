@@ -71,7 +71,7 @@ class _TaskSource:
     def map_sum(self, fn, *args):
         """sum_i fn(chunk_i, *args, n_threads) over the chunks as given (the per-chunk functions
         turn them into training rows with ``view``), in chunk order: the in-process twin of
-        ``DaskChunks.map_sum``, so both run the same per-chunk code (``_dask_fits``)."""
+        ``DaskChunks.map_sum``, so both run the same per-chunk code (``ridge._dask``)."""
         total = None
         with one_blas_thread():
             for chunk in self.chunks(progress=self._verbose, what=fn.__name__.strip("_"), split=True):

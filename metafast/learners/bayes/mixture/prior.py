@@ -40,10 +40,10 @@ from sklearn.utils import check_random_state
 from metafast._kernels import _mixture as _k
 from metafast._pickle import VersionTagged
 from metafast._validation import check_positive_float, check_positive_int
-from metafast.learners._heldout import count_nominal, make_split, smallest_hashes, split_seed
-from metafast.learners._mixture_em import (_EM, _MIN_WEIGHT, _Params, _check_packed, _check_query, _mixture_moments,
+from metafast.learners.bayes.mixture._heldout import count_nominal, make_split, smallest_hashes, split_seed
+from metafast.learners.bayes.mixture._em import (_EM, _MIN_WEIGHT, _Params, _check_packed, _check_query, _mixture_moments,
                                            _take_tasks, posterior)
-from metafast.learners._mixture_task import MixtureTaskRegressor
+from metafast.learners.bayes.mixture._task import MixtureTaskRegressor
 from metafast.parallel import effective_n_threads, one_blas_thread
 
 __all__ = ["MixturePrior", "MixtureTaskRegressor"]
@@ -230,7 +230,7 @@ class MixturePrior(VersionTagged):
         self._fit_em(tasks.em(self, part), n_comp)
 
     def _fit_em(self, em: _EM, n_comp: int) -> None:
-        """EM on ``em``'s tasks (packed arrays, or chunks on Dask workers: metafast.learners._mixture_dask)."""
+        """EM on ``em``'s tasks (packed arrays, or chunks on Dask workers: metafast.learners.bayes.mixture._dask)."""
         m = em.n_basis
         show = bool(self.verbose) and sys.stderr.isatty()
         from tqdm.auto import tqdm
@@ -324,7 +324,7 @@ class MixturePrior(VersionTagged):
 
     def _fit_auto(self, tasks) -> None:
         """Every C of ``component_range`` fitted on the training part of a hashed split and scored
-        by the mean log evidence of the held-out part (``metafast.learners._heldout``: the same
+        by the mean log evidence of the held-out part (``metafast.learners.bayes.mixture._heldout``: the same
         split in process and on Dask); the best C is refitted on every task."""
         lo, hi = self._component_range()
         split, n_held = tasks.split(split_seed(self.random_state), hi,

@@ -12,8 +12,9 @@ import numpy as np
 from metafast._kernels import _bayes
 from metafast._validation import check_X, check_y
 from metafast.learners._base import check_tasks
-from metafast.learners._bayes_blocks import chunk_design as _chunk_design
-from metafast.learners._bayes_task import BayesTaskRegressor, as_f64, fast_y
+from metafast.learners.bayes._blocks import chunk_design as _chunk_design
+from metafast.learners._arrays import as_f64, fast_y
+from metafast.learners.bayes._task import BayesTaskRegressor
 from metafast.parallel import effective_n_threads, with_one_blas_thread
 from metafast.tasks._taskset import TaskSet
 

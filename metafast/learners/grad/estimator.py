@@ -22,8 +22,8 @@ from metafast._validation import check_positive_float, check_positive_int, check
 from metafast.basis._base import BasisFamily
 from metafast.learners._base import MetaLearner, check_tasks, check_train_rows, iter_task_chunks
 from metafast.learners._basis_opt import _flatten, _unflatten
-from metafast.learners._bayes_task import as_f64
-from metafast.learners._grad_engine import (METHODS, Adam, TrainingRows, adapt_weights, batch_meta_grad,
+from metafast.learners._arrays import as_f64
+from metafast.learners.grad._engine import (METHODS, Adam, TrainingRows, adapt_weights, batch_meta_grad,
                                             split_batch)
 from metafast.parallel import threads_for_work, with_one_blas_thread
 from metafast.parallel import effective_n_threads

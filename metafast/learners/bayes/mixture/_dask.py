@@ -27,10 +27,10 @@ import numpy as np
 
 from metafast.distributed import DaskChunks
 from metafast.learners._base import check_regression
-from metafast.learners._bayes_blocks import worker_design_cache
-from metafast.learners._heldout import count_nominal, make_split, smallest_hashes
-from metafast.learners._mixture import MixturePrior, packed_scale_sums, scales
-from metafast.learners._mixture_em import _EM, _Params, _take_tasks
+from metafast.learners.bayes._blocks import worker_design_cache
+from metafast.learners.bayes.mixture._heldout import count_nominal, make_split, smallest_hashes
+from metafast.learners.bayes.mixture.prior import MixturePrior, packed_scale_sums, scales
+from metafast.learners.bayes.mixture._em import _EM, _Params, _take_tasks
 from metafast.parallel import effective_n_threads, one_blas_thread
 from metafast.tasks._taskset import TaskSet
 

@@ -22,14 +22,14 @@ import numpy as np
 
 from metafast._validation import check_positive_float, check_positive_int, check_X
 from metafast.learners._base import MetaLearner, check_train_rows, iter_task_chunks
-from metafast.learners._classify_chunks import (
+from metafast.learners.classify._chunks import (
     LocalChunks, Spec, chunk_labels, design_with_bias, encode, gather_checked, split_codes, summarise,
 )
-from metafast.learners._classify_task import BasisClassifier, softmax
-from metafast.learners._labels import check_classification_tasks, check_labels, encode_shared
-from metafast.learners._logistic import LogisticHead, masked_log_softmax
-from metafast.learners._prototype import PrototypeHead
-from metafast.learners._ridge_head import RidgeHead
+from metafast.learners.classify._task import BasisClassifier, softmax
+from metafast.learners.classify._labels import check_classification_tasks, check_labels, encode_shared
+from metafast.learners.classify._logistic import LogisticHead, masked_log_softmax
+from metafast.learners.classify._prototype import PrototypeHead
+from metafast.learners.classify._ridge_head import RidgeHead
 from metafast.parallel import effective_n_threads, with_one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
@@ -215,7 +215,7 @@ class MetaClassifier(MetaLearner):
         """The fitted head's meta-training objective as a function of the basis, summed over the
         chunks of ``source`` (``_classify_basis.ChunkedObjective``: ``evaluate(basis) -> (value,
         gradient dict)``)."""
-        from metafast.learners._classify_basis import ChunkedObjective
+        from metafast.learners.classify._basis import ChunkedObjective
 
         head = self.head_
         state = {"logistic": lambda: head.prior_, "ridge": lambda: (head.prior_, head.noise_var_),
@@ -226,7 +226,7 @@ class MetaClassifier(MetaLearner):
         """Alternate L-BFGS on the basis (head fixed) with refits of the head (basis fixed), and keep
         the (basis, head) pair with the lowest objective: a refit head (EM, then the scale) does not
         minimise the basis's objective, so a round can end worse than it started."""
-        from metafast.learners._classify_basis import optimise_basis
+        from metafast.learners.classify._basis import optimise_basis
 
         self.basis_objective_ = []
         best = None
