@@ -65,13 +65,6 @@ def test_dask_backend_without_client_or_with_a_bad_value_is_a_clear_error():   #
         _fit(tasks, "logistic", backend="spark")
 
 
-@pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
-        yield c
-
-
 @pytest.mark.parametrize("train_rows", ["all", "support"])
 @pytest.mark.parametrize("setting", ["shared", "episodic"])
 @pytest.mark.parametrize("head", HEADS)
@@ -141,14 +134,12 @@ def test_unsupported_sources_and_bad_chunks_are_clear_errors(client):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("head", HEADS)
-def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(head, monkeypatch):
+def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(head, monkeypatch, process_client):
     tasks, test = _tasks("episodic", 80), _tasks("episodic", 10, seed=1)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        calm = _fit(tasks, head, "dask")
-        killer = _KillAWorker(client, at_pass=3)
-        monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a: killer(self, fn, *a))
-        hit = _fit(tasks, head, "dask")
+    calm = _fit(tasks, head, "dask")
+    killer = _KillAWorker(process_client, at_pass=3)
+    monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a: killer(self, fn, *a))
+    hit = _fit(tasks, head, "dask")
     assert killer.killed
     # the logistic MAP of a rebuilt chunk starts cold instead of warm: equal to Newton's tolerance
     _assert_same_fit(hit, calm, test, rtol=1e-12 if head != "logistic" else 1e-8)

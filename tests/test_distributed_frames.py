@@ -54,13 +54,6 @@ def _same(a, b, rtol=1e-10):
     np.testing.assert_allclose(a.noise_var_, b.noise_var_, rtol=10 * rtol)
 
 
-@pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
-        yield c
-
-
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_table_files_fit_like_the_whole_table_in_process(client, tmp_path, fmt):
     if fmt == "parquet":

@@ -39,13 +39,6 @@ def test_dask_backend_without_client_is_a_clear_error():   # first: before the m
         mf.MetaBayes(backend="spark").fit(tasks)
 
 
-@pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
-        yield c
-
-
 def test_every_source_fits_on_the_workers_like_in_process(client, tmp_path):
     tasks = mf.tasks.load("sinusoid", n_tasks=120, n_support=5, n_query=5, seed=0)
     local = _fit(tasks)
@@ -106,7 +99,7 @@ def _long_table(tasks):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["TaskSet", "stream", "files", "parquet", "dataframe"])
-def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(source, tmp_path, monkeypatch):
+def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(source, tmp_path, monkeypatch, process_client):
     tasks = mf.tasks.load("sinusoid", n_tasks=400, n_support=5, n_query=5, seed=1)
     if source == "TaskSet":
         data = tasks
@@ -129,19 +122,18 @@ def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(source, tmp_path, 
         for i, p in enumerate(paths):
             tasks[100 * i:100 * (i + 1)].save(p)
         data = mfd.FileSource(paths)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        calm = _fit(data, backend="dask")
-        killer = _KillAWorker(client, at_pass=4)
-        monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a, **kw: killer(self, fn, *a, **kw))
-        hit = _fit(data, backend="dask")
+    calm = _fit(data, backend="dask")
+    killer = _KillAWorker(process_client, at_pass=4)
+    monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a, **kw: killer(self, fn, *a, **kw))
+    hit = _fit(data, backend="dask")
     assert killer.killed
     _same(hit, calm, rtol=1e-12)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("learner", ["mixture", "mixture-auto", "learn_basis", "ridge"])
-def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_result(learner, monkeypatch):
+def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_result(learner, monkeypatch,
+                                                                                    process_client):
     tasks = mf.tasks.load("multimodal", n_tasks=200, n_support=6, n_query=2, seed=2)
 
     def fit(client_kw):
@@ -154,12 +146,10 @@ def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_res
                   dict(learn_basis=True, basis_rounds=1, basis_max_iter=3, basis_em_iter=2))
             return mf.MetaBayes(basis=_basis(), max_iter=6, tol=0, **kw, **client_kw).fit(tasks)
 
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        calm = fit(dict(backend="dask"))
-        killer = _KillAWorker(client, at_pass=4)
-        monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a, **kw: killer(self, fn, *a, **kw))
-        hit = fit(dict(backend="dask"))
+    calm = fit(dict(backend="dask"))
+    killer = _KillAWorker(process_client, at_pass=4)
+    monkeypatch.setattr(mfd.DaskChunks, "map_sum", lambda self, fn, *a, **kw: killer(self, fn, *a, **kw))
+    hit = fit(dict(backend="dask"))
     assert killer.killed
     if learner == "ridge":
         np.testing.assert_allclose(hit.prior_mean_, calm.prior_mean_, rtol=1e-12)

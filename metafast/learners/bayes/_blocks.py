@@ -16,6 +16,7 @@ import weakref
 
 import numpy as np
 
+from metafast.learners._base import check_regression
 from metafast.learners.bayes._em import GaussianPrior, Stats, estep
 from metafast.tasks._taskset import TaskSet
 
@@ -117,14 +118,22 @@ def chunk_stats(basis, chunk: TaskSet, y_scale: float, prior: GaussianPrior, n_t
     return total
 
 
-def chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, n_threads: int) -> Stats:
-    """One chunk's E-step statistics (what a Dask worker computes), with the chunk's designs
-    cached on the worker between passes (``worker_design_cache``)."""
-    return chunk_stats(basis, chunk, y_scale, prior, n_threads, worker_design_cache(chunk, basis, y_scale))
+def chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, cache, n_threads: int) -> Stats:
+    """One chunk's E-step statistics: the per-chunk function of both chunk sources.
+
+    ``cache``: "worker" on a Dask worker (the chunk's designs kept with it between passes,
+    ``worker_design_cache``); in process the fit's ``DesignCache`` when its chunks are held for
+    the whole fit (blocks keyed by the chunk's identity), or None for a stream read again each
+    pass."""
+    if isinstance(cache, str):
+        cache = worker_design_cache(chunk, basis, y_scale)
+    return chunk_stats(basis, chunk, y_scale, prior, n_threads, cache, id(chunk))
 
 
 def scale_sums(chunk: TaskSet, basis, n_threads: int = 1) -> np.ndarray:
-    """[sum y^2, sum ||phi(x)||^2, rows] of a chunk's training rows (the target-scale pass)."""
+    """[sum y^2, sum ||phi(x)||^2, rows] of a chunk's training rows (the target-scale pass);
+    class labels are refused here, in process and on the workers alike."""
+    check_regression(chunk, "MetaBayes")
     y = np.asarray(chunk.y_support, dtype=np.float64)
     sum_phi2 = 0.0
     for start in range(0, chunk.X_support.shape[0], 8192):

@@ -24,7 +24,8 @@ from metafast._validation import check_positive_float, check_positive_int
 from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
                                      training_source, training_view)
 from metafast.learners.bayes._em import COVARIANCE_TYPES, GaussianPrior, Stats, log_prior
-from metafast.learners.bayes._blocks import DesignCache, chunk_estep as _chunk_estep, chunk_stats, scale_sums as _scale_sums
+from metafast.learners.bayes._blocks import DesignCache, chunk_estep as _chunk_estep, scale_sums as _scale_sums
+from metafast.learners._chunks import LocalChunks
 from metafast.learners.bayes._accel import EMRun, combined
 from metafast.learners.bayes.mixture.prior import MixturePrior
 from metafast.learners.bayes.mixture._dask import mixture_on_workers
@@ -271,17 +272,15 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
     def _estep_all(self, source, prior: GaussianPrior, cache: dict | None) -> Stats:
         """E-step statistics summed over every chunk, in chunk order.
 
-        In process, each chunk is worked through in blocks of tasks (``_bayes_blocks``): the
-        designs of an in-memory TaskSet are cached up to a byte budget, else recomputed; with
-        backend="dask" each chunk's statistics are computed on the worker holding it and summed
-        on the workers (``metafast.distributed``).
+        Both routes run ``_bayes_blocks.chunk_estep`` on each chunk, in blocks of tasks: in
+        process (``learners._chunks.LocalChunks``) the designs of held chunks are cached up to a
+        byte budget, else recomputed; with backend="dask" each chunk's statistics are computed
+        on the worker holding it and summed on the workers (``metafast.distributed``).
         """
-        total = Stats()
         if isinstance(source, DaskChunks):
-            total = source.map_sum(_chunk_estep, self.basis_, self._y_scale, prior)
+            total = source.map_sum(_chunk_estep, self.basis_, self._y_scale, prior, "worker")
         else:
-            for i, chunk in enumerate(iter_task_chunks(source)):
-                total += chunk_stats(self.basis_, chunk, self._y_scale, prior, self._n_threads, cache, i)
+            total = LocalChunks(source, self._n_threads).map_sum(_chunk_estep, self.basis_, self._y_scale, prior, cache)
         if total.n_tasks == 0:
             raise ValueError("argument 'tasks' holds no tasks")
         if total.n_failed:
@@ -346,13 +345,8 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         One pass over all chunks: y_scale = RMS of the support targets, and the starting prior
         N(0, s0 I) with s0 = 1 / mean squared norm of a design row (so Phi Sigma Phi^T ~ y^2).
         """
-        if isinstance(source, DaskChunks):
-            sums = source.map_sum(_scale_sums, self.basis_)
-        else:
-            sums = 0
-            for chunk in iter_task_chunks(source):
-                check_regression(chunk, "MetaBayes")
-                sums = sums + _scale_sums(chunk, self.basis_)
+        chunks = source if isinstance(source, DaskChunks) else LocalChunks(source, self._n_threads)
+        sums = chunks.map_sum(_scale_sums, self.basis_)
         sum_y2, sum_phi2, n_rows = float(sums[0]), float(sums[1]), int(sums[2])
         if n_rows == 0:
             raise ValueError(_NO_ROWS.format(self.train_rows))
@@ -424,7 +418,8 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         for _ in range(self.basis_rounds):
             new_basis, before, after = optimise_basis(self.basis_, chunks, prior, self._y_scale,
                                                       self._n_threads, self.basis_max_iter,
-                                                      evidence_on_workers(source) if isinstance(source, DaskChunks) else None)
+                                                      evidence_on_workers(source if isinstance(source, DaskChunks)
+                                                                          else LocalChunks(source, self._n_threads)))
             if new_basis is self.basis_:
                 break
             self.basis_ = new_basis

@@ -2,7 +2,7 @@
 
 A head's fit is a sequence of passes over the training tasks; each pass is a sum over chunks of a
 per-chunk function ``fn(chunk, spec, *args, n_threads)`` returning a float64 vector.  In process
-the training tasks are one chunk and ``LocalChunks.map_sum`` calls ``fn`` on it; with
+the training tasks are one chunk and ``LocalChunks.map_sum`` (``learners._chunks``) calls ``fn`` on it; with
 backend="dask" the chunks live on the workers (``metafast.distributed.DaskChunks``) and the
 workers add their vectors in a fixed tree.  Both routes run the same per-chunk code, so only the
 order of the additions differs.
@@ -23,10 +23,10 @@ import weakref
 import numpy as np
 
 from metafast.learners._base import training_view
+from metafast.learners._chunks import LocalChunks as InProcessChunks
 from metafast.learners.classify._labels import (
     check_classification_tasks, check_n_classes, encode_episodic, encode_query_episodic, encode_shared,
 )
-from metafast.parallel import one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
 
@@ -162,23 +162,14 @@ def summarise(source, spec: Spec) -> dict:
     return total
 
 
-class LocalChunks:
-    """The in-process source: one chunk (the training TaskSet), the same interface as
-    ``DaskChunks`` (``map_sum``, ``map_list``, ``first``, ``release``, ``labels``)."""
+class LocalChunks(InProcessChunks):
+    """The in-process source of one training TaskSet (``learners._chunks.LocalChunks``, the
+    same interface as ``DaskChunks``); ``release`` drops the chunk's ``ChunkData``."""
 
     def __init__(self, ts: TaskSet, n_threads: int):
-        self.ts, self.n_threads, self.labels = ts, n_threads, ["0"]
+        super().__init__(ts, n_threads, on_release=_forget)
 
-    def first(self) -> TaskSet:
-        return self.ts
 
-    def map_list(self, fn, *args) -> list:
-        with one_blas_thread():
-            return [fn(self.ts, *args, self.n_threads)]
-
-    def map_sum(self, fn, *args):
-        return self.map_list(fn, *args)[0]
-
-    def release(self) -> None:
-        with _LOCK:
-            _DATA.pop(self.ts, None)
+def _forget(chunk: TaskSet) -> None:
+    with _LOCK:
+        _DATA.pop(chunk, None)

@@ -173,9 +173,12 @@ class RidgeChunks(_RidgeSplitPasses):
         # kept as given when a held-out objective needs the split; else as training rows
         self.view = model.train_rows if _uses_split(model) else "support"
         self.chunks = DaskChunks(tasks, "support" if _uses_split(model) else model.train_rows)
-        self.first = self.chunks.first()
-        if len(self.first) == 0:
+        self._first = self.chunks.first()
+        if len(self._first) == 0:
             raise ValueError("argument 'tasks': the first chunk holds no tasks")
+
+    def first(self):
+        return self._first
 
     def map_sum(self, fn, *args):
         return self.chunks.map_sum(fn, *args)

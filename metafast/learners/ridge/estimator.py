@@ -118,7 +118,7 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
         dask = getattr(self, "backend", "threads") != "threads"   # older pickles have no backend
         source = (RidgeChunks(self, tasks) if dask else
                   _TaskSource(tasks, self.train_rows, self._n_threads, self.verbose))
-        first = source.first
+        first = source.first()
         check_regression(first, "MetaRidge")
         self.basis_ = self._init_basis(training_view(first, self.train_rows))
         m = self.basis_.n_basis
