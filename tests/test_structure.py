@@ -13,23 +13,21 @@ from metafast._validation import check_offsets
 from metafast.parallel import one_blas_thread, with_one_blas_thread
 
 PACKAGE = pathlib.Path(metafast.__file__).parent
-MAX_LINES = 420   # "about 400": a module over this says in its docstring why it is one module
+MAX_LINES = 450   # no Python module outside _kernels/ is longer (issue 24)
+# being split on another branch (issue 22's EM work); remove from here when that is merged
+NOT_YET_SPLIT = {"learners/bayes/estimator.py"}
 
 
 def python_modules():
     return sorted(p for p in PACKAGE.rglob("*.py") if "_kernels" not in p.parts)
 
 
-def test_long_modules_say_why_in_their_docstring():
-    offenders = []
-    for path in python_modules():
-        text = path.read_text()
-        if text.count("\n") <= MAX_LINES:
-            continue
-        doc = ast.get_docstring(ast.parse(text)) or ""
-        if "one module" not in doc and "This module is" not in doc:
-            offenders.append(f"{path.relative_to(PACKAGE)} ({text.count(chr(10))} lines)")
-    assert not offenders, "modules over %d lines with no reason in their docstring: %s" % (MAX_LINES, offenders)
+def test_no_module_is_over_the_line_limit():
+    offenders = [f"{path.relative_to(PACKAGE)} ({path.read_text().count(chr(10))} lines)"
+                 for path in python_modules()
+                 if path.read_text().count("\n") > MAX_LINES
+                 and path.relative_to(PACKAGE).as_posix() not in NOT_YET_SPLIT]
+    assert not offenders, f"modules over {MAX_LINES} lines: {offenders}"
 
 
 def test_one_blas_thread_switch_is_the_only_one():
@@ -86,3 +84,13 @@ def test_one_small_work_rule():
     assert par.threads_for_work(4, par.MIN_PARALLEL_WORK) == 4
     owners = [str(p.relative_to(PACKAGE)) for p in python_modules() if "MIN_PARALLEL_WORK =" in p.read_text()]
     assert owners == ["parallel.py"], owners
+
+
+def test_the_typing_marker_ships_with_the_package():
+    """py.typed (PEP 561) is in the package and declared as package data, so a wheel carries it
+    and users' type checkers read metafast's hints."""
+    import tomllib
+
+    assert (PACKAGE / "py.typed").is_file()
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["metafast"]
