@@ -3,7 +3,8 @@
 One subpackage per learner family (``bayes``, ``ridge``, ``classify``, ``select``, ``grad``), each
 with its public estimator in ``estimator.py`` and its engine beside it.  The modules here are
 what several families share: ``_base`` (MetaLearner, task input, evaluation), ``_arrays`` (array
-coercion), ``_prior`` (the Gaussian weight prior) and ``_basis_opt`` (L-BFGS over a basis).
+coercion), ``_prior`` (the Gaussian weight prior), ``_basis_opt`` (L-BFGS over a basis) and
+``_chunks`` (``LocalChunks``, the in-process twin of ``metafast.distributed.DaskChunks``).
 """
 
 from metafast.learners.bayes import BayesTaskRegressor, MetaBayes
