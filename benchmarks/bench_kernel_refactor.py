@@ -12,7 +12,8 @@ alternating the two on the same inputs (best of ``--repeat`` rounds, one thread)
   kernel that whitens each block itself), MetaRidge's statistics and per-task
   solves (``_ridge.meta_stats``, ``_ridge.solve_tasks``) and the mixture E-step
   (``_mixture.em_step`` through MetaBayes(n_components=2)), on dual (n < m) and primal (n >= m)
-  tasks.
+  tasks; the one-task ``_bayes.adapt_predict`` and the mixture's ``evaluate`` (its posterior and
+  predictive kernels).
 
 Prints one line per case: seconds before, after, and the ratio after / before (1.00 = same
 speed; below 1 is faster).  Usage:
@@ -189,6 +190,20 @@ def bench_solvers(before: Path, repeat: int, rows: list, rng) -> None:
             return lambda: kern.solve_tasks(Phi, y, off, h, s, 0.5, W, loo, 1)
 
         compare(f"MetaRidge solve_tasks {label}", solve(ridge_old), solve(_ridge), repeat, rows)
+    # one task through the one-task Bayesian kernel (10 support, 100 query points, m = 40)
+    m, n, nq = 40, 10, 100
+    A = rng.normal(size=(m, m))
+    Sigma = A @ A.T / m + np.eye(m)
+    mu = rng.normal(size=m)
+    Sinv = np.linalg.inv(Sigma)
+    Phi, Phiq, y = rng.normal(size=(n, m)), rng.normal(size=(nq, m)), rng.normal(size=n)
+
+    def adapt(kern):
+        prior = kern.OneTaskPrior(mu, Sigma, Sinv, Sinv @ mu, 0.25, False, 1.7)
+        coef, pm, ps = np.empty(m), np.empty(nq), np.empty(nq)
+        return lambda: [kern.adapt_predict(prior, Phi, y, Phiq, True, coef, pm, ps) for _ in range(200)]
+
+    compare("MetaBayes adapt_predict x200 (n=10 m=40)", adapt(bayes_old), adapt(_bayes), repeat, rows)
 
 
 def bench_mixture(before: Path, repeat: int, rows: list, rng) -> None:
@@ -208,6 +223,21 @@ def bench_mixture(before: Path, repeat: int, rows: list, rng) -> None:
         return run
 
     compare("MetaBayes(n_components=2) fit, 5 EM passes", fit(mixture_old), fit(new), repeat, rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mf.MetaBayes(basis=basis, n_components=2, max_iter=5, tol=0, n_jobs=1).fit(tasks)
+
+    import metafast.learners.bayes.mixture._em as mixture_em
+    Phi_s = np.ascontiguousarray(model.basis_.design(tasks.X_support))
+
+    def evaluate(kern):          # the mixture's posterior and predictive kernels, per task
+        def run():
+            with swapped(mixture_module, attr, kern), swapped(mixture_em, attr, kern):
+                model.evaluate(tasks)
+                model.mixture_.score_tasks(Phi_s, tasks.y_support, tasks.support_offsets)
+        return run
+
+    compare("MetaBayes(n_components=2) evaluate", evaluate(mixture_old), evaluate(new), repeat, rows)
 
 
 def main(argv=None) -> int:

@@ -25,6 +25,7 @@ from libc.math cimport log, sqrt, INFINITY
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
+from metafast._kernels._rowblocks cimport max_task_size
 from metafast._kernels._linalg cimport (
     dot, gemv, gemm, jittered_cholesky, sum_log_diag, potrs, potri, symmetrise, syrk, trsv, trsm,
 )
@@ -204,8 +205,7 @@ def em_stats(
     cdef floating *Dloc
     cdef floating s2 = <floating> noise_var
     cdef double acc
-    for t in range(n_tasks):
-        nmax = max(nmax, <int> (offsets[t + 1] - offsets[t]))
+    nmax = <int> max_task_size(offsets)
     for b in range(n_blocks):
         t0 = b * block_size
         t1 = min(t0 + block_size, n_tasks)
@@ -388,9 +388,8 @@ def predict_tasks(
     cdef floating *v1
     cdef floating *Q
     cdef floating s2 = <floating> noise_var
-    for t in range(n_tasks):
-        nmax = max(nmax, <int> (offsets[t + 1] - offsets[t]))
-        nqmax = max(nqmax, <int> (q_offsets[t + 1] - q_offsets[t]))
+    nmax = <int> max_task_size(offsets)
+    nqmax = <int> max_task_size(q_offsets)
     cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         W1 = <floating*> malloc(m * m * sizeof(floating))
@@ -425,20 +424,6 @@ def predict_tasks(
 # The prior is in standardised target units (y / y_scale); inputs and outputs are in the units of y.
 
 cdef int QUERY_BLOCK = 256   # query rows per block: the m x block scratch stays small
-
-
-cdef int _condition_scaled(
-    int n, int m, const double* PhiT, const double* y, double y_scale,
-    const double* mu, const double* Sigma, const double* Sigma_inv, const double* h,
-    double s2, bint sigma_diag, double* mt, double* ys, double* W1, double* W2, double* v1,
-) noexcept nogil:
-    """_task_condition on y / y_scale (copied into ys)."""
-    cdef int i
-    cdef double inv = 1.0 / y_scale
-    for i in range(n):
-        ys[i] = y[i] * inv
-    return _task_condition(n, m, PhiT, <const double*> ys, mu, Sigma, Sigma_inv, h, s2, sigma_diag,
-                           mt, W1, W2, v1)
 
 
 cdef void _posterior_cov(int n, int m, const double* Sigma, const double* W1, double* S) noexcept nogil:
@@ -521,6 +506,27 @@ cdef double* _one_task_scratch(int n, int m, int nq):
     return work
 
 
+cdef int _condition_one(OneTaskPrior prior, const double[:, ::1] Phi, const double[::1] y, double* coef,
+                        double* work) noexcept:
+    """_task_condition of one task on y / y_scale, in the ``_one_task_scratch`` layout of ``work``
+    (ys | W1 | W2 | v1): the jitter rounds, -1 when the factorisation failed, -2 when y holds NaN
+    or inf (nothing is computed)."""
+    cdef int n = Phi.shape[0], m = Phi.shape[1], i
+    cdef double inv = 1.0 / prior.y_scale
+    cdef double* ys = work
+    cdef double* W1 = ys + n
+    cdef double* W2 = W1 + m * m
+    cdef double* v1 = W2 + m * m
+    with nogil:
+        if n > 0 and not _all_finite(n, &y[0]):
+            return -2
+        for i in range(n):
+            ys[i] = y[i] * inv
+        return _task_condition(n, m, &Phi[0, 0] if n > 0 else NULL, <const double*> ys, &prior.mu[0],
+                               &prior.Sigma[0, 0], &prior.Sigma_inv[0, 0], &prior.h[0], prior.noise_var,
+                               prior.sigma_diag, coef, W1, W2, v1)
+
+
 def adapt_one(
     OneTaskPrior prior,                  # IN  the fitted prior (standardised units)
     const double[:, ::1] Phi,            # IN  (n, m) support design of one task (n may be 0)
@@ -535,18 +541,10 @@ def adapt_one(
     _check_shapes(prior, m, n, y.shape[0])
     cdef double y_scale = prior.y_scale, c2 = prior.y_scale * prior.y_scale
     cdef double* work = _one_task_scratch(n, m, 0)
-    cdef double* ys = work
-    cdef double* W1 = ys + n
-    cdef double* W2 = W1 + m * m
-    cdef double* v1 = W2 + m * m
+    cdef double* W1 = work + n             # the factor _condition_one leaves (see its layout)
     cdef double* S
+    status = _condition_one(prior, Phi, y, &coef[0], work)
     with nogil:
-        if n > 0 and not _all_finite(n, &y[0]):
-            status = -2
-        else:
-            status = _condition_scaled(n, m, &Phi[0, 0] if n > 0 else NULL, &y[0] if n > 0 else NULL, y_scale,
-                                       &prior.mu[0], &prior.Sigma[0, 0], &prior.Sigma_inv[0, 0], &prior.h[0],
-                                       prior.noise_var, prior.sigma_diag, &coef[0], ys, W1, W2, v1)
         if status >= 0:
             _posterior_cov(n, m, &prior.Sigma[0, 0], W1, &cov[0, 0])
             for i in range(m):
@@ -585,13 +583,8 @@ def adapt_predict(
     cdef double* W2 = W1 + m * m
     cdef double* v1 = W2 + m * m
     cdef double* Q = v1 + n
+    status = _condition_one(prior, Phi, y, &coef[0], work)
     with nogil:
-        if n > 0 and not _all_finite(n, &y[0]):
-            status = -2
-        else:
-            status = _condition_scaled(n, m, &Phi[0, 0] if n > 0 else NULL, &y[0] if n > 0 else NULL, y_scale,
-                                       &prior.mu[0], &prior.Sigma[0, 0], &prior.Sigma_inv[0, 0], &prior.h[0],
-                                       prior.noise_var, prior.sigma_diag, &coef[0], ys, W1, W2, v1)
         if status >= 0:
             if with_std and nq > 0:
                 _posterior_cov(n, m, &prior.Sigma[0, 0], W1, W2)     # W2 = S (standardised units)
@@ -722,8 +715,7 @@ def grad_design(
     cdef floating *mt
     cdef floating *v1
     cdef floating s2 = <floating> noise_var
-    for t in range(n_tasks):
-        nmax = max(nmax, <int> (offsets[t + 1] - offsets[t]))
+    nmax = <int> max_task_size(offsets)
     cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         W1 = <floating*> malloc(m * m * sizeof(floating))

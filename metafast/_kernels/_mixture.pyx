@@ -26,6 +26,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from libc.math cimport log, exp, sqrt, INFINITY
 
+from metafast._kernels._rowblocks cimport max_task_size
 from metafast._kernels._linalg cimport (
     dot, gemv, gemm, jittered_cholesky, sum_log_diag, potri, symmetrise, syrk, trmm, trsv, trsm,
 )
@@ -160,9 +161,7 @@ def em_step(
     cdef double* ll
     if n_tasks == 0 or n_comp == 0:
         return
-    for t in range(n_tasks):
-        n_max = max(n_max, <int> (offsets[t + 1] - offsets[t]))
-    n_max = max(n_max, 1)
+    n_max = max(<int> max_task_size(offsets), 1)
     chunk_rows = max(chunk_rows, 1)
     rows_max = max(chunk_rows, n_max) + n_max    # a chunk stops once it reaches chunk_rows
     cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
@@ -255,6 +254,19 @@ def em_step(
         raise MemoryError("metafast: could not allocate the per-thread scratch of em_step")
 
 
+cdef inline void _posterior_mean(int n, int m, const floating* Cm, floating* z, const floating* At,
+                                 const floating* L, const floating* mu, floating* v,
+                                 floating* out) noexcept nogil:
+    """A task's posterior mean under one component, m_tc = mu_c + L (A^T C^{-1} r), from
+    ``_factor``'s At, Cm and z (n > 0 rows; z is overwritten, v is m scratch entries)."""
+    cdef int i
+    trsv(c'L', c'T', c'N', n, Cm, n, z, 1)
+    gemv(c'N', m, n, <floating> 1.0, At, m, z, 1, <floating> 0.0, v, 1)
+    for i in range(m):
+        out[i] = mu[i]
+    gemv(c'T', m, m, <floating> 1.0, L, m, v, 1, <floating> 1.0, out, 1)
+
+
 def posterior(
     const floating[:, ::1] Phi,            # IN  (N, m) packed support design
     const floating[::1] y,                 # IN  (N,)
@@ -285,9 +297,7 @@ def posterior(
     cdef double* ll
     if n_tasks == 0 or n_comp == 0:
         return
-    for t in range(n_tasks):
-        n_max = max(n_max, <int> (offsets[t + 1] - offsets[t]))
-    n_max = max(n_max, 1)
+    n_max = max(<int> max_task_size(offsets), 1)
     cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
         At = <floating*> malloc(m * n_max * sizeof(floating))
@@ -327,13 +337,7 @@ def posterior(
                     continue
                 elif tries > worst:
                     worst = tries
-                # m_tc = mu_c + L (A^T C^{-1} r)
-                trsv(c'L', c'T', c'N', n, Cm, n, z, 1)
-                gemv(c'N', m, n, <floating> 1.0, At, m, z, 1, <floating> 0.0, v, 1)
-                for i in range(m):
-                    post_means[t, c, i] = means[c, i]
-                gemv(c'T', m, m, <floating> 1.0, &chol[c, 0, 0], m, v, 1, <floating> 1.0,
-                     &post_means[t, c, 0], 1)
+                _posterior_mean(n, m, Cm, z, At, &chol[c, 0, 0], &means[c, 0], v, &post_means[t, c, 0])
                 if want_cov:
                     # S = L (I - A^T C^{-1} A) L^T = Sigma - (L A^T L_C^{-T})(...)^T
                     trsm(c'R', c'L', c'T', c'N', m, n, <floating> 1.0, Cm, n, At, m)
@@ -388,9 +392,7 @@ def predict(
     cdef double* ll
     if n_tasks == 0 or n_comp == 0:
         return
-    for t in range(n_tasks):
-        n_max = max(n_max, <int> (s_offsets[t + 1] - s_offsets[t]))
-    n_max = max(n_max, 1)
+    n_max = max(<int> max_task_size(s_offsets), 1)
     row_block = max(row_block, 1)
     cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
     with nogil, parallel(num_threads=n_threads):
@@ -420,21 +422,14 @@ def predict(
                         worst = -1
                     elif tries > worst:
                         worst = tries
-                    if tries >= 0:
-                        trsv(c'L', c'T', c'N', n, Cm, n, z, 1)
-                        gemv(c'N', m, n, <floating> 1.0, At, m, z, 1, <floating> 0.0, v, 1)
-                    else:
-                        for i in range(m):
-                            v[i] = 0
                 else:
                     ll[c] = 0.0
                     tries = 0
+                if n > 0 and tries >= 0:
+                    _posterior_mean(n, m, Cm, z, At, &chol[c, 0, 0], &means[c, 0], v, mt)
+                else:                           # no support rows, or a failed factor: the prior mean
                     for i in range(m):
-                        v[i] = 0
-                # posterior mean m_tc = mu_c + L v
-                for i in range(m):
-                    mt[i] = means[c, i]
-                gemv(c'T', m, m, <floating> 1.0, &chol[c, 0, 0], m, v, 1, <floating> 1.0, mt, 1)
+                        mt[i] = means[c, i]
                 q0 = 0
                 while q0 < nq:
                     qb = min(row_block, nq - q0)

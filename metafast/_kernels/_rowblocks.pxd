@@ -1,5 +1,5 @@
 # Shared inline helpers for the row-blocked kernels (the tile families of _families.pyx.tp,
-# _bspline, _tasksum).
+# _bspline, _tasksum), and the per-task scratch size of the learner kernels.
 #
 # The recurrence families evaluate BLOCK rows at a time into a small per-thread "tile"
 # (n_basis x BLOCK doubles, column-major inside the block so the inner loop over the rows of
@@ -12,6 +12,15 @@ from cython cimport floating
 cdef enum:
     BLOCK = 8             # rows evaluated together (inner vectorised loop length)
     CHUNK_BLOCKS = 64     # blocks per deterministic reduction chunk (gradients)
+
+
+cdef inline Py_ssize_t max_task_size(const long long[::1] offsets) noexcept nogil:
+    """The most rows any packed task has (0 without tasks): what per-task scratch is sized for."""
+    cdef Py_ssize_t t, best = 0
+    for t in range(offsets.shape[0] - 1):
+        if offsets[t + 1] - offsets[t] > best:
+            best = offsets[t + 1] - offsets[t]
+    return best
 
 
 cdef inline Py_ssize_t task_of_row(const long long* offsets, Py_ssize_t n_tasks,
