@@ -299,3 +299,18 @@ def test_split_mean_minimises_transfer_risk(hier):
                                 np.empty((0, 3)), np.empty(0), np.zeros(len(tasks) + 1, dtype=np.int64))
     with pytest.raises(ValueError, match="query points"):
         mf.MetaRidge(basis=basis, mean="split").fit(no_query)
+
+
+@pytest.mark.slow
+def test_one_task_of_a_million_rows_fits():
+    """D16: MetaRidge failed on one task of 1,000,000 rows ("could not allocate the scratch of
+    meta_stats") while MetaBayes fitted it."""
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    X = rng.uniform(-5, 5, (n, 1))
+    y = np.sin(X[:, 0]) + 0.1 * rng.standard_normal(n)
+    tasks = mf.tasks.TaskSet(X, y, np.array([0, n]), X[:20], y[:20], np.array([0, 20]))
+    basis = mf.basis.make("rbf", n_basis=8, length_scale=1.5).fit(np.linspace(-5, 5, 50)[:, None])
+    model = mf.MetaRidge(basis=basis).fit(tasks)
+    assert np.isfinite(model.prior_mean_).all()
+    assert model.evaluate(tasks)["mse"] < 0.05          # the noise variance is 0.01

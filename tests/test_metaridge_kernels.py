@@ -274,3 +274,69 @@ def test_split_stats_against_numpy(rng, dtype):
     _ridge.split_stats(Phi, y, off, Pq, yq, qoff, s.astype(dtype), lam, *out, 2)
     for got, ref in zip(out, (A, b, np.array([c]))):
         np.testing.assert_allclose(got, ref, rtol=10 * TOL[dtype], atol=10 * TOL[dtype] * np.abs(A).max())
+
+
+def _ref_stats_primal(P, y, s, lam):
+    """One task's (M, b, Q, q, sq) terms of meta_stats in the primal form (no n x n matrix):
+    G = (I - Psi A^-1 Psi^T) / lam with Psi = P S and A = Psi^T Psi + lam I, and the LOO rows
+    G P / diag(G), G y / diag(G) scaled by 1 / sqrt(n)."""
+    n = len(y)
+    Psi = P * s
+    A = Psi.T @ Psi + lam * np.eye(P.shape[1])
+    V = np.linalg.solve(A, Psi.T)                     # A^-1 Psi^T (m, n)
+    GP = (P - Psi @ (V @ P)) / lam
+    Gy = (y - Psi @ (V @ y)) / lam
+    diag = (1 - np.einsum("ij,ji->i", Psi, V)) / lam
+    F, f = GP / diag[:, None] / np.sqrt(n), Gy / diag / np.sqrt(n)
+    return P.T @ GP, P.T @ Gy, F.T @ F, F.T @ f, f @ f
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_meta_stats_reads_tasks_larger_than_a_row_block_in_blocks(rng, dtype):
+    """Tasks of more than ROW_BLOCK (4096) rows take the streamed primal path (D16: a task of
+    1,000,000 rows asked for an n x n scratch); it gives the numpy statistics, with small tasks
+    in the same blocks, whatever the thread count."""
+    m = 6
+    sizes = [3, 9001, 5, 4097, 0, 12, 4096]
+    Phi, y, off = packed(rng, sizes, m, dtype)
+    s = rng.uniform(0.5, 2, size=m)
+    lam = 0.7
+    P64, y64 = Phi.astype(np.float64), y.astype(np.float64)
+    ref = [np.zeros((m, m)), np.zeros(m), np.zeros((m, m)), np.zeros(m), np.zeros(1)]
+    for t, n in enumerate(sizes):
+        if n:
+            for acc, term in zip(ref, _ref_stats_primal(P64[off[t]:off[t + 1]], y64[off[t]:off[t + 1]], s, lam)):
+                acc += term
+    outs = []
+    for nt in (1, 2):
+        out = [np.empty((m, m), dtype), np.empty(m, dtype), np.empty((m, m), dtype), np.empty(m, dtype),
+               np.empty(1, dtype)]
+        _ridge.meta_stats(Phi, y, off, s.astype(dtype), lam, *out, nt)
+        outs.append(out)
+    for got, want in zip(outs[0], ref):
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10 * scale)
+    for a, c in zip(*outs):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_meta_stats_scratch_does_not_grow_with_a_task_of_a_million_rows(rng):
+    """D16: one task of 1,000,000 rows asked for an n x n scratch (8 TB: 'could not allocate the
+    scratch of meta_stats'); its rows are now read in blocks, and it gives the numpy statistics."""
+    from metafast.parallel import one_blas_thread
+
+    n, m = 1_000_000, 3
+    Phi, y, off = packed(rng, [n], m)
+    s = np.ones(m)
+    out = [np.empty((m, m)), np.empty(m), np.empty((m, m)), np.empty(m), np.empty(1)]
+    with one_blas_thread():
+        _ridge.meta_stats(Phi, y, off, s, 0.5, *out, 1)
+    # M and b are differences of sums over a million rows (Phi^T Phi ~ 1e6): compare at that scale
+    for got, want in zip(out, _ref_stats_primal(Phi, y, s, 0.5)):
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-9 * n)
+
+
+def test_a_failed_scratch_allocation_names_its_size_and_what_to_change():
+    msg = _ridge._scratch_error("meta_stats", 8, 3 * 2 ** 20, 2, 2 ** 20, "fewer basis functions")
+    assert "meta_stats: 24.0 MiB per thread x 2 thread(s) + 8.0 MiB for a block of tasks" in msg
+    assert msg.endswith("use fewer basis functions")

@@ -22,12 +22,15 @@ from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free
 from libc.math cimport sqrt
 
+from metafast._kernels._rowblocks cimport max_task_size
 from metafast._kernels._linalg cimport (
     CHOL_RETRIES, dot, gemv, gemm, jittered_cholesky, potrs, potri, symmetrise, syrk, trsm,
 )
 
 import numpy as np
 
+cdef enum:
+    ROW_BLOCK = 4096    # meta_stats reads a task of more rows than this in blocks of this many rows
 
 
 cdef inline void _scaled_design(int n, int m, const floating* Phi, const floating* s,
@@ -176,12 +179,11 @@ cdef int _solve_one(int n, int m, const floating* Phi, const floating* y, const 
                     floating* work) noexcept nogil:
     """Biased ridge weights w (m,) of one task, and its LOO residuals loo (n,) unless NULL.
 
-    work: 2*n*m + max(n, m)^2 + 4*n + 2*m entries.  Returns the Cholesky jitter retries.
+    work: 2*n*m + m*m + 4*n + 2*m entries.  Returns the Cholesky jitter retries.
     """
     cdef floating* Psi = work
-    cdef floating* F = Psi + n * m                 # factor (n x n dual, m x m primal)
-    cdef int big = n if n > m else m
-    cdef floating* V = F + big * big               # primal LOO: L^{-1} Psi^T (m x n)
+    cdef floating* F = Psi + n * m                 # factor (n x n dual with n <= m, m x m primal)
+    cdef floating* V = F + m * m                   # primal LOO: L^{-1} Psi^T (m x n)
     cdef floating* r0 = V + n * m + 2 * n
     cdef floating* u = r0 + n + m
     cdef int i, j, tries
@@ -228,14 +230,6 @@ cdef int _solve_one(int n, int m, const floating* Phi, const floating* y, const 
     return tries
 
 
-cdef inline Py_ssize_t _max_size(const long long[::1] offsets) noexcept nogil:
-    cdef Py_ssize_t t, best = 0
-    for t in range(offsets.shape[0] - 1):
-        if offsets[t + 1] - offsets[t] > best:
-            best = offsets[t + 1] - offsets[t]
-    return best
-
-
 def solve_tasks(
     const floating[:, ::1] Phi,          # IN  (N, m) packed support design
     const floating[::1] y,               # IN  (N,) packed support targets
@@ -248,9 +242,8 @@ def solve_tasks(
     int n_threads=1,
 ):
     """Per-task biased ridge weights (and leave-one-out residuals); returns the jitter retries."""
-    cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1], t, nmax = _max_size(offsets)
-    cdef Py_ssize_t big = nmax if nmax > m else m
-    cdef Py_ssize_t wsize = 2 * nmax * m + big * big + 4 * nmax + 2 * m + 1
+    cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1], t, nmax = max_task_size(offsets)
+    cdef Py_ssize_t wsize = 2 * nmax * m + m * m + 4 * nmax + 2 * m + 1
     cdef bint want_loo = loo.shape[0] > 0
     cdef int retries = 0, n
     cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
@@ -271,7 +264,8 @@ def solve_tasks(
                                   <floating> lam, &W[t, 0], loo_ptr, work)
         free(work)
     if n_failed:
-        raise MemoryError("metafast: could not allocate the per-thread scratch of solve_tasks")
+        raise MemoryError(_scratch_error("solve_tasks", sizeof(floating), wsize, n_threads, 0,
+                                         "fewer threads (n_jobs), fewer basis functions or smaller tasks"))
     return retries
 
 
@@ -287,12 +281,12 @@ def adapt_predict(
 ):
     """One task: the biased ridge solve and the query predictions in one call (no threads)."""
     cdef int n = Phi.shape[0], m = Phi.shape[1], nq = Phi_q.shape[0], i
-    cdef int big = n if n > m else m
     cdef floating* work
     cdef int tries = 0
-    work = <floating*> malloc((2 * n * m + big * big + 4 * n + 2 * m + 1) * sizeof(floating))
+    work = <floating*> malloc((2 * n * m + m * m + 4 * n + 2 * m + 1) * sizeof(floating))
     if work == NULL:
-        raise MemoryError("metafast: could not allocate the scratch of adapt_predict")
+        raise MemoryError(_scratch_error("adapt_predict", sizeof(floating), 2 * n * m + m * m + 4 * n + 2 * m + 1, 1,
+                                         0, "fewer basis functions or fewer support points"))
     with nogil:
         tries = _solve_one(n, m, &Phi[0, 0] if n > 0 else NULL, &y[0] if n > 0 else NULL,
                            &h[0], &s[0], <floating> lam, &w[0], NULL, work)
@@ -303,6 +297,56 @@ def adapt_predict(
 
 
 # ---------------------------------------------------------------------------- meta statistics
+cdef void _primal_stats(int m, const floating* L, const floating* C, const floating* c,
+                       const floating* s, floating lam, floating* Y, floating* cz, floating* M,
+                       floating* b) noexcept nogil:
+    """A primal task's share of M (lower triangle) and b from its Gram matrices, C = Phi^T Phi
+    (full) and c = Phi^T y, and L = chol(Psi^T Psi + lam I): M += (C - Y^T Y) / lam and
+    b += (c - Y^T cz) / lam with Y = L^{-1} S C and cz = L^{-1} S c (kept for the LOO rows)."""
+    cdef int i, j
+    cdef floating inv_lam = 1.0 / lam
+    for j in range(m):
+        for i in range(m):
+            Y[j * m + i] = s[i] * C[j * m + i]
+        cz[j] = s[j] * c[j]
+    trsm(c'L', c'L', c'N', c'N', m, m, 1.0, L, m, Y, m)
+    trsm(c'L', c'L', c'N', c'N', m, 1, 1.0, L, m, cz, m)
+    syrk(c'L', c'T', m, m, -inv_lam, Y, m, 1.0, M, m)
+    for j in range(m):
+        for i in range(j, m):
+            M[j * m + i] += inv_lam * C[j * m + i]
+    gemv(c'T', m, m, -inv_lam, Y, m, cz, 1, 1.0, b, 1)
+    for j in range(m):
+        b[j] += inv_lam * c[j]
+
+
+cdef void _primal_loo_rows(int rows, int m, const floating* Phi, const floating* y, floating* Psi,
+                           const floating* L, const floating* Y, const floating* cz, floating lam,
+                           floating inv_sqrt_n, floating* Fm, floating* f, floating* lb) noexcept nogil:
+    """LOO rows F / sqrt(n), f / sqrt(n) of ``rows`` rows of a primal task (Psi = their scaled
+    design, overwritten with V = L^{-1} Psi^T):  e = diag(1/(1 - S_ii)) (I - Psi A^{-1} Psi^T)
+    (y - Phi h), so F^T = Phi^T - Y^T V and f = y - V^T cz, with 1 - S_ii kept above its exact
+    lower bound lam / (lam + ||psi_i||^2).  lb: ``rows`` scratch entries."""
+    cdef int i, j
+    cdef floating lev, si
+    for i in range(rows * m):
+        Fm[i] = Phi[i]
+    for i in range(rows):
+        si = dot(m, &Psi[i * m], 1, &Psi[i * m], 1)
+        lb[i] = lam / (lam + si)                   # exact lower bound of 1 - S_ii
+    trsm(c'L', c'L', c'N', c'N', m, rows, 1.0, L, m, Psi, m)
+    gemm(c'T', c'N', m, rows, m, -1.0, Y, m, Psi, m, 1.0, Fm, m)
+    for i in range(rows):
+        f[i] = y[i] - dot(m, &Psi[i * m], 1, cz, 1)
+        lev = 1 - dot(m, &Psi[i * m], 1, &Psi[i * m], 1)
+        if lev < lb[i]:
+            lev = lb[i]
+        lev = inv_sqrt_n / lev
+        for j in range(m):
+            Fm[i * m + j] *= lev
+        f[i] *= lev
+
+
 cdef int _stats_one(int n, int m, const floating* Phi, const floating* y, const floating* s,
                     floating lam, floating* M, floating* b, floating* Z, floating* zy,
                     floating* Fm, floating* f, bint with_loo, floating* work) noexcept nogil:
@@ -313,19 +357,18 @@ cdef int _stats_one(int n, int m, const floating* Phi, const floating* y, const 
     Dual tasks (n <= m) write whitened rows Z = L^{-1} Phi, zy = L^{-1} y (so that Z^T Z is their
     share) and leave M, b alone; primal tasks add their share to M (lower triangle) and b and
     write zero rows.  Both write the LOO rows F / sqrt(n), f / sqrt(n).  The caller reduces the
-    rows of a block of tasks with one syrk.  work: n*m + max(n, m)^2 + 2*m*m + 2*(n + m).
+    rows of a block of tasks with one syrk.  work: n*m + 3*m*m + 2*(n + m).
     Returns the jitter retries.
     """
     cdef floating* Psi = work
-    cdef int big = n if n > m else m
-    cdef floating* L = Psi + n * m                 # factor
-    cdef floating* C = L + big * big               # m x m
+    cdef floating* L = Psi + n * m                 # factor: n x n dual (n <= m), m x m primal
+    cdef floating* C = L + m * m                   # m x m
     cdef floating* Y = C + m * m                   # m x m
     cdef floating* c = Y + m * m                   # m
     cdef floating* cz = c + n + m                  # m
     cdef floating* lb = cz + m                     # n
     cdef int i, j, tries
-    cdef floating inv_lam = 1.0 / lam, inv_sqrt_n = 1.0 / sqrt(<double> n), lev, si, floor, pii
+    cdef floating inv_sqrt_n = 1.0 / sqrt(<double> n), pii
     _scaled_design(n, m, Phi, s, Psi)
     if n <= m:
         tries = _gram_chol(n, m, Psi, lam, L)
@@ -355,41 +398,9 @@ cdef int _stats_one(int n, int m, const floating* Phi, const floating* y, const 
         syrk(c'L', c'N', m, n, 1.0, Phi, m, 0.0, C, m)
         symmetrise(c'L', m, C)
         gemv(c'N', m, n, 1.0, Phi, m, y, 1, 0.0, c, 1)
-        # Y = L^{-1} S C ; cz = L^{-1} S c
-        for j in range(m):
-            for i in range(m):
-                Y[j * m + i] = s[i] * C[j * m + i]
-            cz[j] = s[j] * c[j]
-        trsm(c'L', c'L', c'N', c'N', m, m, 1.0, L, m, Y, m)
-        trsm(c'L', c'L', c'N', c'N', m, 1, 1.0, L, m, cz, m)
-        # M += (C - Y^T Y) / lam ;  b += (c - Y^T cz) / lam
-        syrk(c'L', c'T', m, m, -inv_lam, Y, m, 1.0, M, m)
-        for j in range(m):
-            for i in range(j, m):
-                M[j * m + i] += inv_lam * C[j * m + i]
-        gemv(c'T', m, m, -inv_lam, Y, m, cz, 1, 1.0, b, 1)
-        for j in range(m):
-            b[j] += inv_lam * c[j]
-        if not with_loo:
-            return tries
-        # LOO: e = diag(1/(1 - S_ii)) (I - Psi A^{-1} Psi^T) (y - Phi h), with V = L^{-1} Psi^T
-        # (kept in Psi's buffer): F^T = Phi^T - Y^T V, f = y - V^T cz.
-        for i in range(n * m):
-            Fm[i] = Phi[i]
-        for i in range(n):
-            si = dot(m, &Psi[i * m], 1, &Psi[i * m], 1)
-            lb[i] = lam / (lam + si)                   # exact lower bound of 1 - S_ii
-        trsm(c'L', c'L', c'N', c'N', m, n, 1.0, L, m, Psi, m)
-        gemm(c'T', c'N', m, n, m, -1.0, Y, m, Psi, m, 1.0, Fm, m)
-        for i in range(n):
-            f[i] = y[i] - dot(m, &Psi[i * m], 1, cz, 1)
-            lev = 1 - dot(m, &Psi[i * m], 1, &Psi[i * m], 1)
-            if lev < lb[i]:
-                lev = lb[i]
-            lev = inv_sqrt_n / lev
-            for j in range(m):
-                Fm[i * m + j] *= lev
-            f[i] *= lev
+        _primal_stats(m, L, C, c, s, lam, Y, cz, M, b)
+        if with_loo:
+            _primal_loo_rows(n, m, Phi, y, Psi, L, Y, cz, lam, inv_sqrt_n, Fm, f, lb)
     return tries
 
 
@@ -405,12 +416,82 @@ cdef inline void _reduce_rows(int rows, int m, const floating* R, const floating
         acc[m * m + m] += dot(rows, r, 1, r, 1)
 
 
+cdef int _stats_large(int n, int m, const floating* Phi, const floating* y, const floating* s,
+                      floating lam, floating* M, floating* b, floating* acc_loo, bint with_loo,
+                      floating* work) noexcept nogil:
+    """``_stats_one``'s primal path for a task of more than ROW_BLOCK rows, read ROW_BLOCK rows at
+    a time so that its scratch does not grow with the task: the Gram matrices Psi^T Psi, Phi^T Phi
+    and Phi^T y are accumulated over row blocks, and the LOO rows F / sqrt(n), f / sqrt(n) of each
+    row block are reduced into acc_loo (Q, q, f.f; as ``_reduce_rows``) at once instead of being
+    written out.  work: 2*ROW_BLOCK*m + 3*m*m + 2*m + 2*ROW_BLOCK.  Returns the jitter retries."""
+    cdef floating* Psi = work                      # ROW_BLOCK x m
+    cdef floating* Fm = Psi + ROW_BLOCK * m        # ROW_BLOCK x m
+    cdef floating* L = Fm + ROW_BLOCK * m          # m x m
+    cdef floating* C = L + m * m                   # m x m
+    cdef floating* Y = C + m * m                   # m x m
+    cdef floating* c = Y + m * m                   # m
+    cdef floating* cz = c + m                      # m
+    cdef floating* f = cz + m                      # ROW_BLOCK
+    cdef floating* lb = f + ROW_BLOCK              # ROW_BLOCK
+    cdef int i, r0, rows, tries
+    cdef floating beta, inv_sqrt_n = 1.0 / sqrt(<double> n)
+    r0 = 0
+    while r0 < n:
+        rows = n - r0 if n - r0 < ROW_BLOCK else ROW_BLOCK
+        beta = 0.0 if r0 == 0 else 1.0
+        _scaled_design(rows, m, &Phi[r0 * m], s, Psi)
+        syrk(c'L', c'N', m, rows, 1.0, Psi, m, beta, L, m)
+        syrk(c'L', c'N', m, rows, 1.0, &Phi[r0 * m], m, beta, C, m)
+        gemv(c'N', m, rows, 1.0, &Phi[r0 * m], m, &y[r0], 1, beta, c, 1)
+        r0 += ROW_BLOCK
+    for i in range(m):
+        L[i * m + i] += lam
+    tries = _retries(jittered_cholesky(c'L', m, L))
+    symmetrise(c'L', m, C)
+    _primal_stats(m, L, C, c, s, lam, Y, cz, M, b)
+    if not with_loo:
+        return tries
+    r0 = 0
+    while r0 < n:
+        rows = n - r0 if n - r0 < ROW_BLOCK else ROW_BLOCK
+        _scaled_design(rows, m, &Phi[r0 * m], s, Psi)
+        _primal_loo_rows(rows, m, &Phi[r0 * m], &y[r0], Psi, L, Y, cz, lam, inv_sqrt_n, Fm, f, lb)
+        _reduce_rows(rows, m, Fm, f, acc_loo, True)
+        r0 += ROW_BLOCK
+    return tries
+
+
+def _scratch_error(str kernel, Py_ssize_t itemsize, Py_ssize_t per_thread, int n_threads,
+                   Py_ssize_t per_block, str what) -> str:
+    """The message of a failed scratch allocation: its size and what to change."""
+    mib = 1.0 / 2 ** 20
+    return (f"metafast: could not allocate the scratch of {kernel}: {per_thread * itemsize * mib:.1f} MiB per "
+            f"thread x {n_threads} thread(s)" + (f" + {per_block * itemsize * mib:.1f} MiB for a block of tasks"
+                                                 if per_block else "") + f"; use {what}")
+
+
 def _block_total(slots, Py_ssize_t nb):
     """Sum of the per-block slots in block order (the same whatever the thread count)."""
     total = slots[0].copy()
     for blk in range(1, nb):
         total += slots[blk]
     return total
+
+
+def _scatter_total(slots, Py_ssize_t nb, Py_ssize_t m, outs):
+    """The slots summed in block order, written out in turn: an (m, m) output takes the next m*m
+    entries (a column-major lower triangle, made symmetric), a vector output its length."""
+    total = _block_total(slots, nb)
+    cdef Py_ssize_t pos = 0, size
+    for out in outs:
+        arr = np.asarray(out)
+        if arr.ndim == 2:
+            arr[...] = _symmetric(total[pos:pos + m * m], m)
+            pos += m * m
+        else:
+            size = arr.shape[0]
+            arr[...] = total[pos:pos + size]
+            pos += size
 
 
 def _symmetric(lower_colmajor, Py_ssize_t m):
@@ -446,10 +527,11 @@ def meta_stats(
     to a block buffer, reduces them with one syrk/gemv into its own slot, and the slots are added
     in block order, so the result does not depend on the thread count.
     """
-    cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1], nmax = _max_size(offsets)
+    cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1], nmax = max_task_size(offsets)
     cdef Py_ssize_t bs = task_blocks(T), nb = (T + bs - 1) // bs, blk, t, t0, t1, r0
-    cdef Py_ssize_t big = nmax if nmax > m else m
-    cdef Py_ssize_t wsize = nmax * m + big * big + 2 * m * m + 2 * (nmax + m) + 1
+    cdef Py_ssize_t nsmall = nmax if nmax <= ROW_BLOCK else ROW_BLOCK
+    cdef Py_ssize_t wsize = max(nsmall * m + 3 * m * m + 2 * (nsmall + m),
+                                (2 * ROW_BLOCK * m + 3 * m * m + 2 * m + 2 * ROW_BLOCK) if nmax > ROW_BLOCK else 0) + 1
     cdef Py_ssize_t slot = 2 * m * m + 2 * m + 1
     cdef int retries = 0, n, rows
     cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
@@ -465,22 +547,29 @@ def meta_stats(
             for blk in prange(nb, schedule='dynamic'):
                 t0 = blk * bs
                 t1 = min(T, (blk + 1) * bs)
-                rows = <int> (offsets[t1] - offsets[t0])
+                rows = 0                 # rows of the block's tasks of at most ROW_BLOCK rows
+                for t in range(t0, t1):
+                    if offsets[t + 1] - offsets[t] <= ROW_BLOCK:
+                        rows = rows + <int> (offsets[t + 1] - offsets[t])
                 rowbuf = <floating*> malloc((2 * rows * m + 2 * rows + 1) * sizeof(floating))
                 if work == NULL or rowbuf == NULL:
                     n_failed += 1
                     free(rowbuf)
                     continue
                 acc = &slots[blk, 0]
+                r0 = 0
                 for t in range(t0, t1):
                     n = <int> (offsets[t + 1] - offsets[t])
-                    if n > 0:
-                        r0 = offsets[t] - offsets[t0]
+                    if n > ROW_BLOCK:    # primal, streamed: reduces its LOO rows itself
+                        retries += _stats_large(n, <int> m, &Phi[offsets[t], 0], &y[offsets[t]], &s[0],
+                                                <floating> lam, acc, acc + m * m, acc + m * m + m, with_loo, work)
+                    elif n > 0:
                         retries += _stats_one(n, <int> m, &Phi[offsets[t], 0], &y[offsets[t]], &s[0],
                                               <floating> lam, acc, acc + m * m,
                                               rowbuf + r0 * m, rowbuf + 2 * rows * m + r0,
                                               rowbuf + rows * m + r0 * m, rowbuf + 2 * rows * m + rows + r0,
                                               with_loo, work)
+                        r0 = r0 + n
                 # M += Z^T Z, b += Z^T zy, Q += F^T F, q += F^T f, sq += f.f over the block's rows
                 _reduce_rows(rows, <int> m, rowbuf, rowbuf + 2 * rows * m, acc, False)
                 if with_loo:
@@ -489,13 +578,12 @@ def meta_stats(
                 free(rowbuf)
             free(work)
     if n_failed:
-        raise MemoryError("metafast: could not allocate the scratch of meta_stats")
-    total = _block_total(slots_arr, nb)
-    np.asarray(M)[...] = _symmetric(total[:m * m], m)
-    np.asarray(b)[...] = total[m * m:m * m + m]
-    np.asarray(Q)[...] = _symmetric(total[m * m + m:2 * m * m + m], m)
-    np.asarray(q)[...] = total[2 * m * m + m:2 * m * m + 2 * m]
-    sq[0] = total[2 * m * m + 2 * m]
+        sizes = np.diff(np.asarray(offsets))
+        block_rows = np.add.reduceat(np.where(sizes <= ROW_BLOCK, sizes, 0), np.arange(0, T, bs)).max()
+        raise MemoryError(_scratch_error("meta_stats", sizeof(floating), wsize, n_threads,
+                                         2 * int(block_rows) * (m + 1) + 1,
+                                         "fewer basis functions, fewer threads (n_jobs) or smaller chunks of tasks"))
+    _scatter_total(slots_arr, nb, m, (M, b, Q, q, sq))
     return retries
 
 
@@ -562,7 +650,7 @@ def split_stats(
     query points skipped), reduced in fixed blocks of tasks like meta_stats.  Returns the jitter
     retries."""
     cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1]
-    cdef Py_ssize_t nmax = _max_size(offsets), nqmax = _max_size(q_offsets)
+    cdef Py_ssize_t nmax = max_task_size(offsets), nqmax = max_task_size(q_offsets)
     cdef Py_ssize_t bs = task_blocks(T), nb = (T + bs - 1) // bs, blk, t, t0, t1, r0
     cdef Py_ssize_t wsize = 2 * nmax * m + nmax * nmax + nmax * nqmax + nmax + 1
     cdef Py_ssize_t slot = m * m + m + 1
@@ -601,10 +689,7 @@ def split_stats(
             free(work)
     if n_failed:
         raise MemoryError("metafast: could not allocate the scratch of split_stats")
-    total = _block_total(slots_arr, nb)
-    np.asarray(A)[...] = _symmetric(total[:m * m], m)
-    np.asarray(b)[...] = total[m * m:m * m + m]
-    c[0] = total[m * m + m]
+    _scatter_total(slots_arr, nb, m, (A, b, c))
     return retries
 
 
@@ -702,7 +787,7 @@ def heldout_grad(
     """Held-out (support -> query) squared loss of every task and its gradients (dual solves).
     Tasks with no query points contribute zero.  Returns the jitter retries."""
     cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1], t, i
-    cdef Py_ssize_t nmax = _max_size(offsets), nqmax = _max_size(q_offsets)
+    cdef Py_ssize_t nmax = max_task_size(offsets), nqmax = max_task_size(q_offsets)
     cdef Py_ssize_t wsize = nmax * m + nmax * nmax + 4 * nmax + 4 * m + nqmax + 1
     cdef int retries = 0, n, nq
     cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
@@ -800,7 +885,7 @@ def loo_grad(
     Empty tasks contribute zero; a task with one point is
     scored on predicting it from the prior mean.  Returns the jitter retries."""
     cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1], t, i
-    cdef Py_ssize_t nmax = _max_size(offsets)
+    cdef Py_ssize_t nmax = max_task_size(offsets)
     cdef Py_ssize_t wsize = nmax * m + 3 * nmax * nmax + 5 * nmax + m + 1
     cdef int retries = 0, n
     cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block
@@ -842,7 +927,7 @@ def envelope_grad(
     """The GLS / Moreau-envelope objective of every task and its gradient in the diagonal metric
     (docs/derivations.md 1.5).  Returns the jitter retries."""
     cdef Py_ssize_t T = offsets.shape[0] - 1, m = Phi.shape[1], t, j
-    cdef Py_ssize_t nmax = _max_size(offsets)
+    cdef Py_ssize_t nmax = max_task_size(offsets)
     cdef Py_ssize_t wsize = nmax * m + nmax * nmax + 2 * nmax + m + 1
     cdef int retries = 0, n
     cdef Py_ssize_t n_failed = 0   # threads whose scratch malloc failed: MemoryError after the block

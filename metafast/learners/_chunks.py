@@ -16,7 +16,8 @@ pass is refused with a clear error, which is enough for the one-pass fits).
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from metafast.learners._base import check_tasks, iter_task_chunks
 from metafast.parallel import one_blas_thread
