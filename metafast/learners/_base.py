@@ -128,8 +128,10 @@ def per_task_mean(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Mean of ``values`` over each task's rows (offsets (T+1,)); NaN-free: empty tasks give 0
     and are excluded by the caller through ``offsets``."""
     sizes = np.diff(offsets)
-    sums = np.add.reduceat(values, offsets[:-1]) if values.size else np.zeros(len(sizes))
-    sums = np.where(sizes > 0, sums, 0.0)
+    sums = np.zeros(len(sizes), dtype=np.result_type(values.dtype, np.float64))
+    filled = sizes > 0
+    if filled.any():   # reduceat over the non-empty tasks only: an empty LAST task has no start row
+        sums[filled] = np.add.reduceat(values, offsets[:-1][filled])
     return sums / np.maximum(sizes, 1)
 
 
