@@ -11,6 +11,7 @@ few-shot predictions on each task's query set, all tasks at once (subclasses sup
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any, Iterable
 
 import numpy as np
@@ -223,6 +224,14 @@ class MetaLearner(VersionTagged, BaseEstimator):
         old = self.__dict__       # kept alive until the swap is done: no finaliser runs mid-swap
         self.__dict__ = work.__dict__
         del old
+
+    @staticmethod
+    def _reads_fitted_view(method):
+        """Decorator: run a reader on ``_fitted_view()`` (a refit elsewhere cannot mix models)."""
+        @functools.wraps(method)
+        def on_view(self, *args, **kwargs):
+            return method(self._fitted_view(), *args, **kwargs)
+        return on_view
 
     def _fitted_view(self) -> "MetaLearner":
         """A consistent read-only view of the fitted model (see ``_work_copy``)."""
