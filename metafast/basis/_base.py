@@ -90,20 +90,20 @@ def family_label(family: Any) -> str:
 
 
 def check_design_finite(family: Any, Phi: np.ndarray, first_row: int = 0) -> None:
-    """Refuse a design matrix holding NaN or inf (a bug in the family, or inputs it cannot take),
-    naming the family and the first bad entry.  One sum decides in the common case."""
+    """Refuse a design matrix holding NaN (a bug in the family, or inputs it cannot take), naming
+    the family and the first bad entry.  One sum decides in the common case.  An infinite entry
+    is left to the learners (a ReLU of a projection beyond float range is inf, not undefined)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(Phi.sum()):
+        if not np.isnan(Phi.sum()):
             return
-    bad = ~np.isfinite(Phi)
-    if not bad.any():          # finite entries whose sum overflowed
+    bad = np.isnan(Phi)
+    if not bad.any():          # inf - inf in the sum, no NaN entry
         return
     row, col = (int(v) for v in np.argwhere(bad)[0])
-    value = "NaN" if np.isnan(Phi[row, col]) else ("inf" if Phi[row, col] > 0 else "-inf")
     raise ValueError(
-        f"{family_label(family)} returned {value} in its design matrix at row {first_row + row}, "
-        f"column {col} ({int(bad.sum())} non-finite entries in all): every entry must be finite; the "
-        "family cannot evaluate these inputs or has a bug"
+        f"{family_label(family)} returned NaN in its design matrix at row {first_row + row}, column {col} "
+        f"({int(bad.sum())} NaN entries in all): every entry must be a number; the family cannot "
+        "evaluate these inputs or has a bug"
     )
 
 
