@@ -241,7 +241,25 @@ def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_plugins(args, parser) -> int:
-    print(format_plugin_report())
+    """List the plugins.  Under METAFAST_STRICT_PLUGINS=1 a broken plugin is listed like the others
+    (the listing is how to find it), then one line on stderr names it and the status is 1."""
+    import warnings
+
+    from metafast.plugins import STRICT_ENV, MetafastPluginWarning, PluginError, get_host
+
+    host = get_host()
+    try:
+        report = host.report()
+    except PluginError:
+        with warnings.catch_warnings():   # the listing reports them
+            warnings.simplefilter("ignore", MetafastPluginWarning)
+            report = host.lenient_copy().report()
+    print(format_plugin_report(report))
+    failed = [r["name"] for r in report if r["status"] == "failed"]
+    if failed and host.strict():
+        print(f"metafast plugins: error: {len(failed)} plugin(s) failed to load ({', '.join(failed)}) and "
+              f"{STRICT_ENV}=1 makes that an error", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -23,10 +23,8 @@ import argparse
 import ast
 import os
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
@@ -71,13 +69,22 @@ def parse_basis(spec: str | None):
         raise TableError(f"--basis {spec!r}: {exc}") from None
 
 
-def read_table(path: str):
+#: pandas' default missing-value markers (read_csv's na_values), applied to every column but the
+#: group columns: there 'NA' is Namibia and 'None' a name, and only an empty cell is missing
+DEFAULT_NA = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+              "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def read_table(path: str, group: list[str] | tuple[str, ...] = ()):
+    """The CSV as a DataFrame; the ``group`` columns keep texts such as 'NA' or 'None' as keys."""
     try:
         import pandas as pd
     except ImportError:
         raise TableError("reading tables needs pandas: pip install pandas (or metafast[frames])") from None
     try:
-        df = pd.read_csv(path)
+        columns = list(pd.read_csv(path, nrows=0).columns)
+        na_values = {c: ([""] if c in group else list(DEFAULT_NA)) for c in columns}
+        df = pd.read_csv(path, keep_default_na=False, na_values=na_values)
     except FileNotFoundError:
         raise TableError(f"table {path!r} does not exist") from None
     except pd.errors.EmptyDataError:
@@ -100,11 +107,24 @@ def _features(df, args, path: str) -> list[str]:
     if args.features:
         return list(args.features)
     skip = set(args.group) | {args.target}
-    feats = [c for c in df.columns if c not in skip and np.issubdtype(df[c].dtype, np.number)]
+    others = [c for c in df.columns if c not in skip]
+    feats = [c for c in others if _is_real_numeric(df[c])]
     if not feats:
         raise TableError(f"table {path!r} has no numeric column besides the group and target columns: "
                          "name the features with --features")
+    ignored = [c for c in others if c not in feats]
+    if ignored:
+        print(f"note: column(s) {', '.join(map(repr, ignored))} are not numeric and are not features "
+              "(name the features with --features to choose them)", file=sys.stderr)
     return feats
+
+
+def _is_real_numeric(series) -> bool:
+    """A column of real numbers (int or float, any pandas dtype), not text, bool or complex."""
+    import pandas as pd
+
+    return (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+            and not pd.api.types.is_complex_dtype(series))
 
 
 def _group_label(key) -> str:
@@ -114,9 +134,11 @@ def _group_label(key) -> str:
 # ---------------------------------------------------------------------------------- fit
 def cmd_fit(args: argparse.Namespace, parser) -> int:
     import metafast as mf
+    from metafast._output import check_output
     from metafast.model_file import save_model
 
-    df = read_table(args.table)
+    output = check_output(args.output, [args.table])    # before the work: a refused output costs nothing
+    df = read_table(args.table, args.group)
     _check_columns(df, args.table, list(args.group) + [args.target] + list(args.features or []))
     feats = _features(df, args, args.table)
     labelled = df[args.target].notna().to_numpy()
@@ -144,7 +166,7 @@ def cmd_fit(args: argparse.Namespace, parser) -> int:
         "table": os.path.abspath(args.table), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     try:
-        save_model(learner, args.output, metadata)
+        save_model(learner, output, metadata)   # the resolved path: a symlink is written through
     except OSError as exc:
         raise TableError(f"cannot write the model to {args.output!r}: {exc.strerror or exc}") from None
     print(f"fitted {type(learner).__name__} on {len(tasks)} groups, {metadata['n_rows']} rows, "
@@ -193,12 +215,14 @@ def _make_learner(mf, args, tasks):
 
 # ---------------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace, parser) -> int:
+    from metafast._output import check_output, write_file
     from metafast.model_file import load_model, read_header
     from metafast.tasks import TaskSet
 
+    output = check_output(args.output, [args.model, args.table])
     meta = read_header(args.model)["metadata"]
     model = load_model(args.model)
-    df = read_table(args.table)
+    df = read_table(args.table, meta["group"])
     group, feats, target = meta["group"], meta["features"], meta["target"]
     _check_columns(df, args.table, group + feats)
     labelled = df[target].notna().to_numpy() if target in df.columns else np.zeros(len(df), dtype=bool)
@@ -239,7 +263,7 @@ def cmd_predict(args: argparse.Namespace, parser) -> int:
             columns.update({f"{target}_std": std, f"{target}_lower90": mean - _Z90 * std,
                             f"{target}_upper90": mean + _Z90 * std})
         _add_columns(out, args.table, {name: (qry, values) for name, values in columns.items()})
-    _write_csv(out, args.output)
+    write_file(output, lambda fh: out.to_csv(fh, index=False), what="the predictions")
     print(f"predicted {qry.size} row(s) of {wanted.size} group(s) with {meta['learner']}; wrote {args.output}")
     return 0
 
@@ -312,7 +336,7 @@ def _numeric_target(df, target, labelled, codes, keys, path) -> np.ndarray:
 def _as_numbers(series, col, what, codes, keys, path) -> np.ndarray:
     import pandas as pd
 
-    if np.issubdtype(series.dtype, np.complexfloating):
+    if pd.api.types.is_complex_dtype(series):
         raise TableError(f"table {path!r}: {what} column {col!r} is complex; give real numbers")
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=np.float64)
@@ -323,21 +347,6 @@ def _as_numbers(series, col, what, codes, keys, path) -> np.ndarray:
         raise TableError(f"table {path!r}: {what} column {col!r} is not numeric: {series.iloc[row]!r} at row "
                          f"{row} (group {_group_label(keys[codes[row]])})")
     return num.to_numpy(dtype=np.float64)
-
-
-def _write_csv(df, path: str) -> None:
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise TableError(f"cannot write {path!r}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------- info

@@ -68,10 +68,43 @@ def _wrap_design(design):
             )
         if Phi.dtype != Xc.dtype:
             Phi = Phi.astype(Xc.dtype)
+        check_design_finite(self, Phi)
         return Phi
 
     checked_design._mf_checked = True
     return checked_design
+
+
+def family_label(family: Any) -> str:
+    """``basis family 'hermite' (Hermite)``: the registered name when there is one (built-in or
+    plugin), for messages that must say which family is at fault."""
+    cls = type(family)
+    try:
+        from metafast.plugins import basis_registry
+
+        registry = basis_registry()
+        names = [n for n in registry.names() if registry.get(n) is cls]
+    except Exception:  # noqa: BLE001 - a message must not fail because of a plugin
+        names = []
+    return f"basis family {names[0]!r} ({cls.__name__})" if names else f"basis family {cls.__name__}"
+
+
+def check_design_finite(family: Any, Phi: np.ndarray, first_row: int = 0) -> None:
+    """Refuse a design matrix holding NaN (a bug in the family, or inputs it cannot take), naming
+    the family and the first bad entry.  One sum decides in the common case.  An infinite entry
+    is left to the learners (a ReLU of a projection beyond float range is inf, not undefined)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not np.isnan(Phi.sum()):
+            return
+    bad = np.isnan(Phi)
+    if not bad.any():          # inf - inf in the sum, no NaN entry
+        return
+    row, col = (int(v) for v in np.argwhere(bad)[0])
+    raise ValueError(
+        f"{family_label(family)} returned NaN in its design matrix at row {first_row + row}, column {col} "
+        f"({int(bad.sum())} NaN entries in all): every entry must be a number; the family cannot "
+        "evaluate these inputs or has a bug"
+    )
 
 
 def _is_taskset(obj) -> bool:
@@ -189,7 +222,9 @@ class BasisFamily(VersionTagged, TransformerMixin, BaseEstimator):
         for start in range(0, Xc.shape[0], ROW_BLOCK):
             block = Xc[start:start + ROW_BLOCK]
             Phi = design(self, block) if design is not None else self.design(block)
-            yield start, np.ascontiguousarray(Phi, dtype=Xc.dtype)
+            Phi = np.ascontiguousarray(Phi, dtype=Xc.dtype)
+            check_design_finite(self, Phi, start)
+            yield start, Phi
 
     # ------------------------------------------------------------------ meta-learning hooks
     def learnable_params(self) -> dict[str, np.ndarray]:

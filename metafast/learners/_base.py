@@ -11,6 +11,7 @@ few-shot predictions on each task's query set, all tasks at once (subclasses sup
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any, Iterable
 
 import numpy as np
@@ -128,8 +129,10 @@ def per_task_mean(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Mean of ``values`` over each task's rows (offsets (T+1,)); NaN-free: empty tasks give 0
     and are excluded by the caller through ``offsets``."""
     sizes = np.diff(offsets)
-    sums = np.add.reduceat(values, offsets[:-1]) if values.size else np.zeros(len(sizes))
-    sums = np.where(sizes > 0, sums, 0.0)
+    sums = np.zeros(len(sizes), dtype=np.result_type(values.dtype, np.float64))
+    filled = sizes > 0
+    if filled.any():   # reduceat over the non-empty tasks only: an empty LAST task has no start row
+        sums[filled] = np.add.reduceat(values, offsets[:-1][filled])
     return sums / np.maximum(sizes, 1)
 
 
@@ -221,6 +224,14 @@ class MetaLearner(VersionTagged, BaseEstimator):
         old = self.__dict__       # kept alive until the swap is done: no finaliser runs mid-swap
         self.__dict__ = work.__dict__
         del old
+
+    @staticmethod
+    def _reads_fitted_view(method):
+        """Decorator: run a reader on ``_fitted_view()`` (a refit elsewhere cannot mix models)."""
+        @functools.wraps(method)
+        def on_view(self, *args, **kwargs):
+            return method(self._fitted_view(), *args, **kwargs)
+        return on_view
 
     def _fitted_view(self) -> "MetaLearner":
         """A consistent read-only view of the fitted model (see ``_work_copy``)."""

@@ -131,6 +131,16 @@ class PluginHost:
         """One dict per plugin (loaded, failed or disabled); see ``plugin_report``."""
         return [r.as_dict() for r in self.records()]
 
+    def lenient_copy(self) -> "PluginHost":
+        """A new host loading the same plugins with the same switches, except that a broken
+        plugin is reported instead of raised (``metafast plugins`` lists them even when strict)."""
+        return PluginHost(builtins=self.builtins, entry_points=self.entry_points, plugins=self.plugins,
+                          strict=False, disabled=self._disabled, env=self._env)
+
+    def strict(self) -> bool:
+        """Whether a broken plugin raises (``METAFAST_STRICT_PLUGINS`` or the ``strict`` argument)."""
+        return self._switches()[0]
+
     def register_plugin(self, plugin: object, name: str | None = None) -> PluginRecord:
         """Register an in-process plugin (a module or object with hookimpls) now.
 

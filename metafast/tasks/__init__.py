@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+
+import numpy as np
+
 from metafast.tasks._episodes import DIGITS_TEST_CLASSES, DIGITS_TRAIN_CLASSES, episodes
 from metafast.tasks._frames import from_csv, from_frame
 from metafast.tasks._groups import split_groups
@@ -32,6 +36,12 @@ def load(name: str, **params) -> TaskSet:
     if isinstance(name, str) and name.endswith(".npz"):
         raise KeyError(f"{name!r} looks like a file: read saved tasks with metafast.tasks.TaskSet.load(path)")
     registry = loader_registry()
+    if name in registry.names():   # an absurd size is refused before the loader allocates it
+        from metafast._memory import check_allocation
+
+        sizes = ", ".join(f"{k}={v}" for k, v in _size_arguments(name, params).items() if k in _SIZE_KEYS)
+        check_allocation(_load_nbytes(name, params), f"{registry.describe(name)} with {sizes}",
+                         "lower n_tasks or the rows per task, or stream the tasks in chunks (mf.tasks.stream)")
     result = registry.call(name, **params)
     if isinstance(result, TaskSet):
         return result
@@ -41,6 +51,42 @@ def load(name: str, **params) -> TaskSet:
         f"{registry.describe(name)} returned a {type(result).__name__}, not a "
         "metafast.tasks.TaskSet (or an iterator of TaskSet chunks): a bug in that loader"
     )
+
+
+#: the size arguments of loaders (built-in and plugin) that the memory estimate reads
+_SIZE_KEYS = ("n_tasks", "n_support", "n_query", "n_way", "k_shot", "n_features")
+#: per-task bytes besides the rows: two offsets and the task's info dict (a lower bound)
+_TASK_BYTES = 200
+
+
+def _size_arguments(name: str, params: dict) -> dict:
+    """The loader's arguments with its defaults filled in (its own checks report bad ones)."""
+    from metafast.plugins import loader_registry
+
+    try:
+        bound = inspect.signature(loader_registry().get(name)).bind_partial(**params)
+    except (TypeError, ValueError):
+        return dict(params)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _load_nbytes(name: str, params: dict) -> float:
+    """A lower bound on the memory of ``load(name, **params)``, from the size arguments it has:
+    n_tasks x (rows per task x (features + target) x itemsize + a task's bookkeeping)."""
+    args = _size_arguments(name, params)
+
+    def count(key: str) -> float:
+        value = args.get(key)
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value > 0
+        return float(value) if ok else 0.0
+
+    rows = max(count("n_support") + count("n_query") + count("n_way") * count("k_shot"), 1.0)
+    try:
+        itemsize = np.dtype(args.get("dtype") or np.float64).itemsize
+    except TypeError:
+        itemsize = 8
+    return count("n_tasks") * (rows * (max(count("n_features"), 1.0) + 1.0) * itemsize + _TASK_BYTES)
 
 
 def _checked_chunks(chunks, what: str):

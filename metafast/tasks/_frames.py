@@ -82,6 +82,14 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
             f"column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} not found in "
             f"the DataFrame; its columns are {', '.join(map(repr, list(df.columns)[:20]))}"
         )
+    repeated = {c: int(np.sum(df.columns == c)) for c in dict.fromkeys(wanted)}
+    repeated = {c: n for c, n in repeated.items() if n > 1}
+    if repeated:
+        c, n = next(iter(repeated.items()))
+        raise ValueError(
+            f"column {c!r} appears {n} times in the DataFrame, so which one to use is ambiguous"
+            f"{' (also ' + ', '.join(map(repr, list(repeated)[1:])) + ')' if len(repeated) > 1 else ''}; "
+            "rename the copies or drop them, e.g. df.loc[:, ~df.columns.duplicated()]")
     if target in feats or target in groups or set(feats) & set(groups):
         raise ValueError("the group, feature and target columns must be different columns")
     whole_groups = n_support is None

@@ -46,7 +46,34 @@ def check_labels(y: Any, name: str = "y", task: Any = None, n_samples: int | Non
                 "mf.MetaBayes or mf.MetaRidge for regression)"
             )
         return arr.astype(np.int64)
+    if arr.dtype == object:
+        _check_object_labels(arr, name, task)
     return arr
+
+
+def _label_kind(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+        return "number"
+    if isinstance(value, (str, np.str_)):
+        return "str"
+    return type(value).__name__
+
+
+def _check_object_labels(arr: np.ndarray, name: str, task: Any) -> None:
+    """Labels in an object array: all present (no None/NaN) and of one kind (numbers or text),
+    so that they can be sorted into the task's classes."""
+    kinds: dict[str, str] = {}
+    for i, v in enumerate(arr):
+        missing = (v is None or type(v).__name__ in ("NAType", "NaTType")
+                   or (isinstance(v, (float, np.floating)) and np.isnan(v)))
+        if missing:
+            raise ValueError(f"{where(name, task)} contains {v!r} at index {i}; every class label must be "
+                             "present (drop the unlabelled rows or give them a label)")
+        kinds.setdefault(_label_kind(v), type(v).__name__)
+    if len(kinds) > 1:
+        raise TypeError(f"{where(name, task)} mixes label types ({', '.join(sorted(kinds.values()))}), which "
+                        "cannot be ordered into classes; give labels of one type (e.g. all strings: "
+                        "np.asarray(y).astype(str))")
 
 
 def check_classification_tasks(tasks: TaskSet, name: str = "tasks") -> None:

@@ -153,12 +153,21 @@ class MetaClassifier(MetaLearner):
         return encode(self.setting_, getattr(self, "classes_", None), y, offsets)
 
     # ================================================================== fit
-    @with_one_blas_thread
     def fit(self, tasks, y=None) -> "MetaClassifier":
         """Learn the head's prior or metric (and fit the basis) from training tasks.
 
         ``tasks`` is a TaskSet or an iterable of TaskSet chunks (packed together once: the heads
-        pass over the tasks many times); with backend="dask" any source of ``DaskChunks``."""
+        pass over the tasks many times); with backend="dask" any source of ``DaskChunks``.  The new
+        model is built aside and swapped in at the end (as MetaBayes and MetaRidge do): concurrent
+        ``adapt``/``evaluate`` calls see the old model or the new one, and a fit that raises
+        leaves the old one in place."""
+        work = self._work_copy(keep_fitted=False)
+        work._fit_aside(tasks)
+        self._swap_in(work)
+        return self
+
+    @with_one_blas_thread
+    def _fit_aside(self, tasks) -> "MetaClassifier":
         self._check_params()
         source = self._chunk_source(tasks)
         try:
@@ -263,6 +272,7 @@ class MetaClassifier(MetaLearner):
                 ts.query_offsets)
 
     # ================================================================== evaluate
+    @MetaLearner._reads_fitted_view
     @with_one_blas_thread
     def predict_tasks_proba(self, tasks: TaskSet) -> np.ndarray:
         """Class probabilities (N_query, C_max) of every packed query row, each task adapted on its
@@ -286,6 +296,7 @@ class MetaClassifier(MetaLearner):
         Z = self.head_.logits(Phi_s, codes_s, s_off, ncls, Phi_q, q_off)
         return Z, codes_q, ncls
 
+    @MetaLearner._reads_fitted_view
     @with_one_blas_thread
     def evaluate(self, tasks: TaskSet) -> dict:
         """Adapt to every task's support set and score its query set.
@@ -299,6 +310,7 @@ class MetaClassifier(MetaLearner):
         Z, codes_q, ncls = self._query_scores(ts)
         return classification_metrics(Z, codes_q, ts.query_offsets, ncls)
 
+    @MetaLearner._reads_fitted_view
     @with_one_blas_thread
     def reliability(self, tasks: TaskSet, n_bins: int = ECE_BINS) -> dict:
         """Reliability diagram data of the query predictions (top-class probability in ``n_bins``
@@ -330,6 +342,7 @@ class MetaClassifier(MetaLearner):
             raise ValueError("argument 'y' is empty: the episodic setting needs support examples to know the classes")
         return classes, codes.reshape(-1).astype(np.int64)
 
+    @MetaLearner._reads_fitted_view
     @with_one_blas_thread
     def adapt(self, X, y) -> BasisClassifier:
         """A fitted scikit-learn classifier for a new task from its support points (X, y).
@@ -346,6 +359,7 @@ class MetaClassifier(MetaLearner):
         W, b = self.head_.task_weights(self._design(X), codes, int(classes.shape[0]))
         return BasisClassifier(self.basis_, W[:-1], W[-1] + b, classes).fit()
 
+    @MetaLearner._reads_fitted_view
     @with_one_blas_thread
     def _adapt_scores(self, X, y, X_query):
         """(classes, class scores of X_query) after adapting to (X, y), with one design call for
