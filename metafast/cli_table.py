@@ -216,12 +216,11 @@ def _make_learner(mf, args, tasks):
 # ---------------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace, parser) -> int:
     from metafast._output import check_output, write_file
-    from metafast.model_file import load_model, read_header
+    from metafast.cli_model import load_for_predict
     from metafast.tasks import TaskSet
 
     output = check_output(args.output, [args.model, args.table])
-    meta = read_header(args.model)["metadata"]
-    model = load_model(args.model)
+    model, meta = load_for_predict(args.model, trusted=args.trust_model)
     df = read_table(args.table, meta["group"])
     group, feats, target = meta["group"], meta["features"], meta["target"]
     _check_columns(df, args.table, group + feats)
@@ -351,24 +350,12 @@ def _as_numbers(series, col, what, codes, keys, path) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------- info
 def cmd_info(args: argparse.Namespace, parser) -> int:
-    from metafast.model_file import read_header
+    from metafast.cli_model import info_lines
 
-    header = read_header(args.model)
-    meta, versions = header.get("metadata", {}), header["versions"]
-    lines = [f"model file: {args.model}",
-             f"learner: {meta.get('learner', header.get('class'))}"]
-    for key, label in (("basis", "basis"), ("n_basis", "basis functions"), ("group", "group column(s)"),
-                       ("features", "features"), ("target", "target"), ("n_groups", "training groups"),
-                       ("n_rows", "training rows"), ("fit_seconds", "fit seconds"), ("table", "trained on"),
-                       ("created", "created")):
-        if key in meta:
-            value = meta[key]
-            lines.append(f"{label}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
-    if meta.get("params"):
-        lines.append("parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(meta["params"].items())
-                                                 if k not in ("basis", "verbose")))
-    lines.append("written by: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    lines, notes = info_lines(args.model)     # the header only: never unpickles or rebuilds
     print("\n".join(lines))
+    for note in notes:
+        print(note, file=sys.stderr)
     return 0
 
 
@@ -404,6 +391,9 @@ def add_table_commands(sub, common) -> None:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("table", metavar="TABLE.csv")
     p.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    p.add_argument("--trust-model", action="store_true",
+                   help="trust the model file's author: read a format-1 (pickle) file, or scikit-learn types "
+                        "skops does not trust by default (see docs/reliability.md)")
     p.set_defaults(func=_guarded(cmd_predict), parser=p)
 
     p = sub.add_parser("info", help="what a model file holds (learner, basis, data, versions)")

@@ -16,7 +16,9 @@ whole; see ``metafast.plugins``):
 - names are non-empty strings of letters, digits, ``-``, ``_`` and ``.``, not yet taken;
 - a basis family is a ``metafast.basis.BasisFamily`` subclass that implements ``design``, or a
   factory (any other callable) whose result is checked to be a BasisFamily at ``make`` time;
-- a task loader or benchmark suite is a callable.
+- a task loader or benchmark suite is a callable;
+- a model type is a class of the plugin's own code (not of the standard library, numpy, scipy
+  or scikit-learn).
 """
 
 from __future__ import annotations
@@ -76,9 +78,29 @@ def metafast_benchmark_suites(register: Register) -> None:
     """
 
 
+@hookspec
+def metafast_model_types(register: Register) -> None:
+    """Declare classes that model files may rebuild: call ``register(name, cls)`` once per class.
+
+    ``metafast.model_file`` stores objects as a JSON description plus arrays and rebuilds only
+    classes on this allow-list (as pickle would, but from the decoded state: ``cls.__new__`` then
+    ``__setstate__`` or an update of ``__dict__``; no constructor runs).  A plugin registers its
+    basis families and any helper class their fitted state holds, under ``module.qualname``::
+
+        register("metafast_wavelets.Morlet", Morlet)
+
+    Declare only classes whose ``__setstate__`` (if any) and methods are safe with any state a
+    file may hold.  A family that is not declared can still be saved; loading it then needs
+    ``trusted=True`` (``metafast predict --trust-model``).
+
+    .. versionadded:: 0.5
+    """
+
+
 HOOK_KINDS = {
     "metafast_basis_families": "basis family",
     "metafast_task_loaders": "task loader",
     "metafast_benchmark_suites": "benchmark suite",
+    "metafast_model_types": "model type",
 }
 """Each hook and the kind of thing its ``register`` callable registers."""

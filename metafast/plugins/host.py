@@ -20,7 +20,7 @@ from metafast.plugins.registry import (MetafastPluginWarning, PluginError, Plugi
                                        _RegistrationError)
 
 GROUP = "metafast"
-DEFAULT_PLUGINS = ("metafast.basis._builtins", "metafast.tasks._builtins")
+DEFAULT_PLUGINS = ("metafast.basis._builtins", "metafast.tasks._builtins", "metafast._model_types")
 STRICT_ENV = "METAFAST_STRICT_PLUGINS"
 DISABLE_ENV = "METAFAST_DISABLE_PLUGINS"
 AUTOLOAD_ENV = "METAFAST_DISABLE_PLUGIN_AUTOLOAD"

@@ -14,10 +14,17 @@ import metafast
 from metafast_wavelets._families import MexicanHat, Morlet, dyadic_grid
 
 __version__ = "0.1.0"
-__all__ = ["MexicanHat", "Morlet", "dyadic_grid", "metafast_basis_families"]
+__all__ = ["MexicanHat", "Morlet", "dyadic_grid", "metafast_basis_families", "metafast_model_types"]
 
 
 @metafast.hookimpl
 def metafast_basis_families(register):
     register("mexican-hat", MexicanHat)
     register("morlet", Morlet)
+
+
+@metafast.hookimpl
+def metafast_model_types(register):
+    """Model files may rebuild both families (their state is arrays and numbers)."""
+    register("metafast_wavelets.MexicanHat", MexicanHat)
+    register("metafast_wavelets.Morlet", Morlet)
