@@ -80,10 +80,13 @@ def _learners():
         "MetaBayes learn_basis": lambda **kw: mf.MetaBayes(basis=basis, max_iter=2, tol=0, learn_basis=True,
                                                            basis_rounds=1, basis_max_iter=2, **kw),
         "MetaRidge": lambda **kw: mf.MetaRidge(basis=basis, metric="diag", max_iter=2, **kw),
+        "MetaRidge held out": lambda **kw: mf.MetaRidge(basis=basis, mean="split", cv="query", alphas=[0.1, 1.0],
+                                                        **kw),
     }
 
 
-@pytest.mark.parametrize("name", ["MetaBayes", "MetaBayes learn_basis", "MetaRidge", "MetaClassifier"])
+@pytest.mark.parametrize("name", ["MetaBayes", "MetaBayes learn_basis", "MetaRidge", "MetaRidge held out",
+                                  "MetaClassifier"])
 def test_in_process_and_dask_map_the_same_per_chunk_functions(name, client, monkeypatch):
     if name == "MetaClassifier":
         tasks = mf.tasks.load("logistic", n_tasks=30, n_support=6, n_query=4, seed=0, n_features=2)

@@ -8,10 +8,12 @@ MetaRidge's passes: the closed-form and leave-one-out statistics (M, b, Q, q, sq
   loss with its gradient in (basis, log alpha, h) (``learn_basis=True``).
 
 Each per-chunk function packs its terms into one float64 vector, so the sum on the workers is a
-vector sum; the driver unpacks it.  MetaRidge's statistics and envelope passes in process run
-the same per-chunk functions (``_TaskSource.map_sum``), so the two routes share one code path.  MetaRidge's held-out objectives need each task's
-support/query split, so when one of them is used the chunks are kept on the workers as given and
-turned into training rows (``train_rows``) on the worker for the other passes.
+vector sum; the driver unpacks it.  In process, ``_source._TaskSource`` runs every one of these
+passes through the same per-chunk functions (its ``map_sum``; the held-out passes are the
+``_RidgeSplitPasses`` mixin both sources share), so the two routes share one code path.
+MetaRidge's held-out objectives need each task's support/query split, so when one of them is used
+the chunks are kept on the workers as given and turned into training rows (``train_rows``) on the
+worker for the other passes.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from metafast._kernels import _ridge
 from metafast.distributed import DaskChunks
 from metafast.learners._base import check_regression, training_view
 from metafast.learners._arrays import as_f64
-from metafast.learners.ridge._math import gls_mean
-from metafast.learners.ridge._source import _threads_for
+from metafast.learners.ridge._source import _RidgeSplitPasses, _threads_for
 from metafast.tasks._taskset import TaskSet
 
 
@@ -55,113 +56,6 @@ def _envelope_chunk(chunk: TaskSet, view: str, basis, h, s, alpha: float, n_thre
     jitter = _ridge.envelope_grad(Phi, as_f64(chunk.y_support), off, h, s, alpha, val, dd,
                                   _threads_for(n_threads, off))
     return np.concatenate(([val.sum()], dd.sum(axis=0), [np.count_nonzero(np.diff(off)), jitter]))
-
-
-# ---------------------------------------------------------------------------- MetaRidge, held out
-class _RidgeSplitPasses:
-    """The passes of MetaRidge that use each task's support/query split (mixed into RidgeChunks)."""
-
-    def split_means(self, model, alphas: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """``MetaRidge._split_means``: the transfer-risk closed form of h for each alpha."""
-
-        m, k = model.basis_.n_basis, alphas.size
-        out = self.map_sum(_split_chunk, model.basis_, alphas, s)
-        A, b = out[:k * m * m].reshape(k, m, m), out[k * m * m:k * m * (m + 1)].reshape(k, m)
-        model.n_jitter_ += int(out[-1])
-        if out[-2] == 0:
-            raise ValueError("mean='split' needs training tasks with query points; none has any "
-                             "(use mean='envelope')")
-        return np.stack([gls_mean(A[i], b[i]) for i in range(k)])
-
-    def query_scores(self, model, alphas: np.ndarray, hs: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """``MetaRidge._query_scores``: mean query MSE after adapting on the support, per alpha."""
-        out = self.map_sum(_query_chunk, model.basis_, alphas, hs, s)
-        model.n_jitter_ += int(out[-1])
-        if out[-2] == 0:
-            raise ValueError("cv='query' needs training tasks with query points; none has any "
-                             "(use cv='loo')")
-        return out[:alphas.size] / out[-2]
-
-    def all_have_queries(self) -> bool:
-        return bool(self.map_sum(_missing_queries) == 0)
-
-    def n_tasks(self) -> int:
-        return int(self.map_sum(_count_tasks))
-
-    def heldout(self, model, basis, hv, s, lam: float, use_query: bool, n_total: int):
-        """(loss, gradient in the basis parameters (flat, sorted by parameter name), d loss /
-        d lam, d loss / d h) of ``MetaRidge._basis_objective``, summed on the workers."""
-        out = self.map_sum(_heldout_chunk, basis, hv, s, lam, use_query, n_total)
-        m = hv.size
-        model.n_jitter_ += int(out[-1])
-        return float(out[0]), out[2 + m:-1], float(out[1]), out[2:2 + m]
-
-
-def _split_chunk(chunk: TaskSet, basis, alphas, s, n_threads: int) -> np.ndarray:
-    check_regression(chunk, "MetaRidge")
-    Phi, Phiq = as_f64(basis.design(chunk.X_support)), as_f64(basis.design(chunk.X_query))
-    m = Phi.shape[1]
-    Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
-    As, bs, jitter = [], [], 0
-    for a in alphas:
-        jitter += _ridge.split_stats(Phi, as_f64(chunk.y_support), chunk.support_offsets, Phiq,
-                                     as_f64(chunk.y_query), chunk.query_offsets, s, float(a), Ai, bi, ci,
-                                     _threads_for(n_threads, chunk.query_offsets))
-        As.append(Ai.ravel().copy()), bs.append(bi.copy())
-    return np.concatenate(As + bs + [[np.count_nonzero(np.diff(chunk.query_offsets)), jitter]])
-
-
-def _heldout_terms(chunk, basis, h, s, lam: float, scale: float, n_threads: int):
-    """MetaRidge's held-out loss per task and its gradients (the ``heldout_grad`` kernel)."""
-
-    Phi, Phiq = as_f64(basis.design(chunk.X_support)), as_f64(basis.design(chunk.X_query))
-    off = chunk.support_offsets
-    T = off.shape[0] - 1
-    G, Gq = np.empty_like(Phi), np.empty_like(Phiq)
-    loss, dlam, dh = np.empty(T), np.empty(T), np.empty((T, Phi.shape[1]))
-    jitter = _ridge.heldout_grad(Phi, as_f64(chunk.y_support), off, Phiq, as_f64(chunk.y_query),
-                                 chunk.query_offsets, h, s, lam, scale, G, Gq, loss, dlam, dh,
-                                 _threads_for(n_threads, off))
-    return loss, G, Gq, dlam, dh, jitter
-
-
-def _query_chunk(chunk: TaskSet, basis, alphas, hs, s, n_threads: int) -> np.ndarray:
-    totals, jitter = [], 0
-    for i, a in enumerate(alphas):
-        loss, *_, j = _heldout_terms(chunk, basis, hs[i], s, float(a), 1.0, n_threads)
-        totals.append(loss.sum())
-        jitter += j
-    return np.concatenate((totals, [np.count_nonzero(np.diff(chunk.query_offsets)), jitter]))
-
-
-def _missing_queries(chunk: TaskSet, n_threads: int) -> int:
-    return int(np.count_nonzero(np.diff(chunk.query_offsets) == 0))
-
-
-def _count_tasks(chunk: TaskSet, n_threads: int) -> int:
-    return len(chunk)
-
-
-def _heldout_chunk(chunk: TaskSet, basis, hv, s, lam: float, use_query: bool, n_total: int,
-                   n_threads: int) -> np.ndarray:
-    """[loss, d/d lam, d/d h (m), d/d basis params (flat)..., jitter] of one chunk."""
-
-    m = hv.size
-    if use_query:
-        loss, G, Gq, dlam, dh, jitter = _heldout_terms(chunk, basis, hv, s, lam, 1.0 / n_total, n_threads)
-    else:
-        Phi, off = as_f64(basis.design(chunk.X_support)), chunk.support_offsets
-        T = off.shape[0] - 1
-        G, loss, dlam, dh = np.empty_like(Phi), np.empty(T), np.empty(T), np.empty((T, m))
-        jitter = _ridge.loo_grad(Phi, as_f64(chunk.y_support), off, hv, s, lam, 1.0 / n_total, G, loss,
-                                 dlam, dh, _threads_for(n_threads, off))
-    g = {}
-    if basis.learnable_params():
-        g = basis.design_vjp(chunk.X_support, G)
-        if use_query:
-            g = {k: g[k] + v for k, v in basis.design_vjp(chunk.X_query, Gq).items()}
-    flat = [np.ravel(g[k]) for k in sorted(basis.learnable_params())] if g else []
-    return np.concatenate([[loss.sum(), dlam.sum()], dh.sum(axis=0)] + flat + [[jitter]])
 
 
 class RidgeChunks(_RidgeSplitPasses):

@@ -9,19 +9,16 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from metafast.learners.ridge._dask import RidgeChunks, ridge_envelope
-from metafast._kernels import _ridge
-from metafast.learners._arrays import as_f64
+from metafast.learners.ridge._dask import ridge_envelope
 from metafast.learners.ridge._math import _softmax_scale, gls_mean
-from metafast.learners.ridge._source import _progress, _threads_for
-from metafast.parallel import one_blas_thread
+from metafast.learners.ridge._source import _progress
 
 _METRIC_MIN = 1e-8  # smallest prior scale kept for a basis function, relative to the mean of 1
 
 
 class RidgeMetricBasisMixin:
-    """``_fit_metric`` and ``_fit_basis`` of MetaRidge (they use its ``_stats``, ``_heldout``,
-    ``_design`` and parameters)."""
+    """``_fit_metric`` and ``_fit_basis`` of MetaRidge (they use its ``_stats``, its source's
+    passes and its parameters)."""
 
     def _fit_metric(self, source, h, alpha, s):
         """Alternate: D by L-BFGS on the envelope objective (h fixed), then h in closed form."""
@@ -113,38 +110,9 @@ class RidgeMetricBasisMixin:
             theta, log_lam, hv = unpack(x)
             basis = base.with_params(**theta) if keys else base
             lam = float(np.exp(log_lam))
-            if isinstance(source, RidgeChunks):           # summed on the Dask workers
-                total, g_flat, g_lam, g_h = source.heldout(self, basis, hv, s, lam, use_query, n_total)
-                return total, np.concatenate([g_flat, [g_lam * lam], g_h])
-            total = 0.0
-            g_theta = {k: np.zeros(sh) for k, sh in zip(keys, shapes)}
-            g_lam = 0.0
-            g_h = np.zeros(m)
-            for chunk in source.chunks(split=True):
-                Phi = self._design(basis, chunk.X_support)
-                y = as_f64(chunk.y_support)
-                off = chunk.support_offsets
-                if use_query:
-                    Phiq = self._design(basis, chunk.X_query)
-                    loss, G, Gq, dlam, dh = self._heldout(Phi, y, off, Phiq, as_f64(chunk.y_query),
-                                                          chunk.query_offsets, hv, s, lam, 1.0 / n_total)
-                else:
-                    T = off.shape[0] - 1
-                    G = np.empty_like(Phi); loss = np.empty(T); dlam = np.empty(T); dh = np.empty((T, m))
-                    with one_blas_thread():
-                        self.n_jitter_ += _ridge.loo_grad(Phi, y, off, hv, s, lam, 1.0 / n_total, G, loss,
-                                                          dlam, dh, _threads_for(self._n_threads, off))
-                total += float(loss.sum())
-                g_lam += float(dlam.sum())
-                g_h += dh.sum(axis=0)
-                if keys:
-                    for k, v in basis.design_vjp(chunk.X_support, G).items():
-                        g_theta[k] += v
-                    if use_query:
-                        for k, v in basis.design_vjp(chunk.X_query, Gq).items():
-                            g_theta[k] += v
-            grad = np.concatenate([np.ravel(g_theta[k]) for k in keys] + [[g_lam * lam], g_h])
-            return total, grad
+            # in process or summed on the Dask workers: the same per-chunk function
+            total, g_flat, g_lam, g_h = source.heldout(self, basis, hv, s, lam, use_query, n_total)
+            return total, np.concatenate([g_flat, [g_lam * lam], g_h])
 
         def pack(theta, log_lam, hv):
             return np.concatenate([np.ravel(np.asarray(theta[k], dtype=np.float64)) for k in keys]

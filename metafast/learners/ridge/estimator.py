@@ -204,57 +204,13 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
         return hs[best], float(alphas[best]), scores
 
     def _split_means(self, source, alphas, s) -> np.ndarray:
-        """The transfer-risk closed form of h for each alpha (docs/derivations.md 1.2), one pass."""
-        if isinstance(source, RidgeChunks):               # summed on the Dask workers
-            return source.split_means(self, alphas, s)
-        m = self.basis_.n_basis
-        A = np.zeros((alphas.size, m, m)); b = np.zeros((alphas.size, m)); n_tasks = 0
-        Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
-        for chunk in source.chunks(progress=self.verbose, what="split statistics", split=True):
-            check_regression(chunk, "MetaRidge")
-            Phi = self._design(self.basis_, chunk.X_support)
-            Phiq = self._design(self.basis_, chunk.X_query)
-            y, yq = as_f64(chunk.y_support), as_f64(chunk.y_query)
-            n_tasks += int(np.count_nonzero(np.diff(chunk.query_offsets)))
-            for i, a in enumerate(alphas):
-                with one_blas_thread():
-                    self.n_jitter_ += _ridge.split_stats(Phi, y, chunk.support_offsets, Phiq, yq,
-                                                         chunk.query_offsets, s, float(a), Ai, bi, ci,
-                                                         _threads_for(self._n_threads, chunk.query_offsets))
-                A[i] += Ai; b[i] += bi
-        if n_tasks == 0:
-            raise ValueError("mean='split' needs training tasks with query points; none has any "
-                             "(use mean='envelope')")
-        return np.stack([gls_mean(A[i], b[i]) for i in range(alphas.size)])
+        """The transfer-risk closed form of h for each alpha (docs/derivations.md 1.2), one pass
+        (in process or summed on the Dask workers: the same per-chunk function)."""
+        return source.split_means(self, alphas, s)
 
     def _query_scores(self, source, alphas, hs, s) -> np.ndarray:
         """Mean over tasks of the query MSE after adapting on the support set, for each alpha."""
-        if isinstance(source, RidgeChunks):               # summed on the Dask workers
-            return source.query_scores(self, alphas, hs, s)
-        total = np.zeros(alphas.size); n_tasks = 0
-        for chunk in source.chunks(progress=self.verbose, what="query scores", split=True):
-            Phi = self._design(self.basis_, chunk.X_support)
-            Phiq = self._design(self.basis_, chunk.X_query)
-            y, yq = as_f64(chunk.y_support), as_f64(chunk.y_query)
-            has_q = np.diff(chunk.query_offsets) > 0
-            n_tasks += int(has_q.sum())
-            for i, a in enumerate(alphas):
-                loss = self._heldout(Phi, y, chunk.support_offsets, Phiq, yq, chunk.query_offsets,
-                                     hs[i], s, float(a), 1.0)[0]
-                total[i] += loss.sum()
-        if n_tasks == 0:
-            raise ValueError("cv='query' needs training tasks with query points; none has any "
-                             "(use cv='loo')")
-        return total / n_tasks
-
-    def _heldout(self, Phi, y, off, Phiq, yq, qoff, h, s, lam, scale):
-        T = off.shape[0] - 1
-        G = np.empty_like(Phi); Gq = np.empty_like(Phiq)
-        loss = np.empty(T); dlam = np.empty(T); dh = np.empty((T, Phi.shape[1]))
-        with one_blas_thread():
-            self.n_jitter_ += _ridge.heldout_grad(Phi, y, off, Phiq, yq, qoff, h, s, lam, scale,
-                                                  G, Gq, loss, dlam, dh, _threads_for(self._n_threads, off))
-        return loss, G, Gq, dlam, dh
+        return source.query_scores(self, alphas, hs, s)
 
     # ------------------------------------------------------------------ adapt, predict, evaluate
     def adapt(self, X, y) -> BiasedRidgeRegressor:
