@@ -9,7 +9,8 @@ is refused unless the user trusts the file (``trusted=True``) or names the type 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from metafast._model_state import StateError
 

@@ -24,7 +24,8 @@ objects survive.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -216,7 +217,7 @@ class Decoder:
         return tuple(self.decode(v, depth) for v in self._field(node, "v", list))
 
     def _node_set(self, node, depth):
-        return set(self.decode(v, depth) for v in self._field(node, "v", list))
+        return {self.decode(v, depth) for v in self._field(node, "v", list)}
 
     def _node_frozenset(self, node, depth):
         return frozenset(self.decode(v, depth) for v in self._field(node, "v", list))

@@ -50,7 +50,12 @@ def _helpers() -> list[type]:
     from metafast.learners._prior import GaussianPrior
     from metafast.learners.bayes._em import Stats
     from metafast.learners.bayes.mixture._em import _Params
-    from metafast.learners.classify._logistic import ClassPrior, LaplaceFit, LogisticEM, LogisticHead
+    from metafast.learners.classify._logistic import (
+        ClassPrior,
+        LaplaceFit,
+        LogisticEM,
+        LogisticHead,
+    )
     from metafast.learners.classify._prototype import PrototypeHead
     from metafast.learners.classify._ridge_head import RidgeHead
     from metafast.learners.grad._engine import Adam, MetaGradResult
@@ -72,14 +77,13 @@ def _subclasses(base: type) -> list[type]:
 
 def builtin_types() -> list[type]:
     """metafast's classes on the allow-list (after importing every learner and family)."""
-    import metafast.basis._builtins  # noqa: F401  (the families, imported by their hook otherwise)
-    import metafast.basis.bspline  # noqa: F401
-    import metafast.basis.fourier  # noqa: F401
-    import metafast.basis.mlp  # noqa: F401
-    import metafast.basis.polynomial  # noqa: F401
-    import metafast.basis.random_features  # noqa: F401
-    import metafast.basis.rbf  # noqa: F401
-    import metafast.basis.task_models  # noqa: F401
+    import metafast.basis.bspline
+    import metafast.basis.fourier
+    import metafast.basis.mlp
+    import metafast.basis.polynomial
+    import metafast.basis.random_features
+    import metafast.basis.rbf
+    import metafast.basis.task_models
     import metafast.learners  # noqa: F401
 
     found = [c for c in _subclasses(BaseEstimator) + _subclasses(VersionTagged)

@@ -30,8 +30,9 @@ import platform
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -232,10 +233,10 @@ def _read(path, payload: bool) -> tuple[dict, bytes]:
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ValueError(f"model file {name!r} has a damaged header (not JSON)") from None
     _check_header(name, header)
-    if payload:
-        if len(data) != header["payload_bytes"] or hashlib.sha256(data).hexdigest() != header["payload_sha256"]:
-            raise ValueError(f"model file {name!r} is truncated or corrupted ({len(data)} bytes of model "
-                             f"data, the header says {header['payload_bytes']}; checksum mismatch)")
+    if payload and (len(data) != header["payload_bytes"]
+                    or hashlib.sha256(data).hexdigest() != header["payload_sha256"]):
+        raise ValueError(f"model file {name!r} is truncated or corrupted ({len(data)} bytes of model "
+                         f"data, the header says {header['payload_bytes']}; checksum mismatch)")
     return header, data
 
 

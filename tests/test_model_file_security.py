@@ -15,8 +15,16 @@ import pytest
 
 import metafast as mf
 from metafast.cli import main
-from metafast.model_file import (FORMAT, MAGIC, MAX_HEADER_BYTES, LegacyModelWarning, UntrustedModelError,
-                                 load_model, read_header, save_model)
+from metafast.model_file import (
+    FORMAT,
+    MAGIC,
+    MAX_HEADER_BYTES,
+    LegacyModelWarning,
+    UntrustedModelError,
+    load_model,
+    read_header,
+    save_model,
+)
 
 warnings.filterwarnings("ignore", category=Warning, module="metafast")   # short fits do not converge
 
@@ -198,7 +206,7 @@ def _round_trip(obj, tmp_path, trusted=False):
 
 
 def _learners():
-    B = lambda: mf.basis.make("rbf", n_basis=5)  # noqa: E731
+    B = lambda: mf.basis.make("rbf", n_basis=5)
     reg, cls = _reg(), _cls()
     out = {
         "MetaBayes": (mf.MetaBayes(basis=B(), max_iter=3).fit(reg), reg),
@@ -265,7 +273,11 @@ def test_pipeline_and_task_models_go_through_skops(tmp_path):
     pytest.importorskip("skops")
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import PolynomialFeatures, SplineTransformer, StandardScaler
+    from sklearn.preprocessing import (
+        PolynomialFeatures,
+        SplineTransformer,
+        StandardScaler,
+    )
 
     reg = _reg()
     model = mf.MetaBayes(basis=make_pipeline(StandardScaler(), PolynomialFeatures(3)), max_iter=3).fit(reg)
