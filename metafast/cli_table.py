@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from metafast.tasks._frames import CSV_MISSING_MARKERS, is_real_numeric
+
 LEARNERS = {"bayes": ("MetaBayes", {}), "mixture": ("MetaBayes", {"n_components": "auto"}),
             "ridge": ("MetaRidge", {}), "classifier": ("MetaClassifier", {})}
 
@@ -69,12 +71,6 @@ def parse_basis(spec: str | None):
         raise TableError(f"--basis {spec!r}: {exc}") from None
 
 
-#: pandas' default missing-value markers (read_csv's na_values), applied to every column but the
-#: group columns: there 'NA' is Namibia and 'None' a name, and only an empty cell is missing
-DEFAULT_NA = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-              "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
-
-
 def read_table(path: str, group: list[str] | tuple[str, ...] = ()):
     """The CSV as a DataFrame; the ``group`` columns keep texts such as 'NA' or 'None' as keys."""
     try:
@@ -83,7 +79,7 @@ def read_table(path: str, group: list[str] | tuple[str, ...] = ()):
         raise TableError("reading tables needs pandas: pip install pandas (or metafast[frames])") from None
     try:
         columns = list(pd.read_csv(path, nrows=0).columns)
-        na_values = {c: ([""] if c in group else list(DEFAULT_NA)) for c in columns}
+        na_values = {c: ([""] if c in group else list(CSV_MISSING_MARKERS)) for c in columns}
         df = pd.read_csv(path, keep_default_na=False, na_values=na_values)
     except FileNotFoundError:
         raise TableError(f"table {path!r} does not exist") from None
@@ -108,7 +104,7 @@ def _features(df, args, path: str) -> list[str]:
         return list(args.features)
     skip = set(args.group) | {args.target}
     others = [c for c in df.columns if c not in skip]
-    feats = [c for c in others if _is_real_numeric(df[c])]
+    feats = [c for c in others if is_real_numeric(df[c])]
     if not feats:
         raise TableError(f"table {path!r} has no numeric column besides the group and target columns: "
                          "name the features with --features")
@@ -118,13 +114,6 @@ def _features(df, args, path: str) -> list[str]:
               "(name the features with --features to choose them)", file=sys.stderr)
     return feats
 
-
-def _is_real_numeric(series) -> bool:
-    """A column of real numbers (int or float, any pandas dtype), not text, bool or complex."""
-    import pandas as pd
-
-    return (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-            and not pd.api.types.is_complex_dtype(series))
 
 
 def _group_label(key) -> str:

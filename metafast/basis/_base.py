@@ -89,6 +89,10 @@ def family_label(family: Any) -> str:
     return f"basis family {names[0]!r} ({cls.__name__})" if names else f"basis family {cls.__name__}"
 
 
+class NonFiniteDesignError(ValueError):
+    """A basis family returned NaN in its design matrix (raised by the base class's check)."""
+
+
 def check_design_finite(family: Any, Phi: np.ndarray, first_row: int = 0) -> None:
     """Refuse a design matrix holding NaN (a bug in the family, or inputs it cannot take), naming
     the family and the first bad entry.  One sum decides in the common case.  An infinite entry
@@ -100,7 +104,7 @@ def check_design_finite(family: Any, Phi: np.ndarray, first_row: int = 0) -> Non
     if not bad.any():          # inf - inf in the sum, no NaN entry
         return
     row, col = (int(v) for v in np.argwhere(bad)[0])
-    raise ValueError(
+    raise NonFiniteDesignError(
         f"{family_label(family)} returned NaN in its design matrix at row {first_row + row}, column {col} "
         f"({int(bad.sum())} NaN entries in all): every entry must be a number; the family cannot "
         "evaluate these inputs or has a bug"

@@ -266,3 +266,17 @@ def from_csv(path, group, features, target, n_support: int | None, n_query: int 
     pd = _pandas()
     df = pd.read_csv(path, **(read_csv_kwargs or {}))
     return from_frame(df, group, features, target, n_support, n_query, seed, **kwargs)
+
+
+#: pandas' default missing-value markers (read_csv's na_values); ``metafast fit``/``predict`` apply
+#: them to every column but the group columns: there 'NA' is Namibia and 'None' a name, and only
+#: an empty cell is a missing key
+CSV_MISSING_MARKERS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def is_real_numeric(series) -> bool:
+    """A column of real numbers (int or float, any pandas dtype), not text, bool or complex."""
+    pd = _pandas()
+    return (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+            and not pd.api.types.is_complex_dtype(series))

@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from metafast.basis._base import ROW_BLOCK, BasisFamily
+from metafast.basis._base import ROW_BLOCK, BasisFamily, NonFiniteDesignError
 
 
 # ================================================================================== basis families
@@ -115,7 +115,10 @@ def check_family_design(case: _FamilyCase) -> None:
     for X in case.datasets:
         fam = case.fitted(X)
         m = fam.n_basis
-        Phi = fam.design(X)
+        try:
+            Phi = fam.design(X)
+        except NonFiniteDesignError as exc:   # the base class's own check (issue 23 D13)
+            _fail(case, name, f"design(X) contains NaN or inf on ordinary input: {exc}")
         if not isinstance(Phi, np.ndarray) or Phi.shape != (X.shape[0], m):
             _fail(case, name, f"design(X) of shape {X.shape} gave {getattr(Phi, 'shape', Phi)}; expected {(X.shape[0], m)}")
         if Phi.dtype != np.float64:

@@ -176,3 +176,25 @@ def ridge_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     eps = 1e-6 * diag + 1e-12
     A = gram + eps[:, None, None] * np.eye(k)[None]
     return np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
+
+
+#: targets whose root-mean-square lies outside this range are refused (their squares and the
+#: solvers' variances under- or overflow long before float64's own limits)
+TARGET_MAGNITUDE = (1e-50, 1e50)
+
+
+def check_target_magnitude(ts) -> None:
+    """Refuse targets too large or too small for the selection's arithmetic, saying how to rescale."""
+    y = np.concatenate([ts.y_support, ts.y_query]).astype(np.float64, copy=False)
+    if y.size == 0 or not np.isfinite(y).all():
+        return                                    # empty or non-finite: the usual checks report it
+    peak = float(np.max(np.abs(y)))
+    if peak == 0.0:
+        return
+    rms = peak * float(np.sqrt(np.mean((y / peak) ** 2)))
+    low, high = TARGET_MAGNITUDE
+    if not low <= rms <= high:
+        raise ValueError(
+            f"argument 'tasks': the targets have magnitude {rms:.3g} (root mean square), outside the "
+            f"range {low:g} to {high:g} that BasisSelector handles; rescale them (e.g. divide y by "
+            f"{rms:.3g}): which functions matter does not depend on the unit of y")

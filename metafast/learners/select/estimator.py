@@ -72,6 +72,7 @@ from metafast._validation import check_positive_int
 from metafast.basis._base import BasisFamily
 from metafast.basis.subset import restrict
 from metafast.learners.select import _solvers as solvers
+from metafast.learners.select._pack import check_target_magnitude
 from metafast.learners._base import iter_task_chunks
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
@@ -210,7 +211,7 @@ class BasisSelector(BaseEstimator):
             return self._fit_ard(tasks)
         chunks = list(iter_task_chunks(tasks))
         ts = chunks[0] if len(chunks) == 1 else TaskSet.concatenate(chunks)
-        _check_target_magnitude(ts)
+        check_target_magnitude(ts)
         self.basis_ = self._fitted_basis(ts)
         train = solvers.pack(self.basis_, ts.X_support, ts.y_support, ts.support_offsets, None, self._threads)
         self.column_scale_ = solvers.column_scale(train) if self.normalize else np.ones(self.basis_.n_basis)
@@ -399,24 +400,3 @@ class BasisSelector(BaseEstimator):
         """Names of the selected columns (importance order)."""
         return np.asarray(self.basis_.get_feature_names_out(), dtype=object)[self.get_support(indices=True)]
 
-
-#: targets whose root-mean-square lies outside this range are refused (their squares and the
-#: solvers' variances under- or overflow long before float64's own limits)
-TARGET_MAGNITUDE = (1e-50, 1e50)
-
-
-def _check_target_magnitude(ts: TaskSet) -> None:
-    """Refuse targets too large or too small for the selection's arithmetic, saying how to rescale."""
-    y = np.concatenate([ts.y_support, ts.y_query]).astype(np.float64, copy=False)
-    if y.size == 0 or not np.isfinite(y).all():
-        return                                    # empty or non-finite: the usual checks report it
-    peak = float(np.max(np.abs(y)))
-    if peak == 0.0:
-        return
-    rms = peak * float(np.sqrt(np.mean((y / peak) ** 2)))
-    low, high = TARGET_MAGNITUDE
-    if not low <= rms <= high:
-        raise ValueError(
-            f"argument 'tasks': the targets have magnitude {rms:.3g} (root mean square), outside the "
-            f"range {low:g} to {high:g} that BasisSelector handles; rescale them (e.g. divide y by "
-            f"{rms:.3g}): which functions matter does not depend on the unit of y")
