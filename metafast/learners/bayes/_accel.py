@@ -67,7 +67,7 @@ def _prior_at(theta: np.ndarray, like: GaussianPrior, noise_floor: float) -> Gau
     if not _is_positive_definite(cov):
         return None
     noise = float(np.exp(min(theta[-1], 700.0)))
-    return GaussianPrior(mean, cov, max(noise, noise_floor), like.kind)
+    return GaussianPrior(mean, cov, max(noise, noise_floor), like.kind, like.design_map)
 
 
 def squarem_step(theta0: GaussianPrior, theta1: GaussianPrior, theta2: GaussianPrior, step_max: float,
@@ -109,7 +109,8 @@ def overrelaxed(old: GaussianPrior, new: GaussianPrior, eta: float, noise_floor:
     if not _is_positive_definite(cov):
         return None
     noise = old.noise_var * (new.noise_var / old.noise_var) ** eta
-    return GaussianPrior(old.mean + eta * (new.mean - old.mean), cov, max(float(noise), noise_floor), new.kind)
+    return GaussianPrior(old.mean + eta * (new.mean - old.mean), cov, max(float(noise), noise_floor), new.kind,
+                         new.design_map)
 
 
 class EMRun:

@@ -26,6 +26,7 @@ from metafast.learners._base import (MetaLearner, check_regression, check_tasks,
 from metafast.learners.bayes._em import COVARIANCE_TYPES, GaussianPrior, Stats, log_prior
 from metafast.learners.bayes._blocks import DesignCache, chunk_estep as _chunk_estep, chunk_stats, scale_sums as _scale_sums
 from metafast.learners.bayes._accel import EMRun, combined
+from metafast.learners.bayes._whiten import missing_columns, to_user, to_whitened, warn_dependent, whitening_map
 from metafast.learners.bayes.mixture.prior import MixturePrior
 from metafast.learners.bayes.mixture._dask import mixture_on_workers
 from metafast.distributed import DaskChunks
@@ -153,6 +154,11 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         Used by the mixture prior; the single-Gaussian EM is deterministic.
     verbose : int
         > 0 shows a tqdm progress bar over EM iterations on a terminal.
+    whiten : bool
+        Run EM on the basis times a matrix that makes the pooled training Gram the identity
+        (``_whiten``; default).  The model, its optimum and the public attributes do not depend
+        on it (they are mapped back), the number of passes does: an ill-conditioned basis
+        (polynomial features, unions of families) converges as fast as a well-conditioned one.
 
     Attributes
     ----------
@@ -187,7 +193,7 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
                  tol: float = 1e-5, prior_weight: float = 1.0, prior_scale="auto", learn_basis: bool = False,
                  basis_max_iter: int = 10, basis_rounds: int = 10, basis_em_iter=3, n_init: int = 1, n_jobs=None,
                  backend: str = "threads", acceleration: str = "squarem", overrelax=None, train_rows: str = "all",
-                 random_state=None, verbose: int = 0):
+                 random_state=None, verbose: int = 0, whiten: bool = True):
         self.basis = basis
         self.covariance = covariance
         self.n_components = n_components
@@ -207,6 +213,7 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         self.train_rows = train_rows
         self.random_state = random_state
         self.verbose = verbose
+        self.whiten = whiten
 
     # ================================================================== parameters and data
     def _check_params(self) -> None:
@@ -226,6 +233,8 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
             check_positive_int(self.basis_em_iter, "basis_em_iter")
         check_positive_int(self.n_init, "n_init")
         check_train_rows(self.train_rows)
+        if not isinstance(self.whiten, (bool, np.bool_)):
+            raise ValueError(f"parameter 'whiten' must be True or False; got {self.whiten!r}")
         self._acceleration = self._check_acceleration()
         if self.backend not in ("threads", "dask"):
             raise ValueError(f"parameter 'backend' must be 'threads' or 'dask'; got {self.backend!r}")
@@ -361,10 +370,18 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         row_norm = sum_phi2 / n_rows if n_rows else 0.0
         s0 = 1.0 / row_norm if np.isfinite(row_norm) and row_norm > 0 else 1.0
         m = self.basis_.n_basis
-        self._psi = s0 if isinstance(self.prior_scale, str) else float(self.prior_scale) / self._y_scale ** 2
+        psi = s0 if isinstance(self.prior_scale, str) else float(self.prior_scale) / self._y_scale ** 2
         self._nu = float(self.prior_weight)
         self._noise_floor = _NOISE_FLOOR[np.dtype(dtype)]
-        self._prior = GaussianPrior(np.zeros(m), s0 * np.eye(m), 0.25, self.covariance)
+        gram = np.asarray(sums[3:]).reshape(m, m)
+        self._wmap = whitening_map(gram, n_rows, self.covariance, dtype) if self.whiten else None
+        warn_dependent(missing_columns(gram, n_rows, dtype), m)
+        A = None if self._wmap is None else self._wmap.A
+        if A is not None:                   # the isotropic start of the whitened coordinates
+            white_norm = float(np.sum((A.T @ gram) * A.T)) / n_rows
+            s0 = 1.0 / white_norm if np.isfinite(white_norm) and white_norm > 0 else 1.0
+        self._psi = psi if self._wmap is None else self._wmap.target(psi)
+        self._prior = GaussianPrior(np.zeros(m), s0 * np.eye(m), 0.25, self.covariance, A)
 
     def _em(self, source, prior: GaussianPrior, cache, fixed: Stats | None = None, max_iter: int | None = None):
         """EM from ``prior`` until the objective per task changes by < tol; appends history.
@@ -422,7 +439,7 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         partial = self.basis_em_iter is not None
         settled = True                      # is the prior converged for the current basis?
         for _ in range(self.basis_rounds):
-            new_basis, before, after = optimise_basis(self.basis_, chunks, prior, self._y_scale,
+            new_basis, before, after = optimise_basis(self.basis_, chunks, self._user(prior), self._y_scale,
                                                       self._n_threads, self.basis_max_iter,
                                                       evidence_on_workers(source) if isinstance(source, DaskChunks) else None)
             if new_basis is self.basis_:
@@ -441,15 +458,26 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         self.converged_ = settled
         return prior, stats
 
+    def _whitened(self, prior: GaussianPrior) -> GaussianPrior:
+        """A user-coordinate prior in the EM's whitened coordinates (the map of this fit)."""
+        wmap = getattr(self, "_wmap", None)
+        mean, cov = to_whitened(prior.mean, prior.cov, wmap)
+        return GaussianPrior(mean, cov, prior.noise_var, prior.kind, None if wmap is None else wmap.A)
+
+    def _user(self, prior: GaussianPrior) -> GaussianPrior:
+        mean, cov = to_user(prior.mean, prior.cov, getattr(self, "_wmap", None))
+        return GaussianPrior(mean, cov, prior.noise_var, prior.kind)
+
     def _finish(self, prior: GaussianPrior) -> None:
         """Store the prior and the public attributes (in the units of y)."""
         if not (np.isfinite(prior.mean).all() and np.isfinite(prior.cov).all() and np.isfinite(prior.noise_var)):
             raise FloatingPointError("MetaBayes EM reached a non-finite prior: the tasks or the basis "
                                      "hold values too large to represent (check for huge magnitudes)")
-        self._prior = prior
+        mean, cov = to_user(prior.mean, prior.cov, getattr(self, "_wmap", None))
+        self._prior = GaussianPrior(mean, cov, prior.noise_var, prior.kind)    # what adapt/predict use
         c = self._y_scale
-        self.mean_ = prior.mean * c
-        self.covariance_ = prior.cov * c ** 2
+        self.mean_ = mean * c
+        self.covariance_ = cov * c ** 2
         self.noise_var_ = float(prior.noise_var * c ** 2)
         self.log_evidence_ = np.asarray(self._history)
         self.objective_ = np.asarray(self._objective)
@@ -486,7 +514,7 @@ class MetaBayes(BayesPredictMixin, MetaLearner):
         self._history, self._objective, self._passes_at = [], [], []   # this call's (new tasks only)
         self.n_passes_ = getattr(self, "n_passes_", 0)
         try:
-            prior, self.converged_, new = self._em(source, self._prior, cache, fixed=self._stats)
+            prior, self.converged_, new = self._em(source, self._whitened(self._prior), cache, fixed=self._stats)
         finally:
             if isinstance(source, DaskChunks):
                 source.release()
