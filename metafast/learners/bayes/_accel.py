@@ -128,6 +128,8 @@ class EMRun:
         self.tol_total = learner.tol * n_tasks
         self.budget = learner.max_iter
         self.converged = False
+        self.reason = None
+        self.change_rule = True          # stop on the objective's change (L-BFGS stops on its gradient)
         self.bar = None
 
     # ------------------------------------------------------------------ pieces
@@ -149,7 +151,7 @@ class EMRun:
         self.budget -= 1
         if self.bar is not None:
             self.bar.update(1)
-        if abs(lr._objective[-1] - lr._objective[-2]) <= self.tol_total:
+        if self.change_rule and abs(lr._objective[-1] - lr._objective[-2]) <= self.tol_total:
             self.converged = True
         return self.converged or self.budget <= 0
 
@@ -181,6 +183,14 @@ class EMRun:
             prior, stats = cand, cand_stats
             if self.keep(prior, stats):
                 break
+        return prior, stats
+
+    def lbfgs(self, prior: GaussianPrior, stats: Stats):
+        """L-BFGS-B on the objective with the exact one-pass gradient (``_lbfgs``), SQUAREM as
+        the safeguard; sets ``reason``."""
+        from metafast.learners.bayes._lbfgs import lbfgs
+
+        prior, stats, self.reason = lbfgs(self, prior, stats)
         return prior, stats
 
     def squarem(self, prior: GaussianPrior, stats: Stats):

@@ -85,7 +85,6 @@ def whitening_map(gram: np.ndarray, n_rows: int, kind: str, dtype) -> WhiteningM
     the scale of the largest eigenvalue: the data say nothing there, so the prior keeps its
     start in them, finite, and never produces NaN.
     """
-    m = gram.shape[0]
     C = np.asarray(gram, dtype=np.float64) / max(int(n_rows), 1)
     C = 0.5 * (C + C.T)
     tol = RANK_TOL.get(np.dtype(dtype), RANK_TOL[np.dtype(np.float64)])
