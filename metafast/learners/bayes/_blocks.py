@@ -129,7 +129,8 @@ def scale_sums(chunk: TaskSet, basis, n_threads: int = 1) -> np.ndarray:
     y = np.asarray(chunk.y_support, dtype=np.float64)
     m = basis.n_basis
     gram = np.zeros((m, m))
-    for start in range(0, chunk.X_support.shape[0], 8192):
-        Phi = np.asarray(basis.design(chunk.X_support[start:start + 8192]), dtype=np.float64)
+    rows = max(8192, BLOCK_BYTES // (8 * m))     # few design calls: each one wakes the kernel's threads
+    for start in range(0, chunk.X_support.shape[0], rows):
+        Phi = np.asarray(basis.design(chunk.X_support[start:start + rows]), dtype=np.float64)
         gram += Phi.T @ Phi
     return np.concatenate(([float(np.dot(y, y)), float(np.trace(gram)), float(y.size)], gram.ravel()))
