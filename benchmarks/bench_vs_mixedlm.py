@@ -132,9 +132,11 @@ def main() -> None:
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     has_rs, has_sm = available("mixedlm_rs"), available("statsmodels")
     if not has_rs:
-        print("mixedlm-rs is not installed: skipping the mixedlm-rs columns (pip install mixedlm-rs)")
+        print("mixedlm-rs is not installed: skipping the mixedlm-rs columns "
+              "(pip install mixedlm-rs, or the extra: pip install metafast[peers])")
     if not has_sm:
-        print("statsmodels is not installed: skipping the statsmodels columns (pip install statsmodels)")
+        print("statsmodels is not installed: skipping the statsmodels columns "
+              "(pip install statsmodels, or the extra: pip install metafast[peers])")
     print("| q | groups | metafast s | passes | mixedlm-rs s | ratio mf/rs | llf metafast | llf mixedlm-rs "
           "| rel. diff | statsmodels s | ratio mf/sm | rel. diff sm |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
