@@ -134,6 +134,9 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
         (``_whiten``; default).  The model, its optimum and the public attributes do not depend
         on it (they are mapped back), the number of passes does: an ill-conditioned basis
         (polynomial features, unions of families) converges as fast as a well-conditioned one.
+        Not used with ``learn_basis``: its basis phases hold the prior fixed in the user's
+        coordinates, where a whitened fit's large variances along barely seen directions pin
+        the basis (an RBF length-scale stuck at its start: evidence 903 against 2052).
 
     Attributes
     ----------
@@ -354,7 +357,7 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
         self._nu = float(self.prior_weight)
         self._noise_floor = _NOISE_FLOOR[np.dtype(dtype)]
         gram = np.asarray(sums[3:]).reshape(m, m)
-        self._wmap = whitening_map(gram, n_rows, self.covariance, dtype) if self.whiten else None
+        self._wmap = whitening_map(gram, n_rows, self.covariance, dtype) if self.whiten and not self.learn_basis else None
         warn_dependent(missing_columns(gram, n_rows, dtype), m)
         A = None if self._wmap is None else self._wmap.A
         if A is not None:                   # the isotropic start of the whitened coordinates
