@@ -25,6 +25,7 @@ import numpy as np
 
 from metafast._kernels import _bayes
 from metafast.learners._prior import GaussianPrior, whitening  # noqa: F401 (re-exported to the engine)
+from metafast.learners.bayes._small import SMALL_M, small_em_stats
 
 N_BLOCKS = 256  # accumulation blocks per E-step call (depends only on the number of tasks)
 COVARIANCE_TYPES = ("full", "diag", "iso")
@@ -91,6 +92,9 @@ def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPr
     Phi = np.ascontiguousarray(Phi)
     r = np.ascontiguousarray(np.asarray(y, dtype=dtype) - Phi @ mu_w.astype(dtype), dtype=dtype)
     diag_stats = prior.kind != "full"
+    if m <= SMALL_M and not (keep_task_values or with_means) and T > 0 and offsets[0] == 0:
+        E, sum_v, s = small_em_stats(Phi, U_w, r, offsets, prior.noise_var)   # batched, no kernel
+        return _mapped_back(T, mu, U, E, sum_v, s, diag_stats, 0, 0), None
     block = max(1, -(-T // N_BLOCKS))
     n_blocks = -(-T // block)
     V = np.empty((T, m), dtype=dtype)
@@ -103,20 +107,27 @@ def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPr
                     float(prior.noise_var), diag_stats, block, kernel_threads(Phi.shape[0], T, m, n_threads),
                     V, logp, status, acc_D, acc_m, acc_s)
     D = acc_D.sum(axis=0)
-    D = np.diag(np.diag(D)) if diag_stats else np.triu(D) + np.triu(D, 1).T
+    D = np.triu(D) + np.triu(D, 1).T
     s = acc_s.sum(axis=0)
     E = D + s[2] * np.eye(m)                  # sum_t S'_t + v_t v_t^T in whitened coordinates
-    Usv = U @ acc_m.sum(axis=0)
+    stats = _mapped_back(T, mu, U, E, acc_m.sum(axis=0), s, diag_stats,
+                         int((status > 0).sum()), int((status < 0).sum()))
+    means = (mu_w + V.astype(np.float64) @ U_w.T).astype(dtype) if with_means else None
+    if keep_task_values:
+        stats.task_log_evidence = [logp]
+    return stats, means
+
+
+def _mapped_back(T, mu, U, E, sum_v, s, diag_stats: bool, n_jittered: int, n_failed: int) -> Stats:
+    """Stats of w = mu + U v from the whitened sums E = sum S'_t + v_t v_t^T and sum_v."""
+    if diag_stats:
+        E = np.diag(np.diag(E))
+    Usv = U @ sum_v
     sum_mean = T * mu + Usv
     second = U @ E @ U.T + T * np.outer(mu, mu) + np.outer(mu, Usv) + np.outer(Usv, mu)
     if diag_stats:
         second = np.diag(np.diag(second))
-    means = (mu_w + V.astype(np.float64) @ U_w.T).astype(dtype) if with_means else None
-    stats = Stats(T, int(round(s[3])), sum_mean, second, float(s[1]), float(s[0]),
-                  int((status > 0).sum()), int((status < 0).sum()))
-    if keep_task_values:
-        stats.task_log_evidence = [logp]
-    return stats, means
+    return Stats(T, int(round(s[3])), sum_mean, second, float(s[1]), float(s[0]), n_jittered, n_failed)
 
 
 def kernel_threads(n_rows: int, n_tasks: int, m: int, n_threads: int) -> int:
