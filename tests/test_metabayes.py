@@ -351,9 +351,12 @@ def _misspecified_problem():
 
 def test_learned_basis_increases_the_evidence_quick():
     train, test, _ = _misspecified_problem()
-    fixed = quiet_fit(MetaBayes(basis=LearnableRBF(10, 1.0), max_iter=30), train)
+    # whiten=False: in whitened coordinates 30 EM iterations already reach evidence 3137 on the
+    # fixed basis (basis learning then adds < 1); in the user's coordinates they stop at -2490,
+    # which leaves the basis phase the room this test measures
+    fixed = quiet_fit(MetaBayes(basis=LearnableRBF(10, 1.0), max_iter=30, whiten=False), train)
     learned = quiet_fit(MetaBayes(basis=LearnableRBF(10, 1.0), max_iter=30, learn_basis=True,
-                                  basis_rounds=1, basis_max_iter=15), train)
+                                  basis_rounds=1, basis_max_iter=15, whiten=False), train)
     assert learned.log_evidence_[-1] > fixed.log_evidence_[-1] + 1000
     assert learned.basis_.log_length_scale_[0] < np.log(1.0)
     assert learned.evaluate(test)["mse"] < fixed.evaluate(test)["mse"]
@@ -362,7 +365,8 @@ def test_learned_basis_increases_the_evidence_quick():
 @pytest.mark.slow
 def test_learned_basis_beats_the_fixed_one():
     train, test, _ = _misspecified_problem()
-    fixed = quiet_fit(MetaBayes(basis=LearnableRBF(10, 2.0), max_iter=30), train)
+    # whiten=False for the fixed fit: see the quick test above (learn_basis never whitens)
+    fixed = quiet_fit(MetaBayes(basis=LearnableRBF(10, 2.0), max_iter=30, whiten=False), train)
     learned = quiet_fit(MetaBayes(basis=LearnableRBF(10, 2.0), max_iter=30, learn_basis=True,
                                   basis_rounds=6, basis_max_iter=5), train)
     rf, rl = fixed.evaluate(test), learned.evaluate(test)

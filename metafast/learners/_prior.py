@@ -11,12 +11,17 @@ from scipy.linalg import cho_factor, cho_solve
 
 @dataclass
 class GaussianPrior:
-    """Prior N(mean, cov) over the weights and the noise variance, in standardised target units."""
+    """Prior N(mean, cov) over the weights and the noise variance, in standardised target units.
+
+    ``design_map`` (m, m) or None: the prior is on whitened weights v, w = design_map v (the EM
+    of MetaBayes runs on Phi design_map; the E-step folds the map into its whitening factor).
+    """
 
     mean: np.ndarray
     cov: np.ndarray
     noise_var: float
     kind: str = "full"
+    design_map: np.ndarray | None = None
 
     def factor(self) -> tuple[np.ndarray, float]:
         """(Sigma^{-1}, log|Sigma|) from a Cholesky factor, with jitter if Sigma is near singular."""
@@ -42,7 +47,7 @@ class GaussianPrior:
                 self.kind != "full")
 
     def copy(self) -> "GaussianPrior":
-        return GaussianPrior(self.mean.copy(), self.cov.copy(), float(self.noise_var), self.kind)
+        return GaussianPrior(self.mean.copy(), self.cov.copy(), float(self.noise_var), self.kind, self.design_map)
 
 
 def whitening(prior: GaussianPrior) -> np.ndarray:

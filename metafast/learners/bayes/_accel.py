@@ -67,7 +67,7 @@ def _prior_at(theta: np.ndarray, like: GaussianPrior, noise_floor: float) -> Gau
     if not _is_positive_definite(cov):
         return None
     noise = float(np.exp(min(theta[-1], 700.0)))
-    return GaussianPrior(mean, cov, max(noise, noise_floor), like.kind)
+    return GaussianPrior(mean, cov, max(noise, noise_floor), like.kind, like.design_map)
 
 
 def squarem_step(theta0: GaussianPrior, theta1: GaussianPrior, theta2: GaussianPrior, step_max: float,
@@ -109,7 +109,8 @@ def overrelaxed(old: GaussianPrior, new: GaussianPrior, eta: float, noise_floor:
     if not _is_positive_definite(cov):
         return None
     noise = old.noise_var * (new.noise_var / old.noise_var) ** eta
-    return GaussianPrior(old.mean + eta * (new.mean - old.mean), cov, max(float(noise), noise_floor), new.kind)
+    return GaussianPrior(old.mean + eta * (new.mean - old.mean), cov, max(float(noise), noise_floor), new.kind,
+                         new.design_map)
 
 
 class EMRun:
@@ -127,6 +128,8 @@ class EMRun:
         self.tol_total = learner.tol * n_tasks
         self.budget = learner.max_iter
         self.converged = False
+        self.reason = None
+        self.change_rule = True          # stop on the objective's change (L-BFGS stops on its gradient)
         self.bar = None
 
     # ------------------------------------------------------------------ pieces
@@ -148,7 +151,7 @@ class EMRun:
         self.budget -= 1
         if self.bar is not None:
             self.bar.update(1)
-        if abs(lr._objective[-1] - lr._objective[-2]) <= self.tol_total:
+        if self.change_rule and abs(lr._objective[-1] - lr._objective[-2]) <= self.tol_total:
             self.converged = True
         return self.converged or self.budget <= 0
 
@@ -180,6 +183,14 @@ class EMRun:
             prior, stats = cand, cand_stats
             if self.keep(prior, stats):
                 break
+        return prior, stats
+
+    def lbfgs(self, prior: GaussianPrior, stats: Stats):
+        """L-BFGS-B on the objective with the exact one-pass gradient (``_lbfgs``), SQUAREM as
+        the safeguard; sets ``reason``."""
+        from metafast.learners.bayes._lbfgs import lbfgs
+
+        prior, stats, self.reason = lbfgs(self, prior, stats)
         return prior, stats
 
     def squarem(self, prior: GaussianPrior, stats: Stats):

@@ -131,12 +131,15 @@ def chunk_estep(chunk: TaskSet, basis, y_scale: float, prior: GaussianPrior, cac
 
 
 def scale_sums(chunk: TaskSet, basis, n_threads: int = 1) -> np.ndarray:
-    """[sum y^2, sum ||phi(x)||^2, rows] of a chunk's training rows (the target-scale pass);
-    class labels are refused here, in process and on the workers alike."""
+    """[sum y^2, sum ||phi(x)||^2, rows, Gram sum phi phi^T (m*m, row-major)] of a chunk's
+    training rows (the target-scale pass, which also gives the whitening map); class labels are
+    refused here, in process and on the workers alike."""
     check_regression(chunk, "MetaBayes")
     y = np.asarray(chunk.y_support, dtype=np.float64)
-    sum_phi2 = 0.0
-    for start in range(0, chunk.X_support.shape[0], 8192):
-        Phi = np.asarray(basis.design(chunk.X_support[start:start + 8192]), dtype=np.float64)
-        sum_phi2 += float(np.einsum("ij,ij->", Phi, Phi))
-    return np.array([float(np.dot(y, y)), sum_phi2, float(y.size)])
+    m = basis.n_basis
+    gram = np.zeros((m, m))
+    rows = max(8192, BLOCK_BYTES // (8 * m))     # few design calls: each one wakes the kernel's threads
+    for start in range(0, chunk.X_support.shape[0], rows):
+        Phi = np.asarray(basis.design(chunk.X_support[start:start + rows]), dtype=np.float64)
+        gram += Phi.T @ Phi
+    return np.concatenate(([float(np.dot(y, y)), float(np.trace(gram)), float(y.size)], gram.ravel()))
