@@ -45,9 +45,17 @@ class MetaClassifier(MetaLearner):
 
     Parameters
     ----------
-    basis : BasisFamily, family name or None
+    basis : "auto", BasisFamily, family name or None
         The basis (fitted on the training tasks unless already fitted; the copy used is
-        ``basis_``).  None means ``"rbf"`` with 64 k-means centres.
+        ``basis_``).  "auto" (default; None is the same) picks among linear, rff at three length
+        scales and linear + rff by the held-out query log loss of a third of the training tasks
+        (``_auto_basis``; ``basis_choice_``, ``cv_results_``).  An explicit basis is never changed.
+    standardize : bool
+        Evaluate the basis on inputs standardised by the training rows' mean and standard
+        deviation (``basis.Standardized``; the same scaling at adapt/predict).  Default True; a
+        basis given already fitted is used as it is.
+    auto_budget : float
+        basis="auto": seconds after which no further candidate is tried (the first always is).
     head : {"logistic", "ridge", "prototype"}
     setting : {"auto", "episodic", "shared"}
         "auto" takes the training TaskSet's ``label_setting``.
@@ -98,11 +106,14 @@ class MetaClassifier(MetaLearner):
     those of the lowest).
     """
 
-    def __init__(self, basis=None, head: str = "logistic", setting: str = "auto", train_rows: str = "all",
+    def __init__(self, basis="auto", head: str = "logistic", setting: str = "auto", train_rows: str = "all",
                  max_iter: int = 100, tol: float = 1e-4, prior_weight="auto", max_classes: int = 50,
                  learn_basis: bool = False, basis_rounds: int = 3, basis_max_iter: int = 20,
-                 backend: str = "threads", n_jobs=None, random_state=None, verbose: int = 0):
+                 backend: str = "threads", n_jobs=None, random_state=None, verbose: int = 0,
+                 standardize: bool = True, auto_budget: float = 30.0):
         self.basis = basis
+        self.standardize = standardize
+        self.auto_budget = auto_budget
         self.head = head
         self.setting = setting
         self.train_rows = train_rows
@@ -134,6 +145,9 @@ class MetaClassifier(MetaLearner):
             raise TypeError(f"parameter 'learn_basis' must be True or False; got {self.learn_basis!r}")
         check_positive_int(self.basis_rounds, "basis_rounds", minimum=0)
         check_positive_int(self.basis_max_iter, "basis_max_iter")
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise TypeError(f"parameter 'standardize' must be True or False; got {self.standardize!r}")
+        check_positive_float(self.auto_budget, "auto_budget", allow_zero=True)
         if self.backend not in BACKENDS:
             raise ValueError(f"parameter 'backend' must be one of {BACKENDS}; got {self.backend!r}")
         self._n_threads = effective_n_threads(self.n_jobs)
@@ -165,7 +179,7 @@ class MetaClassifier(MetaLearner):
             first = source.first()
             check_classification_tasks(first)
             self.setting_ = first.label_setting if self.setting == "auto" else self.setting
-            self.basis_ = self._init_basis(first, default="rbf", n_basis=64, centers="kmeans", random_state=0)
+            self.basis_ = self._fit_basis(first)
             self._check_features(first)
             labels = gather_checked(source, chunk_labels, self.train_rows, self.basis_.n_features_in_)
             self.__dict__.pop("classes_", None)
@@ -185,6 +199,27 @@ class MetaClassifier(MetaLearner):
             source.release()
         self._mf_fitted = True
         return self
+
+    def _fit_basis(self, tasks: TaskSet):
+        """The fitted basis: chosen from candidates (basis="auto"), or the given one, standardised
+        when ``standardize`` and the learner fits it."""
+        from sklearn.base import clone
+
+        from metafast.basis import BasisFamily, make
+        from metafast.basis.standardized import Standardized
+
+        for attr in ("basis_choice_", "cv_results_"):
+            self.__dict__.pop(attr, None)
+        spec = "auto" if self.basis is None else self.basis
+        if isinstance(spec, str) and spec == "auto":
+            from metafast.learners.classify._auto_basis import choose_basis
+
+            self.basis_choice_, chosen, self.cv_results_ = choose_basis(self, tasks, float(self.auto_budget))
+            return clone(chosen).fit_tasks(tasks)
+        if self.standardize and (isinstance(spec, str) or (isinstance(spec, BasisFamily)
+                                                           and not spec.__sklearn_is_fitted__())):
+            return Standardized(make(spec) if isinstance(spec, str) else clone(spec)).fit_tasks(tasks)
+        return self._init_basis(tasks, default="linear")
 
     def _chunk_source(self, tasks):
         """The training chunks, kept with their support/query split: in process one TaskSet
