@@ -54,6 +54,12 @@ class MetaClassifier(MetaLearner):
         Evaluate the basis on inputs standardised by the training rows' mean and standard
         deviation (``basis.Standardized``; the same scaling at adapt/predict).  Default True; a
         basis given already fitted is used as it is.
+    metric : {"auto", "lda", "none"}
+        "lda": map the basis to r discriminant axes learned from every labelled row of the training
+        episodes (``_metric``: between/within-class scatter, closed form), in front of the head
+        (the prototype head's diagonal metric then rescales the axes).  "auto": "lda" in the
+        episodic setting in process, "none" otherwise.  ``metric_rank``: r (None: 95% of the
+        discriminant eigenvalue mass).
     auto_budget : float
         basis="auto": seconds after which no further candidate is tried (the first always is).
     head : {"logistic", "ridge", "prototype"}
@@ -110,8 +116,10 @@ class MetaClassifier(MetaLearner):
                  max_iter: int = 100, tol: float = 1e-4, prior_weight="auto", max_classes: int = 50,
                  learn_basis: bool = False, basis_rounds: int = 3, basis_max_iter: int = 20,
                  backend: str = "threads", n_jobs=None, random_state=None, verbose: int = 0,
-                 standardize: bool = True, auto_budget: float = 30.0):
+                 standardize: bool = True, metric: str = "auto", metric_rank=None, auto_budget: float = 30.0):
         self.basis = basis
+        self.metric = metric
+        self.metric_rank = metric_rank
         self.standardize = standardize
         self.auto_budget = auto_budget
         self.head = head
@@ -148,6 +156,10 @@ class MetaClassifier(MetaLearner):
         if not isinstance(self.standardize, (bool, np.bool_)):
             raise TypeError(f"parameter 'standardize' must be True or False; got {self.standardize!r}")
         check_positive_float(self.auto_budget, "auto_budget", allow_zero=True)
+        if self.metric not in ("auto", "lda", "none"):
+            raise ValueError(f"parameter 'metric' must be one of ('auto', 'lda', 'none'); got {self.metric!r}")
+        if self.metric_rank is not None:
+            check_positive_int(self.metric_rank, "metric_rank")
         if self.backend not in BACKENDS:
             raise ValueError(f"parameter 'backend' must be one of {BACKENDS}; got {self.backend!r}")
         self._n_threads = effective_n_threads(self.n_jobs)
@@ -181,6 +193,7 @@ class MetaClassifier(MetaLearner):
             self.setting_ = first.label_setting if self.setting == "auto" else self.setting
             self.basis_ = self._fit_basis(first)
             self._check_features(first)
+            self._learn_metric(first)
             labels = gather_checked(source, chunk_labels, self.train_rows, self.basis_.n_features_in_)
             self.__dict__.pop("classes_", None)
             if self.setting_ == "shared":
@@ -220,6 +233,25 @@ class MetaClassifier(MetaLearner):
                                                            and not spec.__sklearn_is_fitted__())):
             return Standardized(make(spec) if isinstance(spec, str) else clone(spec)).fit_tasks(tasks)
         return self._init_basis(tasks, default="linear")
+
+    def _learn_metric(self, tasks: TaskSet) -> None:
+        """metric="lda", or "auto" on episodes in process when a class-disjoint held-out split
+        prefers it (``_metric.choose_metric``): put the discriminant map after the basis."""
+        from metafast.learners.classify import _metric
+
+        for attr in ("metric_eigenvalues_", "metric_choice_", "metric_scores_"):
+            self.__dict__.pop(attr, None)
+        episodic = self.setting_ == "episodic" and self.backend == "threads"
+        if self.metric == "lda" and not episodic:
+            raise ValueError("metric='lda' needs episodic tasks fitted in process (backend='threads')")
+        if self.metric == "none" or not episodic:
+            return
+        if self.metric == "auto":
+            self.metric_choice_, self.metric_scores_ = _metric.choose_metric(self, tasks)
+            if self.metric_choice_ == "none":
+                return
+        self.basis_, self.metric_eigenvalues_ = _metric.project_basis(
+            self.basis_, tasks, lambda ts: split_codes("episodic", None, ts, self.max_classes), self.metric_rank)
 
     def _chunk_source(self, tasks):
         """The training chunks, kept with their support/query split: in process one TaskSet
