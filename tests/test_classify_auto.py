@@ -57,13 +57,13 @@ def test_a_failing_candidate_is_skipped_by_name_and_all_failing_is_an_error():
 def test_explicit_basis_is_never_changed_and_standardize_is_optional():
     tasks = _episodes()
     B = mf.basis.make("polynomial", n_basis=6)
-    clf = mf.MetaClassifier(basis=B, max_iter=5).fit(tasks)
+    clf = mf.MetaClassifier(basis=B, metric="none", max_iter=5).fit(tasks)
     assert isinstance(clf.basis_, Standardized) and type(clf.basis_.inner_) is type(B)
     assert not hasattr(clf, "basis_choice_")
-    raw = mf.MetaClassifier(basis=B, standardize=False, max_iter=5).fit(tasks)
+    raw = mf.MetaClassifier(basis=B, standardize=False, metric="none", max_iter=5).fit(tasks)
     assert type(raw.basis_) is type(B)
     fitted = mf.basis.make("polynomial", n_basis=6).fit(tasks.X_support)
-    assert type(mf.MetaClassifier(basis=fitted, max_iter=5).fit(tasks).basis_) is type(B)
+    assert type(mf.MetaClassifier(basis=fitted, metric="none", max_iter=5).fit(tasks).basis_) is type(B)
     with pytest.raises(TypeError, match="standardize"):
         mf.MetaClassifier(standardize="yes").fit(tasks)
 
@@ -71,7 +71,7 @@ def test_explicit_basis_is_never_changed_and_standardize_is_optional():
 def test_standardisation_makes_the_fit_scale_free():
     a = _episodes(scale=(1.0, 1.0))
     b = _episodes(scale=(1e-3, 1e4))
-    kw = dict(basis=mf.basis.make("polynomial", n_basis=6), max_iter=10)
+    kw = {"basis": mf.basis.make("polynomial", n_basis=6), "max_iter": 10}
     pa = mf.MetaClassifier(**kw).fit(a).predict_tasks_proba(a[:5])
     pb = mf.MetaClassifier(**kw).fit(b).predict_tasks_proba(b[:5])
     np.testing.assert_allclose(pa, pb, atol=1e-6)

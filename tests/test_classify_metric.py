@@ -51,7 +51,7 @@ def _two_informative_dims(n_tasks, seed):
 
 def test_lda_metric_transfers_to_new_classes_when_the_informative_axes_are_shared():
     X, y = _two_informative_dims(300, 0)
-    kw = dict(n_way=5, k_shot=1, n_query=5)
+    kw = {"n_way": 5, "k_shot": 1, "n_query": 5}
     train = mf.tasks.episodes(X, y, n_tasks=200, classes=list(range(10)), seed=0, **kw)
     test = mf.tasks.episodes(X, y, n_tasks=100, classes=list(range(10, 20)), seed=1, **kw)
     with warnings.catch_warnings():

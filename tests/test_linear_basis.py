@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from family_inputs import DTYPES, LAYOUTS, make_input, per_task_reference, tol
 
 import metafast as mf
 from metafast.basis.standardized import Standardized
 from metafast.testing import check_basis_family
-from family_inputs import DTYPES, LAYOUTS, make_input, per_task_reference, tol
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -21,7 +21,7 @@ def test_linear_design_matches_numpy(rng, dtype, layout, n, d):
     ref = np.column_stack([(X64 - X64.mean(axis=0)) / sd, np.ones(n)])
     Phi = B.design(X)
     assert Phi.dtype == dtype and B.n_basis == d + 1
-    np.testing.assert_allclose(Phi, ref, **(dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else tol(dtype)))
+    np.testing.assert_allclose(Phi, ref, **({"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else tol(dtype)))
     w = rng.normal(size=d + 1)
     np.testing.assert_allclose(B.weighted_sum(X, w), Phi.astype(np.float64) @ w, rtol=1e-4, atol=1e-4)
     offsets = np.array([0, n // 2, n])

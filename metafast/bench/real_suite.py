@@ -13,7 +13,8 @@ the others, and reports mark them.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from metafast.bench.suites import Case, LearnerSpec, Suite, metafast_learner
 
@@ -23,7 +24,12 @@ SHARED_SHOTS = (5, 10, 20)
 
 def table_baselines(kind: str) -> list[LearnerSpec]:
     """The baselines of one kind of table (see the module docstring)."""
-    from metafast.bench.table_baselines import LdaCentroid, PooledLogistic, StandardisedCentroid, TaskLogistic
+    from metafast.bench.table_baselines import (
+        LdaCentroid,
+        PooledLogistic,
+        StandardisedCentroid,
+        TaskLogistic,
+    )
 
     specs = [LearnerSpec("per-task logistic", lambda b, c: TaskLogistic(), "baseline")]
     if kind == "episodic":
@@ -53,7 +59,7 @@ def real_classification_suite(quick: bool = False, seed: int = 0, learners: Sequ
 
     learners = list(default_table_learners() if learners is None else learners)
     names = list(TABLES) if tables is None else list(tables)
-    sizes = dict(n_train=100, n_test=60) if quick else dict(n_train=600, n_test=300)
+    sizes = {"n_train": 100, "n_test": 60} if quick else {"n_train": 600, "n_test": 300}
     cases = []
     for name in names:
         kind = TABLES[name].kind

@@ -16,8 +16,8 @@ choosing MetaClassifier's defaults (their figures are reported separately).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -170,7 +170,7 @@ def load_shared(name: str, split: str, n_support: int = 5, seed: int = 0, train_
     groups = np.unique(df["group"].to_numpy())
     rng = np.random.default_rng(SPLIT_SEED)
     groups = groups[rng.permutation(groups.size)]
-    cut = int(round(train_fraction * groups.size))
+    cut = round(train_fraction * groups.size)
     chosen = set(groups[:cut] if split == "train" else groups[cut:])
     part = df[df["group"].isin(chosen)]
     sizes = part.groupby("group")["label"].transform("size")

@@ -96,7 +96,7 @@ def choose_basis(learner, tasks: TaskSet, budget: float, candidate_set: dict | N
                 scores = type(learner)(**params).fit(fit_tasks).evaluate(held)
             nll, acc = float(scores["nll"]), float(scores["accuracy"])
             status = "ok" if np.isfinite(nll) else "non-finite score"
-        except Exception as exc:           # a broken candidate (e.g. a plugin family) is skipped
+        except Exception as exc:  # noqa: BLE001 - a broken candidate (e.g. a plugin family) is skipped
             nll, acc, status = np.nan, np.nan, f"{type(exc).__name__}: {exc}"
         if status != "ok":
             warnings.warn(f"basis='auto': candidate {name!r} failed and is skipped ({status})", UserWarning,

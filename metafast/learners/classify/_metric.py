@@ -145,7 +145,7 @@ def choose_metric(learner, ts, n_tasks: int = 150) -> tuple[str, dict]:
     X, y = data
     classes, counts = np.unique(y, return_counts=True)
     n_cls = int(np.max([len(i["classes"]) for i in ts.info]))
-    k = max(1, int(round(np.median(ts.support_sizes) / n_cls)))
+    k = max(1, round(np.median(ts.support_sizes) / n_cls))
     q = 5
     classes = classes[counts >= k + q]
     perm = classes[np.random.default_rng(0).permutation(classes.size)]
