@@ -53,7 +53,7 @@ class Standardized(BasisFamily):
     def learnable_params(self) -> dict[str, np.ndarray]:
         return self.inner_.learnable_params() if hasattr(self, "inner_") else {}
 
-    def with_params(self, **params: np.ndarray) -> "Standardized":
+    def with_params(self, **params: np.ndarray) -> Standardized:
         self._check_param_names(params)
         new = copy.copy(self)
         new.inner_ = self.inner_.with_params(**params)
