@@ -70,3 +70,54 @@ def test_lda_metric_needs_episodes():
     tasks = mf.tasks.load("logistic", n_tasks=20, n_support=10, n_query=5, seed=0)
     with pytest.raises(ValueError, match="episodic"):
         mf.MetaClassifier(basis="linear", metric="lda").fit(tasks)
+
+
+def test_refined_map_gradient_matches_finite_differences(rng):
+    from metafast.learners.classify._metric_refine import MapLoss
+
+    n_classes = np.array([3, 2, 3])
+    sizes = [9, 6, 10]
+    offsets = np.r_[0, np.cumsum(sizes)]
+    codes = np.concatenate([np.arange(s) % c for s, c in zip(sizes, n_classes)])
+    f = MapLoss(rng.normal(size=(25, 5)), codes, offsets, n_classes, 2)
+    x = rng.normal(size=10) * 0.5
+    _, g = f(x)
+    eps = 1e-6
+    fd = np.array([(f(x + eps * e)[0] - f(x - eps * e)[0]) / (2 * eps) for e in np.eye(10)])
+    np.testing.assert_allclose(g, fd, atol=1e-7)
+    assert np.abs(g).max() > 1e-3
+
+
+def test_refinement_lowers_the_training_loo_loss_and_keeps_the_shape():
+    from metafast.learners.classify._metric_refine import MapLoss, refine_map
+
+    X, y = _two_informative_dims(300, 0)
+    eps = mf.tasks.episodes(X, y, n_way=5, k_shot=2, n_query=3, n_tasks=60, classes=list(range(10)), seed=0)
+    codes = np.concatenate([eps.y_support, eps.y_query]).astype(np.int64)
+    order = np.argsort(np.concatenate([np.repeat(np.arange(60), eps.support_sizes),
+                                       np.repeat(np.arange(60), eps.query_sizes)]), kind="stable")
+    Phi = np.concatenate([eps.X_support, eps.X_query])[order]
+    offsets = np.r_[0, np.cumsum(eps.support_sizes + eps.query_sizes)]
+    ncls = np.full(60, 5)
+    L0 = np.eye(8)[:, :3] * 0.1
+    L1 = refine_map(L0, Phi, codes[order], offsets, ncls)
+    f = MapLoss(Phi, codes[order], offsets, ncls, 3)
+    assert L1.shape == L0.shape and f(L1.ravel())[0] < f(L0.ravel())[0] - 0.05
+
+
+@pytest.mark.parametrize("option", ["l2", "center-l2"])
+def test_normalisation_gives_unit_vectors_and_is_applied_at_adapt(option):
+    X, y = _two_informative_dims(300, 0)
+    train = mf.tasks.episodes(X, y, n_way=5, k_shot=2, n_query=3, n_tasks=40, classes=list(range(10)), seed=0)
+    clf = mf.MetaClassifier(basis="linear", metric="none", normalize=option, max_iter=10).fit(train)
+    Phi = clf.basis_.design(X[:50])
+    np.testing.assert_allclose(np.linalg.norm(Phi, axis=1), 1.0)
+    if option == "center-l2":
+        inner = clf.basis_.inner_.design(np.concatenate([train.X_support, train.X_query]))
+        np.testing.assert_allclose(clf.basis_.center_, inner.mean(axis=0))
+    task = train[0]
+    model = clf.adapt(task.X_support, task.y_support)
+    np.testing.assert_allclose(model.predict_proba(task.X_query),
+                               clf.adapt_predict_proba(task.X_support, task.y_support, task.X_query))
+    with pytest.raises(ValueError, match="normalize"):
+        mf.MetaClassifier(normalize="l1").fit(train)

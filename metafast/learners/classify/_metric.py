@@ -98,7 +98,7 @@ class Projected(BasisFamily):
         return (Phi @ self.L_.astype(Phi.dtype)).astype(X.dtype, copy=False)
 
 
-def project_basis(basis: BasisFamily, ts, encode_split, rank: int | None = None):
+def project_basis(basis: BasisFamily, ts, encode_split, rank: int | None = None, refine: bool = False):
     """(Projected basis, eigenvalues): the LDA map of ``basis`` learned from every labelled row of
     episodes ``ts`` (``encode_split(ts) -> (support codes, n_classes, query codes)``)."""
     codes_s, ncls, codes_q = encode_split(ts)
@@ -112,6 +112,10 @@ def project_basis(basis: BasisFamily, ts, encode_split, rank: int | None = None)
     Phi = basis.design(X[order])
     S_w, S_b, shrink = episode_scatter(Phi, codes[order], offsets, np.asarray(ncls, dtype=np.int64))
     L, lam = lda_map(S_w, S_b, rank, shrink)
+    if refine:
+        from metafast.learners.classify._metric_refine import refine_map
+
+        L = refine_map(L, Phi, codes[order], offsets, np.asarray(ncls, dtype=np.int64))
     return Projected(basis, L).fit(X[:1]), lam
 
 
@@ -133,7 +137,7 @@ def class_rows(ts):
 
 
 def choose_metric(learner, ts, n_tasks: int = 150) -> tuple[str, dict]:
-    """("lda" or "none", scores): the metric whose held-out query log loss is lower when fitted on
+    """("none", "lda" or "lda-refined", scores): the metric whose held-out query log loss is lowest when fitted on
     episodes of half of the meta-train classes and scored on episodes of the other half (the
     class-disjoint transfer the metric is for).  "none" when the episodes do not record their
     classes or there are too few classes to split."""
@@ -156,7 +160,7 @@ def choose_metric(learner, ts, n_tasks: int = 150) -> tuple[str, dict]:
     fit_eps = mf.tasks.episodes(X, y, n_way=way, k_shot=k, n_query=q, n_tasks=n_tasks, classes=list(a), seed=0)
     held = mf.tasks.episodes(X, y, n_way=way, k_shot=k, n_query=q, n_tasks=n_tasks, classes=list(b), seed=1)
     scores = {}
-    for metric in ("none", "lda"):
+    for metric in ("none", "lda", "lda-refined"):
         params = dict(learner.get_params(deep=False), basis=learner.basis_, metric=metric, standardize=False,
                       learn_basis=False, backend="threads", max_iter=min(learner.max_iter, 30), verbose=0)
         scores[metric] = float(type(learner)(**params).fit(fit_eps).evaluate(held)["nll"])

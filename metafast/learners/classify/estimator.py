@@ -29,6 +29,7 @@ from metafast.learners.classify._scores import ECE_BINS, classification_metrics,
 from metafast.learners.classify._task import BasisClassifier, softmax
 from metafast.learners.classify._labels import check_classification_tasks, check_labels, encode_shared
 from metafast.learners.classify._logistic import LogisticHead, masked_log_softmax
+from metafast.learners.classify._representation import fit_representation
 from metafast.learners.classify._prototype import PrototypeHead
 from metafast.learners.classify._ridge_head import RidgeHead
 from metafast.parallel import effective_n_threads, with_one_blas_thread
@@ -37,6 +38,7 @@ from metafast.tasks._taskset import TaskSet
 
 HEADS = {"logistic": LogisticHead, "ridge": RidgeHead, "prototype": PrototypeHead}
 SETTINGS = ("auto", "episodic", "shared")
+METRICS = ("auto", "lda", "lda-refined", "none")
 BACKENDS = ("threads", "dask")
 
 
@@ -54,12 +56,16 @@ class MetaClassifier(MetaLearner):
         Evaluate the basis on inputs standardised by the training rows' mean and standard
         deviation (``basis.Standardized``; the same scaling at adapt/predict).  Default True; a
         basis given already fitted is used as it is.
-    metric : {"auto", "lda", "none"}
+    metric : {"auto", "lda", "lda-refined", "none"}
         "lda": map the basis to r discriminant axes learned from every labelled row of the training
-        episodes (``_metric``: between/within-class scatter, closed form), in front of the head
-        (the prototype head's diagonal metric then rescales the axes).  "auto": "lda" in the
-        episodic setting in process, "none" otherwise.  ``metric_rank``: r (None: 95% of the
+        episodes (``_metric``: between/within-class scatter, closed form), in front of the head;
+        "lda-refined": then L-BFGS on the leave-one-out log loss (``_metric_refine``).  "auto": the
+        option a class-disjoint held-out split of the meta-train classes prefers (episodes in
+        process), "none" otherwise.  ``metric_rank``: r (None: 95% of the
         discriminant eigenvalue mass).
+    normalize : {"none", "l2", "center-l2"}
+        After the basis (and metric): scale each basis vector to unit length ("l2"), after
+        centring it by the meta-train mean ("center-l2", SimpleShot); ``_normalize``.
     auto_budget : float
         basis="auto": seconds after which no further candidate is tried (the first always is).
     head : {"logistic", "ridge", "prototype"}
@@ -116,8 +122,10 @@ class MetaClassifier(MetaLearner):
                  max_iter: int = 100, tol: float = 1e-4, prior_weight="auto", max_classes: int = 50,
                  learn_basis: bool = False, basis_rounds: int = 3, basis_max_iter: int = 20,
                  backend: str = "threads", n_jobs=None, random_state=None, verbose: int = 0,
-                 standardize: bool = True, metric: str = "auto", metric_rank=None, auto_budget: float = 30.0):
+                 standardize: bool = True, metric: str = "auto", metric_rank=None, normalize: str = "none",
+                 auto_budget: float = 30.0):
         self.basis = basis
+        self.normalize = normalize
         self.metric = metric
         self.metric_rank = metric_rank
         self.standardize = standardize
@@ -156,8 +164,10 @@ class MetaClassifier(MetaLearner):
         if not isinstance(self.standardize, (bool, np.bool_)):
             raise TypeError(f"parameter 'standardize' must be True or False; got {self.standardize!r}")
         check_positive_float(self.auto_budget, "auto_budget", allow_zero=True)
-        if self.metric not in ("auto", "lda", "none"):
-            raise ValueError(f"parameter 'metric' must be one of ('auto', 'lda', 'none'); got {self.metric!r}")
+        if self.metric not in METRICS:
+            raise ValueError(f"parameter 'metric' must be one of {METRICS}; got {self.metric!r}")
+        if self.normalize not in ("none", "l2", "center-l2"):
+            raise ValueError(f"parameter 'normalize' must be one of ('none', 'l2', 'center-l2'); got {self.normalize!r}")
         if self.metric_rank is not None:
             check_positive_int(self.metric_rank, "metric_rank")
         if self.backend not in BACKENDS:
@@ -191,9 +201,8 @@ class MetaClassifier(MetaLearner):
             first = source.first()
             check_classification_tasks(first)
             self.setting_ = first.label_setting if self.setting == "auto" else self.setting
-            self.basis_ = self._fit_basis(first)
+            self.basis_ = fit_representation(self, first)
             self._check_features(first)
-            self._learn_metric(first)
             labels = gather_checked(source, chunk_labels, self.train_rows, self.basis_.n_features_in_)
             self.__dict__.pop("classes_", None)
             if self.setting_ == "shared":
@@ -212,46 +221,6 @@ class MetaClassifier(MetaLearner):
             source.release()
         self._mf_fitted = True
         return self
-
-    def _fit_basis(self, tasks: TaskSet):
-        """The fitted basis: chosen from candidates (basis="auto"), or the given one, standardised
-        when ``standardize`` and the learner fits it."""
-        from sklearn.base import clone
-
-        from metafast.basis import BasisFamily, make
-        from metafast.basis.standardized import Standardized
-
-        for attr in ("basis_choice_", "cv_results_"):
-            self.__dict__.pop(attr, None)
-        spec = "auto" if self.basis is None else self.basis
-        if isinstance(spec, str) and spec == "auto":
-            from metafast.learners.classify._auto_basis import choose_basis
-
-            self.basis_choice_, chosen, self.cv_results_ = choose_basis(self, tasks, float(self.auto_budget))
-            return clone(chosen).fit_tasks(tasks)
-        if self.standardize and (isinstance(spec, str) or (isinstance(spec, BasisFamily)
-                                                           and not spec.__sklearn_is_fitted__())):
-            return Standardized(make(spec) if isinstance(spec, str) else clone(spec)).fit_tasks(tasks)
-        return self._init_basis(tasks, default="linear")
-
-    def _learn_metric(self, tasks: TaskSet) -> None:
-        """metric="lda", or "auto" on episodes in process when a class-disjoint held-out split
-        prefers it (``_metric.choose_metric``): put the discriminant map after the basis."""
-        from metafast.learners.classify import _metric
-
-        for attr in ("metric_eigenvalues_", "metric_choice_", "metric_scores_"):
-            self.__dict__.pop(attr, None)
-        episodic = self.setting_ == "episodic" and self.backend == "threads"
-        if self.metric == "lda" and not episodic:
-            raise ValueError("metric='lda' needs episodic tasks fitted in process (backend='threads')")
-        if self.metric == "none" or not episodic:
-            return
-        if self.metric == "auto":
-            self.metric_choice_, self.metric_scores_ = _metric.choose_metric(self, tasks)
-            if self.metric_choice_ == "none":
-                return
-        self.basis_, self.metric_eigenvalues_ = _metric.project_basis(
-            self.basis_, tasks, lambda ts: split_codes("episodic", None, ts, self.max_classes), self.metric_rank)
 
     def _chunk_source(self, tasks):
         """The training chunks, kept with their support/query split: in process one TaskSet
