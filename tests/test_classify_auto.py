@@ -21,7 +21,7 @@ def _episodes(n_tasks=60, seed=0, scale=(1.0, 1000.0)):
 def test_auto_records_its_choice_and_scores():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf = mf.MetaClassifier(max_iter=10, metric="none").fit(_episodes())
+        clf = mf.MetaClassifier(max_iter=10, metric="none", normalize="none").fit(_episodes())
     res = clf.cv_results_
     assert clf.basis_choice_ in res["candidate"]
     ok = [n for n, s in zip(res["nll"], res["status"]) if s == "ok"]
@@ -57,13 +57,13 @@ def test_a_failing_candidate_is_skipped_by_name_and_all_failing_is_an_error():
 def test_explicit_basis_is_never_changed_and_standardize_is_optional():
     tasks = _episodes()
     B = mf.basis.make("polynomial", n_basis=6)
-    clf = mf.MetaClassifier(basis=B, metric="none", max_iter=5).fit(tasks)
+    clf = mf.MetaClassifier(basis=B, metric="none", normalize="none", max_iter=5).fit(tasks)
     assert isinstance(clf.basis_, Standardized) and type(clf.basis_.inner_) is type(B)
     assert not hasattr(clf, "basis_choice_")
-    raw = mf.MetaClassifier(basis=B, standardize=False, metric="none", max_iter=5).fit(tasks)
+    raw = mf.MetaClassifier(basis=B, standardize=False, metric="none", normalize="none", max_iter=5).fit(tasks)
     assert type(raw.basis_) is type(B)
     fitted = mf.basis.make("polynomial", n_basis=6).fit(tasks.X_support)
-    assert type(mf.MetaClassifier(basis=fitted, metric="none", max_iter=5).fit(tasks).basis_) is type(B)
+    assert type(mf.MetaClassifier(basis=fitted, metric="none", normalize="none", max_iter=5).fit(tasks).basis_) is type(B)
     with pytest.raises(TypeError, match="standardize"):
         mf.MetaClassifier(standardize="yes").fit(tasks)
 

@@ -20,9 +20,9 @@ import numpy as np
 
 from metafast.tasks._taskset import TaskSet
 
-MAX_TASKS = 300        # training tasks used to choose (a random subset: choosing must stay cheap)
+MAX_TASKS = 200        # training tasks used to choose (a random subset: choosing must stay cheap)
 MIN_TASKS = 6          # fewer: no held-out split is worth having
-MAX_ITER = 30
+MAX_ITER = 15
 RFF_FEATURES = 128
 RFF_SCALES = (0.5, 1.0, 2.0)
 MEDIAN_ROWS = 500

@@ -136,7 +136,7 @@ def class_rows(ts):
     return X, np.concatenate(labels)[idx]
 
 
-def choose_metric(learner, ts, n_tasks: int = 150) -> tuple[str, dict]:
+def choose_metric(learner, ts, n_tasks: int = 100) -> tuple[str, dict]:
     """("none", "lda" or "lda-refined", scores): the metric whose held-out query log loss is lowest when fitted on
     episodes of half of the meta-train classes and scored on episodes of the other half (the
     class-disjoint transfer the metric is for).  "none" when the episodes do not record their
@@ -162,7 +162,7 @@ def choose_metric(learner, ts, n_tasks: int = 150) -> tuple[str, dict]:
     scores = {}
     for metric in ("none", "lda", "lda-refined"):
         params = dict(learner.get_params(deep=False), basis=learner.basis_, metric=metric, standardize=False,
-                      learn_basis=False, backend="threads", max_iter=min(learner.max_iter, 30), verbose=0)
+                      learn_basis=False, backend="threads", max_iter=min(learner.max_iter, 15), verbose=0)
         scores[metric] = float(type(learner)(**params).fit(fit_eps).evaluate(held)["nll"])
     return min(scores, key=scores.get), scores
 

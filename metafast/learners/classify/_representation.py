@@ -10,13 +10,21 @@ from metafast.tasks._taskset import TaskSet
 
 def fit_representation(self, tasks: TaskSet):
     """The fitted basis_ of learner ``self`` on its first training chunk ``tasks``."""
+    if self.learn_basis and (self.metric not in ("auto", "none") or self.normalize not in ("auto", "none")):
+        raise ValueError("learn_basis=True tunes the basis through its own parameters: it needs metric and "
+                         f"normalize 'auto' or 'none' (got metric={self.metric!r}, normalize={self.normalize!r})")
     self.basis_ = fit_basis(self, tasks)
-    if self.basis_.n_features_in_ == tasks.n_features:
+    if self.basis_.n_features_in_ == tasks.n_features and not self.learn_basis:
         learn_metric(self, tasks)
-    if self.normalize != "none":
+    self.normalize_ = self.normalize
+    if self.normalize == "auto":   # measured: l2 helps episodes on average (docs/classification.md), but
+        # not after a low-rank metric map (r axes on the unit sphere lose the radius)
+        plain = getattr(self, "metric_eigenvalues_", None) is None
+        self.normalize_ = "l2" if self.setting_ == "episodic" and not self.learn_basis and plain else "none"
+    if self.normalize_ != "none":
         from metafast.learners.classify._normalize import normalize_basis
 
-        self.basis_ = normalize_basis(self.basis_, tasks, self.normalize)
+        self.basis_ = normalize_basis(self.basis_, tasks, self.normalize_)
     return self.basis_
 
 

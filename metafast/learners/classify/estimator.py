@@ -63,9 +63,10 @@ class MetaClassifier(MetaLearner):
         option a class-disjoint held-out split of the meta-train classes prefers (episodes in
         process), "none" otherwise.  ``metric_rank``: r (None: 95% of the
         discriminant eigenvalue mass).
-    normalize : {"none", "l2", "center-l2"}
+    normalize : {"auto", "none", "l2", "center-l2"}
         After the basis (and metric): scale each basis vector to unit length ("l2"), after
-        centring it by the meta-train mean ("center-l2", SimpleShot); ``_normalize``.
+        centring it by the meta-train mean ("center-l2", SimpleShot); ``_normalize``.  "auto"
+        (default): "l2" in the episodic setting, "none" with shared labels (``normalize_``).
     auto_budget : float
         basis="auto": seconds after which no further candidate is tried (the first always is).
     head : {"logistic", "ridge", "prototype"}
@@ -122,7 +123,7 @@ class MetaClassifier(MetaLearner):
                  max_iter: int = 100, tol: float = 1e-4, prior_weight="auto", max_classes: int = 50,
                  learn_basis: bool = False, basis_rounds: int = 3, basis_max_iter: int = 20,
                  backend: str = "threads", n_jobs=None, random_state=None, verbose: int = 0,
-                 standardize: bool = True, metric: str = "auto", metric_rank=None, normalize: str = "none",
+                 standardize: bool = True, metric: str = "auto", metric_rank=None, normalize: str = "auto",
                  auto_budget: float = 30.0):
         self.basis = basis
         self.normalize = normalize
@@ -166,8 +167,9 @@ class MetaClassifier(MetaLearner):
         check_positive_float(self.auto_budget, "auto_budget", allow_zero=True)
         if self.metric not in METRICS:
             raise ValueError(f"parameter 'metric' must be one of {METRICS}; got {self.metric!r}")
-        if self.normalize not in ("none", "l2", "center-l2"):
-            raise ValueError(f"parameter 'normalize' must be one of ('none', 'l2', 'center-l2'); got {self.normalize!r}")
+        if self.normalize not in ("auto", "none", "l2", "center-l2"):
+            raise ValueError("parameter 'normalize' must be one of ('auto', 'none', 'l2', 'center-l2'); "
+                             f"got {self.normalize!r}")
         if self.metric_rank is not None:
             check_positive_int(self.metric_rank, "metric_rank")
         if self.backend not in BACKENDS:
