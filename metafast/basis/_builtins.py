@@ -7,6 +7,7 @@ from metafast.hookspecs import hookimpl
 def metafast_basis_families(register):
     from metafast.basis.bspline import BSpline
     from metafast.basis.fourier import Fourier
+    from metafast.basis.linear import Linear
     from metafast.basis.mlp import MLP
     from metafast.basis.polynomial import Polynomial
     from metafast.basis.random_features import RFF, RandomReLU
@@ -16,6 +17,7 @@ def metafast_basis_families(register):
 
     register("rbf", RBF)
     register("rff", RFF)
+    register("linear", Linear)
     register("relu", RandomReLU)
     register("fourier", Fourier)
     register("polynomial", Polynomial)

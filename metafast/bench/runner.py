@@ -80,7 +80,8 @@ class _TaskCache:
         key = (case.family, split, tuple(sorted(params.items())))
         if key not in self._store:
             try:
-                self._store[key] = (_load_tasks(case.family, params), None)
+                tasks = case.loader(split, **params) if case.loader is not None else _load_tasks(case.family, params)
+                self._store[key] = (tasks, None)
             except Exception as exc:
                 self._store[key] = (None, exc)
         tasks, exc = self._store[key]

@@ -70,6 +70,7 @@ class Case:
     split_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     basis: tuple[str, Mapping[str, Any]] = DEFAULT_BASIS
     problem: str = "regression"
+    loader: Callable[..., Any] | None = None   # loads the tasks instead of mf.tasks.load(family)
 
     def loader_params(self, split: str) -> dict:
         """Keyword arguments of ``mf.tasks.load(family, ...)`` for the "train" or "test" split."""
@@ -302,7 +303,14 @@ BUILTIN_SUITES: dict[str, Callable[..., Suite]] = {
     "demo": demo_suite,
     "gradient": gradient_suite,
     "selection": selection_suite,
+    "real-classification": lambda quick=False, seed=0: _real_classification(quick=quick, seed=seed),
 }
+
+
+def _real_classification(quick: bool = False, seed: int = 0) -> Suite:
+    from metafast.bench.real_suite import real_classification_suite
+
+    return real_classification_suite(quick=quick, seed=seed)
 
 
 # ---------------------------------------------------------------------------------- plugin suites

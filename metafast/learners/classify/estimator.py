@@ -25,9 +25,11 @@ from metafast.learners._base import MetaLearner, check_train_rows, iter_task_chu
 from metafast.learners.classify._chunks import (
     LocalChunks, Spec, chunk_labels, design_with_bias, encode, gather_checked, split_codes, summarise,
 )
+from metafast.learners.classify._scores import ECE_BINS, classification_metrics, expected_calibration_error
 from metafast.learners.classify._task import BasisClassifier, softmax
 from metafast.learners.classify._labels import check_classification_tasks, check_labels, encode_shared
 from metafast.learners.classify._logistic import LogisticHead, masked_log_softmax
+from metafast.learners.classify._representation import fit_representation
 from metafast.learners.classify._prototype import PrototypeHead
 from metafast.learners.classify._ridge_head import RidgeHead
 from metafast.parallel import effective_n_threads, with_one_blas_thread
@@ -36,8 +38,8 @@ from metafast.tasks._taskset import TaskSet
 
 HEADS = {"logistic": LogisticHead, "ridge": RidgeHead, "prototype": PrototypeHead}
 SETTINGS = ("auto", "episodic", "shared")
+METRICS = ("auto", "lda", "lda-refined", "none")
 BACKENDS = ("threads", "dask")
-ECE_BINS = 15
 
 
 class MetaClassifier(MetaLearner):
@@ -45,9 +47,28 @@ class MetaClassifier(MetaLearner):
 
     Parameters
     ----------
-    basis : BasisFamily, family name or None
+    basis : "auto", BasisFamily, family name or None
         The basis (fitted on the training tasks unless already fitted; the copy used is
-        ``basis_``).  None means ``"rbf"`` with 64 k-means centres.
+        ``basis_``).  "auto" (default; None is the same) picks among linear, rff at three length
+        scales and linear + rff by the held-out query log loss of a third of the training tasks
+        (``_auto_basis``; ``basis_choice_``, ``cv_results_``).  An explicit basis is never changed.
+    standardize : bool
+        Evaluate the basis on inputs standardised by the training rows' mean and standard
+        deviation (``basis.Standardized``; the same scaling at adapt/predict).  Default True; a
+        basis given already fitted is used as it is.
+    metric : {"auto", "lda", "lda-refined", "none"}
+        "lda": map the basis to r discriminant axes learned from every labelled row of the training
+        episodes (``_metric``: between/within-class scatter, closed form), in front of the head;
+        "lda-refined": then L-BFGS on the leave-one-out log loss (``_metric_refine``).  "auto": the
+        option a class-disjoint held-out split of the meta-train classes prefers (episodes in
+        process), "none" otherwise.  ``metric_rank``: r (None: 95% of the
+        discriminant eigenvalue mass).
+    normalize : {"auto", "none", "l2", "center-l2"}
+        After the basis (and metric): scale each basis vector to unit length ("l2"), after
+        centring it by the meta-train mean ("center-l2", SimpleShot); ``_normalize``.  "auto"
+        (default): "l2" in the episodic setting, "none" with shared labels (``normalize_``).
+    auto_budget : float
+        basis="auto": seconds after which no further candidate is tried (the first always is).
     head : {"logistic", "ridge", "prototype"}
     setting : {"auto", "episodic", "shared"}
         "auto" takes the training TaskSet's ``label_setting``.
@@ -98,11 +119,18 @@ class MetaClassifier(MetaLearner):
     those of the lowest).
     """
 
-    def __init__(self, basis=None, head: str = "logistic", setting: str = "auto", train_rows: str = "all",
+    def __init__(self, basis="auto", head: str = "logistic", setting: str = "auto", train_rows: str = "all",
                  max_iter: int = 100, tol: float = 1e-4, prior_weight="auto", max_classes: int = 50,
                  learn_basis: bool = False, basis_rounds: int = 3, basis_max_iter: int = 20,
-                 backend: str = "threads", n_jobs=None, random_state=None, verbose: int = 0):
+                 backend: str = "threads", n_jobs=None, random_state=None, verbose: int = 0,
+                 standardize: bool = True, metric: str = "auto", metric_rank=None, normalize: str = "auto",
+                 auto_budget: float = 30.0):
         self.basis = basis
+        self.normalize = normalize
+        self.metric = metric
+        self.metric_rank = metric_rank
+        self.standardize = standardize
+        self.auto_budget = auto_budget
         self.head = head
         self.setting = setting
         self.train_rows = train_rows
@@ -134,6 +162,16 @@ class MetaClassifier(MetaLearner):
             raise TypeError(f"parameter 'learn_basis' must be True or False; got {self.learn_basis!r}")
         check_positive_int(self.basis_rounds, "basis_rounds", minimum=0)
         check_positive_int(self.basis_max_iter, "basis_max_iter")
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise TypeError(f"parameter 'standardize' must be True or False; got {self.standardize!r}")
+        check_positive_float(self.auto_budget, "auto_budget", allow_zero=True)
+        if self.metric not in METRICS:
+            raise ValueError(f"parameter 'metric' must be one of {METRICS}; got {self.metric!r}")
+        if self.normalize not in ("auto", "none", "l2", "center-l2"):
+            raise ValueError("parameter 'normalize' must be one of ('auto', 'none', 'l2', 'center-l2'); "
+                             f"got {self.normalize!r}")
+        if self.metric_rank is not None:
+            check_positive_int(self.metric_rank, "metric_rank")
         if self.backend not in BACKENDS:
             raise ValueError(f"parameter 'backend' must be one of {BACKENDS}; got {self.backend!r}")
         self._n_threads = effective_n_threads(self.n_jobs)
@@ -174,7 +212,7 @@ class MetaClassifier(MetaLearner):
             first = source.first()
             check_classification_tasks(first)
             self.setting_ = first.label_setting if self.setting == "auto" else self.setting
-            self.basis_ = self._init_basis(first, default="rbf", n_basis=64, centers="kmeans", random_state=0)
+            self.basis_ = fit_representation(self, first)
             self._check_features(first)
             labels = gather_checked(source, chunk_labels, self.train_rows, self.basis_.n_features_in_)
             self.__dict__.pop("classes_", None)
@@ -381,39 +419,6 @@ class MetaClassifier(MetaLearner):
     def adapt_predict_proba(self, X, y, X_query) -> np.ndarray:
         """Class probabilities of X_query (columns: the adapted classes_) after adapting to (X, y)."""
         return softmax(self._adapt_scores(X, y, X_query)[1])
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float:
-    """sum_b (n_b / n) |accuracy_b - mean confidence_b| over equal-width confidence bins."""
-    if confidence.size == 0:
-        return 0.0
-    bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
-    acc = np.bincount(bins, weights=correct, minlength=n_bins)
-    conf = np.bincount(bins, weights=confidence, minlength=n_bins)
-    return float(np.abs(acc - conf).sum() / confidence.size)
-
-
-def classification_metrics(Z: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: np.ndarray) -> dict:
-    """accuracy, nll (per task, averaged over tasks with query rows, with 95% CIs), ece, n_tasks."""
-    from metafast.learners._base import per_task_mean
-
-    sizes = np.diff(offsets)
-    keep = sizes > 0
-    if not keep.any():
-        raise ValueError("no task has query points: nothing to evaluate")
-    per_row = np.repeat(n_classes, sizes)
-    lp = masked_log_softmax(Z, per_row)
-    rows = np.arange(Z.shape[0])
-    pred = np.argmax(lp, axis=1)
-    correct = (pred == codes).astype(np.float64, copy=False)
-    nll = -lp[rows, codes]
-    out: dict = {"n_tasks": int(keep.sum())}
-    for key, vals in (("accuracy", correct), ("nll", nll)):
-        per_task = per_task_mean(vals, offsets)[keep]
-        out[key] = float(per_task.mean())
-        out[key + "_ci95"] = float(1.96 * per_task.std(ddof=1) / np.sqrt(per_task.size)) if per_task.size > 1 else 0.0
-    out["ece"] = expected_calibration_error(np.exp(lp[rows, pred]), correct)
-    return out
 
 
 __all__ = ["MetaClassifier", "BasisClassifier", "classification_metrics", "expected_calibration_error", "softmax"]
