@@ -194,14 +194,15 @@ def test_bad_input_errors(tasks):
 
 
 def test_train_rows_support_keeps_the_given_split(tasks, test_tasks, monkeypatch):
-    from metafast.learners.grad import estimator as grad
+    from metafast.learners.grad import _training as grad
 
     modes = []
     real = grad.split_batch
     monkeypatch.setattr(grad, "split_batch", lambda rows, t, mode, rng: modes.append(mode) or real(rows, t, mode, rng))
     basis = small_basis(tasks, n_basis=10)
-    given = mf.MetaGrad(basis=basis, train_rows="support", n_iter=20, random_state=0).fit(tasks)
-    resplit = mf.MetaGrad(basis=basis, n_iter=20, random_state=0).fit(tasks)
-    mf.MetaGrad(basis=basis, method="reptile", n_iter=5, random_state=0).fit(tasks)
+    kw = dict(basis=basis, validation_fraction=None, random_state=0)
+    given = mf.MetaGrad(train_rows="support", n_iter=20, **kw).fit(tasks)
+    resplit = mf.MetaGrad(n_iter=20, **kw).fit(tasks)
+    mf.MetaGrad(method="reptile", n_iter=5, **kw).fit(tasks)
     assert modes == ["given"] * 20 + ["resplit"] * 20 + ["inner-only"] * 5
     assert not np.allclose(given.init_coef_, resplit.init_coef_)

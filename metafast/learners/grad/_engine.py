@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from metafast._kernels import _metagrad
+from metafast.learners.grad._scales import target_scale
 from metafast.tasks._taskset import TaskSet
 
 METHOD_CODES = {"maml": _metagrad.METHOD_MAML, "metasgd": _metagrad.METHOD_MAML,
@@ -157,8 +158,15 @@ def batch_meta_grad(method: str, inner_steps: int, lam: float, basis, rows: Trai
 
 def adapt_weights(method: str, inner_steps: int, lam: float, Phi: np.ndarray, y: np.ndarray,
                   offsets: np.ndarray, w0: np.ndarray, rates: np.ndarray, n_threads: int) -> np.ndarray:
-    """(T, m) adapted weights of packed tasks (kernel: ``_metagrad.adapt_tasks``), in Phi's dtype."""
+    """(T, m) adapted weights of packed tasks (kernel: ``_metagrad.adapt_tasks``), in Phi's dtype.
+
+    The inner loop is linear in (w0, y), so it runs on y / c and w0 / c (c the RMS of both) and the
+    result is multiplied back: targets near 1e-300 or 1e300 neither underflow nor overflow.
+    """
     dtype = Phi.dtype
+    y, w0 = np.asarray(y, dtype=np.float64), np.asarray(w0, dtype=np.float64)
+    c = target_scale(np.concatenate([y, w0]))
+    y, w0 = y / c, w0 / c
     T = offsets.shape[0] - 1
     W = np.empty((T, Phi.shape[1]), dtype)
     status = np.empty(T, np.intc)
@@ -174,4 +182,4 @@ def adapt_weights(method: str, inner_steps: int, lam: float, Phi: np.ndarray, y:
         raise FloatingPointError(
             f"MetaGrad: adaptation diverged or was singular on task(s) {np.flatnonzero(bad)[:10].tolist()}: "
             "the inner learning rate is too large for these inputs (or the targets are huge)")
-    return W
+    return W * np.asarray(c, dtype=dtype) if c != 1.0 else W
