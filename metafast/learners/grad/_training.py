@@ -39,7 +39,8 @@ class ValidationSet:
 
     def loss(self, method: str, inner_steps: int, lam: float, basis, w0: np.ndarray, rates: np.ndarray,
              n_threads: int) -> float:
-        """Mean over tasks of the outer-row MSE after adaptation, in units of y^2 (inf if diverged)."""
+        """Mean over tasks of the outer-row MSE after adaptation, in units of the scaled targets
+        (multiply by y_scale**2 for units of y; inf if diverged)."""
         b = self.batch
         Phi = np.ascontiguousarray(self.rows.design(basis, b.inner), dtype=np.float64)
         Phiq = np.asarray(self.rows.design(basis, b.outer), dtype=np.float64)
@@ -54,7 +55,7 @@ class ValidationSet:
             sums = np.bincount(task, resid ** 2, minlength=len(b.tasks))
         counts = np.diff(b.outer_offsets)
         keep = counts > 0
-        value = float(np.mean(sums[keep] / counts[keep])) * self.y_scale ** 2 if keep.any() else float("inf")
+        value = float(np.mean(sums[keep] / counts[keep])) if keep.any() else float("inf")
         return value if np.isfinite(value) else float("inf")
 
 
@@ -123,14 +124,14 @@ def train(model, ts: TaskSet, epochs: int | None, valid: ValidationSet | None) -
                                          {"w0": lr, "rates": lr, "basis": lr * (basis_ratio or 1.0)})
         if model.learn_basis_:
             model.basis_ = base_basis.with_params(**_unflatten(model._params["basis"], model._basis_layout))
-        train_loss = 2.0 * res.loss * model._y_scale ** 2
+        train_loss = in_units_of_y2(2.0 * res.loss, model._y_scale)
         model.loss_curve_.append(train_loss)
         recent.append(train_loss)
         model.n_iter_ += 1
         model.n_tasks_seen_ += len(tasks)
         if valid is not None and (model.n_iter_ % EVAL_EVERY == 0 or it == total - 1):
             val = valid.loss(method, k, model.inner_reg_, model.basis_, *model._weights(), 1)
-            _record(model, float(np.mean(recent)), val, lr, time.perf_counter() - t0)
+            _record(model, float(np.mean(recent)), in_units_of_y2(val, model._y_scale), lr, time.perf_counter() - t0)
             recent = []
             if val < best[0] * (1.0 - REL_TOL):
                 best, n_bad = (val, dict(model._params), model.basis_), 0
@@ -145,8 +146,14 @@ def train(model, ts: TaskSet, epochs: int | None, valid: ValidationSet | None) -
             break
     if valid is not None and np.isfinite(best[0]):
         model._params, model.basis_ = dict(best[1]), best[2]
-        model.best_val_loss_ = best[0]
+        model.best_val_loss_ = in_units_of_y2(best[0], model._y_scale)
     model._publish()
+
+
+def in_units_of_y2(loss: float, y_scale: float) -> float:
+    """A loss of the scaled targets in units of y^2 (inf, not an OverflowError, past 1e308)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.float64(loss) * np.float64(y_scale) * np.float64(y_scale))
 
 
 def _record(model, train_loss: float, val_loss: float, lr: float, seconds: float) -> None:
