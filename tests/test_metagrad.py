@@ -54,6 +54,11 @@ def test_batch_meta_grad_matches_finite_differences(tasks, method, basis_name, p
     if method in ("maml", "metasgd"):
         num_a = np.array([(loss(rates_=rates + eps * e) - loss(rates_=rates - eps * e)) / (2 * eps) for e in np.eye(m)])
         np.testing.assert_allclose(res.grad_rates, num_a, rtol=1e-5, atol=1e-8)
+    if method == "imaml":      # the learned proximal strength: d loss / d log(lam)
+        num_reg = (batch_meta_grad(method, 3, lam * np.exp(eps), basis, rows, batch, w0, rates, False, 1).loss -
+                   batch_meta_grad(method, 3, lam * np.exp(-eps), basis, rows, batch, w0, rates, False, 1).loss) / (2 * eps)
+        np.testing.assert_allclose(res.grad_log_reg, num_reg, rtol=1e-5, atol=1e-9)
+        assert abs(num_reg) > 1e-6
     if method == "fomaml":
         return
     params_now = basis.learnable_params()

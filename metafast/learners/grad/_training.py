@@ -101,7 +101,7 @@ def train(model, ts: TaskSet, epochs: int | None, valid: ValidationSet | None) -
     for it, tasks in enumerate(tqdm(schedule, total=total, desc=f"MetaGrad {method}", disable=not show,
                                     leave=False)):
         batch = split_batch(rows, np.sort(tasks), mode, model._rng)
-        res = batch_meta_grad(method, k, model.inner_reg_, model.basis_, rows, batch, *model._weights(),
+        res = batch_meta_grad(method, k, float(model.inner_reg_), model.basis_, rows, batch, *model._weights(),
                               model.learn_basis_, model._batch_threads(batch))
         if res.bad_tasks.size:
             if model.n_iter_ == 0 or backoffs >= MAX_BACKOFFS:
@@ -113,15 +113,19 @@ def train(model, ts: TaskSet, epochs: int | None, valid: ValidationSet | None) -
             steps.scale *= 0.5
             if np.isfinite(best[0]):
                 model._params, model.basis_ = dict(best[1]), best[2]
+                model._publish()
             continue
         grads = {"w0": res.grad_w / model._row_scale}
         if method == "metasgd":
             grads["rates"] = res.grad_rates * model._lr0
+        if "log_reg" in model._params:
+            grads["log_reg"] = np.array([res.grad_log_reg])
         if res.grad_basis is not None:
             grads["basis"] = _flatten({key: res.grad_basis[key] for key, _ in model._basis_layout})[0]
         lr = steps.rate(model.n_iter_)
         model._params = model._adam.step(model._params, grads,
-                                         {"w0": lr, "rates": lr, "basis": lr * (basis_ratio or 1.0)})
+                                         {"w0": lr, "rates": lr, "log_reg": lr, "basis": lr * (basis_ratio or 1.0)})
+        model._publish()
         if model.learn_basis_:
             model.basis_ = base_basis.with_params(**_unflatten(model._params["basis"], model._basis_layout))
         train_loss = in_units_of_y2(2.0 * res.loss, model._y_scale)

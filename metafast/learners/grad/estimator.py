@@ -300,9 +300,11 @@ class MetaGrad(MetaLearner):
         a = stable_inner_lr(self.basis_, ts, rng, 1.0 / self._row_scale ** 2) if self.inner_lr == "auto" \
             else float(self.inner_lr)
         self._lr0 = a
-        self.inner_reg_ = 1.0 / (self.inner_steps * a) if self.inner_reg == "auto" else float(self.inner_reg)
+        self._reg0 = 1.0 / (self.inner_steps * a) if self.inner_reg == "auto" else float(self.inner_reg)
         m = self.basis_.n_basis
         self._params = {"w0": np.zeros(m), "rates": np.ones(m)}   # scale-free (see meta_lr)
+        if self.method == "imaml" and self.inner_reg == "auto":
+            self._params["log_reg"] = np.zeros(1)                  # log(lam / its starting value)
         if self.learn_basis_:
             flat, self._basis_layout = _flatten(self.basis_.learnable_params())
             self._params["basis"] = flat
@@ -331,6 +333,7 @@ class MetaGrad(MetaLearner):
         """Public attributes (units of y) from the scale-free parameters."""
         self.init_coef_ = self._params["w0"] / self._row_scale * self._y_scale
         self.inner_lr_ = self._params["rates"] * self._lr0
+        self.inner_reg_ = self._reg0 * float(np.exp(self._params.get("log_reg", np.zeros(1))[0]))
 
     def _batch_threads(self, batch) -> int:
         """Threads for one meta-batch: one below ~1e6 flops (waking a thread then costs more than
