@@ -70,7 +70,7 @@ def kernel_bound(quick: bool) -> None:
         test = mf.tasks.load("sinusoid", n_tasks=100 if quick else 300, n_support=K, n_query=50, seed=1)
         best = (np.inf, None, None)
         for scale in (0.5, 0.8, 1.0, 1.3, 1.7, 2.2, 3.0):
-            def k(a, b):
+            def k(a, b, scale=scale):
                 return np.exp(-(a[:, None, 0] - b[None, :, 0]) ** 2 / (2 * scale * scale))
             for ridge in (1e-6, 1e-4, 1e-2, 1.0):
                 err = np.mean([np.mean((k(t.X_query, t.X_support) @ np.linalg.solve(

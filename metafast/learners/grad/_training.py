@@ -18,7 +18,12 @@ import time
 import numpy as np
 
 from metafast.learners._basis_opt import _flatten, _unflatten
-from metafast.learners.grad._engine import TrainingRows, adapt_weights, batch_meta_grad, split_batch
+from metafast.learners.grad._engine import (
+    TrainingRows,
+    adapt_weights,
+    batch_meta_grad,
+    split_batch,
+)
 from metafast.tasks._taskset import TaskSet
 
 EVAL_EVERY = 50          # meta-iterations between two validation losses

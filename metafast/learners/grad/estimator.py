@@ -4,8 +4,9 @@ exact meta-gradients on a basis model f(x) = Phi(x) w.
 With squared loss the inner loop is linear in w, so k gradient steps have the closed form
 w_k = (I - aA)^k w_0 + sum_{j<k} (I - aA)^j a b  (A = Phi^T Phi / n, b = Phi^T y / n) and the MAML
 meta-gradient (I - aA)^k grad L_out(w_k) is exact, second order included, at the cost of 2k
-matrix-vector products per task.  The kernels are in metafast._kernels._metagrad; the outer
-loop (meta-batches, Adam) in ``_grad_engine``.  See docs/metagrad.md.
+matrix-vector products per task.  The kernels are in metafast._kernels._metagrad; meta-batches
+and Adam in ``_engine``, the outer loop (schedule, validation, early stopping) in ``_training``,
+the scales set before training in ``_scales``.  See docs/metagrad.md.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ class MetaGrad(MetaLearner):
     Parameters
     ----------
     basis : BasisFamily, family name or None
-        Fitted on the training tasks unless already fitted (``"rbf"`` with 40 functions if None).
+        Fitted on the training tasks unless already fitted.  None: a two-layer tanh network
+        (``mlp``, 40 units per layer, seeded by ``random_state``), learned by default.
     method : {"maml", "fomaml", "metasgd", "reptile", "imaml"}
         "maml": exact second-order MAML (Finn et al. 2017).  "fomaml": first-order MAML (the
         Jacobian of the inner loop dropped).  "metasgd": MAML with learned per-coordinate inner
@@ -129,28 +131,38 @@ class MetaGrad(MetaLearner):
         2018).  "imaml": the inner problem is biased ridge, argmin L_in(w) + lam/2 ||w - w0||^2,
         solved exactly; the implicit meta-gradient is one more solve (Rajeswaran et al. 2019).
     inner_steps : int
-        Gradient steps of the inner loop (not used by iMAML).
+        Gradient steps of the inner loop (not used by iMAML), at most 1000.
     inner_lr : "auto" or float > 0
-        Inner learning rate a.  "auto": 1 / s with s the mean squared norm of a design row of the
-        training rows (at the initial basis; a seeded sample of at most 16384 rows), which bounds a * lambda_max(A) near 1 (stable).
+        Inner learning rate a.  "auto": 1 / the largest lambda_max(Phi^T Phi / n) over a seeded
+        sample of 512 training tasks' support rows (at the initial basis): every sampled task's
+        step contracts.
     inner_reg : "auto" or float > 0
-        iMAML's proximal strength lam; "auto" is 1 / (inner_steps * a) (k steps of rate a fit
-        about as much as ridge of that strength).
+        iMAML's proximal strength lam; "auto" starts at 1 / (inner_steps * a) (k steps of rate a
+        fit about as much as ridge of that strength) and is meta-learned (exact d/dlog lam).
     meta_lr : float > 0
-        Adam step size.  Adam works on scale-free parameters: w0 * sqrt(s) and the rates divided
+        Adam's peak step size: warmed up linearly over the first 100 meta-iterations, then halved
+        after every ``patience // 4`` validation measurements without improvement.  Adam works on scale-free parameters: w0 * sqrt(s) and the rates divided
         by inner_lr, so one value suits every basis scale.  The basis parameters use ``basis_lr``.
     basis_lr : float > 0 or None
         Adam step size of the basis parameters (None: ``meta_lr``).
     meta_batch : int
         Tasks per meta-gradient.
     n_iter : int
-        Meta-iterations of ``fit`` on a TaskSet (a stream: one pass, ``partial_fit`` per chunk).
+        At most this many meta-iterations of ``fit`` on a TaskSet (a stream: one pass,
+        ``partial_fit`` per chunk).
     max_time : float or None
         Stop meta-training once this many seconds have passed since fit (or partial_fit) started,
-        set-up included (checked after every meta-iteration).
-    learn_basis : bool
+        set-up included (checked after every meta-iteration).  Default 50.
+    validation_fraction : float in [0, 1) or None
+        Share of the training tasks held out (fixed split each) to measure the query MSE after
+        adaptation every 50 meta-iterations; the best parameters are kept.  None or 0: no
+        validation (train until ``n_iter`` or ``max_time``).
+    patience : int
+        Stop after this many validation measurements without a relative improvement of 1e-4.
+    learn_basis : bool or "auto"
         Also move the basis's ``learnable_params`` by Adam, through ``design_vjp`` of the exact
         dL/dPhi (for MAML and iMAML; first order, w_k held fixed, for fomaml; not for reptile).
+        "auto": learn the default network basis (basis=None, not reptile), keep a given basis.
     train_rows : {"all", "support"}
         See above.
     n_jobs : int or None
@@ -163,8 +175,10 @@ class MetaGrad(MetaLearner):
     Attributes
     ----------
     basis_, init_coef_ (m,) meta-learned initial weights (units of y), inner_lr_ (m,) inner
-    rates (learned with metasgd), inner_reg_ (iMAML), loss_curve_ (meta-loss, the mean outer MSE
-    in units of y^2, per iteration), n_iter_, n_tasks_seen_.
+    rates (learned with metasgd), inner_reg_ (iMAML, learned when inner_reg="auto"), loss_curve_
+    (meta-loss, the mean outer MSE in units of y^2, per iteration), history_ (per validation:
+    iteration, train_loss, val_loss, meta_lr, seconds), best_val_loss_, stop_reason_ ("converged",
+    "max_time", "n_iter" or "epochs"), learn_basis_, n_iter_, n_tasks_seen_.
     """
 
     def __init__(self, basis=None, method: str = "maml", inner_steps: int = 5, inner_lr="auto",
