@@ -54,6 +54,11 @@ def test_batch_meta_grad_matches_finite_differences(tasks, method, basis_name, p
     if method in ("maml", "metasgd"):
         num_a = np.array([(loss(rates_=rates + eps * e) - loss(rates_=rates - eps * e)) / (2 * eps) for e in np.eye(m)])
         np.testing.assert_allclose(res.grad_rates, num_a, rtol=1e-5, atol=1e-8)
+    if method == "imaml":      # the learned proximal strength: d loss / d log(lam)
+        num_reg = (batch_meta_grad(method, 3, lam * np.exp(eps), basis, rows, batch, w0, rates, False, 1).loss -
+                   batch_meta_grad(method, 3, lam * np.exp(-eps), basis, rows, batch, w0, rates, False, 1).loss) / (2 * eps)
+        np.testing.assert_allclose(res.grad_log_reg, num_reg, rtol=1e-5, atol=1e-9)
+        assert abs(num_reg) > 1e-6
     if method == "fomaml":
         return
     params_now = basis.learnable_params()
@@ -194,14 +199,15 @@ def test_bad_input_errors(tasks):
 
 
 def test_train_rows_support_keeps_the_given_split(tasks, test_tasks, monkeypatch):
-    from metafast.learners.grad import estimator as grad
+    from metafast.learners.grad import _training as grad
 
     modes = []
     real = grad.split_batch
     monkeypatch.setattr(grad, "split_batch", lambda rows, t, mode, rng: modes.append(mode) or real(rows, t, mode, rng))
     basis = small_basis(tasks, n_basis=10)
-    given = mf.MetaGrad(basis=basis, train_rows="support", n_iter=20, random_state=0).fit(tasks)
-    resplit = mf.MetaGrad(basis=basis, n_iter=20, random_state=0).fit(tasks)
-    mf.MetaGrad(basis=basis, method="reptile", n_iter=5, random_state=0).fit(tasks)
+    kw = dict(basis=basis, validation_fraction=None, random_state=0)
+    given = mf.MetaGrad(train_rows="support", n_iter=20, **kw).fit(tasks)
+    resplit = mf.MetaGrad(n_iter=20, **kw).fit(tasks)
+    mf.MetaGrad(method="reptile", n_iter=5, **kw).fit(tasks)
     assert modes == ["given"] * 20 + ["resplit"] * 20 + ["inner-only"] * 5
     assert not np.allclose(given.init_coef_, resplit.init_coef_)

@@ -114,11 +114,44 @@ def plot_results(results: Results, out_dir: str | Path) -> list[Path]:
         rows = [r for r in ok if r.get(metric) is not None]
         if len({r["shots"] for r in rows}) > 1:
             written.append(plot_error_vs_shots(results, out_dir / f"{results.suite}_{metric}_vs_shots.png", metric))
+    if any(r.get("history") for r in ok):
+        written.append(plot_learning_curves(results, out_dir / f"{results.suite}_learning_curves.png"))
     if any(r.get("reliability") for r in ok):
         written.append(plot_reliability(results, out_dir / f"{results.suite}_reliability.png"))
     if len({r["n_train"] for r in ok}) > 1:
         written.append(plot_fit_time_vs_tasks(results, out_dir / f"{results.suite}_fit_time_vs_tasks.png"))
     return written
+
+
+def plot_learning_curves(results: Results, path: str | Path) -> Path:
+    """Training (dashed) and validation (solid) meta-loss against meta-iterations, one panel per
+    family (rows) and shot count (columns), a colour per learner that recorded ``history_``."""
+    rows = [r for r in results.ok() if r.get("history")]
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    shots = sorted({r["shots"] for r in rows})
+    fig = _figure(3.4 * max(len(shots), 1) + 1.5, 2.8 * max(len(families), 1))
+    axes = fig.subplots(max(len(families), 1), max(len(shots), 1), squeeze=False)
+    colours: dict = {}
+    for i, family in enumerate(families):
+        for j, k in enumerate(shots):
+            ax = axes[i][j]
+            for r in (r for r in rows if r["family"] == family and r["shots"] == k):
+                h = r["history"]
+                c = colours.setdefault(r["learner"], f"C{len(colours) % 10}")
+                it = np.asarray(h["iteration"], dtype=float)
+                for key, style in (("val_loss", "-"), ("train_loss", "--")):
+                    y = np.array([np.nan if v is None else v for v in h[key]], dtype=float)
+                    ax.plot(it, y, style, color=c, alpha=1.0 if style == "-" else 0.5,
+                            label=r["learner"] if style == "-" else None)
+            ax.set_title(f"{family}, K={k}", fontsize="medium")
+            ax.set_yscale("log")
+            ax.set_xlabel("meta-iteration")
+            ax.set_ylabel("meta-loss (MSE)")
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize="small",
+               title="solid: validation\ndashed: training")
+    return _save(fig, path)
 
 
 def plot_reliability(results: Results, path: str | Path) -> Path:

@@ -151,6 +151,10 @@ def run_case(case: Case, cache: _TaskCache | None = None, suite: str = "") -> tu
             row["reliability"] = model.reliability(test)
         except Exception as exc:  # the metrics stand; only the diagram is lost
             logger.warning("reliability of %s failed: %s", case.learner.label, exc)
+    history = getattr(model, "history_", None)
+    if isinstance(history, dict) and history.get("iteration"):   # learning curves (MetaGrad)
+        row["history"] = {k: [float(v) if math.isfinite(v) else None for v in values]
+                          for k, values in history.items()}
     row["n_tasks"] = int(scores.get("n_tasks", case.n_test))
     return row, model, test
 

@@ -250,23 +250,42 @@ def demo_suite(quick: bool = False, seed: int = 0) -> Suite:
 
 GRADIENT_FAMILIES = ("sinusoid", "harmonic", "multimodal", "friedman")
 GRADIENT_METHODS = ("maml", "fomaml", "metasgd", "reptile", "imaml")
+DEFAULT_METHODS = ("maml", "metasgd")           # MetaGrad as it comes: its own learned network basis
+LEARNED_BASIS_METHODS = ("maml", "fomaml", "imaml")   # on the family's basis, learn_basis=True
 # friedman has 5 inputs: a grid-like RBF basis does not cover them, 200 random Fourier features do
 GRADIENT_BASES = {**FAMILY_BASES, "friedman": ("rff", {"n_basis": 200, "random_state": 0})}
+GRADIENT_SIZES = {"sinusoid": 4000}             # issue 25's sinusoid: 4,000 training tasks
+
+
+def _metagrad_default(**params: Any) -> Callable[[Any, Case], Any]:
+    """MetaGrad with its default basis (the case's basis is not used)."""
+    inner = metafast_learner("MetaGrad", **params)
+    return lambda basis, case: inner(None, case)
+
+
+def gradient_learners(quick: bool = False) -> list[LearnerSpec]:
+    """MetaGrad with defaults (nothing set but the method), MetaGrad learning the family's basis,
+    and MetaBayes and MetaRidge on that basis.  ``quick`` caps MetaGrad at 10 s of meta-training."""
+    budget = {"max_time": 10.0} if quick else {}
+    specs = [LearnerSpec(f"MetaGrad ({m})", _metagrad_default(method=m, **budget)) for m in DEFAULT_METHODS]
+    specs += [LearnerSpec(f"MetaGrad ({m}, learned family basis)",
+                          metafast_learner("MetaGrad", method=m, learn_basis=True, **budget))
+              for m in LEARNED_BASIS_METHODS]
+    return specs + [LearnerSpec("MetaBayes", metafast_learner("MetaBayes")),
+                    LearnerSpec("MetaRidge", metafast_learner("MetaRidge"))]
 
 
 def gradient_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None, seed: int = 0) -> Suite:
-    """MetaGrad (each method) next to MetaBayes and MetaRidge on sinusoid, harmonic, multimodal and
-    friedman at K = 5, 10, 20, all on the same basis per family: query MSE (95% CI), fit seconds and
-    evaluation seconds (adapting every test task; divide by n_test for the time per task)."""
-    if learners is None:
-        learners = [LearnerSpec(f"MetaGrad ({m})", metafast_learner("MetaGrad", method=m)) for m in GRADIENT_METHODS]
-        learners += [LearnerSpec("MetaBayes", metafast_learner("MetaBayes")),
-                     LearnerSpec("MetaRidge", metafast_learner("MetaRidge"))]
-    shots, sizes = ((5, 10), dict(n_train=300, n_test=100)) if quick else (REGRESSION_SHOTS, dict(n_train=2000, n_test=600))
+    """MetaGrad next to MetaBayes and MetaRidge on sinusoid, harmonic, multimodal and friedman at
+    K = 5, 10, 20 (``gradient_learners``): query MSE (95% CI), fit seconds, evaluation seconds
+    (adapting every test task) and MetaGrad's learning curves (training and validation loss)."""
+    learners = gradient_learners(quick) if learners is None else learners
+    shots = (5, 10) if quick else REGRESSION_SHOTS
     cases = [case for family in GRADIENT_FAMILIES
-             for case in grid([family], shots, learners, seed=seed,
-                              basis=GRADIENT_BASES.get(family, DEFAULT_BASIS), **sizes)]
-    return Suite("gradient", cases, "MetaGrad's MAML family next to MetaBayes and MetaRidge")
+             for case in grid([family], shots, learners, seed=seed, basis=GRADIENT_BASES.get(family, DEFAULT_BASIS),
+                              n_train=300 if quick else GRADIENT_SIZES.get(family, 2000),
+                              n_test=100 if quick else 600)]
+    return Suite("gradient", cases, "MetaGrad (defaults, and learning the family's basis) next to MetaBayes and MetaRidge")
 
 
 def selection_suite(quick: bool = False, seed: int = 0) -> Suite:

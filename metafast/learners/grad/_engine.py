@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from metafast._kernels import _metagrad
+from metafast.learners.grad._scales import target_scale
 from metafast.tasks._taskset import TaskSet
 
 METHOD_CODES = {"maml": _metagrad.METHOD_MAML, "metasgd": _metagrad.METHOD_MAML,
@@ -120,6 +121,7 @@ class MetaGradResult:
     grad_rates: np.ndarray           # (m,) mean gradient w.r.t. the inner rates
     grad_basis: dict | None          # mean gradient w.r.t. the basis's learnable parameters
     bad_tasks: np.ndarray            # tasks (indices into the chunk) with a non-finite loss
+    grad_log_reg: float = 0.0        # iMAML: mean gradient w.r.t. log(lam)
 
 
 def batch_meta_grad(method: str, inner_steps: int, lam: float, basis, rows: TrainingRows, batch: Batch,
@@ -146,19 +148,31 @@ def batch_meta_grad(method: str, inner_steps: int, lam: float, basis, rows: Trai
     bad = ~np.isfinite(loss) | (status != 0) | ~np.isfinite(gw).all(axis=1)
     if bad.any():
         return MetaGradResult(np.inf, gw[0], ga[0], None, batch.tasks[bad])
+    grad_log_reg = 0.0
+    if method == "imaml":   # dL/dlog(lam) = lam z.(w0 - w*) = (kernel's w0-gradient).(w0 - w*), z = (A + lam I)^-1 g
+        W = adapt_weights(method, inner_steps, lam, Phi, y, batch.inner_offsets, w0, rates, n_threads)
+        grad_log_reg = float(np.mean(np.einsum("tm,tm->t", gw.astype(np.float64),
+                                               np.asarray(w0, dtype=np.float64)[None] - W.astype(np.float64))))
     grad_basis = None
     if learn_basis:
         X = np.concatenate([rows.X[batch.inner], rows.X[batch.outer]])
         grad_basis = {k: np.asarray(v, dtype=np.float64) / T
                       for k, v in basis.design_vjp(X, np.concatenate([G, Gq])).items()}
     return MetaGradResult(float(loss.astype(np.float64).mean()), gw.astype(np.float64).mean(axis=0),
-                          ga.astype(np.float64).mean(axis=0), grad_basis, batch.tasks[:0])
+                          ga.astype(np.float64).mean(axis=0), grad_basis, batch.tasks[:0], grad_log_reg)
 
 
 def adapt_weights(method: str, inner_steps: int, lam: float, Phi: np.ndarray, y: np.ndarray,
                   offsets: np.ndarray, w0: np.ndarray, rates: np.ndarray, n_threads: int) -> np.ndarray:
-    """(T, m) adapted weights of packed tasks (kernel: ``_metagrad.adapt_tasks``), in Phi's dtype."""
+    """(T, m) adapted weights of packed tasks (kernel: ``_metagrad.adapt_tasks``), in Phi's dtype.
+
+    The inner loop is linear in (w0, y), so it runs on y / c and w0 / c (c the RMS of both) and the
+    result is multiplied back: targets near 1e-300 or 1e300 neither underflow nor overflow.
+    """
     dtype = Phi.dtype
+    y, w0 = np.asarray(y, dtype=np.float64), np.asarray(w0, dtype=np.float64)
+    c = target_scale(np.concatenate([y, w0]))
+    y, w0 = y / c, w0 / c
     T = offsets.shape[0] - 1
     W = np.empty((T, Phi.shape[1]), dtype)
     status = np.empty(T, np.intc)
@@ -174,4 +188,4 @@ def adapt_weights(method: str, inner_steps: int, lam: float, Phi: np.ndarray, y:
         raise FloatingPointError(
             f"MetaGrad: adaptation diverged or was singular on task(s) {np.flatnonzero(bad)[:10].tolist()}: "
             "the inner learning rate is too large for these inputs (or the targets are huge)")
-    return W
+    return W * np.asarray(c, dtype=dtype) if c != 1.0 else W

@@ -4,14 +4,14 @@ exact meta-gradients on a basis model f(x) = Phi(x) w.
 With squared loss the inner loop is linear in w, so k gradient steps have the closed form
 w_k = (I - aA)^k w_0 + sum_{j<k} (I - aA)^j a b  (A = Phi^T Phi / n, b = Phi^T y / n) and the MAML
 meta-gradient (I - aA)^k grad L_out(w_k) is exact, second order included, at the cost of 2k
-matrix-vector products per task.  The kernels are in metafast._kernels._metagrad; the outer
-loop (meta-batches, Adam) in ``_grad_engine``.  See docs/metagrad.md.
+matrix-vector products per task.  The kernels are in metafast._kernels._metagrad; meta-batches
+and Adam in ``_engine``, the outer loop (schedule, validation, early stopping) in ``_training``,
+the scales set before training in ``_scales``.  See docs/metagrad.md.
 """
 
 from __future__ import annotations
 
 import copy
-import sys
 import time
 
 import numpy as np
@@ -21,16 +21,27 @@ from sklearn.exceptions import NotFittedError
 from metafast._validation import check_positive_float, check_positive_int, check_y
 from metafast.basis._base import BasisFamily
 from metafast.learners._base import MetaLearner, check_tasks, check_train_rows, iter_task_chunks
-from metafast.learners._basis_opt import _flatten, _unflatten
+from metafast.learners._basis_opt import _flatten
 from metafast.learners._arrays import as_f64
-from metafast.learners.grad._engine import (METHODS, Adam, TrainingRows, adapt_weights, batch_meta_grad,
-                                            split_batch)
+from metafast.learners.grad import _training
+from metafast.learners.grad._engine import METHODS, Adam, adapt_weights
+from metafast.learners.grad._scales import row_scale, stable_inner_lr, target_scale
 from metafast.parallel import threads_for_work, with_one_blas_thread
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
+DEFAULT_NETWORK = {"n_basis": 40, "hidden_layers": 2, "width": 40, "activation": "tanh"}
+MAX_INNER_STEPS = 1000     # each step costs two matrix-vector products per task and row block
 
-_SCALE_ROWS = 16384            # training rows (a seeded sample) that set the design-row scale s
+
+def check_inner_steps(value, minimum: int) -> None:
+    """``inner_steps`` is an int in [minimum, MAX_INNER_STEPS] (issue 23, D17: 1e7 steps ran for
+    minutes and took gigabytes before anything was reported)."""
+    check_positive_int(value, "inner_steps", minimum=minimum)
+    if int(value) > MAX_INNER_STEPS:
+        raise ValueError(f"parameter 'inner_steps' must be at most {MAX_INNER_STEPS}; got {value}: the inner loop "
+                         "costs time (and for meta-training memory) in proportion to it, and a few to a few "
+                         "dozen steps is the useful range; for a converged inner problem use method='imaml'")
 
 
 # ---------------------------------------------------------------------------- per-task regressor
@@ -71,7 +82,7 @@ class GradTaskRegressor(RegressorMixin, BaseEstimator):
                              f"functions (inner_lr may be a float); got {w0.shape} and {rates.shape}")
         if not (np.isfinite(w0).all() and np.isfinite(rates).all()):
             raise ValueError("parameters 'init_coef' and 'inner_lr' must be finite")
-        check_positive_int(self.inner_steps, "inner_steps", minimum=0)
+        check_inner_steps(self.inner_steps, minimum=0)
         check_positive_float(self.inner_reg, "inner_reg")
         return w0, np.ascontiguousarray(rates)
 
@@ -111,7 +122,8 @@ class MetaGrad(MetaLearner):
     Parameters
     ----------
     basis : BasisFamily, family name or None
-        Fitted on the training tasks unless already fitted (``"rbf"`` with 40 functions if None).
+        Fitted on the training tasks unless already fitted.  None: a two-layer tanh network
+        (``mlp``, 40 units per layer, seeded by ``random_state``), learned by default.
     method : {"maml", "fomaml", "metasgd", "reptile", "imaml"}
         "maml": exact second-order MAML (Finn et al. 2017).  "fomaml": first-order MAML (the
         Jacobian of the inner loop dropped).  "metasgd": MAML with learned per-coordinate inner
@@ -119,28 +131,38 @@ class MetaGrad(MetaLearner):
         2018).  "imaml": the inner problem is biased ridge, argmin L_in(w) + lam/2 ||w - w0||^2,
         solved exactly; the implicit meta-gradient is one more solve (Rajeswaran et al. 2019).
     inner_steps : int
-        Gradient steps of the inner loop (not used by iMAML).
+        Gradient steps of the inner loop (not used by iMAML), at most 1000.
     inner_lr : "auto" or float > 0
-        Inner learning rate a.  "auto": 1 / s with s the mean squared norm of a design row of the
-        training rows (at the initial basis; a seeded sample of at most 16384 rows), which bounds a * lambda_max(A) near 1 (stable).
+        Inner learning rate a.  "auto": 1 / the largest lambda_max(Phi^T Phi / n) over a seeded
+        sample of 512 training tasks' support rows (at the initial basis): every sampled task's
+        step contracts.
     inner_reg : "auto" or float > 0
-        iMAML's proximal strength lam; "auto" is 1 / (inner_steps * a) (k steps of rate a fit
-        about as much as ridge of that strength).
+        iMAML's proximal strength lam; "auto" starts at 1 / (inner_steps * a) (k steps of rate a
+        fit about as much as ridge of that strength) and is meta-learned (exact d/dlog lam).
     meta_lr : float > 0
-        Adam step size.  Adam works on scale-free parameters: w0 * sqrt(s) and the rates divided
+        Adam's peak step size: warmed up linearly over the first 100 meta-iterations, then halved
+        after every ``patience // 4`` validation measurements without improvement.  Adam works on scale-free parameters: w0 * sqrt(s) and the rates divided
         by inner_lr, so one value suits every basis scale.  The basis parameters use ``basis_lr``.
     basis_lr : float > 0 or None
         Adam step size of the basis parameters (None: ``meta_lr``).
     meta_batch : int
         Tasks per meta-gradient.
     n_iter : int
-        Meta-iterations of ``fit`` on a TaskSet (a stream: one pass, ``partial_fit`` per chunk).
+        At most this many meta-iterations of ``fit`` on a TaskSet (a stream: one pass,
+        ``partial_fit`` per chunk).
     max_time : float or None
         Stop meta-training once this many seconds have passed since fit (or partial_fit) started,
-        set-up included (checked after every meta-iteration).
-    learn_basis : bool
+        set-up included (checked after every meta-iteration).  Default 50.
+    validation_fraction : float in [0, 1) or None
+        Share of the training tasks held out (fixed split each) to measure the query MSE after
+        adaptation every 50 meta-iterations; the best parameters are kept.  None or 0: no
+        validation (train until ``n_iter`` or ``max_time``).
+    patience : int
+        Stop after this many validation measurements without a relative improvement of 1e-4.
+    learn_basis : bool or "auto"
         Also move the basis's ``learnable_params`` by Adam, through ``design_vjp`` of the exact
         dL/dPhi (for MAML and iMAML; first order, w_k held fixed, for fomaml; not for reptile).
+        "auto": learn the default network basis (basis=None, not reptile), keep a given basis.
     train_rows : {"all", "support"}
         See above.
     n_jobs : int or None
@@ -153,14 +175,16 @@ class MetaGrad(MetaLearner):
     Attributes
     ----------
     basis_, init_coef_ (m,) meta-learned initial weights (units of y), inner_lr_ (m,) inner
-    rates (learned with metasgd), inner_reg_ (iMAML), loss_curve_ (meta-loss, the mean outer MSE
-    in units of y^2, per iteration), n_iter_, n_tasks_seen_.
+    rates (learned with metasgd), inner_reg_ (iMAML, learned when inner_reg="auto"), loss_curve_
+    (meta-loss, the mean outer MSE in units of y^2, per iteration), history_ (per validation:
+    iteration, train_loss, val_loss, meta_lr, seconds), best_val_loss_, stop_reason_ ("converged",
+    "max_time", "n_iter" or "epochs"), learn_basis_, n_iter_, n_tasks_seen_.
     """
 
     def __init__(self, basis=None, method: str = "maml", inner_steps: int = 5, inner_lr="auto",
-                 inner_reg="auto", meta_lr: float = 0.01, basis_lr=None, meta_batch: int = 32,
-                 n_iter: int = 2000, max_time=None, learn_basis: bool = False, train_rows: str = "all",
-                 n_jobs=None, random_state=None, verbose: int = 0):
+                 inner_reg="auto", meta_lr: float = 0.003, basis_lr=None, meta_batch: int = 32,
+                 n_iter: int = 100_000, max_time=50.0, validation_fraction=0.1, patience: int = 20,
+                 learn_basis="auto", train_rows: str = "all", n_jobs=None, random_state=None, verbose: int = 0):
         self.basis = basis
         self.method = method
         self.inner_steps = inner_steps
@@ -171,6 +195,8 @@ class MetaGrad(MetaLearner):
         self.meta_batch = meta_batch
         self.n_iter = n_iter
         self.max_time = max_time
+        self.validation_fraction = validation_fraction
+        self.patience = patience
         self.learn_basis = learn_basis
         self.train_rows = train_rows
         self.n_jobs = n_jobs
@@ -181,7 +207,7 @@ class MetaGrad(MetaLearner):
     def _check_params(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"parameter 'method' must be one of {METHODS}; got {self.method!r}")
-        check_positive_int(self.inner_steps, "inner_steps")
+        check_inner_steps(self.inner_steps, minimum=1)
         for name in ("inner_lr", "inner_reg"):
             value = getattr(self, name)
             if not (isinstance(value, str) and value == "auto"):
@@ -193,6 +219,13 @@ class MetaGrad(MetaLearner):
         check_positive_int(self.n_iter, "n_iter", minimum=0)
         if self.max_time is not None:
             check_positive_float(self.max_time, "max_time")
+        if not (isinstance(self.learn_basis, (bool, np.bool_)) or self.learn_basis == "auto"):
+            raise ValueError(f"parameter 'learn_basis' must be True, False or 'auto'; got {self.learn_basis!r}")
+        frac = self.validation_fraction
+        if frac is not None and not (isinstance(frac, (int, float)) and not isinstance(frac, bool)
+                                     and 0.0 <= frac < 1.0):
+            raise ValueError(f"parameter 'validation_fraction' must be None or a number in [0, 1); got {frac!r}")
+        check_positive_int(self.patience, "patience")
         check_train_rows(self.train_rows)
         self._n_threads = effective_n_threads(self.n_jobs)
 
@@ -211,121 +244,110 @@ class MetaGrad(MetaLearner):
     # ================================================================== fit
     @with_one_blas_thread
     def fit(self, tasks, y=None) -> "MetaGrad":
-        """Meta-train from scratch: ``n_iter`` meta-batches drawn from a TaskSet, or one pass of
-        ``partial_fit`` over each chunk of a stream (an iterable of TaskSets)."""
-        self._check_params()
-        self._t_start = time.perf_counter()
-        self.__dict__.pop("_mf_fitted", None)
+        """Meta-train from scratch on a TaskSet (meta-batches until the validation loss stops
+        improving, ``n_iter`` or ``max_time``), or one pass of ``partial_fit`` over each chunk of a
+        stream (an iterable of TaskSets).
+
+        The new model is built aside and swapped in at the end: concurrent ``adapt`` / ``evaluate``
+        calls see the old model or the new one, and an interrupted or failed fit keeps the old one.
+        """
+        work = self._work_copy(keep_fitted=False)
+        work._check_params()
+        work._t_start = time.perf_counter()
         if isinstance(tasks, TaskSet):
-            ts = self._check_regression(check_tasks(tasks))
-            self._setup(ts)
-            self._train(ts, epochs=None)
+            ts = work._check_regression(check_tasks(tasks))
+            train, valid = work._setup(ts, hold_out=True)
+            _training.train(work, train, epochs=None, valid=valid)
         else:
             for chunk in iter_task_chunks(tasks):
-                self._partial_fit(chunk)
-            if not getattr(self, "_mf_fitted", False):
+                work._partial_fit(chunk)
+            if not getattr(work, "_mf_fitted", False):
                 raise ValueError("argument 'tasks' holds no TaskSet chunks")
+        self._swap_in(work)
         return self
 
     @with_one_blas_thread
     def partial_fit(self, tasks) -> "MetaGrad":
         """One more pass (each task once, in meta-batches, freshly split) over new tasks, continuing
-        the same Adam state; the first call sets up the basis and scales from these tasks."""
-        self._check_params()
-        self._t_start = time.perf_counter()
-        return self._partial_fit(tasks)
+        the same Adam state; the first call sets up the basis and scales from these tasks.  Built
+        aside and swapped in at the end, like ``fit``."""
+        work = self._work_copy(keep_fitted=True)
+        for name in ("_adam", "_rng", "loss_curve_", "history_"):     # the fit mutates these
+            if name in work.__dict__:
+                work.__dict__[name] = copy.deepcopy(work.__dict__[name])
+        work._check_params()
+        work._t_start = time.perf_counter()
+        work._partial_fit(tasks)
+        self._swap_in(work)
+        return self
 
     def _partial_fit(self, tasks) -> "MetaGrad":
         ts = self._check_regression(check_tasks(tasks))
         if not getattr(self, "_mf_fitted", False):
-            self._setup(ts)
+            self._setup(ts, hold_out=False)
         elif ts.n_features != self.basis_.n_features_in_:
             raise ValueError(f"argument 'tasks' has {ts.n_features} features, but the model was fitted on "
                              f"{self.basis_.n_features_in_}")
-        self._train(ts, epochs=1)
+        _training.train(self, ts, epochs=1, valid=None)
         return self
 
-    def _setup(self, ts: TaskSet) -> None:
-        """Basis, scales, initial parameters and optimiser state from the first training tasks."""
-        self.basis_ = self._init_basis(ts, default="rbf", n_basis=40)
-        if self.learn_basis and self.method == "reptile":
+    def _setup(self, ts: TaskSet, hold_out: bool):
+        """Basis, scales, initial parameters and optimiser state from the first training tasks;
+        with ``hold_out``, also the validation tasks: returns (training tasks, ValidationSet or None)."""
+        if self.basis is None:
+            self.basis_ = self._init_basis(ts, default="mlp", random_state=self.random_state, **DEFAULT_NETWORK)
+        else:
+            self.basis_ = self._init_basis(ts)
+        learn = self.learn_basis
+        self.learn_basis_ = (self.basis is None and self.method != "reptile") if learn == "auto" else bool(learn)
+        if self.learn_basis_ and self.method == "reptile":
             raise ValueError("learn_basis=True is not available with method='reptile': Reptile's update is not "
                              "the gradient of a meta-loss, so there is nothing to carry through the basis; "
                              "use 'fomaml' or 'maml'")
-        if self.learn_basis and not self.basis_.learnable_params():
+        if self.learn_basis_ and not self.basis_.learnable_params():
             raise ValueError(f"learn_basis=True, but the basis {type(self.basis_).__name__} has no learnable "
                              "parameters (its learnable_params() is empty)")
         merged = ts.all_rows()
         rng = self._rng = np.random.default_rng(self.random_state)
-        y = np.asarray(merged.y_support, dtype=np.float64)
-        rms = float(np.sqrt(np.mean(y ** 2))) if y.size else 0.0
-        self._y_scale = rms if np.isfinite(rms) and rms > 0 else 1.0
-        n_rows = merged.X_support.shape[0]
-        sample = np.sort(rng.choice(n_rows, _SCALE_ROWS, replace=False)) if n_rows > _SCALE_ROWS else slice(None)
-        Phi = np.asarray(self.basis_.design(merged.X_support[sample]), dtype=np.float64)
-        s = float(np.einsum("ij,ij->", Phi, Phi)) / max(Phi.shape[0], 1)
-        self._row_scale = float(np.sqrt(s)) if np.isfinite(s) and s > 0 else 1.0
-        a = 1.0 / self._row_scale ** 2 if self.inner_lr == "auto" else float(self.inner_lr)
+        self._y_scale = target_scale(merged.y_support)
+        self._row_scale = row_scale(self.basis_, merged.X_support, rng)
+        a = stable_inner_lr(self.basis_, ts, rng, 1.0 / self._row_scale ** 2) if self.inner_lr == "auto" \
+            else float(self.inner_lr)
         self._lr0 = a
-        self.inner_reg_ = 1.0 / (self.inner_steps * a) if self.inner_reg == "auto" else float(self.inner_reg)
+        self._reg0 = 1.0 / (self.inner_steps * a) if self.inner_reg == "auto" else float(self.inner_reg)
         m = self.basis_.n_basis
         self._params = {"w0": np.zeros(m), "rates": np.ones(m)}   # scale-free (see meta_lr)
-        if self.learn_basis:
+        if self.method == "imaml" and self.inner_reg == "auto":
+            self._params["log_reg"] = np.zeros(1)                  # log(lam / its starting value)
+        if self.learn_basis_:
             flat, self._basis_layout = _flatten(self.basis_.learnable_params())
             self._params["basis"] = flat
         self._adam = Adam(float(self.meta_lr))
         self.loss_curve_ = []
+        self.history_ = _training.new_history()
         self.n_iter_ = 0
         self.n_tasks_seen_ = 0
+        self.stop_reason_ = None
         self._publish()
         self._mf_fitted = True
+        valid = None
+        n_val = int(round(float(self.validation_fraction or 0.0) * len(ts))) if hold_out else 0
+        if n_val >= 2 and len(ts) - n_val >= 2:
+            order = rng.permutation(len(ts))
+            held, ts = ts.subset(np.sort(order[:n_val])), ts.subset(np.sort(order[n_val:]))
+            valid = _training.ValidationSet(held, self.basis_, self._y_scale, self._mode(), rng,
+                                            cache_design=not self.learn_basis_)
+        return ts, valid
+
+    def _weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(w0, inner rates) in the units of the scaled targets, for the kernels."""
+        return self._params["w0"] / self._row_scale, self._params["rates"] * self._lr0
 
     def _publish(self) -> None:
         """Public attributes (units of y) from the scale-free parameters."""
         self.init_coef_ = self._params["w0"] / self._row_scale * self._y_scale
         self.inner_lr_ = self._params["rates"] * self._lr0
-
-    def _train(self, ts: TaskSet, epochs: int | None) -> None:
-        """Adam over meta-batches: ``n_iter`` random ones (epochs=None) or ``epochs`` passes."""
-        from tqdm.auto import tqdm
-
-        rows = TrainingRows(ts, self.basis_, self._y_scale, cache_design=not self.learn_basis)
-        T, B = rows.n_tasks, min(int(self.meta_batch), rows.n_tasks)
-        if epochs is None:
-            schedule = (self._rng.choice(T, B, replace=False) for _ in range(int(self.n_iter)))
-            total = int(self.n_iter)
-        else:
-            schedule = (order[i:i + B] for _ in range(epochs) for order in [self._rng.permutation(T)]
-                        for i in range(0, T, B))
-            total = epochs * ((T + B - 1) // B)
-        lrs = {"basis": float(self.basis_lr)} if self.basis_lr is not None else None
-        mode, base_basis = self._mode(), self.basis_
-        t0 = getattr(self, "_t_start", None) or time.perf_counter()
-        show = bool(self.verbose) and sys.stderr.isatty()
-        for tasks in tqdm(schedule, total=total, desc=f"MetaGrad {self.method}", disable=not show, leave=False):
-            batch = split_batch(rows, np.sort(tasks), mode, self._rng)
-            res = batch_meta_grad(self.method, int(self.inner_steps), self.inner_reg_, self.basis_, rows, batch,
-                                  self._params["w0"] / self._row_scale, self._params["rates"] * self._lr0,
-                                  self.learn_basis, self._batch_threads(batch))
-            if res.bad_tasks.size:
-                raise FloatingPointError(
-                    f"MetaGrad: the meta-loss of training task(s) {res.bad_tasks[:10].tolist()} is not finite at "
-                    f"meta-iteration {self.n_iter_}: the inner loop diverges (inner_lr={self._lr0:.3g} is too "
-                    "large for this basis, or meta_lr / basis_lr move the parameters too fast); lower them")
-            grads = {"w0": res.grad_w / self._row_scale}
-            if self.method == "metasgd":
-                grads["rates"] = res.grad_rates * self._lr0
-            if res.grad_basis is not None:
-                grads["basis"] = _flatten({k: res.grad_basis[k] for k, _ in self._basis_layout})[0]
-            self._params = self._adam.step(self._params, grads, lrs)
-            if self.learn_basis:
-                self.basis_ = base_basis.with_params(**_unflatten(self._params["basis"], self._basis_layout))
-            self.loss_curve_.append(2.0 * res.loss * self._y_scale ** 2)
-            self.n_iter_ += 1
-            self.n_tasks_seen_ += len(tasks)
-            if self.max_time is not None and time.perf_counter() - t0 > float(self.max_time):
-                break
-        self._publish()
+        self.inner_reg_ = self._reg0 * float(np.exp(self._params.get("log_reg", np.zeros(1))[0]))
 
     def _batch_threads(self, batch) -> int:
         """Threads for one meta-batch: one below ~1e6 flops (waking a thread then costs more than
@@ -336,25 +358,25 @@ class MetaGrad(MetaLearner):
     # ================================================================== new tasks
     def adapt(self, X, y) -> GradTaskRegressor:
         """The new task's model after the inner loop on its points (X, y), fitted."""
-        self._check_fitted()
-        reg = GradTaskRegressor(basis=self.basis_, init_coef=self.init_coef_, inner_lr=self.inner_lr_,
-                                inner_steps=int(self.inner_steps), method=self.method, inner_reg=self.inner_reg_)
+        model = self._fitted_view()
+        reg = GradTaskRegressor(basis=model.basis_, init_coef=model.init_coef_, inner_lr=model.inner_lr_,
+                                inner_steps=int(model.inner_steps), method=model.method, inner_reg=model.inner_reg_)
         return reg.fit(X, y)
 
     def adapt_predict(self, X, y, X_query) -> np.ndarray:
         """``adapt(X, y).predict(X_query)`` without building the per-task estimator."""
-        self._check_fitted()
-        Phi = as_f64(self.basis_.design(X))
+        model = self._fitted_view()
+        Phi = as_f64(model.basis_.design(X))
         yc = check_y(y, "y", n_samples=Phi.shape[0])
-        w = adapt_weights(self.method, int(self.inner_steps), self.inner_reg_, Phi, yc,
-                          np.array([0, Phi.shape[0]]), self.init_coef_, self.inner_lr_, 1)[0]
-        return np.asarray(self.basis_.weighted_sum(X_query, w), dtype=np.float64)
+        w = adapt_weights(model.method, int(model.inner_steps), model.inner_reg_, Phi, yc,
+                          np.array([0, Phi.shape[0]]), model.init_coef_, model.inner_lr_, 1)[0]
+        return np.asarray(model.basis_.weighted_sum(X_query, w), dtype=np.float64)
 
     def adapt_tasks(self, tasks: TaskSet) -> np.ndarray:
         """(T, m) adapted weights of every task (inner loop on its support set), float64."""
-        self._check_fitted()
+        model = self._fitted_view()
         ts = check_tasks(tasks)
-        return self._adapt_tasks(ts).astype(np.float64)
+        return model._adapt_tasks(ts).astype(np.float64)
 
     def _adapt_tasks(self, ts: TaskSet) -> np.ndarray:
         if ts.n_features != self.basis_.n_features_in_:
