@@ -66,7 +66,7 @@ def adapt_speed(clf, repeat: int) -> None:
 
 
 def suite(n_tasks: int) -> None:
-    from metafast.bench.real_suite import real_classification_suite
+    from metafast.bench.suites import real_classification_suite
     from metafast.bench.runner import run_suite
 
     s = real_classification_suite()
