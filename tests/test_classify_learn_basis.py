@@ -120,7 +120,8 @@ def test_basis_objective_gradient_through_the_basis(episodes, head, setting):
     prototype: also through the global class means) against finite differences."""
     train_ts = episodes[0] if setting == "episodic" else mf.tasks.load("logistic", n_tasks=30, n_support=6,
                                                                          n_query=6, seed=0)
-    clf = mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=4), head=head, max_iter=5, n_jobs=1)
+    clf = mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=4), head=head, max_iter=5, n_jobs=1,
+                            metric="none", normalize="none")
     clf.fit(train_ts)
     assert clf.setting_ == setting
     objective = clf.basis_objective(*_source_and_spec(clf, train_ts))
@@ -146,7 +147,7 @@ def test_learn_basis_lowers_the_objective_and_moves_the_basis(episodes, head):
     # the kept (basis, head) pair is the one with the lowest objective
     value = clf.basis_objective(*_source_and_spec(clf, train)).value(clf.basis_)
     assert value == pytest.approx(obj.min(), rel=1e-9)
-    fixed = mf.MetaClassifier(basis=base, head=head, max_iter=10, n_jobs=1).fit(train)
+    fixed = mf.MetaClassifier(basis=base, head=head, max_iter=10, n_jobs=1, metric="none", normalize="none").fit(train)
     moved = [not np.allclose(v, fixed.basis_.learnable_params()[k]) for k, v in clf.basis_.learnable_params().items()]
     assert any(moved)
     scores = clf.evaluate(test)

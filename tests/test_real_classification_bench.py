@@ -6,7 +6,7 @@ import pytest
 
 import metafast as mf
 from metafast.bench import real_tables
-from metafast.bench.real_suite import real_classification_suite
+from metafast.bench.suites import real_classification_suite
 from metafast.bench.runner import run_case
 from metafast.bench.table_baselines import LdaCentroid, StandardisedCentroid, _centroid_log_proba
 

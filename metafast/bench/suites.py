@@ -315,6 +315,67 @@ def selection_suite(quick: bool = False, seed: int = 0) -> Suite:
     return Suite("selection", cases, "choosing the basis: selected Fourier frequencies vs hand-set bands")
 
 
+# ---------------------------------------------------------------------------------- real tables
+# MetaClassifier() against the first baselines on real tables (``real_tables``): episodic 5-way
+# episodes with disjoint meta-train/meta-test classes, and shared labels with one task per group.
+EPISODIC_SHOTS = (1, 5)
+SHARED_SHOTS = (5, 10, 20)
+
+
+def table_baselines(kind: str) -> list[LearnerSpec]:
+    """The baselines of one kind of table (see the module docstring)."""
+    from metafast.bench.table_baselines import (
+        LdaCentroid,
+        PooledLogistic,
+        StandardisedCentroid,
+        TaskLogistic,
+    )
+
+    specs = [LearnerSpec("per-task logistic", lambda b, c: TaskLogistic(), "baseline")]
+    if kind == "episodic":
+        specs += [LearnerSpec("nearest mean (standardised)", lambda b, c: StandardisedCentroid(), "baseline"),
+                  LearnerSpec("LDA + nearest mean", lambda b, c: LdaCentroid(), "baseline")]
+    else:
+        specs.append(LearnerSpec("pooled logistic", lambda b, c: PooledLogistic(), "baseline"))
+    return specs
+
+
+def classifier(**params) -> Callable[[Any, Case], Any]:
+    """A factory of ``MetaClassifier(**params)``: the case's basis is ignored, so the learner's
+    own default (or ``params["basis"]``) is what is measured."""
+    learner = metafast_learner("MetaClassifier", **params)
+    return lambda basis, case: learner(params.get("basis"), case)
+
+
+def default_table_learners() -> list[LearnerSpec]:
+    """MetaClassifier as it comes (the row the issue's targets are about)."""
+    return [LearnerSpec("MetaClassifier()", classifier())]
+
+
+def real_classification_suite(quick: bool = False, seed: int = 0, learners: Sequence[LearnerSpec] | None = None,
+                              tables: Sequence[str] | None = None) -> Suite:
+    """Every (table, shots, learner or baseline) case; ``quick``: fewer tasks and shots."""
+    from metafast.bench.real_tables import TABLES, loader_for
+
+    learners = list(default_table_learners() if learners is None else learners)
+    names = list(TABLES) if tables is None else list(tables)
+    sizes = {"n_train": 100, "n_test": 60} if quick else {"n_train": 600, "n_test": 300}
+    cases = []
+    for name in names:
+        kind = TABLES[name].kind
+        shots = EPISODIC_SHOTS if kind == "episodic" else SHARED_SHOTS
+        if quick:
+            shots = shots[:1]
+        task_params = {"n_way": 5} if kind == "episodic" else {}
+        for k in shots:
+            for spec in learners + table_baselines(kind):
+                cases.append(Case(name, k, spec, n_query=15, seed=seed, task_params=task_params,
+                                  problem="classification", loader=loader_for(name), basis=("linear", {}), **sizes))
+    return Suite("real-classification", cases,
+                 "MetaClassifier defaults vs first baselines on real tables (episodic and shared labels)")
+
+
+
 BUILTIN_SUITES: dict[str, Callable[..., Suite]] = {
     "regression": regression_suite,
     "classification": classification_suite,
@@ -322,14 +383,8 @@ BUILTIN_SUITES: dict[str, Callable[..., Suite]] = {
     "demo": demo_suite,
     "gradient": gradient_suite,
     "selection": selection_suite,
-    "real-classification": lambda quick=False, seed=0: _real_classification(quick=quick, seed=seed),
+    "real-classification": real_classification_suite,
 }
-
-
-def _real_classification(quick: bool = False, seed: int = 0) -> Suite:
-    from metafast.bench.real_suite import real_classification_suite
-
-    return real_classification_suite(quick=quick, seed=seed)
 
 
 # ---------------------------------------------------------------------------------- plugin suites

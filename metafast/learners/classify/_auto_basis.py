@@ -4,8 +4,8 @@ Candidates (all on inputs standardised by the training rows, ``basis.Standardize
 ``linear`` family; random Fourier features at 0.5, 1 and 2 times the median pairwise distance of
 the standardised inputs; linear + rff (1x) side by side.  Each is scored by fitting the learner
 (same head and settings, at most ``MAX_ITER`` iterations) on one fold of the training tasks and
-computing the query log loss of the held-out tasks (``model_selection.task_splits``, 3 folds, the
-first one used), on at most ``MAX_TASKS`` training tasks.  Candidates are tried in order until the
+computing the query log loss of the held-out tasks (3 task folds as ``model_selection.TaskKFold``
+makes them, the first one used), on at most ``MAX_TASKS`` training tasks.  Candidates are tried in order until the
 time budget is spent (the first is always scored).  A candidate that raises, or whose score is not
 finite, is skipped with a warning naming it; only all failing is an error.  Too few training
 tasks (or no query rows to score on) fall back to the linear family with a warning.
@@ -70,13 +70,14 @@ def _fallback(reason: str) -> tuple[str, object, dict]:
 def choose_basis(learner, tasks: TaskSet, budget: float, candidate_set: dict | None = None):
     """(name, unfitted basis, cv_results dict) of the candidate with the lowest held-out query log
     loss; ``learner`` is the MetaClassifier being fitted (its parameters are copied)."""
-    from metafast.model_selection._split import TaskKFold, task_splits
+    from sklearn.model_selection import KFold
 
     if len(tasks) < MIN_TASKS:
         return _fallback(f"{len(tasks)} training tasks are too few for a held-out split (need {MIN_TASKS})")
     rng = np.random.default_rng(0)
     pool = tasks if len(tasks) <= MAX_TASKS else tasks.subset(np.sort(rng.choice(len(tasks), MAX_TASKS, replace=False)))
-    train_idx, test_idx = task_splits(TaskKFold(3, shuffle=True, random_state=0), pool)[0]
+    # the fold rule of model_selection.TaskKFold(3, shuffle=True) (not imported: it imports the learners)
+    train_idx, test_idx = next(KFold(3, shuffle=True, random_state=0).split(np.arange(len(pool))))
     fit_tasks, held = pool.subset(train_idx), pool.subset(test_idx)
     if int(held.query_sizes.sum()) == 0:
         return _fallback("the training tasks have no query rows to score candidates on")
