@@ -49,6 +49,7 @@ def _helpers() -> list[type]:
     from metafast.basis.union import ColumnOrigin
     from metafast.learners._prior import GaussianPrior
     from metafast.learners.bayes._em import Stats
+    from metafast.learners.bayes._whiten import WhiteningMap
     from metafast.learners.bayes.mixture._em import _Params
     from metafast.learners.classify._logistic import (
         ClassPrior,
@@ -62,7 +63,7 @@ def _helpers() -> list[type]:
     from metafast.tasks import Task, TaskSet
 
     return [ColumnOrigin, GaussianPrior, Stats, _Params, ClassPrior, LaplaceFit, LogisticEM, LogisticHead,
-            PrototypeHead, RidgeHead, Adam, MetaGradResult, Task, TaskSet]
+            PrototypeHead, RidgeHead, Adam, MetaGradResult, Task, TaskSet, WhiteningMap]
 
 
 def _subclasses(base: type) -> list[type]:
@@ -79,10 +80,12 @@ def builtin_types() -> list[type]:
     """metafast's classes on the allow-list (after importing every learner and family)."""
     import metafast.basis.bspline
     import metafast.basis.fourier
+    import metafast.basis.linear
     import metafast.basis.mlp
     import metafast.basis.polynomial
     import metafast.basis.random_features
     import metafast.basis.rbf
+    import metafast.basis.standardized
     import metafast.basis.task_models
     import metafast.learners  # noqa: F401
 

@@ -56,8 +56,10 @@ def test_d1_evaluate_skips_a_task_without_query_rows_wherever_it_is(regression_t
     train, test = regression_tasks
     model = REGRESSORS[name]().fit(train)
     scores = model.evaluate(with_empty_query_at(test, position))
-    assert scores == model.evaluate(drop_task(test, position))
-    assert scores["n_tasks"] == len(test) - 1
+    expected = model.evaluate(drop_task(test, position))
+    assert scores["n_tasks"] == expected["n_tasks"] == len(test) - 1
+    # MetaGrad adapts tasks in batches, so a task's neighbours can move its sums' last bit
+    assert scores == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("position", [0, 4])
@@ -98,7 +100,10 @@ def test_d8_classifier_refit_while_other_threads_read_gives_old_or_new_model(cla
     half_a, half_b = mf.tasks.split_tasks(train, (0.5, 0.5), seed=0)
 
     def make():
-        return mf.MetaClassifier(basis=mf.basis.make("rbf", n_basis=12, random_state=0), max_iter=8, n_jobs=1)
+        # the representation steps pinned off: the learned metric's L-BFGS turns the last-bit
+        # differences of a BLAS thread switch (see same()) into differences beyond 1e-9
+        return mf.MetaClassifier(basis=mf.basis.make("rbf", n_basis=12, random_state=0), max_iter=8, n_jobs=1,
+                                 metric="none", normalize="none")
 
     X_s, y_s, X_q = test[0].X_support, test[0].y_support, test[0].X_query
     outcomes = []
@@ -107,11 +112,12 @@ def test_d8_classifier_refit_while_other_threads_read_gives_old_or_new_model(cla
         outcomes.append((ref.evaluate(test), ref.adapt_predict_proba(X_s, y_s, X_q)))
 
     def same(got, expected, part):
-        """Each call on its own (a swap may come between two calls); to rounding, as BLAS may run
-        with another thread count while other threads are inside a one-thread section."""
+        """Each call on its own (a swap may come between two calls); to 1e-6, as BLAS may run with
+        another thread count while other threads are inside a one-thread section, and the Laplace
+        fit of a standardised basis carries that round-off further (the two models differ by 2%)."""
         if part == 0:
-            return got.keys() == expected.keys() and all(np.isclose(got[k], expected[k], rtol=1e-9) for k in got)
-        return np.allclose(got, expected, rtol=1e-9, atol=1e-12)
+            return got.keys() == expected.keys() and all(np.isclose(got[k], expected[k], rtol=1e-6) for k in got)
+        return np.allclose(got, expected, rtol=1e-6, atol=1e-9)
 
     assert not same(outcomes[0][0], outcomes[1][0], 0)          # the two models really differ
     assert not same(outcomes[0][1], outcomes[1][1], 1)
@@ -126,7 +132,7 @@ def test_d8_classifier_refit_while_other_threads_read_gives_old_or_new_model(cla
                 failures.append(f"{type(exc).__name__}: {exc}")
                 return
             if not all(any(same(got[p], expected[p], p) for expected in outcomes) for p in (0, 1)):
-                failures.append("a result equal to neither model")
+                failures.append(f"a result equal to neither model: {got[0]}")
                 return
 
     readers = [threading.Thread(target=read) for _ in range(2)]

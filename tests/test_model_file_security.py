@@ -249,7 +249,8 @@ def _families():
     for name in mf.basis.available():
         if name in ("union", "task-models"):
             continue
-        out[name] = mf.basis.make(name, n_basis=6).fit(X)
+        # the linear family's size is fixed by the inputs: it takes no n_basis
+        out[name] = (mf.basis.make(name) if name == "linear" else mf.basis.make(name, n_basis=6)).fit(X)
     out["union"] = mf.basis.union([mf.basis.make("polynomial", n_basis=3), mf.basis.make("rbf", n_basis=4)]).fit(X)
     out["subset"] = mf.basis.restrict(mf.basis.make("fourier", n_basis=6).fit(X), [0, 2, 5])
     out["unfitted rbf"] = mf.basis.make("rbf", n_basis=3)
