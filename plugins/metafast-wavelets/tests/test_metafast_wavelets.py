@@ -19,7 +19,8 @@ def test_found_through_the_installed_entry_point():
     r = report["wavelets"]
     assert r["status"] == "loaded", r["error"]
     assert r["distribution"] == "metafast-wavelets" and r["version"] == wavelets.__version__
-    assert r["provides"] == {"basis family": ["mexican-hat", "morlet"]}
+    assert r["provides"] == {"basis family": ["mexican-hat", "morlet"],
+                             "model type": ["metafast_wavelets.MexicanHat", "metafast_wavelets.Morlet"]}
     assert isinstance(mf.basis.make("mexican-hat", n_basis=5), MexicanHat)
     assert isinstance(mf.basis.make("morlet", n_basis=5, omega0=4.0), Morlet)
 
