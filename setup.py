@@ -52,9 +52,11 @@ def _compiler_accepts(compiler_cmd, flag):
         src = os.path.join(tmp, "flag_check.c")
         with open(src, "w") as fh:
             fh.write("int metafast_flag_check(void) { return 0; }\n")
-        done = subprocess.run(list(compiler_cmd) + ["-Werror", flag, "-c", src, "-o",
-                                                    os.path.join(tmp, "flag_check.o")],
-                              capture_output=True, timeout=120)
+        done = subprocess.run(
+            list(compiler_cmd) + ["-Werror", flag, "-c", src, "-o", os.path.join(tmp, "flag_check.o")],
+            capture_output=True,
+            timeout=120,
+        )
         return done.returncode == 0 and not done.stderr.strip()
     except (OSError, subprocess.SubprocessError):
         return False
@@ -108,8 +110,7 @@ class BuildKernels(build_ext):
                 "it. Everything works, but n_jobs > 1 runs serially.",
                 stacklevel=1,
             )
-            print("*** metafast: building WITHOUT OpenMP (kernels will run serially) ***",
-                  file=sys.stderr)
+            print("*** metafast: building WITHOUT OpenMP (kernels will run serially) ***", file=sys.stderr)
         align_loops = _compiler_accepts(compiler_cmd, ALIGN_LOOPS)
         for ext in self.extensions:
             if align_loops:
@@ -139,7 +140,7 @@ def _render_templates():
             if os.path.exists(path):
                 with open(path, encoding="utf-8") as fh:
                     old = fh.read()
-            if old != body:   # keep the mtime of an unchanged module: cythonize skips it
+            if old != body:  # keep the mtime of an unchanged module: cythonize skips it
                 with open(path, "w", encoding="utf-8") as fh:
                     fh.write(body)
             written.append(path)
@@ -161,8 +162,7 @@ def _extensions():
                 extra_link_args=[],
             )
         )
-    return cythonize(exts, compiler_directives=DIRECTIVES, nthreads=0,
-                     include_path=[KERNEL_DIR])
+    return cythonize(exts, compiler_directives=DIRECTIVES, nthreads=0, include_path=[KERNEL_DIR])
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildKernels})

@@ -20,11 +20,10 @@ import argparse
 import time
 
 import numpy as np
+from _common import import_metafast  # noqa: E402
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-
-from _common import import_metafast  # noqa: E402
 
 import_metafast()  # the installed metafast, else this checkout (built in place)
 
@@ -54,20 +53,24 @@ def bench_fit(n_tasks: int, repeat: int) -> None:
     out = [np.empty((m, m)), np.empty(m), np.empty((m, m)), np.empty(m), np.empty(1)]
     print(f"fit: {n_tasks} tasks x 10 points, m = {m}, one alpha (one pass over the tasks)")
     from threadpoolctl import threadpool_limits
+
     for n_jobs in (1, 2):
         model = mf.MetaRidge(basis=basis, alphas=1.0, n_jobs=n_jobs)
         t_fit = best_of(lambda: model.fit(tasks), repeat)
         with threadpool_limits(1, "blas"):
             t_kernel = best_of(lambda: _ridge.meta_stats(Phi, y, off, s, 1.0, *out, n_jobs, False), repeat)
             t_loo = best_of(lambda: _ridge.meta_stats(Phi, y, off, s, 1.0, *out, n_jobs, True), repeat)
-        if n_jobs == 1:   # CPU time: robust to other processes sharing the cores
+        if n_jobs == 1:  # CPU time: robust to other processes sharing the cores
             with threadpool_limits(1, "blas"):
-                t_cpu = best_of(lambda: _ridge.meta_stats(Phi, y, off, s, 1.0, *out, 1, False), repeat,
-                                clock=time.process_time)
+                t_cpu = best_of(
+                    lambda: _ridge.meta_stats(Phi, y, off, s, 1.0, *out, 1, False), repeat, clock=time.process_time
+                )
             print(f"  n_jobs=1: statistics kernel alone, per CPU second {n_tasks / t_cpu:12,.0f} tasks/s")
-        print(f"  n_jobs={n_jobs}: MetaRidge.fit {n_tasks / t_fit:12,.0f} tasks/s   "
-              f"statistics kernel alone {n_tasks / t_kernel:12,.0f} tasks/s (target >= 200,000); "
-              f"with the LOO quadratic for alpha selection {n_tasks / t_loo:12,.0f} tasks/s per alpha")
+        print(
+            f"  n_jobs={n_jobs}: MetaRidge.fit {n_tasks / t_fit:12,.0f} tasks/s   "
+            f"statistics kernel alone {n_tasks / t_kernel:12,.0f} tasks/s (target >= 200,000); "
+            f"with the LOO quadratic for alpha selection {n_tasks / t_loo:12,.0f} tasks/s per alpha"
+        )
 
 
 def bench_adapt(repeat: int) -> None:
@@ -80,33 +83,41 @@ def bench_adapt(repeat: int) -> None:
     centers, ls = basis.centers_, basis.length_scale_
 
     def rbf_features(Z):
-        return np.exp(-0.5 * ((Z[:, None, :] - centers[None]) ** 2).sum(-1) / ls ** 2)
+        return np.exp(-0.5 * ((Z[:, None, :] - centers[None]) ** 2).sum(-1) / ls**2)
 
     sk = make_pipeline(FunctionTransformer(rbf_features), Ridge(alpha=model.alpha_))
-    np.testing.assert_allclose(model.adapt(X, y).predict(Xq),
-                               model.adapt_predict(X, y, Xq), rtol=1e-10)
+    np.testing.assert_allclose(model.adapt(X, y).predict(Xq), model.adapt_predict(X, y, Xq), rtol=1e-10)
     number = 200
     t_sk = best_of(lambda: sk.fit(X, y).predict(Xq), repeat, number)
     t_ap = best_of(lambda: model.adapt(X, y).predict(Xq), repeat, number)
     t_one = best_of(lambda: model.adapt_predict(X, y, Xq), repeat, number)
     print(f"adapt + predict one task ({n} support, {n_q} query, m = {m}):")
     print(f"  scikit-learn Pipeline(RBF transformer, Ridge) fit+predict {t_sk * 1e6:9.1f} us")
-    print(f"  MetaRidge.adapt(X, y).predict(Xq)                         {t_ap * 1e6:9.1f} us   "
-          f"ratio {t_sk / t_ap:5.1f}x")
-    print(f"  MetaRidge.adapt_predict(X, y, Xq)  (one kernel call)      {t_one * 1e6:9.1f} us   "
-          f"ratio {t_sk / t_one:5.1f}x   (target >= 20x)")
+    print(
+        f"  MetaRidge.adapt(X, y).predict(Xq)                         {t_ap * 1e6:9.1f} us   ratio {t_sk / t_ap:5.1f}x"
+    )
+    print(
+        f"  MetaRidge.adapt_predict(X, y, Xq)  (one kernel call)      {t_one * 1e6:9.1f} us   "
+        f"ratio {t_sk / t_one:5.1f}x   (target >= 20x)"
+    )
     if hasattr(mf, "MetaBayes"):
         bayes = mf.MetaBayes(basis=basis).fit(train)
         t_b = best_of(lambda: bayes.adapt(X, y).predict(Xq, return_std=True), repeat, number)
-        print(f"  MetaBayes.adapt(X, y).predict(Xq, return_std=True)        {t_b * 1e6:9.1f} us   "
-              f"ratio {t_sk / t_b:5.1f}x")
+        print(
+            f"  MetaBayes.adapt(X, y).predict(Xq, return_std=True)        {t_b * 1e6:9.1f} us   "
+            f"ratio {t_sk / t_b:5.1f}x"
+        )
         if hasattr(bayes, "adapt_predict"):
             t_bo = best_of(lambda: bayes.adapt_predict(X, y, Xq, return_std=True), repeat, number)
             t_bm = best_of(lambda: bayes.adapt_predict(X, y, Xq), repeat, number)
-            print(f"  MetaBayes.adapt_predict(X, y, Xq, return_std=True)        {t_bo * 1e6:9.1f} us   "
-                  f"ratio {t_sk / t_bo:5.1f}x   (target >= 20x)")
-            print(f"  MetaBayes.adapt_predict(X, y, Xq)  (mean only)            {t_bm * 1e6:9.1f} us   "
-                  f"ratio {t_sk / t_bm:5.1f}x")
+            print(
+                f"  MetaBayes.adapt_predict(X, y, Xq, return_std=True)        {t_bo * 1e6:9.1f} us   "
+                f"ratio {t_sk / t_bo:5.1f}x   (target >= 20x)"
+            )
+            print(
+                f"  MetaBayes.adapt_predict(X, y, Xq)  (mean only)            {t_bm * 1e6:9.1f} us   "
+                f"ratio {t_sk / t_bm:5.1f}x"
+            )
     else:
         print("  (mf.MetaBayes not available in this build: skipped)")
 

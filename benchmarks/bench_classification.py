@@ -24,10 +24,9 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from _common import best_of, import_metafast  # noqa: E402
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
-
-from _common import best_of, import_metafast  # noqa: E402
 
 import_metafast()
 
@@ -53,8 +52,10 @@ def digits_accuracy(n_train: int, n_test: int, threads: int) -> None:
         rows.append(("per-episode LogisticRegression", PerEpisodeLogistic().fit(train).evaluate(test)))
         rows.append(("nearest class mean", PerTaskCentroid().fit(train).evaluate(test)))
         for name, s in rows:
-            print(f"{k:>5}  {name:<32} {s['accuracy']:.3f} +- {s['accuracy_ci95']:.3f}   "
-                  f"{s.get('nll', float('nan')):>7.3f} {s.get('ece', float('nan')):>6.3f}")
+            print(
+                f"{k:>5}  {name:<32} {s['accuracy']:.3f} +- {s['accuracy_ci95']:.3f}   "
+                f"{s.get('nll', float('nan')):>7.3f} {s.get('ece', float('nan')):>6.3f}"
+            )
         best_base = max(rows[-1][1]["accuracy"], rows[-2][1]["accuracy"])
         print(f"       logistic head - best baseline: {100 * (rows[0][1]['accuracy'] - best_base):+.1f} points")
 
@@ -67,18 +68,29 @@ def calibration(n_train: int, n_test: int, threads: int) -> None:
     oracle = OracleClassifier().fit(train).evaluate(test)
     print(f"   {'learner':<28} {'accuracy':>8} {'log loss':>9} {'/ oracle':>9} {'ECE':>6}")
     for head in HEADS:
-        s = mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=3), head=head, max_iter=50,
-                              n_jobs=threads).fit(train).evaluate(test)
-        print(f"   {'MetaClassifier (' + head + ')':<28} {s['accuracy']:>8.3f} {s['nll']:>9.3f} "
-              f"{s['nll'] / oracle['nll']:>9.3f} {s['ece']:>6.3f}")
+        s = (
+            mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=3), head=head, max_iter=50, n_jobs=threads)
+            .fit(train)
+            .evaluate(test)
+        )
+        print(
+            f"   {'MetaClassifier (' + head + ')':<28} {s['accuracy']:>8.3f} {s['nll']:>9.3f} "
+            f"{s['nll'] / oracle['nll']:>9.3f} {s['ece']:>6.3f}"
+        )
     s = PerEpisodeLogistic().fit(train).evaluate(test)
-    print(f"   {'per-episode LogisticRegr.':<28} {s['accuracy']:>8.3f} {s['nll']:>9.3f} {s['nll'] / oracle['nll']:>9.3f} "
-          f"{s['ece']:>6.3f}")
-    print(f"   {'oracle (true weights)':<28} {oracle['accuracy']:>8.3f} {oracle['nll']:>9.3f} {1.0:>9.3f} "
-          f"{oracle['ece']:>6.3f}")
+    print(
+        f"   {'per-episode LogisticRegr.':<28} {s['accuracy']:>8.3f} {s['nll']:>9.3f} {s['nll'] / oracle['nll']:>9.3f} "
+        f"{s['ece']:>6.3f}"
+    )
+    print(
+        f"   {'oracle (true weights)':<28} {oracle['accuracy']:>8.3f} {oracle['nll']:>9.3f} {1.0:>9.3f} "
+        f"{oracle['ece']:>6.3f}"
+    )
     s = bayes_predictive_true_prior(test)
-    print(f"   {'Bayes predictive, true prior':<28} {s['accuracy']:>8.3f} {s['nll']:>9.3f} {s['nll'] / oracle['nll']:>9.3f} "
-          f"{s['ece']:>6.3f}   (the best any learner can do from the support points)")
+    print(
+        f"   {'Bayes predictive, true prior':<28} {s['accuracy']:>8.3f} {s['nll']:>9.3f} {s['nll'] / oracle['nll']:>9.3f} "
+        f"{s['ece']:>6.3f}   (the best any learner can do from the support points)"
+    )
 
 
 def bayes_predictive_true_prior(tasks, n_samples: int = 4000, seed: int = 0) -> dict:
@@ -91,7 +103,7 @@ def bayes_predictive_true_prior(tasks, n_samples: int = 4000, seed: int = 0) -> 
 
     mu, cov = logistic_prior()
     rng = np.random.default_rng(seed)
-    W = mu[None] + rng.standard_normal((n_samples, *mu.shape)) * np.sqrt(cov[0, 0])     # (S, C, p)
+    W = mu[None] + rng.standard_normal((n_samples, *mu.shape)) * np.sqrt(cov[0, 0])  # (S, C, p)
     Z_out = []
     for t in tasks:
         Zs = np.einsum("np,scp->snc", logistic_features(t.X_support), W)
@@ -110,7 +122,7 @@ def adapt_speed(repeat: int) -> None:
     kw = dict(n_way=5, k_shot=5, n_query=15, train_classes=range(5))
     train = mf.tasks.load("digits", n_tasks=100, seed=0, **kw)
     task = mf.tasks.load("digits", n_tasks=1, seed=1, split="test", **kw)[0]
-    basis = mf.basis.make("rbf", n_basis=255, centers="kmeans", random_state=0)   # + constant = 256
+    basis = mf.basis.make("rbf", n_basis=255, centers="kmeans", random_state=0)  # + constant = 256
     print(f"   {'what':<40} {'microseconds':>12} {'speed-up':>9}")
     Phi_s = np.hstack([basis.fit_tasks(train).design(task.X_support), np.ones((25, 1))])
     Phi_q = np.hstack([basis.design(task.X_query), np.ones((75, 1))])
@@ -154,11 +166,20 @@ def em_throughput(n_tasks: int, threads: int, repeat: int) -> None:
         codes = rng.integers(0, C, T * n).astype(np.int64)
         off = np.arange(T + 1, dtype=np.int64) * n
         ncls = np.full(T, C, dtype=np.int64)
-        rates = {path: T / best_of(lambda: laplace(Phi, codes, off, ncls, prior, n_threads=threads, want_stats=True,
-                                                   path=path).second_moment(), repeat)
-                 for path in ("dual", "primal", "auto")}
-        print(f"   {C} classes: dual {rates['dual']:>7.0f}   primal {rates['primal']:>7.0f}   auto {rates['auto']:>7.0f}"
-              f"   (auto / dual {rates['auto'] / rates['dual']:.1f}x)")
+        rates = {
+            path: T
+            / best_of(
+                lambda: laplace(
+                    Phi, codes, off, ncls, prior, n_threads=threads, want_stats=True, path=path
+                ).second_moment(),
+                repeat,
+            )
+            for path in ("dual", "primal", "auto")
+        }
+        print(
+            f"   {C} classes: dual {rates['dual']:>7.0f}   primal {rates['primal']:>7.0f}   auto {rates['auto']:>7.0f}"
+            f"   (auto / dual {rates['auto'] / rates['dual']:.1f}x)"
+        )
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ import importlib
 import warnings
 
 import numpy as np
-
 from _common import best_of, import_metafast
 
 
@@ -33,31 +32,41 @@ def main(argv=None):
     mf = import_metafast()
     import distributed
 
-    train = mf.tasks.load("class-mixtures", n_tasks=args.tasks, seed=0, n_way=5, n_features=8,
-                          n_total_classes=40, k_shot=5, n_query=10)
+    train = mf.tasks.load(
+        "class-mixtures", n_tasks=args.tasks, seed=0, n_way=5, n_features=8, n_total_classes=40, k_shot=5, n_query=10
+    )
     basis = mf.basis.make("rbf", n_basis=32, random_state=0).fit_tasks(train)
-    test = mf.tasks.load("class-mixtures", n_tasks=50, seed=1, n_way=5, n_features=8, n_total_classes=40,
-                         k_shot=5, n_query=10)
+    test = mf.tasks.load(
+        "class-mixtures", n_tasks=50, seed=1, n_way=5, n_features=8, n_total_classes=40, k_shot=5, n_query=10
+    )
     print(f"{args.tasks} tasks, {train.X_support.shape[0] + train.X_query.shape[0]} rows, m = 33")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
             client.run(importlib.import_module, "metafast.learners.classify.estimator")
             for head in args.heads:
                 fits = {}
 
                 def fit(backend):
-                    fits[backend] = mf.MetaClassifier(basis=basis, head=head, max_iter=args.max_iter, tol=0,
-                                                      n_jobs=1, backend=backend).fit(train)
+                    fits[backend] = mf.MetaClassifier(
+                        basis=basis, head=head, max_iter=args.max_iter, tol=0, n_jobs=1, backend=backend
+                    ).fit(train)
 
                 t_local = best_of(lambda: fit("threads"), 2)
                 t_dask = best_of(lambda: fit("dask"), 2)
                 p_local = fits["threads"].predict_tasks_proba(test)
                 p_dask = fits["dask"].predict_tasks_proba(test)
                 diff = float(np.abs(p_local - p_dask).max())
-                print(f"{head:9s}: in process {t_local:6.2f} s, dask 2 x 1 {t_dask:6.2f} s, "
-                      f"speed-up {t_local / t_dask:4.2f}x, max |proba difference| {diff:.1e}", flush=True)
+                print(
+                    f"{head:9s}: in process {t_local:6.2f} s, dask 2 x 1 {t_dask:6.2f} s, "
+                    f"speed-up {t_local / t_dask:4.2f}x, max |proba difference| {diff:.1e}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ print(json.dumps(dict(fit_s=t, driver_peak_rss_mb=resource.getrusage(resource.RU
 def write_files(directory: str, n_tasks: int, fmt: str, per_file: int = 50_000) -> str:
     sys.path.insert(0, str(ROOT))
     import numpy as np
+
     import metafast as mf
 
     stream = mf.tasks.stream("sinusoid", n_tasks=n_tasks, chunk_size=per_file, seed=0, n_support=10, n_query=1)
@@ -69,9 +70,13 @@ def write_files(directory: str, n_tasks: int, fmt: str, per_file: int = 50_000) 
         import pandas as pd
 
         first = i * per_file
-        pd.DataFrame({"task": np.repeat(np.arange(first, first + len(chunk)), chunk.support_sizes),
-                      "x": chunk.X_support[:, 0], "y": chunk.y_support}).to_parquet(
-            f"{directory}/chunk{i:05d}.parquet", index=False)
+        pd.DataFrame(
+            {
+                "task": np.repeat(np.arange(first, first + len(chunk)), chunk.support_sizes),
+                "x": chunk.X_support[:, 0],
+                "y": chunk.y_support,
+            }
+        ).to_parquet(f"{directory}/chunk{i:05d}.parquet", index=False)
     return f"{directory}/chunk*.{fmt}"
 
 
@@ -90,17 +95,22 @@ def main(argv=None):
     ap.add_argument("--format", default="npz", choices=["npz", "parquet"])
     args = ap.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.1f}; {args.format} files; {args.max_iter} EM iterations")
-    print(f"{'tasks':>9s} {'in-process s':>12s} {'dask s':>8s} {'speed-up':>8s} {'driver MB (proc)':>16s} "
-          f"{'driver MB (dask)':>16s} {'2 threads s':>11s} {'speed-up':>8s}")
+    print(
+        f"{'tasks':>9s} {'in-process s':>12s} {'dask s':>8s} {'speed-up':>8s} {'driver MB (proc)':>16s} "
+        f"{'driver MB (dask)':>16s} {'2 threads s':>11s} {'speed-up':>8s}"
+    )
     for n in args.tasks:
         with tempfile.TemporaryDirectory() as d:
             pattern = write_files(d, n, args.format)
             local = run(pattern, False, args.max_iter)
             remote = run(pattern, True, args.max_iter)
             threads = run(pattern, False, args.max_iter, n_jobs=2)
-        print(f"{n:9d} {local['fit_s']:12.1f} {remote['fit_s']:8.1f} {local['fit_s'] / remote['fit_s']:8.2f} "
-              f"{local['driver_peak_rss_mb']:16.0f} {remote['driver_peak_rss_mb']:16.0f} {threads['fit_s']:11.1f} "
-              f"{local['fit_s'] / threads['fit_s']:8.2f}", flush=True)
+        print(
+            f"{n:9d} {local['fit_s']:12.1f} {remote['fit_s']:8.1f} {local['fit_s'] / remote['fit_s']:8.2f} "
+            f"{local['driver_peak_rss_mb']:16.0f} {remote['driver_peak_rss_mb']:16.0f} {threads['fit_s']:11.1f} "
+            f"{local['fit_s'] / threads['fit_s']:8.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,11 @@ import numpy as np
 import metafast as mf
 from metafast.basis._base import check_design_finite
 
-CASES = [("rbf", {"n_basis": 256}, 20000, 4), ("fourier", {"n_basis": 64}, 100000, 1),
-         ("polynomial", {"n_basis": 10}, 100000, 1)]
+CASES = [
+    ("rbf", {"n_basis": 256}, 20000, 4),
+    ("fourier", {"n_basis": 64}, 100000, 1),
+    ("polynomial", {"n_basis": 10}, 100000, 1),
+]
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ import time
 import warnings
 
 import numpy as np
-
 from _common import import_metafast
 
 mf = import_metafast()
@@ -36,8 +35,7 @@ def passes_to_reach(model, target: float) -> int | None:
 
 
 def fit(tasks, acceleration: str, max_iter: int):
-    model = mf.MetaBayes(basis=mf.basis.make("rbf", n_basis=40), acceleration=acceleration,
-                         max_iter=max_iter, tol=0.0)
+    model = mf.MetaBayes(basis=mf.basis.make("rbf", n_basis=40), acceleration=acceleration, max_iter=max_iter, tol=0.0)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -53,8 +51,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.tasks, args.iters = min(args.tasks, 200), min(args.iters, 40)
-    print(f"Passes to reach plain EM's objective after {args.iters} iterations "
-          f"({args.tasks} tasks x 20 points, 40 RBFs, full covariance)")
+    print(
+        f"Passes to reach plain EM's objective after {args.iters} iterations "
+        f"({args.tasks} tasks x 20 points, 40 RBFs, full covariance)"
+    )
     print(f"{'family':11s} {'scheme':10s} {'passes':>7s} {'x fewer':>8s} {'monotone':>9s} {'time':>8s}")
     worst = np.inf
     for family in FAMILIES:

@@ -23,10 +23,8 @@ import argparse
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
-
-
 from _common import import_metafast  # noqa: E402
+from threadpoolctl import threadpool_limits
 
 import_metafast()  # the installed metafast, else this checkout (built in place)
 
@@ -51,7 +49,7 @@ def numpy_em_iteration(Phi, y, prior, G=None, b=None):
         b = np.einsum("tni,tn->ti", Phi, y)
     Sinv = np.linalg.inv(Sigma)
     A = Sinv[None] + G / s2
-    S = np.linalg.inv(A)                                        # (T, m, m) posterior covariances
+    S = np.linalg.inv(A)  # (T, m, m) posterior covariances
     mt = np.einsum("tij,tj->ti", S, (Sinv @ mu)[None] + b / s2)
     resid = y - np.einsum("tni,ti->tn", Phi, mt)
     rss = np.einsum("tn,tn->t", resid, resid)
@@ -110,8 +108,10 @@ def main(argv=None):
             t_cached = best_time(lambda: numpy_em_iteration(Phi, y, prior, G, b), args.repeat)
         with threadpool_limits(1, "blas"):
             t_mb = best_time(lambda: metabayes_em_iteration(Phi2, y1, off, prior, threads), args.repeat)
-        print(f"  threads={threads}: MetaBayes {t_mb * 1e3:8.1f} ms | numpy-einsum {t_einsum * 1e3:8.1f} ms "
-              f"(x{t_einsum / t_mb:5.1f}) | numpy-cached {t_cached * 1e3:8.1f} ms (x{t_cached / t_mb:5.1f})")
+        print(
+            f"  threads={threads}: MetaBayes {t_mb * 1e3:8.1f} ms | numpy-einsum {t_einsum * 1e3:8.1f} ms "
+            f"(x{t_einsum / t_mb:5.1f}) | numpy-cached {t_cached * 1e3:8.1f} ms (x{t_cached / t_mb:5.1f})"
+        )
 
     T2, n2 = max(args.tasks * 5, 20000), 10
     Phi_b, y_b, prior_b = problem(T2, n2, m, seed=1)
@@ -125,8 +125,10 @@ def main(argv=None):
             for threads in (1, 2):
                 with threadpool_limits(1, "blas"):
                     t = best_time(lambda: metabayes_em_iteration(P, yy, off_b, pr, threads), args.repeat)
-                print(f"  {np.dtype(dtype).name} covariance={kind:4s} threads={threads}: "
-                      f"{T2 / t:12,.0f} tasks/s ({t * 1e3:.1f} ms)")
+                print(
+                    f"  {np.dtype(dtype).name} covariance={kind:4s} threads={threads}: "
+                    f"{T2 / t:12,.0f} tasks/s ({t * 1e3:.1f} ms)"
+                )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,8 @@ import argparse
 import os
 
 import numpy as np
-from threadpoolctl import threadpool_limits
-
 from _common import best_of, import_metafast
+from threadpoolctl import threadpool_limits
 
 mf = import_metafast()
 
@@ -38,9 +37,12 @@ def estep_flops(n: np.ndarray, m: int) -> float:
     """Useful flops of one E-step over tasks of n rows (see the module docstring)."""
     n = n.astype(np.float64)
     dual = n < m
-    per = (2 * n * m * m + 2 * n * m + 3 * m * m
-           + np.where(dual, 2 * n * n * m + n ** 3 + 2 * n * n + 2 * n * m + n * m * m,
-                      n * m * m + m ** 3 + 2 * n * m))         # primal: syrk + chol/inverse + gemv
+    per = (
+        2 * n * m * m
+        + 2 * n * m
+        + 3 * m * m
+        + np.where(dual, 2 * n * n * m + n**3 + 2 * n * n + 2 * n * m + n * m * m, n * m * m + m**3 + 2 * n * m)
+    )  # primal: syrk + chol/inverse + gemv
     return float(per.sum())
 
 
@@ -50,7 +52,7 @@ def dgemm_gflops(n_threads: int, size: int = 2000, repeat: int = 3) -> float:
     with threadpool_limits(limits=n_threads, user_api="blas"):
         A @ B
         t = best_of(lambda: A @ B, repeat)
-    return 2 * size ** 3 / t / 1e9
+    return 2 * size**3 / t / 1e9
 
 
 def main(argv=None):
@@ -61,17 +63,19 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
     tasks = mf.tasks.load("sinusoid", n_tasks=args.tasks, n_support=args.support, n_query=1, seed=0)
-    basis = mf.basis.make("rbf", n_basis=args.basis).fit(tasks.X_support)    # the support rows only
+    basis = mf.basis.make("rbf", n_basis=args.basis).fit(tasks.X_support)  # the support rows only
     m = basis.n_basis
     rng = np.random.default_rng(1)
     A = rng.standard_normal((m, m)) / np.sqrt(m)
     prior = GaussianPrior(rng.standard_normal(m) * 0.1, A @ A.T + 0.1 * np.eye(m), 0.05, "full")
-    cache = DesignCache(budget=2 ** 40)
-    chunk_stats(basis, tasks, 1.0, prior, 1, cache, 0)          # fills the design cache
+    cache = DesignCache(budget=2**40)
+    chunk_stats(basis, tasks, 1.0, prior, 1, cache, 0)  # fills the design cache
     flops = estep_flops(np.diff(tasks.support_offsets), m)
     cores = mf.parallel.available_cores()
-    print(f"E-step of {args.tasks} tasks x {args.support} rows, m = {m} (full covariance, designs cached): "
-          f"{flops / args.tasks / 1e3:.1f} kflop a task; load average {os.getloadavg()[0]:.1f} on {cores} cores")
+    print(
+        f"E-step of {args.tasks} tasks x {args.support} rows, m = {m} (full covariance, designs cached): "
+        f"{flops / args.tasks / 1e3:.1f} kflop a task; load average {os.getloadavg()[0]:.1f} on {cores} cores"
+    )
     print(f"{'threads':>7s} {'E-step s':>9s} {'E-step GFLOP/s':>15s} {'DGEMM GFLOP/s':>14s} {'ratio':>6s}")
     for n_threads in sorted({1, cores}):
         with threadpool_limits(limits=1, user_api="blas"):

@@ -34,7 +34,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from _common import best_of, import_metafast
 
 mf = import_metafast()
@@ -90,7 +89,7 @@ def swapped(module, attr, replacement):
 def compare(label: str, run_before, run_after, repeat: int, rows: list) -> None:
     """Interleave before/after rounds, alternating which goes first; keep the best of each."""
     best_b = best_a = float("inf")
-    run_before(), run_after()                      # warm up both
+    run_before(), run_after()  # warm up both
     for i in range(repeat):
         if i % 2:
             best_a = min(best_a, best_of(run_after, 1))
@@ -99,19 +98,22 @@ def compare(label: str, run_before, run_after, repeat: int, rows: list) -> None:
             best_b = min(best_b, best_of(run_before, 1))
             best_a = min(best_a, best_of(run_after, 1))
     rows.append((label, best_b, best_a))
-    print(f"{label:<44} {best_b * 1e3:9.3f} ms {best_a * 1e3:9.3f} ms   {best_a / best_b:5.2f}",
-          flush=True)
+    print(f"{label:<44} {best_b * 1e3:9.3f} ms {best_a * 1e3:9.3f} ms   {best_a / best_b:5.2f}", flush=True)
 
 
 FAMILIES = [  # (family, make kwargs, basis module, module attribute, kernel module, prefix)
     ("fourier", dict(n_basis=41), "metafast.basis.fourier", "_fourier", "_fourier", "fourier"),
-    ("fourier", dict(n_basis=41, multivariate="lattice"), "metafast.basis.fourier", "_fourier_lattice",
-     "_fourier_lattice", "lattice"),
-    ("polynomial", dict(n_basis=15), "metafast.basis.polynomial", "_polynomial", "_polynomial",
-     "polynomial"),
+    (
+        "fourier",
+        dict(n_basis=41, multivariate="lattice"),
+        "metafast.basis.fourier",
+        "_fourier_lattice",
+        "_fourier_lattice",
+        "lattice",
+    ),
+    ("polynomial", dict(n_basis=15), "metafast.basis.polynomial", "_polynomial", "_polynomial", "polynomial"),
     ("rbf", dict(n_basis=40), "metafast.basis.rbf", "_rbf", "_rbf", "rbf"),
-    ("rff", dict(n_basis=40), "metafast.basis.random_features", "_rf", "_random_features",
-     "proj"),
+    ("rff", dict(n_basis=40), "metafast.basis.random_features", "_rf", "_random_features", "proj"),
 ]
 
 
@@ -125,7 +127,7 @@ def bench_families(before: Path, repeat: int, rows: list, rng) -> None:
         Xt = rng.uniform(-1, 1, size=(int(off[-1]), d_fam))
         try:
             B = mf.basis.make(name, n_jobs=1, **kwargs).fit(X)
-        except TypeError:                          # a family without that option
+        except TypeError:  # a family without that option
             continue
         m = B.n_basis
         w, W = rng.normal(size=m), rng.normal(size=(m, 3))
@@ -133,10 +135,13 @@ def bench_families(before: Path, repeat: int, rows: list, rng) -> None:
         module = importlib.import_module(mod_name)
         old = old_family_module(load_before(before, kernel), prefix)
         new = getattr(module, attr)
-        for what, call in [("design", lambda: B.design(X)),
-                           ("weighted_sum (m,)", lambda: B.weighted_sum(X, w)),
-                           ("weighted_sum (m, 3)", lambda: B.weighted_sum(X, W)),
-                           ("weighted_sum_tasks", lambda: B.weighted_sum_tasks(Xt, off, Wt))]:
+        for what, call in [
+            ("design", lambda: B.design(X)),
+            ("weighted_sum (m,)", lambda: B.weighted_sum(X, w)),
+            ("weighted_sum (m, 3)", lambda: B.weighted_sum(X, W)),
+            ("weighted_sum_tasks", lambda: B.weighted_sum_tasks(Xt, off, Wt)),
+        ]:
+
             def run_before(call=call):
                 with swapped(module, attr, old):
                     call()
@@ -159,6 +164,7 @@ def packed(rng, n_tasks, n, m):
 def bench_solvers(before: Path, repeat: int, rows: list, rng) -> None:
     bayes_old, ridge_old = load_before(before, "_bayes"), load_before(before, "_ridge")
     from metafast._kernels import _bayes, _ridge
+
     for label, n, m in [("dual n~10 m=24", 10, 24), ("primal n~40 m=12", 40, 12)]:
         T = 2000
         Phi, y, off = packed(rng, T, n, m)
@@ -168,30 +174,54 @@ def bench_solvers(before: Path, repeat: int, rows: list, rng) -> None:
         U = np.linalg.cholesky(np.cov(rng.normal(size=(m, 4 * m))) + np.eye(m))
 
         def estep(kern):
-            V = np.empty((T, m)); logp = np.empty(T); st = np.empty(T, dtype=np.intc)
-            aD = np.empty((nb, m, m)); am = np.empty((nb, m)); as_ = np.empty((nb, 4))
-            fused = lambda: kern.em_stats(Phi, U, False, y, off, 0.25, False, block, 1, V, logp, st,  # noqa: E731
-                                          aD, am, as_)
-            try:                      # a build that whitens each block itself (Phi U fused into the kernel)
+            V = np.empty((T, m))
+            logp = np.empty(T)
+            st = np.empty(T, dtype=np.intc)
+            aD = np.empty((nb, m, m))
+            am = np.empty((nb, m))
+            as_ = np.empty((nb, 4))
+            fused = lambda: kern.em_stats(
+                Phi,
+                U,
+                False,
+                y,
+                off,
+                0.25,
+                False,
+                block,
+                1,
+                V,
+                logp,
+                st,  # noqa: E731
+                aD,
+                am,
+                as_,
+            )
+            try:  # a build that whitens each block itself (Phi U fused into the kernel)
                 fused()
                 return fused
-            except TypeError:         # an older build: numpy's Phi U first
+            except TypeError:  # an older build: numpy's Phi U first
                 pass
-            return lambda: kern.em_stats(np.ascontiguousarray(Phi @ U), y, off, 0.25, False, block, 1, V, logp, st,
-                                         aD, am, as_)
+            return lambda: kern.em_stats(
+                np.ascontiguousarray(Phi @ U), y, off, 0.25, False, block, 1, V, logp, st, aD, am, as_
+            )
 
         compare(f"MetaBayes E-step (Phi U + em_stats) {label}", estep(bayes_old), estep(_bayes), repeat, rows)
         s, h = np.abs(rng.normal(size=m)) + 0.5, rng.normal(size=m)
 
         def stats(kern):
-            M = np.empty((m, m)); b = np.empty(m); Q = np.empty((m, m)); q = np.empty(m)
+            M = np.empty((m, m))
+            b = np.empty(m)
+            Q = np.empty((m, m))
+            q = np.empty(m)
             sq = np.empty(1)
             return lambda: kern.meta_stats(Phi, y, off, s, 0.5, M, b, Q, q, sq, 1, True)
 
         compare(f"MetaRidge meta_stats {label}", stats(ridge_old), stats(_ridge), repeat, rows)
 
         def solve(kern):
-            W = np.empty((T, m)); loo = np.empty(Phi.shape[0])
+            W = np.empty((T, m))
+            loo = np.empty(Phi.shape[0])
             return lambda: kern.solve_tasks(Phi, y, off, h, s, 0.5, W, loo, 1)
 
         compare(f"MetaRidge solve_tasks {label}", solve(ridge_old), solve(_ridge), repeat, rows)
@@ -213,6 +243,7 @@ def bench_solvers(before: Path, repeat: int, rows: list, rng) -> None:
 
 def bench_mixture(before: Path, repeat: int, rows: list, rng) -> None:
     import metafast.learners.bayes.mixture.prior as mixture_module
+
     mixture_old = load_before(before, "_mixture")
     tasks = mf.tasks.load("sinusoid", n_tasks=400, n_support=10, n_query=10, seed=0)
     basis = mf.basis.make("fourier", n_basis=21)
@@ -225,6 +256,7 @@ def bench_mixture(before: Path, repeat: int, rows: list, rng) -> None:
             with swapped(mixture_module, attr, kern), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 mf.MetaBayes(basis=basis, n_components=2, max_iter=5, tol=0, n_jobs=1).fit(tasks)
+
         return run
 
     compare("MetaBayes(n_components=2) fit, 5 EM passes", fit(mixture_old), fit(new), repeat, rows)
@@ -233,13 +265,15 @@ def bench_mixture(before: Path, repeat: int, rows: list, rng) -> None:
         model = mf.MetaBayes(basis=basis, n_components=2, max_iter=5, tol=0, n_jobs=1).fit(tasks)
 
     import metafast.learners.bayes.mixture._em as mixture_em
+
     Phi_s = np.ascontiguousarray(model.basis_.design(tasks.X_support))
 
-    def evaluate(kern):          # the mixture's posterior and predictive kernels, per task
+    def evaluate(kern):  # the mixture's posterior and predictive kernels, per task
         def run():
             with swapped(mixture_module, attr, kern), swapped(mixture_em, attr, kern):
                 model.evaluate(tasks)
                 model.mixture_.score_tasks(Phi_s, tasks.y_support, tasks.support_offsets)
+
         return run
 
     compare("MetaBayes(n_components=2) evaluate", evaluate(mixture_old), evaluate(new), repeat, rows)
@@ -247,8 +281,9 @@ def bench_mixture(before: Path, repeat: int, rows: list, rng) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", type=Path, required=True,
-                        help="folder with the compiled metafast/_kernels/*.so from before")
+    parser.add_argument(
+        "--before", type=Path, required=True, help="folder with the compiled metafast/_kernels/*.so from before"
+    )
     parser.add_argument("--repeat", type=int, default=7, help="interleaved rounds (best of)")
     parser.add_argument("--only", choices=["families", "solvers", "mixture"], default=None)
     args = parser.parse_args(argv)
@@ -263,8 +298,10 @@ def main(argv=None) -> int:
     if args.only in (None, "mixture"):
         bench_mixture(args.before, args.repeat, rows, rng)
     ratios = np.array([a / b for _, b, a in rows])
-    print(f"geometric mean after/before over {len(rows)} cases: "
-          f"{np.exp(np.log(ratios).mean()):.3f} (min {ratios.min():.2f}, max {ratios.max():.2f})")
+    print(
+        f"geometric mean after/before over {len(rows)} cases: "
+        f"{np.exp(np.log(ratios).mean()):.3f} (min {ratios.min():.2f}, max {ratios.max():.2f})"
+    )
     print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 

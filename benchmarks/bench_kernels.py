@@ -23,8 +23,6 @@ import sys
 import time
 
 import numpy as np
-
-
 from _common import import_metafast  # noqa: E402
 
 import_metafast()  # the installed metafast, else this checkout (built in place)
@@ -73,8 +71,19 @@ def row(case, dtype, threads, seconds, n, m, ref_seconds=None, note=""):
     cpu_ns = None if cpu_ns is None else cpu_ns / (n * m) * 1e9
     ref_cpu = getattr(ref_seconds, "cpu", None)
     ref_cpu = None if ref_cpu is None else ref_cpu / (n * m) * 1e9
-    return dict(case=case, dtype=np.dtype(dtype).name, threads=threads, n=n, m=m, ns=ns,
-                ref_ns=ref_ns, ratio=ratio, cpu_ns=cpu_ns, ref_cpu_ns=ref_cpu, note=note)
+    return dict(
+        case=case,
+        dtype=np.dtype(dtype).name,
+        threads=threads,
+        n=n,
+        m=m,
+        ns=ns,
+        ref_ns=ref_ns,
+        ratio=ratio,
+        cpu_ns=cpu_ns,
+        ref_cpu_ns=ref_cpu,
+        note=note,
+    )
 
 
 def bench_rbf_sum(n: int, repeats: int) -> list[dict]:
@@ -91,22 +100,32 @@ def bench_rbf_sum(n: int, repeats: int) -> list[dict]:
 
         t_ref = best_time(reference, repeats)
         for threads in THREADS:
-            B = mf.basis.make("rbf", n_basis=m, centers=C.astype(np.float64), length_scale=length,
-                              n_jobs=threads).fit(X)
+            B = mf.basis.make("rbf", n_basis=m, centers=C.astype(np.float64), length_scale=length, n_jobs=threads).fit(
+                X
+            )
             got = B.weighted_sum(X, w)
             err = float(np.max(np.abs(got - reference())))
             t = best_time(lambda: B.weighted_sum(X, w), repeats)
-            out.append(row("(a) rbf weighted_sum d=4", dtype, threads, t, n, m, t_ref,
-                           note=f"max abs diff {err:.1e}"))
+            out.append(row("(a) rbf weighted_sum d=4", dtype, threads, t, n, m, t_ref, note=f"max abs diff {err:.1e}"))
     return out
 
 
 def bench_fourier_sum(n: int, repeats: int) -> list[dict]:
     if "fourier" not in mf.basis.available():
-        print("(b) skipped: basis family 'fourier' is not registered in this build",
-              file=sys.stderr)
-        return [dict(case="(b) fourier weighted_sum d=1", dtype="-", threads="-", n=n, m=64,
-                     ns=None, ref_ns=None, ratio=None, note="skipped: 'fourier' not registered")]
+        print("(b) skipped: basis family 'fourier' is not registered in this build", file=sys.stderr)
+        return [
+            dict(
+                case="(b) fourier weighted_sum d=1",
+                dtype="-",
+                threads="-",
+                n=n,
+                m=64,
+                ns=None,
+                ref_ns=None,
+                ratio=None,
+                note="skipped: 'fourier' not registered",
+            )
+        ]
     m = 64
     rng = np.random.default_rng(1)
     X = rng.uniform(-5, 5, (n, 1))
@@ -146,8 +165,19 @@ def bench_designs(n: int, repeats: int) -> list[dict]:
             except (ValueError, TypeError) as exc:
                 err = exc
         else:
-            out.append(dict(case=f"(c) design {name}", dtype="float64", threads="-", n=n, m=m,
-                            ns=None, ref_ns=None, ratio=None, note=f"skipped: {err}"))
+            out.append(
+                dict(
+                    case=f"(c) design {name}",
+                    dtype="float64",
+                    threads="-",
+                    n=n,
+                    m=m,
+                    ns=None,
+                    ref_ns=None,
+                    ratio=None,
+                    note=f"skipped: {err}",
+                )
+            )
             continue
         has_jobs = "n_jobs" in B.get_params()
         for threads in THREADS:
@@ -156,8 +186,7 @@ def bench_designs(n: int, repeats: int) -> list[dict]:
             if has_jobs:
                 B.set_params(n_jobs=threads)
             t = best_time(lambda: B.design(X), repeats)
-            out.append(row(f"(c) design {name} d={d}", np.float64, threads if has_jobs else "-",
-                           t, n, B.n_basis))
+            out.append(row(f"(c) design {name} d={d}", np.float64, threads if has_jobs else "-", t, n, B.n_basis))
     return out
 
 
@@ -166,8 +195,7 @@ def fmt(value, spec):
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| case | dtype | threads | n | m | ns/(sample*basis) | numpy ns | speed-up "
-            "| cpu ns | numpy cpu ns | note |")
+    head = "| case | dtype | threads | n | m | ns/(sample*basis) | numpy ns | speed-up | cpu ns | numpy cpu ns | note |"
     lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(
@@ -191,9 +219,11 @@ def main(argv=None) -> int:
 
     rows = bench_rbf_sum(n_sum, repeats) + bench_fourier_sum(n_sum, repeats)
     rows += bench_designs(n_design, repeats)
-    header = (f"metafast {mf.__version__} kernels, {platform.machine()}, numpy {np.__version__}, "
-              f"{os.cpu_count()} cpus, threads available {effective_n_threads(None)}, "
-              f"best of {repeats}{' (quick)' if args.quick else ''}")
+    header = (
+        f"metafast {mf.__version__} kernels, {platform.machine()}, numpy {np.__version__}, "
+        f"{os.cpu_count()} cpus, threads available {effective_n_threads(None)}, "
+        f"best of {repeats}{' (quick)' if args.quick else ''}"
+    )
     text = header + "\n\n" + table(rows)
     print(text)
     if args.markdown:

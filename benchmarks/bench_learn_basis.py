@@ -20,7 +20,6 @@ import time
 import warnings
 
 import numpy as np
-
 from _common import import_metafast  # noqa: E402
 
 import_metafast()
@@ -53,12 +52,14 @@ def run(name, tasks, basis, repeat):
         rows[label] = (best, model.log_evidence_[-1] / len(tasks), model.n_iter_)
     (t_old, ev_old, it_old), (t_new, ev_new, it_new) = rows.values()
     print(f"\n{name}")
-    print("| schedule | fit seconds (best of %d) | EM iterations | log evidence per task |" % repeat)
+    print(f"| schedule | fit seconds (best of {repeat}) | EM iterations | log evidence per task |")
     print("|---|---|---|---|")
     for label, (t, ev, it) in rows.items():
         print(f"| {label} | {t:.3f} | {it} | {ev:.6f} |")
-    print(f"speed-up: {t_old / t_new:.1f}x; relative evidence difference: "
-          f"{abs(ev_new - ev_old) / abs(ev_old):.2e} (new {'>=' if ev_new >= ev_old else '<'} old)")
+    print(
+        f"speed-up: {t_old / t_new:.1f}x; relative evidence difference: "
+        f"{abs(ev_new - ev_old) / abs(ev_old):.2e} (new {'>=' if ev_new >= ev_old else '<'} old)"
+    )
 
 
 def main():
@@ -70,8 +71,12 @@ def main():
     pan = panel(n_groups=50 if args.quick else 150)
     run(f"panel: {len(pan)} groups x 57 rows, 12 RBFs", pan, mf.basis.make("rbf", n_basis=12), args.repeat)
     sin = mf.tasks.load("sinusoid", n_tasks=n_sin, n_support=10, n_query=10, seed=0)
-    run(f"sinusoid: {n_sin} tasks x (10 support + 10 query), 40 RBFs", sin, mf.basis.make("rbf", n_basis=40),
-        args.repeat)
+    run(
+        f"sinusoid: {n_sin} tasks x (10 support + 10 query), 40 RBFs",
+        sin,
+        mf.basis.make("rbf", n_basis=40),
+        args.repeat,
+    )
 
 
 if __name__ == "__main__":

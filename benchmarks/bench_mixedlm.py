@@ -23,7 +23,6 @@ import time
 import warnings
 
 import numpy as np
-
 from _common import import_metafast  # noqa: E402
 
 import_metafast()
@@ -42,7 +41,7 @@ def fertility_table():
     long = long.dropna().rename(columns={"Country Name": "country"})
     long["year"] = long["year"].astype(int)
     size = long.groupby("country")["year"].transform("size")
-    return long[size >= 20].reset_index(drop=True)      # a handful of countries have a few years only
+    return long[size >= 20].reset_index(drop=True)  # a handful of countries have a few years only
 
 
 def posterior_predict(mu, Sigma, s2, Phi_s, y_s, Phi_q):
@@ -94,8 +93,10 @@ def main():
         return
     whole = mf.tasks.from_frame(table, group="country", features="year", target="fertility", n_support=None)
     basis = mf.basis.make("polynomial", n_basis=args.n_basis).fit_tasks(whole)
-    print(f"fertility panel: {len(whole)} countries, {whole.X_support.shape[0]} country-years; "
-          f"basis: {args.n_basis} Legendre polynomials of the year")
+    print(
+        f"fertility panel: {len(whole)} countries, {whole.X_support.shape[0]} country-years; "
+        f"basis: {args.n_basis} Legendre polynomials of the year"
+    )
     print("| K | model | query MSE +- 95% CI | fit seconds | fit-time ratio |")
     print("|---|---|---|---|---|")
     for k in args.shots:
@@ -111,9 +112,11 @@ def main():
             metrics = model.evaluate(test)
             rows.append((label, (metrics["mse"], metrics["mse_ci95"]), best))
         for label, (mse, ci), seconds in rows:
-            print(f"| {k} | {label} | {mse:.4f} +- {ci:.4f} | {seconds:.3f} | "
-                  f"{t_lm / seconds:.0f}x |" if "MetaBayes" in label else
-                  f"| {k} | {label} | {mse:.4f} +- {ci:.4f} | {seconds:.3f} | 1 |")
+            print(
+                f"| {k} | {label} | {mse:.4f} +- {ci:.4f} | {seconds:.3f} | {t_lm / seconds:.0f}x |"
+                if "MetaBayes" in label
+                else f"| {k} | {label} | {mse:.4f} +- {ci:.4f} | {seconds:.3f} | 1 |"
+            )
     if args.plot:
         plot(whole, basis, args.plot)
 

@@ -27,14 +27,13 @@ import time
 import warnings
 
 import numpy as np
-
 from _common import import_metafast  # noqa: E402
 
 import_metafast()  # the installed metafast, else this checkout (built in place)
 
 import metafast as mf
-from metafast.learners.bayes.mixture.prior import MixturePrior
 from metafast.learners.bayes.mixture._em import _EM
+from metafast.learners.bayes.mixture.prior import MixturePrior
 from metafast.parallel import one_blas_thread
 from metafast.tasks import TaskSet
 
@@ -80,15 +79,22 @@ def _pack(X, Y, n_support):
     T, n = X.shape
     off_s = np.arange(T + 1, dtype=np.int64) * n_support
     off_q = np.arange(T + 1, dtype=np.int64) * (n - n_support)
-    return TaskSet(X[:, :n_support].reshape(-1, 1), Y[:, :n_support].ravel(), off_s,
-                   X[:, n_support:].reshape(-1, 1), Y[:, n_support:].ravel(), off_q)
+    return TaskSet(
+        X[:, :n_support].reshape(-1, 1),
+        Y[:, :n_support].ravel(),
+        off_s,
+        X[:, n_support:].reshape(-1, 1),
+        Y[:, n_support:].ravel(),
+        off_q,
+    )
 
 
 # ------------------------------------------------------------------------------------ designs
 def fourier_design():
     try:
-        B = mf.basis.make("fourier", n_basis=2 * len(HARMONIC_FREQS), frequencies=HARMONIC_FREQS,
-                          include_constant=False).fit(np.array([[-8.0], [8.0]]))
+        B = mf.basis.make(
+            "fourier", n_basis=2 * len(HARMONIC_FREQS), frequencies=HARMONIC_FREQS, include_constant=False
+        ).fit(np.array([[-8.0], [8.0]]))
         print("design: mf.basis.make('fourier', ...)")
         return B.design
     except Exception:
@@ -100,6 +106,7 @@ def fourier_design():
         x = np.asarray(X, dtype=np.float64)[:, :1]
         arg = x * HARMONIC_FREQS[None, :]
         return np.ascontiguousarray(np.concatenate([np.cos(arg), np.sin(arg)], axis=1))
+
     return design
 
 
@@ -111,6 +118,7 @@ def mixed_design():
         poly = np.concatenate([np.ones_like(x), x / 5, (x / 5) ** 2, (x / 5) ** 3], axis=1)
         bumps = np.exp(-0.5 * (x - centers[None, :]) ** 2)
         return np.ascontiguousarray(np.concatenate([poly, np.sin(x), np.cos(x), bumps], axis=1))
+
     return design
 
 
@@ -143,8 +151,9 @@ def numpy_em(Phi3, Y, n_comp, n_iter, seed):
             resid = yy - 2 * np.einsum("tm,tm->t", b, mt) + np.einsum("ti,tij,tj->t", mt, H, mt)
             dm = mt - mu[c]
             quad = np.einsum("ti,ij,tj->t", dm, Sinv, dm)
-            ll[:, c] = -0.5 * (resid / s2 + quad + np.linalg.slogdet(A)[1] + np.linalg.slogdet(Sig[c])[1]
-                               + n * np.log(2 * np.pi * s2))
+            ll[:, c] = -0.5 * (
+                resid / s2 + quad + np.linalg.slogdet(A)[1] + np.linalg.slogdet(Sig[c])[1] + n * np.log(2 * np.pi * s2)
+            )
             Ms.append(mt)
             Ss.append(S)
         lw = ll + np.log(pi)
@@ -178,17 +187,24 @@ def evaluate(prior, design, tasks):
 def run_family(name, make_tasks, design, components, args):
     train = make_tasks(args.n_train, 20, 0, seed=1)
     Phi = design(train.X_support)
-    print(f"\n== {name}: {args.n_train} training tasks x 20 points, m = {Phi.shape[1]}, "
-          f"{args.iters} EM iterations, n_threads = {args.n_threads}, prior_weight = {args.prior_weight}")
+    print(
+        f"\n== {name}: {args.n_train} training tasks x 20 points, m = {Phi.shape[1]}, "
+        f"{args.iters} EM iterations, n_threads = {args.n_threads}, prior_weight = {args.prior_weight}"
+    )
     fits = {}
     for C in components:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            prior = MixturePrior(n_components=C, max_iter=args.iters, tol=0.0, n_init=args.n_init,
-                                 random_state=0, n_threads=args.n_threads,
-                                 prior_weight=args.prior_weight).fit(Phi, train.y_support,
-                                                                                train.support_offsets)
+            prior = MixturePrior(
+                n_components=C,
+                max_iter=args.iters,
+                tol=0.0,
+                n_init=args.n_init,
+                random_state=0,
+                n_threads=args.n_threads,
+                prior_weight=args.prior_weight,
+            ).fit(Phi, train.y_support, train.support_offsets)
         fits[C] = (prior, time.perf_counter() - t0)
     print(f"{'K':>4} " + " ".join(f"{'MSE C=' + str(C):>18}" for C in components))
     for K in (5, 10, 20):
@@ -197,8 +213,10 @@ def run_family(name, make_tasks, design, components, args):
         print(f"{K:>4} " + " ".join(f"{m:>9.4f} +- {ci:<6.4f}" for m, ci in cells))
     for C in components:
         prior, secs = fits[C]
-        print(f"meta-fit C={C}: {secs:.2f} s ({prior.n_iter_} iterations after init, "
-              f"{prior.n_components_} components, weights {np.round(prior.weights_, 3)})")
+        print(
+            f"meta-fit C={C}: {secs:.2f} s ({prior.n_iter_} iterations after init, "
+            f"{prior.n_components_} components, weights {np.round(prior.weights_, 3)})"
+        )
     # numpy reference, timed on fewer iterations and tasks, extrapolated linearly
     C = components[-1]
     T_ref = min(args.n_train, args.ref_tasks)
@@ -209,20 +227,31 @@ def run_family(name, make_tasks, design, components, args):
     numpy_em(Phi3, Y, C, n_it, seed=0)
     secs = time.perf_counter() - t0
     est = secs * (args.iters / n_it) * (args.n_train / T_ref)
-    print(f"numpy reference EM C={C}: {secs:.2f} s for {n_it} iterations on {T_ref} tasks -> "
-          f"extrapolated linearly to {args.iters} iterations on {args.n_train} tasks: {est:.1f} s")
-    print(f"speed ratio (numpy reference / metafast meta-fit, C={C}): {est / fits[C][1]:.1f}x  "
-          f"(the meta-fit includes the single-Gaussian start and {args.n_init} restarts)")
+    print(
+        f"numpy reference EM C={C}: {secs:.2f} s for {n_it} iterations on {T_ref} tasks -> "
+        f"extrapolated linearly to {args.iters} iterations on {args.n_train} tasks: {est:.1f} s"
+    )
+    print(
+        f"speed ratio (numpy reference / metafast meta-fit, C={C}): {est / fits[C][1]:.1f}x  "
+        f"(the meta-fit includes the single-Gaussian start and {args.n_init} restarts)"
+    )
     # per EM iteration, same work on both sides: one E-step + M-step from the fitted parameters
     prior = fits[C][0]
-    em = _EM(np.ascontiguousarray(Phi / prior._col_scale), train.y_support / prior._y_scale,
-             train.support_offsets, "full", prior.n_threads_)
+    em = _EM(
+        np.ascontiguousarray(Phi / prior._col_scale),
+        train.y_support / prior._y_scale,
+        train.support_offsets,
+        "full",
+        prior.n_threads_,
+    )
     t0 = time.perf_counter()
     with one_blas_thread(None):
         em.run(prior._params, 3, 0.0)
     per_iter = (time.perf_counter() - t0) / 3
-    print(f"per EM iteration: metafast {per_iter * 1e3:.0f} ms, numpy reference "
-          f"{secs / n_it * args.n_train / T_ref * 1e3:.0f} ms -> {secs / n_it * args.n_train / T_ref / per_iter:.1f}x")
+    print(
+        f"per EM iteration: metafast {per_iter * 1e3:.0f} ms, numpy reference "
+        f"{secs / n_it * args.n_train / T_ref * 1e3:.0f} ms -> {secs / n_it * args.n_train / T_ref / per_iter:.1f}x"
+    )
     return fits
 
 
@@ -236,8 +265,12 @@ def main(argv=None):
     ap.add_argument("--ref-iters", type=int, default=3, help="numpy reference iterations actually run")
     ap.add_argument("--ref-tasks", type=int, default=1500, help="numpy reference tasks actually used")
     ap.add_argument("--n-threads", type=int, default=None)
-    ap.add_argument("--prior-weight", type=float, default=1.0,
-                    help="MixturePrior prior_weight (covariance shrinkage, in pseudo-tasks; 0 = plain ML)")
+    ap.add_argument(
+        "--prior-weight",
+        type=float,
+        default=1.0,
+        help="MixturePrior prior_weight (covariance shrinkage, in pseudo-tasks; 0 = plain ML)",
+    )
     ap.add_argument("--family", choices=["harmonic", "multimodal", "both"], default="both")
     args = ap.parse_args(argv)
     if args.quick:

@@ -36,17 +36,18 @@ def main(argv=None):
     from distributed import Client, LocalCluster
 
     mf = import_metafast()
-    from metafast.learners.bayes.mixture import _dask as _mixture_dask
     from metafast.learners.bayes._blocks import DesignCache
+    from metafast.learners.bayes.mixture import _dask as _mixture_dask
 
     warnings.simplefilter("ignore")
     basis = mf.basis.make("rbf", n_basis=40).fit(np.linspace(-5, 5, 100)[:, None])
     tasks = mf.tasks.load("sinusoid", n_tasks=args.tasks, n_support=10, n_query=1, seed=0)
-    kw = dict(basis=basis, n_components=2, n_init=1, max_iter=args.max_iter, tol=0, random_state=0,
-              train_rows="support")
+    kw = dict(
+        basis=basis, n_components=2, n_init=1, max_iter=args.max_iter, tol=0, random_state=0, train_rows="support"
+    )
     out = {}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c, Client(c):
-        mf.MetaBayes(backend="dask", **dict(kw, max_iter=1)).fit(tasks[:200])          # warm-up
+        mf.MetaBayes(backend="dask", **dict(kw, max_iter=1)).fit(tasks[:200])  # warm-up
         t0 = time.perf_counter()
         cached = mf.MetaBayes(backend="dask", **kw).fit(tasks)
         out["fit_cached_s"] = time.perf_counter() - t0
@@ -61,7 +62,7 @@ def main(argv=None):
         out["uncached_over_cached"] = out["fit_uncached_s"] / out["fit_cached_s"]
         out["same_result"] = bool(np.allclose(plain.means_, cached.means_, rtol=1e-12, atol=0))
 
-        few = tasks[:args.auto_tasks]
+        few = tasks[: args.auto_tasks]
         auto = dict(kw, n_components="auto", max_iter=5)
         t0 = time.perf_counter()
         remote = mf.MetaBayes(backend="dask", **auto).fit(few)

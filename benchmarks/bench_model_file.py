@@ -30,8 +30,9 @@ def main() -> None:
     tasks = mf.tasks.load("sinusoid", n_tasks=500, n_support=10, n_query=10, seed=0)
     models = {
         "MetaBayes rbf m=40": mf.MetaBayes(basis=mf.basis.make("rbf", n_basis=40), max_iter=20).fit(tasks),
-        "MetaBayes mixture C=3": mf.MetaBayes(basis=mf.basis.make("rbf", n_basis=40), n_components=3,
-                                              max_iter=20, random_state=0).fit(tasks),
+        "MetaBayes mixture C=3": mf.MetaBayes(
+            basis=mf.basis.make("rbf", n_basis=40), n_components=3, max_iter=20, random_state=0
+        ).fit(tasks),
         "MetaRidge fourier m=64": mf.MetaRidge(basis=mf.basis.make("fourier", n_basis=64)).fit(tasks),
     }
     print(f"{'model':24s} {'save x':>8s} {'load x':>8s} {'size x':>8s}  (format 2 / pickle)")

@@ -13,10 +13,9 @@ import argparse
 import time
 
 import numpy as np
+from _common import import_metafast  # noqa: E402
 from numpy.polynomial import legendre
 from scipy.interpolate import BSpline as ScipyBSpline
-
-from _common import import_metafast  # noqa: E402
 
 import_metafast()  # the installed metafast, else this checkout (built in place)
 
@@ -44,6 +43,7 @@ def fourier_case(X, m, rng):
     def reference():
         arg = 2 * np.pi * X * (f / (2 * np.pi))  # the np.cos(2 pi x f) @ wc + np.sin(...) form
         return np.cos(arg) @ wc + np.sin(arg) @ ws
+
     return B, w, reference
 
 
@@ -71,8 +71,7 @@ def main() -> None:
     X = rng.uniform(-5, 5, size=(args.n, 1))
     print(f"n={args.n}, m={args.m}, d=1, float64; best of {args.repeat}")
     print(f"{'family':<11} {'reference':>12} {'threads':>7} {'fused':>10} {'ns/(n*m)':>9} {'speed-up':>8}")
-    for name, case in (("fourier", fourier_case), ("polynomial", polynomial_case),
-                       ("bspline", bspline_case)):
+    for name, case in (("fourier", fourier_case), ("polynomial", polynomial_case), ("bspline", bspline_case)):
         B, w, reference = case(X, args.m, rng)
         t_ref = best_time(reference, args.repeat)
         err = np.abs(B.weighted_sum(X, w) - reference()).max()
@@ -80,8 +79,10 @@ def main() -> None:
             B.set_params(n_jobs=n_jobs)
             t = best_time(lambda: B.weighted_sum(X, w), args.repeat)
             ns = t / (args.n * args.m) * 1e9
-            print(f"{name:<11} {t_ref * 1e3:>10.2f}ms {n_jobs:>7} {t * 1e3:>8.2f}ms {ns:>9.3f} "
-                  f"{t_ref / t:>7.1f}x   (max |diff| {err:.1e})")
+            print(
+                f"{name:<11} {t_ref * 1e3:>10.2f}ms {n_jobs:>7} {t * 1e3:>8.2f}ms {ns:>9.3f} "
+                f"{t_ref / t:>7.1f}x   (max |diff| {err:.1e})"
+            )
 
 
 if __name__ == "__main__":

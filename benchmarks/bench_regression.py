@@ -32,8 +32,11 @@ def main(argv=None) -> int:
     results = bench.run_suite(bench.get_suite("regression", quick=args.quick, seed=args.seed), verbose=1)
     if os.environ.get("METAFAST_BENCH_NO_MACHINE"):  # run_all.py prints the machine summary once
         results.machine = None
-    print(bench.to_markdown(results, title="Few-shot regression (bench_regression.py"
-                                         + (" --quick)" if args.quick else ")")))
+    print(
+        bench.to_markdown(
+            results, title="Few-shot regression (bench_regression.py" + (" --quick)" if args.quick else ")")
+        )
+    )
     if args.out:
         written = bench.write_results(results, args.out)
         print("wrote " + ", ".join(written["written"]), file=sys.stderr)

@@ -65,14 +65,18 @@ def main(argv=None):
     ap.add_argument("--max-iter", type=int, default=200)
     ap.add_argument("--routes", nargs="+", default=["stream", "memory"], choices=["stream", "memory"])
     args = ap.parse_args(argv)
-    print(f"{'route':7s} {'tasks':>9s} {'fit s':>8s} {'pass s':>7s} {'fit/pass':>8s} {'passes':>6s} "
-          f"{'conv':>5s} {'peak RSS MB':>11s} {'data MB':>8s}")
+    print(
+        f"{'route':7s} {'tasks':>9s} {'fit s':>8s} {'pass s':>7s} {'fit/pass':>8s} {'passes':>6s} "
+        f"{'conv':>5s} {'peak RSS MB':>11s} {'data MB':>8s}"
+    )
     for n in args.tasks:
         for route in args.routes:
             r = run(route, n, args.max_iter)
-            print(f"{route:7s} {n:9d} {r['fit_s']:8.1f} {r['pass_s']:7.2f} {r['fit_s'] / r['pass_s']:8.1f} "
-                  f"{r['passes']:6d} {str(r['converged']):>5s} {r['peak_rss_mb']:11.0f} {r['rss_after_data_mb']:8.0f}",
-                  flush=True)
+            print(
+                f"{route:7s} {n:9d} {r['fit_s']:8.1f} {r['pass_s']:7.2f} {r['fit_s'] / r['pass_s']:8.1f} "
+                f"{r['passes']:6d} {str(r['converged']):>5s} {r['peak_rss_mb']:11.0f} {r['rss_after_data_mb']:8.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

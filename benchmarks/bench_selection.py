@@ -39,8 +39,9 @@ def _table(header, rows) -> str:
 
 
 def part_a(quick: bool) -> str:
-    import metafast as mf
     from sklearn.base import clone
+
+    import metafast as mf
     from metafast.bench import selection as S
 
     n_train, n_test = (500, 100) if quick else (2000, 300)
@@ -54,10 +55,13 @@ def part_a(quick: bool) -> str:
         secs = time.perf_counter() - t0
         selected[method] = sel.selected_basis_
         r = S.support_recovery(sel.support_, true)
-        rows.append([method, r["n_selected"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", f"{secs:.1f}"])
-    out = ["### (a) support recovery (8 true of 400 columns, "
-           f"{n_train} training tasks of 10 + 10 points, noise 0.1)\n",
-           _table(["method", "selected", "precision", "recall", "F1", "select s"], rows)]
+        rows.append(
+            [method, r["n_selected"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", f"{secs:.1f}"]
+        )
+    out = [
+        f"### (a) support recovery (8 true of 400 columns, {n_train} training tasks of 10 + 10 points, noise 0.1)\n",
+        _table(["method", "selected", "precision", "recall", "F1", "select s"], rows),
+    ]
 
     # query MSE at K = 5 / 10 / 20 (test tasks drawn with the same support)
     models = {f"MetaBayes on {m} selection": mf.MetaBayes(basis=b, max_iter=100) for m, b in selected.items()}
@@ -73,12 +77,14 @@ def part_a(quick: bool) -> str:
     for K in (5, 10, 20):
         test = S.sparse_tasks(D, true, n_test, K, 20, seed=100 + K)
         row = [K]
-        for name, (model, _) in fitted.items():
+        for model, _ in fitted.values():
             row.append(f"{model.evaluate(test)['mse']:.4f}")
         row.append(f"{_lasso_mse(D, test, lasso_alpha):.4f}")
         mse_rows.append(row)
-    out += ["\n### (a) query MSE on new tasks (300 test tasks, 20 query points)\n",
-            _table(["K"] + list(fitted) + [f"per-task lasso (alpha={lasso_alpha:g})"], mse_rows)]
+    out += [
+        "\n### (a) query MSE on new tasks (300 test tasks, 20 query points)\n",
+        _table(["K"] + list(fitted) + [f"per-task lasso (alpha={lasso_alpha:g})"], mse_rows),
+    ]
     # one-task adapt_predict speed: selected (group lasso) vs whole dictionary
     t = S.sparse_tasks(D, true, 1, 10, 50, seed=7)[0]
     timing = []
@@ -90,11 +96,15 @@ def part_a(quick: bool) -> str:
         for _ in range(reps):
             model.adapt_predict(t.X_support, t.y_support, t.X_query)
         timing.append((name, model.basis_.n_basis, (time.perf_counter() - t0) / reps * 1e6, fitted[name][1]))
-    out += ["\n### (a) one-task adapt_predict (10 support, 50 query points)\n",
-            _table(["model", "m", "adapt_predict us", "meta-fit s"],
-                   [[n, m, f"{us:.0f}", f"{fs:.1f}"] for n, m, us, fs in timing]),
-            f"\nspeed-up of the selected basis: {timing[1][2] / timing[0][2]:.1f}x "
-            f"(m ratio {timing[1][1] / timing[0][1]:.1f}x)"]
+    out += [
+        "\n### (a) one-task adapt_predict (10 support, 50 query points)\n",
+        _table(
+            ["model", "m", "adapt_predict us", "meta-fit s"],
+            [[n, m, f"{us:.0f}", f"{fs:.1f}"] for n, m, us, fs in timing],
+        ),
+        f"\nspeed-up of the selected basis: {timing[1][2] / timing[0][2]:.1f}x "
+        f"(m ratio {timing[1][1] / timing[0][1]:.1f}x)",
+    ]
     return "\n".join(out)
 
 
@@ -128,9 +138,10 @@ def part_c(quick: bool) -> str:
     """Shared design: the whole warm-started path, best of 3 runs each, both to a duality gap of
     1e-10 (scikit-learn's tol is relative to ||Y||^2, ours to the objective at W = 0: the same
     scale up to the factor 1/2n); the objectives are compared at every alpha."""
-    from sklearn.linear_model import MultiTaskLasso
-    from metafast.learners.select import _solvers as solvers
     from _common import best_of
+    from sklearn.linear_model import MultiTaskLasso
+
+    from metafast.learners.select import _solvers as solvers
 
     rows = []
     for n, m, T in ((100, 400, 20), (200, 400, 50), (200, 2000, 100)) if not quick else ((100, 200, 20),):
@@ -139,15 +150,19 @@ def part_c(quick: bool) -> str:
         W = np.zeros((m, T))
         W[rng.choice(m, 8, replace=False)] = rng.standard_normal((8, T))
         Y = X @ W + 0.1 * rng.standard_normal((n, T))
-        packed = solvers.Packed(np.ascontiguousarray(np.tile(X.T, (1, T))), Y.T.ravel(),
-                                np.arange(T + 1, dtype=np.int64) * n)
+        packed = solvers.Packed(
+            np.ascontiguousarray(np.tile(X.T, (1, T))), Y.T.ravel(), np.arange(T + 1, dtype=np.int64) * n
+        )
         alphas = solvers.alpha_grid(solvers.GroupLasso(packed).alpha_max, 30, 1e-2)
         ours, theirs = [], []
 
         def run_ours(detect: bool):
             ours.clear()
-            gl = (solvers.GroupLasso(solvers.Packed(packed.PhiT, packed.y, packed.offsets)) if detect
-                  else solvers.GroupLasso.shared_design(X, Y))
+            gl = (
+                solvers.GroupLasso(solvers.Packed(packed.PhiT, packed.y, packed.offsets))
+                if detect
+                else solvers.GroupLasso.shared_design(X, Y)
+            )
             prev = None
             for a in alphas:
                 gl.solve(a, prev, 1e-10, 100_000)
@@ -162,19 +177,42 @@ def part_c(quick: bool) -> str:
                 for a in alphas:
                     sk.set_params(alpha=a).fit(X, Y)
                     R = Y - X @ sk.coef_.T
-                    theirs.append(0.5 * (R ** 2).sum() / n + a * np.linalg.norm(sk.coef_, axis=0).sum())
+                    theirs.append(0.5 * (R**2).sum() / n + a * np.linalg.norm(sk.coef_, axis=0).sum())
 
         t_sk = best_of(run_sklearn, 3)
         t_detect = best_of(lambda: run_ours(True), 3)
         t_ours = best_of(lambda: run_ours(False), 3)
         rel = np.max(np.abs(np.array(ours) - np.array(theirs)) / np.abs(theirs))
-        rows.append([f"n={n}, m={m}, T={T}", f"{t_ours:.4f}", f"{t_detect:.4f}", f"{t_sk:.3f}",
-                     f"{t_sk / t_ours:.1f}x", f"{t_sk / t_detect:.1f}x", f"{rel:.1e}"])
-    return "\n".join(["### (c) group-lasso path (30 alphas to 1e-2 alpha_max) vs sklearn MultiTaskLasso, shared X "
-                      "(best of 3; metafast works on the Gram columns of the shared design, given as X "
-                      "or detected in T packed copies of it)\n",
-                      _table(["problem", "metafast s (X given)", "metafast s (detected)", "sklearn s",
-                              "speed-up (X given)", "speed-up (detected)", "max rel. objective diff"], rows)])
+        rows.append(
+            [
+                f"n={n}, m={m}, T={T}",
+                f"{t_ours:.4f}",
+                f"{t_detect:.4f}",
+                f"{t_sk:.3f}",
+                f"{t_sk / t_ours:.1f}x",
+                f"{t_sk / t_detect:.1f}x",
+                f"{rel:.1e}",
+            ]
+        )
+    return "\n".join(
+        [
+            "### (c) group-lasso path (30 alphas to 1e-2 alpha_max) vs sklearn MultiTaskLasso, shared X "
+            "(best of 3; metafast works on the Gram columns of the shared design, given as X "
+            "or detected in T packed copies of it)\n",
+            _table(
+                [
+                    "problem",
+                    "metafast s (X given)",
+                    "metafast s (detected)",
+                    "sklearn s",
+                    "speed-up (X given)",
+                    "speed-up (detected)",
+                    "max rel. objective diff",
+                ],
+                rows,
+            ),
+        ]
+    )
 
 
 def part_d(quick: bool) -> str:
@@ -187,8 +225,9 @@ def part_d(quick: bool) -> str:
         from skglm import GroupLasso as SkglmGroupLasso
     except ImportError:
         return "### (d) per-task designs vs skglm GroupLasso: skipped (skglm is not importable)"
-    from metafast.learners.select import _solvers as solvers
     from _common import best_of
+
+    from metafast.learners.select import _solvers as solvers
 
     rows = []
     for n, m, T in ((10, 100, 50), (20, 200, 100)) if not quick else ((10, 50, 20),):
@@ -197,14 +236,17 @@ def part_d(quick: bool) -> str:
         W = np.zeros((m, T))
         W[rng.choice(m, 6, replace=False)] = rng.standard_normal((6, T))
         y = np.einsum("tnm,mt->tn", Phi, W) + 0.1 * rng.standard_normal((T, n))
-        packed = solvers.Packed(np.ascontiguousarray(Phi.transpose(2, 0, 1).reshape(m, T * n)), y.ravel(),
-                                np.arange(T + 1, dtype=np.int64) * n)
-        big = np.zeros((T * n, m * T))                     # column j * T + t: task t's column j
+        packed = solvers.Packed(
+            np.ascontiguousarray(Phi.transpose(2, 0, 1).reshape(m, T * n)),
+            y.ravel(),
+            np.arange(T + 1, dtype=np.int64) * n,
+        )
+        big = np.zeros((T * n, m * T))  # column j * T + t: task t's column j
         for t in range(T):
-            big[t * n:(t + 1) * n, t::T] = Phi[t]
+            big[t * n : (t + 1) * n, t::T] = Phi[t]
         from scipy import sparse
 
-        big = sparse.csc_matrix(big)                        # skglm's sparse path: the blocks only
+        big = sparse.csc_matrix(big)  # skglm's sparse path: the blocks only
         alphas = solvers.alpha_grid(solvers.GroupLasso(packed).alpha_max, 20, 1e-2)
         ours, theirs = [], []
 
@@ -218,8 +260,9 @@ def part_d(quick: bool) -> str:
 
         def run_skglm():
             theirs.clear()
-            est = SkglmGroupLasso(groups=T, alpha=alphas[0] / T, fit_intercept=False, tol=1e-10,
-                                  max_iter=10_000, warm_start=True)
+            est = SkglmGroupLasso(
+                groups=T, alpha=alphas[0] / T, fit_intercept=False, tol=1e-10, max_iter=10_000, warm_start=True
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 for a in alphas:
@@ -228,13 +271,17 @@ def part_d(quick: bool) -> str:
                     r = y.ravel() - big @ est.coef_
                     theirs.append(0.5 * (r @ r) / n + a * np.linalg.norm(w, axis=1).sum())
 
-        run_skglm()                                           # JIT warm-up
+        run_skglm()  # JIT warm-up
         t_sk, t_ours = best_of(run_skglm, 3), best_of(run_ours, 3)
         rel = np.max(np.abs(np.array(ours) - np.array(theirs)) / np.abs(theirs))
         rows.append([f"n_t={n}, m={m}, T={T}", f"{t_ours:.3f}", f"{t_sk:.3f}", f"{t_sk / t_ours:.1f}x", f"{rel:.1e}"])
-    return "\n".join(["### (d) group-lasso path (20 alphas to 1e-2 alpha_max), per-task designs, vs skglm "
-                      "GroupLasso on the block-diagonal design (scipy sparse; best of 3)\n",
-                      _table(["problem", "metafast s", "skglm s", "speed-up", "max rel. objective diff"], rows)])
+    return "\n".join(
+        [
+            "### (d) group-lasso path (20 alphas to 1e-2 alpha_max), per-task designs, vs skglm "
+            "GroupLasso on the block-diagonal design (scipy sparse; best of 3)\n",
+            _table(["problem", "metafast s", "skglm s", "speed-up", "max rel. objective diff"], rows),
+        ]
+    )
 
 
 def main(argv=None) -> int:

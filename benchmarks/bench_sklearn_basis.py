@@ -19,10 +19,9 @@ import argparse
 import warnings
 
 import numpy as np
+from _common import best_of, import_metafast  # noqa: E402
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import SplineTransformer, StandardScaler
-
-from _common import best_of, import_metafast  # noqa: E402
 
 import_metafast()
 
@@ -56,8 +55,14 @@ def main() -> None:
     t_pipe = best_of(lambda: pipe.weighted_sum(X, w), args.repeat)
     t_family = best_of(lambda: fitted_rbf.weighted_sum(Z, w), args.repeat)
     t_numpy = best_of(numpy_ref, args.repeat)
-    rows.append((f"Pipeline[StandardScaler, rbf].weighted_sum, n={n_rows}, d=4, m=256", t_pipe,
-                  "rbf.weighted_sum on pre-scaled X", t_family))
+    rows.append(
+        (
+            f"Pipeline[StandardScaler, rbf].weighted_sum, n={n_rows}, d=4, m=256",
+            t_pipe,
+            "rbf.weighted_sum on pre-scaled X",
+            t_family,
+        )
+    )
     rows.append(("(same)", t_pipe, "numpy exp(-sqdist/2l^2) @ w", t_numpy))
 
     X1 = rng.uniform(-3, 3, size=(n_rows, 1))
@@ -67,21 +72,34 @@ def main() -> None:
     ws = rng.normal(size=wrapped.n_basis)
     t_wrapped = best_of(lambda: wrapped.weighted_sum(X1, ws), args.repeat)
     t_direct = best_of(lambda: direct.transform(X1) @ ws, args.repeat)
-    rows.append((f"SklearnBasis(SplineTransformer(n_knots=30)).weighted_sum, n={n_rows}", t_wrapped,
-                  "transform(X) @ w", t_direct))
+    rows.append(
+        (
+            f"SklearnBasis(SplineTransformer(n_knots=30)).weighted_sum, n={n_rows}",
+            t_wrapped,
+            "transform(X) @ w",
+            t_direct,
+        )
+    )
 
     tasks = mf.tasks.load("sinusoid", n_tasks=n_tasks, n_support=20, n_query=1, seed=0)
     fam = mf.basis.make("rbf", n_basis=40)
     fit = {
         "family": lambda: mf.MetaBayes(basis=fam, max_iter=20, tol=0, n_jobs=args.n_jobs).fit(tasks),
-        "pipeline": lambda: mf.MetaBayes(basis=Pipeline([("rbf", fam)]), max_iter=20, tol=0,
-                                         n_jobs=args.n_jobs).fit(tasks),
+        "pipeline": lambda: mf.MetaBayes(basis=Pipeline([("rbf", fam)]), max_iter=20, tol=0, n_jobs=args.n_jobs).fit(
+            tasks
+        ),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t_fit = {k: best_of(f, args.repeat) for k, f in fit.items()}
-    rows.append((f"MetaBayes.fit, rbf in a one-step Pipeline ({n_tasks} tasks x 20 points, m=40, 20 EM iterations)",
-                 t_fit["pipeline"], "the rbf family passed directly", t_fit["family"]))
+    rows.append(
+        (
+            f"MetaBayes.fit, rbf in a one-step Pipeline ({n_tasks} tasks x 20 points, m=40, 20 EM iterations)",
+            t_fit["pipeline"],
+            "the rbf family passed directly",
+            t_fit["family"],
+        )
+    )
 
     print(f"### scikit-learn transformers as bases (best of {args.repeat}, n_jobs={args.n_jobs})\n")
     print("| measured | ms | reference | ms | time / reference |")

@@ -37,13 +37,18 @@ def main():
     fits = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for label, tasks, rows in (("support rows only (0.1)", train, "support"),
-                                   ("every labelled row (default)", train, "all"),
-                                   ("all 20 rows as support (reference)", train.all_rows(), "all")):
-            fits[label] = mf.MetaBayes(basis=basis, n_components=args.components, random_state=0,
-                                       train_rows=rows).fit(tasks)
-    print(f"harmonic: {n_train} training tasks of 10 support + 10 query rows, C = {args.components}, "
-          "two-band Fourier basis (60 functions)")
+        for label, tasks, rows in (
+            ("support rows only (0.1)", train, "support"),
+            ("every labelled row (default)", train, "all"),
+            ("all 20 rows as support (reference)", train.all_rows(), "all"),
+        ):
+            fits[label] = mf.MetaBayes(basis=basis, n_components=args.components, random_state=0, train_rows=rows).fit(
+                tasks
+            )
+    print(
+        f"harmonic: {n_train} training tasks of 10 support + 10 query rows, C = {args.components}, "
+        "two-band Fourier basis (60 functions)"
+    )
     print("| K | " + " | ".join(fits) + " |")
     print("|---" * (len(fits) + 1) + "|")
     for k in (5, 10, 20):

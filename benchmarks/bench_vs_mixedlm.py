@@ -27,18 +27,17 @@ import time
 import warnings
 
 import numpy as np
-
 from _common import import_metafast
 
 import_metafast()
 
 import metafast as mf  # noqa: E402
 
-SHAPES = ((2, 4), (6, 10))                       # (q, rows a group)
+SHAPES = ((2, 4), (6, 10))  # (q, rows a group)
 SIZES = (2_000, 20_000, 125_066)
 QUICK_SIZES = (2_000, 20_000)
 STATSMODELS_MAX_GROUPS = 2_000
-ACCELERATION = "lbfgs"       # interior optimum (noisy groups): the gradient optimiser, see docs/metabayes.md
+ACCELERATION = "lbfgs"  # interior optimum (noisy groups): the gradient optimiser, see docs/metabayes.md
 
 
 def make_frame(n_groups: int, q: int, rows: int, seed: int = 0):
@@ -112,7 +111,7 @@ def profile_small(q: int = 2, rows: int = 4, n_groups: int = 2_000) -> None:
     import pstats
 
     frame = make_frame(n_groups, q, rows)
-    fit_metafast(frame, q)                       # warm up imports and kernels
+    fit_metafast(frame, q)  # warm up imports and kernels
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(20):
@@ -132,13 +131,19 @@ def main() -> None:
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     has_rs, has_sm = available("mixedlm_rs"), available("statsmodels")
     if not has_rs:
-        print("mixedlm-rs is not installed: skipping the mixedlm-rs columns "
-              "(pip install mixedlm-rs, or the extra: pip install metafast[peers])")
+        print(
+            "mixedlm-rs is not installed: skipping the mixedlm-rs columns "
+            "(pip install mixedlm-rs, or the extra: pip install metafast[peers])"
+        )
     if not has_sm:
-        print("statsmodels is not installed: skipping the statsmodels columns "
-              "(pip install statsmodels, or the extra: pip install metafast[peers])")
-    print("| q | groups | metafast s | passes | mixedlm-rs s | ratio mf/rs | llf metafast | llf mixedlm-rs "
-          "| rel. diff | statsmodels s | ratio mf/sm | rel. diff sm |")
+        print(
+            "statsmodels is not installed: skipping the statsmodels columns "
+            "(pip install statsmodels, or the extra: pip install metafast[peers])"
+        )
+    print(
+        "| q | groups | metafast s | passes | mixedlm-rs s | ratio mf/rs | llf metafast | llf mixedlm-rs "
+        "| rel. diff | statsmodels s | ratio mf/sm | rel. diff sm |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for q, rows in SHAPES:
         for n in sizes:
@@ -147,8 +152,13 @@ def main() -> None:
             cells = [f"{q}", f"{n:,}", f"{t_mf:.3f}", f"{model.n_passes_}"]
             if has_rs:
                 t_rs, (_, ll_rs) = timed(lambda: fit_mixedlm_rs(frame, q), args.repeat)
-                cells += [f"{t_rs:.3f}", f"{t_mf / t_rs:.2f}", f"{ll_mf:.6f}", f"{ll_rs:.6f}",
-                          f"{abs(ll_mf - ll_rs) / abs(ll_rs):.1e}"]
+                cells += [
+                    f"{t_rs:.3f}",
+                    f"{t_mf / t_rs:.2f}",
+                    f"{ll_mf:.6f}",
+                    f"{ll_rs:.6f}",
+                    f"{abs(ll_mf - ll_rs) / abs(ll_rs):.1e}",
+                ]
             else:
                 cells += ["-", "-", f"{ll_mf:.6f}", "-", "-"]
             if has_sm and n <= STATSMODELS_MAX_GROUPS:

@@ -14,7 +14,6 @@ import sys
 import time
 
 import numpy as np
-
 from _common import import_metafast
 
 import_metafast()
@@ -30,7 +29,7 @@ def torch_maml(torch, train, test, budget: float, inner_steps: int, inner_lr: fl
     params = []
     for fan_in, fan_out in sizes:
         W = torch.empty(fan_in, fan_out)
-        torch.nn.init.kaiming_uniform_(W.T, a=5 ** 0.5)
+        torch.nn.init.kaiming_uniform_(W.T, a=5**0.5)
         params += [W.requires_grad_(), torch.zeros(fan_out, requires_grad=True)]
 
     def forward(p, x):
@@ -86,14 +85,25 @@ def main() -> None:
     test = mf.tasks.load("sinusoid", n_tasks=600, n_support=K, n_query=50, seed=1)
     t_mse, t_it = torch_maml(torch, train, test, args.budget, inner_steps=5, inner_lr=0.01, meta_batch=25, seed=0)
     basis = mf.basis.make("mlp", n_basis=40, width=40, activation="tanh", random_state=0)
-    model = mf.MetaGrad(basis=basis, method="maml", learn_basis=True, meta_lr=0.002, meta_batch=25,
-                        n_iter=10**7, max_time=args.budget, random_state=0, n_jobs=2).fit(train)
+    model = mf.MetaGrad(
+        basis=basis,
+        method="maml",
+        learn_basis=True,
+        meta_lr=0.002,
+        meta_batch=25,
+        n_iter=10**7,
+        max_time=args.budget,
+        random_state=0,
+        n_jobs=2,
+    ).fit(train)
     m_mse = model.evaluate(test)["mse"]
     print(f"sinusoid K={K}, {args.budget:.0f} s of meta-training each")
     print(f"  PyTorch MAML MLP 1-40-40-1: query MSE {t_mse:.3f}, {t_it / args.budget:.1f} meta-iterations/s")
     print(f"  MetaGrad maml on mlp 40-40: query MSE {m_mse:.3f}, {model.n_iter_ / args.budget:.1f} meta-iterations/s")
-    print(f"  ratios MetaGrad / PyTorch: MSE {m_mse / t_mse:.2f}, iterations per second "
-          f"{model.n_iter_ / max(t_it, 1):.1f}x")
+    print(
+        f"  ratios MetaGrad / PyTorch: MSE {m_mse / t_mse:.2f}, iterations per second "
+        f"{model.n_iter_ / max(t_it, 1):.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import numpy as np
-
 from _common import import_metafast  # noqa: E402
 
 import_metafast()  # the installed metafast, else this checkout (built in place)
 
-import metafast as mf
-
 from ridge_helpers import LearnableFourier  # noqa: E402
+
+import metafast as mf
 
 
 def main() -> None:
@@ -43,17 +41,19 @@ def main() -> None:
     rf, rl = fixed.evaluate(test), learned.evaluate(test)
     print(f"harmonic, {args.train} training tasks, 10-shot, 1000 test tasks x 50 query points")
     print(f"  fixed basis   : mse {rf['mse']:.3f} +- {rf['mse_ci95']:.3f}  (alpha {fixed.alpha_:.3g})")
-    print(f"  learned basis : mse {rl['mse']:.3f} +- {rl['mse_ci95']:.3f}  (alpha {learned.alpha_:.3g}, "
-          f"{learned.n_iter_} L-BFGS iterations)")
+    print(
+        f"  learned basis : mse {rl['mse']:.3f} +- {rl['mse_ci95']:.3f}  (alpha {learned.alpha_:.3g}, "
+        f"{learned.n_iter_} L-BFGS iterations)"
+    )
     print(f"  learned frequencies: {np.sort(learned.basis_.frequencies_).round(2)}")
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
-    ax[0].eventplot([fixed.basis_.frequencies_, learned.basis_.frequencies_], lineoffsets=[0, 1],
-                    colors=["grey", "C0"])
+    ax[0].eventplot([fixed.basis_.frequencies_, learned.basis_.frequencies_], lineoffsets=[0, 1], colors=["grey", "C0"])
     ax[0].axvspan(5, 7, color="C1", alpha=0.2, label="w ~ U[5, 7]")
     ax[0].axvspan(10, 14, color="C2", alpha=0.2, label="2w")
     ax[0].set_yticks([0, 1], ["fixed", "learned"])

@@ -27,8 +27,7 @@ from pathlib import Path
 from _common import ROOT, import_metafast
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("bench_kernels.py", "bench_em_speed.py", "bench_adapt_speed.py", "bench_mixture.py",
-           "bench_regression.py")
+SCRIPTS = ("bench_kernels.py", "bench_em_speed.py", "bench_adapt_speed.py", "bench_mixture.py", "bench_regression.py")
 
 
 def run_script(name: str, quick: bool, env: dict) -> tuple[str, float, int | None]:

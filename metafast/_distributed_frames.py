@@ -32,8 +32,10 @@ def file_format(path: str) -> str:
     for suffix, fmt in TABLE_FORMATS.items():
         if name.endswith(suffix) or any(name.endswith(suffix + z) for z in (".gz", ".bz2", ".zip", ".xz", ".zst")):
             return fmt
-    raise ValueError(f"argument 'paths': cannot tell the format of {path!r} from its name "
-                     "(expected .npz from TaskSet.save, .csv or .parquet)")
+    raise ValueError(
+        f"argument 'paths': cannot tell the format of {path!r} from its name "
+        "(expected .npz from TaskSet.save, .csv or .parquet)"
+    )
 
 
 class FrameSpec:
@@ -46,8 +48,10 @@ class FrameSpec:
     def __init__(self, group, features, target, n_support=None, n_query=None, seed: Any = 0, **kwargs):
         for name, value in (("group", group), ("features", features), ("target", target)):
             if value is None:
-                raise ValueError(f"argument {name!r} is needed to make tasks from tables "
-                                 "(the same group/features/target as mf.tasks.from_frame)")
+                raise ValueError(
+                    f"argument {name!r} is needed to make tasks from tables "
+                    "(the same group/features/target as mf.tasks.from_frame)"
+                )
         self.group, self.features, self.target = group, features, target
         self.n_support, self.n_query = n_support, n_query
         self.seed = resolve_seed(seed)
@@ -61,8 +65,7 @@ class FrameSpec:
         from metafast.tasks._frames import from_frame
 
         rng = np.random.default_rng([self.seed, index])
-        ts = from_frame(df, self.group, self.features, self.target, self.n_support, self.n_query, rng,
-                        **self.kwargs)
+        ts = from_frame(df, self.group, self.features, self.target, self.n_support, self.n_query, rng, **self.kwargs)
         # a training chunk keeps only each task's group key (the row positions are per table and
         # would cost three arrays per task on the worker)
         ts.info = [{"group": d["group"]} for d in ts.info]
@@ -101,13 +104,15 @@ class DataFrameSource:
         cols = self.spec.group_columns
         self.by_index = len(cols) == 1 and df.index.name == cols[0] and bool(df.known_divisions)
         if not self.by_index and df.index.name in cols:
-            df = df.reset_index()             # the key is the index, without known divisions
+            df = df.reset_index()  # the key is the index, without known divisions
         if not self.by_index:
             missing = [c for c in cols if c not in df.columns]
             if missing:
-                raise ValueError(f"argument 'group': column(s) {missing} not found in the dask DataFrame; "
-                                 f"its columns are {list(df.columns)[:20]}")
-            df = df.shuffle(on=cols)      # every row of a group into one partition
+                raise ValueError(
+                    f"argument 'group': column(s) {missing} not found in the dask DataFrame; "
+                    f"its columns are {list(df.columns)[:20]}"
+                )
+            df = df.shuffle(on=cols)  # every row of a group into one partition
         self.df = df
 
     def __len__(self) -> int:
@@ -165,4 +170,5 @@ def split_group_error(key, label_a: str, label_b: str) -> ValueError:
     return ValueError(
         f"group {key!r} has rows in chunk {label_a} and in chunk {label_b}: a task's rows must all "
         "be in one file, or its group would silently become several tasks; write each group into "
-        "a single file (e.g. dask.dataframe's shuffle or set_index on the group, then to_parquet)")
+        "a single file (e.g. dask.dataframe's shuffle or set_index on the group, then to_parquet)"
+    )

@@ -30,8 +30,9 @@ def _skops_io():
     try:
         import skops.io as sio
     except ImportError:
-        raise StateError(f"scikit-learn objects in model files need the optional dependency skops: "
-                         f"pip install 'metafast[{EXTRA}]'") from None
+        raise StateError(
+            f"scikit-learn objects in model files need the optional dependency skops: pip install 'metafast[{EXTRA}]'"
+        ) from None
     return sio
 
 
@@ -52,9 +53,11 @@ class SkopsCodec:
             return sio.dumps(obj)
         except Exception as exc:  # skops raises TypeError, ValueError, ... for what it cannot store
             kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
-            raise StateError(f"{where}: a {kind} cannot be stored in a model file ({type(exc).__name__}: "
-                             f"{exc}); only arrays, plain values, metafast objects and objects skops "
-                             "can store are allowed") from None
+            raise StateError(
+                f"{where}: a {kind} cannot be stored in a model file ({type(exc).__name__}: "
+                f"{exc}); only arrays, plain values, metafast objects and objects skops "
+                "can store are allowed"
+            ) from None
 
     def load(self, data: bytes, type_name: str) -> Any:
         sio = _skops_io()

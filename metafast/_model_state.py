@@ -63,11 +63,11 @@ class Encoder:
     """One pass of ``encode``: the memo of shared objects and the arrays written so far."""
 
     def __init__(self, names: Mapping[type, str], foreign: Any):
-        self.names = names          # allowed class -> its registered name
+        self.names = names  # allowed class -> its registered name
         self.foreign = foreign
         self.arrays: dict[str, np.ndarray] = {}
         self.memo: dict[int, int] = {}
-        self.keep: list[Any] = []   # keeps memoised objects alive, so their ids stay unique
+        self.keep: list[Any] = []  # keeps memoised objects alive, so their ids stay unique
 
     def _remember(self, obj: Any) -> int:
         n = len(self.keep)
@@ -113,8 +113,10 @@ class Encoder:
     def _dict(self, obj: dict, where: str, depth: int) -> dict:
         if all(type(k) is str for k in obj):
             return {"$": "dict", "v": {k: self.encode(v, f"{where}.{k}", depth + 1) for k, v in obj.items()}}
-        items = [[self.encode(k, f"{where} key {k!r}", depth + 1), self.encode(v, f"{where}[{k!r}]", depth + 1)]
-                 for k, v in obj.items()]
+        items = [
+            [self.encode(k, f"{where} key {k!r}", depth + 1), self.encode(v, f"{where}[{k!r}]", depth + 1)]
+            for k, v in obj.items()
+        ]
         return {"$": "dict", "items": items}
 
     def _array(self, arr: np.ndarray, where: str, depth: int) -> dict:
@@ -130,7 +132,7 @@ class Encoder:
     def _object(self, obj: Any, where: str, depth: int) -> dict:
         n = self._remember(obj)
         name = self.names[type(obj)]
-        if isinstance(obj, tuple):          # a NamedTuple: rebuilt from its items
+        if isinstance(obj, tuple):  # a NamedTuple: rebuilt from its items
             return {"$": "object", "id": n, "c": name, "t": self.encode(tuple(obj), where, depth + 1)}
         getstate = getattr(obj, "__getstate__", None)
         state = getstate() if getstate is not None else obj.__dict__
@@ -140,11 +142,15 @@ class Encoder:
         module = getattr(type(obj), "__module__", "") or ""
         what = f"{module}.{type(obj).__qualname__}"
         if module.split(".")[0] == "metafast":
-            raise StateError(f"{where}: {what} is a metafast class missing from the model-file allow-list "
-                             "(metafast._model_types): a bug, please report it")
+            raise StateError(
+                f"{where}: {what} is a metafast class missing from the model-file allow-list "
+                "(metafast._model_types): a bug, please report it"
+            )
         if self.foreign is None:
-            raise StateError(f"{where}: a {what} cannot be stored in a model file (only arrays, plain "
-                             "values, metafast objects and scikit-learn estimators can)")
+            raise StateError(
+                f"{where}: a {what} cannot be stored in a model file (only arrays, plain "
+                "values, metafast objects and scikit-learn estimators can)"
+            )
         n = self._remember(obj)
         key = f"s{n}"
         self.arrays[key] = np.frombuffer(self.foreign.dump(obj, where), dtype=np.uint8)
@@ -351,8 +357,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def decode(description: Any, allowed: Mapping[str, type], get_array: Callable[[str], Any],
-           foreign: Any = None) -> Any:
+def decode(description: Any, allowed: Mapping[str, type], get_array: Callable[[str], Any], foreign: Any = None) -> Any:
     """The object tree of ``description``; ``get_array(key)`` reads an array of the archive."""
     return Decoder(allowed, get_array, foreign).decode(description)
 

@@ -22,8 +22,21 @@ from metafast.plugins import get_host, set_validator
 KIND = "model type"
 
 #: top-level packages whose classes a plugin may not declare (skops decides about those)
-_FOREIGN_PACKAGES = frozenset({"builtins", "numpy", "scipy", "sklearn", "skops", "pandas", "joblib", "dask",
-                               "distributed", "pluggy", "threadpoolctl"})
+_FOREIGN_PACKAGES = frozenset(
+    {
+        "builtins",
+        "numpy",
+        "scipy",
+        "sklearn",
+        "skops",
+        "pandas",
+        "joblib",
+        "dask",
+        "distributed",
+        "pluggy",
+        "threadpoolctl",
+    }
+)
 
 
 def type_name(cls: type) -> str:
@@ -37,8 +50,10 @@ def check_model_type(obj) -> None:
         raise TypeError(f"got a {type(obj).__name__}, not a class")
     top = (obj.__module__ or "").split(".")[0]
     if top in _FOREIGN_PACKAGES or top in sys.stdlib_module_names:
-        raise TypeError(f"{type_name(obj)} belongs to {top!r}, not to the plugin: declare only your own "
-                        "classes (scikit-learn objects are stored with skops)")
+        raise TypeError(
+            f"{type_name(obj)} belongs to {top!r}, not to the plugin: declare only your own "
+            "classes (scikit-learn objects are stored with skops)"
+        )
 
 
 set_validator(KIND, check_model_type)
@@ -62,8 +77,23 @@ def _helpers() -> list[type]:
     from metafast.learners.grad._engine import Adam, MetaGradResult
     from metafast.tasks import Task, TaskSet
 
-    return [ColumnOrigin, GaussianPrior, Stats, _Params, ClassPrior, LaplaceFit, LogisticEM, LogisticHead,
-            PrototypeHead, RidgeHead, Adam, MetaGradResult, Task, TaskSet, WhiteningMap]
+    return [
+        ColumnOrigin,
+        GaussianPrior,
+        Stats,
+        _Params,
+        ClassPrior,
+        LaplaceFit,
+        LogisticEM,
+        LogisticHead,
+        PrototypeHead,
+        RidgeHead,
+        Adam,
+        MetaGradResult,
+        Task,
+        TaskSet,
+        WhiteningMap,
+    ]
 
 
 def _subclasses(base: type) -> list[type]:
@@ -89,8 +119,9 @@ def builtin_types() -> list[type]:
     import metafast.basis.task_models
     import metafast.learners  # noqa: F401
 
-    found = [c for c in _subclasses(BaseEstimator) + _subclasses(VersionTagged)
-             if c.__module__.split(".")[0] == "metafast"]
+    found = [
+        c for c in _subclasses(BaseEstimator) + _subclasses(VersionTagged) if c.__module__.split(".")[0] == "metafast"
+    ]
     return list(dict.fromkeys(found + _helpers()))
 
 

@@ -38,13 +38,17 @@ def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
     real = Path(os.path.realpath(text))
     for given in inputs:
         if _same_file(real, given):
-            raise OutputError(f"{option} {text!r} is the input {os.fspath(given)!r}: writing there would destroy "
-                              "it; choose another output file")
+            raise OutputError(
+                f"{option} {text!r} is the input {os.fspath(given)!r}: writing there would destroy "
+                "it; choose another output file"
+            )
     if real.is_dir():
         raise OutputError(f"{option} {text!r} is a directory; give the path of a file to write")
     if real.exists() and not real.is_file():
-        raise OutputError(f"{option} {text!r} is not a regular file (a device, FIFO or socket); metafast writes "
-                          "regular files only: give a file path")
+        raise OutputError(
+            f"{option} {text!r} is not a regular file (a device, FIFO or socket); metafast writes "
+            "regular files only: give a file path"
+        )
     if not real.parent.is_dir():
         raise OutputError(f"{option} {text!r}: the folder {str(real.parent)!r} does not exist")
     return real
@@ -56,7 +60,7 @@ def _same_file(real: Path, other: str | os.PathLike) -> bool:
         return True
     try:
         return os.path.samefile(real, other_real)
-    except OSError:                     # one of them does not exist (yet): not the same file
+    except OSError:  # one of them does not exist (yet): not the same file
         return False
 
 
@@ -78,8 +82,9 @@ def write_file(path: Path, write: Callable, binary: bool = False, what: str = "t
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except OSError as exc:
-            raise OutputError(f"cannot write {what} to {str(path)!r}: {exc.strerror or exc}; the previous "
-                              "file, if any, is unchanged") from None
+            raise OutputError(
+                f"cannot write {what} to {str(path)!r}: {exc.strerror or exc}; the previous file, if any, is unchanged"
+            ) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

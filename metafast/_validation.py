@@ -36,8 +36,7 @@ def _as_numeric_array(value: Any, name: str, task: Any) -> np.ndarray:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(
-                f"{where(name, task)} holds non-numeric values (dtype object; {exc}); "
-                "convert it to numbers"
+                f"{where(name, task)} holds non-numeric values (dtype object; {exc}); convert it to numbers"
             ) from None
     if arr.dtype.kind in "USV":
         raise TypeError(f"{where(name, task)} holds strings (dtype {arr.dtype}); expected numbers")
@@ -60,8 +59,7 @@ def check_finite(arr: np.ndarray, name: str, task: Any = None) -> None:
         kind = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
         pos = ", ".join(str(int(i)) for i in bad)
         raise ValueError(
-            f"{where(name, task)} contains {kind} (first at index [{pos}]); "
-            "remove or impute non-finite values first"
+            f"{where(name, task)} contains {kind} (first at index [{pos}]); remove or impute non-finite values first"
         )
 
 
@@ -86,11 +84,12 @@ def check_X(
     """
     arr = _as_numeric_array(X, name, task)
     if arr.ndim != 2:
-        hint = (" Reshape your data: X.reshape(-1, 1) for a single feature, "
-                "X.reshape(1, -1) for a single sample.") if arr.ndim == 1 else ""
-        raise ValueError(
-            f"{where(name, task)} must be 2-D (n_samples, n_features); got shape {arr.shape}.{hint}"
+        hint = (
+            (" Reshape your data: X.reshape(-1, 1) for a single feature, X.reshape(1, -1) for a single sample.")
+            if arr.ndim == 1
+            else ""
         )
+        raise ValueError(f"{where(name, task)} must be 2-D (n_samples, n_features); got shape {arr.shape}.{hint}")
     if arr.shape[1] < min_features:
         raise ValueError(
             f"{where(name, task)} has {arr.shape[1]} feature(s) (shape={arr.shape}) while a "
@@ -103,9 +102,7 @@ def check_X(
             f"{n_features} features as input (the number seen in fit)"
         )
     if arr.shape[0] < min_samples:
-        raise ValueError(
-            f"{where(name, task)} has {arr.shape[0]} samples; at least {min_samples} are needed"
-        )
+        raise ValueError(f"{where(name, task)} has {arr.shape[0]} samples; at least {min_samples} are needed")
     target = np.dtype(dtype) if dtype is not None else float_dtype_of(arr)
     out = np.asarray(arr, dtype=target, order=order)
     if out is arr and not (out.flags.c_contiguous if order == "C" else out.flags.f_contiguous):
@@ -129,9 +126,7 @@ def check_y(
     if arr.ndim != 1:
         raise ValueError(f"{where(name, task)} must be 1-D (n_samples,); got shape {arr.shape}")
     if n_samples is not None and arr.shape[0] != n_samples:
-        raise ValueError(
-            f"{where(name, task)} has {arr.shape[0]} values but X has {n_samples} rows"
-        )
+        raise ValueError(f"{where(name, task)} has {arr.shape[0]} values but X has {n_samples} rows")
     out = np.ascontiguousarray(arr, dtype=dtype)
     check_finite(out, name, task)
     return out
@@ -155,14 +150,22 @@ def check_offsets(offsets: Any, n_rows: int, name: str, n_tasks: int | None = No
     (and with ``n_tasks + 1`` entries when given).  The one offsets check of metafast."""
     off = np.asarray(offsets)
     want = "n_tasks + 1 (>= 2)" if n_tasks is None else f"n_tasks + 1 = {n_tasks + 1}"
-    if off.ndim != 1 or off.dtype.kind not in "iu" or off.shape[0] < 2 or (
-            n_tasks is not None and off.shape[0] != n_tasks + 1):
-        raise ValueError(f"argument {name!r} must be a 1-D integer array of {want} entries; "
-                         f"got shape {off.shape} and dtype {off.dtype}")
+    if (
+        off.ndim != 1
+        or off.dtype.kind not in "iu"
+        or off.shape[0] < 2
+        or (n_tasks is not None and off.shape[0] != n_tasks + 1)
+    ):
+        raise ValueError(
+            f"argument {name!r} must be a 1-D integer array of {want} entries; "
+            f"got shape {off.shape} and dtype {off.dtype}"
+        )
     off = np.ascontiguousarray(off, dtype=np.int64)
     if off[0] != 0 or off[-1] != n_rows or np.any(np.diff(off) < 0):
-        raise ValueError(f"argument {name!r} must start at 0, never decrease and end at the row count "
-                         f"{n_rows}; got first={off[0]}, last={off[-1]}")
+        raise ValueError(
+            f"argument {name!r} must start at 0, never decrease and end at the row count "
+            f"{n_rows}; got first={off[0]}, last={off[-1]}"
+        )
     return off
 
 

@@ -19,8 +19,8 @@ import argparse
 import inspect
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 logger = logging.getLogger("metafast.cli")
 
@@ -32,8 +32,9 @@ SUITE_ALL = "all"
 def _describe(obj: Callable) -> tuple[str, str]:
     """(parameters from the signature, first docstring line) of a class or function."""
     try:
-        params = [p for p in inspect.signature(obj).parameters.values()
-                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        params = [
+            p for p in inspect.signature(obj).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
         sig = ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params)
     except (TypeError, ValueError):
         sig = "..."
@@ -41,8 +42,9 @@ def _describe(obj: Callable) -> tuple[str, str]:
     return sig, (doc.strip().splitlines() or ["(no description)"])[0]
 
 
-def _list_registry(kind: str, names: list[str], get: Callable[[str], Callable], only: str | None,
-                   parser: argparse.ArgumentParser) -> int:
+def _list_registry(
+    kind: str, names: list[str], get: Callable[[str], Callable], only: str | None, parser: argparse.ArgumentParser
+) -> int:
     from metafast.bench.suites import unknown_name_message
 
     if only is not None:
@@ -103,14 +105,17 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from metafast.bench._files import OutputError, writable_file
     from metafast.bench.plots import PlotUnavailable, plot_task_fits
 
-    try:      # checked before the run: an unwritable --out must not cost the run
+    try:  # checked before the run: an unwritable --out must not cost the run
         out = writable_file(args.out, DEMO_PNG)
     except OutputError as exc:
         parser.error(f"--out: {exc}")
     suite = get_suite("demo", quick=args.quick, seed=args.seed)
     case = suite.cases[0]
-    _say(args, f"metafast demo: meta-training on {case.n_train} sinusoid tasks (y = A sin(x - phi)), "
-               f"40 RBF basis functions; testing on {case.n_test} new tasks with K = 5 and 10 support points.")
+    _say(
+        args,
+        f"metafast demo: meta-training on {case.n_train} sinusoid tasks (y = A sin(x - phi)), "
+        f"40 RBF basis functions; testing on {case.n_test} new tasks with K = 5 and 10 support points.",
+    )
     results = run_suite(suite, verbose=args.verbose, keep_models=True)
     print(format_table(results))
     if results.failed():
@@ -120,15 +125,19 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print("nothing to plot: no model could be fitted", file=sys.stderr)
         return 1
     tasks = results.tasks[("sinusoid", shots)]
-    models = {label: m for (fam, k, label), m in results.models.items()
-              if k == shots and label not in ("pooled ridge", "oracle")}
+    models = {
+        label: m
+        for (fam, k, label), m in results.models.items()
+        if k == shots and label not in ("pooled ridge", "oracle")
+    }
 
     def truth(i, X):
         return noise_free_target("sinusoid", [tasks.info[i]], X, [0, len(X)])
 
     try:
-        path = plot_task_fits(tasks, models, out, truth=truth,
-                              title=f"metafast demo: few-shot fits on sinusoid test tasks (K={shots})")
+        path = plot_task_fits(
+            tasks, models, out, truth=truth, title=f"metafast demo: few-shot fits on sinusoid test tasks (K={shots})"
+        )
     except PlotUnavailable as exc:  # the table is the main result: still a success
         print(f"\nNo plot written: {exc}", file=sys.stderr)
         return _demo_classification(args, out) or (1 if results.failed() else 0)
@@ -174,19 +183,22 @@ def _demo_selection(args: argparse.Namespace, out: Path) -> int:
     from metafast.bench.selection import WIDE_FOURIER
 
     n_tasks = 300 if args.quick else 2000
-    _say(args, f"\nChoosing the basis: group lasso over {WIDE_FOURIER[1]['n_basis'] // 2} Fourier "
-               f"frequencies in 0.5-20 on {n_tasks} harmonic tasks (frequencies w ~ U[5, 7] and 2w).")
+    _say(
+        args,
+        f"\nChoosing the basis: group lasso over {WIDE_FOURIER[1]['n_basis'] // 2} Fourier "
+        f"frequencies in 0.5-20 on {n_tasks} harmonic tasks (frequencies w ~ U[5, 7] and 2w).",
+    )
     train = mf.tasks.load("harmonic", n_tasks=n_tasks, n_support=10, n_query=10, seed=args.seed)
     dictionary = mf.basis.make(WIDE_FOURIER[0], **WIDE_FOURIER[1])
     selector = mf.BasisSelector(dictionary, method="group-lasso").fit(train)
     freqs = selector.basis_.frequencies_[np.unique(selector.support_ // 2)]
-    print(f"selected {selector.support_.size} columns; frequencies: "
-          + ", ".join(f"{f:.2f}" for f in freqs))
+    print(f"selected {selector.support_.size} columns; frequencies: " + ", ".join(f"{f:.2f}" for f in freqs))
     out = Path(out)
     path = out.with_name(out.stem + "-selection.png")
     try:
-        written = plot_selected_frequencies(selector, path, bands=((5, 7), (10, 14)),
-                                            title="harmonic: frequencies chosen by group lasso")
+        written = plot_selected_frequencies(
+            selector, path, bands=((5, 7), (10, 14)), title="harmonic: frequencies chosen by group lasso"
+        )
     except PlotUnavailable as exc:
         print(f"No plot written: {exc}", file=sys.stderr)
         return 0
@@ -207,7 +219,7 @@ def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         parser.error(unknown_name_message("benchmark suite", args.suite, names + [SUITE_ALL]))
     outs = {name: (Path(args.out) / name if len(chosen) > 1 else Path(args.out)) for name in chosen} if args.out else {}
-    for name, out in outs.items():   # checked before the (long) runs
+    for out in outs.values():  # checked before the (long) runs
         try:
             writable_dir(out)
         except OutputError as exc:
@@ -220,8 +232,7 @@ def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"suite {name!r} could not be built: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = 1
             continue
-        _say(args, f"metafast bench {name}{' --quick' if args.quick else ''}: {len(suite)} cases. "
-                   f"{suite.description}")
+        _say(args, f"metafast bench {name}{' --quick' if args.quick else ''}: {len(suite)} cases. {suite.description}")
         results = run_suite(suite, verbose=args.verbose)
         print(format_table(results))
         if args.out:
@@ -251,14 +262,17 @@ def cmd_plugins(args, parser) -> int:
     try:
         report = host.report()
     except PluginError:
-        with warnings.catch_warnings():   # the listing reports them
+        with warnings.catch_warnings():  # the listing reports them
             warnings.simplefilter("ignore", MetafastPluginWarning)
             report = host.lenient_copy().report()
     print(format_plugin_report(report))
     failed = [r["name"] for r in report if r["status"] == "failed"]
     if failed and host.strict():
-        print(f"metafast plugins: error: {len(failed)} plugin(s) failed to load ({', '.join(failed)}) and "
-              f"{STRICT_ENV}=1 makes that an error", file=sys.stderr)
+        print(
+            f"metafast plugins: error: {len(failed)} plugin(s) failed to load ({', '.join(failed)}) and "
+            f"{STRICT_ENV}=1 makes that an error",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -287,30 +301,53 @@ def build_parser() -> argparse.ArgumentParser:
     from metafast._version import __version__
 
     parser = argparse.ArgumentParser(
-        prog="metafast", description="Fast meta-learning of basis-function models.",
-        epilog="Run 'metafast COMMAND --help' for a command's options.")
+        prog="metafast",
+        description="Fast meta-learning of basis-function models.",
+        epilog="Run 'metafast COMMAND --help' for a command's options.",
+    )
     parser.add_argument("--version", action="version", version=f"metafast {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-q", "--quiet", dest="verbose", action="store_const", const=0, default=1,
-                        help="no progress bars or headings, only results and errors")
-    common.add_argument("-v", "--verbose", dest="verbose", action="count",
-                        help="more diagnostics (-vv: debug logging with tracebacks)")
+    common.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbose",
+        action="store_const",
+        const=0,
+        default=1,
+        help="no progress bars or headings, only results and errors",
+    )
+    common.add_argument(
+        "-v", "--verbose", dest="verbose", action="count", help="more diagnostics (-vv: debug logging with tracebacks)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("demo", parents=[common], help="meta-train on sinusoid tasks, print a table, plot fits",
-                       description="Meta-train MetaBayes and MetaRidge on sinusoid tasks, compare them with "
-                                   "the baselines on new tasks at K = 5 and 10, and plot 4 test tasks.")
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="meta-train on sinusoid tasks, print a table, plot fits",
+        description="Meta-train MetaBayes and MetaRidge on sinusoid tasks, compare them with "
+        "the baselines on new tasks at K = 5 and 10, and plot 4 test tasks.",
+    )
     p.add_argument("--quick", action="store_true", help="fewer tasks (a few seconds)")
-    p.add_argument("--out", default=DEMO_PNG,
-                   help=f"where to write the PNG: a file, or a folder to write {DEMO_PNG} into (default: {DEMO_PNG})")
+    p.add_argument(
+        "--out",
+        default=DEMO_PNG,
+        help=f"where to write the PNG: a file, or a folder to write {DEMO_PNG} into (default: {DEMO_PNG})",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the task samples (default: 0)")
-    p.add_argument("--select", action="store_true",
-                   help="also choose Fourier frequencies for harmonic tasks with BasisSelector and plot them")
+    p.add_argument(
+        "--select",
+        action="store_true",
+        help="also choose Fourier frequencies for harmonic tasks with BasisSelector and plot them",
+    )
     p.set_defaults(func=cmd_demo, parser=p)
 
-    p = sub.add_parser("bench", parents=[common], help="run a benchmark suite",
-                       description="Run a benchmark suite: regression, classification, speed, a plugin's "
-                                   "suite, or all of them.")
+    p = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="run a benchmark suite",
+        description="Run a benchmark suite: regression, classification, speed, a plugin's suite, or all of them.",
+    )
     p.add_argument("suite", metavar="SUITE", help="suite name (see 'metafast plugins'), or 'all'")
     p.add_argument("--quick", action="store_true", help="a CI-sized run (under a minute)")
     p.add_argument("--out", metavar="DIR", help="write results.json, results.md and PNG plots into DIR")

@@ -30,8 +30,12 @@ import numpy as np
 
 from metafast.tasks._frames import CSV_MISSING_MARKERS, is_real_numeric
 
-LEARNERS = {"bayes": ("MetaBayes", {}), "mixture": ("MetaBayes", {"n_components": "auto"}),
-            "ridge": ("MetaRidge", {}), "classifier": ("MetaClassifier", {})}
+LEARNERS = {
+    "bayes": ("MetaBayes", {}),
+    "mixture": ("MetaBayes", {"n_components": "auto"}),
+    "ridge": ("MetaRidge", {}),
+    "classifier": ("MetaClassifier", {}),
+}
 
 
 class TableError(ValueError):
@@ -95,8 +99,10 @@ def read_table(path: str, group: list[str] | tuple[str, ...] = ()):
 def _check_columns(df, path: str, columns: list[str]) -> None:
     missing = [c for c in dict.fromkeys(columns) if c not in df.columns]
     if missing:
-        raise TableError(f"table {path!r} has no column{'s' if len(missing) > 1 else ''} "
-                         f"{', '.join(map(repr, missing))}; its columns are {', '.join(map(repr, df.columns))}")
+        raise TableError(
+            f"table {path!r} has no column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))}; its columns are {', '.join(map(repr, df.columns))}"
+        )
 
 
 def _features(df, args, path: str) -> list[str]:
@@ -106,14 +112,18 @@ def _features(df, args, path: str) -> list[str]:
     others = [c for c in df.columns if c not in skip]
     feats = [c for c in others if is_real_numeric(df[c])]
     if not feats:
-        raise TableError(f"table {path!r} has no numeric column besides the group and target columns: "
-                         "name the features with --features")
+        raise TableError(
+            f"table {path!r} has no numeric column besides the group and target columns: "
+            "name the features with --features"
+        )
     ignored = [c for c in others if c not in feats]
     if ignored:
-        print(f"note: column(s) {', '.join(map(repr, ignored))} are not numeric and are not features "
-              "(name the features with --features to choose them)", file=sys.stderr)
+        print(
+            f"note: column(s) {', '.join(map(repr, ignored))} are not numeric and are not features "
+            "(name the features with --features to choose them)",
+            file=sys.stderr,
+        )
     return feats
-
 
 
 def _group_label(key) -> str:
@@ -126,7 +136,7 @@ def cmd_fit(args: argparse.Namespace, parser) -> int:
     from metafast._output import check_output
     from metafast.model_file import save_model
 
-    output = check_output(args.output, [args.table])    # before the work: a refused output costs nothing
+    output = check_output(args.output, [args.table])  # before the work: a refused output costs nothing
     df = read_table(args.table, args.group)
     _check_columns(df, args.table, list(args.group) + [args.target] + list(args.features or []))
     feats = _features(df, args, args.table)
@@ -134,12 +144,17 @@ def cmd_fit(args: argparse.Namespace, parser) -> int:
     n_unlabelled = int((~labelled).sum())
     _no_label_groups(df, args, labelled)
     if n_unlabelled:
-        print(f"note: {n_unlabelled} row(s) with an empty {args.target!r} are not training data and were "
-              "not used", file=sys.stderr)
+        print(
+            f"note: {n_unlabelled} row(s) with an empty {args.target!r} are not training data and were not used",
+            file=sys.stderr,
+        )
     tasks = _table_tasks(mf, df[labelled], args, feats)
     learner = _make_learner(mf, args, tasks)
-    _say(args, f"metafast fit: {type(learner).__name__} on {len(tasks)} groups "
-               f"({tasks.X_support.shape[0]} labelled rows, features {', '.join(feats)})")
+    _say(
+        args,
+        f"metafast fit: {type(learner).__name__} on {len(tasks)} groups "
+        f"({tasks.X_support.shape[0]} labelled rows, features {', '.join(feats)})",
+    )
     start = time.perf_counter()
     try:
         learner.fit(tasks)
@@ -147,19 +162,28 @@ def cmd_fit(args: argparse.Namespace, parser) -> int:
         raise TableError(f"fitting {type(learner).__name__} failed: {exc}") from None
     seconds = time.perf_counter() - start
     metadata = {
-        "learner": type(learner).__name__, "learner_choice": args.learner,
+        "learner": type(learner).__name__,
+        "learner_choice": args.learner,
         "params": {k: repr(v) for k, v in learner.get_params(deep=False).items()},
-        "basis": repr(learner.basis_), "n_basis": int(learner.basis_.n_basis),
-        "group": list(args.group), "features": feats, "target": args.target,
-        "n_groups": len(tasks), "n_rows": int(tasks.X_support.shape[0]), "fit_seconds": round(seconds, 4),
-        "table": os.path.abspath(args.table), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "basis": repr(learner.basis_),
+        "n_basis": int(learner.basis_.n_basis),
+        "group": list(args.group),
+        "features": feats,
+        "target": args.target,
+        "n_groups": len(tasks),
+        "n_rows": int(tasks.X_support.shape[0]),
+        "fit_seconds": round(seconds, 4),
+        "table": os.path.abspath(args.table),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     try:
-        save_model(learner, output, metadata)   # the resolved path: a symlink is written through
+        save_model(learner, output, metadata)  # the resolved path: a symlink is written through
     except OSError as exc:
         raise TableError(f"cannot write the model to {args.output!r}: {exc.strerror or exc}") from None
-    print(f"fitted {type(learner).__name__} on {len(tasks)} groups, {metadata['n_rows']} rows, "
-          f"{metadata['n_basis']} basis functions in {seconds:.3g} s; wrote {args.output}")
+    print(
+        f"fitted {type(learner).__name__} on {len(tasks)} groups, {metadata['n_rows']} rows, "
+        f"{metadata['n_basis']} basis functions in {seconds:.3g} s; wrote {args.output}"
+    )
     return 0
 
 
@@ -170,9 +194,11 @@ def _no_label_groups(df, args, labelled) -> None:
     lacking = list(dict.fromkeys(k for k in keys[~has_label] if k not in seen))
     if lacking:
         listed = ", ".join(_group_label(k) for k in lacking[:5])
-        raise TableError(f"{len(lacking)} group(s) have no labelled row (empty {args.target!r} everywhere): "
-                         f"{listed}{' ...' if len(lacking) > 5 else ''}; give them target values or "
-                         "leave them out of the training table")
+        raise TableError(
+            f"{len(lacking)} group(s) have no labelled row (empty {args.target!r} everywhere): "
+            f"{listed}{' ...' if len(lacking) > 5 else ''}; give them target values or "
+            "leave them out of the training table"
+        )
 
 
 def _table_tasks(mf, df, args, feats):
@@ -217,7 +243,7 @@ def cmd_predict(args: argparse.Namespace, parser) -> int:
     codes, keys = _group_codes(df, group)
     X = _numeric_features(df, feats, codes, keys, args.table)
     y = np.zeros(len(df))
-    if labelled.any() and not hasattr(model, "predict_tasks_proba"):   # a classifier's labels stay as given
+    if labelled.any() and not hasattr(model, "predict_tasks_proba"):  # a classifier's labels stay as given
         y = _numeric_target(df, target, labelled, codes, keys, args.table)
     todo = ~labelled
     if not todo.any():
@@ -234,22 +260,29 @@ def cmd_predict(args: argparse.Namespace, parser) -> int:
     n_qry = np.bincount(remap[codes[qry]], minlength=wanted.size)
     no_support = wanted[n_sup == 0]
     if no_support.size:
-        print(f"note: {no_support.size} group(s) have no labelled row and are predicted from the "
-              f"meta-learned prior alone: {', '.join(_group_label(keys[g]) for g in no_support[:5])}"
-              f"{' ...' if no_support.size > 5 else ''}", file=sys.stderr)
+        print(
+            f"note: {no_support.size} group(s) have no labelled row and are predicted from the "
+            f"meta-learned prior alone: {', '.join(_group_label(keys[g]) for g in no_support[:5])}"
+            f"{' ...' if no_support.size > 5 else ''}",
+            file=sys.stderr,
+        )
     out = df.copy()
     if qry.size and hasattr(model, "predict_tasks_proba"):
         _add_columns(out, args.table, _classify_groups(model, df, target, X, labelled, codes, keys, wanted, sup, qry))
     elif qry.size:
+
         def offsets(n):
             return np.concatenate([[0], np.cumsum(n)])
+
         ts = TaskSet(X[sup], y[sup], offsets(n_sup), X[qry], np.zeros(qry.size), offsets(n_qry))
         mean, std = model._predict_tasks(ts)
         columns = {f"{target}_mean": mean}
         if std is not None:
             from metafast.learners._base import _Z90
-            columns.update({f"{target}_std": std, f"{target}_lower90": mean - _Z90 * std,
-                            f"{target}_upper90": mean + _Z90 * std})
+
+            columns.update(
+                {f"{target}_std": std, f"{target}_lower90": mean - _Z90 * std, f"{target}_upper90": mean + _Z90 * std}
+            )
         _add_columns(out, args.table, {name: (qry, values) for name, values in columns.items()})
     write_file(output, lambda fh: out.to_csv(fh, index=False), what="the predictions")
     print(f"predicted {qry.size} row(s) of {wanted.size} group(s) with {meta['learner']}; wrote {args.output}")
@@ -276,7 +309,7 @@ def _classify_groups(model, df, target, X, labelled, codes, keys, wanted, sup, q
         s_rows, q_pos = sup[codes[sup] == g], np.flatnonzero(codes[qry] == g)
         y_s = labels[s_rows]
         if y_s.size and all(float(v).is_integer() for v in y_s):
-            y_s = y_s.astype(np.int64)            # CSV reads an integer column with blanks as float
+            y_s = y_s.astype(np.int64)  # CSV reads an integer column with blanks as float
         try:
             clf = model.adapt(X[s_rows], y_s)
         except ValueError as exc:
@@ -293,8 +326,9 @@ def _group_codes(df, group: list[str]):
     if df[group].isna().any(axis=None):
         row = int(np.flatnonzero(df[group].isna().any(axis=1).to_numpy())[0])
         raise TableError(f"row {row} has an empty group key (column(s) {', '.join(map(repr, group))})")
-    codes, uniques = (pd.factorize(df[group[0]], sort=False) if len(group) == 1
-                      else pd.MultiIndex.from_frame(df[group]).factorize())
+    codes, uniques = (
+        pd.factorize(df[group[0]], sort=False) if len(group) == 1 else pd.MultiIndex.from_frame(df[group]).factorize()
+    )
     keys = [u if len(group) == 1 else tuple(u) for u in uniques]
     return np.asarray(codes, dtype=np.int64), keys
 
@@ -306,8 +340,10 @@ def _numeric_features(df, feats, codes, keys, path) -> np.ndarray:
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise TableError(f"table {path!r}: feature column {col!r} has {df[col].iloc[row]!r} at row {row} "
-                             f"(group {_group_label(keys[codes[row]])}); every row needs finite features")
+            raise TableError(
+                f"table {path!r}: feature column {col!r} has {df[col].iloc[row]!r} at row {row} "
+                f"(group {_group_label(keys[codes[row]])}); every row needs finite features"
+            )
         cols.append(values)
     return np.column_stack(cols)
 
@@ -332,8 +368,10 @@ def _as_numbers(series, col, what, codes, keys, path) -> np.ndarray:
     bad = (num.isna() & series.notna()).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise TableError(f"table {path!r}: {what} column {col!r} is not numeric: {series.iloc[row]!r} at row "
-                         f"{row} (group {_group_label(keys[codes[row]])})")
+        raise TableError(
+            f"table {path!r}: {what} column {col!r} is not numeric: {series.iloc[row]!r} at row "
+            f"{row} (group {_group_label(keys[codes[row]])})"
+        )
     return num.to_numpy(dtype=np.float64)
 
 
@@ -341,7 +379,7 @@ def _as_numbers(series, col, what, codes, keys, path) -> np.ndarray:
 def cmd_info(args: argparse.Namespace, parser) -> int:
     from metafast.cli_model import info_lines
 
-    lines, notes = info_lines(args.model)     # the header only: never unpickles or rebuilds
+    lines, notes = info_lines(args.model)  # the header only: never unpickles or rebuilds
     print("\n".join(lines))
     for note in notes:
         print(note, file=sys.stderr)
@@ -356,33 +394,50 @@ def _say(args, text: str) -> None:
 # ---------------------------------------------------------------------------------- parser
 def add_table_commands(sub, common) -> None:
     """Register fit / predict / info on the ``metafast`` sub-command parser."""
-    p = sub.add_parser("fit", parents=[common], help="meta-train on a table, one task per group",
-                       description="Meta-train on a CSV table: one training task per group, every labelled "
-                                   "row used. Writes a model file for 'metafast predict'.")
+    p = sub.add_parser(
+        "fit",
+        parents=[common],
+        help="meta-train on a table, one task per group",
+        description="Meta-train on a CSV table: one training task per group, every labelled "
+        "row used. Writes a model file for 'metafast predict'.",
+    )
     p.add_argument("table", metavar="TABLE.csv")
     p.add_argument("--group", nargs="+", required=True, metavar="COL", help="group column(s): one task per group")
     p.add_argument("--target", required=True, metavar="COL", help="the column to predict")
-    p.add_argument("--features", nargs="+", metavar="COL",
-                   help="feature columns (default: every other numeric column)")
-    p.add_argument("--learner", choices=sorted(LEARNERS), default=None,
-                   help="bayes (MetaBayes, default for numeric targets), mixture (MetaBayes with a mixture "
-                        "prior, C chosen on held-out groups), ridge (MetaRidge), classifier (MetaClassifier, "
-                        "default for integer targets)")
-    p.add_argument("--basis", metavar="NAME[:key=value,...]",
-                   help="basis family and parameters, e.g. polynomial:degree=3 (see 'metafast basis')")
+    p.add_argument("--features", nargs="+", metavar="COL", help="feature columns (default: every other numeric column)")
+    p.add_argument(
+        "--learner",
+        choices=sorted(LEARNERS),
+        default=None,
+        help="bayes (MetaBayes, default for numeric targets), mixture (MetaBayes with a mixture "
+        "prior, C chosen on held-out groups), ridge (MetaRidge), classifier (MetaClassifier, "
+        "default for integer targets)",
+    )
+    p.add_argument(
+        "--basis",
+        metavar="NAME[:key=value,...]",
+        help="basis family and parameters, e.g. polynomial:degree=3 (see 'metafast basis')",
+    )
     p.add_argument("--param", action="append", metavar="key=value", help="a learner parameter (repeatable)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="where to write the model file")
     p.set_defaults(func=_guarded(cmd_fit), parser=p)
 
-    p = sub.add_parser("predict", parents=[common], help="predict a table's empty targets with a fitted model",
-                       description="Rows whose target is present are their group's support; rows whose "
-                                   "target is empty are predicted. Writes the table with prediction columns.")
+    p = sub.add_parser(
+        "predict",
+        parents=[common],
+        help="predict a table's empty targets with a fitted model",
+        description="Rows whose target is present are their group's support; rows whose "
+        "target is empty are predicted. Writes the table with prediction columns.",
+    )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("table", metavar="TABLE.csv")
     p.add_argument("-o", "--output", required=True, metavar="OUT.csv")
-    p.add_argument("--trust-model", action="store_true",
-                   help="trust the model file's author: read a format-1 (pickle) file, or scikit-learn types "
-                        "skops does not trust by default (see docs/reliability.md)")
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="trust the model file's author: read a format-1 (pickle) file, or scikit-learn types "
+        "skops does not trust by default (see docs/reliability.md)",
+    )
     p.set_defaults(func=_guarded(cmd_predict), parser=p)
 
     p = sub.add_parser("info", help="what a model file holds (learner, basis, data, versions)")
@@ -392,11 +447,13 @@ def add_table_commands(sub, common) -> None:
 
 def _guarded(command):
     """Run a table command; a TableError or a bad model file is one line on stderr, status 2."""
+
     def run(args, parser):
         try:
             return command(args, parser)
-        except ValueError as exc:       # TableError and the model file's checks
+        except ValueError as exc:  # TableError and the model file's checks
             print(f"metafast {args.command}: error: {exc}", file=sys.stderr)
             return 2
+
     run.__name__ = command.__name__
     return run

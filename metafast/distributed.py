@@ -23,12 +23,13 @@ TaskSet (split into as many chunks as the cluster has worker threads) and a list
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from metafast.parallel import one_blas_thread
 from metafast._distributed_frames import DataFrameSource
+from metafast.parallel import one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
 __all__ = ["ChunkUnavailable", "DaskChunks", "DataFrameSource", "FileSource"]
@@ -50,8 +51,17 @@ class FileSource:
     every worker (a shared or replicated file system).  Parquet needs pyarrow.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], group=None, features=None, target=None,
-                 n_support=None, n_query=None, seed: Any = 0, **from_frame_kwargs):
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        group=None,
+        features=None,
+        target=None,
+        n_support=None,
+        n_query=None,
+        seed: Any = 0,
+        **from_frame_kwargs,
+    ):
         from metafast._distributed_frames import FrameSpec, file_format
 
         self.paths = [os.fspath(p) for p in paths]
@@ -62,8 +72,7 @@ class FileSource:
         if any(f != "npz" for f in self.formats):
             self.spec = FrameSpec(group, features, target, n_support, n_query, seed, **from_frame_kwargs)
         elif group is not None or features is not None or target is not None or from_frame_kwargs:
-            raise ValueError("group/features/target apply to CSV or Parquet files; these are all "
-                             ".npz TaskSet files")
+            raise ValueError("group/features/target apply to CSV or Parquet files; these are all .npz TaskSet files")
 
     @property
     def tables(self) -> bool:
@@ -135,8 +144,9 @@ def _build_chunk(make: Callable, args: tuple, train_rows: str, label: str) -> Ta
             raise TypeError(f"the source returned {type(chunk).__name__}, not a TaskSet")
         return _training_rows(chunk, train_rows)
     except Exception as exc:
-        raise ChunkUnavailable(f"training chunk {label} could not be built from its source: "
-                               f"{type(exc).__name__}: {exc}") from exc
+        raise ChunkUnavailable(
+            f"training chunk {label} could not be built from its source: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _identity(obj):
@@ -162,7 +172,7 @@ def _add(a, b):
 
 def _on_chunk(fn: Callable, chunk: TaskSet, *args):
     """``fn(chunk, *args, n_threads)`` with BLAS at one thread and the worker's own thread count."""
-    if chunk is None:                      # an empty partition
+    if chunk is None:  # an empty partition
         return None
     with one_blas_thread():
         return fn(chunk, *args, _worker_threads())
@@ -179,12 +189,16 @@ def _recipes(tasks: Any, n_threads: int) -> list[tuple[Callable, tuple, str]]:
     from metafast.tasks._stream import TaskStream
 
     if isinstance(tasks, TaskSet):
-        return [(_identity, (tasks.subset(slice(a, b)),), f"{i} (tasks {a}..{b - 1} of the TaskSet)")
-                for i, (a, b) in enumerate(_split_bounds(len(tasks), n_threads))]
+        return [
+            (_identity, (tasks.subset(slice(a, b)),), f"{i} (tasks {a}..{b - 1} of the TaskSet)")
+            for i, (a, b) in enumerate(_split_bounds(len(tasks), n_threads))
+        ]
     if isinstance(tasks, TaskStream):
         if tasks.resample:
-            raise ValueError("backend='dask' keeps each chunk on its worker, so it cannot fit a stream with "
-                             "resample=True (fresh points every pass); use resample=False")
+            raise ValueError(
+                "backend='dask' keeps each chunk on its worker, so it cannot fit a stream with "
+                "resample=True (fresh points every pass); use resample=False"
+            )
         if tasks.n_tasks is None:
             raise ValueError("backend='dask' needs a finite stream (n_tasks=None streams without end)")
         return [(_stream_chunk, (tasks, i), f"{i} of {tasks!r}") for i in range(len(tasks))]
@@ -202,12 +216,15 @@ def _recipes(tasks: Any, n_threads: int) -> list[tuple[Callable, tuple, str]]:
             raise ValueError("argument 'tasks' holds no TaskSet chunks")
         return out
     if type(tasks).__module__.startswith("dask"):
-        raise TypeError("backend='dask' fits a dask DataFrame through metafast.distributed.DataFrameSource"
-                        "(df, group=..., features=..., target=...), which says how rows make tasks")
+        raise TypeError(
+            "backend='dask' fits a dask DataFrame through metafast.distributed.DataFrameSource"
+            "(df, group=..., features=..., target=...), which says how rows make tasks"
+        )
     raise TypeError(
         "backend='dask' fits a TaskSet, a list of TaskSets, a stream (mf.tasks.stream), a "
         "metafast.distributed.FileSource or a metafast.distributed.DataFrameSource; got "
-        f"{type(tasks).__name__}")
+        f"{type(tasks).__name__}"
+    )
 
 
 def _tree(client, combine: Callable, level: list):
@@ -239,7 +256,7 @@ class DaskChunks:
         self.futures = []
         for make, args, label in _recipes(tasks, n_threads):
             self.labels.append(label)
-            if make is _partition_chunk:      # the partition is a graph: the chunk's lineage includes it
+            if make is _partition_chunk:  # the partition is a graph: the chunk's lineage includes it
                 from dask import delayed
 
                 self.futures.append(self.client.compute(delayed(_build_chunk)(make, args, train_rows, label)))
@@ -270,7 +287,7 @@ class DaskChunks:
         whole, else chunk 0 (the only chunk that ever travels back)."""
         if self._whole is not None:
             return _training_rows(self._whole, self._train_rows)
-        for future in self.futures:          # the first that is not an empty partition
+        for future in self.futures:  # the first that is not an empty partition
             chunk = future.result()
             if chunk is not None:
                 return chunk

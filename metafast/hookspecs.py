@@ -23,7 +23,8 @@ whole; see ``metafast.plugins``):
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import pluggy
 

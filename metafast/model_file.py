@@ -61,22 +61,32 @@ class LegacyModelWarning(UserWarning):
 def _versions() -> dict:
     import sklearn
 
-    return {"metafast": __version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__,
-            "python": platform.python_version()}
+    return {
+        "metafast": __version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "python": platform.python_version(),
+    }
 
 
 # ---------------------------------------------------------------------------------- writing
 def save_model(model: Any, path, metadata: dict | None = None) -> Path:
     """Write ``model`` to ``path`` (atomically: a partial file never replaces a good one); returns
     the path.  ``metadata`` must be a JSON-serialisable dict of at most about 1 MiB as JSON."""
-    header = {"format": FORMAT, "versions": _versions(), "class": type(model).__name__,
-              "metadata": _checked_metadata(metadata)}
+    header = {
+        "format": FORMAT,
+        "versions": _versions(),
+        "class": type(model).__name__,
+        "metadata": _checked_metadata(metadata),
+    }
     payload = _archive(model)
     header.update(payload_bytes=len(payload), payload_sha256=hashlib.sha256(payload).hexdigest())
     line = json.dumps(header, sort_keys=True, default=_json_default).encode() + b"\n"
     if len(line) > MAX_HEADER_BYTES:
-        raise ValueError(f"argument 'metadata' takes {len(line)} bytes as JSON; a model file's header holds "
-                         f"at most {MAX_HEADER_BYTES} bytes (1 MiB): keep large data out of the metadata")
+        raise ValueError(
+            f"argument 'metadata' takes {len(line)} bytes as JSON; a model file's header holds "
+            f"at most {MAX_HEADER_BYTES} bytes (1 MiB): keep large data out of the metadata"
+        )
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
     try:
@@ -156,14 +166,20 @@ def _load_legacy(path, header: dict, payload: bytes, trusted) -> Any:
         raise UntrustedModelError(
             f"model file {name!r} has format 1, which holds a pickle: loading it can run any code its "
             f"author put in it, and a checksum cannot tell who that was.  If you wrote it yourself, "
-            f"load it with {_TRUST_HINT}, then save it again (format {FORMAT} holds no code)")
-    warnings.warn(f"loading the format-1 (pickle) model file {name!r} because it is trusted; save it again "
-                  f"to get a format-{FORMAT} file that holds no code", LegacyModelWarning, stacklevel=3)
+            f"load it with {_TRUST_HINT}, then save it again (format {FORMAT} holds no code)"
+        )
+    warnings.warn(
+        f"loading the format-1 (pickle) model file {name!r} because it is trusted; save it again "
+        f"to get a format-{FORMAT} file that holds no code",
+        LegacyModelWarning,
+        stacklevel=3,
+    )
     try:
         return pickle.loads(payload)
     except Exception as exc:  # the checksum matched, so this is an environment problem
-        raise ValueError(f"model file {name!r}: could not rebuild the {header.get('class', 'model')} "
-                         f"({type(exc).__name__}: {exc})") from None
+        raise ValueError(
+            f"model file {name!r}: could not rebuild the {header.get('class', 'model')} ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _rebuild(name: str, payload: bytes, trusted) -> Any:
@@ -183,15 +199,17 @@ def _rebuild(name: str, payload: bytes, trusted) -> Any:
                 f"model file {name!r} names the class {exc.name!r}, which is not on the allow-list of "
                 "classes a model file may rebuild (metafast's own and those plugins declare through "
                 "metafast_model_types); refused, nothing in the file was run.  If it comes from a plugin, "
-                "install that plugin") from None
+                "install that plugin"
+            ) from None
         except UntrustedTypes as exc:
             raise UntrustedModelError(
                 f"model file {name!r} holds scikit-learn objects with types that skops does not trust by "
                 f"default: {', '.join(exc.types)}.  Load it only if you trust whoever wrote it: "
-                f"{_TRUST_HINT} (or trusted=[those type names])") from None
+                f"{_TRUST_HINT} (or trusted=[those type names])"
+            ) from None
         except StateError as exc:
             raise ValueError(f"model file {name!r} cannot be rebuilt: {exc}") from None
-        except (Exception, RecursionError) as exc:   # e.g. a state that fails a class's own checks
+        except (Exception, RecursionError) as exc:  # e.g. a state that fails a class's own checks
             raise ValueError(f"model file {name!r} cannot be rebuilt ({type(exc).__name__}: {exc})") from None
 
 
@@ -219,24 +237,28 @@ def _read(path, payload: bool) -> tuple[dict, bytes]:
     try:
         with open(path, "rb") as fh:
             if fh.read(len(MAGIC)) != MAGIC:
-                raise ValueError(f"{name!r} is not a metafast model file (no METAFAST-MODEL header); "
-                                 "write one with 'metafast fit' or metafast.model_file.save_model")
+                raise ValueError(
+                    f"{name!r} is not a metafast model file (no METAFAST-MODEL header); "
+                    "write one with 'metafast fit' or metafast.model_file.save_model"
+                )
             line = fh.readline(MAX_HEADER_BYTES + 1)
             data = fh.read() if payload else b""
     except OSError as exc:
         raise ValueError(f"cannot read model file {name!r}: {exc.strerror or exc}") from None
     if not line.endswith(b"\n"):
-        raise ValueError(f"model file {name!r} has a damaged header (no end of line within "
-                         f"{MAX_HEADER_BYTES} bytes)")
+        raise ValueError(f"model file {name!r} has a damaged header (no end of line within {MAX_HEADER_BYTES} bytes)")
     try:
         header = json.loads(line.decode())
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ValueError(f"model file {name!r} has a damaged header (not JSON)") from None
     _check_header(name, header)
-    if payload and (len(data) != header["payload_bytes"]
-                    or hashlib.sha256(data).hexdigest() != header["payload_sha256"]):
-        raise ValueError(f"model file {name!r} is truncated or corrupted ({len(data)} bytes of model "
-                         f"data, the header says {header['payload_bytes']}; checksum mismatch)")
+    if payload and (
+        len(data) != header["payload_bytes"] or hashlib.sha256(data).hexdigest() != header["payload_sha256"]
+    ):
+        raise ValueError(
+            f"model file {name!r} is truncated or corrupted ({len(data)} bytes of model "
+            f"data, the header says {header['payload_bytes']}; checksum mismatch)"
+        )
     return header, data
 
 
@@ -245,11 +267,16 @@ def _check_header(name: str, header: Any) -> None:
     if not isinstance(header, dict) or not isinstance(header.get("versions"), dict):
         raise ValueError(f"model file {name!r} has a damaged header (not a metafast header object)")
     if header.get("format") not in (FORMAT, LEGACY_FORMAT) or isinstance(header.get("format"), bool):
-        raise ValueError(f"model file {name!r} has format {header.get('format')!r}; this metafast "
-                         f"{__version__} reads formats {LEGACY_FORMAT} and {FORMAT}: refit the model with it")
+        raise ValueError(
+            f"model file {name!r} has format {header.get('format')!r}; this metafast "
+            f"{__version__} reads formats {LEGACY_FORMAT} and {FORMAT}: refit the model with it"
+        )
     header.setdefault("metadata", {})
-    problems = [key for key, kind in (("metadata", dict), ("payload_bytes", int), ("payload_sha256", str))
-                if not isinstance(header.get(key), kind) or isinstance(header.get(key), bool)]
+    problems = [
+        key
+        for key, kind in (("metadata", dict), ("payload_bytes", int), ("payload_sha256", str))
+        if not isinstance(header.get(key), kind) or isinstance(header.get(key), bool)
+    ]
     if not isinstance(header.get("class", ""), str):
         problems.append("class")
     if problems:
@@ -264,5 +291,8 @@ def _check_versions(path, header: dict) -> None:
     if str(saved.get("numpy", "")).split(".")[:1] != now["numpy"].split(".")[:1]:
         problems.append(f"numpy {saved.get('numpy')} (installed: {now['numpy']})")
     if problems:
-        raise ValueError(f"model file {str(path)!r} was written by " + " and ".join(problems)
-                         + ", which this installation cannot read safely: refit the model here")
+        raise ValueError(
+            f"model file {str(path)!r} was written by "
+            + " and ".join(problems)
+            + ", which this installation cannot read safely: refit the model here"
+        )

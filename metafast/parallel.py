@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from metafast._kernels import _info
-
 
 # At most this many threads per available core, whatever n_jobs or OMP_NUM_THREADS say: the
 # kernels gain nothing from more threads than cores, and asking the OpenMP runtime for tens of
@@ -70,7 +69,7 @@ def threads_for_work(n_threads: int, work: float) -> int:
     return n_threads if work >= MIN_PARALLEL_WORK else 1
 
 
-_BLAS_CONTROLLER: list = []   # one threadpoolctl controller, built on first use
+_BLAS_CONTROLLER: list = []  # one threadpoolctl controller, built on first use
 
 
 def one_blas_thread(user_api: str | None = "blas"):
@@ -110,9 +109,7 @@ def dask_client():
     try:
         from distributed import get_client
     except ImportError:  # pragma: no cover - optional dependency
-        raise ImportError(
-            "backend='dask' needs dask.distributed: pip install 'metafast[dask]'"
-        ) from None
+        raise ImportError("backend='dask' needs dask.distributed: pip install 'metafast[dask]'") from None
     try:
         return get_client()
     except ValueError:

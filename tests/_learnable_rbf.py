@@ -43,11 +43,11 @@ class LearnableRBF(BasisFamily):
     def design_vjp(self, X, G):
         X = np.asarray(X, dtype=np.float64)
         G = np.asarray(G, dtype=np.float64)
-        diff = X[:, None, :] - self.centers_[None]            # (n, m, d)
+        diff = X[:, None, :] - self.centers_[None]  # (n, m, d)
         l2 = np.exp(2 * self.log_length_scale_[0])
-        Phi = np.exp(-0.5 * (diff ** 2).sum(-1) / l2)
+        Phi = np.exp(-0.5 * (diff**2).sum(-1) / l2)
         GP = G * Phi
         return {
-            "log_length_scale": np.array([np.sum(GP * (diff ** 2).sum(-1)) / l2]),
+            "log_length_scale": np.array([np.sum(GP * (diff**2).sum(-1)) / l2]),
             "centers": np.einsum("nm,nmd->md", GP, diff) / l2,
         }

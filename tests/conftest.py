@@ -20,8 +20,7 @@ def _builtin_plugins_only():
 def _local_cluster(processes: bool):
     """A two-worker LocalCluster with one thread per worker and its Client (skips without Dask)."""
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=processes,
-                                       dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=None)
     return cluster, distributed.Client(cluster)
 
 

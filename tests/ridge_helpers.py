@@ -44,10 +44,10 @@ class LearnableRBF(BasisFamily):
         X = np.asarray(X, dtype=np.float64)
         Phi = self.design(X)
         l2 = np.exp(2 * self.log_length_scale_[0])
-        diff = X[:, None, :] - self.centers_[None]              # (n, m, d)
-        GP = G * Phi                                            # (n, m)
+        diff = X[:, None, :] - self.centers_[None]  # (n, m, d)
+        GP = G * Phi  # (n, m)
         d_c = (GP[:, :, None] * diff).sum(0) / l2
-        d_l = np.array([(GP * (diff ** 2).sum(-1)).sum() / l2])
+        d_l = np.array([(GP * (diff**2).sum(-1)).sum() / l2])
         return {"centers": d_c, "log_length_scale": d_l}
 
 
@@ -84,8 +84,7 @@ class LearnableFourier(BasisFamily):
         return {"frequencies": d}
 
 
-def linear_hierarchy(n_tasks=400, n_support=8, n_query=8, m=5, d=3, tau=0.3, noise=0.1, seed=0,
-                     sizes=None):
+def linear_hierarchy(n_tasks=400, n_support=8, n_query=8, m=5, d=3, tau=0.3, noise=0.1, seed=0, sizes=None):
     """Tasks y = x @ w_t + noise with w_t ~ N(h, tau^2 I) on an identity-like basis; returns
     (TaskSet, h) with the true mean h."""
     rng = np.random.default_rng(seed)
@@ -94,9 +93,11 @@ def linear_hierarchy(n_tasks=400, n_support=8, n_query=8, m=5, d=3, tau=0.3, noi
     for t in range(n_tasks):
         n = n_support if sizes is None else sizes[t % len(sizes)]
         w = h + tau * rng.normal(size=d)
-        Xs = rng.normal(size=(n, d)); Xq = rng.normal(size=(n_query, d))
-        tasks.append(mf.tasks.Task(Xs, Xs @ w + noise * rng.normal(size=n), Xq,
-                                   Xq @ w + noise * rng.normal(size=n_query)))
+        Xs = rng.normal(size=(n, d))
+        Xq = rng.normal(size=(n_query, d))
+        tasks.append(
+            mf.tasks.Task(Xs, Xs @ w + noise * rng.normal(size=n), Xq, Xq @ w + noise * rng.normal(size=n_query))
+        )
     return mf.tasks.TaskSet.from_list(tasks), h
 
 
@@ -110,4 +111,4 @@ class Identity(BasisFamily):
         return self
 
     def design(self, X):
-        return X[:, :self.n_basis].copy()
+        return X[:, : self.n_basis].copy()

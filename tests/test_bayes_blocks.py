@@ -30,10 +30,10 @@ def test_blocked_stats_equal_one_call_over_the_chunk(dtype, kind):
     if kind == "diag":
         prior.cov = np.diag(np.diag(prior.cov))
     whole = estep(*chunk_design(basis, tasks, 1.7), prior, 1)[0]
-    cache = DesignCache(budget=10 ** 9)
+    cache = DesignCache(budget=10**9)
     rtol = 1e-12 if dtype == np.float64 else 1e-5
-    for block_bytes in (1, 7 * 8 * 17, 10 ** 9):           # one task a block, some tasks, the whole chunk
-        for _ in range(2):                                   # second pass reads the cache
+    for block_bytes in (1, 7 * 8 * 17, 10**9):  # one task a block, some tasks, the whole chunk
+        for _ in range(2):  # second pass reads the cache
             blocked = chunk_stats(basis, tasks, 1.7, prior, 2, cache, key=block_bytes, block_bytes=block_bytes)
             assert blocked.n_tasks == 57 and blocked.n_points == whole.n_points
             np.testing.assert_allclose(blocked.log_evidence, whole.log_evidence, rtol=rtol)
@@ -43,8 +43,8 @@ def test_blocked_stats_equal_one_call_over_the_chunk(dtype, kind):
 
 def test_design_cache_keeps_within_its_budget():
     cache = DesignCache(budget=1000)
-    cache.put("a", (np.zeros(100), np.zeros(10)))           # 880 bytes: kept
-    cache.put("b", (np.zeros(100),))                        # would exceed: not kept
+    cache.put("a", (np.zeros(100), np.zeros(10)))  # 880 bytes: kept
+    cache.put("b", (np.zeros(100),))  # would exceed: not kept
     assert cache.get("a") is not None and cache.get("b") is None and cache.used == 880
     cache.clear()
     assert cache.get("a") is None and cache.used == 0
@@ -65,6 +65,6 @@ def test_worker_design_cache_follows_the_chunk_basis_and_scale():
     b1 = mf.basis.make("rbf", n_basis=4).fit(tasks.X_support)
     b2 = mf.basis.make("rbf", n_basis=5).fit(tasks.X_support)
     c = worker_design_cache(tasks, b1, 1.0)
-    assert worker_design_cache(tasks, b1, 1.0) is c                 # same chunk, basis, scale: reused
-    assert worker_design_cache(tasks, b2, 1.0) is not c             # another basis: a fresh cache
+    assert worker_design_cache(tasks, b1, 1.0) is c  # same chunk, basis, scale: reused
+    assert worker_design_cache(tasks, b2, 1.0) is not c  # another basis: a fresh cache
     assert worker_design_cache(tasks, b2, 2.0) is not worker_design_cache(tasks[0:3], b2, 2.0)

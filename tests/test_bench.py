@@ -5,17 +5,27 @@ import sys
 
 import numpy as np
 import pytest
+from _bench_helpers import Crashing, ToyBayes
 from sklearn.linear_model import Ridge
 
 import metafast as mf
 from metafast import bench
 from metafast.bench import (
-    COLUMNS, Case, LearnerSpec, Oracle, PerTaskRidge, PooledRidge, Suite, Unavailable, metafast_learner,
-    noise_free_target, run_suite,
+    COLUMNS,
+    Case,
+    LearnerSpec,
+    Oracle,
+    PerTaskRidge,
+    PooledRidge,
+    Suite,
+    Unavailable,
+    metafast_learner,
+    noise_free_target,
+    plots,
+    report,
+    run_suite,
+    suites,
 )
-from metafast.bench import plots, report, suites
-
-from _bench_helpers import Crashing, ToyBayes
 
 
 def small_tasks(n_tasks=30, n_support=5, n_query=7, seed=0, noise=0.0):
@@ -45,8 +55,9 @@ def test_per_task_ridge_matches_sklearn_ridge_per_task(n_support, fit_intercept)
         expect = ref.predict(model.basis_.design(t.X_query))
         q = slice(test.query_offsets[i], test.query_offsets[i + 1])
         np.testing.assert_allclose(mean[q], expect, rtol=1e-8, atol=1e-8)
-        np.testing.assert_allclose(model.adapt(t.X_support, t.y_support).predict(t.X_query), expect,
-                                   rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(
+            model.adapt(t.X_support, t.y_support).predict(t.X_query), expect, rtol=1e-8, atol=1e-8
+        )
 
 
 def test_per_task_ridge_handles_tasks_of_different_sizes(rng):
@@ -59,7 +70,7 @@ def test_per_task_ridge_handles_tasks_of_different_sizes(rng):
     mean, _ = model._predict_tasks(ts)
     for i, t in enumerate(ts):
         ref = Ridge(alpha=1.0).fit(model.basis_.design(t.X_support), t.y_support)
-        np.testing.assert_allclose(mean[3 * i:3 * i + 3], ref.predict(model.basis_.design(t.X_query)), atol=1e-10)
+        np.testing.assert_allclose(mean[3 * i : 3 * i + 3], ref.predict(model.basis_.design(t.X_query)), atol=1e-10)
 
 
 def test_pooled_ridge_is_one_ridge_on_all_training_points():
@@ -127,8 +138,11 @@ def test_bayesian_learner_rows_have_nll_and_coverage():
 
 # ---------------------------------------------------------------------------------- runner
 def test_a_crashing_case_is_reported_and_the_rest_runs():
-    cases = [tiny_case(spec("ridge", PerTaskRidge, "baseline")), tiny_case(spec("broken", Crashing)),
-             tiny_case(spec("pooled", PooledRidge, "baseline"))]
+    cases = [
+        tiny_case(spec("ridge", PerTaskRidge, "baseline")),
+        tiny_case(spec("broken", Crashing)),
+        tiny_case(spec("pooled", PooledRidge, "baseline")),
+    ]
     results = run_suite(Suite("t", cases), verbose=0)
     assert [r["status"] for r in results.rows] == ["ok", "error", "ok"]
     assert "RuntimeError: boom" in results.rows[1]["error"]
@@ -145,8 +159,11 @@ def test_a_crashing_factory_and_a_crashing_evaluate_are_isolated_too():
         def _predict_tasks(self, tasks):
             raise FloatingPointError("evaluate blew up")
 
-    cases = [tiny_case(LearnerSpec("f", bad_factory)), tiny_case(spec("e", BadEval)),
-             tiny_case(spec("ok", PerTaskRidge))]
+    cases = [
+        tiny_case(LearnerSpec("f", bad_factory)),
+        tiny_case(spec("e", BadEval)),
+        tiny_case(spec("ok", PerTaskRidge)),
+    ]
     rows = run_suite(Suite("t", cases), verbose=0).rows
     assert [r["status"] for r in rows] == ["error", "error", "ok"]
     assert "ValueError: bad parameter" in rows[0]["error"] and "FloatingPointError" in rows[1]["error"]
@@ -204,8 +221,7 @@ def test_builtin_suites_are_data_with_fixed_seeds():
     assert {c.shots for c in full.cases} == {5, 10, 20}
     assert {c.n_test for c in full.cases} == {600}
     labels = {c.learner.label for c in full.cases}
-    assert {"MetaRidge", "MetaBayes", "MetaBayes (learned basis)", "per-task ridge", "pooled ridge",
-            "oracle"} <= labels
+    assert {"MetaRidge", "MetaBayes", "MetaBayes (learned basis)", "per-task ridge", "pooled ridge", "oracle"} <= labels
     quick = suites.regression_suite(quick=True)
     assert len(quick) < len(full) and all(c.n_train <= 300 for c in quick.cases)
     speed = suites.speed_suite(quick=True)
@@ -231,7 +247,7 @@ def test_classification_cases_ask_the_loader_for_episodes():
     assert case.problem == "classification"
     params = case.loader_params("test")
     assert params["k_shot"] == case.shots and params["n_way"] == 5 and "n_support" not in params
-    assert tuple(params["train_classes"]) == (0, 1, 2, 3, 4)      # meta-test digits 5-9 never seen
+    assert tuple(params["train_classes"]) == (0, 1, 2, 3, 4)  # meta-test digits 5-9 never seen
     assert params["split"] == "test" and case.loader_params("train")["split"] == "train"
 
 
@@ -260,10 +276,16 @@ def test_plugins_add_suites_through_the_hook():
 
 # ---------------------------------------------------------------------------------- reports
 def _two_shot_results():
-    cases = [tiny_case(s, shots=k) for k in (3, 6) for s in
-             (spec("toy", ToyBayes), spec("ridge", PerTaskRidge, "baseline"),
-              LearnerSpec("oracle", lambda b, c: Oracle(c.family), "oracle"),
-              LearnerSpec("ghost", metafast_learner("NoSuchLearner")))]
+    cases = [
+        tiny_case(s, shots=k)
+        for k in (3, 6)
+        for s in (
+            spec("toy", ToyBayes),
+            spec("ridge", PerTaskRidge, "baseline"),
+            LearnerSpec("oracle", lambda b, c: Oracle(c.family), "oracle"),
+            LearnerSpec("ghost", metafast_learner("NoSuchLearner")),
+        )
+    ]
     return run_suite(Suite("mini", cases), verbose=0, keep_models=True)
 
 
@@ -312,8 +334,12 @@ def test_task_fit_plot_draws_bands_for_bayesian_models(tmp_path):
     results = _two_shot_results()
     tasks = results.tasks[("sinusoid", 3)]
     models = {k[2]: m for k, m in results.models.items() if k[1] == 3 and k[2] != "oracle"}
-    path = plots.plot_task_fits(tasks, models, tmp_path / "fits.png",
-                                truth=lambda i, X: noise_free_target("sinusoid", [tasks.info[i]], X, [0, len(X)]))
+    path = plots.plot_task_fits(
+        tasks,
+        models,
+        tmp_path / "fits.png",
+        truth=lambda i, X: noise_free_target("sinusoid", [tasks.info[i]], X, [0, len(X)]),
+    )
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -352,7 +378,7 @@ def test_per_task_centroid_matches_sklearn_nearest_centroid_per_task(rng):
     accs = []
     for i, t in enumerate(ts):
         ref = NearestCentroid().fit(t.X_support, t.y_support).predict(t.X_query)
-        np.testing.assert_array_equal(pred[ts.query_offsets[i]:ts.query_offsets[i + 1]], ref)
+        np.testing.assert_array_equal(pred[ts.query_offsets[i] : ts.query_offsets[i + 1]], ref)
         np.testing.assert_array_equal(model.adapt(t.X_support, t.y_support).predict(t.X_query), ref)
         accs.append(np.mean(ref == t.y_query))
     got = model.evaluate(ts)

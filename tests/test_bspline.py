@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from family_inputs import DTYPES, LAYOUTS, make_input, per_task_reference, tol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.interpolate import BSpline as ScipyBSpline
@@ -10,7 +11,6 @@ from sklearn.exceptions import NotFittedError
 
 import metafast as mf
 from metafast.basis.bspline import BSpline
-from family_inputs import DTYPES, LAYOUTS, make_input, per_task_reference, tol
 
 
 def bspline_reference(B, X):

@@ -24,7 +24,7 @@ def test_every_kind_of_tasks_is_passed_over_chunk_by_chunk_in_order():
     for tasks, sizes in [(a, [5]), ([a, b, c], [5, 3, 4]), ((a, c), [5, 4]), (stream, [5, 5, 2])]:
         src = LocalChunks(tasks, n_threads=3)
         assert [int(v[0]) for v in src.map_list(_size)] == sizes
-        assert src.map_list(lambda ch, n: n) == [3] * len(sizes)          # n_threads comes last
+        assert src.map_list(lambda ch, n: n) == [3] * len(sizes)  # n_threads comes last
         np.testing.assert_array_equal(src.map_sum(_size, "x"), [sum(sizes), 2 * len(sizes)])
         assert len(src.first()) == sizes[0] and src.labels == [str(i) for i in range(len(sizes))]
     assert LocalChunks([a, b]).map_list(lambda ch, e, n: e, each=["p", "q"]) == ["p", "q"]
@@ -55,7 +55,7 @@ def test_release_reaches_every_held_chunk():
     seen = []
     LocalChunks([a, b], on_release=seen.append).release()
     assert seen == [a, b]
-    LocalChunks(a).release()                       # nothing to drop: no error
+    LocalChunks(a).release()  # nothing to drop: no error
 
 
 class _Recorder:
@@ -77,16 +77,17 @@ def _learners():
     basis = mf.basis.make("rbf", n_basis=6, length_scale=1.5).fit(np.linspace(-5, 5, 40)[:, None])
     return {
         "MetaBayes": lambda **kw: mf.MetaBayes(basis=basis, max_iter=3, tol=0, **kw),
-        "MetaBayes learn_basis": lambda **kw: mf.MetaBayes(basis=basis, max_iter=2, tol=0, learn_basis=True,
-                                                           basis_rounds=1, basis_max_iter=2, **kw),
+        "MetaBayes learn_basis": lambda **kw: mf.MetaBayes(
+            basis=basis, max_iter=2, tol=0, learn_basis=True, basis_rounds=1, basis_max_iter=2, **kw
+        ),
         "MetaRidge": lambda **kw: mf.MetaRidge(basis=basis, metric="diag", max_iter=2, **kw),
-        "MetaRidge held out": lambda **kw: mf.MetaRidge(basis=basis, mean="split", cv="query", alphas=[0.1, 1.0],
-                                                        **kw),
+        "MetaRidge held out": lambda **kw: mf.MetaRidge(basis=basis, mean="split", cv="query", alphas=[0.1, 1.0], **kw),
     }
 
 
-@pytest.mark.parametrize("name", ["MetaBayes", "MetaBayes learn_basis", "MetaRidge", "MetaRidge held out",
-                                  "MetaClassifier"])
+@pytest.mark.parametrize(
+    "name", ["MetaBayes", "MetaBayes learn_basis", "MetaRidge", "MetaRidge held out", "MetaClassifier"]
+)
 def test_in_process_and_dask_map_the_same_per_chunk_functions(name, client, monkeypatch):
     if name == "MetaClassifier":
         tasks = mf.tasks.load("logistic", n_tasks=30, n_support=6, n_query=4, seed=0, n_features=2)
@@ -99,7 +100,7 @@ def test_in_process_and_dask_map_the_same_per_chunk_functions(name, client, monk
     _Recorder(monkeypatch, mfd.DaskChunks, dask_log)
     local = make().fit(tasks)
     on_workers = make(backend="dask").fit(tasks)
-    assert local_log and dask_log == local_log       # the same functions, in the same order
+    assert local_log and dask_log == local_log  # the same functions, in the same order
     assert all(module.startswith("metafast.learners") for _, module, _ in local_log)
     X = np.linspace(-3, 3, 7)[:, None] if name != "MetaClassifier" else tasks[0].X_query
     ys = [m.adapt(tasks[0].X_support, tasks[0].y_support).predict(X) for m in (local, on_workers)]

@@ -25,7 +25,9 @@ def test_logistic_family_protocol_and_oracle():
     assert first.equals(tasks.subset(slice(0, 10)))
     X = tasks[0].X_query
     Z = logistic_features(X) @ W[0].T
-    np.testing.assert_allclose(P[:50], np.exp(Z - Z.max(1, keepdims=True)) / np.exp(Z - Z.max(1, keepdims=True)).sum(1, keepdims=True))
+    np.testing.assert_allclose(
+        P[:50], np.exp(Z - Z.max(1, keepdims=True)) / np.exp(Z - Z.max(1, keepdims=True)).sum(1, keepdims=True)
+    )
 
 
 def test_logistic_family_episodic_and_errors():
@@ -50,8 +52,9 @@ def test_class_mixtures_20_way():
     assert max(train_cls) < 64 <= min(test_cls)
     assert all(len(set(d["classes"])) == 20 for d in tr.info)
     # the same class looks the same in two episodes: class-conditional structure, not noise
-    a = mf.tasks.load("class-mixtures", n_tasks=200, k_shot=5, n_query=1, n_way=2, n_total_classes=4,
-                      train_fraction=0.5, seed=1)
+    a = mf.tasks.load(
+        "class-mixtures", n_tasks=200, k_shot=5, n_query=1, n_way=2, n_total_classes=4, train_fraction=0.5, seed=1
+    )
     assert np.isfinite(a.X_support).all()
     with pytest.raises(ValueError, match="n_way=40"):
         mf.tasks.load("class-mixtures", n_tasks=2, n_way=40, split="test")

@@ -31,7 +31,7 @@ def test_oracle_and_pooled_on_the_logistic_family():
     assert got["nll"] == pytest.approx(per_row.reshape(20, 30).mean(axis=1).mean())
     pooled = PooledClassifier().fit(train).evaluate(test)
     assert pooled["nll"] > got["nll"] and np.isfinite(pooled["ece"])
-    shared_lr = PerEpisodeLogistic().fit(train).evaluate(test)      # classes missing from a support: floor
+    shared_lr = PerEpisodeLogistic().fit(train).evaluate(test)  # classes missing from a support: floor
     assert np.isfinite(shared_lr["nll"])
     with pytest.raises(Unavailable, match="shared labels"):
         PooledClassifier().fit(mf.tasks.load("digits", n_tasks=3))
@@ -45,12 +45,11 @@ def test_classification_suite_writes_a_reliability_diagram(tmp_path):
     from metafast.bench.suites import classification_suite
 
     suite = classification_suite(quick=True, families=("logistic",))
-    suite.cases = [c for c in suite.cases if c.shots == 5 and c.learner.label in
-                   ("MetaClassifier (ridge)", "oracle")]
+    suite.cases = [c for c in suite.cases if c.shots == 5 and c.learner.label in ("MetaClassifier (ridge)", "oracle")]
     results = run_suite(suite, verbose=0)
     row = next(r for r in results.rows if r["learner"] == "MetaClassifier (ridge)")
     rel = row["reliability"]
-    assert row["status"] == "ok" and sum(rel["count"]) == 60 * 15 * 3      # k_shot style: n_query per class
+    assert row["status"] == "ok" and sum(rel["count"]) == 60 * 15 * 3  # k_shot style: n_query per class
     assert all(0 <= a <= 1 for a in rel["accuracy"])
     written = write_results(results, tmp_path)
     assert any(str(p).endswith("classification_reliability.png") for p in written["written"])

@@ -16,8 +16,9 @@ HEADS = ("logistic", "ridge", "prototype")
 def _tasks(setting, n_tasks=60, seed=0):
     if setting == "shared":
         return mf.tasks.load("logistic", n_tasks=n_tasks, n_support=6, n_query=6, seed=seed)
-    return mf.tasks.load("class-mixtures", n_tasks=n_tasks, n_way=3, n_features=4, n_total_classes=12, k_shot=2,
-                         n_query=3, seed=seed)
+    return mf.tasks.load(
+        "class-mixtures", n_tasks=n_tasks, n_way=3, n_features=4, n_total_classes=12, k_shot=2, n_query=3, seed=seed
+    )
 
 
 def _fit(data, head, backend="threads", **kw):
@@ -38,7 +39,7 @@ def _head_numbers(model):
     if model.head == "prototype":
         return [h.metric_, np.atleast_1d(h.loss_)] + ([h.global_means_] if h.global_means_ is not None else []), []
     means = [h.prior_.means] if h.prior_.means is not None else []
-    if model.head == "logistic":      # the EM prior, then its calibrated scale
+    if model.head == "logistic":  # the EM prior, then its calibrated scale
         return [h.prior_.cov / h.scale_, model.log_evidence_] + means, [np.atleast_1d(h.scale_)]
     return [h.prior_.cov, model.log_evidence_, np.atleast_1d(h.noise_var_)] + means, [np.atleast_1d(h.temperature_)]
 
@@ -53,11 +54,12 @@ def _assert_same_fit(remote, local, test, rtol=1e-10):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
     for a, b in zip(argmin_r, argmin_l, strict=True):
         np.testing.assert_allclose(a, b, rtol=max(rtol, 1e-6))
-    np.testing.assert_allclose(remote.predict_tasks_proba(test), local.predict_tasks_proba(test),
-                               rtol=max(rtol, 1e-6), atol=1e-9)
+    np.testing.assert_allclose(
+        remote.predict_tasks_proba(test), local.predict_tasks_proba(test), rtol=max(rtol, 1e-6), atol=1e-9
+    )
 
 
-def test_dask_backend_without_client_or_with_a_bad_value_is_a_clear_error():   # before the module's client
+def test_dask_backend_without_client_or_with_a_bad_value_is_a_clear_error():  # before the module's client
     tasks = _tasks("shared", 10)
     with pytest.raises(ValueError, match="Client"):
         _fit(tasks, "logistic", backend="dask")
@@ -71,7 +73,7 @@ def test_dask_backend_without_client_or_with_a_bad_value_is_a_clear_error():   #
 def test_every_head_fits_on_the_workers_like_in_process(client, head, setting, train_rows):
     tasks, test = _tasks(setting), _tasks(setting, 10, seed=1)
     local = _fit(tasks, head, train_rows=train_rows)
-    remote = _fit(tasks, head, "dask", train_rows=train_rows)       # two chunks, one per worker thread
+    remote = _fit(tasks, head, "dask", train_rows=train_rows)  # two chunks, one per worker thread
     _assert_same_fit(remote, local, test)
 
 
@@ -80,12 +82,13 @@ def test_shared_classes_are_the_union_over_the_chunks(client):
     # shift the labels of the last third of the tasks: its top classes are in no other chunk
     y_s, y_q = tasks.y_support.copy(), tasks.y_query.copy()
     shift = int(max(y_s.max(), y_q.max())) + 1
-    y_s[tasks.support_offsets[60]:] += shift
-    y_q[tasks.query_offsets[60]:] += shift
+    y_s[tasks.support_offsets[60] :] += shift
+    y_q[tasks.query_offsets[60] :] += shift
     union = np.unique(np.concatenate([y_s, y_q]))
     assert union.max() >= 2 * shift - 1
-    tasks = mf.tasks.TaskSet(tasks.X_support, y_s, tasks.support_offsets, tasks.X_query, y_q, tasks.query_offsets,
-                       label_setting="shared")
+    tasks = mf.tasks.TaskSet(
+        tasks.X_support, y_s, tasks.support_offsets, tasks.X_query, y_q, tasks.query_offsets, label_setting="shared"
+    )
     chunks = [tasks[0:30], tasks[30:60], tasks[60:90]]
     for head in HEADS:
         local = _fit(chunks, head, basis=_fitted_basis(tasks))
@@ -101,14 +104,22 @@ def test_a_stream_fits_on_the_workers(client):
     _assert_same_fit(remote, local, _tasks("shared", 10, seed=1))
 
 
-@pytest.mark.parametrize("head,setting", [("logistic", "episodic"), ("ridge", "episodic"), ("prototype", "episodic"),
-                                          pytest.param("logistic", "shared", marks=pytest.mark.slow),
-                                          pytest.param("ridge", "shared", marks=pytest.mark.slow),
-                                          ("prototype", "shared")])
+@pytest.mark.parametrize(
+    "head,setting",
+    [
+        ("logistic", "episodic"),
+        ("ridge", "episodic"),
+        ("prototype", "episodic"),
+        pytest.param("logistic", "shared", marks=pytest.mark.slow),
+        pytest.param("ridge", "shared", marks=pytest.mark.slow),
+        ("prototype", "shared"),
+    ],
+)
 def test_learn_basis_on_the_workers_like_in_process(client, head, setting):
     tasks, test = _tasks(setting, 40), _tasks(setting, 10, seed=1)
-    kw = dict(basis=mf.basis.make("polynomial", n_basis=3), learn_basis=True, basis_rounds=2, basis_max_iter=4,
-              max_iter=4)
+    kw = dict(
+        basis=mf.basis.make("polynomial", n_basis=3), learn_basis=True, basis_rounds=2, basis_max_iter=4, max_iter=4
+    )
     local = _fit(tasks, head, **kw)
     remote = _fit(tasks, head, "dask", **kw)
     assert len(remote.basis_objective_) == len(local.basis_objective_) >= 2

@@ -63,7 +63,9 @@ def test_explicit_basis_is_never_changed_and_standardize_is_optional():
     raw = mf.MetaClassifier(basis=B, standardize=False, metric="none", normalize="none", max_iter=5).fit(tasks)
     assert type(raw.basis_) is type(B)
     fitted = mf.basis.make("polynomial", n_basis=6).fit(tasks.X_support)
-    assert type(mf.MetaClassifier(basis=fitted, metric="none", normalize="none", max_iter=5).fit(tasks).basis_) is type(B)
+    assert type(mf.MetaClassifier(basis=fitted, metric="none", normalize="none", max_iter=5).fit(tasks).basis_) is type(
+        B
+    )
     with pytest.raises(TypeError, match="standardize"):
         mf.MetaClassifier(standardize="yes").fit(tasks)
 

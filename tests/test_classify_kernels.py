@@ -37,11 +37,12 @@ def run_laplace(Phi, codes, off, ncls, B0, n_threads=1, warm=None, path="dual", 
     primal = solve_paths(np.diff(off), ncls, Phi.shape[1], path)
     Qp = np.full((int((primal >= 0).sum()), Phi.shape[1], Phi.shape[1]), np.nan, Phi.dtype)
     logq, status = np.zeros(T), np.zeros(T, np.intc)
-    _classify.logistic_laplace(Phi, B0, codes, off, ncls, primal, 100, 1e-13, warm is not None, True, n_threads,
-                               A, G, Qp, logq, status)
+    _classify.logistic_laplace(
+        Phi, B0, codes, off, ncls, primal, 100, 1e-13, warm is not None, True, n_threads, A, G, Qp, logq, status
+    )
     if not with_q:
         return A, G, logq, status
-    Q = [Qp[primal[t]] if primal[t] >= 0 else Phi[off[t]:off[t + 1]].T @ G[off[t]:off[t + 1]] for t in range(T)]
+    Q = [Qp[primal[t]] if primal[t] >= 0 else Phi[off[t] : off[t + 1]].T @ G[off[t] : off[t + 1]] for t in range(T)]
     return A, G, logq, status, Q
 
 
@@ -55,10 +56,9 @@ def task_map_scipy(P, y, b, c):
         lse = logsumexp(Z, axis=1)
         R = np.exp(Z - lse[:, None])
         R[np.arange(len(y)), y] -= 1
-        return (lse - Z[np.arange(len(y)), y]).sum() + 0.5 * (V ** 2).sum(), (P.T @ R + V).ravel()
+        return (lse - Z[np.arange(len(y)), y]).sum() + 0.5 * (V**2).sum(), (P.T @ R + V).ravel()
 
-    res = minimize(f, np.zeros(m * c), jac=True, method="L-BFGS-B",
-                   options=dict(gtol=1e-11, ftol=1e-15, maxiter=5000))
+    res = minimize(f, np.zeros(m * c), jac=True, method="L-BFGS-B", options=dict(gtol=1e-11, ftol=1e-15, maxiter=5000))
     return res.x.reshape(m, c)
 
 
@@ -79,7 +79,7 @@ def objective_and_grad(P, y, b, v, c):
     lse = logsumexp(Z, axis=1)
     R = np.exp(Z - lse[:, None])
     R[np.arange(len(y)), y] -= 1
-    return (lse - Z[np.arange(len(y)), y]).sum() + 0.5 * (V ** 2).sum(), (P.T @ R + V).ravel()
+    return (lse - Z[np.arange(len(y)), y]).sum() + 0.5 * (V**2).sum(), (P.T @ R + V).ravel()
 
 
 @pytest.mark.parametrize("path", ["dual", "primal"])
@@ -112,12 +112,13 @@ def test_laplace_evidence_and_statistic_match_primal_reference(path):
         V = P.T @ A[s, :c]
         H = primal_hessian(P, V, b)
         psi, grad = objective_and_grad(P, y, b, V.ravel(), c)
-        assert np.abs(grad).max() < 1e-7                        # the MAP: zero gradient
+        assert np.abs(grad).max() < 1e-7  # the MAP: zero gradient
         assert logq[t] == pytest.approx(-psi - 0.5 * np.linalg.slogdet(H)[1], rel=1e-10, abs=1e-10)
-        cov = np.linalg.inv(H)                                  # Laplace posterior of (v_1..v_c)
+        cov = np.linalg.inv(H)  # Laplace posterior of (v_1..v_c)
         m = P.shape[1]
-        second = sum(np.outer(V[:, k], V[:, k]) + cov[k * m:(k + 1) * m, k * m:(k + 1) * m] - np.eye(m)
-                     for k in range(c))
+        second = sum(
+            np.outer(V[:, k], V[:, k]) + cov[k * m : (k + 1) * m, k * m : (k + 1) * m] - np.eye(m) for k in range(c)
+        )
         np.testing.assert_allclose(Q[t], second, atol=1e-10)
 
 
@@ -129,7 +130,7 @@ def test_objective_gradient_and_hessian_by_finite_differences():
     v = np.random.default_rng(1).normal(size=3 * c)
     f0, g0 = objective_and_grad(P, y, b, v, c)
     H = primal_hessian(P, v.reshape(3, c), b)
-    to_h = np.array([(i % c) * 3 + i // c for i in range(3 * c)])    # v is (m, c) row-major, H class-major
+    to_h = np.array([(i % c) * 3 + i // c for i in range(3 * c)])  # v is (m, c) row-major, H class-major
     Hv = H[np.ix_(to_h, to_h)]
     h = 1e-6
     for k in range(v.size):
@@ -181,7 +182,7 @@ def test_solve_paths_rule_and_bad_path():
     sizes = np.array([10, 400, 400, 100, 0, 400])
     ncls = np.array([3, 2, 5, 5, 2, 1])
     out = solve_paths(sizes, ncls, 65)
-    assert out.tolist() == [-1, 0, 1, -1, -1, -1]         # few rows: dual; one class or empty: neither
+    assert out.tolist() == [-1, 0, 1, -1, -1, -1]  # few rows: dual; one class or empty: neither
     assert (solve_paths(sizes, ncls, 65, "primal") >= 0).sum() == 4
     with pytest.raises(ValueError, match="path"):
         solve_paths(sizes, ncls, 65, "fast")
@@ -191,7 +192,7 @@ def test_solve_paths_rule_and_bad_path():
 def test_extreme_scores_stay_finite(path):
     Phi, codes, off, ncls = packed(seed=8)
     B0 = np.full((Phi.shape[0], ncls.max()), 0.0)
-    B0[:, 0] = 800.0                                            # exp(800) overflows without the shift
+    B0[:, 0] = 800.0  # exp(800) overflows without the shift
     A, G, logq, status = run_laplace(1e3 * Phi, codes, off, ncls, B0, path=path)
     assert np.isfinite(A).all() and np.isfinite(G).all() and np.isfinite(logq).all() and (status >= 0).all()
 
@@ -251,7 +252,7 @@ def test_task_logits_and_prototype_distances(dtype):
         ref = Phi_q[q].astype(np.float64) @ (Phi[s].T.astype(np.float64) @ A[s, :c].astype(np.float64))
         np.testing.assert_allclose(out[q, :c], ref, rtol=tol, atol=tol)
         assert np.all(out[q, c:] == 0)
-        Pt = protos[P_off[t]:P_off[t + 1]].astype(np.float64)
+        Pt = protos[P_off[t] : P_off[t + 1]].astype(np.float64)
         ref_d = (((Phi[s, None, :].astype(np.float64) - Pt[None]) ** 2) * metric).sum(-1)
         np.testing.assert_allclose(D[s, :c], ref_d, rtol=tol, atol=tol)
         assert np.all(D[s, c:] == 0)

@@ -66,7 +66,7 @@ def test_logistic_query_loss_gradient_with_ragged_query_sets():
         return logistic_query_loss(prior, Phi_s, cs, so, nc, Phi_q, cq, qo, 1)
 
     val, dS, dQ = f()
-    assert np.all(dS[6:12] == 0)                           # task 1 has no query rows: no gradient
+    assert np.all(dS[6:12] == 0)  # task 1 has no query rows: no gradient
     _fd_check(lambda: f()[0], [Phi_s, Phi_q], [dS, dQ])
 
 
@@ -103,14 +103,17 @@ def test_prototype_loo_gradient_wrt_the_design(shared):
 @pytest.fixture(scope="module")
 def episodes():
     kw = dict(n_way=3, n_features=3, n_total_classes=12, k_shot=2, n_query=4)
-    return (mf.tasks.load("class-mixtures", n_tasks=40, seed=0, **kw),
-            mf.tasks.load("class-mixtures", n_tasks=30, seed=1, split="test", **kw))
+    return (
+        mf.tasks.load("class-mixtures", n_tasks=40, seed=0, **kw),
+        mf.tasks.load("class-mixtures", n_tasks=30, seed=1, split="test", **kw),
+    )
 
 
 def _source_and_spec(clf, tasks):
     """The in-process chunk source and Spec the fitted model's basis objective is summed over."""
-    return LocalChunks(tasks, 1), Spec(clf.basis_, clf.setting_, getattr(clf, "classes_", None), clf.train_rows,
-                                       clf.max_classes, clf.head)
+    return LocalChunks(tasks, 1), Spec(
+        clf.basis_, clf.setting_, getattr(clf, "classes_", None), clf.train_rows, clf.max_classes, clf.head
+    )
 
 
 @pytest.mark.parametrize("setting", ["episodic", "shared"])
@@ -118,10 +121,12 @@ def _source_and_spec(clf, tasks):
 def test_basis_objective_gradient_through_the_basis(episodes, head, setting):
     """d objective / d basis parameters (design_vjp of dPhi, summed over the chunk source; shared
     prototype: also through the global class means) against finite differences."""
-    train_ts = episodes[0] if setting == "episodic" else mf.tasks.load("logistic", n_tasks=30, n_support=6,
-                                                                         n_query=6, seed=0)
-    clf = mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=4), head=head, max_iter=5, n_jobs=1,
-                            metric="none", normalize="none")
+    train_ts = (
+        episodes[0] if setting == "episodic" else mf.tasks.load("logistic", n_tasks=30, n_support=6, n_query=6, seed=0)
+    )
+    clf = mf.MetaClassifier(
+        basis=mf.basis.make("polynomial", n_basis=4), head=head, max_iter=5, n_jobs=1, metric="none", normalize="none"
+    )
     clf.fit(train_ts)
     assert clf.setting_ == setting
     objective = clf.basis_objective(*_source_and_spec(clf, train_ts))
@@ -140,8 +145,9 @@ def test_basis_objective_gradient_through_the_basis(episodes, head, setting):
 def test_learn_basis_lowers_the_objective_and_moves_the_basis(episodes, head):
     train, test = episodes
     base = mf.basis.make("polynomial", n_basis=4)
-    clf = mf.MetaClassifier(basis=base, head=head, learn_basis=True, basis_rounds=2, basis_max_iter=10,
-                            max_iter=10, n_jobs=1).fit(train)
+    clf = mf.MetaClassifier(
+        basis=base, head=head, learn_basis=True, basis_rounds=2, basis_max_iter=10, max_iter=10, n_jobs=1
+    ).fit(train)
     obj = np.asarray(clf.basis_objective_)
     assert obj.size >= 2 and obj.min() < obj[0]
     # the kept (basis, head) pair is the one with the lowest objective
@@ -163,7 +169,7 @@ class _Identity(mf.basis.BasisFamily):
         self.n_basis = n_basis
 
     def design(self, X):
-        return np.asarray(X)[:, :self.n_basis]
+        return np.asarray(X)[:, : self.n_basis]
 
 
 def test_learn_basis_bad_input(episodes):
@@ -174,18 +180,21 @@ def test_learn_basis_bad_input(episodes):
         mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=3), learn_basis="yes").fit(train)
     no_query = mf.tasks.TaskSet.from_list(
         [mf.tasks.Task(t.X_support, t.y_support, t.X_support[:0], t.y_support[:0]) for t in train],
-        label_setting="episodic")
+        label_setting="episodic",
+    )
     with pytest.raises(ValueError, match="query rows"):
-        mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=3), learn_basis=True, max_iter=3,
-                          n_jobs=1).fit(no_query)
+        mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=3), learn_basis=True, max_iter=3, n_jobs=1).fit(
+            no_query
+        )
 
 
 def test_learn_basis_in_float32_and_pickled(episodes):
     import pickle
 
     train, test = (ts.astype(np.float32) for ts in episodes)
-    clf = mf.MetaClassifier(basis=mf.basis.make("rbf", n_basis=6), learn_basis=True, basis_rounds=1,
-                            basis_max_iter=5, max_iter=5, n_jobs=1).fit(train)
+    clf = mf.MetaClassifier(
+        basis=mf.basis.make("rbf", n_basis=6), learn_basis=True, basis_rounds=1, basis_max_iter=5, max_iter=5, n_jobs=1
+    ).fit(train)
     assert clf.basis_objective_[-1] < clf.basis_objective_[0]
     again = pickle.loads(pickle.dumps(clf))
     assert again.evaluate(test) == clf.evaluate(test)

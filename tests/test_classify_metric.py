@@ -18,7 +18,7 @@ def test_episode_scatter_matches_a_loop_over_tasks_and_classes(rng):
     S_w, S_b, shrink = _metric.episode_scatter(Phi, codes, offsets, n_classes)
     W, B = np.zeros((4, 4)), np.zeros((4, 4))
     for t in range(3):
-        P, c = Phi[offsets[t]:offsets[t + 1]], codes[offsets[t]:offsets[t + 1]]
+        P, c = Phi[offsets[t] : offsets[t + 1]], codes[offsets[t] : offsets[t + 1]]
         for k in np.unique(c):
             R = P[c == k] - P[c == k].mean(0)
             W += R.T @ R
@@ -36,7 +36,7 @@ def test_lda_map_solves_the_generalised_eigenproblem(rng):
     S = S_w + _metric.RIDGE * np.trace(S_w) / 5 * np.eye(5)
     np.testing.assert_allclose(S_b @ L, S @ L * lam[:2], atol=1e-8)
     np.testing.assert_allclose(L.T @ S @ L, np.eye(2), atol=1e-8)
-    assert lam[2] < 1e-8 * lam[0]      # S_b has rank 2
+    assert lam[2] < 1e-8 * lam[0]  # S_b has rank 2
     L_auto, _ = _metric.lda_map(S_w, S_b)
     assert L_auto.shape[1] <= 2
 
@@ -94,8 +94,10 @@ def test_refinement_lowers_the_training_loo_loss_and_keeps_the_shape():
     X, y = _two_informative_dims(300, 0)
     eps = mf.tasks.episodes(X, y, n_way=5, k_shot=2, n_query=3, n_tasks=60, classes=list(range(10)), seed=0)
     codes = np.concatenate([eps.y_support, eps.y_query]).astype(np.int64)
-    order = np.argsort(np.concatenate([np.repeat(np.arange(60), eps.support_sizes),
-                                       np.repeat(np.arange(60), eps.query_sizes)]), kind="stable")
+    order = np.argsort(
+        np.concatenate([np.repeat(np.arange(60), eps.support_sizes), np.repeat(np.arange(60), eps.query_sizes)]),
+        kind="stable",
+    )
     Phi = np.concatenate([eps.X_support, eps.X_query])[order]
     offsets = np.r_[0, np.cumsum(eps.support_sizes + eps.query_sizes)]
     ncls = np.full(60, 5)
@@ -117,7 +119,8 @@ def test_normalisation_gives_unit_vectors_and_is_applied_at_adapt(option):
         np.testing.assert_allclose(clf.basis_.center_, inner.mean(axis=0))
     task = train[0]
     model = clf.adapt(task.X_support, task.y_support)
-    np.testing.assert_allclose(model.predict_proba(task.X_query),
-                               clf.adapt_predict_proba(task.X_support, task.y_support, task.X_query))
+    np.testing.assert_allclose(
+        model.predict_proba(task.X_query), clf.adapt_predict_proba(task.X_support, task.y_support, task.X_query)
+    )
     with pytest.raises(ValueError, match="normalize"):
         mf.MetaClassifier(normalize="l1").fit(train)

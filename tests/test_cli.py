@@ -38,11 +38,14 @@ def test_version_in_process(capsys):
     assert exc.value.code == 0 and capsys.readouterr().out.startswith("metafast ")
 
 
-@pytest.mark.parametrize("args, expect", [
-    (("frobnicate",), "invalid choice: 'frobnicate'"),
-    (("bench", "regresion"), "Did you mean 'regression'"),
-    (("basis", "rbff"), "'rbf'?"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (("frobnicate",), "invalid choice: 'frobnicate'"),
+        (("bench", "regresion"), "Did you mean 'regression'"),
+        (("basis", "rbff"), "'rbf'?"),
+    ],
+)
 def test_bad_arguments_exit_2_with_the_valid_choices(args, expect):
     p = run(*args)
     assert p.returncode == 2, p.stderr
@@ -50,17 +53,20 @@ def test_bad_arguments_exit_2_with_the_valid_choices(args, expect):
     assert "Traceback" not in p.stderr
 
 
-@pytest.mark.parametrize("args, expect", [
-    ((), "required"),
-    (("bench",), "SUITE"),
-    (("bench", "nonsense-suite"), ("Valid choices: classification, ", "regression, selection, speed, all")),
-    (("bench", "regression", "--seed", "x"), "invalid int value"),
-    (("bench", "regression", "--frob"), "unrecognized arguments"),
-    (("demo", "--quick", "extra"), "unrecognized arguments"),
-    (("tasks", "sinusiod"), "Did you mean 'sinusoid'"),
-    (("tasks", "zzzz"), ("Valid choices: ", "sinusoid")),
-    (("basis", "a", "b"), "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        ((), "required"),
+        (("bench",), "SUITE"),
+        (("bench", "nonsense-suite"), ("Valid choices: classification, ", "regression, selection, speed, all")),
+        (("bench", "regression", "--seed", "x"), "invalid int value"),
+        (("bench", "regression", "--frob"), "unrecognized arguments"),
+        (("demo", "--quick", "extra"), "unrecognized arguments"),
+        (("tasks", "sinusiod"), "Did you mean 'sinusoid'"),
+        (("tasks", "zzzz"), ("Valid choices: ", "sinusoid")),
+        (("basis", "a", "b"), "unrecognized arguments"),
+    ],
+)
 def test_more_bad_arguments_in_process(args, expect, capsys):
     """The same parser in-process (a subprocess per case would cost seconds each)."""
     from metafast.cli import main
@@ -137,15 +143,13 @@ def test_demo_quick_prints_the_table_and_writes_the_plot(tmp_path):
     assert "metafast demo: meta-training on" in p.stdout
     assert "per-task ridge" in p.stdout and "oracle" in p.stdout
     assert (tmp_path / "metafast-demo.png").read_bytes()[:4] == b"\x89PNG"
-    assert "MetaClassifier (logistic)" in p.stdout          # the classification part, its own plot
+    assert "MetaClassifier (logistic)" in p.stdout  # the classification part, its own plot
     assert (tmp_path / "metafast-demo_classification.png").read_bytes()[:4] == b"\x89PNG"
     assert "\r" not in p.stderr  # no progress bar when stderr is not a terminal
 
 
 def test_demo_without_matplotlib_says_how_to_get_the_plot_and_exits_0(tmp_path):
-    code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "from metafast.cli import main\n"
-            "sys.exit(main(sys.argv[1:]))")
+    code = "import sys; sys.modules['matplotlib'] = None\nfrom metafast.cli import main\nsys.exit(main(sys.argv[1:]))"
     p = run("demo", "--quick", "--out", str(tmp_path / "d.png"), code=code)
     assert p.returncode == 0, p.stderr
     assert "per-task ridge" in p.stdout
@@ -162,6 +166,7 @@ def test_bench_all_writes_one_folder_per_suite(tmp_path, monkeypatch, capsys):
         def factory(quick=False, seed=0):
             spec = LearnerSpec("ridge", lambda basis, case: PerTaskRidge(basis=basis), "baseline")
             return Suite(name, [Case("sinusoid", k, spec, n_train=20, n_test=10, seed=seed) for k in (3, 6)])
+
         return factory
 
     stubbed = sorted(name for name in suites.BUILTIN_SUITES if name != "demo")
@@ -181,8 +186,11 @@ def test_bench_exits_1_when_a_case_failed(monkeypatch, capsys):
     def broken(basis, case):
         raise RuntimeError("kaput")
 
-    monkeypatch.setitem(suites.BUILTIN_SUITES, "speed",
-                        lambda quick=False, seed=0: Suite("speed", [Case("sinusoid", 3, LearnerSpec("b", broken))]))
+    monkeypatch.setitem(
+        suites.BUILTIN_SUITES,
+        "speed",
+        lambda quick=False, seed=0: Suite("speed", [Case("sinusoid", 3, LearnerSpec("b", broken))]),
+    )
     assert main(["bench", "speed", "-q"]) == 1
     assert "RuntimeError: kaput" in capsys.readouterr().out
 
@@ -190,10 +198,18 @@ def test_bench_exits_1_when_a_case_failed(monkeypatch, capsys):
 @pytest.mark.slow
 def test_benchmarks_run_all_writes_machine_summary_and_results(tmp_path):
     out = tmp_path / "RESULTS.md"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--only", "bench_regression.py",
-           "--output", str(out)]
-    p = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(PKG_ROOT)}, capture_output=True,
-                       text=True, timeout=600)
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "run_all.py"),
+        "--quick",
+        "--only",
+        "bench_regression.py",
+        "--output",
+        str(out),
+    ]
+    p = subprocess.run(
+        cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(PKG_ROOT)}, capture_output=True, text=True, timeout=600
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("Machine\n- CPU:")  # the machine summary comes first
     text = out.read_text()
@@ -213,7 +229,7 @@ def test_a_broken_suite_is_reported_and_the_others_run(monkeypatch, capsys):
         return Suite("speed", [Case("sinusoid", 3, spec, n_train=10, n_test=5)])
 
     others = [name for name in suites.BUILTIN_SUITES if name not in ("demo", "classification")]
-    for name in others:                     # every other built-in suite: a tiny stand-in
+    for name in others:  # every other built-in suite: a tiny stand-in
         monkeypatch.setitem(suites.BUILTIN_SUITES, name, fine)
     monkeypatch.setitem(suites.BUILTIN_SUITES, "classification", broken)
     assert main(["bench", "all", "-q"]) == 1

@@ -62,7 +62,7 @@ def test_table_files_fit_like_the_whole_table_in_process(client, tmp_path, fmt):
     local = _fit(mf.tasks.from_frame(df, "g", "x", "y", n_support=None))
     source = mfd.FileSource(_write(df, tmp_path, fmt), group="g", features=["x"], target="y")
     _same(_fit(source, backend="dask"), local)
-    _same(_fit(source), local)                     # the same files in process, as a stream
+    _same(_fit(source), local)  # the same files in process, as a stream
     # a support/query split with train_rows="all" trains on the same rows
     split = mfd.FileSource(source.paths, group="g", features="x", target="y", n_support=3, seed=5)
     _same(_fit(split, backend="dask"), local)
@@ -72,7 +72,7 @@ def test_dask_dataframe_grouped_by_a_key_fits_like_in_process(client):
     dd = pytest.importorskip("dask.dataframe")
     df = _table()
     local = _fit(mf.tasks.from_frame(df, "g", "x", "y", n_support=None))
-    ddf = dd.from_pandas(df, npartitions=4, sort=False)      # groups straddle partitions
+    ddf = dd.from_pandas(df, npartitions=4, sort=False)  # groups straddle partitions
     shuffled = mfd.DataFrameSource(ddf, group="g", features=["x"], target="y")
     assert not shuffled.by_index
     _same(_fit(shuffled, backend="dask"), local)
@@ -83,11 +83,11 @@ def test_dask_dataframe_grouped_by_a_key_fits_like_in_process(client):
 
 def test_dask_dataframe_with_empty_partitions_and_a_key_in_the_index(client):
     dd = pytest.importorskip("dask.dataframe")
-    df = _table(n_groups=3)                      # 3 groups over 8 partitions: some stay empty
+    df = _table(n_groups=3)  # 3 groups over 8 partitions: some stay empty
     local = _fit(mf.tasks.from_frame(df, "g", "x", "y", n_support=None))
     ddf = dd.from_pandas(df, npartitions=8, sort=False)
     _same(_fit(mfd.DataFrameSource(ddf, group="g", features="x", target="y"), backend="dask"), local)
-    keyed = dd.from_pandas(df.set_index("g"), npartitions=2, sort=False)    # divisions unknown
+    keyed = dd.from_pandas(df.set_index("g"), npartitions=2, sort=False)  # divisions unknown
     assert not keyed.known_divisions
     _same(_fit(mfd.DataFrameSource(keyed, group="g", features="x", target="y"), backend="dask"), local)
     empty = dd.from_pandas(df.iloc[:0], npartitions=1)
@@ -98,8 +98,8 @@ def test_dask_dataframe_with_empty_partitions_and_a_key_in_the_index(client):
 def test_a_group_split_between_files_is_an_error_naming_it(client, tmp_path):
     df = _table(n_groups=10)
     key = df["g"].iloc[len(df) // 2]
-    k = int(np.flatnonzero(df["g"].to_numpy() == key)[0]) + 2          # that group's third row
-    a, b = df.iloc[:k], df.iloc[k:]                                     # only that group in both
+    k = int(np.flatnonzero(df["g"].to_numpy() == key)[0]) + 2  # that group's third row
+    a, b = df.iloc[:k], df.iloc[k:]  # only that group in both
     a.to_csv(tmp_path / "a.csv", index=False)
     b.to_csv(tmp_path / "b.csv", index=False)
     source = mfd.FileSource([tmp_path / "a.csv", tmp_path / "b.csv"], group="g", features="x", target="y")

@@ -4,12 +4,11 @@ import warnings
 
 import numpy as np
 import pytest
+from test_metabayes import basis, hierarchy, quiet_fit
 
 from metafast.learners import MetaBayes
-from metafast.learners.bayes._em import GaussianPrior
 from metafast.learners.bayes._accel import STEP_GROWTH, next_step_max, squarem_step
-
-from test_metabayes import basis, hierarchy, quiet_fit
+from metafast.learners.bayes._em import GaussianPrior
 
 
 def _geometric_iterates(kind, c=0.7):
@@ -24,9 +23,10 @@ def _geometric_iterates(kind, c=0.7):
     d_log_noise = 0.8
 
     def at(k):
-        f = c ** k
-        return GaussianPrior(star.mean + f * d_mean, star.cov + f * d_cov,
-                             float(np.exp(np.log(star.noise_var) + f * d_log_noise)), kind)
+        f = c**k
+        return GaussianPrior(
+            star.mean + f * d_mean, star.cov + f * d_cov, float(np.exp(np.log(star.noise_var) + f * d_log_noise)), kind
+        )
 
     return star, at(0), at(1), at(2)
 
@@ -44,7 +44,7 @@ def test_squarem_solves_a_linearly_converging_map_in_one_step(kind):
 def test_squarem_step_respects_the_cap_and_positive_definiteness():
     _, t0, t1, t2 = _geometric_iterates("full")
     cand, a = squarem_step(t0, t1, t2, step_max=1.0, noise_floor=1e-12)
-    assert cand is t2 and a == 1.0                        # a = 1 is the plain EM pair
+    assert cand is t2 and a == 1.0  # a = 1 is the plain EM pair
     # iterates whose parabola leaves the positive-definite cone: a is shortened until Sigma is PD
     m = 2
     p = [GaussianPrior(np.zeros(m), np.diag([1.0, 1.0]) * s, 0.5, "full") for s in (1.0, 0.5, 0.3)]
@@ -65,10 +65,23 @@ def test_accelerated_em_is_monotone_and_reaches_plain_em_optimum(acceleration, k
     m = 4
     A = rng.normal(size=(m, m))
     tasks = hierarchy(rng, 60, m, [1, 2, 3, 6], rng.normal(size=m), A @ A.T, 0.05)
-    plain = quiet_fit(MetaBayes(basis=basis(m), covariance=kind, prior_weight=prior_weight, max_iter=3000,
-                                tol=1e-10, acceleration="none"), tasks)
-    fast = quiet_fit(MetaBayes(basis=basis(m), covariance=kind, prior_weight=prior_weight, max_iter=3000,
-                               tol=1e-10, acceleration=acceleration), tasks)
+    plain = quiet_fit(
+        MetaBayes(
+            basis=basis(m), covariance=kind, prior_weight=prior_weight, max_iter=3000, tol=1e-10, acceleration="none"
+        ),
+        tasks,
+    )
+    fast = quiet_fit(
+        MetaBayes(
+            basis=basis(m),
+            covariance=kind,
+            prior_weight=prior_weight,
+            max_iter=3000,
+            tol=1e-10,
+            acceleration=acceleration,
+        ),
+        tasks,
+    )
     assert plain.converged_ and fast.converged_
     obj = fast.objective_
     assert np.all(np.diff(obj) >= -1e-12 * np.abs(obj).max())
@@ -94,7 +107,7 @@ def test_noise_free_tasks_converge_at_the_relative_noise_floor():
     rng = np.random.default_rng(0)
     m = 4
     tasks = hierarchy(rng, 100, m, [3, 6], np.ones(m), np.eye(m), 0.0)
-    model = MetaBayes(basis=basis(m), max_iter=200).fit(tasks)    # no ConvergenceWarning
+    model = MetaBayes(basis=basis(m), max_iter=200).fit(tasks)  # no ConvergenceWarning
     y_var = np.mean(np.concatenate([tasks.y_support, tasks.y_query]) ** 2)
     assert model.converged_ and model.noise_var_ <= 1e-9 * y_var
 
@@ -109,4 +122,4 @@ def test_bad_acceleration_and_deprecated_overrelax():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
             old = MetaBayes(basis=basis(3), overrelax=False, max_iter=5, tol=0).fit(tasks)
-    assert old.n_passes_ == old.n_iter_ + 1                      # plain EM: one pass per iteration
+    assert old.n_passes_ == old.n_iter_ + 1  # plain EM: one pass per iteration

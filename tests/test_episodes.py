@@ -5,8 +5,8 @@ import metafast as mf
 
 
 def _data(n_classes=8, per=30):
-    y = np.repeat(np.arange(n_classes) * 10, per)            # labels 0, 10, 20, ...
-    X = np.column_stack([y, np.arange(y.size)]).astype(np.float64)   # (label, row id)
+    y = np.repeat(np.arange(n_classes) * 10, per)  # labels 0, 10, 20, ...
+    X = np.column_stack([y, np.arange(y.size)]).astype(np.float64)  # (label, row id)
     return X, y
 
 
@@ -23,9 +23,9 @@ def test_episodes_shapes_relabelling_and_no_overlap():
         np.testing.assert_array_equal(t.X_support[:, 0], np.asarray(classes)[t.y_support])
         np.testing.assert_array_equal(t.X_query[:, 0], np.asarray(classes)[t.y_query])
         ids = np.concatenate([t.X_support[:, 1], t.X_query[:, 1]])
-        assert np.unique(ids).size == ids.size                 # no example twice in an episode
+        assert np.unique(ids).size == ids.size  # no example twice in an episode
     counts = np.bincount(np.concatenate([d["classes"] for d in ts.info]) // 10)
-    assert counts.min() > 0.6 * counts.mean()                  # every class is used
+    assert counts.min() > 0.6 * counts.mean()  # every class is used
 
 
 def test_episodes_reproducible_and_class_restricted():
@@ -44,15 +44,18 @@ def test_string_labels():
     assert all(set(d["classes"]) <= {"cat", "dog", "eel"} for d in ts.info)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(n_way=9), "n_way=9 is larger than the number of classes available \\(8\\)"),
-    (dict(k_shot=20, n_query=11), "8 classes: 0 \\(30 rows\\), 10"),
-    (dict(k_shot=0), "k_shot"),
-    (dict(n_query=0), "n_query"),
-    (dict(n_tasks=-1), "n_tasks"),
-    (dict(n_way=1), "n_way"),
-    (dict(classes=[0, 5]), "absent"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_way=9), "n_way=9 is larger than the number of classes available \\(8\\)"),
+        (dict(k_shot=20, n_query=11), "8 classes: 0 \\(30 rows\\), 10"),
+        (dict(k_shot=0), "k_shot"),
+        (dict(n_query=0), "n_query"),
+        (dict(n_tasks=-1), "n_tasks"),
+        (dict(n_way=1), "n_way"),
+        (dict(classes=[0, 5]), "absent"),
+    ],
+)
 def test_episode_errors(kwargs, match):
     X, y = _data()
     args = dict(n_way=3, k_shot=1, n_query=2, n_tasks=5) | kwargs

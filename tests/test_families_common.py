@@ -8,8 +8,12 @@ import pytest
 
 import metafast as mf
 
-FAMILIES = [("fourier", {"n_basis": 15}), ("fourier", {"n_basis": 15, "multivariate": "lattice"}),
-            ("polynomial", {"n_basis": 10}), ("bspline", {"n_basis": 12})]
+FAMILIES = [
+    ("fourier", {"n_basis": 15}),
+    ("fourier", {"n_basis": 15, "multivariate": "lattice"}),
+    ("polynomial", {"n_basis": 10}),
+    ("bspline", {"n_basis": 12}),
+]
 
 
 @pytest.mark.parametrize("name, params", FAMILIES)
@@ -51,12 +55,15 @@ def test_bad_n_jobs_is_reported(rng, name, params):
         B.design(rng.uniform(size=(3, 1)))
 
 
-@pytest.mark.parametrize("name, params, ones", [
-    ("fourier", {"n_basis": 1}, True),
-    ("fourier", {"n_basis": 1, "include_constant": False}, False),
-    ("polynomial", {"n_basis": 1}, True),
-    ("bspline", {"n_basis": 1, "degree": 0}, True),
-])
+@pytest.mark.parametrize(
+    "name, params, ones",
+    [
+        ("fourier", {"n_basis": 1}, True),
+        ("fourier", {"n_basis": 1, "include_constant": False}, False),
+        ("polynomial", {"n_basis": 1}, True),
+        ("bspline", {"n_basis": 1, "degree": 0}, True),
+    ],
+)
 def test_smallest_bases(rng, name, params, ones):
     X = rng.uniform(-1, 1, size=(6, 1))
     B = mf.basis.make(name, **params).fit(X)

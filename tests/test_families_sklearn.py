@@ -9,11 +9,16 @@ from metafast.basis.bspline import BSpline
 from metafast.basis.fourier import Fourier
 from metafast.basis.polynomial import Polynomial
 
+
 @parametrize_with_checks(
     # BSpline with degree 1: the checks use up to 10 features and every feature needs
     # degree + 1 functions
-    [Fourier(n_basis=9), Fourier(n_basis=9, multivariate="lattice"), Polynomial(n_basis=6),
-     BSpline(n_basis=40, degree=1)],
+    [
+        Fourier(n_basis=9),
+        Fourier(n_basis=9, multivariate="lattice"),
+        Polynomial(n_basis=6),
+        BSpline(n_basis=40, degree=1),
+    ],
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

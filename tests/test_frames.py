@@ -1,5 +1,4 @@
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -12,11 +11,15 @@ pd = pytest.importorskip("pandas")
 def _frame(seed=0):
     rng = np.random.default_rng(seed)
     n = 60
-    return pd.DataFrame({
-        "g": rng.choice(["b", "a", "c", "d"], size=n),
-        "x1": rng.normal(size=n), "x2": rng.normal(size=n),
-        "y": rng.normal(size=n), "label": rng.integers(0, 3, size=n),
-    })
+    return pd.DataFrame(
+        {
+            "g": rng.choice(["b", "a", "c", "d"], size=n),
+            "x1": rng.normal(size=n),
+            "x2": rng.normal(size=n),
+            "y": rng.normal(size=n),
+            "label": rng.integers(0, 3, size=n),
+        }
+    )
 
 
 def test_every_row_kept_in_documented_order():
@@ -25,11 +28,11 @@ def test_every_row_kept_in_documented_order():
     first_seen = list(dict.fromkeys(df["g"]))
     assert [d["group"] for d in ts.info] == first_seen
     rows = np.concatenate([np.concatenate([d["support_rows"], d["query_rows"]]) for d in ts.info])
-    assert np.array_equal(np.sort(rows), np.arange(len(df)))        # nothing lost, nothing twice
+    assert np.array_equal(np.sort(rows), np.arange(len(df)))  # nothing lost, nothing twice
     for t in ts:
         for part in ("support", "query"):
             r = t.info[f"{part}_rows"]
-            assert np.all(np.diff(r) > 0)                            # frame order inside the task
+            assert np.all(np.diff(r) > 0)  # frame order inside the task
             assert (df["g"].iloc[r] == t.info["group"]).all()
             np.testing.assert_array_equal(getattr(t, f"X_{part}"), df[["x1", "x2"]].to_numpy()[r])
             np.testing.assert_array_equal(getattr(t, f"y_{part}"), df["y"].to_numpy()[r])
@@ -47,8 +50,8 @@ def test_n_query_multi_column_groups_and_labels():
     assert set(ts.query_sizes) == {2} and ts.y_support.dtype == np.int64 and ts.is_classification
     used = [np.concatenate([d["support_rows"], d["query_rows"], d["unused_rows"]]) for d in ts.info]
     sizes = df.groupby(["g", "h"])["x1"].transform("size").to_numpy()
-    expected = np.flatnonzero(sizes >= 4)                 # rows of the groups big enough to keep
-    np.testing.assert_array_equal(np.sort(np.concatenate(used)), expected)   # each exactly once
+    expected = np.flatnonzero(sizes >= 4)  # rows of the groups big enough to keep
+    np.testing.assert_array_equal(np.sort(np.concatenate(used)), expected)  # each exactly once
     with pytest.raises(ValueError, match="dtype"):
         mf.tasks.from_frame(df, "g", "x1", "y", 2, dtype=np.int32)
 
@@ -102,8 +105,15 @@ def test_small_groups_raise_or_are_dropped_and_counted():
         mf.tasks.from_frame(_frame(), "g", ["x1"], "y", n_support=40)
 
 
-@pytest.mark.parametrize("kwargs, err", [(dict(n_support=0), ValueError), (dict(n_support=2, n_query=0), ValueError),
-                                         (dict(n_support=-2), ValueError), (dict(n_support=1.5), TypeError)])
+@pytest.mark.parametrize(
+    "kwargs, err",
+    [
+        (dict(n_support=0), ValueError),
+        (dict(n_support=2, n_query=0), ValueError),
+        (dict(n_support=-2), ValueError),
+        (dict(n_support=1.5), TypeError),
+    ],
+)
 def test_bad_sizes(kwargs, err):
     with pytest.raises(err, match="n_support|n_query"):
         mf.tasks.from_frame(_frame(), "g", ["x1"], "y", **kwargs)

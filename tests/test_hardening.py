@@ -47,7 +47,7 @@ def _concurrent_predictions(model, fits, X, y, Xq, n_readers=2, rounds=4):
         try:
             while not stop.is_set():
                 seen.append(np.asarray(model.adapt_predict(X, y, Xq)))
-                time.sleep(1e-4)   # let the writer run too
+                time.sleep(1e-4)  # let the writer run too
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -65,11 +65,15 @@ def _concurrent_predictions(model, fits, X, y, Xq, n_readers=2, rounds=4):
     return seen
 
 
-@pytest.mark.parametrize("make", [
-    lambda: MetaBayes(basis=_basis(), max_iter=15, tol=0.0, n_jobs=1),
-    lambda: MetaBayes(basis=_basis(), n_components=2, max_iter=5, random_state=0, n_jobs=1),
-    lambda: MetaRidge(basis=mf.basis.make("rbf", n_basis=8), n_jobs=1),   # basis_ set early in fit
-], ids=["metabayes", "mixture", "metaridge"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MetaBayes(basis=_basis(), max_iter=15, tol=0.0, n_jobs=1),
+        lambda: MetaBayes(basis=_basis(), n_components=2, max_iter=5, random_state=0, n_jobs=1),
+        lambda: MetaRidge(basis=mf.basis.make("rbf", n_basis=8), n_jobs=1),  # basis_ set early in fit
+    ],
+    ids=["metabayes", "mixture", "metaridge"],
+)
 def test_fit_swaps_the_model_in_atomically(make):
     A, B = _sinusoid(40, seed=1), _sinusoid(40, seed=2, amplitude=(5.0, 9.0))
     X, y, Xq = A[0].X_support, A[0].y_support, np.linspace(-5, 5, 7)[:, None]
@@ -141,7 +145,7 @@ def test_metabayes_refuses_class_labels(n_components):
 @pytest.mark.parametrize("array", ["y_support", "y_query", "X_support"])
 def test_nan_written_into_a_taskset_never_reaches_a_fit(learner, array):
     ts = _sinusoid(8)
-    getattr(ts, array)[7] = np.nan   # row 7: task 1 (5 rows per task), row 2 of the task
+    getattr(ts, array)[7] = np.nan  # row 7: task 1 (5 rows per task), row 2 of the task
     with pytest.raises(ValueError, match=f"{array} of task 1 holds NaN"):
         learner(basis=_basis()).fit(ts)
 
@@ -180,7 +184,7 @@ def test_from_frame_names_the_first_cell_that_does_not_parse(text_dtype):
     df.loc[9, "x"] = "N/A?"
     with pytest.raises(TypeError, match=r"column 'x'.*'N/A\?' at row 9, group 'b'"):
         mf.tasks.from_frame(df, "g", "x", "y", n_support=2)
-    df.loc[9, "x"] = "9.0"     # every cell parses: numbers as text are still refused, named
+    df.loc[9, "x"] = "9.0"  # every cell parses: numbers as text are still refused, named
     with pytest.raises(TypeError, match=r"numbers stored as text.*'0.0' at row 0"):
         mf.tasks.from_frame(df, "g", "x", "y", n_support=2)
 
@@ -207,14 +211,17 @@ def _saved(tmp_path, header=None):
     return path
 
 
-@pytest.mark.parametrize("header, problem", [
-    ("[1, 2]", "not a TaskSet header"),
-    ('"just a string"', "not a TaskSet header"),
-    ("{not json", "not JSON"),
-    ('{"format": "metafast.TaskSet", "version": 1, "info": 3}', "'info' is not a list"),
-    ('{"format": "metafast.TaskSet", "version": 1, "info": [1, 2, 3]}', "'info' is not a list of objects"),
-    ('{"format": "metafast.TaskSet", "version": 1, "info": []}', "do not make a TaskSet"),
-])
+@pytest.mark.parametrize(
+    "header, problem",
+    [
+        ("[1, 2]", "not a TaskSet header"),
+        ('"just a string"', "not a TaskSet header"),
+        ("{not json", "not JSON"),
+        ('{"format": "metafast.TaskSet", "version": 1, "info": 3}', "'info' is not a list"),
+        ('{"format": "metafast.TaskSet", "version": 1, "info": [1, 2, 3]}', "'info' is not a list of objects"),
+        ('{"format": "metafast.TaskSet", "version": 1, "info": []}', "do not make a TaskSet"),
+    ],
+)
 def test_load_crafted_header(tmp_path, header, problem):
     path = _saved(tmp_path, header)
     with pytest.raises(ValueError, match=problem) as err:
@@ -226,7 +233,7 @@ def test_load_flipped_byte_and_random_bytes(tmp_path):
     path = _saved(tmp_path)
     raw = bytearray(path.read_bytes())
     hits = 0
-    for pos in range(100, len(raw) - 100, max(1, len(raw) // 40)):   # flips across the archive
+    for pos in range(100, len(raw) - 100, max(1, len(raw) // 40)):  # flips across the archive
         bad = raw.copy()
         bad[pos] ^= 0xFF
         damaged = tmp_path / f"flip{pos}.npz"
@@ -288,12 +295,15 @@ def _guarded_objects():
     mixture = MetaBayes(basis=_basis(), n_components=2, max_iter=5, random_state=0).fit(ts)
     ridge = MetaRidge(basis=_basis()).fit(ts)
     return {
-        "MetaBayes": bayes, "MetaRidge": ridge, "mixture MetaBayes": mixture,
+        "MetaBayes": bayes,
+        "MetaRidge": ridge,
+        "mixture MetaBayes": mixture,
         "BayesTaskRegressor": bayes.adapt(t.X_support, t.y_support),
         "BiasedRidgeRegressor": ridge.adapt(t.X_support, t.y_support),
         "MixtureTaskRegressor": mixture.adapt(t.X_support, t.y_support),
         "MixturePrior": mixture.mixture_,
-        "fitted basis": _basis(), "unfitted basis": mf.basis.make("fourier"),
+        "fitted basis": _basis(),
+        "unfitted basis": mf.basis.make("fourier"),
     }
 
 
@@ -303,13 +313,18 @@ def test_pickle_guard_rule_is_the_same_everywhere():
     from metafast._pickle import VERSION_KEY
 
     for name, obj in _guarded_objects().items():
-        again = pickle.loads(pickle.dumps(obj))          # same version: round-trips
+        again = pickle.loads(pickle.dumps(obj))  # same version: round-trips
         assert type(again) is type(obj), name
         state = obj.__getstate__()
         assert state[VERSION_KEY] == mf.__version__, name
         major, minor, *rest = mf.__version__.split(".")
-        for other in (f"{major}.{minor}.{int(''.join(c for c in rest[0] if c.isdigit()) or 0) + 1}"
-                      if rest else f"{major}.{minor}.1", "0.0.0-ancient", f"{int(major) + 1}.0.0"):
+        for other in (
+            f"{major}.{minor}.{int(''.join(c for c in rest[0] if c.isdigit()) or 0) + 1}"
+            if rest
+            else f"{major}.{minor}.1",
+            "0.0.0-ancient",
+            f"{int(major) + 1}.0.0",
+        ):
             bad = dict(state, **{VERSION_KEY: other})
             with pytest.raises(ValueError, match=f"pickled by metafast {other}.*not compatible"):
                 object.__new__(type(obj)).__setstate__(bad)
@@ -334,15 +349,16 @@ def test_huge_basis_fit_is_refused_with_the_estimate():
 
 def test_huge_design_and_learner_state_are_refused(monkeypatch):
     basis = _basis()
-    _pretend_memory(monkeypatch, 10_000)          # 10 kB available
+    _pretend_memory(monkeypatch, 10_000)  # 10 kB available
     with pytest.raises(MemoryError, match=r"\(1000, 8\) design matrix of RBF needs about 62.5 KiB"):
         basis.design(np.zeros((1000, 1)))
-    assert basis.design(np.zeros((10, 1))).shape == (10, 8)      # 640 B: fine
+    assert basis.design(np.zeros((10, 1))).shape == (10, 8)  # 640 B: fine
     _pretend_memory(monkeypatch, 2 * 8 * 40 * 40)
     for learner in (MetaBayes, MetaRidge):
         with pytest.raises(MemoryError, match="40 basis functions"):
-            learner(basis=mf.basis.make("rbf", n_basis=40).fit(np.zeros((50, 1)) + np.arange(50)[:, None]),
-                    n_jobs=1).fit(_sinusoid(5))
+            learner(
+                basis=mf.basis.make("rbf", n_basis=40).fit(np.zeros((50, 1)) + np.arange(50)[:, None]), n_jobs=1
+            ).fit(_sinusoid(5))
 
 
 def test_available_memory_is_known_here():
@@ -363,8 +379,9 @@ def no_runs(monkeypatch):
     monkeypatch.setattr(bench, "run_suite", refuse)
 
 
-@pytest.mark.parametrize("command", [["bench", "regression", "--quick"], ["bench", "all", "--quick"],
-                                     ["demo", "--quick"]])
+@pytest.mark.parametrize(
+    "command", [["bench", "regression", "--quick"], ["bench", "all", "--quick"], ["demo", "--quick"]]
+)
 def test_unwritable_out_is_refused_before_running(tmp_path, capsys, no_runs, command):
     from metafast.cli import main
 
@@ -396,9 +413,11 @@ def test_demo_out_existing_folder_writes_into_it(tmp_path):
     folder.mkdir()
     assert main(["demo", "--quick", "-q", "--out", str(folder)]) == 0
     assert (folder / "metafast-demo.png").read_bytes()[:4] == b"\x89PNG"
-    assert [p.name for p in tmp_path.iterdir()] == ["plots"]          # nothing written next to it
-    assert sorted(p.name for p in folder.iterdir()) == ["metafast-demo.png",                 # no temporary
-                                                        "metafast-demo_classification.png"]  # left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["plots"]  # nothing written next to it
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "metafast-demo.png",  # no temporary
+        "metafast-demo_classification.png",
+    ]  # left behind
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):

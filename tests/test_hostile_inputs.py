@@ -20,8 +20,9 @@ def without_query(task):
 
 def with_empty_query_at(tasks, position):
     """The tasks with the query set of task ``position`` emptied (others unchanged)."""
-    return mf.tasks.TaskSet.from_list([without_query(tasks[i]) if i == position else tasks[i]
-                                       for i in range(len(tasks))])
+    return mf.tasks.TaskSet.from_list(
+        [without_query(tasks[i]) if i == position else tasks[i] for i in range(len(tasks))]
+    )
 
 
 def drop_task(tasks, position):
@@ -102,8 +103,13 @@ def test_d8_classifier_refit_while_other_threads_read_gives_old_or_new_model(cla
     def make():
         # the representation steps pinned off: the learned metric's L-BFGS turns the last-bit
         # differences of a BLAS thread switch (see same()) into differences beyond 1e-9
-        return mf.MetaClassifier(basis=mf.basis.make("rbf", n_basis=12, random_state=0), max_iter=8, n_jobs=1,
-                                 metric="none", normalize="none")
+        return mf.MetaClassifier(
+            basis=mf.basis.make("rbf", n_basis=12, random_state=0),
+            max_iter=8,
+            n_jobs=1,
+            metric="none",
+            normalize="none",
+        )
 
     X_s, y_s, X_q = test[0].X_support, test[0].y_support, test[0].X_query
     outcomes = []
@@ -119,7 +125,7 @@ def test_d8_classifier_refit_while_other_threads_read_gives_old_or_new_model(cla
             return got.keys() == expected.keys() and all(np.isclose(got[k], expected[k], rtol=1e-6) for k in got)
         return np.allclose(got, expected, rtol=1e-6, atol=1e-9)
 
-    assert not same(outcomes[0][0], outcomes[1][0], 0)          # the two models really differ
+    assert not same(outcomes[0][0], outcomes[1][0], 0)  # the two models really differ
     assert not same(outcomes[0][1], outcomes[1][1], 1)
     model = make().fit(half_a)
     stop, failures = threading.Event(), []
@@ -181,15 +187,17 @@ def episodic_classifier():
     return mf.MetaClassifier(basis=mf.basis.make("polynomial", n_basis=3), max_iter=5, n_jobs=1).fit(train)
 
 
-@pytest.mark.parametrize("labels, needle", [
-    ([1, "a", 1, "a", 2, 2], r"mixes label types .*int.*str"),
-    (["a", None, "a", "b", None, "b"], r"None at index 1"),
-    ([1.0, np.nan, 1.0, 2.0, 2.0, 1.0], r"nan .*index 1"),
-    (["a", float("nan"), "a", "b", "b", "a"], r"nan at index 1"),
-])
+@pytest.mark.parametrize(
+    "labels, needle",
+    [
+        ([1, "a", 1, "a", 2, 2], r"mixes label types .*int.*str"),
+        (["a", None, "a", "b", None, "b"], r"None at index 1"),
+        ([1.0, np.nan, 1.0, 2.0, 2.0, 1.0], r"nan .*index 1"),
+        (["a", float("nan"), "a", "b", "b", "a"], r"nan at index 1"),
+    ],
+)
 @pytest.mark.parametrize("method", ["adapt", "adapt_predict"])
-def test_d10_classifier_labels_of_mixed_types_or_missing_get_a_clear_error(episodic_classifier, labels,
-                                                                           needle, method):
+def test_d10_classifier_labels_of_mixed_types_or_missing_get_a_clear_error(episodic_classifier, labels, needle, method):
     X = np.random.default_rng(0).normal(size=(6, 2))
     y = np.array(labels, dtype=object) if any(isinstance(v, str) or v is None for v in labels) else np.array(labels)
     call = getattr(episodic_classifier, method)
@@ -230,8 +238,9 @@ def test_d11_load_estimate_counts_the_loader_defaults_and_features(monkeypatch):
 @pytest.mark.parametrize("scale", [1e150, 1e-150])
 def test_d12_basis_selector_on_huge_or_tiny_targets_is_an_answer_or_a_clear_error(regression_tasks, method, scale):
     train = regression_tasks[0]
-    scaled = mf.tasks.TaskSet.from_list([
-        mf.tasks.Task(t.X_support, t.y_support * scale, t.X_query, t.y_query * scale) for t in train])
+    scaled = mf.tasks.TaskSet.from_list(
+        [mf.tasks.Task(t.X_support, t.y_support * scale, t.X_query, t.y_query * scale) for t in train]
+    )
     try:
         selector = mf.BasisSelector(mf.basis.make("fourier", n_basis=9), method=method).fit(scaled)
     except ValueError as exc:

@@ -40,7 +40,7 @@ def import_graph() -> dict[str, set[str]]:
                 continue
             for target in targets:
                 dep = owner(target)
-                while dep and dep != "metafast":          # a.b.c imports a.b too
+                while dep and dep != "metafast":  # a.b.c imports a.b too
                     if dep != mod and not mod.startswith(dep + "."):
                         graph[mod].add(dep)
                     dep = dep.rpartition(".")[0]

@@ -32,7 +32,7 @@ def test_every_parallel_scratch_malloc_is_checked():
                 continue
             indent = len(line) - len(line.lstrip())
             block = []
-            for nxt in lines[i + 1:]:
+            for nxt in lines[i + 1 :]:
                 if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
                     break
                 block.append(nxt)
@@ -68,7 +68,8 @@ _SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("family", ["fourier", "polynomial"])
 def test_failed_scratch_allocation_raises_memory_error(family):
     root = pathlib.Path(metafast.__file__).parent.parent
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, family], capture_output=True, text=True,
-                          timeout=300, cwd=root)
-    assert proc.returncode == 0, proc.stderr[-2000:]          # before: SIGABRT (-6)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, family], capture_output=True, text=True, timeout=300, cwd=root
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]  # before: SIGABRT (-6)
     assert "MemoryError: metafast: could not allocate the per-thread scratch" in proc.stdout, proc.stdout

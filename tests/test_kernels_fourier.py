@@ -2,6 +2,14 @@
 
 import numpy as np
 import pytest
+from family_inputs import (
+    DTYPES,
+    LAYOUTS,
+    central_difference,
+    make_input,
+    per_task_reference,
+    tol,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
@@ -9,9 +17,6 @@ from sklearn.exceptions import NotFittedError
 
 import metafast as mf
 from metafast.basis.fourier import Fourier, _split_runs
-from family_inputs import (
-    DTYPES, LAYOUTS, central_difference, make_input, per_task_reference, tol,
-)
 
 BANDS = np.r_[np.linspace(4.6, 7.4, 15), np.linspace(9.2, 14.8, 15)]  # two harmonic bands
 
@@ -74,8 +79,7 @@ def test_explicit_frequency_bands_and_odd_n_basis(rng, constant, drop_last_sine)
     assert len(B.run_len_) == 2  # two arithmetic runs: 4 sin/cos calls per row, not 60
     Phi = B.design(X)
     assert Phi.shape == (41, m)
-    np.testing.assert_allclose(Phi, fourier_reference(X, BANDS, [0] * BANDS.size, constant, m),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Phi, fourier_reference(X, BANDS, [0] * BANDS.size, constant, m), rtol=1e-12, atol=1e-12)
 
 
 def test_irregular_frequencies_fall_back_to_short_runs(rng):
@@ -83,7 +87,7 @@ def test_irregular_frequencies_fall_back_to_short_runs(rng):
     X = rng.uniform(-3, 3, size=(17, 2))
     B = Fourier(n_basis=1 + 2 * 2 * f.size, frequencies=f).fit(X)
     np.testing.assert_allclose(B.design(X), reference_of(B, X), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(B.frequencies_[:f.size], f, rtol=1e-15)
+    np.testing.assert_allclose(B.frequencies_[: f.size], f, rtol=1e-15)
 
 
 def test_split_runs():
@@ -110,8 +114,7 @@ def test_unit_circle_property(rng):
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(x=st.floats(-1e4, 1e4), f0=st.floats(0.01, 20), df=st.floats(0.01, 20),
-       L=st.integers(1, 80))
+@given(x=st.floats(-1e4, 1e4), f0=st.floats(0.01, 20), df=st.floats(0.01, 20), L=st.integers(1, 80))
 def test_hypothesis_recurrence_matches_direct(x, f0, df, L):
     freqs = f0 + np.arange(L) * df
     B = Fourier(n_basis=2 * L, frequencies=freqs, include_constant=False)
@@ -163,8 +166,7 @@ def test_thread_count_invariance(rng):
 
 # ---------------------------------------------------------------------- learnable frequencies
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n_basis, frequencies", [(17, None), (2 * BANDS.size + 1, BANDS),
-                                                  (2 * BANDS.size, BANDS)])
+@pytest.mark.parametrize("n_basis, frequencies", [(17, None), (2 * BANDS.size + 1, BANDS), (2 * BANDS.size, BANDS)])
 def test_design_vjp_matches_central_differences(rng, dtype, n_basis, frequencies):
     X = rng.uniform(-2, 2, size=(53, 1))
     B = Fourier(n_basis=n_basis, frequencies=frequencies).fit(X)
@@ -250,16 +252,19 @@ def test_bad_inputs_raise_naming_the_argument(rng):
         B.with_params(centers=np.zeros(1))
 
 
-@pytest.mark.parametrize("params, match", [
-    (dict(n_basis=0), "n_basis"),
-    (dict(n_basis=2.5), "n_basis"),
-    (dict(frequencies=[1.0, -2.0], n_basis=9), "frequencies"),
-    (dict(frequencies=[1.0, np.nan], n_basis=9), "frequencies"),
-    (dict(frequencies=[1.0, 2.0], n_basis=9), "n_basis"),
-    (dict(frequencies=[], n_basis=1), "frequencies"),
-    (dict(period=-1.0), "period"),
-    (dict(frequencies=[1.0], period=2.0, n_basis=3), "period"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(n_basis=0), "n_basis"),
+        (dict(n_basis=2.5), "n_basis"),
+        (dict(frequencies=[1.0, -2.0], n_basis=9), "frequencies"),
+        (dict(frequencies=[1.0, np.nan], n_basis=9), "frequencies"),
+        (dict(frequencies=[1.0, 2.0], n_basis=9), "n_basis"),
+        (dict(frequencies=[], n_basis=1), "frequencies"),
+        (dict(period=-1.0), "period"),
+        (dict(frequencies=[1.0], period=2.0, n_basis=3), "period"),
+    ],
+)
 def test_bad_parameters_raise_at_fit(rng, params, match):
     with pytest.raises((ValueError, TypeError), match=match):
         Fourier(**params).fit(rng.uniform(size=(5, 1)))
@@ -279,7 +284,7 @@ def lattice_reference(B, X):
     theta = X @ B.frequencies_.T
     cols = [np.ones((X.shape[0], 1))] if B.include_constant else []
     pairs = np.stack([np.cos(theta), np.sin(theta)], axis=-1).reshape(X.shape[0], 2 * theta.shape[1])
-    return np.hstack(cols + [pairs])[:, :B.n_basis]
+    return np.hstack(cols + [pairs])[:, : B.n_basis]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -304,10 +309,8 @@ def test_lattice_shapes_sums_and_gradients(rng, d, m, constant):
     assert np.all(np.diff(np.abs(K).sum(axis=1)) >= 0)  # graded
     np.testing.assert_allclose(B.design(X), lattice_reference(B, X), rtol=1e-12, atol=1e-12)
     w = rng.normal(size=(m, 2))
-    np.testing.assert_allclose(B.weighted_sum(X, w), lattice_reference(B, X) @ w,
-                               rtol=1e-11, atol=1e-11)
-    np.testing.assert_allclose(B.weighted_sum(X, w[:, 0]), lattice_reference(B, X) @ w[:, 0],
-                               rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(B.weighted_sum(X, w), lattice_reference(B, X) @ w, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(B.weighted_sum(X, w[:, 0]), lattice_reference(B, X) @ w[:, 0], rtol=1e-11, atol=1e-11)
     G = rng.normal(size=(33, m))
     grad = B.design_vjp(X, G)["log_base"]
     fd = central_difference(B, X, G, "log_base")
@@ -330,8 +333,9 @@ def test_lattice_tasks_threads_and_errors(rng):
     X = rng.uniform(-1, 1, size=(offsets[-1], 2))
     B = Fourier(n_basis=11, multivariate="lattice").fit(X)
     W = rng.normal(size=(4, 11))
-    np.testing.assert_allclose(B.weighted_sum_tasks(X, offsets, W),
-                               per_task_reference(B, X, offsets, W), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        B.weighted_sum_tasks(X, offsets, W), per_task_reference(B, X, offsets, W), rtol=1e-12, atol=1e-12
+    )
     big = rng.uniform(-1, 1, size=(2000, 3))
     B1 = Fourier(n_basis=30, multivariate="lattice", n_jobs=1).fit(big)
     B2 = clone(B1).set_params(n_jobs=2).fit(big)
@@ -343,7 +347,7 @@ def test_lattice_tasks_threads_and_errors(rng):
     with pytest.raises(ValueError, match="frequencies"):
         Fourier(n_basis=9, frequencies=[1.0, 2.0], multivariate="lattice").fit(X)
     with pytest.raises(AttributeError, match="frequencies_"):
-        B.frequency_dims_
+        B.frequency_dims_  # noqa: B018 (the attribute access is what raises)
 
 
 def test_two_band_basis_spans_harmonic_tasks(rng):
@@ -353,8 +357,10 @@ def test_two_band_basis_spans_harmonic_tasks(rng):
     xq = np.linspace(-5, 5, 500)[:, None]
     for _ in range(5):
         w, (a1, a2), (b1, b2) = rng.uniform(5, 7), rng.uniform(0.1, 5, 2), rng.uniform(0, 6.3, 2)
+
         def f(x):
             return a1 * np.sin(w * x[:, 0] + b1) + a2 * np.sin(2 * w * x[:, 0] + b2)
+
         x = rng.uniform(-5, 5, size=(300, 1))
         coef = np.linalg.lstsq(B.design(x), f(x), rcond=None)[0]
         rel = np.sqrt(np.mean((B.weighted_sum(xq, coef) - f(xq)) ** 2)) / np.std(f(xq))

@@ -7,11 +7,12 @@ thread-count invariance and bad input.
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 
 import metafast as mf
-from metafast._kernels import _rbf, _random_features
+from metafast._kernels import _random_features, _rbf
 from metafast.basis import _fused
 
 FAMILIES = {
@@ -82,19 +83,18 @@ def test_design_and_sums_match_reference(key, dtype, n):
     scale = np.abs(w).sum()
     s1 = B.weighted_sum(X, w)
     assert s1.shape == (n,) and s1.dtype == dtype
-    np.testing.assert_allclose(s1, ref @ w, rtol=tol(dtype)["rtol"],
-                               atol=tol(dtype)["atol"] * scale)
+    np.testing.assert_allclose(s1, ref @ w, rtol=tol(dtype)["rtol"], atol=tol(dtype)["atol"] * scale)
     sk = B.weighted_sum(X, Wk)
     assert sk.shape == (n, 3)
-    np.testing.assert_allclose(sk, ref @ Wk, rtol=tol(dtype)["rtol"],
-                               atol=tol(dtype)["atol"] * np.abs(Wk).sum())
+    np.testing.assert_allclose(sk, ref @ Wk, rtol=tol(dtype)["rtol"], atol=tol(dtype)["atol"] * np.abs(Wk).sum())
 
 
 @pytest.mark.parametrize("key", ["rbf", "rbf-ard", "rff", "relu"])
 @pytest.mark.parametrize("d", [*range(1, 9), 9, 13])  # > 8: the multi-pass distance path
 def test_every_input_dimension(key, d):
-    B = make(key, **({"n_basis": 2 ** d} if key.startswith("rbf") and d <= 3 else {})).fit(
-        data(40, d, np.float64, seed=d))
+    B = make(key, **({"n_basis": 2**d} if key.startswith("rbf") and d <= 3 else {})).fit(
+        data(40, d, np.float64, seed=d)
+    )
     X = data(17, d, np.float64, seed=10 + d)
     np.testing.assert_allclose(B.design(X), reference(B, X), rtol=1e-10, atol=1e-12)
     w = np.linspace(-1, 1, B.n_basis)
@@ -126,13 +126,13 @@ def test_input_layouts_give_the_same_result(key, layout):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_weighted_sum_tasks_matches_per_task_reference(key, dtype):
     B = fitted(key, d=2)
-    sizes = [3, 0, 1, 600, 17, 0, 258]      # empty tasks and tasks longer than one kernel block
+    sizes = [3, 0, 1, 600, 17, 0, 258]  # empty tasks and tasks longer than one kernel block
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     X = data(offsets[-1], 2, dtype, seed=7)
     W = np.random.default_rng(3).normal(size=(len(sizes), B.n_basis))
     got = B.weighted_sum_tasks(X, offsets, W)
     ref = reference(B, X)
-    want = np.concatenate([ref[offsets[t]:offsets[t + 1]] @ W[t] for t in range(len(sizes))])
+    want = np.concatenate([ref[offsets[t] : offsets[t + 1]] @ W[t] for t in range(len(sizes))])
     assert got.dtype == dtype and got.shape == (offsets[-1],)
     np.testing.assert_allclose(got, want, rtol=tol(dtype)["rtol"], atol=50 * tol(dtype)["atol"])
 
@@ -154,7 +154,7 @@ def test_rbf_kernel_general_inverse_scales(dtype):
     C = rng.normal(size=(m, d)).astype(dtype)
     S = rng.uniform(0.2, 3, size=(m, d)).astype(dtype)
     D = (X[:, None, :].astype(float) - C[None]) * S[None]
-    ref = np.exp(-0.5 * (D ** 2).sum(-1))
+    ref = np.exp(-0.5 * (D**2).sum(-1))
     out = np.empty((n, m), dtype)
     _rbf.rbf_design(X, np.ascontiguousarray(C.T), np.ascontiguousarray(S.T), out, 1)
     np.testing.assert_allclose(out, ref, **tol(dtype))
@@ -205,8 +205,7 @@ def _fd_grad(B, X, G, key, h=1e-6):
     return num
 
 
-@pytest.mark.parametrize("key", ["rbf", "rbf-ard", "rbf-per-center", "rbf-both", "rbf-kmeans",
-                                 "rff", "rff-ard"])
+@pytest.mark.parametrize("key", ["rbf", "rbf-ard", "rbf-per-center", "rbf-both", "rbf-kmeans", "rff", "rff-ard"])
 @pytest.mark.parametrize("n", [1, 29, 700])
 def test_design_vjp_matches_central_differences(key, n):
     B = fitted(key, d=3)
@@ -218,8 +217,7 @@ def test_design_vjp_matches_central_differences(key, n):
     for name, value in params.items():
         assert grads[name].shape == value.shape and grads[name].dtype == np.float64
         num = _fd_grad(B, X, G, name)
-        np.testing.assert_allclose(grads[name], num, rtol=1e-6,
-                                   atol=1e-7 * max(1, np.abs(num).max()))
+        np.testing.assert_allclose(grads[name], num, rtol=1e-6, atol=1e-7 * max(1, np.abs(num).max()))
 
 
 @pytest.mark.parametrize("key", ["rbf-both", "rff-ard"])
@@ -249,8 +247,7 @@ def test_relu_has_no_learnable_params():
 def test_with_params_replaces_and_leaves_original():
     B = fitted("rbf")
     p = B.learnable_params()
-    B2 = B.with_params(log_length_scale=p["log_length_scale"] + np.log(2.0),
-                       centers=p["centers"] + 1)
+    B2 = B.with_params(log_length_scale=p["log_length_scale"] + np.log(2.0), centers=p["centers"] + 1)
     np.testing.assert_allclose(B2.length_scale_, 2 * B.length_scale_)
     np.testing.assert_allclose(B2.centers_, B.centers_ + 1)
     np.testing.assert_allclose(B.learnable_params()["centers"], p["centers"])
@@ -266,7 +263,7 @@ def test_with_params_replaces_and_leaves_original():
 @pytest.mark.parametrize("key", ["rbf-both", "rff-ard", "relu"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_results_bit_identical_whatever_the_thread_count(key, dtype, monkeypatch):
-    monkeypatch.setattr(mf.parallel, "MIN_PARALLEL_WORK", 0)     # thread even this small work
+    monkeypatch.setattr(mf.parallel, "MIN_PARALLEL_WORK", 0)  # thread even this small work
     X = data(1501, 3, dtype, seed=9)
     offsets = np.array([0, 5, 700, 701, 1501])
     outs = []
@@ -274,8 +271,7 @@ def test_results_bit_identical_whatever_the_thread_count(key, dtype, monkeypatch
         B = make(key, n_jobs=n_jobs, random_state=0).fit(data(50, 3, np.float64, seed=1))
         W = np.random.default_rng(0).normal(size=(4, B.n_basis))
         G = np.random.default_rng(1).normal(size=(1501, B.n_basis))
-        res = [B.design(X), B.weighted_sum(X, W[0]), B.weighted_sum(X, W[:2].T),
-               B.weighted_sum_tasks(X, offsets, W)]
+        res = [B.design(X), B.weighted_sum(X, W[0]), B.weighted_sum(X, W[:2].T), B.weighted_sum_tasks(X, offsets, W)]
         res += list(B.design_vjp(X, G).values())
         outs.append(res)
     for other in outs[1:]:
@@ -297,7 +293,7 @@ def test_huge_distances_give_zero_or_finite_not_nan(key):
     P32 = B.design(X32)
     assert P32.dtype == np.float32 and not np.any(np.isnan(P32))
     assert not np.any(np.isnan(B.weighted_sum(X32, np.ones(B.n_basis))))
-    if key != "rbf":   # projections beyond float64's range: a clear error, not NaN
+    if key != "rbf":  # projections beyond float64's range: a clear error, not NaN
         with pytest.raises(ValueError, match="'X'.*overflow"):
             B.design(np.array([[1e308, -1e308]]))
 
@@ -305,7 +301,7 @@ def test_huge_distances_give_zero_or_finite_not_nan(key):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_rbf_gradients_of_far_points_are_zero_not_nan(dtype):
     B = fitted("rbf-both")
-    B = B.with_params(log_length_scale=np.full((9, 2), np.log(0.1)))   # (x - c) / l overflows
+    B = B.with_params(log_length_scale=np.full((9, 2), np.log(0.1)))  # (x - c) / l overflows
     big = np.finfo(dtype).max / 2
     X = np.array([[big, -big], [big, 0.0], [0.5, 0.5]], dtype=dtype)
     G = np.ones((3, 9), dtype=dtype)
@@ -364,9 +360,11 @@ def test_bad_input_errors_name_the_argument(key):
 @pytest.mark.parametrize("name", ["rbf", "rff", "relu"])
 def test_unfitted_family_raises(name):
     B = mf.basis.make(name, n_basis=4)
-    for call in (lambda: B.design(np.zeros((2, 1))),
-                 lambda: B.weighted_sum(np.zeros((2, 1)), np.ones(4)),
-                 lambda: B.weighted_sum_tasks(np.zeros((2, 1)), [0, 2], np.ones((1, 4)))):
+    for call in (
+        lambda: B.design(np.zeros((2, 1))),
+        lambda: B.weighted_sum(np.zeros((2, 1)), np.ones(4)),
+        lambda: B.weighted_sum_tasks(np.zeros((2, 1)), [0, 2], np.ones((1, 4))),
+    ):
         with pytest.raises(NotFittedError):
             call()
     if name != "relu":
@@ -374,11 +372,18 @@ def test_unfitted_family_raises(name):
             B.learnable_params()
 
 
-@pytest.mark.parametrize("params, pattern", [
-    (dict(n_basis=0), "n_basis"), (dict(n_basis=2.5), "n_basis"), (dict(centers="hex"), "centers"),
-    (dict(centers=np.zeros((3, 2))), "centers"), (dict(length_scale=-1.0), "length_scale"),
-    (dict(length_scale=[1.0, 2.0]), "length_scale"), (dict(n_jobs=0), "n_jobs"),
-])
+@pytest.mark.parametrize(
+    "params, pattern",
+    [
+        (dict(n_basis=0), "n_basis"),
+        (dict(n_basis=2.5), "n_basis"),
+        (dict(centers="hex"), "centers"),
+        (dict(centers=np.zeros((3, 2))), "centers"),
+        (dict(length_scale=-1.0), "length_scale"),
+        (dict(length_scale=[1.0, 2.0]), "length_scale"),
+        (dict(n_jobs=0), "n_jobs"),
+    ],
+)
 def test_bad_rbf_parameters(params, pattern):
     with pytest.raises((ValueError, TypeError), match=pattern):
         mf.basis.make("rbf", **{"n_basis": 4, **params}).fit(data(10, 2, np.float64))
@@ -404,7 +409,7 @@ def test_rbf_grid_in_2d_when_it_fits_else_kmeans():
     assert len(np.unique(B.centers_[:, 0].round(12))) == 4
     B = mf.basis.make("rbf", n_basis=10, random_state=0).fit(X)
     assert B.centers_.shape == (10, 2)
-    assert len(np.unique(B.centers_[:, 0].round(12))) == 10     # k-means, not a grid
+    assert len(np.unique(B.centers_[:, 0].round(12))) == 10  # k-means, not a grid
     assert np.all(B.centers_.min(0) >= X.min(0)) and np.all(B.centers_.max(0) <= X.max(0))
 
 
@@ -424,16 +429,21 @@ def test_random_state_reproducible_and_fit_adapts_to_domain():
         np.testing.assert_array_equal(a, b)
     B = mf.basis.make("relu", n_basis=50, random_state=0).fit(X * 1000 + 5000)
     P = B.design(X * 1000 + 5000)
-    assert 0.2 < np.mean(P > 0) < 0.8                  # kinks inside the (shifted, scaled) domain
+    assert 0.2 < np.mean(P > 0) < 0.8  # kinks inside the (shifted, scaled) domain
     R = mf.basis.make("rff", n_basis=8, random_state=0).fit(X * 100)
-    assert 50 < R.length_scale_[0] < 500                # median heuristic follows the data scale
+    assert 50 < R.length_scale_[0] < 500  # median heuristic follows the data scale
 
 
 # ------------------------------------------------------------------ properties
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(0, 40), d=st.integers(1, 5), m=st.integers(1, 12),
-       key=st.sampled_from(["rbf", "rbf-both", "rff", "rff-ard", "relu"]),
-       f32=st.booleans(), seed=st.integers(0, 10_000))
+@given(
+    n=st.integers(0, 40),
+    d=st.integers(1, 5),
+    m=st.integers(1, 12),
+    key=st.sampled_from(["rbf", "rbf-both", "rff", "rff-ard", "relu"]),
+    f32=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
 def test_property_fused_sum_equals_design_times_weights(n, d, m, key, f32, seed):
     dtype = np.float32 if f32 else np.float64
     B = make(key, n_basis=m).fit(data(max(n, 1), d, np.float64, seed=seed + 1))
@@ -448,18 +458,24 @@ def test_property_fused_sum_equals_design_times_weights(n, d, m, key, f32, seed)
     else:
         assert np.all(P >= 0)
     t = tol(dtype)
-    np.testing.assert_allclose(B.weighted_sum(X, w), P.astype(np.float64) @ w, rtol=t["rtol"],
-                               atol=10 * t["atol"]
-                               * (1 + np.abs(w).sum() * (1 + np.abs(P).max(initial=0))))
+    np.testing.assert_allclose(
+        B.weighted_sum(X, w),
+        P.astype(np.float64) @ w,
+        rtol=t["rtol"],
+        atol=10 * t["atol"] * (1 + np.abs(w).sum() * (1 + np.abs(P).max(initial=0))),
+    )
 
 
 @settings(max_examples=20, deadline=None)
-@given(sizes=st.lists(st.integers(0, 300), min_size=1, max_size=6),
-       key=st.sampled_from(["rbf-per-center", "rff", "relu"]), f32=st.booleans(),
-       n_jobs=st.sampled_from([1, 2]))
+@given(
+    sizes=st.lists(st.integers(0, 300), min_size=1, max_size=6),
+    key=st.sampled_from(["rbf-per-center", "rff", "relu"]),
+    f32=st.booleans(),
+    n_jobs=st.sampled_from([1, 2]),
+)
 def test_property_task_sums_equal_per_task_design(sizes, key, f32, n_jobs):
     saved = mf.parallel.MIN_PARALLEL_WORK
-    mf.parallel.MIN_PARALLEL_WORK = 0       # thread even small work (hypothesis cannot use monkeypatch)
+    mf.parallel.MIN_PARALLEL_WORK = 0  # thread even small work (hypothesis cannot use monkeypatch)
     try:
         _check_task_sums(sizes, key, f32, n_jobs)
     finally:
@@ -474,11 +490,9 @@ def _check_task_sums(sizes, key, f32, n_jobs):
     W = np.random.default_rng(len(sizes)).normal(size=(len(sizes), B.n_basis))
     got = B.weighted_sum_tasks(X, offsets, W)
     P = B.design(X).astype(np.float64)
-    want = np.concatenate([np.zeros(0)] + [P[offsets[t]:offsets[t + 1]] @ W[t]
-                                           for t in range(len(sizes))])
+    want = np.concatenate([np.zeros(0)] + [P[offsets[t] : offsets[t + 1]] @ W[t] for t in range(len(sizes))])
     t = tol(dtype)
-    np.testing.assert_allclose(got, want, rtol=t["rtol"],
-                               atol=20 * t["atol"] * (1 + np.abs(W).max()))
+    np.testing.assert_allclose(got, want, rtol=t["rtol"], atol=20 * t["atol"] * (1 + np.abs(W).max()))
 
 
 @pytest.mark.parametrize("key", ["rbf-both", "rff-ard", "relu"])
@@ -493,10 +507,12 @@ def test_clone_pickle_and_fit_tasks(key):
     np.testing.assert_array_equal(B2.design(X), B.design(X))
     C = clone(B)
     assert C.get_params() == B.get_params() and not C.__sklearn_is_fitted__()
-    tasks = mf.tasks.TaskSet.from_list([
-        mf.tasks.Task(X[:5], np.zeros(5), X[5:10], np.zeros(5)),
-        mf.tasks.Task(X[10:15], np.zeros(5), X[15:], np.zeros(5)),
-    ])
+    tasks = mf.tasks.TaskSet.from_list(
+        [
+            mf.tasks.Task(X[:5], np.zeros(5), X[5:10], np.zeros(5)),
+            mf.tasks.Task(X[10:15], np.zeros(5), X[15:], np.zeros(5)),
+        ]
+    )
     F = make(key, random_state=0).fit_tasks(tasks)
     assert F.design(X).shape == (20, F.n_basis)
 

@@ -16,8 +16,9 @@ def tasks():
 def fit(tasks, **params):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return mf.MetaBayes(basis=mf.basis.make("rbf", n_basis=10), learn_basis=True, basis_rounds=4,
-                            **params).fit(tasks)
+        return mf.MetaBayes(basis=mf.basis.make("rbf", n_basis=10), learn_basis=True, basis_rounds=4, **params).fit(
+            tasks
+        )
 
 
 def test_partial_em_schedule_is_monotone_and_ends_converged(tasks):

@@ -67,29 +67,29 @@ def test_jittered_cholesky_matches_the_numpy_policy(dtype, lower, case, rng):
     if case == "well":
         M = rng.normal(size=(7, 7))
         A = M @ M.T + 7 * np.eye(7)
-    elif case == "ill":            # Hilbert matrix, condition number ~1e13 at n = 9
+    elif case == "ill":  # Hilbert matrix, condition number ~1e13 at n = 9
         i = np.arange(9)
         A = 1.0 / (i[:, None] + i[None, :] + 1)
-    elif case == "singular":       # rank one: the second pivot is exactly 0
+    elif case == "singular":  # rank one: the second pivot is exactly 0
         A = np.ones((5, 5))
-    elif case == "indefinite":     # eigenvalues 4 and -2
+    elif case == "indefinite":  # eigenvalues 4 and -2
         A = np.array([[1.0, 3.0], [3.0, 1.0]])
-    else:                          # beyond the on-stack diagonal (CHOL_STACK = 256)
+    else:  # beyond the on-stack diagonal (CHOL_STACK = 256)
         A = np.ones((300, 300))
     factor, status = _kernel_factor(A, dtype, lower)
     ref, ref_status = reference_jittered_cholesky(A, dtype)
     if case in ("well", "singular", "indefinite"):
-        assert status == ref_status        # clear-cut pivots: the same number of rounds
+        assert status == ref_status  # clear-cut pivots: the same number of rounds
     assert -1 <= status <= CHOL_RETRIES
     if case == "singular":
         assert status == 1
     if case == "large_singular":
         assert status >= 1
-    if case == "indefinite":   # needs a jitter above 2: reachable in float32's policy only
+    if case == "indefinite":  # needs a jitter above 2: reachable in float32's policy only
         assert status == (-1 if dtype == np.float64 else 8)
     if status < 0:
         return
-    assert np.array_equal(factor, np.tril(factor))            # the other triangle is zeroed
+    assert np.array_equal(factor, np.tril(factor))  # the other triangle is zeroed
     scale = np.abs(np.diag(A)).mean()
     jitter = 0.0 if status == 0 else scale * CHOL_EPS[dtype] * 10.0 ** (status - 1)
     rebuilt = factor.astype(np.float64) @ factor.T.astype(np.float64)
@@ -115,12 +115,12 @@ def test_jittered_cholesky_of_an_empty_matrix():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("lower", [True, False])
-@pytest.mark.parametrize("n", [6, 32, 33, 40])   # the plain-loop path (<= CHOL_SMALL) and potrf's
+@pytest.mark.parametrize("n", [6, 32, 33, 40])  # the plain-loop path (<= CHOL_SMALL) and potrf's
 @pytest.mark.parametrize("singular", [False, True])
 def test_jittered_cholesky_reads_only_its_triangle(dtype, lower, n, singular, rng):
     """The other triangle may hold anything (here NaN): it is neither read nor left behind, on
     the first attempt and on the jittered retries, which must start again from A itself."""
-    if singular:                   # rank one: the second pivot is exactly 0, so it retries
+    if singular:  # rank one: the second pivot is exactly 0, so it retries
         A = np.full((n, n), 1.5)
     else:
         M = rng.normal(size=(n, n))

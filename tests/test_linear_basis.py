@@ -26,8 +26,9 @@ def test_linear_design_matches_numpy(rng, dtype, layout, n, d):
     np.testing.assert_allclose(B.weighted_sum(X, w), Phi.astype(np.float64) @ w, rtol=1e-4, atol=1e-4)
     offsets = np.array([0, n // 2, n])
     W = rng.normal(size=(2, d + 1))
-    np.testing.assert_allclose(B.weighted_sum_tasks(X, offsets, W), per_task_reference(B, X, offsets, W),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        B.weighted_sum_tasks(X, offsets, W), per_task_reference(B, X, offsets, W), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_linear_options_and_constant_columns(rng):

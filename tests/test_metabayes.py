@@ -5,14 +5,13 @@ import warnings
 
 import numpy as np
 import pytest
+from _learnable_rbf import LearnableRBF
 from scipy.stats import multivariate_normal
 from sklearn.base import clone
 
 import metafast as mf
-from metafast.learners import BayesTaskRegressor, MetaBayes
+from metafast.learners import MetaBayes
 from metafast.tasks import Task, TaskSet
-
-from _learnable_rbf import LearnableRBF
 
 
 class Identity(mf.basis.BasisFamily):
@@ -58,8 +57,10 @@ def test_em_never_decreases_the_log_evidence(kind, seed, acceleration):
     m = 4
     A = rng.normal(size=(m, m))
     tasks = hierarchy(rng, 30, m, [1, 2, 3, 6, 9], rng.normal(size=m), A @ A.T, 0.2)
-    model = quiet_fit(MetaBayes(basis=basis(m), covariance=kind, prior_weight=0.0, max_iter=40, tol=0,
-                                acceleration=acceleration), tasks)
+    model = quiet_fit(
+        MetaBayes(basis=basis(m), covariance=kind, prior_weight=0.0, max_iter=40, tol=0, acceleration=acceleration),
+        tasks,
+    )
     h = model.log_evidence_
     assert len(h) == model.n_iter_ + 1 and (model.n_iter_ == 40 or model.converged_)
     assert np.all(np.diff(h) >= -1e-9 * np.abs(h).max())
@@ -69,7 +70,7 @@ def test_em_never_decreases_the_log_evidence(kind, seed, acceleration):
 @pytest.mark.parametrize("kind", ["full", "diag", "iso"])
 def test_map_em_never_decreases_the_penalised_objective(kind, rng):
     m = 6
-    tasks = hierarchy(rng, 4, m, [2, 3], np.zeros(m), np.eye(m), 0.1)   # T < m
+    tasks = hierarchy(rng, 4, m, [2, 3], np.zeros(m), np.eye(m), 0.1)  # T < m
     model = quiet_fit(MetaBayes(basis=basis(m), covariance=kind, prior_weight=2.0, max_iter=30, tol=0), tasks)
     obj = model.objective_
     assert np.all(np.diff(obj) >= -1e-9 * np.abs(obj).max())
@@ -81,10 +82,11 @@ def test_log_evidence_is_the_gaussian_marginal_of_the_final_prior(rng):
     tasks = hierarchy(rng, 12, m, [1, 4, 5], np.ones(m), np.eye(m), 0.3)
     model = quiet_fit(MetaBayes(basis=basis(m), max_iter=5, tol=0), tasks)
     ll = 0.0
-    for t in tasks:            # every labelled row of a task: support and query (train_rows="all")
+    for t in tasks:  # every labelled row of a task: support and query (train_rows="all")
         P, y = np.concatenate([t.X_support, t.X_query]), np.concatenate([t.y_support, t.y_query])
-        ll += multivariate_normal(P @ model.mean_, P @ model.covariance_ @ P.T
-                                  + model.noise_var_ * np.eye(len(P))).logpdf(y)
+        ll += multivariate_normal(
+            P @ model.mean_, P @ model.covariance_ @ P.T + model.noise_var_ * np.eye(len(P))
+        ).logpdf(y)
     np.testing.assert_allclose(model.log_evidence_[-1], ll, rtol=1e-9)
 
 
@@ -140,7 +142,7 @@ def test_rank_one_updates_equal_the_batch_posterior(rng):
     online = model.adapt(X[:0], y[:0])
     np.testing.assert_allclose(online.coef_, model.mean_)
     for i in range(12):
-        online.update(X[i:i + 1], y[i:i + 1])
+        online.update(X[i : i + 1], y[i : i + 1])
     batch = model.adapt(X, y)
     np.testing.assert_allclose(online.coef_, batch.coef_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(online.covariance_, batch.covariance_, rtol=1e-7, atol=1e-10)
@@ -189,7 +191,7 @@ def test_partial_fit_moves_toward_the_full_fit(rng):
     full = MetaBayes(basis=basis(m), max_iter=200, tol=1e-7).fit(tasks)
     inc = MetaBayes(basis=basis(m), max_iter=200, tol=1e-7)
     for i in range(0, 400, 100):
-        inc.partial_fit(tasks[i:i + 100])
+        inc.partial_fit(tasks[i : i + 100])
     assert inc.n_tasks_seen_ == 400
     np.testing.assert_allclose(inc.mean_, full.mean_, atol=0.05)
     np.testing.assert_allclose(inc.noise_var_, full.noise_var_, rtol=0.1)
@@ -198,13 +200,15 @@ def test_partial_fit_moves_toward_the_full_fit(rng):
 # ------------------------------------------------------------------ numerics
 def test_ill_conditioned_tasks_give_finite_correct_answers(rng):
     m = 6
-    X = np.full((4, 1), 0.3)                         # duplicate x
-    tasks = TaskSet.from_list([
-        Task(X, np.ones(4), X, np.ones(4)),                                    # constant y, duplicates
-        Task(np.array([[0.1]]), np.array([2.0]), np.array([[0.2]]), np.array([1.0])),   # n = 1
-        Task(rng.uniform(-1, 1, (3, 1)), rng.normal(size=3), rng.uniform(-1, 1, (2, 1)), rng.normal(size=2)),
-        Task(rng.uniform(-1, 1, (20, 1)), rng.normal(size=20), rng.uniform(-1, 1, (2, 1)), rng.normal(size=2)),
-    ])
+    X = np.full((4, 1), 0.3)  # duplicate x
+    tasks = TaskSet.from_list(
+        [
+            Task(X, np.ones(4), X, np.ones(4)),  # constant y, duplicates
+            Task(np.array([[0.1]]), np.array([2.0]), np.array([[0.2]]), np.array([1.0])),  # n = 1
+            Task(rng.uniform(-1, 1, (3, 1)), rng.normal(size=3), rng.uniform(-1, 1, (2, 1)), rng.normal(size=2)),
+            Task(rng.uniform(-1, 1, (20, 1)), rng.normal(size=20), rng.uniform(-1, 1, (2, 1)), rng.normal(size=2)),
+        ]
+    )
     model = quiet_fit(MetaBayes(basis=LearnableRBF(m, 0.5), max_iter=50), tasks)
     mean, std = model.predict_tasks(tasks)
     assert np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()
@@ -216,8 +220,14 @@ def test_ill_conditioned_tasks_give_finite_correct_answers(rng):
 def test_scaling_targets_by_1e6_is_exactly_equivariant(rng):
     m = 3
     tasks = hierarchy(rng, 40, m, [2, 4], np.ones(m), np.eye(m), 0.2)
-    big = TaskSet(tasks.X_support * 1e6, tasks.y_support * 1e6, tasks.support_offsets,
-                  tasks.X_query * 1e6, tasks.y_query * 1e6, tasks.query_offsets)
+    big = TaskSet(
+        tasks.X_support * 1e6,
+        tasks.y_support * 1e6,
+        tasks.support_offsets,
+        tasks.X_query * 1e6,
+        tasks.y_query * 1e6,
+        tasks.query_offsets,
+    )
     a = quiet_fit(MetaBayes(basis=basis(m), max_iter=10, tol=0), tasks)
     b = quiet_fit(MetaBayes(basis=basis(m), max_iter=10, tol=0), big)
     # features x1e6 and targets x1e6 leave the weights unchanged
@@ -229,8 +239,14 @@ def test_scaling_targets_by_1e6_is_exactly_equivariant(rng):
 def test_float32_tasks_fit_close_to_float64(rng):
     m = 4
     tasks = hierarchy(rng, 50, m, [3, 7], np.ones(m), np.eye(m), 0.2)
-    t32 = TaskSet(tasks.X_support.astype(np.float32), tasks.y_support, tasks.support_offsets,
-                  tasks.X_query.astype(np.float32), tasks.y_query, tasks.query_offsets)
+    t32 = TaskSet(
+        tasks.X_support.astype(np.float32),
+        tasks.y_support,
+        tasks.support_offsets,
+        tasks.X_query.astype(np.float32),
+        tasks.y_query,
+        tasks.query_offsets,
+    )
     a = quiet_fit(MetaBayes(basis=basis(m), max_iter=10, tol=0), tasks)
     b = quiet_fit(MetaBayes(basis=basis(m), max_iter=10, tol=0), t32)
     np.testing.assert_allclose(b.mean_, a.mean_, rtol=1e-3, atol=1e-3)
@@ -277,9 +293,14 @@ def test_not_fitted_and_bad_input_errors(rng):
     tasks = hierarchy(rng, 10, 3, [3], np.zeros(3), np.eye(3), 0.1)
     with pytest.raises(Exception, match="not fitted"):
         MetaBayes().adapt(np.zeros((2, 3)), np.zeros(2))
-    for bad, match in [(dict(covariance="banana"), "covariance"), (dict(max_iter=-1), "max_iter"),
-                       (dict(tol=-1.0), "tol"), (dict(prior_weight=-1), "prior_weight"),
-                       (dict(n_components=0), "n_components"), (dict(n_jobs=0), "n_jobs")]:
+    for bad, match in [
+        (dict(covariance="banana"), "covariance"),
+        (dict(max_iter=-1), "max_iter"),
+        (dict(tol=-1.0), "tol"),
+        (dict(prior_weight=-1), "prior_weight"),
+        (dict(n_components=0), "n_components"),
+        (dict(n_jobs=0), "n_jobs"),
+    ]:
         with pytest.raises((ValueError, TypeError), match=match):
             MetaBayes(basis=basis(3), **bad).fit(tasks)
     with pytest.raises(TypeError, match="TaskSet"):
@@ -300,12 +321,24 @@ def test_mixture_delegation():
     tasks = mf.tasks.load("sinusoid", n_tasks=100, n_support=5, n_query=10, seed=0)
     # sinusoid weights vary in a 2-D subspace (one Gaussian fits): plain ML (prior_weight=0)
     # keeps two components, the default shrinkage (prior_weight=1) lets the spare one collapse
-    model = quiet_fit(MetaBayes(basis=mf.basis.make("rbf", n_basis=12, length_scale=1.0), n_components=2,
-                                max_iter=20, random_state=0, prior_weight=0.0), tasks)
+    model = quiet_fit(
+        MetaBayes(
+            basis=mf.basis.make("rbf", n_basis=12, length_scale=1.0),
+            n_components=2,
+            max_iter=20,
+            random_state=0,
+            prior_weight=0.0,
+        ),
+        tasks,
+    )
     assert model.n_components_ == 2 and hasattr(model, "mixture_")
-    assert model.mixture_.prior_weight == model.prior_weight == 0.0     # the shrinkage is passed through
-    shrunk = quiet_fit(MetaBayes(basis=mf.basis.make("rbf", n_basis=12, length_scale=1.0), n_components=2,
-                                 max_iter=20, random_state=0), tasks)
+    assert model.mixture_.prior_weight == model.prior_weight == 0.0  # the shrinkage is passed through
+    shrunk = quiet_fit(
+        MetaBayes(
+            basis=mf.basis.make("rbf", n_basis=12, length_scale=1.0), n_components=2, max_iter=20, random_state=0
+        ),
+        tasks,
+    )
     assert shrunk.mixture_.prior_weight == 1.0 and np.isfinite(shrunk.evaluate(tasks)["nll"])
     assert shrunk.objective_.shape == shrunk.log_evidence_.shape
     mean, std = model.adapt(tasks[0].X_support, tasks[0].y_support).predict(tasks[0].X_query, return_std=True)
@@ -319,8 +352,9 @@ def test_basis_vjp_chain_matches_finite_differences(rng):
     from metafast.learners.bayes._em import GaussianPrior
 
     tasks = mf.tasks.load("sinusoid", n_tasks=6, n_support=4, n_query=1, seed=2)
-    tasks = TaskSet(tasks.X_support, tasks.y_support, tasks.support_offsets, tasks.X_query, tasks.y_query,
-                    tasks.query_offsets)
+    tasks = TaskSet(
+        tasks.X_support, tasks.y_support, tasks.support_offsets, tasks.X_query, tasks.y_query, tasks.query_offsets
+    )
     B = LearnableRBF(5, 1.3).fit(np.linspace(-5, 5, 10)[:, None])
     prior = GaussianPrior(0.1 * rng.normal(size=5), np.eye(5), 0.2, "full")
     _, grad, _ = log_evidence_and_grad(B, [tasks], prior, 1.0, 1)
@@ -343,8 +377,14 @@ def _misspecified_problem():
         A, ph = r.uniform(0.5, 2, T), r.uniform(0, np.pi, T)
         X = r.uniform(-2, 2, (T, 8 + nq))
         Y = A[:, None] * np.sin(3 * X - ph[:, None]) + 0.05 * r.normal(size=X.shape)
-        return TaskSet(X[:, :8].reshape(-1, 1), Y[:, :8].ravel(), np.arange(T + 1) * 8,
-                       X[:, 8:].reshape(-1, 1), Y[:, 8:].ravel(), np.arange(T + 1) * nq)
+        return TaskSet(
+            X[:, :8].reshape(-1, 1),
+            Y[:, :8].ravel(),
+            np.arange(T + 1) * 8,
+            X[:, 8:].reshape(-1, 1),
+            Y[:, 8:].ravel(),
+            np.arange(T + 1) * nq,
+        )
 
     return make(300, 4, 0), make(200, 30, 1), rng
 
@@ -355,8 +395,12 @@ def test_learned_basis_increases_the_evidence_quick():
     # fixed basis (basis learning then adds < 1); in the user's coordinates they stop at -2490,
     # which leaves the basis phase the room this test measures
     fixed = quiet_fit(MetaBayes(basis=LearnableRBF(10, 1.0), max_iter=30, whiten=False), train)
-    learned = quiet_fit(MetaBayes(basis=LearnableRBF(10, 1.0), max_iter=30, learn_basis=True,
-                                  basis_rounds=1, basis_max_iter=15, whiten=False), train)
+    learned = quiet_fit(
+        MetaBayes(
+            basis=LearnableRBF(10, 1.0), max_iter=30, learn_basis=True, basis_rounds=1, basis_max_iter=15, whiten=False
+        ),
+        train,
+    )
     assert learned.log_evidence_[-1] > fixed.log_evidence_[-1] + 1000
     assert learned.basis_.log_length_scale_[0] < np.log(1.0)
     assert learned.evaluate(test)["mse"] < fixed.evaluate(test)["mse"]
@@ -367,8 +411,9 @@ def test_learned_basis_beats_the_fixed_one():
     train, test, _ = _misspecified_problem()
     # whiten=False for the fixed fit: see the quick test above (learn_basis never whitens)
     fixed = quiet_fit(MetaBayes(basis=LearnableRBF(10, 2.0), max_iter=30, whiten=False), train)
-    learned = quiet_fit(MetaBayes(basis=LearnableRBF(10, 2.0), max_iter=30, learn_basis=True,
-                                  basis_rounds=6, basis_max_iter=5), train)
+    learned = quiet_fit(
+        MetaBayes(basis=LearnableRBF(10, 2.0), max_iter=30, learn_basis=True, basis_rounds=6, basis_max_iter=5), train
+    )
     rf, rl = fixed.evaluate(test), learned.evaluate(test)
     print("fixed", rf, "learned", rl, "length scale", np.exp(learned.basis_.log_length_scale_))
     assert rl["mse"] < 0.1 * rf["mse"]
@@ -379,7 +424,7 @@ def test_verbose_fit_and_concurrent_predictions_are_safe(rng):
     from concurrent.futures import ThreadPoolExecutor
 
     tasks = hierarchy(rng, 30, 3, [3, 5], np.zeros(3), np.eye(3), 0.1)
-    model = quiet_fit(MetaBayes(basis=basis(3), max_iter=5, verbose=1), tasks)   # no TTY: silent bar
+    model = quiet_fit(MetaBayes(basis=basis(3), max_iter=5, verbose=1), tasks)  # no TTY: silent bar
     expected = model.predict_tasks(tasks)[0]
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: model.predict_tasks(tasks)[0], range(8)))

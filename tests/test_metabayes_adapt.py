@@ -8,14 +8,13 @@ import warnings
 
 import numpy as np
 import pytest
+from test_metabayes_kernels import numpy_task_posterior
 
 import metafast as mf
 from metafast._kernels import _bayes
 from metafast.learners import MetaBayes
 from metafast.learners.bayes._em import GaussianPrior
 from metafast.tasks import Task, TaskSet
-
-from test_metabayes_kernels import numpy_task_posterior
 
 
 class Identity(mf.basis.BasisFamily):
@@ -59,9 +58,9 @@ def prior_problem(rng, m, kind="full"):
 
 # ------------------------------------------------------------------ kernels
 @pytest.mark.parametrize("kind", ["full", "diag"])
-@pytest.mark.parametrize("n", [0, 1, 3, 6, 7, 12])          # m = 7: dual, n = m and primal forms
+@pytest.mark.parametrize("n", [0, 1, 3, 6, 7, 12])  # m = 7: dual, n = m and primal forms
 def test_one_task_kernels_match_the_joint_gaussian(n, kind, rng):
-    m, c = 7, 2.5                                               # c: the target scale the prior is in
+    m, c = 7, 2.5  # c: the target scale the prior is in
     prior = prior_problem(rng, m, kind)
     mu, Sigma, Sinv, h, _, s2, diag = prior.kernel_args(np.float64)
     Phi = rng.normal(size=(n, m))
@@ -98,7 +97,7 @@ def test_one_task_kernels_query_blocks_and_empty_query(rng):
     kprior = _bayes.OneTaskPrior(mu, Sigma, Sinv, h, s2, diag, 1.0)
     Phi, y = rng.normal(size=(3, m)), rng.normal(size=3)
     ref_mean, ref_cov = numpy_task_posterior(Phi, y, prior.mean, prior.cov, s2)
-    for nq in (0, 1, 255, 256, 257, 601):                       # around and across QUERY_BLOCK = 256
+    for nq in (0, 1, 255, 256, 257, 601):  # around and across QUERY_BLOCK = 256
         Phi_q = rng.normal(size=(nq, m))
         coef, pm, ps = np.empty(m), np.full(nq, np.nan), np.full(nq, np.nan)
         _bayes.adapt_predict(kprior, Phi, y, Phi_q, True, coef, pm, ps)
@@ -128,14 +127,16 @@ def test_a_singular_posterior_or_bad_target_is_reported_not_returned(rng):
         _bayes.adapt_one(kprior, Phi, np.zeros(3), *out)
     for bad in (np.nan, np.inf, -np.inf):
         assert _bayes.adapt_one(kprior, Phi, np.array([0.0, bad]), *out) == -2
-        assert _bayes.adapt_predict(kprior, Phi, np.array([bad, 0.0]), Phi, True, np.empty(m), np.empty(2),
-                                    np.empty(2)) == -2
+        assert (
+            _bayes.adapt_predict(kprior, Phi, np.array([bad, 0.0]), Phi, True, np.empty(m), np.empty(2), np.empty(2))
+            == -2
+        )
     # how MetaBayes turns the statuses into errors (a factorisation failure cannot be provoked
     # through a valid prior: noise_var > 0 keeps every C positive definite)
     from metafast.learners.bayes._predict import _check_status
 
     _check_status(0, np.zeros(2))
-    _check_status(3, np.zeros(2))                              # jitter rounds are not errors
+    _check_status(3, np.zeros(2))  # jitter rounds are not errors
     with pytest.raises(FloatingPointError, match="singular"):
         _check_status(-1, np.zeros(2))
     with pytest.raises(ValueError, match=r"argument 'y' contains inf \(first at index \[1\]"):
@@ -146,7 +147,7 @@ def test_a_singular_posterior_or_bad_target_is_reported_not_returned(rng):
 
 # ------------------------------------------------------------------ MetaBayes.adapt / adapt_predict
 @pytest.mark.parametrize("covariance", ["full", "diag", "iso"])
-@pytest.mark.parametrize("n", [0, 1, 3, 5, 9])               # m = 5: empty, dual, n = m and primal
+@pytest.mark.parametrize("n", [0, 1, 3, 5, 9])  # m = 5: empty, dual, n = m and primal
 def test_adapt_and_adapt_predict_are_the_exact_posterior(n, covariance, rng):
     model = fitted_model(rng, covariance=covariance)
     X, y, Xq = rng.normal(size=(n, 5)), rng.normal(size=n), rng.normal(size=(11, 5))
@@ -196,13 +197,17 @@ def test_inputs_of_any_layout_and_dtype_give_the_same_answer(rng):
     ref = model.adapt_predict(X, y, Xq, return_std=True)
     wide, ywide = np.zeros((3, 10)), np.repeat(y, 2)
     wide[:, ::2] = X
-    for Xa, ya, Xqa, tol in [(np.asfortranarray(X), y, np.asfortranarray(Xq), 1e-12),
-                             (wide[:, ::2], ywide[::2], Xq, 1e-12),
-                             (X.tolist(), y.tolist(), Xq.tolist(), 1e-12),
-                             (X.astype(np.float32), y.astype(np.float32), Xq.astype(np.float32), 1e-5),
-                             (X, y[:, None], Xq, 1e-12)]:
-        for got in (model.adapt_predict(Xa, ya, Xqa, return_std=True),
-                    model.adapt(Xa, ya).predict(Xqa, return_std=True)):
+    for Xa, ya, Xqa, tol in [
+        (np.asfortranarray(X), y, np.asfortranarray(Xq), 1e-12),
+        (wide[:, ::2], ywide[::2], Xq, 1e-12),
+        (X.tolist(), y.tolist(), Xq.tolist(), 1e-12),
+        (X.astype(np.float32), y.astype(np.float32), Xq.astype(np.float32), 1e-5),
+        (X, y[:, None], Xq, 1e-12),
+    ]:
+        for got in (
+            model.adapt_predict(Xa, ya, Xqa, return_std=True),
+            model.adapt(Xa, ya).predict(Xqa, return_std=True),
+        ):
             np.testing.assert_allclose(got[0], ref[0], rtol=tol, atol=tol)
             np.testing.assert_allclose(got[1], ref[1], rtol=tol, atol=tol)
             assert got[0].dtype == got[1].dtype == np.float64
@@ -217,10 +222,16 @@ def test_adapt_predict_bad_input(rng):
     bad_q[1, 2] = np.nan
     bad_x = X.copy()
     bad_x[0, 0] = np.inf
-    cases = [((np.zeros((2, 4)), y, Xq), "features"), ((X, y, np.zeros((3, 4))), "features"),
-             ((X, np.array([0.0, np.nan]), Xq), "NaN"), ((X, np.zeros(3), Xq), "rows"),
-             ((X, y, bad_q), r"NaN \(first at index \[1, 2\]"), ((bad_x, y, Xq), r"inf \(first at index \[0, 0\]"),
-             ((X, y, np.zeros(5)), "2-D"), ((X, np.zeros((2, 2)), Xq), "1-D")]
+    cases = [
+        ((np.zeros((2, 4)), y, Xq), "features"),
+        ((X, y, np.zeros((3, 4))), "features"),
+        ((X, np.array([0.0, np.nan]), Xq), "NaN"),
+        ((X, np.zeros(3), Xq), "rows"),
+        ((X, y, bad_q), r"NaN \(first at index \[1, 2\]"),
+        ((bad_x, y, Xq), r"inf \(first at index \[0, 0\]"),
+        ((X, y, np.zeros(5)), "2-D"),
+        ((X, np.zeros((2, 2)), Xq), "1-D"),
+    ]
     for args, match in cases:
         with pytest.raises(ValueError, match=match):
             model.adapt_predict(*args, return_std=True)
@@ -233,8 +244,9 @@ def test_mixture_models_adapt_predict_like_adapt():
     tasks = mf.tasks.load("sinusoid", n_tasks=80, n_support=5, n_query=10, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = MetaBayes(basis=mf.basis.make("rbf", n_basis=10, length_scale=1.0), n_components=2,
-                          max_iter=10, random_state=0).fit(tasks)
+        model = MetaBayes(
+            basis=mf.basis.make("rbf", n_basis=10, length_scale=1.0), n_components=2, max_iter=10, random_state=0
+        ).fit(tasks)
     t = tasks[0]
     ref = model.adapt(t.X_support, t.y_support).predict(t.X_query, return_std=True)
     got = model.adapt_predict(t.X_support, t.y_support, t.X_query, return_std=True)
@@ -247,7 +259,7 @@ def test_adapted_regressors_share_the_unmodified_basis(rng):
     model = fitted_model(rng)
     before = pickle.dumps(model.basis_)
     reg = model.adapt(rng.normal(size=(3, 5)), rng.normal(size=3))
-    assert reg.basis is model.basis_                      # a reference, not a copy per adapt
+    assert reg.basis is model.basis_  # a reference, not a copy per adapt
     reg.predict(rng.normal(size=(4, 5)), return_std=True)
     reg.update(rng.normal(size=(2, 5)), rng.normal(size=2))
     model.adapt_predict(rng.normal(size=(3, 5)), rng.normal(size=3), rng.normal(size=(4, 5)))
@@ -261,12 +273,16 @@ def test_adapted_regressors_share_the_unmodified_basis(rng):
 def test_refit_and_partial_fit_use_the_new_prior(rng):
     model = fitted_model(rng)
     X, y = rng.normal(size=(3, 5)), rng.normal(size=3)
-    model.adapt(X, y)                                      # fills the per-prior cache
+    model.adapt(X, y)  # fills the per-prior cache
     other = fitted_model(np.random.default_rng(7), s2=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tasks = TaskSet.from_list([Task(rng.normal(size=(4, 5)), 3.0 + rng.normal(size=4),
-                                        rng.normal(size=(1, 5)), rng.normal(size=1)) for _ in range(30)])
+        tasks = TaskSet.from_list(
+            [
+                Task(rng.normal(size=(4, 5)), 3.0 + rng.normal(size=4), rng.normal(size=(1, 5)), rng.normal(size=1))
+                for _ in range(30)
+            ]
+        )
         model.partial_fit(tasks)
     np.testing.assert_allclose(model.adapt(X, y).coef_, explicit_posterior(model, X, y)[0], rtol=1e-9)
     model.set_params(max_iter=3)
@@ -293,15 +309,17 @@ def test_concurrent_adapts_give_the_serial_answers(rng):
     problems = [(rng.normal(size=(n, 5)), rng.normal(size=n), rng.normal(size=(7, 5))) for n in (1, 3, 6, 9) * 3]
     serial = [model.adapt_predict(*p, return_std=True) for p in problems]
     serial_reg = [model.adapt(X, y).predict(Xq, return_std=True) for X, y, Xq in problems]
-    fresh = pickle.loads(pickle.dumps(model))                # cold cache: threads race to fill it
+    fresh = pickle.loads(pickle.dumps(model))  # cold cache: threads race to fill it
     results, errors = {}, []
 
     def work(i):
         try:
             for _ in range(20):
                 X, y, Xq = problems[i]
-                results[i] = (fresh.adapt_predict(X, y, Xq, return_std=True),
-                              fresh.adapt(X, y).predict(Xq, return_std=True))
+                results[i] = (
+                    fresh.adapt_predict(X, y, Xq, return_std=True),
+                    fresh.adapt(X, y).predict(Xq, return_std=True),
+                )
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -31,7 +31,7 @@ def _same(a, b, rtol):
     np.testing.assert_allclose(a.noise_var_, b.noise_var_, rtol=10 * rtol)
 
 
-def test_dask_backend_without_client_is_a_clear_error():   # first: before the module's client exists
+def test_dask_backend_without_client_is_a_clear_error():  # first: before the module's client exists
     tasks = mf.tasks.load("sinusoid", n_tasks=10, n_support=5, n_query=5, seed=0)
     with pytest.raises(ValueError, match="Client"):
         mf.MetaBayes(basis=mf.basis.make("rbf", n_basis=5), backend="dask", max_iter=2).fit(tasks)
@@ -47,13 +47,17 @@ def test_every_source_fits_on_the_workers_like_in_process(client, tmp_path):
     for i, (a, b) in enumerate([(0, 50), (50, 90), (90, 120)]):
         paths.append(tmp_path / f"chunk{i}.npz")
         tasks[a:b].save(paths[-1])
-    sources = {"TaskSet": tasks, "list": [tasks[0:50], tasks[50:90], tasks[90:120]], "stream": stream,
-               "files": mfd.FileSource(paths)}
-    for name, data in sources.items():
+    sources = {
+        "TaskSet": tasks,
+        "list": [tasks[0:50], tasks[50:90], tasks[90:120]],
+        "stream": stream,
+        "files": mfd.FileSource(paths),
+    }
+    for data in sources.values():
         remote = _fit(data, backend="dask")
         # the statistics are summed in another (tree) order: round-off, amplified a little by SQUAREM
         _same(remote, local, rtol=1e-9)
-    assert mfd.DaskChunks(tasks, "all", client).__len__() == 2       # one chunk per worker thread
+    assert mfd.DaskChunks(tasks, "all", client).__len__() == 2  # one chunk per worker thread
 
 
 def test_worker_kernels_use_the_worker_threads(client):
@@ -93,8 +97,9 @@ def _long_table(tasks):
     import pandas as pd
 
     ts = tasks.all_rows()
-    return pd.DataFrame({"task": np.repeat(np.arange(len(ts)), ts.support_sizes),
-                         "x": ts.X_support[:, 0], "y": ts.y_support})
+    return pd.DataFrame(
+        {"task": np.repeat(np.arange(len(ts)), ts.support_sizes), "x": ts.X_support[:, 0], "y": ts.y_support}
+    )
 
 
 @pytest.mark.slow
@@ -105,22 +110,23 @@ def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(source, tmp_path, 
         data = tasks
     elif source == "stream":
         data = mf.tasks.stream("sinusoid", n_tasks=400, chunk_size=100, seed=1, n_support=5, n_query=5)
-    elif source == "parquet":        # tables made into tasks by from_frame on the workers
+    elif source == "parquet":  # tables made into tasks by from_frame on the workers
         pytest.importorskip("pyarrow")
         frame = _long_table(tasks)
         paths = [tmp_path / f"c{i}.parquet" for i in range(4)]
         for i, p in enumerate(paths):
             frame[frame["task"] // 100 == i].to_parquet(p, index=False)
         data = mfd.FileSource(paths, group="task", features="x", target="y")
-    elif source == "dataframe":      # a dask DataFrame, shuffled on its key on the workers
+    elif source == "dataframe":  # a dask DataFrame, shuffled on its key on the workers
         dd = pytest.importorskip("dask.dataframe")
         frame = _long_table(tasks)
-        data = mfd.DataFrameSource(dd.from_pandas(frame, npartitions=4, sort=False), group="task",
-                                   features=["x"], target="y")
+        data = mfd.DataFrameSource(
+            dd.from_pandas(frame, npartitions=4, sort=False), group="task", features=["x"], target="y"
+        )
     else:
         paths = [tmp_path / f"c{i}.npz" for i in range(4)]
         for i, p in enumerate(paths):
-            tasks[100 * i:100 * (i + 1)].save(p)
+            tasks[100 * i : 100 * (i + 1)].save(p)
         data = mfd.FileSource(paths)
     calm = _fit(data, backend="dask")
     killer = _KillAWorker(process_client, at_pass=4)
@@ -132,8 +138,9 @@ def test_losing_a_worker_mid_fit_gives_the_undisturbed_result(source, tmp_path, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("learner", ["mixture", "mixture-auto", "learn_basis", "ridge"])
-def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_result(learner, monkeypatch,
-                                                                                    process_client):
+def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_result(
+    learner, monkeypatch, process_client
+):
     tasks = mf.tasks.load("multimodal", n_tasks=200, n_support=6, n_query=2, seed=2)
 
     def fit(client_kw):
@@ -141,9 +148,13 @@ def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_res
             warnings.simplefilter("ignore")
             if learner == "ridge":
                 return mf.MetaRidge(basis=_basis(), metric="diag", max_iter=3, **client_kw).fit(tasks)
-            kw = (dict(n_components=2, n_init=2, random_state=0) if learner == "mixture" else
-                  dict(n_components="auto", n_init=1, random_state=0) if learner == "mixture-auto" else
-                  dict(learn_basis=True, basis_rounds=1, basis_max_iter=3, basis_em_iter=2))
+            kw = (
+                dict(n_components=2, n_init=2, random_state=0)
+                if learner == "mixture"
+                else dict(n_components="auto", n_init=1, random_state=0)
+                if learner == "mixture-auto"
+                else dict(learn_basis=True, basis_rounds=1, basis_max_iter=3, basis_em_iter=2)
+            )
             return mf.MetaBayes(basis=_basis(), max_iter=6, tol=0, **kw, **client_kw).fit(tasks)
 
     calm = fit(dict(backend="dask"))
@@ -158,5 +169,8 @@ def test_losing_a_worker_mid_fit_of_the_other_learners_gives_the_undisturbed_res
         np.testing.assert_allclose(hit.log_evidence_, calm.log_evidence_, rtol=1e-12)
         np.testing.assert_allclose(hit.noise_var_, calm.noise_var_, rtol=1e-12)
     if learner == "mixture-auto":
-        np.testing.assert_allclose(hit.mixture_.component_scores_["heldout_log_evidence"],
-                                   calm.mixture_.component_scores_["heldout_log_evidence"], rtol=1e-12)
+        np.testing.assert_allclose(
+            hit.mixture_.component_scores_["heldout_log_evidence"],
+            calm.mixture_.component_scores_["heldout_log_evidence"],
+            rtol=1e-12,
+        )

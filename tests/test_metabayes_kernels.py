@@ -35,7 +35,7 @@ def numpy_estep(Phi, y, off, mu, Sigma, s2):
     T, m = len(off) - 1, Phi.shape[1]
     ll, sm, SM, noise, means, logps = 0.0, np.zeros(m), np.zeros((m, m)), 0.0, [], []
     for t in range(T):
-        P, yt = Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]]
+        P, yt = Phi[off[t] : off[t + 1]], y[off[t] : off[t + 1]]
         mt, St = numpy_task_posterior(P, yt, mu, Sigma, s2)
         lp = multivariate_normal(P @ mu, P @ Sigma @ P.T + s2 * np.eye(len(yt))).logpdf(yt) if len(yt) else 0.0
         ll += lp
@@ -72,8 +72,9 @@ def test_estep_matches_numpy(dtype, kind, rng):
     np.testing.assert_allclose(stats.second_moment, SM, rtol=tol * 10, atol=tol * 10)
     np.testing.assert_allclose(stats.noise, noise, rtol=tol * 10)
     assert stats.n_tasks == len(SIZES) and stats.n_points == sum(SIZES)
-    sums_only, no_means = estep(Phi.astype(dtype), y.astype(dtype), off, GaussianPrior(mu, Sigma, s2, kind), 2,
-                                with_means=False)
+    sums_only, no_means = estep(
+        Phi.astype(dtype), y.astype(dtype), off, GaussianPrior(mu, Sigma, s2, kind), 2, with_means=False
+    )
     assert no_means is None
     np.testing.assert_array_equal(sums_only.second_moment, stats.second_moment)
     assert sums_only.log_evidence == stats.log_evidence and sums_only.noise == stats.noise
@@ -119,20 +120,40 @@ def test_predictive_matches_numpy(dtype, rng):
     means = np.empty((T, m), dtype)
     pm, pv = np.empty(q_off[-1], dtype), np.empty(q_off[-1], dtype)
     status = np.empty(T, np.intc)
-    _bayes.predict_tasks(Phi.astype(dtype), y.astype(dtype), off, Phi_q.astype(dtype), q_off, mu_, Sig_, Sinv,
-                         h, s2, diag, 2, means, pm, pv, status)
+    _bayes.predict_tasks(
+        Phi.astype(dtype),
+        y.astype(dtype),
+        off,
+        Phi_q.astype(dtype),
+        q_off,
+        mu_,
+        Sig_,
+        Sinv,
+        h,
+        s2,
+        diag,
+        2,
+        means,
+        pm,
+        pv,
+        status,
+    )
     for t in range(T):
-        P, yt = Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]]
+        P, yt = Phi[off[t] : off[t + 1]], y[off[t] : off[t + 1]]
         mt, St = numpy_task_posterior(P, yt, mu, Sigma, s2)
-        Q = Phi_q[q_off[t]:q_off[t + 1]]
+        Q = Phi_q[q_off[t] : q_off[t + 1]]
         np.testing.assert_allclose(means[t], mt, rtol=RTOL[dtype] * 10, atol=RTOL[dtype] * 10)
-        np.testing.assert_allclose(pm[q_off[t]:q_off[t + 1]], Q @ mt, rtol=RTOL[dtype] * 10, atol=RTOL[dtype] * 10)
-        np.testing.assert_allclose(pv[q_off[t]:q_off[t + 1]], np.einsum("ij,jk,ik->i", Q, St, Q) + s2,
-                                   rtol=RTOL[dtype] * 10, atol=RTOL[dtype] * 10)
+        np.testing.assert_allclose(pm[q_off[t] : q_off[t + 1]], Q @ mt, rtol=RTOL[dtype] * 10, atol=RTOL[dtype] * 10)
+        np.testing.assert_allclose(
+            pv[q_off[t] : q_off[t + 1]],
+            np.einsum("ij,jk,ik->i", Q, St, Q) + s2,
+            rtol=RTOL[dtype] * 10,
+            atol=RTOL[dtype] * 10,
+        )
     assert (status == 0).all()
 
 
-@pytest.mark.parametrize("sizes", [[2, 5, 1], [9, 12, 8]])   # dual (n < m) and primal (n >= m) tasks
+@pytest.mark.parametrize("sizes", [[2, 5, 1], [9, 12, 8]])  # dual (n < m) and primal (n >= m) tasks
 def test_grad_design_matches_finite_differences(sizes, rng):
     m = 8
     Phi, y, off, mu, Sigma = packed_problem(rng, sizes, m)
@@ -142,9 +163,13 @@ def test_grad_design_matches_finite_differences(sizes, rng):
     T = len(sizes)
 
     def total_logp(P):
-        return sum(multivariate_normal(P[off[t]:off[t + 1]] @ mu,
-                                       P[off[t]:off[t + 1]] @ Sigma @ P[off[t]:off[t + 1]].T
-                                       + s2 * np.eye(sizes[t])).logpdf(y[off[t]:off[t + 1]]) for t in range(T))
+        return sum(
+            multivariate_normal(
+                P[off[t] : off[t + 1]] @ mu,
+                P[off[t] : off[t + 1]] @ Sigma @ P[off[t] : off[t + 1]].T + s2 * np.eye(sizes[t]),
+            ).logpdf(y[off[t] : off[t + 1]])
+            for t in range(T)
+        )
 
     G = np.zeros_like(Phi)
     logp = np.empty(T)
@@ -153,7 +178,7 @@ def test_grad_design_matches_finite_differences(sizes, rng):
     _bayes.grad_design(Phi, y, off, mu_, Sig_, Sinv, h, logdet, s2, diag, 1, G, logp, status)
     np.testing.assert_allclose(logp.sum(), total_logp(Phi), rtol=1e-10)
     eps = 1e-6
-    for (i, j) in [(0, 0), (1, 3), (off[1], 7), (off[-1] - 1, 2), (off[2], 5)]:
+    for i, j in [(0, 0), (1, 3), (off[1], 7), (off[-1] - 1, 2), (off[2], 5)]:
         Pp, Pm = Phi.copy(), Phi.copy()
         Pp[i, j] += eps
         Pm[i, j] -= eps
@@ -169,8 +194,9 @@ def test_grad_design_float32_close_to_float64(rng):
         mu_, Sig_, Sinv, h, logdet, s2, diag = prior.kernel_args(dt)
         G = np.zeros(Phi.shape, dt)
         logp = np.empty(3)
-        _bayes.grad_design(Phi.astype(dt), y.astype(dt), off, mu_, Sig_, Sinv, h, logdet, s2, diag, 1, G, logp,
-                           np.empty(3, np.intc))
+        _bayes.grad_design(
+            Phi.astype(dt), y.astype(dt), off, mu_, Sig_, Sinv, h, logdet, s2, diag, 1, G, logp, np.empty(3, np.intc)
+        )
         out[dt] = G
     np.testing.assert_allclose(out[np.float32], out[np.float64], rtol=1e-3, atol=1e-3)
 
@@ -186,14 +212,16 @@ def test_mstep_is_the_maximiser_of_the_expected_complete_log_likelihood(kind, rn
     new = mstep(stats, prior, nu, psi, 1e-12)
 
     # expected complete-data log likelihood from the per-task posteriors (numpy)
-    posts = [numpy_task_posterior(Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]], prior.mean, prior.cov, 0.3)
-             for t in range(4)]
+    posts = [
+        numpy_task_posterior(Phi[off[t] : off[t + 1]], y[off[t] : off[t + 1]], prior.mean, prior.cov, 0.3)
+        for t in range(4)
+    ]
 
     def Q(mu_, cov_, s2_):
         inv = np.linalg.inv(cov_)
         val = 0.0
         for t, (mt, St) in enumerate(posts):
-            P, yt = Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]]
+            P, yt = Phi[off[t] : off[t + 1]], y[off[t] : off[t + 1]]
             d = mt - mu_
             val += -0.5 * (np.linalg.slogdet(cov_)[1] + np.trace(inv @ (St + np.outer(d, d))))
             val += -0.5 * (len(yt) * np.log(s2_) + (np.sum((yt - P @ mt) ** 2) + np.trace(P @ St @ P.T)) / s2_)

@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 import metafast as mf
 from metafast.learners import MetaBayes
 from metafast.learners.bayes._em import GaussianPrior, estep, log_prior
-from metafast.learners.bayes._lbfgs import Coordinates, gradient_norm
+from metafast.learners.bayes._lbfgs import Coordinates
 from metafast.tasks import TaskSet
 
 
@@ -31,7 +31,7 @@ def test_gradient_matches_finite_differences(kind, dtype, mapped):
     """dF/dx from one E-step's statistics against central differences of F (log evidence +
     log p(Sigma), nu > 0 and a non-identity target)."""
     rng = np.random.default_rng(7)
-    T, n, m = 37, 5, 3                       # odd sizes
+    T, n, m = 37, 5, 3  # odd sizes
     Phi64 = rng.normal(size=(T * n, m))
     y = rng.normal(size=T * n)
     off = np.arange(T + 1) * n
@@ -48,7 +48,7 @@ def test_gradient_matches_finite_differences(kind, dtype, mapped):
         return stats.log_evidence + log_prior(prior, nu, psi), stats, prior, K
 
     x = coords.start() + 0.3 * rng.normal(size=coords.start().shape)
-    Phi = np.asfortranarray(Phi64.astype(dtype))[:, :]          # a non-C layout on purpose
+    Phi = np.asfortranarray(Phi64.astype(dtype))[:, :]  # a non-C layout on purpose
     _, stats, prior, K = F(x, Phi)
     g = coords.gradient(stats, prior, K, nu, psi)
     h = 1e-6
@@ -60,8 +60,9 @@ def test_gradient_matches_finite_differences(kind, dtype, mapped):
 @pytest.mark.parametrize("acceleration", ["lbfgs", "squarem", "overrelax", "none"])
 def test_objective_never_decreases_and_the_report_is_honest(acceleration):
     train = grouped(seed=1)
-    model = MetaBayes(basis=mf.basis.make("polynomial", n_basis=3), prior_weight=0.5,
-                      acceleration=acceleration, max_iter=500).fit(train)
+    model = MetaBayes(
+        basis=mf.basis.make("polynomial", n_basis=3), prior_weight=0.5, acceleration=acceleration, max_iter=500
+    ).fit(train)
     obj = model.objective_
     assert np.all(np.diff(obj) >= -1e-9 * np.abs(obj).max())
     rep = model.convergence_
@@ -92,7 +93,7 @@ def test_not_converged_warns_naming_what_to_change_and_reports_why():
         model.fit(train)
     assert not model.converged_ and "max_iter" in model.convergence_["reason"]
     with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)      # converged: no warning
+        warnings.simplefilter("error", ConvergenceWarning)  # converged: no warning
         MetaBayes(basis=mf.basis.make("polynomial", n_basis=3), acceleration="lbfgs").fit(train)
 
 
@@ -114,8 +115,9 @@ def test_boundary_is_reported_not_a_crash():
 
 def test_gradient_norm_is_zero_at_an_em_fixed_point():
     train = grouped(seed=5)
-    model = MetaBayes(basis=mf.basis.make("polynomial", n_basis=3), prior_weight=0.0, tol=1e-13,
-                      max_iter=5000, acceleration="squarem").fit(train)
+    model = MetaBayes(
+        basis=mf.basis.make("polynomial", n_basis=3), prior_weight=0.0, tol=1e-13, max_iter=5000, acceleration="squarem"
+    ).fit(train)
     assert model.convergence_["gradient_norm"] < 1e-4
     rough = MetaBayes(basis=mf.basis.make("polynomial", n_basis=3), prior_weight=0.0, max_iter=1)
     with warnings.catch_warnings():

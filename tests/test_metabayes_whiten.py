@@ -32,7 +32,8 @@ def grouped(T=300, n=6, q=4, seed=0, noise=0.3):
     return TaskSet(X.reshape(-1, 1), Y.ravel(), off, X.reshape(-1, 1), Y.ravel(), off)
 
 
-def basis_of(q, A=None, X=np.zeros((1, 1))):
+def basis_of(q, A=None, X=None):
+    X = np.zeros((1, 1)) if X is None else X
     return as_basis(FunctionTransformer(functools.partial(legendre, q=q, A=A)), X)
 
 
@@ -40,10 +41,12 @@ def basis_of(q, A=None, X=np.zeros((1, 1))):
 def test_fit_on_phi_and_phi_times_A_predicts_the_same(q):
     train, test = grouped(q=q, seed=1), grouped(T=20, q=q, seed=2)
     rng = np.random.default_rng(q)
-    A = rng.normal(size=(q, q)) * np.exp(rng.uniform(-3, 3, q))   # invertible, badly scaled
+    A = rng.normal(size=(q, q)) * np.exp(rng.uniform(-3, 3, q))  # invertible, badly scaled
     # lbfgs: stops on the gradient (sqrt(1e-14)/3 per task), so both fits sit at the optimum
-    models = [MetaBayes(basis=basis_of(q, M), prior_weight=0.0, tol=1e-14, max_iter=2000,
-                        acceleration="lbfgs").fit(train) for M in (None, A)]
+    models = [
+        MetaBayes(basis=basis_of(q, M), prior_weight=0.0, tol=1e-14, max_iter=2000, acceleration="lbfgs").fit(train)
+        for M in (None, A)
+    ]
     for model in models:
         assert model.converged_
     (m0, s0), (m1, s1) = (model.predict_tasks(test) for model in models)
@@ -104,7 +107,7 @@ def test_rank_deficient_design_warns_naming_the_columns_and_stays_finite():
 
     def dup(X):
         P = legendre(X, 3)
-        return np.column_stack([P, P[:, 1], np.zeros(len(X))])      # column 3 = column 1, column 4 = 0
+        return np.column_stack([P, P[:, 1], np.zeros(len(X))])  # column 3 = column 1, column 4 = 0
 
     with pytest.warns(UserWarning, match=r"rank 3 < 5.*column\(s\) 3, 4") as record:
         model = MetaBayes(basis=as_basis(FunctionTransformer(dup), train.X_support), prior_weight=0.0).fit(train)
@@ -141,4 +144,4 @@ def test_ill_conditioned_polynomial_pipeline_converges_without_warning():
     unwhitened = MetaBayes(basis=basis, whiten=False, max_iter=60)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert not unwhitened.fit(train).converged_          # what whitening fixes
+        assert not unwhitened.fit(train).converged_  # what whitening fixes

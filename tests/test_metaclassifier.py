@@ -25,8 +25,10 @@ def shared_tasks():
 @pytest.fixture(scope="module")
 def episodic_tasks():
     kw = dict(n_way=3, n_features=8, n_total_classes=20, k_shot=2, n_query=5)
-    return (mf.tasks.load("class-mixtures", n_tasks=80, seed=0, **kw),
-            mf.tasks.load("class-mixtures", n_tasks=40, seed=1, split="test", **kw))
+    return (
+        mf.tasks.load("class-mixtures", n_tasks=80, seed=0, **kw),
+        mf.tasks.load("class-mixtures", n_tasks=40, seed=1, split="test", **kw),
+    )
 
 
 def basis(n=3):
@@ -39,7 +41,8 @@ def fitted(shared_tasks, episodic_tasks):
     for head in HEADS:
         out["shared", head] = mf.MetaClassifier(basis=basis(), head=head, max_iter=15, n_jobs=1).fit(shared_tasks[0])
         out["episodic", head] = mf.MetaClassifier(basis=basis(9), head=head, max_iter=15, n_jobs=1).fit(
-            episodic_tasks[0])
+            episodic_tasks[0]
+        )
     return out
 
 
@@ -70,13 +73,13 @@ def test_adapt_matches_the_batched_path(fitted, shared_tasks, episodic_tasks, he
         assert isinstance(model, ClassifierMixin)
         P = model.predict_proba(task.X_query)
         q = slice(test.query_offsets[t], test.query_offsets[t + 1])
-        np.testing.assert_allclose(P, batched[q, :P.shape[1]], atol=1e-6)
+        np.testing.assert_allclose(P, batched[q, : P.shape[1]], atol=1e-6)
         np.testing.assert_allclose(P.sum(axis=1), 1.0)
         assert np.array_equal(model.predict(task.X_query), model.classes_[P.argmax(axis=1)])
-        assert np.array_equal(clf.adapt_predict(task.X_support, task.y_support, task.X_query),
-                              model.predict(task.X_query))
-        np.testing.assert_allclose(clf.adapt_predict_proba(task.X_support, task.y_support, task.X_query), P,
-                                   atol=1e-12)
+        assert np.array_equal(
+            clf.adapt_predict(task.X_support, task.y_support, task.X_query), model.predict(task.X_query)
+        )
+        np.testing.assert_allclose(clf.adapt_predict_proba(task.X_support, task.y_support, task.X_query), P, atol=1e-12)
 
 
 def test_logistic_adapt_is_the_map_under_the_learned_prior(fitted, shared_tasks):
@@ -96,8 +99,9 @@ def test_logistic_adapt_is_the_map_under_the_learned_prior(fitted, shared_tasks)
         D = W - prior.means.T
         R = np.exp(Z - lse[:, None])
         R[np.arange(len(y)), y] -= 1
-        return (lse - Z[np.arange(len(y)), y]).sum() + 0.5 * np.einsum("ik,ij,jk->", D, Sinv, D), \
-            (Phi.T @ R + Sinv @ D).ravel()
+        return (lse - Z[np.arange(len(y)), y]).sum() + 0.5 * np.einsum("ik,ij,jk->", D, Sinv, D), (
+            Phi.T @ R + Sinv @ D
+        ).ravel()
 
     res = minimize(f, prior.means.T.ravel(), jac=True, method="L-BFGS-B", options=dict(gtol=1e-10, maxiter=5000))
     W = res.x.reshape(m, K)
@@ -124,7 +128,7 @@ def test_prototype_loo_gradient_by_finite_differences(fitted, shared_tasks, epis
     loss = LooLoss(clf._design(train.X_support), codes, train.support_offsets, ncls, clf.head_.global_means_, 1)
     theta = np.log(clf.head_.metric_) + 0.1 * np.random.default_rng(0).normal(size=clf.head_.metric_.size)
     f0, g0 = loss(theta)
-    for k in range(theta.size - 1):       # the last column is the constant: zero gradient
+    for k in range(theta.size - 1):  # the last column is the constant: zero gradient
         e = np.zeros_like(theta)
         e[k] = 1e-6
         fd = (loss(theta + e)[0] - loss(theta - e)[0]) / 2e-6
@@ -161,7 +165,7 @@ def test_labels_of_any_type_and_binary_decision_function(fitted, episodic_tasks)
     keep = task.y_support < 2
     binary = clf.adapt(task.X_support[keep], names[keep])
     assert binary.decision_function(task.X_query).shape == (task.X_query.shape[0],)
-    one = clf.adapt(task.X_support[:1], names[:1])              # one class: predicts it
+    one = clf.adapt(task.X_support[:1], names[:1])  # one class: predicts it
     assert np.all(one.predict(task.X_query) == names[0])
     np.testing.assert_allclose(one.predict_proba(task.X_query), 1.0)
 
@@ -175,7 +179,7 @@ def test_shared_setting_predicts_missing_classes_from_the_prior(fitted, shared_t
     P = model.predict_proba(task.X_query)
     assert P.shape[1] == len(clf.classes_) and np.isfinite(P).all()
     assert np.all(P[:, np.searchsorted(clf.classes_, task.y_support[0])] < 1)
-    empty = clf.adapt(task.X_support[:0], task.y_support[:0])   # no support at all: the prior
+    empty = clf.adapt(task.X_support[:0], task.y_support[:0])  # no support at all: the prior
     assert np.isfinite(empty.predict_proba(task.X_query)).all()
 
 
@@ -184,7 +188,7 @@ def test_setting_override_and_float32(shared_tasks):
     clf = mf.MetaClassifier(basis=basis(), head="prototype", setting="episodic", max_iter=5).fit(train)
     assert clf.setting_ == "episodic" and not hasattr(clf, "classes_")
     task = train[0]
-    model = clf.adapt(task.X_support, task.y_support)     # episodic: the support's own classes
+    model = clf.adapt(task.X_support, task.y_support)  # episodic: the support's own classes
     assert np.array_equal(model.classes_, np.unique(task.y_support))
     assert model.predict_proba(task.X_query).dtype == np.float64
 

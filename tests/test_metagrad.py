@@ -29,8 +29,9 @@ def small_basis(tasks, name="rbf", **params):
 
 # ------------------------------------------------------------------------- engine gradients
 @pytest.mark.parametrize("method", ["maml", "metasgd", "fomaml", "imaml"])
-@pytest.mark.parametrize("basis_name, params", [("rbf", {"n_basis": 6}),
-                                                ("mlp", {"n_basis": 5, "width": 4, "random_state": 0})])
+@pytest.mark.parametrize(
+    "basis_name, params", [("rbf", {"n_basis": 6}), ("mlp", {"n_basis": 5, "width": 4, "random_state": 0})]
+)
 def test_batch_meta_grad_matches_finite_differences(tasks, method, basis_name, params):
     ts = tasks.subset(np.arange(6))
     basis = small_basis(ts, basis_name, **params)
@@ -48,15 +49,17 @@ def test_batch_meta_grad_matches_finite_differences(tasks, method, basis_name, p
     eps = 1e-6
     num_w = np.array([(loss(w0 + eps * e) - loss(w0 - eps * e)) / (2 * eps) for e in np.eye(m)])
     if method == "fomaml":
-        assert not np.allclose(res.grad_w, num_w, rtol=1e-3)        # first order: not the exact gradient
+        assert not np.allclose(res.grad_w, num_w, rtol=1e-3)  # first order: not the exact gradient
     else:
         np.testing.assert_allclose(res.grad_w, num_w, rtol=1e-5, atol=1e-8)
     if method in ("maml", "metasgd"):
         num_a = np.array([(loss(rates_=rates + eps * e) - loss(rates_=rates - eps * e)) / (2 * eps) for e in np.eye(m)])
         np.testing.assert_allclose(res.grad_rates, num_a, rtol=1e-5, atol=1e-8)
-    if method == "imaml":      # the learned proximal strength: d loss / d log(lam)
-        num_reg = (batch_meta_grad(method, 3, lam * np.exp(eps), basis, rows, batch, w0, rates, False, 1).loss -
-                   batch_meta_grad(method, 3, lam * np.exp(-eps), basis, rows, batch, w0, rates, False, 1).loss) / (2 * eps)
+    if method == "imaml":  # the learned proximal strength: d loss / d log(lam)
+        num_reg = (
+            batch_meta_grad(method, 3, lam * np.exp(eps), basis, rows, batch, w0, rates, False, 1).loss
+            - batch_meta_grad(method, 3, lam * np.exp(-eps), basis, rows, batch, w0, rates, False, 1).loss
+        ) / (2 * eps)
         np.testing.assert_allclose(res.grad_log_reg, num_reg, rtol=1e-5, atol=1e-9)
         assert abs(num_reg) > 1e-6
     if method == "fomaml":
@@ -64,8 +67,10 @@ def test_batch_meta_grad_matches_finite_differences(tasks, method, basis_name, p
     params_now = basis.learnable_params()
     for key, value in params_now.items():
         direction = rng.standard_normal(value.shape)
-        num = (loss(b=basis.with_params(**{key: value + eps * direction})) -
-               loss(b=basis.with_params(**{key: value - eps * direction}))) / (2 * eps)
+        num = (
+            loss(b=basis.with_params(**{key: value + eps * direction}))
+            - loss(b=basis.with_params(**{key: value - eps * direction}))
+        ) / (2 * eps)
         np.testing.assert_allclose(np.sum(res.grad_basis[key] * direction), num, rtol=1e-4, atol=1e-7)
 
 
@@ -78,11 +83,11 @@ def test_split_uses_every_row_and_keeps_support_size(tasks):
         b = split_batch(rows, np.arange(10), "resplit", rng)
         assert np.all(np.diff(b.inner_offsets) == 5) and np.all(np.diff(b.outer_offsets) == 10)
         both = np.concatenate([b.inner, b.outer])
-        assert sorted(both) == list(range(150))                      # a partition of the rows
+        assert sorted(both) == list(range(150))  # a partition of the rows
         seen.update(b.inner.tolist())
-    assert seen == set(range(150))                                    # every row also adapts
+    assert seen == set(range(150))  # every row also adapts
     given = split_batch(rows, np.array([3]), "given", rng)
-    np.testing.assert_array_equal(given.inner, np.arange(45, 50))     # support rows come first
+    np.testing.assert_array_equal(given.inner, np.arange(45, 50))  # support rows come first
     np.testing.assert_array_equal(given.outer, np.arange(50, 60))
     rep = split_batch(rows, np.array([0, 2]), "inner-only", rng)
     assert rep.outer.size == 0 and rep.inner.size == 30
@@ -106,7 +111,7 @@ def test_every_method_learns_and_beats_no_meta_learning(tasks, test_tasks, metho
     assert np.isfinite(mse) and mse < 0.9 * base
     assert len(model.loss_curve_) == 300 and model.n_iter_ == 300
     if method == "metasgd":
-        assert not np.allclose(model.inner_lr_, model.inner_lr_[0])    # rates were learned
+        assert not np.allclose(model.inner_lr_, model.inner_lr_[0])  # rates were learned
     else:
         assert np.allclose(model.inner_lr_, model.inner_lr_[0])
 
@@ -119,10 +124,11 @@ def test_adapt_adapt_predict_and_evaluate_agree(tasks, test_tasks):
     np.testing.assert_allclose(model.adapt_predict(t.X_support, t.y_support, t.X_query), pred, rtol=1e-10)
     W = model.adapt_tasks(test_tasks)
     np.testing.assert_allclose(W[3], reg.coef_, rtol=1e-10, atol=1e-12)
-    mse = np.mean([np.mean((model.adapt(s.X_support, s.y_support).predict(s.X_query) - s.y_query) ** 2)
-                   for s in test_tasks])
+    mse = np.mean(
+        [np.mean((model.adapt(s.X_support, s.y_support).predict(s.X_query) - s.y_query) ** 2) for s in test_tasks]
+    )
     np.testing.assert_allclose(model.evaluate(test_tasks)["mse"], mse, rtol=1e-8)
-    refit = clone(reg).fit(t.X_support, t.y_support)                   # a plain sklearn regressor
+    refit = clone(reg).fit(t.X_support, t.y_support)  # a plain sklearn regressor
     np.testing.assert_allclose(refit.predict(t.X_query), pred)
     assert reg.score(t.X_query, t.y_query) <= 1.0
 
@@ -134,7 +140,7 @@ def test_seeded_thread_independent_and_picklable(tasks, test_tasks):
     np.testing.assert_array_equal(a.init_coef_, b.init_coef_)
     c = pickle.loads(pickle.dumps(a))
     assert c.evaluate(test_tasks) == a.evaluate(test_tasks)
-    c.partial_fit(test_tasks)                                          # keeps training after unpickling
+    c.partial_fit(test_tasks)  # keeps training after unpickling
     assert c.n_iter_ > a.n_iter_
 
 
@@ -171,10 +177,20 @@ def test_float32_tasks(tasks, test_tasks):
 
 
 # ------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("param, value, match", [
-    ("method", "anil", "method"), ("inner_steps", 0, "inner_steps"), ("inner_lr", -1.0, "inner_lr"),
-    ("inner_reg", 0.0, "inner_reg"), ("meta_lr", 0, "meta_lr"), ("meta_batch", 0, "meta_batch"),
-    ("n_iter", -1, "n_iter"), ("train_rows", "query", "train_rows"), ("max_time", -1, "max_time")])
+@pytest.mark.parametrize(
+    "param, value, match",
+    [
+        ("method", "anil", "method"),
+        ("inner_steps", 0, "inner_steps"),
+        ("inner_lr", -1.0, "inner_lr"),
+        ("inner_reg", 0.0, "inner_reg"),
+        ("meta_lr", 0, "meta_lr"),
+        ("meta_batch", 0, "meta_batch"),
+        ("n_iter", -1, "n_iter"),
+        ("train_rows", "query", "train_rows"),
+        ("max_time", -1, "max_time"),
+    ],
+)
 def test_bad_parameters_name_themselves(tasks, param, value, match):
     with pytest.raises((ValueError, TypeError), match=match):
         mf.MetaGrad(**{param: value}).fit(tasks)

@@ -14,9 +14,11 @@ from metafast.bench.runner import run_suite
 def test_gradient_suite_cases():
     full = suites.get_suite("gradient")
     labels = {c.learner.label for c in full.cases}
-    expected = ({f"MetaGrad ({m})" for m in suites.DEFAULT_METHODS}
-                | {f"MetaGrad ({m}, learned family basis)" for m in suites.LEARNED_BASIS_METHODS}
-                | {"MetaBayes", "MetaRidge"})
+    expected = (
+        {f"MetaGrad ({m})" for m in suites.DEFAULT_METHODS}
+        | {f"MetaGrad ({m}, learned family basis)" for m in suites.LEARNED_BASIS_METHODS}
+        | {"MetaBayes", "MetaRidge"}
+    )
     assert labels == expected
     assert {c.family for c in full.cases} == set(suites.GRADIENT_FAMILIES)
     assert {c.shots for c in full.cases} == {5, 10, 20}
@@ -27,8 +29,11 @@ def test_gradient_suite_cases():
 
 def _tiny(labels, family="friedman"):
     quick = suites.gradient_suite(quick=True)
-    cases = [replace(c, n_train=40, n_test=20) for c in quick.cases
-             if c.family == family and c.shots == 5 and c.learner.label in labels]
+    cases = [
+        replace(c, n_train=40, n_test=20)
+        for c in quick.cases
+        if c.family == family and c.shots == 5 and c.learner.label in labels
+    ]
     assert len(cases) == len(labels)
     return run_suite(suites.Suite("t", cases), verbose=0)
 
@@ -42,10 +47,18 @@ def test_gradient_suite_runs_a_tiny_case():
 
 
 def test_default_metagrad_ignores_the_family_basis():
-    results = run_suite(suites.Suite("t", [replace(c, n_train=40, n_test=10) for c in
-                                           suites.gradient_suite(quick=True).cases
-                                           if c.family == "sinusoid" and c.shots == 5
-                                           and c.learner.label == "MetaGrad (maml)"]), verbose=0, keep_models=True)
+    results = run_suite(
+        suites.Suite(
+            "t",
+            [
+                replace(c, n_train=40, n_test=10)
+                for c in suites.gradient_suite(quick=True).cases
+                if c.family == "sinusoid" and c.shots == 5 and c.learner.label == "MetaGrad (maml)"
+            ],
+        ),
+        verbose=0,
+        keep_models=True,
+    )
     model = next(iter(results.models.values()))
     assert type(model.basis_).__name__ == "MLP" and model.learn_basis_
 

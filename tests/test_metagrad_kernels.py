@@ -7,8 +7,7 @@ import pytest
 
 from metafast._kernels import _metagrad as K
 
-METHODS = {"maml": K.METHOD_MAML, "fomaml": K.METHOD_FOMAML, "reptile": K.METHOD_REPTILE,
-           "imaml": K.METHOD_IMAML}
+METHODS = {"maml": K.METHOD_MAML, "fomaml": K.METHOD_FOMAML, "reptile": K.METHOD_REPTILE, "imaml": K.METHOD_IMAML}
 
 
 # ------------------------------------------------------------------------- numpy references
@@ -44,10 +43,10 @@ def brute_force_grads(method, k, lam, P, y, Pq, yq, w0, a):
     if method == "fomaml":
         return v, np.zeros(m)
     if method == "imaml":
-        J = lam * np.linalg.inv(A + lam * np.eye(m))      # dw*/dw0
+        J = lam * np.linalg.inv(A + lam * np.eye(m))  # dw*/dw0
         return J.T @ v, np.zeros(m)
-    J = np.eye(m)                 # dw_j / dw0
-    D = np.zeros((m, m))          # dw_j / da
+    J = np.eye(m)  # dw_j / dw0
+    D = np.zeros((m, m))  # dw_j / da
     w = w0.copy()
     for _ in range(k):
         g = A @ w - b
@@ -75,8 +74,12 @@ def make_batch(rng, sizes, qsizes, m, dtype=np.float64):
     Pq = rng.standard_normal((qoff[-1], m)) / np.sqrt(m)
     y = rng.standard_normal(off[-1])
     yq = rng.standard_normal(qoff[-1])
-    return [np.ascontiguousarray(x, dtype=dtype) for x in (P, y)] + [off] + \
-        [np.ascontiguousarray(x, dtype=dtype) for x in (Pq, yq)] + [qoff]
+    return (
+        [np.ascontiguousarray(x, dtype=dtype) for x in (P, y)]
+        + [off]
+        + [np.ascontiguousarray(x, dtype=dtype) for x in (Pq, yq)]
+        + [qoff]
+    )
 
 
 def run_kernel(method, k, lam, P, y, off, Pq, yq, qoff, w0, a, n_threads=1, with_g=True):
@@ -87,8 +90,26 @@ def run_kernel(method, k, lam, P, y, off, Pq, yq, qoff, w0, a, n_threads=1, with
     G = np.full((P.shape[0] if with_g else 0, m), np.nan, dt)
     Gq = np.full((Pq.shape[0] if with_g else 0, m), np.nan, dt)
     status = np.empty(T, np.intc)
-    K.meta_grad(METHODS[method], k, lam, P, y, off, Pq, yq, qoff, w0.astype(dt), a.astype(dt),
-                loss, gw, ga, G, Gq, status, n_threads)
+    K.meta_grad(
+        METHODS[method],
+        k,
+        lam,
+        P,
+        y,
+        off,
+        Pq,
+        yq,
+        qoff,
+        w0.astype(dt),
+        a.astype(dt),
+        loss,
+        gw,
+        ga,
+        G,
+        Gq,
+        status,
+        n_threads,
+    )
     assert (status == 0).all()
     return loss, gw, ga, G, Gq
 
@@ -101,7 +122,7 @@ def test_meta_grad_matches_brute_force_and_fd(method, dtype):
     sizes, qsizes, m, k, lam = [3, 7, 1, 5], [4, 2, 6, 0], 5, 4, 0.7
     P, y, off, Pq, yq, qoff = make_batch(rng, sizes, qsizes, m, np.float64)
     w0 = rng.standard_normal(m)
-    a = 0.3 + rng.uniform(0, 0.5, m)                 # per-coordinate rates (Meta-SGD)
+    a = 0.3 + rng.uniform(0, 0.5, m)  # per-coordinate rates (Meta-SGD)
     Pc, yc, Pqc, yqc = (np.ascontiguousarray(x, dtype=dtype) for x in (P, y, Pq, yq))
     loss, gw, ga, G, Gq = run_kernel(method, k, lam, Pc, yc, off, Pqc, yqc, qoff, w0, a, n_threads=2)
     tol = dict(rtol=2e-3, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-8, atol=1e-10)
@@ -155,7 +176,7 @@ def test_threads_do_not_change_results_and_g_is_optional(method):
         np.testing.assert_array_equal(x1, x2)
     for x1, x3 in zip(one[:3], no_g[:3]):
         np.testing.assert_array_equal(x1, x3)
-    assert np.isfinite(one[3]).all() and np.isfinite(one[4]).all()   # every row written
+    assert np.isfinite(one[3]).all() and np.isfinite(one[4]).all()  # every row written
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -180,8 +201,44 @@ def test_bad_shapes_and_method_are_rejected():
     P, y, off, Pq, yq, qoff = make_batch(rng, [2, 3], [1, 1], 3)
     w0 = np.zeros(3)
     with pytest.raises(ValueError, match="method"):
-        K.meta_grad(9, 1, 0.0, P, y, off, Pq, yq, qoff, w0, w0, np.empty(2), np.empty((2, 3)),
-                    np.empty((2, 3)), np.empty((0, 3)), np.empty((0, 3)), np.empty(2, np.intc), 1)
+        K.meta_grad(
+            9,
+            1,
+            0.0,
+            P,
+            y,
+            off,
+            Pq,
+            yq,
+            qoff,
+            w0,
+            w0,
+            np.empty(2),
+            np.empty((2, 3)),
+            np.empty((2, 3)),
+            np.empty((0, 3)),
+            np.empty((0, 3)),
+            np.empty(2, np.intc),
+            1,
+        )
     with pytest.raises(ValueError, match="inner rows"):
-        K.meta_grad(0, 1, 0.0, P, y[:-1], off, Pq, yq, qoff, w0, w0, np.empty(2), np.empty((2, 3)),
-                    np.empty((2, 3)), np.empty((0, 3)), np.empty((0, 3)), np.empty(2, np.intc), 1)
+        K.meta_grad(
+            0,
+            1,
+            0.0,
+            P,
+            y[:-1],
+            off,
+            Pq,
+            yq,
+            qoff,
+            w0,
+            w0,
+            np.empty(2),
+            np.empty((2, 3)),
+            np.empty((2, 3)),
+            np.empty((0, 3)),
+            np.empty((0, 3)),
+            np.empty(2, np.intc),
+            1,
+        )

@@ -13,13 +13,13 @@ from metafast.learners.grad.estimator import GradTaskRegressor
 
 def _tasks(n_tasks=40, seed=0, scale=1.0):
     ts = mf.tasks.load("sinusoid", n_tasks=n_tasks, n_support=5, n_query=5, seed=seed)
-    return mf.tasks.TaskSet(ts.X_support, ts.y_support * scale, ts.support_offsets,
-                            ts.X_query, ts.y_query * scale, ts.query_offsets)
+    return mf.tasks.TaskSet(
+        ts.X_support, ts.y_support * scale, ts.support_offsets, ts.X_query, ts.y_query * scale, ts.query_offsets
+    )
 
 
 def _model(**kw):
-    params = dict(basis=mf.basis.make("rbf", n_basis=8), n_iter=40, validation_fraction=None, random_state=0,
-                  n_jobs=1)
+    params = dict(basis=mf.basis.make("rbf", n_basis=8), n_iter=40, validation_fraction=None, random_state=0, n_jobs=1)
     return mf.MetaGrad(**{**params, **kw})
 
 
@@ -104,8 +104,9 @@ def test_absurd_inner_steps_are_refused_before_any_work(steps):
     with pytest.raises(ValueError, match=r"inner_steps.*at most 1000"):
         _model(inner_steps=steps).fit(_tasks())
     with pytest.raises(ValueError, match="inner_steps"):
-        GradTaskRegressor(basis=mf.basis.make("rbf", n_basis=4).fit(np.zeros((3, 1))),
-                             inner_steps=steps).fit(np.zeros((3, 1)), np.zeros(3))
+        GradTaskRegressor(basis=mf.basis.make("rbf", n_basis=4).fit(np.zeros((3, 1))), inner_steps=steps).fit(
+            np.zeros((3, 1)), np.zeros(3)
+        )
 
 
 def test_inner_steps_at_the_bound_still_fit():

@@ -4,10 +4,10 @@ learned basis beats the fixed one (slow)."""
 
 import numpy as np
 import pytest
+from ridge_helpers import LearnableFourier, LearnableRBF
 
 import metafast as mf
 from metafast.learners.ridge.estimator import _TaskSource
-from ridge_helpers import LearnableFourier, LearnableRBF
 
 
 def objective_of(model, tasks, basis, s=None):
@@ -21,9 +21,15 @@ def objective_of(model, tasks, basis, s=None):
 @pytest.mark.parametrize("with_query", [True, False])
 def test_basis_objective_gradient_finite_differences(rng, with_query):
     tasks = mf.tasks.load("sinusoid", n_tasks=12, n_support=5, n_query=4, seed=4)
-    if not with_query:       # support sets only: the objective is the LOO error
-        tasks = mf.tasks.TaskSet(tasks.X_support, tasks.y_support, tasks.support_offsets,
-                                 np.empty((0, 1)), np.empty(0), np.zeros(len(tasks) + 1, dtype=np.int64))
+    if not with_query:  # support sets only: the objective is the LOO error
+        tasks = mf.tasks.TaskSet(
+            tasks.X_support,
+            tasks.y_support,
+            tasks.support_offsets,
+            np.empty((0, 1)),
+            np.empty(0),
+            np.zeros(len(tasks) + 1, dtype=np.int64),
+        )
     basis = LearnableRBF(n_basis=6, length_scale=1.5).fit(tasks.X_support)
     model = mf.MetaRidge(basis=basis)
     s = rng.uniform(0.5, 1.5, size=6)
@@ -37,13 +43,12 @@ def test_basis_objective_gradient_finite_differences(rng, with_query):
     # the value is the mean held-out MSE of the biased ridge fit, by numpy
     theta, log_lam, h = unpack(x)
     B = basis.with_params(**theta)
-    lam, D = np.exp(log_lam), np.diag(s ** 2)
+    lam, D = np.exp(log_lam), np.diag(s**2)
     per_task = []
     for t in range(len(tasks)):
         task = tasks[t]
         P, y = B.design(task.X_support), task.y_support
-        solve = lambda P_, y_: h + D @ P_.T @ np.linalg.solve(P_ @ D @ P_.T + lam * np.eye(len(y_)),
-                                                               y_ - P_ @ h)
+        solve = lambda P_, y_: h + D @ P_.T @ np.linalg.solve(P_ @ D @ P_.T + lam * np.eye(len(y_)), y_ - P_ @ h)
         if with_query:
             per_task.append(np.mean((B.design(task.X_query) @ solve(P, y) - task.y_query) ** 2))
         else:
@@ -67,13 +72,13 @@ def test_learn_basis_lowers_held_out_loss_and_keeps_param():
 def test_learned_basis_beats_fixed_on_harmonic():
     train = mf.tasks.load("harmonic", n_tasks=200, n_support=10, n_query=10, seed=0)
     test = mf.tasks.load("harmonic", n_tasks=300, n_support=10, n_query=10, seed=1)
-    basis = LearnableFourier(n_basis=16, max_frequency=9.0)     # frequencies 0.2..9: mis-specified
+    basis = LearnableFourier(n_basis=16, max_frequency=9.0)  # frequencies 0.2..9: mis-specified
     fixed = mf.MetaRidge(basis=basis).fit(train)
     learned = mf.MetaRidge(basis=basis, learn_basis=True, max_iter=40).fit(train)
     fixed_mse, learned_mse = fixed.evaluate(test)["mse"], learned.evaluate(test)["mse"]
     assert learned_mse < 0.9 * fixed_mse
     freq = np.sort(learned.basis_.frequencies_)
-    assert np.any((freq > 4.5) & (freq < 7.5))                 # moved to the harmonic band [5, 7]
+    assert np.any((freq > 4.5) & (freq < 7.5))  # moved to the harmonic band [5, 7]
 
 
 def test_learn_basis_without_learnable_params_tunes_alpha_and_mean():

@@ -7,7 +7,7 @@ import pytest
 
 from metafast._kernels import _ridge
 
-SIZES = [1, 3, 7, 0, 12, 2, 20, 5]   # with m = 7: n < m, n = m, n > m, empty, single point
+SIZES = [1, 3, 7, 0, 12, 2, 20, 5]  # with m = 7: n < m, n = m, n > m, empty, single point
 TOL = {np.float64: 1e-9, np.float32: 2e-3}
 
 
@@ -20,7 +20,7 @@ def packed(rng, sizes, m, dtype=np.float64, scale=1.0):
 
 def ref_weights(P, y, h, s, lam):
     """argmin ||P w - y||^2 + lam (w - h)^T D^{-1} (w - h), D = diag(s^2), by np.linalg.solve."""
-    Dinv = np.diag(1 / s ** 2)
+    Dinv = np.diag(1 / s**2)
     return np.linalg.solve(P.T @ P + lam * Dinv, P.T @ y + lam * Dinv @ h)
 
 
@@ -50,14 +50,18 @@ def test_solve_tasks_matches_primal_solve_and_loo_loop(rng, dtype):
         w_ref = ref_weights(P64[rows], y64[rows], h64, s64, lam)
         np.testing.assert_allclose(W[t], w_ref, rtol=TOL[dtype], atol=TOL[dtype])
         if n:
-            np.testing.assert_allclose(loo[rows], ref_loo(P64[rows], y64[rows], h64, s64, lam),
-                                       rtol=10 * TOL[dtype], atol=10 * TOL[dtype])
+            np.testing.assert_allclose(
+                loo[rows], ref_loo(P64[rows], y64[rows], h64, s64, lam), rtol=10 * TOL[dtype], atol=10 * TOL[dtype]
+            )
 
 
 def test_dual_equals_primal_and_woodbury(rng):
     """n < m runs the dual n x n solve; it equals both the primal solve and the Woodbury form."""
     n, m = 4, 9
-    P = rng.normal(size=(n, m)); y = rng.normal(size=n); h = rng.normal(size=m); lam = 0.3
+    P = rng.normal(size=(n, m))
+    y = rng.normal(size=n)
+    h = rng.normal(size=m)
+    lam = 0.3
     W = np.empty((1, m))
     _ridge.solve_tasks(P, y, np.array([0, n]), h, np.ones(m), lam, W, np.empty(0), 1)
     dual = h + P.T @ np.linalg.solve(P @ P.T + lam * np.eye(n), y - P @ h)
@@ -68,13 +72,17 @@ def test_dual_equals_primal_and_woodbury(rng):
 def test_adapt_predict_one_call(rng):
     m = 6
     for n in (1, 4, 6, 11):
-        P = rng.normal(size=(n, m)); y = rng.normal(size=n); h = rng.normal(size=m)
-        s = rng.uniform(0.5, 1.5, size=m); Pq = rng.normal(size=(5, m))
-        w = np.empty(m); pred = np.empty(5)
+        P = rng.normal(size=(n, m))
+        y = rng.normal(size=n)
+        h = rng.normal(size=m)
+        s = rng.uniform(0.5, 1.5, size=m)
+        Pq = rng.normal(size=(5, m))
+        w = np.empty(m)
+        pred = np.empty(5)
         _ridge.adapt_predict(P, y, h, s, 0.4, w, Pq, pred)
         np.testing.assert_allclose(w, ref_weights(P, y, h, s, 0.4), rtol=1e-10)
         np.testing.assert_allclose(pred, Pq @ w, rtol=1e-12)
-    w = np.empty(m)   # no support points: the prior mean
+    w = np.empty(m)  # no support points: the prior mean
     _ridge.adapt_predict(np.empty((0, m)), np.empty(0), h, s, 0.4, w, np.empty((0, m)), np.empty(0))
     np.testing.assert_array_equal(w, h)
 
@@ -85,21 +93,27 @@ def test_meta_stats_against_numpy(rng, dtype):
     Phi, y, off = packed(rng, SIZES * 3, m, dtype)
     s = rng.uniform(0.5, 2, size=m)
     lam = 0.7
-    D = np.diag(s ** 2)
-    M = np.zeros((m, m)); b = np.zeros(m); Q = np.zeros((m, m)); q = np.zeros(m); sq = 0.0
+    D = np.diag(s**2)
+    M = np.zeros((m, m))
+    b = np.zeros(m)
+    Q = np.zeros((m, m))
+    q = np.zeros(m)
+    sq = 0.0
     P64, y64 = Phi.astype(np.float64), y.astype(np.float64)
     for t in range(len(off) - 1):
-        P, yt = P64[off[t]:off[t + 1]], y64[off[t]:off[t + 1]]
+        P, yt = P64[off[t] : off[t + 1]], y64[off[t] : off[t + 1]]
         n = len(yt)
         if n == 0:
             continue
         G = np.linalg.inv(P @ D @ P.T + lam * np.eye(n))
-        M += P.T @ G @ P; b += P.T @ G @ yt
-        E = G / np.diag(G)[:, None]            # LOO residuals at prior mean h: E (y - P h)
+        M += P.T @ G @ P
+        b += P.T @ G @ yt
+        E = G / np.diag(G)[:, None]  # LOO residuals at prior mean h: E (y - P h)
         F, f = E @ P, E @ yt
-        Q += F.T @ F / n; q += F.T @ f / n; sq += f @ f / n
-    out = [np.empty((m, m), dtype), np.empty(m, dtype), np.empty((m, m), dtype), np.empty(m, dtype),
-           np.empty(1, dtype)]
+        Q += F.T @ F / n
+        q += F.T @ f / n
+        sq += f @ f / n
+    out = [np.empty((m, m), dtype), np.empty(m, dtype), np.empty((m, m), dtype), np.empty(m, dtype), np.empty(1, dtype)]
     _ridge.meta_stats(Phi, y, off, s.astype(dtype), lam, *out, 2)
     scale = np.abs(M).max()
     for got, ref in zip(out, (M, b, Q, q, np.array([sq]))):
@@ -110,20 +124,25 @@ def test_loo_quadratic_gives_loo_residuals(rng):
     """sq - 2 q.h + h.Q.h equals the sum over tasks of the mean squared LOO residual at h."""
     m = 5
     Phi, y, off = packed(rng, [1, 4, 9, 2], m)
-    h = rng.normal(size=m); s = np.ones(m); lam = 1.3
+    h = rng.normal(size=m)
+    s = np.ones(m)
+    lam = 1.3
     M, b, Q, q, sq = np.empty((m, m)), np.empty(m), np.empty((m, m)), np.empty(m), np.empty(1)
     _ridge.meta_stats(Phi, y, off, s, lam, M, b, Q, q, sq, 1)
-    loo = np.empty(off[-1]); W = np.empty((4, m))
+    loo = np.empty(off[-1])
+    W = np.empty((4, m))
     _ridge.solve_tasks(Phi, y, off, h, s, lam, W, loo, 1)
-    ref = sum(np.mean(loo[off[t]:off[t + 1]] ** 2) for t in range(4))
+    ref = sum(np.mean(loo[off[t] : off[t + 1]] ** 2) for t in range(4))
     np.testing.assert_allclose(sq[0] - 2 * q @ h + h @ Q @ h, ref, rtol=1e-10)
 
 
 def _fd(f, x, eps=1e-6):
     g = np.zeros_like(x)
     for idx in np.ndindex(x.shape):
-        xp = x.copy(); xp[idx] += eps
-        xm = x.copy(); xm[idx] -= eps
+        xp = x.copy()
+        xp[idx] += eps
+        xm = x.copy()
+        xm[idx] -= eps
         g[idx] = (f(xp) - f(xm)) / (2 * eps)
     return g
 
@@ -133,11 +152,14 @@ def test_heldout_gradients_finite_differences(rng):
     sizes, qsizes = [1, 3, 6, 9, 2, 0], [4, 0, 5, 3, 1, 2]
     Phi, y, off = packed(rng, sizes, m)
     Pq, yq, qoff = packed(rng, qsizes, m)
-    h = rng.normal(size=m); s = rng.uniform(0.5, 2, size=m); lam = 0.7
+    h = rng.normal(size=m)
+    s = rng.uniform(0.5, 2, size=m)
+    lam = 0.7
     T = len(sizes)
 
     def run(Phi_, Pq_, h_, lam_, s_=s):
-        G = np.empty_like(Phi_); Gq = np.empty_like(Pq_)
+        G = np.empty_like(Phi_)
+        Gq = np.empty_like(Pq_)
         loss, dl, dh = np.empty(T), np.empty(T), np.empty((T, m))
         _ridge.heldout_grad(Phi_, y, off, Pq_, yq, qoff, h_, s_, lam_, 1 / T, G, Gq, loss, dl, dh, 1)
         return loss.sum(), G, Gq, dl.sum(), dh.sum(0)
@@ -147,8 +169,8 @@ def test_heldout_gradients_finite_differences(rng):
     ref = 0.0
     for t in range(T):
         if qsizes[t]:
-            w = ref_weights(Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]], h, s, lam)
-            ref += np.mean((Pq[qoff[t]:qoff[t + 1]] @ w - yq[qoff[t]:qoff[t + 1]]) ** 2) / T
+            w = ref_weights(Phi[off[t] : off[t + 1]], y[off[t] : off[t + 1]], h, s, lam)
+            ref += np.mean((Pq[qoff[t] : qoff[t + 1]] @ w - yq[qoff[t] : qoff[t + 1]]) ** 2) / T
     np.testing.assert_allclose(L, ref, rtol=1e-10)
     np.testing.assert_allclose(G, _fd(lambda P: run(P, Pq, h, lam)[0], Phi), atol=1e-7)
     np.testing.assert_allclose(Gq, _fd(lambda P: run(Phi, P, h, lam)[0], Pq), atol=1e-7)
@@ -160,7 +182,9 @@ def test_loo_gradients_finite_differences(rng):
     m = 6
     sizes = [1, 3, 6, 9, 2, 0]
     Phi, y, off = packed(rng, sizes, m)
-    h = rng.normal(size=m); s = rng.uniform(0.5, 2, size=m); lam = 0.7
+    h = rng.normal(size=m)
+    s = rng.uniform(0.5, 2, size=m)
+    lam = 0.7
     T = len(sizes)
 
     def run(Phi_, h_, lam_):
@@ -170,8 +194,11 @@ def test_loo_gradients_finite_differences(rng):
         return loss.sum(), G, dl.sum(), dh.sum(0)
 
     L, G, dl, dh = run(Phi, h, lam)
-    ref = sum(np.mean(ref_loo(Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]], h, s, lam) ** 2) / T
-              for t in range(T) if sizes[t])
+    ref = sum(
+        np.mean(ref_loo(Phi[off[t] : off[t + 1]], y[off[t] : off[t + 1]], h, s, lam) ** 2) / T
+        for t in range(T)
+        if sizes[t]
+    )
     np.testing.assert_allclose(L, ref, rtol=1e-10)
     np.testing.assert_allclose(G, _fd(lambda P: run(P, h, lam)[0], Phi), atol=1e-7)
     np.testing.assert_allclose(dh, _fd(lambda v: run(Phi, v, lam)[0], h), atol=1e-7)
@@ -181,7 +208,8 @@ def test_loo_gradients_finite_differences(rng):
 def test_envelope_value_and_metric_gradient(rng):
     m = 5
     Phi, y, off = packed(rng, [2, 4, 7, 1], m)
-    h = rng.normal(size=m); lam = 0.9
+    h = rng.normal(size=m)
+    lam = 0.9
     d = rng.uniform(0.3, 2, size=m)
 
     def run(dv):
@@ -192,7 +220,7 @@ def test_envelope_value_and_metric_gradient(rng):
     val, grad = run(d)
     ref = 0.0
     for t in range(4):
-        P, yt = Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]]
+        P, yt = Phi[off[t] : off[t + 1]], y[off[t] : off[t + 1]]
         r = yt - P @ h
         ref += r @ np.linalg.solve(P @ np.diag(d) @ P.T + lam * np.eye(len(yt)), r)
     np.testing.assert_allclose(val, ref, rtol=1e-10)
@@ -203,7 +231,8 @@ def test_thread_count_invariance(rng):
     m = 9
     sizes = list(rng.integers(0, 25, size=700))
     Phi, y, off = packed(rng, sizes, m)
-    s = rng.uniform(0.5, 2, size=m); h = rng.normal(size=m)
+    s = rng.uniform(0.5, 2, size=m)
+    h = rng.normal(size=m)
     outs = []
     for nt in (1, 2, 3):
         M, b, Q, q, sq = np.empty((m, m)), np.empty(m), np.empty((m, m)), np.empty(m), np.empty(1)
@@ -219,36 +248,44 @@ def test_thread_count_invariance(rng):
 def test_ill_conditioned_tasks_stay_finite(rng):
     """Duplicate rows, constant y, huge feature scale, tiny lam (float32): finite and correct."""
     m = 6
-    P = np.repeat(rng.normal(size=(1, m)), 5, axis=0)          # five identical points
+    P = np.repeat(rng.normal(size=(1, m)), 5, axis=0)  # five identical points
     y = np.full(5, 3.0)
     for dtype, lam in ((np.float64, 1e-12), (np.float32, 1e-9)):
         Pc, yc = P.astype(dtype), y.astype(dtype)
-        W = np.empty((1, m), dtype); loo = np.empty(5, dtype)
+        W = np.empty((1, m), dtype)
+        loo = np.empty(5, dtype)
         _ridge.solve_tasks(Pc, yc, np.array([0, 5]), np.zeros(m, dtype), np.ones(m, dtype), lam, W, loo, 1)
         assert np.all(np.isfinite(W)) and np.all(np.isfinite(loo))
         np.testing.assert_allclose(P @ W[0].astype(np.float64), y, rtol=1e-3)
     big = rng.normal(size=(30, m)) * 1e6
     yb = rng.normal(size=30) * 1e6
-    W = np.empty((1, m)); loo = np.empty(30)
+    W = np.empty((1, m))
+    loo = np.empty(30)
     _ridge.solve_tasks(big, yb, np.array([0, 30]), np.zeros(m), np.ones(m), 1e-3, W, loo, 1)
     np.testing.assert_allclose(W[0], np.linalg.lstsq(big, yb, rcond=None)[0], rtol=1e-6)
     assert np.all(np.isfinite(loo))
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=25, deadline=None)
-@given(sizes=st.lists(st.integers(0, 12), min_size=1, max_size=6), m=st.integers(1, 9),
-       lam=st.floats(1e-3, 1e3), seed=st.integers(0, 2 ** 16))
+@given(
+    sizes=st.lists(st.integers(0, 12), min_size=1, max_size=6),
+    m=st.integers(1, 9),
+    lam=st.floats(1e-3, 1e3),
+    seed=st.integers(0, 2**16),
+)
 def test_solve_tasks_property(sizes, m, lam, seed):
     rng = np.random.default_rng(seed)
     Phi, y, off = packed(rng, sizes, m)
-    h = rng.normal(size=m); s = rng.uniform(0.2, 3, size=m)
+    h = rng.normal(size=m)
+    s = rng.uniform(0.2, 3, size=m)
     W = np.empty((len(sizes), m))
     _ridge.solve_tasks(Phi, y, off, h, s, lam, W, np.empty(0), 1)
     for t in range(len(sizes)):
-        ref = ref_weights(Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]], h, s, lam)
+        ref = ref_weights(Phi[off[t] : off[t + 1]], y[off[t] : off[t + 1]], h, s, lam)
         np.testing.assert_allclose(W[t], ref, rtol=1e-7, atol=1e-7 * (1 + np.abs(ref).max()))
 
 
@@ -259,17 +296,23 @@ def test_split_stats_against_numpy(rng, dtype):
     sizes, qsizes = [1, 3, 6, 9, 2, 0, 4], [4, 0, 5, 3, 1, 2, 3]
     Phi, y, off = packed(rng, sizes, m, dtype)
     Pq, yq, qoff = packed(rng, qsizes, m, dtype)
-    s = rng.uniform(0.5, 2, size=m); lam = 0.7; D = np.diag(s ** 2)
-    A = np.zeros((m, m)); b = np.zeros(m); c = 0.0
+    s = rng.uniform(0.5, 2, size=m)
+    lam = 0.7
+    D = np.diag(s**2)
+    A = np.zeros((m, m))
+    b = np.zeros(m)
+    c = 0.0
     for t in range(len(sizes)):
-        P, yt = Phi[off[t]:off[t + 1]].astype(float), y[off[t]:off[t + 1]].astype(float)
-        Q, ytq = Pq[qoff[t]:qoff[t + 1]].astype(float), yq[qoff[t]:qoff[t + 1]].astype(float)
+        P, yt = Phi[off[t] : off[t + 1]].astype(float), y[off[t] : off[t + 1]].astype(float)
+        Q, ytq = Pq[qoff[t] : qoff[t + 1]].astype(float), yq[qoff[t] : qoff[t + 1]].astype(float)
         if not len(ytq):
             continue
         G = np.linalg.inv(P @ D @ P.T + lam * np.eye(len(yt)))
         At, ct = np.eye(m) - D @ P.T @ G @ P, D @ P.T @ G @ yt
         M, z = Q @ At, ytq - Q @ ct
-        A += M.T @ M / len(ytq); b += M.T @ z / len(ytq); c += z @ z / len(ytq)
+        A += M.T @ M / len(ytq)
+        b += M.T @ z / len(ytq)
+        c += z @ z / len(ytq)
     out = np.empty((m, m), dtype), np.empty(m, dtype), np.empty(1, dtype)
     _ridge.split_stats(Phi, y, off, Pq, yq, qoff, s.astype(dtype), lam, *out, 2)
     for got, ref in zip(out, (A, b, np.array([c]))):
@@ -283,7 +326,7 @@ def _ref_stats_primal(P, y, s, lam):
     n = len(y)
     Psi = P * s
     A = Psi.T @ Psi + lam * np.eye(P.shape[1])
-    V = np.linalg.solve(A, Psi.T)                     # A^-1 Psi^T (m, n)
+    V = np.linalg.solve(A, Psi.T)  # A^-1 Psi^T (m, n)
     GP = (P - Psi @ (V @ P)) / lam
     Gy = (y - Psi @ (V @ y)) / lam
     diag = (1 - np.einsum("ij,ji->i", Psi, V)) / lam
@@ -305,12 +348,17 @@ def test_meta_stats_reads_tasks_larger_than_a_row_block_in_blocks(rng, dtype):
     ref = [np.zeros((m, m)), np.zeros(m), np.zeros((m, m)), np.zeros(m), np.zeros(1)]
     for t, n in enumerate(sizes):
         if n:
-            for acc, term in zip(ref, _ref_stats_primal(P64[off[t]:off[t + 1]], y64[off[t]:off[t + 1]], s, lam)):
+            for acc, term in zip(ref, _ref_stats_primal(P64[off[t] : off[t + 1]], y64[off[t] : off[t + 1]], s, lam)):
                 acc += term
     outs = []
     for nt in (1, 2):
-        out = [np.empty((m, m), dtype), np.empty(m, dtype), np.empty((m, m), dtype), np.empty(m, dtype),
-               np.empty(1, dtype)]
+        out = [
+            np.empty((m, m), dtype),
+            np.empty(m, dtype),
+            np.empty((m, m), dtype),
+            np.empty(m, dtype),
+            np.empty(1, dtype),
+        ]
         _ridge.meta_stats(Phi, y, off, s.astype(dtype), lam, *out, nt)
         outs.append(out)
     for got, want in zip(outs[0], ref):
@@ -337,6 +385,6 @@ def test_meta_stats_scratch_does_not_grow_with_a_task_of_a_million_rows(rng):
 
 
 def test_a_failed_scratch_allocation_names_its_size_and_what_to_change():
-    msg = _ridge._scratch_error("meta_stats", 8, 3 * 2 ** 20, 2, 2 ** 20, "fewer basis functions")
+    msg = _ridge._scratch_error("meta_stats", 8, 3 * 2**20, 2, 2**20, "fewer basis functions")
     assert "meta_stats: 24.0 MiB per thread x 2 thread(s) + 8.0 MiB for a block of tasks" in msg
     assert msg.endswith("use fewer basis functions")

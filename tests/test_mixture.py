@@ -11,8 +11,8 @@ from sklearn.exceptions import NotFittedError
 
 from metafast._kernels import _mixture as K
 from metafast.basis._base import BasisFamily
-from metafast.learners.bayes.mixture.prior import MixturePrior, MixtureTaskRegressor
 from metafast.learners.bayes.mixture._em import _EM, _Params
+from metafast.learners.bayes.mixture.prior import MixturePrior, MixtureTaskRegressor
 from metafast.parallel import one_blas_thread
 
 TOL = {np.float32: 2e-3, np.float64: 1e-9}
@@ -45,7 +45,7 @@ def brute_estep(Phi, y, off, mu, Sig, w, s2):
     ll, post_m = np.zeros((T, C)), np.zeros((T, C, mu.shape[1]))
     post_S = np.zeros((T, C) + Sig.shape[1:])
     for t in range(T):
-        P, yt = Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]]
+        P, yt = Phi[off[t] : off[t + 1]], y[off[t] : off[t + 1]]
         for c in range(C):
             ll[t, c], post_m[t, c], post_S[t, c] = brute_task(P, yt, mu[c], Sig[c], s2)
     lev = logsumexp(ll + np.log(w), axis=1)
@@ -63,7 +63,7 @@ def brute_mstep(Phi, y, off, R, post_m, post_S):
         d = post_m[:, c] - mu[c]
         Sig[c] = (np.einsum("t,tij->ij", R[:, c], post_S[:, c]) + np.einsum("t,ti,tj->ij", R[:, c], d, d)) / Nc[c]
     for t in range(T):
-        P, yt = Phi[off[t]:off[t + 1]], y[off[t]:off[t + 1]]
+        P, yt = Phi[off[t] : off[t + 1]], y[off[t] : off[t + 1]]
         for c in range(C):
             noise += R[t, c] * (np.sum((yt - P @ post_m[t, c]) ** 2) + np.trace(P @ post_S[t, c] @ P.T))
     return Nc / T, mu, Sig, noise / off[-1]
@@ -73,13 +73,39 @@ def run_em_step(Phi, y, off, mu, Sig, w, s2, blocks, chunk_rows=7, n_threads=1, 
     T, C, m = len(off) - 1, len(w), Phi.shape[1]
     B = len(blocks) - 1
     f = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
-    out = dict(ll=np.zeros((T, C), dtype), r=np.zeros((T, C), dtype), lev=np.zeros(T, dtype),
-               nj=np.zeros(T, np.int32), sr=np.zeros((B, C), dtype), su=np.zeros((B, C, m), dtype),
-               sG=np.zeros((B, C, m, m), dtype), sn=np.zeros(B, dtype))
+    out = dict(
+        ll=np.zeros((T, C), dtype),
+        r=np.zeros((T, C), dtype),
+        lev=np.zeros(T, dtype),
+        nj=np.zeros(T, np.int32),
+        sr=np.zeros((B, C), dtype),
+        su=np.zeros((B, C, m), dtype),
+        sG=np.zeros((B, C, m, m), dtype),
+        sn=np.zeros(B, dtype),
+    )
     with one_blas_thread():  # as the learners call it: BLAS threads inside prange crawl
-        K.em_step(f(Phi), f(y), off, f(np.linalg.cholesky(Sig)), f(mu), f(np.log(w)), s2,
-                  np.asarray(blocks, np.int64), out["ll"], out["r"], out["lev"], out["nj"], out["sr"],
-                  out["su"], out["sG"], out["sn"], 0.0, True, chunk_rows, n_threads)
+        K.em_step(
+            f(Phi),
+            f(y),
+            off,
+            f(np.linalg.cholesky(Sig)),
+            f(mu),
+            f(np.log(w)),
+            s2,
+            np.asarray(blocks, np.int64),
+            out["ll"],
+            out["r"],
+            out["lev"],
+            out["nj"],
+            out["sr"],
+            out["su"],
+            out["sG"],
+            out["sn"],
+            0.0,
+            True,
+            chunk_rows,
+            n_threads,
+        )
     return out
 
 
@@ -120,8 +146,12 @@ def test_em_step_matches_brute_force(dtype, sizes, m, C, rng):
     np.testing.assert_allclose(out["lev"], lev, rtol=tol, atol=tol)
     # statistics -> M-step, compared with the brute-force M-step from the posteriors
     em = _EM(Phi, y, off, "full", 1)
-    stats = {"sum_r": out["sr"].astype(float), "sum_u": out["su"].astype(float),
-             "sum_G": out["sG"].astype(float), "sum_noise": out["sn"].astype(float)}
+    stats = {
+        "sum_r": out["sr"].astype(float),
+        "sum_u": out["su"].astype(float),
+        "sum_G": out["sG"].astype(float),
+        "sum_noise": out["sn"].astype(float),
+    }
     p, dropped = em.mstep(_Params(w, mu, Sig, s2), stats)
     if dropped:  # tiny problems can leave a component with < half a task
         return
@@ -174,11 +204,11 @@ def test_posterior_and_predict_kernels_match_brute_force(dtype, rng):
         K.predict(f(Phi), f(y), off, f(Pq), q_off, L, f(mu), f(np.log(w)), s2, r2, cm, cv, nj, 2, 2)
     np.testing.assert_allclose(r2, R, rtol=tol, atol=tol)
     for t in range(T):
-        Q = Pq[q_off[t]:q_off[t + 1]]
+        Q = Pq[q_off[t] : q_off[t + 1]]
         for c in range(C):
-            np.testing.assert_allclose(cm[q_off[t]:q_off[t + 1], c], Q @ pm[t, c], rtol=10 * tol, atol=10 * tol)
+            np.testing.assert_allclose(cm[q_off[t] : q_off[t + 1], c], Q @ pm[t, c], rtol=10 * tol, atol=10 * tol)
             var = s2 + np.einsum("ij,jk,ik->i", Q, pS[t, c], Q)
-            np.testing.assert_allclose(cv[q_off[t]:q_off[t + 1], c], var, rtol=10 * tol, atol=10 * tol)
+            np.testing.assert_allclose(cv[q_off[t] : q_off[t + 1], c], var, rtol=10 * tol, atol=10 * tol)
 
 
 # ------------------------------------------------------------------------------------ EM
@@ -223,7 +253,7 @@ def test_one_component_equals_single_gaussian_em(nu, rng):
     if nu == 0:
         np.testing.assert_array_equal(mp.objective_, mp.log_evidence_)
     else:
-        assert np.all(mp.objective_ < mp.log_evidence_ + 1e3)   # a real, finite prior term
+        assert np.all(mp.objective_ < mp.log_evidence_ + 1e3)  # a real, finite prior term
         assert not np.allclose(np.diff(mp.objective_), np.diff(mp.log_evidence_))
     assert mp.n_iter_ == 14 and mp.responsibilities_.shape == (40, 1)
 
@@ -267,7 +297,7 @@ def test_shrinkage_bounds_component_covariances_away_from_zero(rng):
         if mp is mapfit:
             assert np.all(low >= 1.0 * psi / (r + 1.0) * (1 - 1e-9))
         else:
-            assert low.min() < 0.05 * psi / (r.max() + 1.0)   # what the shrinkage prevents
+            assert low.min() < 0.05 * psi / (r.max() + 1.0)  # what the shrinkage prevents
 
 
 def test_noise_free_tasks_keep_a_relative_noise_floor(rng):
@@ -276,7 +306,7 @@ def test_noise_free_tasks_keep_a_relative_noise_floor(rng):
     m, T, n = 4, 60, 8
     Phi = rng.normal(size=(T * n, m))
     W = rng.normal(size=(T, m)) * 1e3
-    y = np.einsum("tnm,tm->tn", Phi.reshape(T, n, m), W).ravel()     # exact: no noise at all
+    y = np.einsum("tnm,tm->tn", Phi.reshape(T, n, m), W).ravel()  # exact: no noise at all
     off = np.arange(T + 1, dtype=np.int64) * n
     mp = MixturePrior(n_components=2, random_state=0, max_iter=30).fit(Phi, y, off)
     np.testing.assert_allclose(mp.noise_var_, mod._NOISE_FLOOR * np.mean(y**2), rtol=1e-6)
@@ -294,8 +324,14 @@ def test_em_objective_never_decreases(covariance, nu, rng):
         warnings.simplefilter("ignore", UserWarning)
         # three components for two kinds of task: plain EM splits one kind (its evidence keeps
         # climbing); with the shrinkage the spare component would collapse, so MAP-EM gets two
-        mp = MixturePrior(n_components=3 if nu == 0 else 2, covariance=covariance, max_iter=40, tol=0.0,
-                          random_state=0, prior_weight=nu).fit(Phi, y, off)
+        mp = MixturePrior(
+            n_components=3 if nu == 0 else 2,
+            covariance=covariance,
+            max_iter=40,
+            tol=0.0,
+            random_state=0,
+            prior_weight=nu,
+        ).fit(Phi, y, off)
     if mp.dropped_components_:
         pytest.skip("a component was dropped (the objective may dip there)")
     climbed = mp.objective_ if nu > 0 else mp.log_evidence_
@@ -312,7 +348,7 @@ def test_em_objective_never_decreases(covariance, nu, rng):
 def test_recovers_known_two_component_hierarchy(rng):
     Phi, y, off, z, mus = two_kind_tasks(rng, T=300)
     mp = MixturePrior(n_components=2, random_state=0).fit(Phi, y, off)
-    order = np.argsort(-mp.means_[:, 0])        # component with mean[0] ~ +2 first
+    order = np.argsort(-mp.means_[:, 0])  # component with mean[0] ~ +2 first
     np.testing.assert_allclose(mp.means_[order], mus, atol=0.15)
     np.testing.assert_allclose(mp.weights_[order], [np.mean(z == 0), np.mean(z == 1)], atol=0.02)
     for c in range(2):
@@ -377,16 +413,17 @@ def test_auto_split_is_a_hash_rule_reproducible_and_about_a_fifth(rng):
 
     # the per-task hash depends on the global index only: any chunking gives the same hashes
     whole = task_hashes(7, 0, 200)
-    np.testing.assert_array_equal(np.concatenate([task_hashes(7, 0, 70), task_hashes(7, 70, 1),
-                                                  task_hashes(7, 71, 129)]), whole)
+    np.testing.assert_array_equal(
+        np.concatenate([task_hashes(7, 0, 70), task_hashes(7, 70, 1), task_hashes(7, 71, 129)]), whole
+    )
     assert whole.dtype == np.uint64 and np.unique(whole).size == 200
     assert not np.array_equal(task_hashes(8, 0, 200), whole)
     fractions = [count_nominal(s, 0, 200) / 200 for s in range(40)]
     assert 0.17 < np.mean(fractions) < 0.23 and all(0.08 < f < 0.32 for f in fractions)
     np.testing.assert_array_equal(smallest_hashes(7, 0, 200, 5), np.sort(whole)[:5])
     split, n_held = make_split(7, 200, count_nominal(7, 0, 200), 8, "auto", None)
-    assert split == Split(7, 2 ** 64 // 5 - 1) and split.held(0, 200).sum() == n_held
-    np.testing.assert_array_equal(split.tasks(0, 200, True), np.flatnonzero(whole < np.uint64(2 ** 64 // 5)))
+    assert split == Split(7, 2**64 // 5 - 1) and split.held(0, 200).sum() == n_held
+    np.testing.assert_array_equal(split.tasks(0, 200, True), np.flatnonzero(whole < np.uint64(2**64 // 5)))
 
     # a fit on 200 tasks holds out ~20%, and the same seed gives the same fit
     Phi, y, off, _, _ = two_kind_tasks(rng, T=200)
@@ -394,36 +431,47 @@ def test_auto_split_is_a_hash_rule_reproducible_and_about_a_fifth(rng):
     for _ in range(2):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fits.append(MixturePrior(n_components="auto", component_range=(1, 2), random_state=3, max_iter=5,
-                                     n_init=1).fit(Phi, y, off))
+            fits.append(
+                MixturePrior(n_components="auto", component_range=(1, 2), random_state=3, max_iter=5, n_init=1).fit(
+                    Phi, y, off
+                )
+            )
     assert fits[0].n_heldout_ == count_nominal(3, 0, 200) and 25 <= fits[0].n_heldout_ <= 55
     for key in ("heldout_log_evidence", "bic"):
         np.testing.assert_array_equal(fits[0].component_scores_[key], fits[1].component_scores_[key])
     np.testing.assert_array_equal(fits[0].means_, fits[1].means_)
     # a RandomState gives one draw of the seed: a fresh one with the same seed, the same split
-    a, b = (MixturePrior(n_components="auto", component_range=(1, 1), random_state=np.random.RandomState(5),
-                         max_iter=2).fit(Phi, y, off) for _ in range(2))
-    np.testing.assert_array_equal(a.component_scores_["heldout_log_evidence"],
-                                  b.component_scores_["heldout_log_evidence"])
+    a, b = (
+        MixturePrior(
+            n_components="auto", component_range=(1, 1), random_state=np.random.RandomState(5), max_iter=2
+        ).fit(Phi, y, off)
+        for _ in range(2)
+    )
+    np.testing.assert_array_equal(
+        a.component_scores_["heldout_log_evidence"], b.component_scores_["heldout_log_evidence"]
+    )
 
 
 def test_auto_split_keeps_one_held_out_task_and_enough_to_train(rng):
     from metafast.learners.bayes.mixture._heldout import count_nominal
 
     Phi, y, off, _, _ = two_kind_tasks(rng, T=5)
-    seeds = {count_nominal(s, 0, 5): s for s in range(11)}    # nominal cuts of 0 and 3 of 5 tasks
+    seeds = {count_nominal(s, 0, 5): s for s in range(11)}  # nominal cuts of 0 and 3 of 5 tasks
     for seed in (seeds[0], seeds[3]):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            mp = MixturePrior(n_components="auto", component_range=(1, 3), random_state=seed, max_iter=2,
-                              n_init=1).fit(Phi, y, off)
+            mp = MixturePrior(n_components="auto", component_range=(1, 3), random_state=seed, max_iter=2, n_init=1).fit(
+                Phi, y, off
+            )
         assert 1 <= mp.n_heldout_ <= 2 and mp.n_heldout_ == (1 if seed == seeds[0] else 2)
     with pytest.raises(ValueError, match=r"'auto' \(candidates C = 1..5\) needs at least 6 tasks .*got 5"):
         MixturePrior(n_components="auto", component_range=(1, 5)).fit(Phi, y, off)
     import metafast as mf
 
     few = mf.tasks.load("sinusoid", n_tasks=8, n_support=5, n_query=1, seed=0)
-    with pytest.raises(ValueError, match=r"C = 1..8\) needs at least 9 tasks \(8 to train on and 1 to hold out\); got 8"):
+    with pytest.raises(
+        ValueError, match=r"C = 1..8\) needs at least 9 tasks \(8 to train on and 1 to hold out\); got 8"
+    ):
         mf.MetaBayes(n_components="auto").fit(few)
     with pytest.raises(ValueError, match="random_state"):
         MixturePrior(n_components="auto", component_range=(1, 2), random_state="x").fit(Phi, y, off)
@@ -439,15 +487,22 @@ def test_predict_tasks_is_the_mixture_of_brute_force_posteriors(rng):
     Pq = rng.normal(size=(7, 5))
     mean, std = mp.predict_tasks(Ps, ys, s_off, Pq, q_off)
     for t in range(3):
-        _, R, _, pm, pS = brute_estep(Ps[s_off[t]:s_off[t + 1]], ys[s_off[t]:s_off[t + 1]], np.array([0, s_off[t + 1] - s_off[t]]),
-                                      mp.means_, mp.covariances_, mp.weights_, mp.noise_var_)
-        Q = Pq[q_off[t]:q_off[t + 1]]
+        _, R, _, pm, pS = brute_estep(
+            Ps[s_off[t] : s_off[t + 1]],
+            ys[s_off[t] : s_off[t + 1]],
+            np.array([0, s_off[t + 1] - s_off[t]]),
+            mp.means_,
+            mp.covariances_,
+            mp.weights_,
+            mp.noise_var_,
+        )
+        Q = Pq[q_off[t] : q_off[t + 1]]
         cm = Q @ pm[0].T
         cv = mp.noise_var_ + np.einsum("qi,cij,qj->qc", Q, pS[0], Q)
         mix_mean = cm @ R[0]
         mix_var = (cv + cm**2) @ R[0] - mix_mean**2
-        np.testing.assert_allclose(mean[q_off[t]:q_off[t + 1]], mix_mean, rtol=1e-7, atol=1e-8)
-        np.testing.assert_allclose(std[q_off[t]:q_off[t + 1]], np.sqrt(mix_var), rtol=1e-6)
+        np.testing.assert_allclose(mean[q_off[t] : q_off[t + 1]], mix_mean, rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(std[q_off[t] : q_off[t + 1]], np.sqrt(mix_var), rtol=1e-6)
 
 
 def test_task_regressor_shows_which_kind_of_task(rng):
@@ -561,12 +616,17 @@ def test_prior_pickles(rng):
     np.testing.assert_array_equal(a[0], b[0])
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=15, deadline=None)
-@given(sizes=st.lists(st.integers(0, 7), min_size=1, max_size=6), m=st.integers(1, 6),
-       C=st.integers(1, 3), seed=st.integers(0, 2**16))
+@given(
+    sizes=st.lists(st.integers(0, 7), min_size=1, max_size=6),
+    m=st.integers(1, 6),
+    C=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
 def test_em_step_property_matches_brute_force(sizes, m, C, seed):
     rng = np.random.default_rng(seed)
     Phi, y, off, mu, Sig, w, s2 = packed_problem(rng, sizes, m, C)
@@ -601,21 +661,31 @@ def test_metabayes_iso_covariance_maps_to_spherical_components():
     import metafast as mf
 
     train = mf.tasks.load("sinusoid", n_tasks=120, n_support=8, n_query=4, seed=3)
-    model = mf.MetaBayes(basis=mf.basis.make("rbf", n_basis=12), covariance="iso", n_components=2,
-                         max_iter=20, random_state=0).fit(train)
+    model = mf.MetaBayes(
+        basis=mf.basis.make("rbf", n_basis=12), covariance="iso", n_components=2, max_iter=20, random_state=0
+    ).fit(train)
     assert model.mixture_.covariance == "spherical"
     scores = model.evaluate(mf.tasks.load("sinusoid", n_tasks=30, n_support=8, n_query=10, seed=4))
     assert np.isfinite(scores["mse"]) and np.isfinite(scores["nll"])
 
 
 def test_metabayes_mixture_attributes_have_one_source_of_truth():
-    import metafast as mf
     from sklearn.base import clone
+
+    import metafast as mf
 
     train = mf.tasks.load("multimodal", n_tasks=60, n_support=8, n_query=2, seed=1)
     basis = mf.basis.make("rbf", n_basis=6)
-    names = ("n_components_", "weights_", "means_", "covariances_", "noise_var_", "log_evidence_", "objective_",
-             "n_iter_")
+    names = (
+        "n_components_",
+        "weights_",
+        "means_",
+        "covariances_",
+        "noise_var_",
+        "log_evidence_",
+        "objective_",
+        "n_iter_",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = mf.MetaBayes(basis=basis, n_components=2, max_iter=5, random_state=0).fit(train)

@@ -12,8 +12,12 @@ import metafast as mf
 from metafast.basis.mlp import MLP
 from metafast.testing import check_basis_family
 
-CONFIGS = [dict(hidden_layers=1, activation="tanh"), dict(hidden_layers=2, activation="tanh"),
-           dict(hidden_layers=1, activation="relu"), dict(hidden_layers=2, activation="relu")]
+CONFIGS = [
+    dict(hidden_layers=1, activation="tanh"),
+    dict(hidden_layers=2, activation="tanh"),
+    dict(hidden_layers=1, activation="relu"),
+    dict(hidden_layers=2, activation="relu"),
+]
 
 
 def numpy_features(B, X):
@@ -25,7 +29,7 @@ def numpy_features(B, X):
 
 @pytest.fixture
 def threaded_small_work(monkeypatch):
-    monkeypatch.setattr(mf.parallel, "MIN_PARALLEL_WORK", 0)     # exercise the threaded paths
+    monkeypatch.setattr(mf.parallel, "MIN_PARALLEL_WORK", 0)  # exercise the threaded paths
 
 
 @pytest.mark.usefixtures("threaded_small_work")
@@ -33,7 +37,7 @@ def threaded_small_work(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_design_and_weighted_sum_match_numpy(cfg, dtype):
     rng = np.random.default_rng(0)
-    X = rng.uniform(-3, 3, (301, 3))                 # 301: a partial last block of rows
+    X = rng.uniform(-3, 3, (301, 3))  # 301: a partial last block of rows
     B = MLP(n_basis=13, width=7, random_state=1, n_jobs=2, **cfg).fit(X)
     Xc = X.astype(dtype)
     ref = numpy_features(B, X)
@@ -43,7 +47,7 @@ def test_design_and_weighted_sum_match_numpy(cfg, dtype):
     np.testing.assert_allclose(Phi, ref, **tol)
     W = rng.standard_normal((13, 3))
     np.testing.assert_allclose(B.weighted_sum(Xc, W), ref @ W, **tol)
-    np.testing.assert_allclose(B.weighted_sum(Xc[::2], W[:, 0]), ref[::2] @ W[:, 0], **tol)   # strided X
+    np.testing.assert_allclose(B.weighted_sum(Xc[::2], W[:, 0]), ref[::2] @ W[:, 0], **tol)  # strided X
     off = np.array([0, 5, 5, 301])
     Wt = rng.standard_normal((3, 13))
     exp = np.concatenate([ref[a:b] @ Wt[t] for t, (a, b) in enumerate(zip(off[:-1], off[1:]))])
@@ -66,8 +70,9 @@ def test_design_vjp_matches_finite_differences_and_float32(cfg):
             up, dn = value.copy(), value.copy()
             up[idx] += 1e-6
             dn[idx] -= 1e-6
-            num[idx] = (np.sum(G * B.with_params(**{key: up}).design(X)) -
-                        np.sum(G * B.with_params(**{key: dn}).design(X))) / 2e-6
+            num[idx] = (
+                np.sum(G * B.with_params(**{key: up}).design(X)) - np.sum(G * B.with_params(**{key: dn}).design(X))
+            ) / 2e-6
         # ReLU kinks make single entries noisy only if a unit sits exactly at 0: not here
         np.testing.assert_allclose(grads[key], num, rtol=1e-5, atol=1e-6)
     g32 = B.design_vjp(X.astype(np.float32), G.astype(np.float32))
@@ -110,8 +115,9 @@ def test_bad_settings_name_the_parameter():
         B.with_params(W2=np.zeros((4, 4)))
 
 
-@parametrize_with_checks([MLP(n_basis=5, width=4, random_state=0), MLP(n_basis=3, hidden_layers=1, activation="relu",
-                                                                     random_state=0)])
+@parametrize_with_checks(
+    [MLP(n_basis=5, width=4, random_state=0), MLP(n_basis=3, hidden_layers=1, activation="relu", random_state=0)]
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -122,8 +128,9 @@ def test_metabayes_learns_the_network_on_the_log_evidence():
     test = mf.tasks.load("friedman", n_tasks=60, n_support=10, n_query=20, seed=1)
     basis = mf.basis.make("mlp", n_basis=8, width=8, random_state=0)
     fixed = mf.MetaBayes(basis=basis, max_iter=50, tol=1e-3).fit(train)
-    learned = mf.MetaBayes(basis=basis, learn_basis=True, max_iter=50, tol=1e-3, basis_rounds=3,
-                           basis_max_iter=10).fit(train)
+    learned = mf.MetaBayes(basis=basis, learn_basis=True, max_iter=50, tol=1e-3, basis_rounds=3, basis_max_iter=10).fit(
+        train
+    )
     assert learned.basis_log_evidence_[-1] > learned.basis_log_evidence_[0]
     assert not np.allclose(learned.basis_.learnable_params()["W1"], basis.fit_tasks(train).learnable_params()["W1"])
     assert learned.evaluate(test)["mse"] < fixed.evaluate(test)["mse"]

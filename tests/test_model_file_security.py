@@ -26,7 +26,7 @@ from metafast.model_file import (
     save_model,
 )
 
-warnings.filterwarnings("ignore", category=Warning, module="metafast")   # short fits do not converge
+warnings.filterwarnings("ignore", category=Warning, module="metafast")  # short fits do not converge
 
 
 def _reg(n_tasks=16, seed=0):
@@ -60,8 +60,15 @@ class _Touchy:
 # ---------------------------------------------------------------------------------- forging
 def _header(payload: bytes, fmt=FORMAT, **extra) -> bytes:
     versions = read_header(_good_file.path)["versions"]
-    header = {"format": fmt, "versions": versions, "class": "MetaBayes", "metadata": extra.pop("metadata", {}),
-              "payload_bytes": len(payload), "payload_sha256": hashlib.sha256(payload).hexdigest(), **extra}
+    header = {
+        "format": fmt,
+        "versions": versions,
+        "class": "MetaBayes",
+        "metadata": extra.pop("metadata", {}),
+        "payload_bytes": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        **extra,
+    }
     return MAGIC + json.dumps(header).encode() + b"\n" + payload
 
 
@@ -102,10 +109,11 @@ def _forgeries(marker):
         "format 2, a type value": _header(_archive({"$": "type", "v": "posix.system"}), metadata=meta),
         "format 2, a non-allow-listed class": _header(_archive(dict(obj, c=f"{__name__}._Touchy")), metadata=meta),
         "format 2, skops with an unknown type": _header(
-            _archive({"$": "foreign", "id": 0, "k": "s0", "type": "x"}, {"s0": touchy}), metadata=meta),
+            _archive({"$": "foreign", "id": 0, "k": "s0", "type": "x"}, {"s0": touchy}), metadata=meta
+        ),
         "format 2, object array in the npz": _header(
-            _archive({"$": "array", "id": 0, "k": "a0"}, {"a0": np.array([_Boom(marker)], dtype=object)}),
-            metadata=meta),
+            _archive({"$": "array", "id": 0, "k": "a0"}, {"a0": np.array([_Boom(marker)], dtype=object)}), metadata=meta
+        ),
         "format 2, pickle as description": _header(_archive(None, raw={"description.json": boom}), metadata=meta),
         "format 2, pickle as archive": _header(boom, metadata=meta),
     }
@@ -145,7 +153,7 @@ def test_format_1_needs_trust_and_info_warns(tmp_path, capsys):
     with pytest.raises(UntrustedModelError, match="format 1.*pickle.*trusted=True"):
         load_model(path)
     with pytest.raises(UntrustedModelError):
-        load_model(path, trusted=["sklearn.tree._tree.Tree"])      # naming types is not enough
+        load_model(path, trusted=["sklearn.tree._tree.Tree"])  # naming types is not enough
     with pytest.warns(LegacyModelWarning):
         back = load_model(path, trusted=True)
     np.testing.assert_array_equal(back.prior_mean_, model.prior_mean_)
@@ -156,11 +164,11 @@ def test_format_1_needs_trust_and_info_warns(tmp_path, capsys):
 def test_no_pickle_opcodes_in_a_saved_file(tmp_path):
     path = save_model(mf.MetaBayes(basis=mf.basis.make("rbf", n_basis=4), max_iter=3).fit(_reg()), tmp_path / "m")
     raw = path.read_bytes()
-    archive = zipfile.ZipFile(io.BytesIO(raw[raw.index(b"\n", len(MAGIC)) + 1:]))
+    archive = zipfile.ZipFile(io.BytesIO(raw[raw.index(b"\n", len(MAGIC)) + 1 :]))
     assert "description.json" in archive.namelist()
     for member in archive.namelist():
         if member.endswith(".npy"):
-            np.lib.format.read_array(archive.open(member), allow_pickle=False)   # raises on object arrays
+            np.lib.format.read_array(archive.open(member), allow_pickle=False)  # raises on object arrays
     description = json.loads(archive.read("description.json"))
     assert description["root"]["c"].endswith("MetaBayes")
 
@@ -189,9 +197,12 @@ def _same(a, b, where="model"):
     elif isinstance(a, float) and np.isnan(a):
         assert np.isnan(b), where
     elif hasattr(a, "__dict__") and type(a).__module__.startswith("metafast"):
-        skip = ("_one_task_cache", "_metafast_version")    # a cache, and the tag unpickling keeps too
-        _same({k: v for k, v in vars(a).items() if k not in skip},
-              {k: v for k, v in vars(b).items() if k not in skip}, where)
+        skip = ("_one_task_cache", "_metafast_version")  # a cache, and the tag unpickling keeps too
+        _same(
+            {k: v for k, v in vars(a).items() if k not in skip},
+            {k: v for k, v in vars(b).items() if k not in skip},
+            where,
+        )
     elif hasattr(a, "get_params"):
         assert repr(a) == repr(b), where
     else:
@@ -228,11 +239,13 @@ def test_every_learner_round_trips_exactly(tmp_path):
         assert a == b, name
         t = tasks[1]
         if hasattr(model, "predict_tasks_proba"):
-            np.testing.assert_array_equal(model.adapt(t.X_support, t.y_support).predict_proba(t.X_query),
-                                          back.adapt(t.X_support, t.y_support).predict_proba(t.X_query))
+            np.testing.assert_array_equal(
+                model.adapt(t.X_support, t.y_support).predict_proba(t.X_query),
+                back.adapt(t.X_support, t.y_support).predict_proba(t.X_query),
+            )
         else:
             adapted = model.adapt(t.X_support, t.y_support)
-            again = _round_trip(adapted, tmp_path)          # the per-task regressor too
+            again = _round_trip(adapted, tmp_path)  # the per-task regressor too
             np.testing.assert_array_equal(adapted.predict(t.X_query), again.predict(t.X_query))
 
 
@@ -288,8 +301,7 @@ def test_pipeline_and_task_models_go_through_skops(tmp_path):
     bank = mf.basis.make("task-models", n_basis=3, estimator=Ridge(), random_state=0).fit(reg)
     assert _round_trip(bank, tmp_path).design(reg.X_query).tobytes() == bank.design(reg.X_query).tobytes()
     # types skops does not trust by default (a random forest's Tree, scipy's BSpline) need trust
-    for basis in (mf.basis.make("task-models", n_basis=2, random_state=0),
-                  make_pipeline(SplineTransformer(n_knots=4))):
+    for basis in (mf.basis.make("task-models", n_basis=2, random_state=0), make_pipeline(SplineTransformer(n_knots=4))):
         model = mf.MetaRidge(basis=basis).fit(reg)
         path = save_model(model, tmp_path / "trees.mf")
         with pytest.raises(UntrustedModelError, match="skops does not trust") as err:
@@ -358,13 +370,29 @@ def test_odd_values_round_trip(tmp_path):
     from metafast._model_state import decode, encode
 
     shared = np.arange(3.0)
-    value = {"t": (1, 2.5, "x"), 3: "int key", (1, 2): None, "nan": float("nan"), "inf": -float("inf"),
-             "f32": np.float32(1.5), "i8": np.int8(-3), "dt": np.dtype("<f4"), "type": np.float32,
-             "c": 1 + 2j, "b": b"\x00\xff", "s": {1, 2}, "fs": frozenset({"a"}), "sl": slice(1, None, 2),
-             "obj": np.array(["a", None, 3], dtype=object), "a": shared, "again": shared,
-             "fortran": np.asfortranarray(np.ones((2, 3), dtype=np.float32)), "big": 2**80}
+    value = {
+        "t": (1, 2.5, "x"),
+        3: "int key",
+        (1, 2): None,
+        "nan": float("nan"),
+        "inf": -float("inf"),
+        "f32": np.float32(1.5),
+        "i8": np.int8(-3),
+        "dt": np.dtype("<f4"),
+        "type": np.float32,
+        "c": 1 + 2j,
+        "b": b"\x00\xff",
+        "s": {1, 2},
+        "fs": frozenset({"a"}),
+        "sl": slice(1, None, 2),
+        "obj": np.array(["a", None, 3], dtype=object),
+        "a": shared,
+        "again": shared,
+        "fortran": np.asfortranarray(np.ones((2, 3), dtype=np.float32)),
+        "big": 2**80,
+    }
     desc, arrays = encode(value, {})
-    json.dumps(desc, allow_nan=False)                       # strict JSON
+    json.dumps(desc, allow_nan=False)  # strict JSON
     back = decode(json.loads(json.dumps(desc)), {}, arrays.__getitem__)
     assert back["a"] is back["again"] and back["fortran"].flags.f_contiguous
     _same(value, back)
@@ -375,9 +403,12 @@ def test_predict_without_table_metadata_is_one_line(tmp_path, capsys):
     model = mf.MetaBayes(basis=mf.basis.make("polynomial", n_basis=3), max_iter=3).fit(_reg())
     table = tmp_path / "t.csv"
     table.write_text("g,x,y\na,0.5,1.0\na,0.7,\n")
-    cases = {"none": None, "bad group": {"group": "g", "features": ["x"], "target": "y"},
-             "bad target": {"group": ["g"], "features": ["x"], "target": 3},
-             "wrong feature count": {"group": ["g"], "features": ["x", "z"], "target": "y"}}
+    cases = {
+        "none": None,
+        "bad group": {"group": "g", "features": ["x"], "target": "y"},
+        "bad target": {"group": ["g"], "features": ["x"], "target": 3},
+        "wrong feature count": {"group": ["g"], "features": ["x", "z"], "target": "y"},
+    }
     for name, meta in cases.items():
         path = save_model(model, tmp_path / "m.mf", meta)
         assert main(["predict", str(path), str(table), "-o", str(tmp_path / "o.csv")]) == 2, name
@@ -391,13 +422,23 @@ def test_predict_without_table_metadata_is_one_line(tmp_path, capsys):
     assert "not a meta-learner" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("header", [
-    {"format": 2, "versions": {}, "metadata": []}, {"format": 2, "versions": {}, "metadata": {}},
-    {"format": True, "versions": {}}, {"format": 2, "versions": {}, "metadata": {}, "payload_bytes": "1",
-                                       "payload_sha256": "x"},
-    {"format": 2, "versions": {}, "metadata": {"params": 3, "group": 7}, "payload_bytes": 0,
-     "payload_sha256": hashlib.sha256(b"").hexdigest(), "class": 5},
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"format": 2, "versions": {}, "metadata": []},
+        {"format": 2, "versions": {}, "metadata": {}},
+        {"format": True, "versions": {}},
+        {"format": 2, "versions": {}, "metadata": {}, "payload_bytes": "1", "payload_sha256": "x"},
+        {
+            "format": 2,
+            "versions": {},
+            "metadata": {"params": 3, "group": 7},
+            "payload_bytes": 0,
+            "payload_sha256": hashlib.sha256(b"").hexdigest(),
+            "class": 5,
+        },
+    ],
+)
 def test_headers_of_unexpected_shape_give_one_line(tmp_path, capsys, header):
     path = tmp_path / "h.mf"
     path.write_bytes(MAGIC + json.dumps(header).encode() + b"\n")
@@ -413,7 +454,7 @@ def test_oversized_metadata_is_refused_at_save(tmp_path):
         save_model(model, tmp_path / "big.mf", {"blob": "x" * MAX_HEADER_BYTES})
     assert not (tmp_path / "big.mf").exists()
     path = save_model(model, tmp_path / "ok.mf", {"blob": "x" * (MAX_HEADER_BYTES - 4096)})
-    assert len(read_header(path)["metadata"]["blob"]) == MAX_HEADER_BYTES - 4096   # what is written is readable
+    assert len(read_header(path)["metadata"]["blob"]) == MAX_HEADER_BYTES - 4096  # what is written is readable
     load_model(path)
     with pytest.raises(TypeError, match="metadata"):
         save_model(model, tmp_path / "x.mf", ["not", "a", "dict"])

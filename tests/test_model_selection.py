@@ -12,8 +12,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 import metafast as mf
-from metafast.model_selection import (TaskGridSearchCV, TaskKFold, TaskRandomizedSearchCV, cross_validate_tasks,
-                                      get_scorer, task_splits)
+from metafast.model_selection import (
+    TaskGridSearchCV,
+    TaskKFold,
+    TaskRandomizedSearchCV,
+    cross_validate_tasks,
+    get_scorer,
+    task_splits,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -28,8 +34,9 @@ def rbf_tasks(n_tasks, n_support=8, n_query=8, n_basis=8, seed=0, noise=0.1):
         w = rng.normal(size=n_basis)
         X = rng.uniform(-5, 5, size=(n_support + n_query, 1))
         y = gen.weighted_sum(X, w) + noise * rng.normal(size=len(X))
-        out.append(mf.tasks.Task(X[:n_support], y[:n_support], X[n_support:], y[n_support:],
-                                 info={"id": i, "customer": i % 6}))
+        out.append(
+            mf.tasks.Task(X[:n_support], y[:n_support], X[n_support:], y[n_support:], info={"id": i, "customer": i % 6})
+        )
     return mf.tasks.TaskSet.from_list(out)
 
 
@@ -50,7 +57,7 @@ def test_taskkfold_partitions_the_tasks(tasks):
     assert np.array_equal(np.sort(tests), np.arange(len(tasks)))
     for train, test in splits:
         assert np.intersect1d(train, test).size == 0 and train.size + test.size == len(tasks)
-    kf = list(KFold(4).split(np.arange(len(tasks))))       # no shuffle: consecutive, as KFold
+    kf = list(KFold(4).split(np.arange(len(tasks))))  # no shuffle: consecutive, as KFold
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(splits, kf))
 
 
@@ -119,14 +126,14 @@ def test_no_held_out_task_reaches_training(tasks):
     cv = TaskKFold(3, shuffle=True, random_state=0)
     TaskGridSearchCV(SpyRidge(basis=mf.basis.make("rbf", n_basis=8)), {"alphas": [0.1, 1.0]}, cv=cv).fit(tasks)
     log = SpyRidge.log
-    assert len(log) == 2 * 3 * 2 + 1                       # (fit, evaluate) per candidate x fold + refit
+    assert len(log) == 2 * 3 * 2 + 1  # (fit, evaluate) per candidate x fold + refit
     all_ids = frozenset(range(len(tasks)))
     for (kind_f, train, a_f), (kind_e, test, a_e) in zip(log[:-1:2], log[1:-1:2]):
         assert (kind_f, kind_e) == ("fit", "evaluate") and a_f == a_e
         assert not train & test and train | test == all_ids
     held_out = sorted(sorted(test) for kind, test, a in log[:-1] if kind == "evaluate" and a == 0.1)
     assert held_out == sorted(sorted(t.tolist()) for _, t in cv.split(tasks))
-    assert log[-1][0] == "fit" and log[-1][1] == all_ids     # the refit sees every task
+    assert log[-1][0] == "fit" and log[-1][1] == all_ids  # the refit sees every task
 
 
 # ---------------------------------------------------------------------------- cross_validate_tasks
@@ -153,8 +160,14 @@ def test_cross_validate_default_scoring_is_negative_mse_and_is_reproducible(task
 def test_scoring_rules():
     metrics = {"mse": 2.0, "nll": 1.5, "accuracy": 0.75, "coverage90": 0.8, "ece": 0.1, "custom": 3.0}
     sign = {name: get_scorer(name).from_metrics(metrics, None) for name in metrics}
-    assert sign == {"mse": -2.0, "nll": -1.5, "accuracy": 0.75, "coverage90": pytest.approx(-0.1),
-                    "ece": -0.1, "custom": 3.0}
+    assert sign == {
+        "mse": -2.0,
+        "nll": -1.5,
+        "accuracy": 0.75,
+        "coverage90": pytest.approx(-0.1),
+        "ece": -0.1,
+        "custom": 3.0,
+    }
     assert get_scorer("neg_custom").from_metrics(metrics, None) == -3.0
     with pytest.raises(ValueError, match=r"scoring 'r2' is not a metric of .*returns \['accuracy'"):
         get_scorer("r2").from_metrics(metrics, object())
@@ -164,8 +177,9 @@ def test_scoring_rules():
 
 def test_unknown_metric_is_a_clear_error(tasks):
     with pytest.raises(ValueError, match=r"scoring 'accuracy' is not a metric of MetaRidge.evaluate"):
-        cross_validate_tasks(mf.MetaRidge(basis=mf.basis.make("rbf", n_basis=8)), tasks, cv=2, scoring="accuracy",
-                             error_score="raise")
+        cross_validate_tasks(
+            mf.MetaRidge(basis=mf.basis.make("rbf", n_basis=8)), tasks, cv=2, scoring="accuracy", error_score="raise"
+        )
 
 
 # ---------------------------------------------------------------------------- TaskGridSearchCV
@@ -176,15 +190,19 @@ def test_grid_search_finds_the_generating_number_of_rbfs(scoring):
     (While writing the test, 8 won for generator seeds 0-5 with both scorings, by 2 or more
     standard errors over folds.)"""
     ts = rbf_tasks(60, seed=3)
-    search = TaskGridSearchCV(bayes(), {"basis__n_basis": [4, 8, 24]}, scoring=scoring,
-                              cv=TaskKFold(3, shuffle=True, random_state=0)).fit(ts)
+    search = TaskGridSearchCV(
+        bayes(), {"basis__n_basis": [4, 8, 24]}, scoring=scoring, cv=TaskKFold(3, shuffle=True, random_state=0)
+    ).fit(ts)
     assert search.best_params_ == {"basis__n_basis": 8}
     res = search.cv_results_
     assert res["rank_test_score"].tolist()[1] == 1
-    assert search.best_score_ == res["mean_test_score"][1] == pytest.approx(
-        np.mean([res[f"split{k}_test_score"][1] for k in range(3)]))
+    assert (
+        search.best_score_
+        == res["mean_test_score"][1]
+        == pytest.approx(np.mean([res[f"split{k}_test_score"][1] for k in range(3)]))
+    )
     refit = bayes().set_params(basis__n_basis=8).fit(ts)
-    assert np.allclose(search.best_estimator_.mean_, refit.mean_)   # refitted on every task
+    assert np.allclose(search.best_estimator_.mean_, refit.mean_)  # refitted on every task
     assert search.best_estimator_.n_tasks_seen_ == len(ts)
     test = rbf_tasks(20, seed=99)
     assert search.evaluate(test) == refit.evaluate(test)
@@ -193,13 +211,29 @@ def test_grid_search_finds_the_generating_number_of_rbfs(scoring):
 
 def test_cv_results_is_a_dataframe_with_sklearn_keys(tasks):
     pd = pytest.importorskip("pandas")
-    search = TaskGridSearchCV(bayes(), {"basis__n_basis": [5, 8], "covariance": ["full", "diag"]}, cv=2,
-                              scoring="nll", return_train_score=True).fit(tasks)
+    search = TaskGridSearchCV(
+        bayes(),
+        {"basis__n_basis": [5, 8], "covariance": ["full", "diag"]},
+        cv=2,
+        scoring="nll",
+        return_train_score=True,
+    ).fit(tasks)
     df = pd.DataFrame(search.cv_results_)
     assert len(df) == 4
-    for col in ("params", "param_basis__n_basis", "param_covariance", "mean_test_score", "std_test_score",
-                "rank_test_score", "split0_test_score", "split1_train_score", "mean_fit_time", "std_fit_time",
-                "mean_score_time", "std_score_time"):
+    for col in (
+        "params",
+        "param_basis__n_basis",
+        "param_covariance",
+        "mean_test_score",
+        "std_test_score",
+        "rank_test_score",
+        "split0_test_score",
+        "split1_train_score",
+        "mean_fit_time",
+        "std_fit_time",
+        "mean_score_time",
+        "std_score_time",
+    ):
         assert col in df.columns
     assert df["params"].tolist() == [{"basis__n_basis": n, "covariance": c} for n in (5, 8) for c in ("full", "diag")]
     means = df["mean_test_score"].to_numpy()
@@ -210,8 +244,13 @@ def test_cv_results_is_a_dataframe_with_sklearn_keys(tasks):
 
 def test_grid_over_a_pipeline_basis_and_multimetric_refit(tasks):
     pipe = Pipeline([("scale", StandardScaler()), ("rbf", mf.basis.make("rbf"))])
-    search = TaskGridSearchCV(mf.MetaBayes(basis=pipe, max_iter=20, n_jobs=1), {"basis__rbf__n_basis": [4, 8]},
-                              scoring=["mse", "nll"], refit="nll", cv=2).fit(tasks)
+    search = TaskGridSearchCV(
+        mf.MetaBayes(basis=pipe, max_iter=20, n_jobs=1),
+        {"basis__rbf__n_basis": [4, 8]},
+        scoring=["mse", "nll"],
+        refit="nll",
+        cv=2,
+    ).fit(tasks)
     assert "mean_test_mse" in search.cv_results_ and "rank_test_nll" in search.cv_results_
     assert search.best_estimator_.basis_.n_basis == search.best_params_["basis__rbf__n_basis"]
     with pytest.raises(ValueError, match="'refit' must name one of the scorers"):
@@ -286,8 +325,9 @@ def test_randomized_search_is_reproducible(tasks):
 
 def test_search_with_groups_keeps_customers_together(tasks):
     SpyRidge.log.clear()
-    TaskGridSearchCV(SpyRidge(basis=mf.basis.make("rbf", n_basis=8)), {"alphas": [1.0]}, cv=3,
-                     refit=False).fit(tasks, groups="customer")
+    TaskGridSearchCV(SpyRidge(basis=mf.basis.make("rbf", n_basis=8)), {"alphas": [1.0]}, cv=3, refit=False).fit(
+        tasks, groups="customer"
+    )
     customer = {d["id"]: d["customer"] for d in tasks.info}
     for (_, train, _), (_, test, _) in zip(SpyRidge.log[::2], SpyRidge.log[1::2]):
         assert not {customer[i] for i in train} & {customer[i] for i in test}
@@ -304,8 +344,9 @@ def test_search_is_exported_at_top_level():
 def test_default_scoring_is_accuracy_for_classification_tasks(rng):
     from metafast.model_selection._scoring import check_scoring
 
-    labels = mf.tasks.TaskSet.from_list([mf.tasks.Task(rng.normal(size=(4, 2)), np.array([0, 1, 0, 1]),
-                                                       rng.normal(size=(2, 2)), np.array([1, 0]))])
+    labels = mf.tasks.TaskSet.from_list(
+        [mf.tasks.Task(rng.normal(size=(4, 2)), np.array([0, 1, 0, 1]), rng.normal(size=(2, 2)), np.array([1, 0]))]
+    )
     scorers, multi = check_scoring(None, labels)
     assert not multi and scorers["score"].metric == "accuracy" and scorers["score"].sign == 1.0
     assert check_scoring(None, rbf_tasks(2))[0]["score"].metric == "mse"

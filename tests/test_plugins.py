@@ -102,8 +102,11 @@ def test_builtins_register_through_the_same_hooks():
 
 
 def test_in_process_plugin_provides_family_and_loader():
-    plugin = make_plugin("square_plugin", metafast_basis_families=families(square=Square),
-                         metafast_task_loaders=loaders(lines=lines_loader))
+    plugin = make_plugin(
+        "square_plugin",
+        metafast_basis_families=families(square=Square),
+        metafast_task_loaders=loaders(lines=lines_loader),
+    )
     with using_host(host_with(plugin)):
         assert "square" in mf.basis.available() and "lines" in mf.tasks.available()
         B = mf.basis.make("square", n_basis=4).fit(np.zeros((2, 1)))
@@ -152,24 +155,47 @@ def _raises_after_one(register):
 
 
 BROKEN = [
-    ("raises", dict(metafast_basis_families=_raises_after_one), "raised in metafast_basis_families: RuntimeError: boom"),
-    ("taken", dict(metafast_basis_families=families(rbf=Square)), "'rbf', which is already taken (provided built into metafast)"),
+    (
+        "raises",
+        dict(metafast_basis_families=_raises_after_one),
+        "raised in metafast_basis_families: RuntimeError: boom",
+    ),
+    (
+        "taken",
+        dict(metafast_basis_families=families(rbf=Square)),
+        "'rbf', which is already taken (provided built into metafast)",
+    ),
     ("swallows", dict(metafast_basis_families=_swallowing), "already taken"),
-    ("not_family", dict(metafast_basis_families=families(bad=dict)), "dict is not a subclass of metafast.basis.BasisFamily"),
+    (
+        "not_family",
+        dict(metafast_basis_families=families(bad=dict)),
+        "dict is not a subclass of metafast.basis.BasisFamily",
+    ),
     ("instance", dict(metafast_basis_families=families(bad=Square())), "register the class (or a factory)"),
     ("abstract", dict(metafast_basis_families=families(bad=NoDesign)), "NoDesign does not implement design(X)"),
-    ("not_callable", dict(metafast_task_loaders=loaders(bad=42)), "invalid task loader 'bad': got a int, which is not callable"),
+    (
+        "not_callable",
+        dict(metafast_task_loaders=loaders(bad=42)),
+        "invalid task loader 'bad': got a int, which is not callable",
+    ),
     ("bad_name", dict(metafast_task_loaders=loaders(**{"has space": lines_loader})), "names are non-empty strings"),
     ("unknown_hook", dict(metafast_basis_familys=families(x=Square)), "unknown hook(s) metafast_basis_familys"),
-    ("bad_signature", dict(metafast_basis_families=lambda registr: None), "is not a valid metafast plugin: PluginValidationError"),
+    (
+        "bad_signature",
+        dict(metafast_basis_families=lambda registr: None),
+        "is not a valid metafast plugin: PluginValidationError",
+    ),
 ]
 
 
 @pytest.mark.parametrize("name, hooks, message", BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_plugin_is_reported_and_skipped_as_a_whole(name, hooks, message):
     good = make_plugin("good", metafast_task_loaders=loaders(lines=lines_loader))
-    broken = make_plugin(name, metafast_task_loaders=loaders(partial=lines_loader), **hooks) \
-        if "metafast_task_loaders" not in hooks else make_plugin(name, **hooks)
+    broken = (
+        make_plugin(name, metafast_task_loaders=loaders(partial=lines_loader), **hooks)
+        if "metafast_task_loaders" not in hooks
+        else make_plugin(name, **hooks)
+    )
     host = host_with(broken, good)
     with pytest.warns(MetafastPluginWarning) as caught:
         host.load()
@@ -186,7 +212,7 @@ def test_strict_mode_raises_with_the_cause():
     plugin = make_plugin("boom", metafast_basis_families=_raises_after_one)
     host = host_with(plugin, strict=True)
     with pytest.raises(PluginError, match="plugin 'boom'.*RuntimeError: boom") as info:
-        host.basis
+        host.basis  # noqa: B018 (the attribute access is what raises)
     assert isinstance(info.value.__cause__, RuntimeError)
     assert not host.loaded
     strict_env = host_with(plugin, env={"METAFAST_STRICT_PLUGINS": "1"})
@@ -237,8 +263,11 @@ def test_unknown_names_list_close_matches():
 
 
 def test_wrong_parameters_name_the_family_and_what_it_accepts():
-    with pytest.raises(TypeError, match=r"basis family 'rbf' built into metafast got unknown parameter\(s\) "
-                                        r"'lenght_scale' \(did you mean 'length_scale'\?\); it accepts: n_basis"):
+    with pytest.raises(
+        TypeError,
+        match=r"basis family 'rbf' built into metafast got unknown parameter\(s\) "
+        r"'lenght_scale' \(did you mean 'length_scale'\?\); it accepts: n_basis",
+    ):
         mf.basis.make("rbf", lenght_scale=1.0)
 
     def needs_path(path, n_support=5):
@@ -289,24 +318,55 @@ def test_benchmark_suite_hook():
 
 def test_report_text_lists_loaded_failed_and_disabled():
     report = [
-        {"name": "metafast.basis._builtins", "distribution": "metafast", "version": "0.1.0", "builtin": True,
-         "status": "loaded", "provides": {"basis family": ["rbf"]}, "error": None},
-        {"name": "wavelets", "distribution": "metafast-wavelets", "version": "0.1.0", "builtin": False,
-         "status": "loaded", "provides": {"basis family": ["mexican-hat", "morlet"]}, "error": None},
-        {"name": "broken", "distribution": "metafast-broken", "version": "0.3.1", "builtin": False,
-         "status": "failed", "provides": {}, "error": "failed to import: ImportError: nope"},
-        {"name": "off", "distribution": "metafast-off", "version": "2.0", "builtin": False,
-         "status": "disabled", "provides": {}, "error": None},
+        {
+            "name": "metafast.basis._builtins",
+            "distribution": "metafast",
+            "version": "0.1.0",
+            "builtin": True,
+            "status": "loaded",
+            "provides": {"basis family": ["rbf"]},
+            "error": None,
+        },
+        {
+            "name": "wavelets",
+            "distribution": "metafast-wavelets",
+            "version": "0.1.0",
+            "builtin": False,
+            "status": "loaded",
+            "provides": {"basis family": ["mexican-hat", "morlet"]},
+            "error": None,
+        },
+        {
+            "name": "broken",
+            "distribution": "metafast-broken",
+            "version": "0.3.1",
+            "builtin": False,
+            "status": "failed",
+            "provides": {},
+            "error": "failed to import: ImportError: nope",
+        },
+        {
+            "name": "off",
+            "distribution": "metafast-off",
+            "version": "2.0",
+            "builtin": False,
+            "status": "disabled",
+            "provides": {},
+            "error": None,
+        },
     ]
     text = format_plugin_report(report)
     assert "built-in metafast.basis._builtins  [metafast 0.1.0]\n      basis families: rbf" in text
     assert "wavelets  [metafast-wavelets 0.1.0]\n      basis families: mexican-hat, morlet" in text
-    assert "Failed to load (skipped):\n  broken  [metafast-broken 0.3.1]\n      failed to import: ImportError: nope" in text
+    assert (
+        "Failed to load (skipped):\n  broken  [metafast-broken 0.3.1]\n      failed to import: ImportError: nope"
+        in text
+    )
     assert "Disabled by METAFAST_DISABLE_PLUGINS:\n  off  [metafast-off 2.0]" in text
 
 
 # ---------------------------------------------------------------------------------- entry points
-GOOD_PLUGIN = '''
+GOOD_PLUGIN = """
 import numpy as np
 import metafast
 
@@ -324,7 +384,7 @@ class Ramp(metafast.basis.BasisFamily):
 def metafast_basis_families(register):
     CALLS.append(1)
     register("ramp", Ramp)
-'''
+"""
 
 
 def fake_distribution(site: Path, dist: str, version: str, ep_name: str, module: str, code: str) -> None:
@@ -339,24 +399,39 @@ def fake_distribution(site: Path, dist: str, version: str, ep_name: str, module:
 @pytest.fixture
 def site(tmp_path):
     fake_distribution(tmp_path, "metafast-good", "1.2", "good", "mf_good_plugin", GOOD_PLUGIN)
-    fake_distribution(tmp_path, "metafast-broken", "0.3.1", "broken", "mf_broken_plugin",
-                      "import mf_no_such_module_xyz\n")
-    fake_distribution(tmp_path, "metafast-clash", "2.0", "clash", "mf_clash_plugin", """
+    fake_distribution(
+        tmp_path, "metafast-broken", "0.3.1", "broken", "mf_broken_plugin", "import mf_no_such_module_xyz\n"
+    )
+    fake_distribution(
+        tmp_path,
+        "metafast-clash",
+        "2.0",
+        "clash",
+        "mf_clash_plugin",
+        """
         import metafast
         @metafast.hookimpl
         def metafast_basis_families(register):
             register("rbf", object)
-        """)
-    fake_distribution(tmp_path, "metafast-raiser", "0.0.1", "raiser", "mf_raiser_plugin", """
+        """,
+    )
+    fake_distribution(
+        tmp_path,
+        "metafast-raiser",
+        "0.0.1",
+        "raiser",
+        "mf_raiser_plugin",
+        """
         import metafast
         @metafast.hookimpl
         def metafast_task_loaders(register):
             raise OSError("disk on fire")
-        """)
+        """,
+    )
     return tmp_path
 
 
-PROBE = '''
+PROBE = """
 import json, sys, warnings
 warnings.simplefilter("always")
 import metafast as mf
@@ -378,7 +453,7 @@ if "ramp" in names:
     import numpy as np
     out["ramp"] = mf.basis.make("ramp", n_basis=3).fit(np.ones((2, 1))).weighted_sum(np.array([[2.0]]), np.ones(3)).tolist()
 print(json.dumps(out))
-'''
+"""
 
 
 def run_probe(site: Path, **env_vars: str) -> subprocess.CompletedProcess:
@@ -396,7 +471,9 @@ def test_installed_broken_plugins_are_reported_and_skipped(site):
     warnings_by_plugin = {w.split("'")[1]: w for w in out["warnings"]}
     assert sorted(warnings_by_plugin) == ["broken", "clash", "raiser"]
     assert "distribution metafast-broken 0.3.1" in warnings_by_plugin["broken"]
-    assert "failed to import: ModuleNotFoundError: No module named 'mf_no_such_module_xyz'" in warnings_by_plugin["broken"]
+    assert (
+        "failed to import: ModuleNotFoundError: No module named 'mf_no_such_module_xyz'" in warnings_by_plugin["broken"]
+    )
     assert "distribution metafast-clash 2.0" in warnings_by_plugin["clash"]
     assert "'rbf', which is already taken" in warnings_by_plugin["clash"]
     assert "distribution metafast-raiser 0.0.1" in warnings_by_plugin["raiser"]
@@ -473,8 +550,13 @@ def test_every_hook_is_documented_with_its_signature():
     for name in hooks:
         argnames = getattr(host.pm.hook, name).spec.argnames
         assert f"{name}({', '.join(argnames)})" in docs, f"docs/plugins.md lacks {name}"
-    for needle in ("check_basis_family", "check_task_loader", "METAFAST_STRICT_PLUGINS",
-                   "METAFAST_DISABLE_PLUGINS", "[project.entry-points.metafast]"):
+    for needle in (
+        "check_basis_family",
+        "check_task_loader",
+        "METAFAST_STRICT_PLUGINS",
+        "METAFAST_DISABLE_PLUGINS",
+        "[project.entry-points.metafast]",
+    ):
         assert needle in docs
 
 

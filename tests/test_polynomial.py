@@ -2,6 +2,14 @@
 
 import numpy as np
 import pytest
+from family_inputs import (
+    DTYPES,
+    LAYOUTS,
+    central_difference,
+    make_input,
+    per_task_reference,
+    tol,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.polynomial import chebyshev, legendre
@@ -10,9 +18,6 @@ from sklearn.exceptions import NotFittedError
 
 import metafast as mf
 from metafast.basis.polynomial import Polynomial, graded_multi_indices
-from family_inputs import (
-    DTYPES, LAYOUTS, central_difference, make_input, per_task_reference, tol,
-)
 
 VAL = {"legendre": legendre.legval, "chebyshev": chebyshev.chebval}
 

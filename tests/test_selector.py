@@ -16,11 +16,12 @@ TRUE = np.array([1, 6, 13, 22])
 
 def _dictionary():
     """Legendre 3 + Fourier at 1..10 rad on [-pi, pi] (nearly orthogonal columns): 23 columns."""
-    return mf.basis.union([
-        mf.basis.make("polynomial", n_basis=3, n_jobs=1),
-        mf.basis.make("fourier", n_basis=20, frequencies=np.arange(1.0, 11.0), include_constant=False,
-                      n_jobs=1),
-    ]).fit(np.linspace(-np.pi, np.pi, 50)[:, None])
+    return mf.basis.union(
+        [
+            mf.basis.make("polynomial", n_basis=3, n_jobs=1),
+            mf.basis.make("fourier", n_basis=20, frequencies=np.arange(1.0, 11.0), include_constant=False, n_jobs=1),
+        ]
+    ).fit(np.linspace(-np.pi, np.pi, 50)[:, None])
 
 
 def _tasks(D, n_tasks=150, n_support=15, n_query=10, seed=0, noise=0.05, sizes=None):
@@ -32,8 +33,9 @@ def _tasks(D, n_tasks=150, n_support=15, n_query=10, seed=0, noise=0.05, sizes=N
         Xq = rng.uniform(-np.pi, np.pi, (n_query, 1))
         w = rng.standard_normal(TRUE.size)
         f = lambda X: D.design(X)[:, TRUE] @ w  # noqa: E731
-        tasks.append(mf.tasks.Task(Xs, f(Xs) + noise * rng.standard_normal(ns),
-                                   Xq, f(Xq) + noise * rng.standard_normal(n_query)))
+        tasks.append(
+            mf.tasks.Task(Xs, f(Xs) + noise * rng.standard_normal(ns), Xq, f(Xq) + noise * rng.standard_normal(n_query))
+        )
     return TaskSet.from_list(tasks)
 
 
@@ -57,16 +59,17 @@ def test_task_correlations_match_numpy(dtype):
     scale = np.array([0.5, 0.0, 2.0, 1.0])
     out = np.empty((7, 4))
     _group_lasso.task_correlations(PhiT, r, off, scale, out, 2)
-    ref = np.stack([PhiT[:, off[t]:off[t + 1]].astype(np.float64) @ r[off[t]:off[t + 1]] * scale[t]
-                    for t in range(4)], axis=1)
+    ref = np.stack(
+        [PhiT[:, off[t] : off[t + 1]].astype(np.float64) @ r[off[t] : off[t + 1]] * scale[t] for t in range(4)], axis=1
+    )
     np.testing.assert_allclose(out, ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
 
 
 def _shared_x_problem(dtype, n=25, m=11, T=6, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, m))
-    X[:, 4] = 0.0                                  # an all-zero column
-    X[:, 7] = 1.0                                  # a constant column
+    X[:, 4] = 0.0  # an all-zero column
+    X[:, 7] = 1.0  # a constant column
     Wt = np.zeros((m, T))
     Wt[[0, 2, 7]] = rng.standard_normal((3, T))
     Y = X @ Wt + 0.1 * rng.standard_normal((n, T))
@@ -84,7 +87,9 @@ def test_group_lasso_equals_multitask_lasso_on_a_shared_design(dtype, ratio):
     lam = ratio * gl.alpha_max
     stats = gl.solve(lam, None, 1e-12, 10_000)
     assert stats["converged"] and np.all(np.isfinite(gl.W))
-    sk = MultiTaskLasso(alpha=lam, fit_intercept=False, tol=1e-14, max_iter=200_000).fit(X.astype(dtype).astype(np.float64), Y)
+    sk = MultiTaskLasso(alpha=lam, fit_intercept=False, tol=1e-14, max_iter=200_000).fit(
+        X.astype(dtype).astype(np.float64), Y
+    )
     tol = 1e-4 if dtype == np.float32 else 1e-8
     np.testing.assert_allclose(gl.W, sk.coef_.T, atol=tol)
     assert np.all(gl.W[4] == 0)
@@ -95,14 +100,14 @@ def _kkt(packed, W, lam):
     C = packed.correlations(R, per_row_mean=True)
     norms = np.linalg.norm(W, axis=1)
     for j in range(W.shape[0]):
-        if norms[j] > 0:   # gradient condition: c_j = lam * w_j / ||w_j||
+        if norms[j] > 0:  # gradient condition: c_j = lam * w_j / ||w_j||
             np.testing.assert_allclose(C[j], lam * W[j] / norms[j], atol=1e-6 * max(lam, 1))
         else:
             assert np.linalg.norm(C[j]) <= lam * (1 + 1e-6)
 
 
 def test_group_lasso_kkt_with_task_specific_designs(D):
-    ts = _tasks(D, n_tasks=40, sizes=[4, 9, 15, 30])   # tasks of different sizes, fewer rows than columns
+    ts = _tasks(D, n_tasks=40, sizes=[4, 9, 15, 30])  # tasks of different sizes, fewer rows than columns
     packed = solvers.pack(D, ts.X_support, ts.y_support, ts.support_offsets, None, 1)
     gl = solvers.GroupLasso(packed)
     prev = None
@@ -111,7 +116,7 @@ def test_group_lasso_kkt_with_task_specific_designs(D):
         prev = lam
         _kkt(packed, gl.W, lam)
         obj = gl.objective(lam)
-        for j in np.flatnonzero(np.linalg.norm(gl.W, axis=1)):   # no single-block move lowers it
+        for j in np.flatnonzero(np.linalg.norm(gl.W, axis=1)):  # no single-block move lowers it
             saved = gl.W[j].copy()
             for scale in (0.99, 1.01):
                 gl.W[j] = saved * scale
@@ -139,7 +144,7 @@ def test_every_method_recovers_the_support(D, tasks, method):
     scores = support_recovery(sel.support_, TRUE)
     assert scores["f1"] == 1.0, (method, sorted(sel.support_), sel.path_)
     assert sel.scores_.shape == (D.n_basis,)
-    assert np.all(np.diff(sel.scores_[sel.support_]) <= 0)            # importance order
+    assert np.all(np.diff(sel.scores_[sel.support_]) <= 0)  # importance order
     assert sel.selected_basis_.n_basis == TRUE.size
     np.testing.assert_allclose(sel.selected_basis_.design(tasks.X_query), D.design(tasks.X_query)[:, TRUE])
     assert sel.selected_basis_.natively_restricted_
@@ -179,7 +184,7 @@ def test_selected_basis_serves_the_learners_and_stays_honest(D, tasks):
     before = pipe.selector_.support_.copy()
     first = pipe.evaluate(test)
     pipe.evaluate(_tasks(D, n_tasks=40, seed=6))
-    np.testing.assert_array_equal(pipe.selector_.support_, before)   # evaluating never refits
+    np.testing.assert_array_equal(pipe.selector_.support_, before)  # evaluating never refits
     assert first["mse"] < 0.05
     ridge = mf.MetaRidge(basis=direct.selected_basis_).fit(tasks)
     assert ridge.evaluate(test)["mse"] < 0.05
@@ -194,14 +199,23 @@ def test_streams(D, tasks):
     assert support_recovery(c.support_, TRUE)["f1"] == 1.0
     with pytest.raises(TypeError, match="one-shot iterator"):
         BasisSelector(D, method="ard").fit(iter(chunks))
-    one_shot = BasisSelector(D, n_jobs=1).fit(iter(chunks))           # group lasso: read once
+    one_shot = BasisSelector(D, n_jobs=1).fit(iter(chunks))  # group lasso: read once
     np.testing.assert_array_equal(one_shot.support_, b.support_)
 
 
 def test_zero_and_constant_columns_do_not_divide_by_zero():
-    D = mf.basis.union([mf.basis.make("polynomial", n_basis=1, n_jobs=1),    # constant column
-                        mf.basis.make("rbf", n_basis=6, centers=np.array([[-3.], [-1.], [0.], [1.], [3.], [50.]]),
-                                      length_scale=0.5, n_jobs=1)]).fit(np.array([[-3.0], [3.0]]))
+    D = mf.basis.union(
+        [
+            mf.basis.make("polynomial", n_basis=1, n_jobs=1),  # constant column
+            mf.basis.make(
+                "rbf",
+                n_basis=6,
+                centers=np.array([[-3.0], [-1.0], [0.0], [1.0], [3.0], [50.0]]),
+                length_scale=0.5,
+                n_jobs=1,
+            ),
+        ]
+    ).fit(np.array([[-3.0], [3.0]]))
     # column 6 (centre 50) is zero on every row
     rng = np.random.default_rng(0)
     tasks = []
@@ -226,11 +240,17 @@ def test_bad_input(D, tasks):
         BasisSelector(D, method="lasso").fit(tasks)
     with pytest.raises(ValueError, match=r"selected no column \(smallest alpha tried: 1e\+06"):
         BasisSelector(D, alphas=[1e7, 1e6], n_jobs=1).fit(tasks)
-    no_query = TaskSet(tasks.X_support, tasks.y_support, tasks.support_offsets,
-                       tasks.X_query[:0], tasks.y_query[:0], np.zeros_like(tasks.query_offsets))
+    no_query = TaskSet(
+        tasks.X_support,
+        tasks.y_support,
+        tasks.support_offsets,
+        tasks.X_query[:0],
+        tasks.y_query[:0],
+        np.zeros_like(tasks.query_offsets),
+    )
     with pytest.raises(ValueError, match="no task has query points.*fixed alpha="):
         BasisSelector(D).fit(no_query)
-    fixed = BasisSelector(D, alpha=0.05, n_jobs=1).fit(no_query)    # a fixed alpha needs no split
+    fixed = BasisSelector(D, alpha=0.05, n_jobs=1).fit(no_query)  # a fixed alpha needs no split
     assert fixed.support_.size > 0
     with pytest.raises(TypeError, match="'tasks'"):
         BasisSelector(D).fit(np.zeros((3, 1)))
@@ -258,7 +278,7 @@ def test_plot_selected_frequencies(tmp_path):
     D = mf.basis.make("fourier", n_basis=40, frequencies=np.linspace(1, 20, 20), include_constant=False)
     sel = BasisSelector(D, n_jobs=1).fit(train)
     freqs = sel.basis_.frequencies_[np.unique(sel.support_ // 2)]
-    assert np.all((freqs >= 4) & (freqs <= 16))        # the harmonic bands (5-7 and 10-14) and next to them
+    assert np.all((freqs >= 4) & (freqs <= 16))  # the harmonic bands (5-7 and 10-14) and next to them
     assert np.any((freqs >= 5) & (freqs <= 7)) and np.any((freqs >= 10) & (freqs <= 14))
     path = plot_selected_frequencies(sel, tmp_path / "f", bands=((5, 7), (10, 14)))
     assert path.suffix == ".png" and path.stat().st_size > 0
@@ -288,8 +308,14 @@ def test_params_and_clone(D):
 
 
 def test_float32_tasks_select_the_same_support(D, tasks):
-    t32 = TaskSet(tasks.X_support.astype(np.float32), tasks.y_support.astype(np.float32), tasks.support_offsets,
-                  tasks.X_query.astype(np.float32), tasks.y_query.astype(np.float32), tasks.query_offsets)
+    t32 = TaskSet(
+        tasks.X_support.astype(np.float32),
+        tasks.y_support.astype(np.float32),
+        tasks.support_offsets,
+        tasks.X_query.astype(np.float32),
+        tasks.y_query.astype(np.float32),
+        tasks.query_offsets,
+    )
     a = BasisSelector(D, n_jobs=1).fit(t32)
     b = BasisSelector(D, n_jobs=1).fit(tasks)
     assert set(a.support_) == set(b.support_) == set(TRUE)

@@ -8,7 +8,13 @@ import pytest
 from sklearn.base import clone
 from sklearn.kernel_approximation import Nystroem
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, PolynomialFeatures, SplineTransformer, StandardScaler
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    PolynomialFeatures,
+    SplineTransformer,
+    StandardScaler,
+)
 
 import metafast as mf
 from metafast.basis import SklearnBasis, as_basis
@@ -50,13 +56,16 @@ def test_tasks():
 
 
 @pytest.mark.parametrize("learner", [mf.MetaBayes, mf.MetaRidge])
-@pytest.mark.parametrize("transformer", [SplineTransformer(n_knots=12), Nystroem(n_components=20, random_state=0),
-                                         _rbf_pipeline(n_basis=20)], ids=["spline", "nystroem", "pipeline"])
+@pytest.mark.parametrize(
+    "transformer",
+    [SplineTransformer(n_knots=12), Nystroem(n_components=20, random_state=0), _rbf_pipeline(n_basis=20)],
+    ids=["spline", "nystroem", "pipeline"],
+)
 def test_learners_accept_a_transformer_and_fit_it_on_every_training_row(tasks, test_tasks, learner, transformer):
     model = learner(n_jobs=1, basis=transformer, max_iter=20).fit(tasks)
     assert isinstance(model.basis_, SklearnBasis)
-    assert model.basis is transformer                       # the user's object is untouched
-    X_all = tasks.all_rows().X_support       # every labelled row, task by task (support, then query)
+    assert model.basis is transformer  # the user's object is untouched
+    X_all = tasks.all_rows().X_support  # every labelled row, task by task (support, then query)
     expected = clone(transformer).fit(X_all).transform(X_all[:50])
     assert np.allclose(model.basis_.design(X_all[:50]), expected)
     assert np.isfinite(model.evaluate(test_tasks)["mse"])
@@ -74,7 +83,7 @@ def test_transformer_basis_matches_the_same_family_passed_directly(tasks, test_t
 
 
 def test_a_fitted_transformer_is_used_as_it_is(tasks):
-    X = np.linspace(-10, 10, 50)[:, None]                  # a wider domain than the tasks'
+    X = np.linspace(-10, 10, 50)[:, None]  # a wider domain than the tasks'
     spline = SplineTransformer(n_knots=7).fit(X)
     model = mf.MetaRidge(n_jobs=1, basis=spline).fit(tasks)
     assert np.array_equal(model.basis_.design(X), spline.transform(X))
@@ -113,22 +122,27 @@ def test_design_vjp_of_a_pipeline_matches_finite_differences(rng):
     ll = params["rbf__log_length_scale"]
     f = [np.sum(G * B.with_params(rbf__log_length_scale=ll + s * eps).design(X)) for s in (1, -1)]
     assert grad[0] == pytest.approx((f[0] - f[1]) / (2 * eps), rel=1e-5)
-    assert B.learnable_params()["rbf__log_length_scale"] == pytest.approx(ll)   # with_params copies
+    assert B.learnable_params()["rbf__log_length_scale"] == pytest.approx(ll)  # with_params copies
 
 
 def test_learn_basis_through_a_pipeline(tasks, test_tasks):
-    model = mf.MetaBayes(n_jobs=1, basis=_rbf_pipeline(n_basis=12), learn_basis=True, basis_rounds=2, max_iter=20).fit(tasks)
+    model = mf.MetaBayes(n_jobs=1, basis=_rbf_pipeline(n_basis=12), learn_basis=True, basis_rounds=2, max_iter=20).fit(
+        tasks
+    )
     fixed = mf.MetaBayes(n_jobs=1, basis=_rbf_pipeline(n_basis=12), max_iter=20).fit(tasks)
     learned_ll = model.basis_.learnable_params()["rbf__log_length_scale"]
     assert not np.allclose(learned_ll, fixed.basis_.learnable_params()["rbf__log_length_scale"])
     assert model.log_evidence_[-1] >= fixed.log_evidence_[-1] - 1e-6 * abs(fixed.log_evidence_[-1])
 
 
-@pytest.mark.parametrize("transformer, step", [
-    (SplineTransformer(), "SplineTransformer"),
-    (make_pipeline(mf.basis.make("rbf", n_basis=5), StandardScaler()), "StandardScaler"),
-    (Pipeline([("inner", mf.basis.make("rbf", n_basis=5)), ("outer", mf.basis.make("rbf", n_basis=4))]), "'inner'"),
-])
+@pytest.mark.parametrize(
+    "transformer, step",
+    [
+        (SplineTransformer(), "SplineTransformer"),
+        (make_pipeline(mf.basis.make("rbf", n_basis=5), StandardScaler()), "StandardScaler"),
+        (Pipeline([("inner", mf.basis.make("rbf", n_basis=5)), ("outer", mf.basis.make("rbf", n_basis=4))]), "'inner'"),
+    ],
+)
 def test_learn_basis_without_a_differentiable_last_step_names_the_step(tasks, transformer, step):
     with pytest.raises(ValueError, match=step):
         mf.MetaBayes(n_jobs=1, basis=transformer, learn_basis=True, max_iter=5).fit(tasks)
@@ -142,7 +156,7 @@ def test_params_reach_inside_the_pipeline(tasks):
     model = mf.MetaBayes(n_jobs=1, basis=_rbf_pipeline(n_basis=20))
     assert model.get_params()["basis__rbf__n_basis"] == 20
     other = clone(model).set_params(basis__rbf__n_basis=7)
-    assert model.get_params()["basis__rbf__n_basis"] == 20   # clone copied the pipeline
+    assert model.get_params()["basis__rbf__n_basis"] == 20  # clone copied the pipeline
     assert other.fit(tasks).basis_.n_basis == 7
     B = SklearnBasis(_rbf_pipeline(n_basis=5)).set_params(transformer__rbf__n_basis=6)
     assert B.fit(tasks.X_support).n_basis == 6
@@ -160,6 +174,7 @@ def test_not_a_transformer_is_a_clear_type_error(tasks):
         mf.MetaBayes(n_jobs=1, basis=3).fit(tasks)
     with pytest.raises(TypeError, match="parameter 'basis'.*got Ridge"):
         from sklearn.linear_model import Ridge
+
         mf.MetaRidge(n_jobs=1, basis=Ridge()).fit(tasks)
 
 
@@ -211,7 +226,7 @@ def test_unfitted_wrapper_has_no_n_basis():
 
 
 def test_generic_sums_are_exact_across_blocks(rng, monkeypatch):
-    monkeypatch.setattr("metafast.basis.sklearn_wrapper.BLOCK_ELEMENTS", 7)   # 1,024-row blocks
+    monkeypatch.setattr("metafast.basis.sklearn_wrapper.BLOCK_ELEMENTS", 7)  # 1,024-row blocks
     X = rng.uniform(-2, 2, size=(2 * 1024 + 5, 2))
     B = SklearnBasis(PolynomialFeatures(2)).fit(X)
     Phi = PolynomialFeatures(2).fit(X).transform(X)

@@ -10,8 +10,7 @@ from metafast.basis.rbf import RBF
 
 
 @parametrize_with_checks(
-    [RBF(n_basis=5), RBF(n_basis=6, centers="kmeans", ard=True), RFF(n_basis=8, ard=True),
-     RandomReLU(n_basis=8)],
+    [RBF(n_basis=5), RBF(n_basis=6, centers="kmeans", ard=True), RFF(n_basis=8, ard=True), RandomReLU(n_basis=8)],
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -14,15 +14,15 @@ def test_stream_yields_the_tasks_load_gives(chunk_size):
     assert len(chunks) == len(s) == -(-600 // chunk_size)
     assert all(len(c) <= chunk_size for c in chunks)
     assert mf.tasks.concatenate(chunks).equals(full)
-    assert mf.tasks.concatenate(list(s)).equals(full)     # re-iterable, same tasks again
+    assert mf.tasks.concatenate(list(s)).equals(full)  # re-iterable, same tasks again
 
 
 def test_resample_keeps_tasks_and_draws_fresh_points_per_pass():
     s = mf.tasks.stream("harmonic", n_tasks=300, chunk_size=128, seed=3, resample=True, n_support=4, n_query=4)
     p0, p1 = mf.tasks.concatenate(list(s)), mf.tasks.concatenate(list(s))
-    assert p0.info == p1.info                            # same functions
+    assert p0.info == p1.info  # same functions
     assert not np.array_equal(p0.X_support, p1.X_support)  # fresh points
-    assert mf.tasks.concatenate(list(s.iter_pass(1))).equals(p1)   # pass 1 is reproducible
+    assert mf.tasks.concatenate(list(s.iter_pass(1))).equals(p1)  # pass 1 is reproducible
     assert p0.equals(mf.tasks.load("harmonic", n_tasks=300, n_support=4, n_query=4, seed=3))
     # the fresh points still follow the task's function
     np.testing.assert_allclose(mf.tasks.oracle(p1), p1.y_query, rtol=1e-12)
@@ -52,9 +52,18 @@ def test_seed_none_is_fixed_at_creation():
 def test_plain_plugin_loaders_stream_by_seeded_calls():
     def load_lines(n_tasks, n_support=3, n_query=3, seed=None):
         rng = np.random.default_rng(seed)
-        return mf.tasks.TaskSet.from_list([
-            mf.tasks.Task(rng.normal(size=(n_support, 1)), rng.normal(size=n_support),
-                          rng.normal(size=(n_query, 1)), rng.normal(size=n_query)) for _ in range(n_tasks)])
+        return mf.tasks.TaskSet.from_list(
+            [
+                mf.tasks.Task(
+                    rng.normal(size=(n_support, 1)),
+                    rng.normal(size=n_support),
+                    rng.normal(size=(n_query, 1)),
+                    rng.normal(size=n_query),
+                )
+                for _ in range(n_tasks)
+            ]
+        )
+
     s = mf.tasks.stream(load_lines, n_tasks=25, chunk_size=10, seed=0)
     a, b = list(s), list(s)
     assert [len(c) for c in a] == [10, 10, 5] and all(x.equals(y) for x, y in zip(a, b))

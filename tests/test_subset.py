@@ -19,15 +19,19 @@ def _cases():
         # (family, X, columns, natively restricted?)
         (mf.basis.make("rbf", n_basis=12, per_center=True), X1, [11, 0, 5], True),
         (mf.basis.make("rbf", n_basis=9, ard=True), X2, [2, 3, 8], True),
-        (fourier, X1, [0, 3, 4, 5, 12, 19], True),            # constant, runs, lone cosine
-        (fourier, X1, [8], True),                                 # a sine alone
-        (mf.basis.make("fourier", n_basis=13), X2, [1, 2, 11, 12], True),   # additive 2-D
+        (fourier, X1, [0, 3, 4, 5, 12, 19], True),  # constant, runs, lone cosine
+        (fourier, X1, [8], True),  # a sine alone
+        (mf.basis.make("fourier", n_basis=13), X2, [1, 2, 11, 12], True),  # additive 2-D
         (mf.basis.make("fourier", n_basis=13, multivariate="lattice"), X2, [1, 4], False),
         (mf.basis.make("polynomial", n_basis=10), X2, [0, 4, 2], True),
         (mf.basis.make("relu", n_basis=10, random_state=0), X2, [9, 1], True),
         (mf.basis.make("bspline", n_basis=8), X1, [2, 7], False),
-        (mf.basis.union([mf.basis.make("polynomial", n_basis=5), fourier,
-                         mf.basis.make("rbf", n_basis=6)]), X1, [30, 1, 25, 24, 7], True),
+        (
+            mf.basis.union([mf.basis.make("polynomial", n_basis=5), fourier, mf.basis.make("rbf", n_basis=6)]),
+            X1,
+            [30, 1, 25, 24, 7],
+            True,
+        ),
     ]
 
 
@@ -50,7 +54,7 @@ def test_subset_equals_the_gathered_columns(case, dtype):
     np.testing.assert_allclose(S.weighted_sum(Xd[1::3], Wk), Phi[1::3] @ Wk, **tol)
     off = np.array([0, 7, 7, X.shape[0]])
     W = rng.standard_normal((3, len(cols)))
-    ref = np.concatenate([Phi[off[t]:off[t + 1]] @ W[t] for t in range(3)])
+    ref = np.concatenate([Phi[off[t] : off[t + 1]] @ W[t] for t in range(3)])
     np.testing.assert_allclose(S.weighted_sum_tasks(Xd, off, W), ref, **tol)
     names = np.asarray(B.get_feature_names_out())[cols]
     assert list(S.get_feature_names_out()) == list(names)
@@ -73,7 +77,7 @@ def test_rbf_subset_gradient_is_the_full_gradient_of_the_kept_centres():
 
 def test_fourier_gradient_through_a_partial_pair():
     B = mf.basis.make("fourier", frequencies=np.linspace(0.5, 5, 10), n_basis=21).fit(X1)
-    S = restrict(B, [4, 9, 10, 11])      # sin of f1 alone, then a run f4 (sin), f5 (cos, sin)
+    S = restrict(B, [4, 9, 10, 11])  # sin of f1 alone, then a run f4 (sin), f5 (cos, sin)
     G = np.random.default_rng(2).standard_normal((X1.shape[0], 4))
     grads = S.design_vjp(X1, G)
     eps = 1e-6
@@ -117,5 +121,6 @@ def test_bad_columns():
     with pytest.raises(ValueError, match="'columns' must be a non-empty"):
         restrict(B, [0.5])
     from sklearn.exceptions import NotFittedError
+
     with pytest.raises(NotFittedError):
         restrict(mf.basis.make("rbf"), [0])

@@ -33,8 +33,9 @@ def test_sinusoid_matches_finn_2017():
 
 
 def test_sinusoid_options():
-    ts = mf.tasks.load("sinusoid", n_tasks=N, n_support=3, n_query=3, seed=2, frequency=(0.5, 2.0),
-                       x_range=(0, 1), noise=0.1)
+    ts = mf.tasks.load(
+        "sinusoid", n_tasks=N, n_support=3, n_query=3, seed=2, frequency=(0.5, 2.0), x_range=(0, 1), noise=0.1
+    )
     assert _ks_uniform(_col(ts, "frequency"), 0.5, 2.0) > ALPHA
     assert _ks_uniform(ts.X_query[:, 0], 0.0, 1.0) > ALPHA
     resid = ts.y_query - oracle(ts)
@@ -94,8 +95,15 @@ def test_multimodal_follows_vuorio_2019():
 
 
 def test_multimodal_cubic_and_mode_functions():
-    ts = mf.tasks.load("multimodal", n_tasks=600, modes=("cubic", "abs", "tanh", "linear", "quadratic", "sine"),
-                       noise=0.0, n_support=4, n_query=4, seed=15)
+    ts = mf.tasks.load(
+        "multimodal",
+        n_tasks=600,
+        modes=("cubic", "abs", "tanh", "linear", "quadratic", "sine"),
+        noise=0.0,
+        n_support=4,
+        n_query=4,
+        seed=15,
+    )
     cubic = [t for t in ts if t.info["mode"] == "cubic"]
     assert cubic and _ks_uniform([abs(t.info["scale"]) for t in cubic], 0.005, 0.03) > ALPHA
     ref = {
@@ -123,7 +131,12 @@ def test_friedman_has_d_inputs_and_known_process():
         assert _ks_uniform(_col(ts, k), 0.5 * base, 1.5 * base) > ALPHA
     X = ts.X_query
     c = np.repeat(np.stack([_col(ts, k) for k in ("c1", "c2", "c3", "c4")], 1), 2, axis=0)
-    ref = c[:, 0] * np.sin(np.pi * X[:, 0] * X[:, 1]) + c[:, 1] * (X[:, 2] - 0.5) ** 2 + c[:, 2] * X[:, 3] + c[:, 3] * X[:, 4]
+    ref = (
+        c[:, 0] * np.sin(np.pi * X[:, 0] * X[:, 1])
+        + c[:, 1] * (X[:, 2] - 0.5) ** 2
+        + c[:, 2] * X[:, 3]
+        + c[:, 3] * X[:, 4]
+    )
     np.testing.assert_allclose(ts.y_query, ref, rtol=1e-12)
 
 
@@ -141,7 +154,9 @@ def test_same_seed_same_tasks_and_prefix_property(name):
 
 
 def test_oracle_mixed_families_and_support():
-    parts = [mf.tasks.load(n, n_tasks=5, n_support=3, n_query=2, seed=1) for n in ("harmonic", "sinusoid", "sinusoid-line")]
+    parts = [
+        mf.tasks.load(n, n_tasks=5, n_support=3, n_query=2, seed=1) for n in ("harmonic", "sinusoid", "sinusoid-line")
+    ]
     ts = mf.tasks.TaskSet.concatenate(parts)
     np.testing.assert_allclose(oracle(ts), ts.y_query, rtol=1e-12)
     np.testing.assert_allclose(oracle(ts, "support"), ts.y_support, rtol=1e-12)
@@ -151,18 +166,21 @@ def test_oracle_mixed_families_and_support():
         oracle(ts, "train")
 
 
-@pytest.mark.parametrize("kwargs, err, match", [
-    (dict(n_support=0), ValueError, "n_support"),
-    (dict(n_query=-1), ValueError, "n_query"),
-    (dict(n_tasks=0), ValueError, "n_tasks"),
-    (dict(n_tasks=2.5), TypeError, "n_tasks"),
-    (dict(amplitude=(5, 1)), ValueError, "amplitude"),
-    (dict(noise=-0.1), ValueError, "noise"),
-    (dict(frequency=(0, 1)), ValueError, "frequency"),
-    (dict(dtype=np.int32), ValueError, "dtype"),
-    (dict(seed=-3), ValueError, "seed"),
-    (dict(seed="a"), TypeError, "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(n_support=0), ValueError, "n_support"),
+        (dict(n_query=-1), ValueError, "n_query"),
+        (dict(n_tasks=0), ValueError, "n_tasks"),
+        (dict(n_tasks=2.5), TypeError, "n_tasks"),
+        (dict(amplitude=(5, 1)), ValueError, "amplitude"),
+        (dict(noise=-0.1), ValueError, "noise"),
+        (dict(frequency=(0, 1)), ValueError, "frequency"),
+        (dict(dtype=np.int32), ValueError, "dtype"),
+        (dict(seed=-3), ValueError, "seed"),
+        (dict(seed="a"), TypeError, "seed"),
+    ],
+)
 def test_bad_parameters_are_named(kwargs, err, match):
     with pytest.raises(err, match=match):
         mf.tasks.load("sinusoid", **kwargs)

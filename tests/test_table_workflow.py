@@ -21,7 +21,7 @@ def panel(n_groups=40, n_rows=12, seed=0, missing_every=0):
     for g in range(n_groups):
         a, b, c = rng.normal([1.0, 2.0, -1.0], [0.5, 0.5, 0.3])
         x = np.sort(rng.uniform(0, 1, n_rows))
-        y = a + b * x + c * x ** 2 + rng.normal(0, 0.05, n_rows)
+        y = a + b * x + c * x**2 + rng.normal(0, 0.05, n_rows)
         rows += [{"site": f"s{g:03d}", "x": xi, "y": yi} for xi, yi in zip(x, y)]
     df = pd.DataFrame(rows)
     if missing_every:
@@ -49,7 +49,7 @@ def test_split_groups_is_by_group_reproducible_and_k_shot():
     assert {d["group"] for d in train.info}.isdisjoint({d["group"] for d in test.info})
     assert np.all(test.support_sizes == 3) and np.all(test.query_sizes == 6)
     assert train.X_query.shape[0] == 0 and np.all(train.support_sizes == 9)
-    for t in range(len(test)):            # rows in info follow the rows of the task
+    for t in range(len(test)):  # rows in info follow the rows of the task
         d = test.info[t]
         np.testing.assert_array_equal(df.x.to_numpy()[d["support_rows"]], test[t].X_support[:, 0])
         np.testing.assert_array_equal(df.y.to_numpy()[d["query_rows"]], test[t].y_query)
@@ -94,8 +94,8 @@ def test_model_file_round_trip_and_refusals(tmp_path):
     refused(bytes(flipped), "truncated or corrupted")
     refused(MAGIC + b"{not json\n" + b"x", "damaged header")
     refused(MAGIC + b"[1, 2]\n", "damaged header")
-    header = json.loads(raw[len(MAGIC):].split(b"\n", 1)[0])
-    payload = raw[len(MAGIC):].split(b"\n", 1)[1]
+    header = json.loads(raw[len(MAGIC) :].split(b"\n", 1)[0])
+    payload = raw[len(MAGIC) :].split(b"\n", 1)[1]
     for key, value, match in (("metafast", "0.0.1", "metafast 0.0.1"), ("numpy", "1.26.0", "numpy 1.26.0")):
         h = json.loads(json.dumps(header))
         h["versions"][key] = value
@@ -112,14 +112,29 @@ def test_fit_predict_info_on_a_table(tmp_path, capsys):
     new = panel(n_groups=6, n_rows=15, seed=1)
     truth = new.y.to_numpy().copy()
     hide = np.ones(len(new), dtype=bool)
-    hide[new.groupby("site").head(4).index] = False          # 4 labelled rows per new group
+    hide[new.groupby("site").head(4).index] = False  # 4 labelled rows per new group
     new.loc[hide, "y"] = np.nan
-    new.loc[new.site == "s005", "y"] = np.nan                 # a group with no labelled row: prior only
+    new.loc[new.site == "s005", "y"] = np.nan  # a group with no labelled row: prior only
     train.to_csv(tmp_path / "train.csv", index=False)
     new.to_csv(tmp_path / "new.csv", index=False)
     model, out = str(tmp_path / "m.mf"), str(tmp_path / "out.csv")
-    assert main(["fit", str(tmp_path / "train.csv"), "--group", "site", "--target", "y",
-                 "--basis", "polynomial:n_basis=4", "-o", model]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp_path / "train.csv"),
+                "--group",
+                "site",
+                "--target",
+                "y",
+                "--basis",
+                "polynomial:n_basis=4",
+                "-o",
+                model,
+            ]
+        )
+        == 0
+    )
     assert main(["info", model]) == 0
     text = capsys.readouterr().out
     assert "MetaBayes" in text and "training groups: 50" in text and "numpy" in text
@@ -145,19 +160,40 @@ def test_fit_predict_info_on_a_table(tmp_path, capsys):
 def test_ridge_learner_and_params(tmp_path):
     panel(n_groups=20, n_rows=8).to_csv(tmp_path / "t.csv", index=False)
     model = str(tmp_path / "r.mf")
-    assert main(["fit", str(tmp_path / "t.csv"), "--group", "site", "--target", "y", "--learner", "ridge",
-                 "--param", "alphas=[0.1, 1.0]", "-q", "-o", model]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp_path / "t.csv"),
+                "--group",
+                "site",
+                "--target",
+                "y",
+                "--learner",
+                "ridge",
+                "--param",
+                "alphas=[0.1, 1.0]",
+                "-q",
+                "-o",
+                model,
+            ]
+        )
+        == 0
+    )
     assert type(load_model(model)).__name__ == "MetaRidge"
 
 
-@pytest.mark.parametrize("table, args, message", [
-    ("", [], "is empty"),
-    ("site,x,y\n", [], "no data rows"),
-    ("site,x,y\na,1,2\n", ["--target", "z"], "no column 'z'"),
-    ("site,x,y\na,1,2\na,hello,3\n", [], "'hello' at row 1"),
-    ("site,x,y\na,1,2\nb,2,\n", [], "no labelled row.*'b'"),
-    ("site,x,y\na,1,2\na,,3\n", [], "NaN at row 1"),
-])
+@pytest.mark.parametrize(
+    "table, args, message",
+    [
+        ("", [], "is empty"),
+        ("site,x,y\n", [], "no data rows"),
+        ("site,x,y\na,1,2\n", ["--target", "z"], "no column 'z'"),
+        ("site,x,y\na,1,2\na,hello,3\n", [], "'hello' at row 1"),
+        ("site,x,y\na,1,2\nb,2,\n", [], "no labelled row.*'b'"),
+        ("site,x,y\na,1,2\na,,3\n", [], "NaN at row 1"),
+    ],
+)
 def test_fit_reports_bad_tables(tmp_path, capsys, table, args, message):
     path = tmp_path / "t.csv"
     path.write_text(table)
@@ -200,8 +236,26 @@ def test_classifier_from_a_table(tmp_path):
     train.to_csv(tmp_path / "t.csv", index=False)
     new.to_csv(tmp_path / "n.csv", index=False)
     model, out = str(tmp_path / "c.mf"), str(tmp_path / "o.csv")
-    assert main(["fit", str(tmp_path / "t.csv"), "--group", "site", "--target", "y", "--features", "x",
-                 "--basis", "polynomial:n_basis=3", "-q", "-o", model]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp_path / "t.csv"),
+                "--group",
+                "site",
+                "--target",
+                "y",
+                "--features",
+                "x",
+                "--basis",
+                "polynomial:n_basis=3",
+                "-q",
+                "-o",
+                model,
+            ]
+        )
+        == 0
+    )
     assert type(load_model(model)).__name__ == "MetaClassifier"
     assert main(["predict", model, str(tmp_path / "n.csv"), "-o", out]) == 0
     res = pd.read_csv(out)

@@ -74,8 +74,9 @@ def test_classifiers_give_the_probability_of_the_positive_label():
     Phi = B.design(X)
     for i, t in enumerate(B.task_indices_):
         task = tasks[int(t)]
-        ref = LogisticRegression().fit(np.concatenate([task.X_support, task.X_query]),
-                                       np.concatenate([task.y_support, task.y_query]))
+        ref = LogisticRegression().fit(
+            np.concatenate([task.X_support, task.X_query]), np.concatenate([task.y_support, task.y_query])
+        )
         np.testing.assert_allclose(Phi[:, i], ref.predict_proba(X)[:, 1], rtol=1e-6)
     clf = mf.MetaClassifier(basis=B, head="logistic", max_iter=5).fit(tasks)
     assert 0.5 < clf.evaluate(tasks)["accuracy"] <= 1
@@ -89,30 +90,31 @@ def test_multiclass_classifiers_give_aligned_probabilities_without_the_first_lab
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(0)
-    labels = np.array([3, 7, 9, 11])                      # not 0..K-1: alignment must use classes_
+    labels = np.array([3, 7, 9, 11])  # not 0..K-1: alignment must use classes_
     tasks_list = []
     for t in range(8):
-        present = labels if t % 2 == 0 else labels[[0, 2, 3]]   # odd tasks never show label 7
+        present = labels if t % 2 == 0 else labels[[0, 2, 3]]  # odd tasks never show label 7
         X = rng.normal(size=(24, 2))
         y = present[np.argmax(X @ rng.normal(size=(2, present.size)), axis=1)]
-        y[:present.size] = present                          # every present label occurs
+        y[: present.size] = present  # every present label occurs
         tasks_list.append(mf.tasks.Task(X[:12], y[:12], X[12:], y[12:]))
     tasks = mf.tasks.TaskSet.from_list(tasks_list, label_setting="shared")
     B = TaskModels(n_basis=6, estimator=LogisticRegression(), random_state=1).fit(tasks)
     assert B.n_models_ == 2 and B.classes_.tolist() == labels.tolist()
-    assert (B.task_indices_ % 2 == 1).any()               # a model that never saw label 7: its column is 0
+    assert (B.task_indices_ % 2 == 1).any()  # a model that never saw label 7: its column is 0
     odd = int(np.flatnonzero(B.task_indices_ % 2 == 1)[0])
     Xn = rng.normal(size=(5, 2))
     Phi = B.design(Xn)
     assert Phi.shape == (5, 6)
     for i, t in enumerate(B.task_indices_):
         task = tasks[int(t)]
-        ref = LogisticRegression().fit(np.concatenate([task.X_support, task.X_query]),
-                                       np.concatenate([task.y_support, task.y_query]))
+        ref = LogisticRegression().fit(
+            np.concatenate([task.X_support, task.X_query]), np.concatenate([task.y_support, task.y_query])
+        )
         full = np.zeros((5, 4))
         for j, lab in enumerate(ref.classes_):
             full[:, labels.tolist().index(lab)] = ref.predict_proba(Xn)[:, j]
-        np.testing.assert_allclose(Phi[:, 3 * i:3 * i + 3], full[:, 1:], rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(Phi[:, 3 * i : 3 * i + 3], full[:, 1:], rtol=1e-6, atol=1e-12)
     assert np.all(Phi[:, 3 * odd] == 0)
     clf = mf.MetaClassifier(basis=B, head="logistic", max_iter=5, n_jobs=1).fit(tasks)
     proba = clf.adapt(tasks[0].X_support, tasks[0].y_support).predict_proba(Xn)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import metafast as mf
@@ -10,19 +11,22 @@ from metafast.tasks import Task, TaskSet
 @st.composite
 def task_lists(draw, mixed_dtypes=False):
     base = draw(st.sampled_from([np.float32, np.float64]))
-    labels = draw(st.booleans())          # integer class labels instead of float targets
+    labels = draw(st.booleans())  # integer class labels instead of float targets
     d = draw(st.integers(1, 3))
     n_tasks = draw(st.integers(1, 6))
     tasks = []
-    for t in range(n_tasks):
+    for _ in range(n_tasks):
         dtype = draw(st.sampled_from([np.float32, np.float64])) if mixed_dtypes else base
         elems = st.floats(-1e6, 1e6, allow_nan=False, width=32 if dtype == np.float32 else 64)
         ns, nq = draw(st.integers(0, 5)), draw(st.integers(0, 5))
         arr = lambda shape: draw(hnp.arrays(dtype, shape, elements=elems))
         lab = lambda n: draw(hnp.arrays(np.int64, (n,), elements=st.integers(-3, 9)))
-        info = draw(st.dictionaries(st.sampled_from(["a", "group", "k"]),
-                                    st.one_of(st.integers(-5, 5), st.text(max_size=3),
-                                              st.floats(allow_nan=False))))
+        info = draw(
+            st.dictionaries(
+                st.sampled_from(["a", "group", "k"]),
+                st.one_of(st.integers(-5, 5), st.text(max_size=3), st.floats(allow_nan=False)),
+            )
+        )
         ys, yq = (lab(ns), lab(nq)) if labels else (arr((ns,)), arr((nq,)))
         tasks.append(Task(arr((ns, d)), ys, arr((nq, d)), yq, info))
     return tasks
@@ -51,7 +55,7 @@ def test_mixed_precision_packs_to_float64_without_changing_values(tasks):
     expected = np.float32 if all(t.X_support.dtype == np.float32 for t in tasks) else np.float64
     assert ts.dtype == expected
     for t, task in zip(ts, tasks):
-        np.testing.assert_array_equal(t.X_query, task.X_query)   # float32 -> float64 is exact
+        np.testing.assert_array_equal(t.X_query, task.X_query)  # float32 -> float64 is exact
         assert t.X_query.dtype == expected
 
 
@@ -84,8 +88,9 @@ def test_getitem_returns_views_and_slices(rng):
 
 def test_info_types_survive_save_and_load(tmp_path):
     ts = mf.tasks.load("sinusoid", n_tasks=3, n_support=2, n_query=2, seed=0)
-    ts.info[0].update(key=("a", 1), arr=np.arange(4, dtype=np.int32), s=np.float32(1.5),
-                      nested={"__x": [1.0, float("inf")]})
+    ts.info[0].update(
+        key=("a", 1), arr=np.arange(4, dtype=np.int32), s=np.float32(1.5), nested={"__x": [1.0, float("inf")]}
+    )
     ts.save(tmp_path / "t.npz")
     back = TaskSet.load(tmp_path / "t.npz")
     assert back.equals(ts)
@@ -104,16 +109,32 @@ def _header(path):
 
 def test_columnar_info_round_trips_types_exactly(tmp_path):
     ts = mf.tasks.load("sinusoid", n_tasks=5, n_support=2, n_query=1, seed=0)
-    for t, d in enumerate(ts.info):          # one column of each kind, and shared values
-        d.update(i=t * 10**12, b=t % 2 == 0, s=f"task{t}", f=[0.5, float("nan"), -float("inf"), 1e-300, 2.0][t],
-                 none=None, big=2**70)
+    for t, d in enumerate(ts.info):  # one column of each kind, and shared values
+        d.update(
+            i=t * 10**12,
+            b=t % 2 == 0,
+            s=f"task{t}",
+            f=[0.5, float("nan"), -float("inf"), 1e-300, 2.0][t],
+            none=None,
+            big=2**70,
+        )
     ts.save(tmp_path / "c.npz")
     header, files = _header(tmp_path / "c.npz")
     assert header["version"] == 2 and "info" not in header
     kinds = {spec[0]: spec[1] for spec in header["info_columns"]}
-    assert kinds == {"family": "const", "amplitude": "float", "phase": "float", "frequency": "const",
-                     "noise": "const", "i": "int", "b": "bool", "s": "str", "f": "float", "none": "const",
-                     "big": "const"}
+    assert kinds == {
+        "family": "const",
+        "amplitude": "float",
+        "phase": "float",
+        "frequency": "const",
+        "noise": "const",
+        "i": "int",
+        "b": "bool",
+        "s": "str",
+        "f": "float",
+        "none": "const",
+        "big": "const",
+    }
     back = TaskSet.load(tmp_path / "c.npz")
     for got, want in zip(back.info, ts.info):
         assert list(got) == list(want)
@@ -149,20 +170,24 @@ def test_version_1_files_still_load(tmp_path):
     import json
 
     ts = mf.tasks.load("sinusoid", n_tasks=2, n_support=2, n_query=1, seed=0)
-    arrays = {a: getattr(ts, a) for a in ("X_support", "y_support", "support_offsets", "X_query", "y_query",
-                                          "query_offsets")}
+    arrays = {
+        a: getattr(ts, a) for a in ("X_support", "y_support", "support_offsets", "X_query", "y_query", "query_offsets")
+    }
     header = {"format": "metafast.TaskSet", "version": 1, "info": ts.info, "label_setting": None}
     np.savez(tmp_path / "v1.npz", header=np.asarray(json.dumps(header)), **arrays)
     assert TaskSet.load(tmp_path / "v1.npz").equals(ts)
 
 
-@pytest.mark.parametrize("damage, problem", [
-    (lambda h, a: a.pop("info_column_1"), "info column 'amplitude' is missing"),
-    (lambda h, a: a.update(info_column_1=a["info_column_1"][:-1]), "not 4 float values"),
-    (lambda h, a: a.update(info_column_1=a["info_column_1"].astype(np.int64)), "not 4 float values"),
-    (lambda h, a: h["info_columns"].append(["x", "complex"]), "info column 5"),
-    (lambda h, a: h.update(info_columns="amplitude"), "'info_columns' is not a list"),
-])
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda h, a: a.pop("info_column_1"), "info column 'amplitude' is missing"),
+        (lambda h, a: a.update(info_column_1=a["info_column_1"][:-1]), "not 4 float values"),
+        (lambda h, a: a.update(info_column_1=a["info_column_1"].astype(np.int64)), "not 4 float values"),
+        (lambda h, a: h["info_columns"].append(["x", "complex"]), "info column 5"),
+        (lambda h, a: h.update(info_columns="amplitude"), "'info_columns' is not a list"),
+    ],
+)
 def test_load_damaged_info_columns_names_the_file(tmp_path, damage, problem):
     import json
 

@@ -134,8 +134,19 @@ def test_good_families_pass():
         (Unchecked(), "check_family_bad_input", "wrong length: no error"),
         (WrongGradient(), "check_family_learnable_params", "disagrees with finite differences"),
     ],
-    ids=["no_n_basis", "n_basis_0", "alters_params", "nans", "float32", "rows", "weighted_sum",
-         "random", "pickle", "unchecked", "gradient"],
+    ids=[
+        "no_n_basis",
+        "n_basis_0",
+        "alters_params",
+        "nans",
+        "float32",
+        "rows",
+        "weighted_sum",
+        "random",
+        "pickle",
+        "unchecked",
+        "gradient",
+    ],
 )
 def test_each_defect_is_caught_by_its_check(family, check, message):
     with pytest.raises(AssertionError, match=rf"\[{check}\] .*{re.escape(message)}"):
@@ -145,8 +156,15 @@ def test_each_defect_is_caught_by_its_check(family, check, message):
 
 
 def test_skip_and_bad_arguments():
-    check_basis_family(Random(), skip={"check_family_deterministic", "check_family_design", "check_family_pickle_clone",
-                                       "check_family_learnable_params"})
+    check_basis_family(
+        Random(),
+        skip={
+            "check_family_deterministic",
+            "check_family_design",
+            "check_family_pickle_clone",
+            "check_family_learnable_params",
+        },
+    )
     with pytest.raises(ValueError, match="unknown checks"):
         check_basis_family(Cubes(), skip={"check_nothing"})
     with pytest.raises(TypeError, match="BasisFamily"):

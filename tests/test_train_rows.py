@@ -50,7 +50,7 @@ def test_training_source_keeps_the_kind_of_source():
     view = training_source(stream, "all")
     assert isinstance(view, TrainingStream)
     first_pass = [c.y_support.copy() for c in view]
-    second_pass = [c.y_support for c in view]            # re-iterable: a new pass each time
+    second_pass = [c.y_support for c in view]  # re-iterable: a new pass each time
     assert len(first_pass) == 2 and all(np.array_equal(a, b) for a, b in zip(first_pass, second_pass))
     assert first_pass[0].shape == (18,)
     with pytest.raises(ValueError, match="train_rows"):
@@ -63,8 +63,7 @@ def _split_and_merged(seed=0):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("params", [{}, {"covariance": "diag"}, {"n_components": 2, "random_state": 0,
-                                                                 "max_iter": 20}])
+@pytest.mark.parametrize("params", [{}, {"covariance": "diag"}, {"n_components": 2, "random_state": 0, "max_iter": 20}])
 def test_metabayes_fit_on_split_equals_fit_on_all_rows_in_support(params):
     split, merged = _split_and_merged()
     basis = mf.basis.make("rbf", n_basis=12).fit_tasks(split)
@@ -74,8 +73,14 @@ def test_metabayes_fit_on_split_equals_fit_on_all_rows_in_support(params):
     np.testing.assert_allclose(a.noise_var_, b.noise_var_, rtol=1e-10)
     c = mf.MetaBayes(basis=basis, train_rows="support", **params).fit(split)
     assert not np.allclose(c.log_evidence_[-1], a.log_evidence_[-1])
-    support_only = TaskSet(split.X_support, split.y_support, split.support_offsets,
-                           split.X_support[:0], split.y_support[:0], np.zeros_like(split.support_offsets))
+    support_only = TaskSet(
+        split.X_support,
+        split.y_support,
+        split.support_offsets,
+        split.X_support[:0],
+        split.y_support[:0],
+        np.zeros_like(split.support_offsets),
+    )
     d = mf.MetaBayes(basis=basis, **params).fit(support_only)
     np.testing.assert_allclose(c.log_evidence_, d.log_evidence_, rtol=1e-10)
 

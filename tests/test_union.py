@@ -20,8 +20,11 @@ class Ramp(BasisFamily):
 
 
 def _parts():
-    return [mf.basis.make("polynomial", n_basis=4), mf.basis.make("fourier", n_basis=7),
-            mf.basis.make("rbf", n_basis=5, random_state=0)]
+    return [
+        mf.basis.make("polynomial", n_basis=4),
+        mf.basis.make("fourier", n_basis=7),
+        mf.basis.make("rbf", n_basis=5, random_state=0),
+    ]
 
 
 @pytest.fixture
@@ -46,7 +49,7 @@ def test_design_and_sums_match_the_stacked_parts(X, dtype):
     np.testing.assert_allclose(U.weighted_sum(Xd[::2], Wk), Phi_ref[::2].astype(np.float64) @ Wk, **tol)
     off = np.array([0, 5, 5, 20, 37])
     W = rng.standard_normal((4, 16))
-    ref = np.concatenate([Phi_ref[off[t]:off[t + 1]].astype(np.float64) @ W[t] for t in range(4)])
+    ref = np.concatenate([Phi_ref[off[t] : off[t + 1]].astype(np.float64) @ W[t] for t in range(4)])
     np.testing.assert_allclose(U.weighted_sum_tasks(Xd, off, W), ref, **tol)
 
 
@@ -120,8 +123,7 @@ def test_plugin_family_part_and_conformance(X):
 @pytest.mark.parametrize("learner", [mf.MetaBayes(max_iter=30), mf.MetaRidge()])
 def test_every_learner_fits_on_a_union(learner):
     tasks = mf.tasks.load("sinusoid", n_tasks=60, n_support=8, n_query=8, seed=0)
-    U = mf.basis.union([mf.basis.make("polynomial", n_basis=3), mf.basis.make("fourier", n_basis=9),
-                        Ramp(2)])
+    U = mf.basis.union([mf.basis.make("polynomial", n_basis=3), mf.basis.make("fourier", n_basis=9), Ramp(2)])
     model = clone(learner).set_params(basis=U).fit(tasks)
     result = model.evaluate(mf.tasks.load("sinusoid", n_tasks=20, n_support=8, n_query=8, seed=1))
     assert np.isfinite(result["mse"])

@@ -32,5 +32,4 @@ def make(name: str, **params) -> BasisFamily:
     return family
 
 
-__all__ = ["BasisFamily", "ColumnSubset", "SklearnBasis", "Union", "as_basis", "available", "make", "restrict",
-           "union"]
+__all__ = ["BasisFamily", "ColumnSubset", "SklearnBasis", "Union", "as_basis", "available", "make", "restrict", "union"]

@@ -39,9 +39,10 @@ def _wrap_fit(fit):
         if _is_taskset(X):
             return fit(self, X, y, **kwargs)
         Xc = check_X(X, "X", min_samples=1)
-        if not getattr(self, "_n_basis_from_fit", False):   # else the width is only known after fit
-            check_allocation(self._fit_nbytes(*Xc.shape), f"fitting {type(self).__name__}(n_basis={self.n_basis})",
-                             "lower n_basis")
+        if not getattr(self, "_n_basis_from_fit", False):  # else the width is only known after fit
+            check_allocation(
+                self._fit_nbytes(*Xc.shape), f"fitting {type(self).__name__}(n_basis={self.n_basis})", "lower n_basis"
+            )
         result = fit(self, Xc, y, **kwargs)
         self.n_features_in_ = Xc.shape[1]
         self._mf_fitted = True
@@ -55,9 +56,11 @@ def _wrap_design(design):
     @functools.wraps(design)
     def checked_design(self, X):
         Xc = self._check_input(X)
-        check_allocation(Xc.shape[0] * float(self.n_basis) * Xc.dtype.itemsize,
-                         f"the ({Xc.shape[0]}, {self.n_basis}) design matrix of {type(self).__name__}",
-                         "pass fewer rows at a time (or stream the tasks in chunks) or lower n_basis")
+        check_allocation(
+            Xc.shape[0] * float(self.n_basis) * Xc.dtype.itemsize,
+            f"the ({Xc.shape[0]}, {self.n_basis}) design matrix of {type(self).__name__}",
+            "pass fewer rows at a time (or stream the tasks in chunks) or lower n_basis",
+        )
         Phi = design(self, Xc)
         Phi = np.asarray(Phi)
         m = self.n_basis
@@ -101,7 +104,7 @@ def check_design_finite(family: Any, Phi: np.ndarray, first_row: int = 0) -> Non
         if not np.isnan(Phi.sum()):
             return
     bad = np.isnan(Phi)
-    if not bad.any():          # inf - inf in the sum, no NaN entry
+    if not bad.any():  # inf - inf in the sum, no NaN entry
         return
     row, col = (int(v) for v in np.argwhere(bad)[0])
     raise NonFiniteDesignError(
@@ -160,10 +163,9 @@ class BasisFamily(VersionTagged, TransformerMixin, BaseEstimator):
                 f"This {type(self).__name__} is not fitted yet: call fit(X) (or pass it to a "
                 "meta-learner, which fits it on the training tasks) before design/transform"
             )
-        return check_X(X, name, n_features=getattr(self, "n_features_in_", None),
-                       estimator=type(self).__name__)
+        return check_X(X, name, n_features=getattr(self, "n_features_in_", None), estimator=type(self).__name__)
 
-    def fit_tasks(self, tasks) -> "BasisFamily":
+    def fit_tasks(self, tasks) -> BasisFamily:
         """Fit on the inputs of a TaskSet (support and query points of every task)."""
         X = np.concatenate([tasks.X_support, tasks.X_query], axis=0)
         return self.fit(X)
@@ -190,7 +192,7 @@ class BasisFamily(VersionTagged, TransformerMixin, BaseEstimator):
         W = check_weights(w, self.n_basis, "w", dtype=Xc.dtype)
         out = np.empty((Xc.shape[0],) + W.shape[1:], dtype=Xc.dtype)
         for start, Phi in self._design_blocks(Xc):
-            out[start:start + Phi.shape[0]] = Phi @ W
+            out[start : start + Phi.shape[0]] = Phi @ W
         return out
 
     def weighted_sum_tasks(self, X, offsets, W) -> np.ndarray:
@@ -213,7 +215,7 @@ class BasisFamily(VersionTagged, TransformerMixin, BaseEstimator):
         check_finite(W, "W")
         out = np.empty(Xc.shape[0], dtype=Xc.dtype)
         for start, Phi in self._design_blocks(Xc):
-            _tasksum.rows_dot_task_weights(Phi, offsets, W, start, out[start:start + Phi.shape[0]])
+            _tasksum.rows_dot_task_weights(Phi, offsets, W, start, out[start : start + Phi.shape[0]])
         return out
 
     def _design_blocks(self, Xc: np.ndarray):
@@ -224,7 +226,7 @@ class BasisFamily(VersionTagged, TransformerMixin, BaseEstimator):
         """
         design = getattr(type(self).design, "__wrapped__", None)
         for start in range(0, Xc.shape[0], ROW_BLOCK):
-            block = Xc[start:start + ROW_BLOCK]
+            block = Xc[start : start + ROW_BLOCK]
             Phi = design(self, block) if design is not None else self.design(block)
             Phi = np.ascontiguousarray(Phi, dtype=Xc.dtype)
             check_design_finite(self, Phi, start)
@@ -239,7 +241,7 @@ class BasisFamily(VersionTagged, TransformerMixin, BaseEstimator):
         """
         return {}
 
-    def with_params(self, **params: np.ndarray) -> "BasisFamily":
+    def with_params(self, **params: np.ndarray) -> BasisFamily:
         """A fitted copy of this family with some learnable parameters replaced."""
         self._check_param_names(params)
         return copy.deepcopy(self)
@@ -251,8 +253,7 @@ class BasisFamily(VersionTagged, TransformerMixin, BaseEstimator):
             unknown = sorted(set(params) - set(known))
             if unknown:
                 raise ValueError(
-                    f"{type(self).__name__} has no learnable parameter(s) {unknown}; "
-                    f"it has {sorted(known)}"
+                    f"{type(self).__name__} has no learnable parameter(s) {unknown}; it has {sorted(known)}"
                 )
 
     def design_vjp(self, X, G) -> dict[str, np.ndarray]:
@@ -293,8 +294,7 @@ def check_family_factory(obj: Any) -> None:
     if isinstance(obj, type):
         if not issubclass(obj, BasisFamily):
             raise TypeError(
-                f"the class {obj.__module__}.{obj.__qualname__} is not a subclass of "
-                "metafast.basis.BasisFamily"
+                f"the class {obj.__module__}.{obj.__qualname__} is not a subclass of metafast.basis.BasisFamily"
             )
         if obj.design is BasisFamily.design:
             raise TypeError(f"{obj.__qualname__} does not implement design(X)")

@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from metafast._validation import (_as_numeric_array, check_finite, check_positive_int,
-                                  check_weights)
+from metafast._validation import _as_numeric_array, check_finite, check_positive_int, check_weights
 from metafast.basis._base import BasisFamily, _check_offsets
 from metafast.parallel import effective_n_threads, threads_for_work
 
@@ -39,9 +38,7 @@ def n_threads_for(n_jobs, n_rows: int, n_basis: int) -> int:
 def check_has_features(X: np.ndarray) -> int:
     """Number of columns of a validated X; zero columns is an error (nothing to expand)."""
     if X.ndim == 2 and X.shape[1] == 0:
-        raise ValueError(
-            f"argument 'X' has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
-        )
+        raise ValueError(f"argument 'X' has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
     return X.shape[1]
 
 
@@ -57,10 +54,7 @@ def task_weights(W: Any, offsets: Any, n_rows: int, n_basis: int, dtype: np.dtyp
     arr = _as_numeric_array(W, "W", None)
     n_tasks = off.shape[0] - 1
     if arr.shape != (n_tasks, n_basis):
-        raise ValueError(
-            f"argument 'W' must have shape (n_tasks, n_basis) = ({n_tasks}, {n_basis}); "
-            f"got {arr.shape}"
-        )
+        raise ValueError(f"argument 'W' must have shape (n_tasks, n_basis) = ({n_tasks}, {n_basis}); got {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
     check_finite(arr, "W")
     return off, arr
@@ -70,9 +64,7 @@ def cotangent(G: Any, n_rows: int, n_basis: int, dtype: np.dtype) -> np.ndarray:
     """G = dL/dPhi of shape (n, m) as C-contiguous ``dtype``, finite."""
     arr = _as_numeric_array(G, "G", None)
     if arr.shape != (n_rows, n_basis):
-        raise ValueError(
-            f"argument 'G' must have the shape of design(X), ({n_rows}, {n_basis}); got {arr.shape}"
-        )
+        raise ValueError(f"argument 'G' must have the shape of design(X), ({n_rows}, {n_basis}); got {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
     check_finite(arr, "G")
     return arr
@@ -95,8 +87,9 @@ def given_length_scale(value: Any, shape: tuple[int, ...], settings: str) -> np.
     if ls.ndim == 0:
         ls = np.full(shape, float(ls))
     if ls.shape != shape:
-        raise ValueError(f"parameter 'length_scale' must be a number or an array of shape {shape} "
-                         f"({settings}); got shape {ls.shape}")
+        raise ValueError(
+            f"parameter 'length_scale' must be a number or an array of shape {shape} ({settings}); got shape {ls.shape}"
+        )
     if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
         raise ValueError("parameter 'length_scale' must be finite and > 0")
     return ls.copy()
@@ -106,8 +99,7 @@ def length_scale_from_log(log_ls: np.ndarray) -> np.ndarray:
     """exp(log length scales), which must stay finite and > 0 in float64."""
     ls = np.exp(log_ls)
     if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
-        raise ValueError("parameter 'log_length_scale' gives length scales that are "
-                         "not finite and > 0 in float64")
+        raise ValueError("parameter 'log_length_scale' gives length scales that are not finite and > 0 in float64")
     return ls
 
 
@@ -138,8 +130,7 @@ class KernelFamily(BasisFamily):
         """with_params arguments checked against learnable_params(): names, shapes, finite."""
         self._check_param_names(params)
         current = self.learnable_params()
-        return {key: learnable_array(value, key, current[key].shape)
-                for key, value in params.items()}
+        return {key: learnable_array(value, key, current[key].shape) for key, value in params.items()}
 
 
 class FusedFamily(KernelFamily):

@@ -55,11 +55,11 @@ def lattice_parents(K: np.ndarray):
     step_dim = np.zeros(Q, dtype=np.intp)
     step_sign = np.ones(Q)
     for q, k in enumerate(K):
-        l = int(np.flatnonzero(k)[-1])
-        sigma = 1.0 if k[l] > 0 else -1.0
+        last = int(np.flatnonzero(k)[-1])
+        sigma = 1.0 if k[last] > 0 else -1.0
         p = k.copy()
-        p[l] -= int(sigma)
-        step_dim[q], step_sign[q] = l, sigma
+        p[last] -= int(sigma)
+        step_dim[q], step_sign[q] = last, sigma
         if not p.any():
             continue
         if tuple(p) in index:

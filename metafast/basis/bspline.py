@@ -45,9 +45,7 @@ class BSpline(FusedFamily):
         m = check_positive_int(self.n_basis, "n_basis")
         p = check_positive_int(self.degree, "degree", minimum=0)
         if p > _bspline.MAX_SPLINE_DEGREE:
-            raise ValueError(
-                f"parameter 'degree' must be <= {_bspline.MAX_SPLINE_DEGREE}; got {p}"
-            )
+            raise ValueError(f"parameter 'degree' must be <= {_bspline.MAX_SPLINE_DEGREE}; got {p}")
         d = check_has_features(X)
         per_dim = np.array([m // d + (1 if j < m % d else 0) for j in range(d)], dtype=np.intp)
         if per_dim.min() < p + 1:

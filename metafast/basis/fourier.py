@@ -40,7 +40,7 @@ def _split_runs(freqs: np.ndarray) -> list[tuple[int, int]]:
     while i < K:
         L = 1
         while i + L < K:
-            trial = freqs[i:i + L + 1]
+            trial = freqs[i : i + L + 1]
             df = (trial[-1] - trial[0]) / L
             if df <= 0:
                 break
@@ -79,9 +79,15 @@ class Fourier(FusedFamily):
 
     _bounded_features = True  # cos and sin: no overflow check needed on the design
 
-    def __init__(self, n_basis: int = 64, frequencies=None, period=None,
-                 include_constant: bool = True, multivariate: str = "additive",
-                 n_jobs: int | None = None):
+    def __init__(
+        self,
+        n_basis: int = 64,
+        frequencies=None,
+        period=None,
+        include_constant: bool = True,
+        multivariate: str = "additive",
+        n_jobs: int | None = None,
+    ):
         self.n_basis = n_basis
         self.frequencies = frequencies
         self.period = period
@@ -97,10 +103,7 @@ class Fourier(FusedFamily):
         lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
         self.domain_ = np.stack([lo, hi])
         if self.multivariate not in ("additive", "lattice"):
-            raise ValueError(
-                "parameter 'multivariate' must be 'additive' or 'lattice'; "
-                f"got {self.multivariate!r}"
-            )
+            raise ValueError(f"parameter 'multivariate' must be 'additive' or 'lattice'; got {self.multivariate!r}")
         self.lattice_vectors_ = None
         if self.multivariate == "lattice" and d > 1:
             self._set_lattice(lo, hi, m - c, d)
@@ -172,23 +175,16 @@ class Fourier(FusedFamily):
         if p.ndim == 0:
             p = np.full(d, float(p))
         if p.shape != (d,) or not np.all(np.isfinite(p)) or np.any(p <= 0):
-            raise ValueError(
-                f"parameter 'period' must be a positive finite number or {d} of them; "
-                f"got {self.period!r}"
-            )
+            raise ValueError(f"parameter 'period' must be a positive finite number or {d} of them; got {self.period!r}")
         return p
 
     def _frequencies(self) -> np.ndarray:
         try:
             f = np.asarray(self.frequencies, dtype=np.float64)
         except (TypeError, ValueError):
-            raise TypeError(
-                f"parameter 'frequencies' must be numbers; got {self.frequencies!r}"
-            ) from None
+            raise TypeError(f"parameter 'frequencies' must be numbers; got {self.frequencies!r}") from None
         if f.ndim != 1 or f.shape[0] == 0:
-            raise ValueError(
-                f"parameter 'frequencies' must be a non-empty 1-D array; got shape {f.shape}"
-            )
+            raise ValueError(f"parameter 'frequencies' must be a non-empty 1-D array; got shape {f.shape}")
         check_finite(f, "frequencies")
         if np.any(f <= 0):
             raise ValueError(
@@ -221,9 +217,11 @@ class Fourier(FusedFamily):
         """
         if self.lattice_vectors_ is not None:
             return self.lattice_vectors_ * self.base_
-        return np.concatenate(
-            [f0 + np.arange(L) * df for f0, df, L in zip(self.run_f0_, self.run_df_, self.run_len_)]
-        ) if len(self.run_len_) else np.zeros(0)
+        return (
+            np.concatenate([f0 + np.arange(L) * df for f0, df, L in zip(self.run_f0_, self.run_df_, self.run_len_)])
+            if len(self.run_len_)
+            else np.zeros(0)
+        )
 
     @property
     def frequency_dims_(self) -> np.ndarray:
@@ -233,8 +231,15 @@ class Fourier(FusedFamily):
         return np.repeat(self.run_dim_, self.run_len_)
 
     def _run_args(self):
-        return (self.run_dim_, self.run_len_, self.run_col_, self.run_ncols_,
-                self.run_f0_, self.run_df_, bool(self.include_constant))
+        return (
+            self.run_dim_,
+            self.run_len_,
+            self.run_col_,
+            self.run_ncols_,
+            self.run_f0_,
+            self.run_df_,
+            bool(self.include_constant),
+        )
 
     def _lattice_args(self):
         return (self.base_, *self._lattice_structure, bool(self.include_constant))
@@ -257,11 +262,9 @@ class Fourier(FusedFamily):
 
     def _kernel_weighted_sum_tasks(self, X, offsets, W, out, n_threads):
         if self.lattice_vectors_ is not None:
-            _fourier_lattice.lattice_weighted_sum_tasks(X, *self._lattice_args(), offsets, W,
-                                                        out, n_threads)
+            _fourier_lattice.lattice_weighted_sum_tasks(X, *self._lattice_args(), offsets, W, out, n_threads)
         else:
-            _fourier.fourier_weighted_sum_tasks(X, *self._run_args(), offsets, W, out,
-                                                n_threads)
+            _fourier.fourier_weighted_sum_tasks(X, *self._run_args(), offsets, W, out, n_threads)
 
     # ------------------------------------------------------------------ meta-learning hooks
     def learnable_params(self) -> dict[str, np.ndarray]:
@@ -273,7 +276,7 @@ class Fourier(FusedFamily):
             return {"log_base": np.log(self.base_)}
         return {"log_base": np.log(self.run_f0_), "log_spacing": np.log(self.run_df_)}
 
-    def with_params(self, **params) -> "Fourier":
+    def with_params(self, **params) -> Fourier:
         checked = self._checked_params(params)
         new = super().with_params()
         if new.lattice_vectors_ is not None:
@@ -296,8 +299,9 @@ class Fourier(FusedFamily):
         n_chunks = max(1, -(-Xc.shape[0] // _fourier.ROWS_PER_CHUNK))
         partial = np.zeros((n_chunks, K), dtype=np.float64)
         if Xc.shape[0]:
-            _fourier.fourier_frequency_grad(Xc, *self._run_args(), self.run_first_, Ga,
-                                            partial, self._threads(Xc.shape[0]))
+            _fourier.fourier_frequency_grad(
+                Xc, *self._run_args(), self.run_first_, Ga, partial, self._threads(Xc.shape[0])
+            )
         g = partial.sum(axis=0)  # d/df_k, fixed summation order whatever the thread count
         run_of = np.repeat(np.arange(len(self.run_len_)), self.run_len_)
         k = np.arange(K) - np.repeat(self.run_first_, self.run_len_)
@@ -311,6 +315,5 @@ class Fourier(FusedFamily):
         partial = np.zeros((n_chunks, d), dtype=np.float64)
         if Xc.shape[0]:
             K = np.ascontiguousarray(self.lattice_vectors_, dtype=np.float64)
-            _fourier_lattice.lattice_base_grad(Xc, *self._lattice_args(), K, Ga, partial,
-                                               self._threads(Xc.shape[0]))
+            _fourier_lattice.lattice_base_grad(Xc, *self._lattice_args(), K, Ga, partial, self._threads(Xc.shape[0]))
         return {"log_base": partial.sum(axis=0) * self.base_}

@@ -51,8 +51,15 @@ class MLP(_fused.KernelFamily):
 
     _single_thread_small_work = True
 
-    def __init__(self, n_basis: int = 40, hidden_layers: int = 2, width: int = 40, activation: str = "tanh",
-                 random_state: Any = None, n_jobs: int | None = None):
+    def __init__(
+        self,
+        n_basis: int = 40,
+        hidden_layers: int = 2,
+        width: int = 40,
+        activation: str = "tanh",
+        random_state: Any = None,
+        n_jobs: int | None = None,
+    ):
         self.n_basis = n_basis
         self.hidden_layers = hidden_layers
         self.width = width
@@ -106,8 +113,7 @@ class MLP(_fused.KernelFamily):
         Xc = self._check_input(X)
         W, flat = _fused.weight_matrix(w, self.n_basis, Xc.dtype)
         out = np.empty((Xc.shape[0], W.shape[1]), dtype=Xc.dtype)
-        _mlp.mlp_weighted_sum(*self._arrays(Xc), ACTIVATIONS[self.activation], W, out,
-                              self._threads(Xc.shape[0]))
+        _mlp.mlp_weighted_sum(*self._arrays(Xc), ACTIVATIONS[self.activation], W, out, self._threads(Xc.shape[0]))
         if out.size and not np.isfinite(out).all():
             raise ValueError("MLP.weighted_sum overflowed: the weights 'w' are too large for this dtype")
         return out[:, 0] if flat else out
@@ -118,7 +124,7 @@ class MLP(_fused.KernelFamily):
         self._check_input(np.zeros((0, getattr(self, "n_features_in_", 1))))
         return {k: np.array(v, dtype=np.float64) for k, v in self.weights_.items()}
 
-    def with_params(self, **params: np.ndarray) -> "MLP":
+    def with_params(self, **params: np.ndarray) -> MLP:
         """A fitted copy with some weights replaced."""
         checked = self._checked_params(params)
         new = super().with_params()

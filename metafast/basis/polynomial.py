@@ -54,8 +54,7 @@ def _column_structure(alpha: np.ndarray):
             p = a.copy()
             p[j] = 0
             parent[c], fdim[c], fdeg[c] = index[tuple(p)], j, a[j]
-    return (parent, fdim, fdeg, nz_ptr, np.asarray(nz_dim, dtype=np.intp),
-            np.asarray(nz_deg, dtype=np.intp))
+    return (parent, fdim, fdeg, nz_ptr, np.asarray(nz_dim, dtype=np.intp), np.asarray(nz_deg, dtype=np.intp))
 
 
 class Polynomial(FusedFamily):
@@ -79,9 +78,7 @@ class Polynomial(FusedFamily):
     def fit(self, X, y=None):
         m = check_positive_int(self.n_basis, "n_basis")
         if self.kind not in KINDS:
-            raise ValueError(
-                f"parameter 'kind' must be one of {sorted(KINDS)}; got {self.kind!r}"
-            )
+            raise ValueError(f"parameter 'kind' must be one of {sorted(KINDS)}; got {self.kind!r}")
         check_has_features(X)
         lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
         self.domain_ = np.stack([lo, hi])
@@ -94,8 +91,7 @@ class Polynomial(FusedFamily):
         return self
 
     def _args(self):
-        return (self.shift_, np.exp(-self.log_scale_), *self._structure, self.degree_,
-                KINDS[self.kind])
+        return (self.shift_, np.exp(-self.log_scale_), *self._structure, self.degree_, KINDS[self.kind])
 
     def _kernel_design(self, X, Phi, n_threads):
         _polynomial.polynomial_design(X, *self._args(), Phi, n_threads)
@@ -113,7 +109,7 @@ class Polynomial(FusedFamily):
             return {}
         return {"log_scale": self.log_scale_.copy(), "shift": self.shift_.copy()}
 
-    def with_params(self, **params) -> "Polynomial":
+    def with_params(self, **params) -> Polynomial:
         checked = self._checked_params(params)
         new = super().with_params()
         if "log_scale" in checked:
@@ -133,7 +129,6 @@ class Polynomial(FusedFamily):
         n_chunks = max(1, -(-Xc.shape[0] // _polynomial.ROWS_PER_CHUNK))
         partial = np.zeros((n_chunks, 2 * d), dtype=np.float64)
         if Xc.shape[0]:
-            _polynomial.polynomial_domain_grad(Xc, *self._args(), Ga, partial,
-                                               self._threads(Xc.shape[0]))
+            _polynomial.polynomial_domain_grad(Xc, *self._args(), Ga, partial, self._threads(Xc.shape[0]))
         sums = partial.sum(axis=0)  # fixed order: identical for any thread count
         return {"log_scale": -sums[d:], "shift": -sums[:d] * np.exp(-self.log_scale_)}

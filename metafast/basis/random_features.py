@@ -60,8 +60,7 @@ class _ProjectionFeatures(_fused.KernelFamily):
         Xw = self._compute_input(X)
         Om, b, scale = self._arrays(Xw.dtype)
         out = np.empty((X.shape[0], self.n_basis), dtype=Xw.dtype)
-        _rf.proj_design(Xw, np.ascontiguousarray(Om.T), b, self._act, scale, out,
-                        self._threads(X.shape[0]))
+        _rf.proj_design(Xw, np.ascontiguousarray(Om.T), b, self._act, scale, out, self._threads(X.shape[0]))
         return _cast(out, X.dtype)
 
     def weighted_sum(self, X, w) -> np.ndarray:
@@ -71,8 +70,7 @@ class _ProjectionFeatures(_fused.KernelFamily):
         W, flat = _fused.weight_matrix(w, self.n_basis, Xw.dtype)
         Om, b, scale = self._arrays(Xw.dtype)
         out = np.empty((Xc.shape[0], W.shape[1]), dtype=Xw.dtype)
-        _rf.proj_weighted_sum(Xw, Om, b, self._act, scale, W, out,
-                              self._threads(Xc.shape[0]))
+        _rf.proj_weighted_sum(Xw, Om, b, self._act, scale, W, out, self._threads(Xc.shape[0]))
         out = _cast(out, Xc.dtype)
         return out[:, 0] if flat else out
 
@@ -83,8 +81,7 @@ class _ProjectionFeatures(_fused.KernelFamily):
         off, Wc = _fused.task_weights(W, offsets, Xc.shape[0], self.n_basis, Xw.dtype)
         Om, b, scale = self._arrays(Xw.dtype)
         out = np.empty(Xc.shape[0], dtype=Xw.dtype)
-        _rf.proj_weighted_sum_tasks(Xw, Om, b, self._act, scale, off, Wc, out,
-                                    self._threads(Xc.shape[0]))
+        _rf.proj_weighted_sum_tasks(Xw, Om, b, self._act, scale, off, Wc, out, self._threads(Xc.shape[0]))
         return _cast(out, Xc.dtype)
 
 
@@ -108,8 +105,14 @@ class RFF(_ProjectionFeatures):
 
     _act = _rf.ACT_COS
 
-    def __init__(self, n_basis: int = 100, length_scale: Any = None, ard: bool = False,
-                 random_state: Any = None, n_jobs: int | None = None):
+    def __init__(
+        self,
+        n_basis: int = 100,
+        length_scale: Any = None,
+        ard: bool = False,
+        random_state: Any = None,
+        n_jobs: int | None = None,
+    ):
         self.n_basis = n_basis
         self.length_scale = length_scale
         self.ard = ard
@@ -127,8 +130,7 @@ class RFF(_ProjectionFeatures):
         if self.length_scale is None:
             self.length_scale_ = _median_heuristic(X, self.ard, rng)
         else:
-            self.length_scale_ = _fused.given_length_scale(self.length_scale, shape,
-                                                           f"ard={self.ard}")
+            self.length_scale_ = _fused.given_length_scale(self.length_scale, shape, f"ard={self.ard}")
         return self
 
     def _projection(self):
@@ -141,7 +143,7 @@ class RFF(_ProjectionFeatures):
         self._check_input(np.zeros((0, getattr(self, "n_features_in_", 1))))
         return {"log_length_scale": np.log(np.asarray(self.length_scale_, dtype=np.float64))}
 
-    def with_params(self, **params: np.ndarray) -> "RFF":
+    def with_params(self, **params: np.ndarray) -> RFF:
         """A fitted copy with "log_length_scale" replaced."""
         checked = self._checked_params(params)
         new = super().with_params()
@@ -156,8 +158,7 @@ class RFF(_ProjectionFeatures):
         Gc = self._check_G(G, Xc.shape[0], Xw.dtype)
         Om, b, scale = self._arrays(Xw.dtype)
         grad = np.zeros(Om.shape, dtype=Xw.dtype)
-        _rf.rff_vjp(np.ascontiguousarray(Xw.T), Gc, Om, b, scale, grad,
-                    self._threads(Xc.shape[0]))
+        _rf.rff_vjp(np.ascontiguousarray(Xw.T), Gc, Om, b, scale, grad, self._threads(Xc.shape[0]))
         per_dim = grad.astype(np.float64).sum(axis=0)
         g = per_dim if self.ard else np.array([per_dim.sum()])
         return {"log_length_scale": g}

@@ -88,28 +88,22 @@ class RBF(_fused.KernelFamily):
         d = X.shape[1]
         if isinstance(self.centers, str):
             if self.centers not in _CENTER_MODES:
-                raise ValueError(
-                    "parameter 'centers' must be 'grid', 'kmeans' or an array; "
-                    f"got {self.centers!r}"
-                )
+                raise ValueError(f"parameter 'centers' must be 'grid', 'kmeans' or an array; got {self.centers!r}")
             if self.centers == "grid":
                 g = round(m ** (1.0 / d))
                 for cand in (g - 1, g, g + 1):
-                    if cand >= 1 and cand ** d == m:
+                    if cand >= 1 and cand**d == m:
                         return _grid(X, cand)
             return _kmeans_centers(X, m, self.random_state)
         C = check_X(self.centers, "centers", n_features=d, dtype=np.float64)
         if C.shape[0] != m:
-            raise ValueError(
-                f"parameter 'centers' has {C.shape[0]} rows but n_basis={m}; they must match"
-            )
+            raise ValueError(f"parameter 'centers' has {C.shape[0]} rows but n_basis={m}; they must match")
         return C.copy()
 
     def _initial_length_scale(self, X: np.ndarray, d: int) -> np.ndarray:
         shape = self._scale_shape(d)
         if self.length_scale is not None:
-            return _fused.given_length_scale(self.length_scale, shape,
-                                             f"ard={self.ard}, per_center={self.per_center}")
+            return _fused.given_length_scale(self.length_scale, shape, f"ard={self.ard}, per_center={self.per_center}")
         C = self.centers_
         if self.ard:
             span = X.max(axis=0) - X.min(axis=0)
@@ -135,8 +129,7 @@ class RBF(_fused.KernelFamily):
     def design(self, X):
         C, S = self._kernel_arrays(X.dtype)
         out = np.empty((X.shape[0], self.n_basis), dtype=X.dtype)
-        _rbf.rbf_design(X, np.ascontiguousarray(C.T), np.ascontiguousarray(S.T), out,
-                        self._threads(X.shape[0]))
+        _rbf.rbf_design(X, np.ascontiguousarray(C.T), np.ascontiguousarray(S.T), out, self._threads(X.shape[0]))
         return out
 
     def weighted_sum(self, X, w) -> np.ndarray:
@@ -166,7 +159,7 @@ class RBF(_fused.KernelFamily):
             "log_length_scale": np.log(np.asarray(self.length_scale_, dtype=np.float64)),
         }
 
-    def with_params(self, **params: np.ndarray) -> "RBF":
+    def with_params(self, **params: np.ndarray) -> RBF:
         """A fitted copy with "centers" and/or "log_length_scale" replaced."""
         checked = self._checked_params(params)
         new = super().with_params()
@@ -183,8 +176,7 @@ class RBF(_fused.KernelFamily):
         C, S = self._kernel_arrays(Xc.dtype)
         grad_c = np.zeros(C.shape, dtype=Xc.dtype)
         grad_l = np.zeros(C.shape, dtype=Xc.dtype)
-        _rbf.rbf_vjp(np.ascontiguousarray(Xc.T), Gc, C, S, grad_c, grad_l,
-                     self._threads(Xc.shape[0]))
+        _rbf.rbf_vjp(np.ascontiguousarray(Xc.T), Gc, C, S, grad_c, grad_l, self._threads(Xc.shape[0]))
         grad_l = grad_l.astype(np.float64)
         if self.per_center and self.ard:
             g_ls = grad_l
@@ -232,7 +224,7 @@ def _nearest_spacing(C: np.ndarray, span: np.ndarray) -> float:
     neighbouring bumps overlap); the data span (or 1) when the centres coincide."""
     m = C.shape[0]
     if m > 1:
-        from scipy.spatial import cKDTree   # O(m log m) time, O(m) memory, even for large m
+        from scipy.spatial import cKDTree  # O(m log m) time, O(m) memory, even for large m
 
         with np.errstate(over="ignore", invalid="ignore"):
             dist, _ = cKDTree(C).query(C, k=2)

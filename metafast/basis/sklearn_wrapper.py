@@ -133,8 +133,10 @@ class SklearnBasis(BasisFamily):
     def n_basis(self) -> int:
         """Number of output columns of the fitted transformer."""
         if not self.__sklearn_is_fitted__():
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: n_basis is the "
-                                 "transformer's output width, known after fit")
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: n_basis is the "
+                "transformer's output width, known after fit"
+            )
         return self.n_basis_
 
     # ------------------------------------------------------------------ the steps
@@ -142,8 +144,11 @@ class SklearnBasis(BasisFamily):
         """(label for messages, fitted transformer) in the order they run."""
         t = self.transformer_
         if isinstance(t, Pipeline):
-            return [(f"step {name!r} ({type(s).__name__}) of the Pipeline", s)
-                    for name, s in t.steps if s is not None and not (isinstance(s, str) and s == "passthrough")]
+            return [
+                (f"step {name!r} ({type(s).__name__}) of the Pipeline", s)
+                for name, s in t.steps
+                if s is not None and not (isinstance(s, str) and s == "passthrough")
+            ]
         return [(type(t).__name__, t)]
 
     def _fused_last(self) -> tuple[str, BasisFamily] | None:
@@ -177,7 +182,7 @@ class SklearnBasis(BasisFamily):
         has a per-call cost (its own input checks) that 1,024-row blocks would pay many times."""
         step = max(ROW_BLOCK, BLOCK_ELEMENTS // self.n_basis)
         for start in range(0, Xc.shape[0], step):
-            Phi = self._transform(np.asarray(Xc[start:start + step], dtype=np.float64))
+            Phi = self._transform(np.asarray(Xc[start : start + step], dtype=np.float64))
             yield start, np.ascontiguousarray(Phi, dtype=Xc.dtype)
 
     def weighted_sum(self, X, w) -> np.ndarray:
@@ -207,12 +212,16 @@ class SklearnBasis(BasisFamily):
         fused = self._fused_last()
         if fused is None:
             label = self._steps()[-1][0] if self._steps() else type(self.transformer_).__name__
-            return (f"the last {label} is not a metafast BasisFamily, so nothing in it can be "
-                    "learned (design_vjp needs a metafast family as the Pipeline's last step)")
+            return (
+                f"the last {label} is not a metafast BasisFamily, so nothing in it can be "
+                "learned (design_vjp needs a metafast family as the Pipeline's last step)"
+            )
         for label, step in self._steps()[:-1]:
             if isinstance(step, BasisFamily) and step.learnable_params():
-                return (f"{label} has learnable parameters, but gradients cannot flow back to it "
-                        "through the later steps: only a Pipeline's last step can be learned")
+                return (
+                    f"{label} has learnable parameters, but gradients cannot flow back to it "
+                    "through the later steps: only a Pipeline's last step can be learned"
+                )
         if not fused[1].learnable_params():
             return f"the last {self._steps()[-1][0]} has no learnable parameters"
         return None
@@ -225,14 +234,14 @@ class SklearnBasis(BasisFamily):
         name, last = self._fused_last()
         return {f"{name}__{k}": v for k, v in last.learnable_params().items()}
 
-    def with_params(self, **params: np.ndarray) -> "SklearnBasis":
+    def with_params(self, **params: np.ndarray) -> SklearnBasis:
         self._check_param_names(params)
         new = copy.deepcopy(self)
         if params:
             name, last = new._fused_last()
             prefix = f"{name}__"
             steps = new.transformer_.steps
-            steps[-1] = (name, last.with_params(**{k[len(prefix):]: v for k, v in params.items()}))
+            steps[-1] = (name, last.with_params(**{k[len(prefix) :]: v for k, v in params.items()}))
         return new
 
     def design_vjp(self, X, G) -> dict[str, np.ndarray]:
@@ -254,7 +263,8 @@ def _checked_output(Z: Any, label: str, n_rows: int) -> np.ndarray:
                 f"{label} returned a sparse {Z.shape[0]}x{Z.shape[1]} matrix; it is densified "
                 f"({nbytes / 2**20:.0f} MiB) because basis families are dense. Prefer a dense "
                 "output (e.g. sparse_output=False) or fewer rows per call",
-                SparseDensifiedWarning, stacklevel=4,
+                SparseDensifiedWarning,
+                stacklevel=4,
             )
         Z = Z.toarray()
     try:

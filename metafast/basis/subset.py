@@ -39,11 +39,12 @@ def _check_columns(columns: Any, m: int) -> np.ndarray:
     except (TypeError, ValueError):
         cols = np.asarray([None])
     if cols.ndim != 1 or cols.size == 0 or cols.dtype.kind not in "iu":
-        raise ValueError(f"parameter 'columns' must be a non-empty 1-D array of column indices; "
-                         f"got {columns!r}")
+        raise ValueError(f"parameter 'columns' must be a non-empty 1-D array of column indices; got {columns!r}")
     if cols.min() < 0 or cols.max() >= m:
-        raise ValueError(f"parameter 'columns' holds indices outside [0, {m}) (the family has "
-                         f"{m} columns): min {cols.min()}, max {cols.max()}")
+        raise ValueError(
+            f"parameter 'columns' holds indices outside [0, {m}) (the family has "
+            f"{m} columns): min {cols.min()}, max {cols.max()}"
+        )
     if np.unique(cols).size != cols.size:
         raise ValueError("parameter 'columns' repeats a column")
     return cols.astype(np.int64)
@@ -185,7 +186,7 @@ class ColumnSubset(BasisFamily):
         self._set_base(clone(self._check_basis()).fit(X))
         return self
 
-    def fit_tasks(self, tasks) -> "ColumnSubset":
+    def fit_tasks(self, tasks) -> ColumnSubset:
         self._set_base(clone(self._check_basis()).fit_tasks(tasks))
         self.n_features_in_ = tasks.n_features
         self._mf_fitted = True
@@ -193,8 +194,7 @@ class ColumnSubset(BasisFamily):
 
     def _check_basis(self) -> BasisFamily:
         if not isinstance(self.basis, BasisFamily):
-            raise TypeError(f"parameter 'basis' must be a metafast BasisFamily; got "
-                            f"{type(self.basis).__name__}")
+            raise TypeError(f"parameter 'basis' must be a metafast BasisFamily; got {type(self.basis).__name__}")
         return self.basis
 
     def _set_base(self, base: BasisFamily) -> None:
@@ -246,7 +246,7 @@ class ColumnSubset(BasisFamily):
         """The native (restricted) family's learnable parameters."""
         return self.native_.learnable_params() if self.__sklearn_is_fitted__() else {}
 
-    def with_params(self, **params: np.ndarray) -> "ColumnSubset":
+    def with_params(self, **params: np.ndarray) -> ColumnSubset:
         self._check_param_names(params)
         new = copy.copy(self)
         new.native_ = self.native_.with_params(**params)

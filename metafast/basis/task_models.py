@@ -65,8 +65,9 @@ class TaskModels(BasisFamily):
         Models fitted in parallel (joblib); None = one at a time.
     """
 
-    def __init__(self, n_basis: int = 10, estimator=None, use_query: bool = True,
-                 random_state=None, n_jobs: int | None = None):
+    def __init__(
+        self, n_basis: int = 10, estimator=None, use_query: bool = True, random_state=None, n_jobs: int | None = None
+    ):
         self.n_basis = n_basis
         self.estimator = estimator
         self.use_query = use_query
@@ -83,8 +84,7 @@ class TaskModels(BasisFamily):
             )
         tasks = X
         m = check_positive_int(self.n_basis, "n_basis")
-        estimator = self.estimator if self.estimator is not None else \
-            RandomForestRegressor(n_estimators=50)
+        estimator = self.estimator if self.estimator is not None else RandomForestRegressor(n_estimators=50)
         self.classes_ = _class_labels(tasks, estimator) if is_classifier(estimator) else None
         if self.classes_ is not None:
             width = self.classes_.size - 1
@@ -92,7 +92,8 @@ class TaskModels(BasisFamily):
                 raise ValueError(
                     f"TaskModels(n_basis={m}) with a classifier and {self.classes_.size} labels gives each "
                     f"model {width} columns (the probabilities of all labels but the first); n_basis must "
-                    f"be a multiple of {width} (e.g. {max(width, m - m % width)} or {m - m % width + width})")
+                    f"be a multiple of {width} (e.g. {max(width, m - m % width)} or {m - m % width + width})"
+                )
             m //= width
         self.n_models_ = m
         sizes = np.diff(tasks.support_offsets)
@@ -123,7 +124,7 @@ class TaskModels(BasisFamily):
         self._mf_fitted = True
         return self
 
-    def fit_tasks(self, tasks) -> "TaskModels":
+    def fit_tasks(self, tasks) -> TaskModels:
         """Same as fit(tasks)."""
         return self.fit(tasks)
 
@@ -133,8 +134,7 @@ class TaskModels(BasisFamily):
             return np.zeros((0, self.n_basis), dtype=X.dtype)
         if getattr(self, "classes_", None) is not None:
             return np.hstack([_aligned_proba(model, X, self.classes_)[:, 1:] for model in self.models_])
-        return np.column_stack([np.asarray(model.predict(X), dtype=X.dtype)
-                                for model in self.models_])
+        return np.column_stack([np.asarray(model.predict(X), dtype=X.dtype) for model in self.models_])
 
 
 def _class_labels(tasks, estimator) -> np.ndarray:
@@ -143,14 +143,18 @@ def _class_labels(tasks, estimator) -> np.ndarray:
     if not tasks.is_classification:
         raise TypeError(
             "TaskModels with a classifier needs tasks with integer class labels; these tasks hold float "
-            "targets (use a regressor as the estimator)")
+            "targets (use a regressor as the estimator)"
+        )
     if not hasattr(estimator, "predict_proba"):
-        raise TypeError(f"TaskModels needs a classifier with predict_proba; {type(estimator).__name__} has none "
-                        "(wrap it in sklearn.calibration.CalibratedClassifierCV)")
+        raise TypeError(
+            f"TaskModels needs a classifier with predict_proba; {type(estimator).__name__} has none "
+            "(wrap it in sklearn.calibration.CalibratedClassifierCV)"
+        )
     labels = np.unique(np.concatenate([tasks.y_support, tasks.y_query]))
     if labels.size < 2:
-        raise ValueError(f"TaskModels with a classifier needs two or more labels over the tasks; they hold "
-                         f"only {labels.tolist()}")
+        raise ValueError(
+            f"TaskModels with a classifier needs two or more labels over the tasks; they hold only {labels.tolist()}"
+        )
     return labels
 
 

@@ -14,7 +14,8 @@ Parts are named after their class (lower case), with ``_1``, ``_2`` ... for repe
 from __future__ import annotations
 
 import copy
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.base import clone
@@ -26,9 +27,9 @@ from metafast.basis._fused import cotangent, task_weights, weight_matrix
 class ColumnOrigin(NamedTuple):
     """Where a column of a Union comes from."""
 
-    part: int        # index of the part in ``parts``
-    name: str        # the part's name (feature-name prefix)
-    column: int      # column index inside that part
+    part: int  # index of the part in ``parts``
+    name: str  # the part's name (feature-name prefix)
+    column: int  # column index inside that part
 
 
 def _part_names(parts: Sequence[BasisFamily]) -> list[str]:
@@ -44,18 +45,13 @@ def _part_names(parts: Sequence[BasisFamily]) -> list[str]:
 def _check_parts(parts: Any) -> list[BasisFamily]:
     """The parts as a list of BasisFamily with n_basis >= 1, or a clear error."""
     if isinstance(parts, BasisFamily) or not hasattr(parts, "__iter__"):
-        raise TypeError(
-            "parameter 'parts' must be a list of BasisFamily objects; got "
-            f"{type(parts).__name__}"
-        )
+        raise TypeError(f"parameter 'parts' must be a list of BasisFamily objects; got {type(parts).__name__}")
     parts = list(parts)
     if not parts:
         raise ValueError("parameter 'parts' is empty: a union needs at least one basis family")
     for i, p in enumerate(parts):
         if not isinstance(p, BasisFamily):
-            raise TypeError(
-                f"parameter 'parts' item {i} is a {type(p).__name__}, not a metafast BasisFamily"
-            )
+            raise TypeError(f"parameter 'parts' item {i} is a {type(p).__name__}, not a metafast BasisFamily")
         m = getattr(p, "n_basis", None)
         if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m < 1:
             raise ValueError(
@@ -92,7 +88,7 @@ class Union(BasisFamily):
                         out[f"part{i}__{key}"] = value
         return out
 
-    def set_params(self, **params) -> "Union":
+    def set_params(self, **params) -> Union:
         if "parts" in params:
             self.parts = params.pop("parts")
         nested: dict[int, dict] = {}
@@ -128,7 +124,7 @@ class Union(BasisFamily):
         self._set_fitted_parts(parts)
         return self
 
-    def fit_tasks(self, tasks) -> "Union":
+    def fit_tasks(self, tasks) -> Union:
         """Fit a clone of every part with its own ``fit_tasks`` (task-aware parts get tasks)."""
         parts = [clone(p).fit_tasks(tasks) for p in _check_parts(self.parts)]
         self._set_fitted_parts(parts)
@@ -147,8 +143,10 @@ class Union(BasisFamily):
                 )
             d = n_in if d is None else d
             if p.n_basis < 1:
-                raise ValueError(f"parameter 'parts' item {i} ({type(p).__name__}) has "
-                                 f"n_basis={p.n_basis} after fitting; every part needs >= 1")
+                raise ValueError(
+                    f"parameter 'parts' item {i} ({type(p).__name__}) has "
+                    f"n_basis={p.n_basis} after fitting; every part needs >= 1"
+                )
         self.parts_ = parts
         self.part_names_ = _part_names(parts)
         sizes = np.array([p.n_basis for p in parts], dtype=np.int64)
@@ -163,8 +161,7 @@ class Union(BasisFamily):
         m = self.n_basis
         j = int(column)
         if j != column or not -m <= j < m:
-            raise IndexError(f"argument 'column'={column!r} is not a column index of a union "
-                             f"with {m} columns")
+            raise IndexError(f"argument 'column'={column!r} is not a column index of a union with {m} columns")
         j %= m
         i = int(np.searchsorted(self.part_offsets_, j, side="right") - 1)
         return ColumnOrigin(i, self.part_names_[i], j - int(self.part_offsets_[i]))
@@ -172,8 +169,7 @@ class Union(BasisFamily):
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """``<part name>__<part's own feature name>`` for every column."""
         self._check_input(np.zeros((0, self.n_features_in_)))
-        names = [f"{name}__{f}" for name, p in zip(self.part_names_, self.parts_)
-                 for f in p.get_feature_names_out()]
+        names = [f"{name}__{f}" for name, p in zip(self.part_names_, self.parts_) for f in p.get_feature_names_out()]
         return np.asarray(names, dtype=object)
 
     @property
@@ -212,10 +208,13 @@ class Union(BasisFamily):
         """Every part's learnable parameters, keyed ``<part name>__<parameter>``."""
         if not self.__sklearn_is_fitted__():
             return {}
-        return {f"{name}__{key}": value for name, p in zip(self.part_names_, self.parts_)
-                for key, value in p.learnable_params().items()}
+        return {
+            f"{name}__{key}": value
+            for name, p in zip(self.part_names_, self.parts_)
+            for key, value in p.learnable_params().items()
+        }
 
-    def with_params(self, **params: np.ndarray) -> "Union":
+    def with_params(self, **params: np.ndarray) -> Union:
         """A fitted copy with some parts' parameters replaced (keys as in learnable_params)."""
         self._check_param_names(params)
         per_part: dict[int, dict] = {}
@@ -223,8 +222,7 @@ class Union(BasisFamily):
             name, _, sub = key.partition("__")
             per_part.setdefault(self.part_names_.index(name), {})[sub] = value
         new = copy.copy(self)
-        new.parts_ = [p.with_params(**per_part[i]) if i in per_part else p
-                      for i, p in enumerate(self.parts_)]
+        new.parts_ = [p.with_params(**per_part[i]) if i in per_part else p for i, p in enumerate(self.parts_)]
         return new
 
     def design_vjp(self, X, G) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ Why one module of ~400 lines: three small baselines and the shared batching help
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -183,8 +183,13 @@ class PerTaskRidge(_BasisBaseline):
         return BasisRegressor(self.basis_, W[0], b[0]).fit()
 
     def _predict_tasks(self, tasks: TaskSet):
-        W, b = _ridge_tasks(self._design(tasks.X_support), np.asarray(tasks.y_support, dtype=np.float64),
-                            tasks.support_offsets, self.alpha_, self.fit_intercept)
+        W, b = _ridge_tasks(
+            self._design(tasks.X_support),
+            np.asarray(tasks.y_support, dtype=np.float64),
+            tasks.support_offsets,
+            self.alpha_,
+            self.fit_intercept,
+        )
         task_of_row = np.repeat(np.arange(len(tasks)), tasks.query_sizes)
         Phi_q = self._design(tasks.X_query)
         return np.einsum("rm,rm->r", Phi_q, W[task_of_row]) + b[task_of_row], None
@@ -340,8 +345,9 @@ class _ClassificationBaseline(MetaLearner):
         for task in tasks:
             classes = self._classes(task)
             pos = np.searchsorted(classes, task.y_query)
-            if task.n_query and (np.any(pos >= classes.size) or np.any(classes[np.minimum(pos, classes.size - 1)]
-                                                                          != task.y_query)):
+            if task.n_query and (
+                np.any(pos >= classes.size) or np.any(classes[np.minimum(pos, classes.size - 1)] != task.y_query)
+            ):
                 raise ValueError("a query label is absent from its task's support set")
             L = self._task_log_proba(task, classes) if task.n_query else np.zeros((0, classes.size))
             rows.append(L)
@@ -351,11 +357,12 @@ class _ClassificationBaseline(MetaLearner):
         Z = np.full((sum(r.shape[0] for r in rows), c_max), -np.inf)
         i = 0
         for L in rows:
-            Z[i:i + L.shape[0], :L.shape[1]] = L
+            Z[i : i + L.shape[0], : L.shape[1]] = L
             i += L.shape[0]
-        Z = np.maximum(Z, -1e300)        # finite scores; masked columns stay out of the softmax
-        return classification_metrics(Z, np.concatenate(codes).astype(np.int64), tasks.query_offsets,
-                                      np.asarray(ncls, dtype=np.int64))
+        Z = np.maximum(Z, -1e300)  # finite scores; masked columns stay out of the softmax
+        return classification_metrics(
+            Z, np.concatenate(codes).astype(np.int64), tasks.query_offsets, np.asarray(ncls, dtype=np.int64)
+        )
 
 
 class PerEpisodeLogistic(_ClassificationBaseline):
@@ -371,8 +378,9 @@ class PerEpisodeLogistic(_ClassificationBaseline):
 
     def fit(self, tasks, y=None):
         tasks = check_tasks(tasks)
-        self.classes_ = np.unique(np.concatenate([tasks.y_support, tasks.y_query])) \
-            if tasks.label_setting == "shared" else None
+        self.classes_ = (
+            np.unique(np.concatenate([tasks.y_support, tasks.y_query])) if tasks.label_setting == "shared" else None
+        )
         return super().fit(tasks)
 
     def _classes(self, task):
@@ -385,7 +393,11 @@ class PerEpisodeLogistic(_ClassificationBaseline):
         if seen.size < 2:
             P = np.ones((task.n_query, 1))
         else:
-            P = LogisticRegression(C=self.C, max_iter=1000).fit(task.X_support, task.y_support).predict_proba(task.X_query)
+            P = (
+                LogisticRegression(C=self.C, max_iter=1000)
+                .fit(task.X_support, task.y_support)
+                .predict_proba(task.X_query)
+            )
         if seen.size == classes.size:
             return np.log(P)
         full = np.full((task.n_query, classes.size), self.floor)

@@ -66,17 +66,22 @@ def machine_info() -> dict:
 def format_machine_info(info: dict | None = None) -> str:
     """The machine summary as a few human-readable lines (also valid markdown)."""
     info = machine_info() if info is None else info
-    blas = "; ".join(
-        f"{b.get('internal_api', b.get('user_api', '?'))} {b.get('version', '')} "
-        f"({b.get('num_threads', '?')} threads)".replace("  ", " ")
-        for b in info["blas"]
-    ) or "unknown (threadpoolctl not installed)"
+    blas = (
+        "; ".join(
+            f"{b.get('internal_api', b.get('user_api', '?'))} {b.get('version', '')} "
+            f"({b.get('num_threads', '?')} threads)".replace("  ", " ")
+            for b in info["blas"]
+        )
+        or "unknown (threadpoolctl not installed)"
+    )
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
     omp = "on" if info["openmp"] else "off (single-threaded kernels)"
     env = f", OMP_NUM_THREADS={info['omp_num_threads']}" if info.get("omp_num_threads") else ""
-    return "\n".join([
-        f"- CPU: {info['cpu']} ({info['logical_cores']} logical cores), {info['platform']}",
-        f"- threads: metafast kernels use {info['kernel_threads']} (OpenMP {omp}{env})",
-        f"- BLAS: {blas}",
-        f"- Python {info['python']}; {versions}",
-    ])
+    return "\n".join(
+        [
+            f"- CPU: {info['cpu']} ({info['logical_cores']} logical cores), {info['platform']}",
+            f"- threads: metafast kernels use {info['kernel_threads']} (OpenMP {omp}{env})",
+            f"- BLAS: {blas}",
+            f"- Python {info['python']}; {versions}",
+        ]
+    )

@@ -6,8 +6,8 @@ display needed).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -52,8 +52,11 @@ def _by_learner(rows: Sequence[dict]) -> dict[str, list[dict]]:
 
 
 def _style(kind: str) -> dict:
-    return {"learner": {"marker": "o"}, "baseline": {"marker": "s", "linestyle": "--"},
-            "oracle": {"marker": "", "linestyle": ":", "color": "black"}}.get(kind, {})
+    return {
+        "learner": {"marker": "o"},
+        "baseline": {"marker": "s", "linestyle": "--"},
+        "oracle": {"marker": "", "linestyle": ":", "color": "black"},
+    }.get(kind, {})
 
 
 def plot_error_vs_shots(results: Results, path: str | Path, metric: str = "mse") -> Path:
@@ -67,9 +70,14 @@ def plot_error_vs_shots(results: Results, path: str | Path, metric: str = "mse")
             lr = sorted(lr, key=lambda r: r["shots"])
             if lr[0]["kind"] == "oracle" and metric == "mse" and all(r[metric] <= 0 for r in lr):
                 continue  # a noise-free oracle has zero error: nothing to draw on a log axis
-            ax.errorbar([r["shots"] for r in lr], [r[metric] for r in lr],
-                        yerr=[r.get(metric + "_ci95") or 0.0 for r in lr], label=label, capsize=3,
-                        **_style(lr[0]["kind"]))
+            ax.errorbar(
+                [r["shots"] for r in lr],
+                [r[metric] for r in lr],
+                yerr=[r.get(metric + "_ci95") or 0.0 for r in lr],
+                label=label,
+                capsize=3,
+                **_style(lr[0]["kind"]),
+            )
         ax.set_title(family)
         ax.set_xticks(sorted({r["shots"] for r in rows if r["family"] == family}))
         ax.set_xlabel("shots K (support points per task)")
@@ -93,8 +101,9 @@ def plot_fit_time_vs_tasks(results: Results, path: str | Path) -> Path:
     ax = fig.subplots()
     for label, lr in _by_learner(rows).items():
         lr = sorted(lr, key=lambda r: r["n_train"])
-        ax.plot([r["n_train"] for r in lr], [max(r["fit_seconds"], 1e-6) for r in lr], label=label,
-                **_style(lr[0]["kind"]))
+        ax.plot(
+            [r["n_train"] for r in lr], [max(r["fit_seconds"], 1e-6) for r in lr], label=label, **_style(lr[0]["kind"])
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training tasks")
@@ -141,16 +150,23 @@ def plot_learning_curves(results: Results, path: str | Path) -> Path:
                 it = np.asarray(h["iteration"], dtype=float)
                 for key, style in (("val_loss", "-"), ("train_loss", "--")):
                     y = np.array([np.nan if v is None else v for v in h[key]], dtype=float)
-                    ax.plot(it, y, style, color=c, alpha=1.0 if style == "-" else 0.5,
-                            label=r["learner"] if style == "-" else None)
+                    ax.plot(
+                        it,
+                        y,
+                        style,
+                        color=c,
+                        alpha=1.0 if style == "-" else 0.5,
+                        label=r["learner"] if style == "-" else None,
+                    )
             ax.set_title(f"{family}, K={k}", fontsize="medium")
             ax.set_yscale("log")
             ax.set_xlabel("meta-iteration")
             ax.set_ylabel("meta-loss (MSE)")
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize="small",
-               title="solid: validation\ndashed: training")
+    fig.legend(
+        handles, labels, loc="outside right upper", fontsize="small", title="solid: validation\ndashed: training"
+    )
     return _save(fig, path)
 
 
@@ -178,13 +194,14 @@ def plot_reliability(results: Results, path: str | Path) -> Path:
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.legend(fontsize="x-small")
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     return _save(fig, path)
 
 
-def plot_task_fits(tasks, models: dict, path: str | Path, truth=None, task_ids: Sequence[int] = (0, 1, 2, 3),
-                   title: str = "") -> Path:
+def plot_task_fits(
+    tasks, models: dict, path: str | Path, truth=None, task_ids: Sequence[int] = (0, 1, 2, 3), title: str = ""
+) -> Path:
     """Few-shot fits on a few test tasks (1-D inputs): support points, the true curve, each
     model's adapted mean (dashed for the baselines) and, for Bayesian models, the 90% predictive
     band.
@@ -208,12 +225,18 @@ def plot_task_fits(tasks, models: dict, path: str | Path, truth=None, task_ids: 
             learner = model.adapt(t.X_support, t.y_support)
             if getattr(model, "_bayesian", False):
                 mean, std = learner.predict(grid, return_std=True)
-                ax.fill_between(grid[:, 0], mean - _Z90 * std, mean + _Z90 * std, color=color, alpha=0.2,
-                                label=f"{label} 90% band")
+                ax.fill_between(
+                    grid[:, 0], mean - _Z90 * std, mean + _Z90 * std, color=color, alpha=0.2, label=f"{label} 90% band"
+                )
             else:
                 mean = learner.predict(grid)
-            ax.plot(grid[:, 0], mean, color=color, label=f"{label} mean",
-                    linestyle="--" if isinstance(model, (PerTaskRidge, PooledRidge)) else "-")
+            ax.plot(
+                grid[:, 0],
+                mean,
+                color=color,
+                label=f"{label} mean",
+                linestyle="--" if isinstance(model, (PerTaskRidge, PooledRidge)) else "-",
+            )
         ax.scatter(t.X_support[:, 0], t.y_support, color="black", zorder=5, s=22, label="support points")
         ax.set_title(f"test task {i} (K={t.n_support})")
         ax.set_xlabel("x")
@@ -225,15 +248,21 @@ def plot_task_fits(tasks, models: dict, path: str | Path, truth=None, task_ids: 
     return _save(fig, path)
 
 
-def plot_selected_frequencies(selector, path: str | Path, bands: Sequence[tuple[float, float]] = (),
-                              title: str = "frequencies chosen by BasisSelector") -> Path:
+def plot_selected_frequencies(
+    selector,
+    path: str | Path,
+    bands: Sequence[tuple[float, float]] = (),
+    title: str = "frequencies chosen by BasisSelector",
+) -> Path:
     """Importance of every frequency of a fitted BasisSelector on a Fourier dictionary (the
     larger score of its cosine and sine), the selected ones highlighted; ``bands`` (lo, hi) are
     shaded, e.g. the frequency ranges the tasks were drawn from."""
     basis = getattr(selector, "basis_", None)
     if basis is None or not hasattr(basis, "frequencies_") or basis.lattice_vectors_ is not None:
-        raise TypeError("plot_selected_frequencies needs a BasisSelector fitted on an additive "
-                        "Fourier dictionary (mf.basis.make('fourier', frequencies=...))")
+        raise TypeError(
+            "plot_selected_frequencies needs a BasisSelector fitted on an additive "
+            "Fourier dictionary (mf.basis.make('fourier', frequencies=...))"
+        )
     freqs = np.asarray(basis.frequencies_)
     c = 1 if basis.include_constant else 0
     cols = np.arange(basis.n_basis)

@@ -23,8 +23,8 @@ import numpy as np
 
 from metafast.bench._skip import Unavailable
 
-SPLIT_SEED = 12345          # the one class/group split of every table (never tuned)
-MIN_GROUP_ROWS = 8          # shared tables: groups with fewer rows are dropped
+SPLIT_SEED = 12345  # the one class/group split of every table (never tuned)
+MIN_GROUP_ROWS = 8  # shared tables: groups with fewer rows are dropped
 
 
 @dataclass(frozen=True)
@@ -32,33 +32,35 @@ class TableSpec:
     """One real table: where it comes from and which columns mean what."""
 
     name: str
-    kind: str                                  # "episodic" or "shared"
-    source: tuple[str, str]                    # ("sklearn", loader) or (R package, item)
+    kind: str  # "episodic" or "shared"
+    source: tuple[str, str]  # ("sklearn", loader) or (R package, item)
     target: str = ""
     group: str = ""
-    drop: tuple[str, ...] = ()                 # columns that are neither features nor used
-    log_columns: tuple[str, ...] = field(default=())   # heavy-tailed positive columns: log1p
+    drop: tuple[str, ...] = ()  # columns that are neither features nor used
+    log_columns: tuple[str, ...] = field(default=())  # heavy-tailed positive columns: log1p
 
 
 EPISODIC_TABLES = {
     "digits": TableSpec("digits", "episodic", ("sklearn", "load_digits")),
     "leaf": TableSpec("leaf", "episodic", ("modeldata", "leaf_id_flavia"), target="species"),
-    "ames": TableSpec("ames", "episodic", ("modeldata", "ames"), target="Neighborhood",
-                      drop=("Longitude", "Latitude")),
-    "gapminder": TableSpec("gapminder", "episodic", ("dslabs", "gapminder"), target="region",
-                           drop=("country", "continent")),
-    "forbes": TableSpec("forbes", "episodic", ("HSAUR", "Forbes2000"), target="category",
-                        drop=("name", "country", "rank")),
+    "ames": TableSpec("ames", "episodic", ("modeldata", "ames"), target="Neighborhood", drop=("Longitude", "Latitude")),
+    "gapminder": TableSpec(
+        "gapminder", "episodic", ("dslabs", "gapminder"), target="region", drop=("country", "continent")
+    ),
+    "forbes": TableSpec(
+        "forbes", "episodic", ("HSAUR", "Forbes2000"), target="category", drop=("name", "country", "rank")
+    ),
 }
 SHARED_TABLES = {
-    "contraception": TableSpec("contraception", "shared", ("mlmRev", "Contraception"), target="use",
-                               group="district", drop=("woman",)),
-    "verbagg": TableSpec("verbagg", "shared", ("lme4", "VerbAgg"), target="r2", group="id",
-                         drop=("item", "resp")),
+    "contraception": TableSpec(
+        "contraception", "shared", ("mlmRev", "Contraception"), target="use", group="district", drop=("woman",)
+    ),
+    "verbagg": TableSpec("verbagg", "shared", ("lme4", "VerbAgg"), target="r2", group="id", drop=("item", "resp")),
     "migraine": TableSpec("migraine", "shared", ("carData", "KosteckiDillon"), target="headache", group="id"),
     "benefits": TableSpec("benefits", "shared", ("Ecdat", "Benefits"), target="ui", group="state"),
-    "immunisation": TableSpec("immunisation", "shared", ("mlmRev", "guImmun"), target="immun", group="comm",
-                              drop=("kid", "mom")),
+    "immunisation": TableSpec(
+        "immunisation", "shared", ("mlmRev", "guImmun"), target="immun", group="comm", drop=("kid", "mom")
+    ),
 }
 TABLES = {**EPISODIC_TABLES, **SHARED_TABLES}
 HELD_OUT = ("gapminder", "forbes", "benefits", "immunisation")
@@ -110,8 +112,9 @@ def episodic_arrays(name: str):
     spec = EPISODIC_TABLES[name]
     df = _frame(spec)
     target = "target" if spec.source[0] == "sklearn" else spec.target
-    feats = _features(df, TableSpec(spec.name, spec.kind, spec.source, target, "", spec.drop, spec.log_columns),
-                      categorical=False)
+    feats = _features(
+        df, TableSpec(spec.name, spec.kind, spec.source, target, "", spec.drop, spec.log_columns), categorical=False
+    )
     keep = feats.notna().all(axis=1).to_numpy() & df[target].notna().to_numpy()
     X, y = feats.to_numpy()[keep], df[target].astype(str).to_numpy()[keep]
     return X, y
@@ -128,8 +131,9 @@ def episodic_classes(y: np.ndarray, min_rows: int):
     return np.sort(usable[:half]), np.sort(usable[half:])
 
 
-def load_episodic(name: str, split: str, n_way: int = 5, k_shot: int = 1, n_query: int = 15, n_tasks: int = 600,
-                  seed: int = 0):
+def load_episodic(
+    name: str, split: str, n_way: int = 5, k_shot: int = 1, n_query: int = 15, n_tasks: int = 600, seed: int = 0
+):
     """N-way K-shot episodes of table ``name`` from its meta-train ("train") or meta-test ("test")
     classes; the two class sets are disjoint."""
     import metafast as mf
@@ -138,10 +142,13 @@ def load_episodic(name: str, split: str, n_way: int = 5, k_shot: int = 1, n_quer
     train, test = episodic_classes(y, k_shot + n_query)
     classes = train if split == "train" else test
     if classes.size < n_way:
-        raise Unavailable(f"table {name!r} has {classes.size} {split} classes with {k_shot + n_query} rows; "
-                          f"{n_way}-way episodes need {n_way}")
-    return mf.tasks.episodes(X, y, n_way=n_way, k_shot=k_shot, n_query=n_query, n_tasks=n_tasks,
-                             classes=list(classes), seed=seed)
+        raise Unavailable(
+            f"table {name!r} has {classes.size} {split} classes with {k_shot + n_query} rows; "
+            f"{n_way}-way episodes need {n_way}"
+        )
+    return mf.tasks.episodes(
+        X, y, n_way=n_way, k_shot=k_shot, n_query=n_query, n_tasks=n_tasks, classes=list(classes), seed=seed
+    )
 
 
 def shared_frame(name: str):
@@ -175,8 +182,9 @@ def load_shared(name: str, split: str, n_support: int = 5, seed: int = 0, train_
     part = df[df["group"].isin(chosen)]
     sizes = part.groupby("group")["label"].transform("size")
     part = part[sizes > n_support]
-    return mf.tasks.from_frame(part, group="group", features=feats, target="label", n_support=n_support,
-                               n_query=None, seed=seed)
+    return mf.tasks.from_frame(
+        part, group="group", features=feats, target="label", n_support=n_support, n_query=None, seed=seed
+    )
 
 
 def loader_for(name: str) -> Callable:
@@ -193,5 +201,16 @@ def loader_for(name: str) -> Callable:
     return loader
 
 
-__all__ = ["EPISODIC_TABLES", "HELD_OUT", "SHARED_TABLES", "TABLES", "TableSpec", "episodic_arrays",
-           "episodic_classes", "load_episodic", "load_shared", "loader_for", "shared_frame"]
+__all__ = [
+    "EPISODIC_TABLES",
+    "HELD_OUT",
+    "SHARED_TABLES",
+    "TABLES",
+    "TableSpec",
+    "episodic_arrays",
+    "episodic_classes",
+    "load_episodic",
+    "load_shared",
+    "loader_for",
+    "shared_frame",
+]

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 from metafast.bench.runner import Results
 
-_METRIC_HEADERS = {"mse": "MSE (95% CI)", "nll": "NLL", "coverage90": "90% cover", "accuracy": "accuracy (95% CI)",
-                   "ece": "ECE"}
+_METRIC_HEADERS = {
+    "mse": "MSE (95% CI)",
+    "nll": "NLL",
+    "coverage90": "90% cover",
+    "accuracy": "accuracy (95% CI)",
+    "ece": "ECE",
+}
 
 
 def _num(v, digits: int = 3) -> str:
@@ -98,11 +102,13 @@ def to_markdown(results: Results, title: str | None = None) -> str:
     if problems:
         out += [""] + problems
     out.append("")
-    out.append("MSE / accuracy: mean over test tasks of the query-set metric; ± is 1.96 x the standard error "
-               "over tasks. NLL: Gaussian negative log predictive density per query point; 90% cover: share "
-               "of query points inside the central 90% predictive interval. Seconds are wall-clock: fit on "
-               "the training tasks (per-task ridge: basis set-up and choosing its penalty), evaluate on "
-               "the test tasks (adapting to each task's support points).")
+    out.append(
+        "MSE / accuracy: mean over test tasks of the query-set metric; ± is 1.96 x the standard error "
+        "over tasks. NLL: Gaussian negative log predictive density per query point; 90% cover: share "
+        "of query points inside the central 90% predictive interval. Seconds are wall-clock: fit on "
+        "the training tasks (per-task ridge: basis set-up and choosing its penalty), evaluate on "
+        "the test tasks (adapting to each task's support points)."
+    )
     return "\n".join(out) + "\n"
 
 
@@ -122,7 +128,6 @@ def write_results(results: Results, out_dir: str | os.PathLike, plots: bool = Tr
     Returns {"written": [paths], "notes": [messages]}; a missing matplotlib is a note, not an error.
     """
     from metafast.bench import plots as plots_mod
-
     from metafast.bench._files import atomic_write_text, writable_dir
 
     out = writable_dir(out_dir)

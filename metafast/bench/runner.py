@@ -11,9 +11,10 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from metafast.bench._skip import Unavailable
 from metafast.bench.suites import Case, Suite
@@ -22,8 +23,21 @@ logger = logging.getLogger(__name__)
 
 METRICS = ("mse", "nll", "coverage90", "accuracy", "ece")
 COLUMNS = (
-    "suite", "family", "problem", "shots", "learner", "kind", "n_train", "n_test", "seed", "status", "error",
-    "n_tasks", *[k for m in METRICS for k in (m, m + "_ci95")], "fit_seconds", "eval_seconds",
+    "suite",
+    "family",
+    "problem",
+    "shots",
+    "learner",
+    "kind",
+    "n_train",
+    "n_test",
+    "seed",
+    "status",
+    "error",
+    "n_tasks",
+    *[k for m in METRICS for k in (m, m + "_ci95")],
+    "fit_seconds",
+    "eval_seconds",
 )
 
 
@@ -116,9 +130,17 @@ def run_case(case: Case, cache: _TaskCache | None = None, suite: str = "") -> tu
     """
     cache = cache or _TaskCache()
     row: dict = dict.fromkeys(COLUMNS)
-    row.update(suite=suite, family=case.family, problem=case.problem, shots=case.shots,
-               learner=case.learner.label, kind=case.learner.kind, n_train=case.n_train,
-               n_test=case.n_test, seed=case.seed)
+    row.update(
+        suite=suite,
+        family=case.family,
+        problem=case.problem,
+        shots=case.shots,
+        learner=case.learner.label,
+        kind=case.learner.kind,
+        n_train=case.n_train,
+        n_test=case.n_test,
+        seed=case.seed,
+    )
     model = test = None
     try:
         train = cache.get(case, "train")
@@ -135,8 +157,9 @@ def run_case(case: Case, cache: _TaskCache | None = None, suite: str = "") -> tu
         return row, None, test
     except Exception as exc:
         row.update(status="error", error=f"{type(exc).__name__}: {exc}")
-        logger.warning("case %s / K=%s / %s failed: %s: %s", case.family, case.shots, case.learner.label,
-                       type(exc).__name__, exc)
+        logger.warning(
+            "case %s / K=%s / %s failed: %s: %s", case.family, case.shots, case.learner.label, type(exc).__name__, exc
+        )
         logger.debug("traceback of the failed case", exc_info=True)
         return row, None, test
     metrics = {k: float(v) for k, v in scores.items() if k in COLUMNS and k != "n_tasks"}
@@ -152,15 +175,15 @@ def run_case(case: Case, cache: _TaskCache | None = None, suite: str = "") -> tu
         except Exception as exc:  # the metrics stand; only the diagram is lost
             logger.warning("reliability of %s failed: %s", case.learner.label, exc)
     history = getattr(model, "history_", None)
-    if isinstance(history, dict) and history.get("iteration"):   # learning curves (MetaGrad)
-        row["history"] = {k: [float(v) if math.isfinite(v) else None for v in values]
-                          for k, values in history.items()}
+    if isinstance(history, dict) and history.get("iteration"):  # learning curves (MetaGrad)
+        row["history"] = {k: [float(v) if math.isfinite(v) else None for v in values] for k, values in history.items()}
     row["n_tasks"] = int(scores.get("n_tasks", case.n_test))
     return row, model, test
 
 
-def run_suite(suite: Suite, verbose: int = 1, keep_models: bool = False,
-              on_row: Callable[[dict], None] | None = None) -> Results:
+def run_suite(
+    suite: Suite, verbose: int = 1, keep_models: bool = False, on_row: Callable[[dict], None] | None = None
+) -> Results:
     """Run every case of ``suite`` in order; ``keep_models`` keeps fitted models and test tasks
     (for plots); ``on_row(row)`` is called after each case.  Progress bar when ``verbose`` and
     stderr is a terminal."""

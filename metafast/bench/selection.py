@@ -30,7 +30,7 @@ class SelectThenFit(BaseEstimator):
         self.learner = learner
         self.basis = basis
 
-    def fit(self, tasks, y=None) -> "SelectThenFit":
+    def fit(self, tasks, y=None) -> SelectThenFit:
         selector = clone(self.selector)
         if self.basis is not None:
             selector.set_params(basis=self.basis)
@@ -59,11 +59,15 @@ def sparse_dictionary(n_jobs: int | None = 1):
 
     centres = np.tile(np.linspace(*X_RANGE, RBF_CENTRES), len(RBF_SCALES))[:, None]
     scales = np.repeat(RBF_SCALES, RBF_CENTRES)
-    parts = [mf.basis.make("polynomial", n_basis=8, n_jobs=n_jobs),
-             mf.basis.make("fourier", n_basis=192, frequencies=np.linspace(0.5, 12.0, 96),
-                           include_constant=False, n_jobs=n_jobs),
-             mf.basis.make("rbf", n_basis=centres.shape[0], centers=centres, length_scale=scales,
-                           per_center=True, n_jobs=n_jobs)]
+    parts = [
+        mf.basis.make("polynomial", n_basis=8, n_jobs=n_jobs),
+        mf.basis.make(
+            "fourier", n_basis=192, frequencies=np.linspace(0.5, 12.0, 96), include_constant=False, n_jobs=n_jobs
+        ),
+        mf.basis.make(
+            "rbf", n_basis=centres.shape[0], centers=centres, length_scale=scales, per_center=True, n_jobs=n_jobs
+        ),
+    ]
     return mf.basis.union(parts).fit(np.linspace(*X_RANGE, 401)[:, None])
 
 
@@ -79,8 +83,9 @@ def true_support(dictionary, seed: int = 0, n_true: int = 8) -> np.ndarray:
     return np.sort(np.concatenate([poly, fourier, rbf]).astype(np.int64))
 
 
-def sparse_tasks(dictionary, support: np.ndarray, n_tasks: int, n_support: int, n_query: int,
-                 seed: int, noise: float = 0.1):
+def sparse_tasks(
+    dictionary, support: np.ndarray, n_tasks: int, n_support: int, n_query: int, seed: int, noise: float = 0.1
+):
     """Tasks y = sum_j w_tj g_j(x) + noise on the true columns, x ~ U[-5, 5].
 
     w_tj ~ N(0, 1) / rms_j with rms_j the column's root mean square on the domain, so every

@@ -15,8 +15,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +34,7 @@ DEFAULT_BASIS = ("rbf", {"n_basis": 40})
 # 4.6-7.4 and 9.2-14.8, 15 each, cosine and sine) spans them.
 HARMONIC_FREQUENCIES = tuple(float(f) for f in (*np.linspace(4.6, 7.4, 15), *np.linspace(9.2, 14.8, 15)))
 FAMILY_BASES = {
-    "harmonic": ("fourier", {"n_basis": 60, "frequencies": HARMONIC_FREQUENCIES,
-                             "include_constant": False}),
+    "harmonic": ("fourier", {"n_basis": 60, "frequencies": HARMONIC_FREQUENCIES, "include_constant": False}),
 }
 
 
@@ -48,7 +48,7 @@ class LearnerSpec:
     """
 
     label: str
-    factory: Callable[[Any, "Case"], Any]
+    factory: Callable[[Any, Case], Any]
     kind: str = "learner"
 
 
@@ -70,7 +70,7 @@ class Case:
     split_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     basis: tuple[str, Mapping[str, Any]] = DEFAULT_BASIS
     problem: str = "regression"
-    loader: Callable[..., Any] | None = None   # loads the tasks instead of mf.tasks.load(family)
+    loader: Callable[..., Any] | None = None  # loads the tasks instead of mf.tasks.load(family)
 
     def loader_params(self, split: str) -> dict:
         """Keyword arguments of ``mf.tasks.load(family, ...)`` for the "train" or "test" split."""
@@ -80,8 +80,13 @@ class Case:
             shape = {"k_shot": self.shots, "n_query": self.n_query}
         else:
             shape = {"n_support": self.shots, "n_query": self.n_query}
-        return {"n_tasks": n_tasks, "seed": seed, **shape, **dict(self.task_params),
-                **dict(self.split_params.get(split, {}))}
+        return {
+            "n_tasks": n_tasks,
+            "seed": seed,
+            **shape,
+            **dict(self.task_params),
+            **dict(self.split_params.get(split, {})),
+        }
 
 
 @dataclass
@@ -160,19 +165,28 @@ def grid(families: Sequence[str], shots: Sequence[int], learners: Sequence[Learn
 
 
 # ---------------------------------------------------------------------------------- built-in suites
-def regression_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None,
-                     families: Sequence[str] = REGRESSION_FAMILIES, seed: int = 0,
-                     bases: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None) -> Suite:
+def regression_suite(
+    quick: bool = False,
+    learners: Sequence[LearnerSpec] | None = None,
+    families: Sequence[str] = REGRESSION_FAMILIES,
+    seed: int = 0,
+    bases: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
+) -> Suite:
     """Few-shot regression: query MSE (95% CI over test tasks) and fit seconds for every
     learner and baseline on sinusoid, harmonic and multimodal at K = 5, 10, 20.
 
     ``bases`` maps a family to the (basis name, parameters) its cases use (default:
     ``FAMILY_BASES``, else 40 RBFs, ``DEFAULT_BASIS``)."""
     specs = list(default_learners() if learners is None else learners) + default_baselines()
-    shots, sizes = ((5, 10), dict(n_train=300, n_test=100)) if quick else (REGRESSION_SHOTS, dict(n_train=2000, n_test=600))
+    shots, sizes = (
+        ((5, 10), dict(n_train=300, n_test=100)) if quick else (REGRESSION_SHOTS, dict(n_train=2000, n_test=600))
+    )
     bases = {**FAMILY_BASES, **dict(bases or {})}
-    cases = [case for family in families
-             for case in grid([family], shots, specs, seed=seed, basis=bases.get(family, DEFAULT_BASIS), **sizes)]
+    cases = [
+        case
+        for family in families
+        for case in grid([family], shots, specs, seed=seed, basis=bases.get(family, DEFAULT_BASIS), **sizes)
+    ]
     return Suite("regression", cases, "few-shot regression quality: MSE against shots, learners vs baselines")
 
 
@@ -190,11 +204,17 @@ CLASSIFICATION_HEADS = ("logistic", "ridge", "prototype")
 # never seen in meta-training; the shared-label ``logistic`` family (shots x 3 classes points per
 # task); 20-way ``class-mixtures`` episodes
 CLASSIFICATION_FAMILIES = {
-    "digits": ({"n_way": 5, "train_classes": (0, 1, 2, 3, 4)},
-               {"train": {"split": "train"}, "test": {"split": "test"}}, ("polynomial", {"n_basis": 65})),
+    "digits": (
+        {"n_way": 5, "train_classes": (0, 1, 2, 3, 4)},
+        {"train": {"split": "train"}, "test": {"split": "test"}},
+        ("polynomial", {"n_basis": 65}),
+    ),
     "logistic": ({}, {}, ("polynomial", {"n_basis": 3})),
-    "class-mixtures": ({"n_way": 20}, {"train": {"split": "train", "n_query": 1}, "test": {"split": "test"}},
-                       ("rbf", {"n_basis": 64, "centers": "kmeans", "random_state": 0})),
+    "class-mixtures": (
+        {"n_way": 20},
+        {"train": {"split": "train", "n_query": 1}, "test": {"split": "test"}},
+        ("rbf", {"n_basis": 64, "centers": "kmeans", "random_state": 0}),
+    ),
 }
 # the logistic head's Newton costs O(C n^3) per task (dual form): 20-way training episodes keep one
 # query point per class, and 10 shots (200 support rows an episode) are left out
@@ -214,24 +234,41 @@ def classification_baselines() -> list[LearnerSpec]:
     ]
 
 
-def classification_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None, seed: int = 0,
-                         families: Sequence[str] = ("digits", "logistic", "class-mixtures")) -> Suite:
+def classification_suite(
+    quick: bool = False,
+    learners: Sequence[LearnerSpec] | None = None,
+    seed: int = 0,
+    families: Sequence[str] = ("digits", "logistic", "class-mixtures"),
+) -> Suite:
     """Few-shot classification: accuracy, log loss and ECE of every MetaClassifier head against the
     baselines at 1, 5 and 10 shots on ``digits`` (5-way, meta-test digits 5-9 held out), the
     shared-label ``logistic`` family (with its oracle) and 20-way ``class-mixtures`` episodes."""
     if learners is None:
-        learners = [LearnerSpec(f"MetaClassifier ({h})", metafast_learner("MetaClassifier", head=h, max_iter=20))
-                    for h in CLASSIFICATION_HEADS]
+        learners = [
+            LearnerSpec(f"MetaClassifier ({h})", metafast_learner("MetaClassifier", head=h, max_iter=20))
+            for h in CLASSIFICATION_HEADS
+        ]
     specs = list(learners) + classification_baselines()
-    shots, sizes = ((1, 5), dict(n_train=100, n_test=60)) if quick else (CLASSIFICATION_SHOTS,
-                                                                          dict(n_train=500, n_test=300))
+    shots, sizes = (
+        ((1, 5), dict(n_train=100, n_test=60)) if quick else (CLASSIFICATION_SHOTS, dict(n_train=500, n_test=300))
+    )
     cases = []
     for family in families:
         task_params, split_params, basis = CLASSIFICATION_FAMILIES[family]
         n_query = 5 if family == "class-mixtures" else 15
         family_shots = [k for k in shots if k in FAMILY_SHOTS.get(family, shots)]
-        cases += grid((family,), family_shots, specs, n_query=n_query, seed=seed, task_params=task_params,
-                      split_params=split_params, basis=basis, problem="classification", **sizes)
+        cases += grid(
+            (family,),
+            family_shots,
+            specs,
+            n_query=n_query,
+            seed=seed,
+            task_params=task_params,
+            split_params=split_params,
+            basis=basis,
+            problem="classification",
+            **sizes,
+        )
     return Suite("classification", cases, "few-shot classification: accuracy, log loss and ECE, heads vs baselines")
 
 
@@ -241,8 +278,10 @@ def demo_suite(quick: bool = False, seed: int = 0) -> Suite:
     sinusoid is noise-free, so EM keeps gaining evidence as the noise variance shrinks long after
     the predictions stop changing; the demo stops at 1e-4 nats per task instead of the default
     1e-5 (same MSE to two digits, no ConvergenceWarning in the main job's output)."""
-    specs = [LearnerSpec("MetaBayes", metafast_learner("MetaBayes", tol=1e-4)),
-             LearnerSpec("MetaRidge", metafast_learner("MetaRidge"))] + default_baselines()
+    specs = [
+        LearnerSpec("MetaBayes", metafast_learner("MetaBayes", tol=1e-4)),
+        LearnerSpec("MetaRidge", metafast_learner("MetaRidge")),
+    ] + default_baselines()
     n_train, n_test = (300, 100) if quick else (2000, 600)
     cases = grid(("sinusoid",), (5, 10), specs, n_train=n_train, n_test=n_test, seed=seed)
     return Suite("demo", cases, "MetaBayes and MetaRidge against the baselines on sinusoid")
@@ -250,11 +289,11 @@ def demo_suite(quick: bool = False, seed: int = 0) -> Suite:
 
 GRADIENT_FAMILIES = ("sinusoid", "harmonic", "multimodal", "friedman")
 GRADIENT_METHODS = ("maml", "fomaml", "metasgd", "reptile", "imaml")
-DEFAULT_METHODS = ("maml", "metasgd")           # MetaGrad as it comes: its own learned network basis
-LEARNED_BASIS_METHODS = ("maml", "fomaml", "imaml")   # on the family's basis, learn_basis=True
+DEFAULT_METHODS = ("maml", "metasgd")  # MetaGrad as it comes: its own learned network basis
+LEARNED_BASIS_METHODS = ("maml", "fomaml", "imaml")  # on the family's basis, learn_basis=True
 # friedman has 5 inputs: a grid-like RBF basis does not cover them, 200 random Fourier features do
 GRADIENT_BASES = {**FAMILY_BASES, "friedman": ("rff", {"n_basis": 200, "random_state": 0})}
-GRADIENT_SIZES = {"sinusoid": 4000}             # issue 25's sinusoid: 4,000 training tasks
+GRADIENT_SIZES = {"sinusoid": 4000}  # issue 25's sinusoid: 4,000 training tasks
 
 
 def _metagrad_default(**params: Any) -> Callable[[Any, Case], Any]:
@@ -268,11 +307,16 @@ def gradient_learners(quick: bool = False) -> list[LearnerSpec]:
     and MetaBayes and MetaRidge on that basis.  ``quick`` caps MetaGrad at 10 s of meta-training."""
     budget = {"max_time": 10.0} if quick else {}
     specs = [LearnerSpec(f"MetaGrad ({m})", _metagrad_default(method=m, **budget)) for m in DEFAULT_METHODS]
-    specs += [LearnerSpec(f"MetaGrad ({m}, learned family basis)",
-                          metafast_learner("MetaGrad", method=m, learn_basis=True, **budget))
-              for m in LEARNED_BASIS_METHODS]
-    return specs + [LearnerSpec("MetaBayes", metafast_learner("MetaBayes")),
-                    LearnerSpec("MetaRidge", metafast_learner("MetaRidge"))]
+    specs += [
+        LearnerSpec(
+            f"MetaGrad ({m}, learned family basis)", metafast_learner("MetaGrad", method=m, learn_basis=True, **budget)
+        )
+        for m in LEARNED_BASIS_METHODS
+    ]
+    return specs + [
+        LearnerSpec("MetaBayes", metafast_learner("MetaBayes")),
+        LearnerSpec("MetaRidge", metafast_learner("MetaRidge")),
+    ]
 
 
 def gradient_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None = None, seed: int = 0) -> Suite:
@@ -281,11 +325,22 @@ def gradient_suite(quick: bool = False, learners: Sequence[LearnerSpec] | None =
     (adapting every test task) and MetaGrad's learning curves (training and validation loss)."""
     learners = gradient_learners(quick) if learners is None else learners
     shots = (5, 10) if quick else REGRESSION_SHOTS
-    cases = [case for family in GRADIENT_FAMILIES
-             for case in grid([family], shots, learners, seed=seed, basis=GRADIENT_BASES.get(family, DEFAULT_BASIS),
-                              n_train=300 if quick else GRADIENT_SIZES.get(family, 2000),
-                              n_test=100 if quick else 600)]
-    return Suite("gradient", cases, "MetaGrad (defaults, and learning the family's basis) next to MetaBayes and MetaRidge")
+    cases = [
+        case
+        for family in GRADIENT_FAMILIES
+        for case in grid(
+            [family],
+            shots,
+            learners,
+            seed=seed,
+            basis=GRADIENT_BASES.get(family, DEFAULT_BASIS),
+            n_train=300 if quick else GRADIENT_SIZES.get(family, 2000),
+            n_test=100 if quick else 600,
+        )
+    ]
+    return Suite(
+        "gradient", cases, "MetaGrad (defaults, and learning the family's basis) next to MetaBayes and MetaRidge"
+    )
 
 
 def selection_suite(quick: bool = False, seed: int = 0) -> Suite:
@@ -301,17 +356,24 @@ def selection_suite(quick: bool = False, seed: int = 0) -> Suite:
 
             selector = metafast.BasisSelector(method=method)
             return SelectThenFit(selector, metafast.MetaBayes(n_components=6, random_state=case.seed), basis=basis)
+
         return factory
 
-    shots, sizes = ((5, 10), dict(n_train=300, n_test=100)) if quick else (REGRESSION_SHOTS, dict(n_train=2000, n_test=600))
-    wide = [LearnerSpec("group-lasso + MetaBayes(6)", select_then_bayes("group-lasso")),
-            LearnerSpec("somp + MetaBayes(6)", select_then_bayes("somp")),
-            LearnerSpec("MetaBayes(6), whole dictionary", metafast_learner("MetaBayes", n_components=6))]
+    shots, sizes = (
+        ((5, 10), dict(n_train=300, n_test=100)) if quick else (REGRESSION_SHOTS, dict(n_train=2000, n_test=600))
+    )
+    wide = [
+        LearnerSpec("group-lasso + MetaBayes(6)", select_then_bayes("group-lasso")),
+        LearnerSpec("somp + MetaBayes(6)", select_then_bayes("somp")),
+        LearnerSpec("MetaBayes(6), whole dictionary", metafast_learner("MetaBayes", n_components=6)),
+    ]
     hand = [LearnerSpec("MetaBayes(6), hand-set bands", metafast_learner("MetaBayes", n_components=6), "baseline")]
     plain = [LearnerSpec("MetaBayes, 60 plain harmonics", metafast_learner("MetaBayes"), "baseline")]
-    cases = (grid(("harmonic",), shots, wide, seed=seed, basis=WIDE_FOURIER, **sizes)
-             + grid(("harmonic",), shots, hand, seed=seed, basis=FAMILY_BASES["harmonic"], **sizes)
-             + grid(("harmonic",), shots, plain, seed=seed, basis=("fourier", {"n_basis": 60}), **sizes))
+    cases = (
+        grid(("harmonic",), shots, wide, seed=seed, basis=WIDE_FOURIER, **sizes)
+        + grid(("harmonic",), shots, hand, seed=seed, basis=FAMILY_BASES["harmonic"], **sizes)
+        + grid(("harmonic",), shots, plain, seed=seed, basis=("fourier", {"n_basis": 60}), **sizes)
+    )
     return Suite("selection", cases, "choosing the basis: selected Fourier frequencies vs hand-set bands")
 
 
@@ -333,8 +395,10 @@ def table_baselines(kind: str) -> list[LearnerSpec]:
 
     specs = [LearnerSpec("per-task logistic", lambda b, c: TaskLogistic(), "baseline")]
     if kind == "episodic":
-        specs += [LearnerSpec("nearest mean (standardised)", lambda b, c: StandardisedCentroid(), "baseline"),
-                  LearnerSpec("LDA + nearest mean", lambda b, c: LdaCentroid(), "baseline")]
+        specs += [
+            LearnerSpec("nearest mean (standardised)", lambda b, c: StandardisedCentroid(), "baseline"),
+            LearnerSpec("LDA + nearest mean", lambda b, c: LdaCentroid(), "baseline"),
+        ]
     else:
         specs.append(LearnerSpec("pooled logistic", lambda b, c: PooledLogistic(), "baseline"))
     return specs
@@ -352,8 +416,12 @@ def default_table_learners() -> list[LearnerSpec]:
     return [LearnerSpec("MetaClassifier()", classifier())]
 
 
-def real_classification_suite(quick: bool = False, seed: int = 0, learners: Sequence[LearnerSpec] | None = None,
-                              tables: Sequence[str] | None = None) -> Suite:
+def real_classification_suite(
+    quick: bool = False,
+    seed: int = 0,
+    learners: Sequence[LearnerSpec] | None = None,
+    tables: Sequence[str] | None = None,
+) -> Suite:
     """Every (table, shots, learner or baseline) case; ``quick``: fewer tasks and shots."""
     from metafast.bench.real_tables import TABLES, loader_for
 
@@ -369,11 +437,25 @@ def real_classification_suite(quick: bool = False, seed: int = 0, learners: Sequ
         task_params = {"n_way": 5} if kind == "episodic" else {}
         for k in shots:
             for spec in learners + table_baselines(kind):
-                cases.append(Case(name, k, spec, n_query=15, seed=seed, task_params=task_params,
-                                  problem="classification", loader=loader_for(name), basis=("linear", {}), **sizes))
-    return Suite("real-classification", cases,
-                 "MetaClassifier defaults vs first baselines on real tables (episodic and shared labels)")
-
+                cases.append(
+                    Case(
+                        name,
+                        k,
+                        spec,
+                        n_query=15,
+                        seed=seed,
+                        task_params=task_params,
+                        problem="classification",
+                        loader=loader_for(name),
+                        basis=("linear", {}),
+                        **sizes,
+                    )
+                )
+    return Suite(
+        "real-classification",
+        cases,
+        "MetaClassifier defaults vs first baselines on real tables (episodic and shared labels)",
+    )
 
 
 BUILTIN_SUITES: dict[str, Callable[..., Suite]] = {

@@ -57,8 +57,9 @@ class StandardisedCentroid(_ClassificationBaseline):
         return self.scaler_.transform(np.asarray(X, dtype=np.float64))
 
     def _task_log_proba(self, task, classes):
-        return _centroid_log_proba(self._transform(task.X_support), np.asarray(task.y_support),
-                                   self._transform(task.X_query), classes)
+        return _centroid_log_proba(
+            self._transform(task.X_support), np.asarray(task.y_support), self._transform(task.X_query), classes
+        )
 
 
 class LdaCentroid(StandardisedCentroid):
@@ -79,9 +80,12 @@ class LdaCentroid(StandardisedCentroid):
         for task in tasks:
             names = np.asarray(task.info["classes"]).astype(str)
             X += [task.X_support, task.X_query]
-            labels += [names[np.asarray(task.y_support, dtype=np.int64)], names[np.asarray(task.y_query, dtype=np.int64)]]
+            labels += [
+                names[np.asarray(task.y_support, dtype=np.int64)],
+                names[np.asarray(task.y_query, dtype=np.int64)],
+            ]
         X, labels = np.concatenate(X).astype(np.float64), np.concatenate(labels)
-        X, idx = np.unique(X, axis=0, return_index=True)   # each table row once
+        X, idx = np.unique(X, axis=0, return_index=True)  # each table row once
         labels = labels[idx]
         super().fit(tasks)
         self.lda_ = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto", n_components=self.n_components)
@@ -103,8 +107,9 @@ class TaskLogistic(PerEpisodeLogistic):
     def _task_log_proba(self, task, classes):
         from metafast.tasks import Task
 
-        t = Task(self.scaler_.transform(task.X_support), task.y_support, self.scaler_.transform(task.X_query),
-                 task.y_query)
+        t = Task(
+            self.scaler_.transform(task.X_support), task.y_support, self.scaler_.transform(task.X_query), task.y_query
+        )
         return super()._task_log_proba(t, classes)
 
 
@@ -124,8 +129,9 @@ class PooledLogistic(_ClassificationBaseline):
             raise Unavailable("the pooled classifier needs shared labels (labels are re-drawn in episodes)")
         self.scaler_ = _scaler(tasks)
         full = tasks.all_rows()
-        self.model_ = LogisticRegression(C=self.C, max_iter=2000).fit(self.scaler_.transform(full.X_support),
-                                                                      full.y_support)
+        self.model_ = LogisticRegression(C=self.C, max_iter=2000).fit(
+            self.scaler_.transform(full.X_support), full.y_support
+        )
         return super().fit(tasks)
 
     def _classes(self, task):

@@ -13,5 +13,14 @@ from metafast.learners.grad import GradTaskRegressor, MetaGrad
 from metafast.learners.ridge import BiasedRidgeRegressor, MetaRidge
 from metafast.learners.select import BasisSelector
 
-__all__ = ["MetaBayes", "BayesTaskRegressor", "MetaRidge", "BiasedRidgeRegressor", "MetaClassifier",
-           "BasisClassifier", "MetaGrad", "GradTaskRegressor", "BasisSelector"]
+__all__ = [
+    "MetaBayes",
+    "BayesTaskRegressor",
+    "MetaRidge",
+    "BiasedRidgeRegressor",
+    "MetaClassifier",
+    "BasisClassifier",
+    "MetaGrad",
+    "GradTaskRegressor",
+    "BasisSelector",
+]

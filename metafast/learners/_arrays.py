@@ -16,8 +16,11 @@ def check_task_y(y, n: int, estimator: str) -> np.ndarray:
     if y is None:
         raise ValueError(f"{estimator} requires y to be passed, but the target y is None")
     if getattr(y, "ndim", None) == 2 and y.shape[1:] == (1,):
-        warnings.warn("A column-vector y was passed when a 1d array was expected; it is flattened",
-                      DataConversionWarning, stacklevel=3)
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; it is flattened",
+            DataConversionWarning,
+            stacklevel=3,
+        )
     return check_y(y, "y", n_samples=n)
 
 
@@ -29,7 +32,13 @@ def as_f64(A: np.ndarray) -> np.ndarray:
 def fast_y(y, n: int, name: str = "y", finite_checked_by_caller: bool = False) -> np.ndarray:
     """check_y, with a fast path for an already valid float64 C-contiguous vector of n values
     (whose finiteness the caller may check itself, e.g. in the kernel that reads it)."""
-    if (type(y) is np.ndarray and y.dtype == np.float64 and y.ndim == 1 and y.shape[0] == n
-            and y.flags.c_contiguous and (finite_checked_by_caller or np.isfinite(y).all())):
+    if (
+        type(y) is np.ndarray
+        and y.dtype == np.float64
+        and y.ndim == 1
+        and y.shape[0] == n
+        and y.flags.c_contiguous
+        and (finite_checked_by_caller or np.isfinite(y).all())
+    ):
         return y
     return check_y(y, name, n_samples=n)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
@@ -66,8 +67,7 @@ def iter_task_chunks(tasks: Any, name: str = "tasks") -> Iterable[TaskSet]:
         return
     if not hasattr(tasks, "__iter__"):
         raise TypeError(
-            f"argument {name!r} must be a TaskSet or an iterable of TaskSet chunks; "
-            f"got {type(tasks).__name__}"
+            f"argument {name!r} must be a TaskSet or an iterable of TaskSet chunks; got {type(tasks).__name__}"
         )
     check_bounded(tasks, name)
     for i, chunk in enumerate(tasks):
@@ -131,7 +131,7 @@ def per_task_mean(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     sizes = np.diff(offsets)
     sums = np.zeros(len(sizes), dtype=np.result_type(values.dtype, np.float64))
     filled = sizes > 0
-    if filled.any():   # reduceat over the non-empty tasks only: an empty LAST task has no start row
+    if filled.any():  # reduceat over the non-empty tasks only: an empty LAST task has no start row
         sums[filled] = np.add.reduceat(values, offsets[:-1][filled])
     return sums / np.maximum(sizes, 1)
 
@@ -155,8 +155,9 @@ def query_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray | None, offse
         out[key + "_ci95"] = float(1.96 * sem)
 
     if not (np.isfinite(y).all() and np.isfinite(mean).all() and (std is None or np.isfinite(std).all())):
-        raise FloatingPointError("non-finite mse: the query targets or the predictions hold NaN or inf; "
-                                 "nothing reliable to score")
+        raise FloatingPointError(
+            "non-finite mse: the query targets or the predictions hold NaN or inf; nothing reliable to score"
+        )
     resid = y - mean
     out: dict[str, float] = {"n_tasks": n_tasks}
     summarise(per_task_mean(resid**2, offsets), "mse", out)
@@ -208,32 +209,34 @@ class MetaLearner(VersionTagged, BaseEstimator):
     # readers (adapt, adapt_predict, evaluate) take a ``_fitted_view`` (one dict copy, atomic
     # under the GIL), so a reader running while another thread refits sees the old model or the
     # new one, never a mix of both.  A fit that raises leaves the old model in place.
-    def _work_copy(self, keep_fitted: bool) -> "MetaLearner":
+    def _work_copy(self, keep_fitted: bool) -> MetaLearner:
         """A learner to fit on: the parameters only, or (``keep_fitted``, for partial_fit) a
         shallow copy of the fitted state whose attributes the fit rebinds, never mutates."""
         work = object.__new__(type(self))
-        state = self.__dict__.copy()     # atomic: readers may add cache entries meanwhile
+        state = self.__dict__.copy()  # atomic: readers may add cache entries meanwhile
         if not keep_fitted:
             params = self._get_param_names()
             state = {k: v for k, v in state.items() if k in params}
         work.__dict__ = state
         return work
 
-    def _swap_in(self, work: "MetaLearner") -> None:
+    def _swap_in(self, work: MetaLearner) -> None:
         """Install the state fitted on ``work`` in one step (see ``_work_copy``)."""
-        old = self.__dict__       # kept alive until the swap is done: no finaliser runs mid-swap
+        old = self.__dict__  # kept alive until the swap is done: no finaliser runs mid-swap
         self.__dict__ = work.__dict__
         del old
 
     @staticmethod
     def _reads_fitted_view(method):
         """Decorator: run a reader on ``_fitted_view()`` (a refit elsewhere cannot mix models)."""
+
         @functools.wraps(method)
         def on_view(self, *args, **kwargs):
             return method(self._fitted_view(), *args, **kwargs)
+
         return on_view
 
-    def _fitted_view(self) -> "MetaLearner":
+    def _fitted_view(self) -> MetaLearner:
         """A consistent read-only view of the fitted model (see ``_work_copy``)."""
         view = object.__new__(type(self))
         view.__dict__ = self.__dict__.copy()
@@ -250,8 +253,9 @@ class MetaLearner(VersionTagged, BaseEstimator):
         model = self._fitted_view()
         ts = check_tasks(tasks)
         mean, std = model._predict_tasks(ts)
-        return query_metrics(np.asarray(ts.y_query, dtype=np.float64), mean, std if self._bayesian else None,
-                             ts.query_offsets)
+        return query_metrics(
+            np.asarray(ts.y_query, dtype=np.float64), mean, std if self._bayesian else None, ts.query_offsets
+        )
 
     def _predict_tasks(self, tasks: TaskSet):  # pragma: no cover - abstract
         raise NotImplementedError

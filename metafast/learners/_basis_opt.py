@@ -9,7 +9,7 @@ kernel computes for every packed row at once; the basis contracts it with dPhi/d
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from scipy.optimize import minimize
@@ -21,8 +21,7 @@ from metafast.tasks._taskset import TaskSet
 
 def _flatten(params: dict) -> tuple[np.ndarray, list]:
     layout = [(k, np.shape(v)) for k, v in params.items()]
-    flat = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in params.values()]) \
-        if params else np.zeros(0)
+    flat = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in params.values()]) if params else np.zeros(0)
     return flat, layout
 
 
@@ -30,13 +29,14 @@ def _unflatten(x: np.ndarray, layout: list) -> dict:
     out, i = {}, 0
     for key, shape in layout:
         size = int(np.prod(shape, dtype=np.int64))
-        out[key] = x[i:i + size].reshape(shape).copy()
+        out[key] = x[i : i + size].reshape(shape).copy()
         i += size
     return out
 
 
-def log_evidence_and_grad(basis, chunks: Iterable, prior: GaussianPrior, y_scale: float,
-                          n_threads: int) -> tuple[float, dict, int]:
+def log_evidence_and_grad(
+    basis, chunks: Iterable, prior: GaussianPrior, y_scale: float, n_threads: int
+) -> tuple[float, dict, int]:
     """(sum_t log p(y_t), its gradient per learnable parameter, number of tasks), standardised y."""
     total, grads, n_tasks = 0.0, None, 0
     for chunk in chunks:
@@ -49,8 +49,9 @@ def log_evidence_and_grad(basis, chunks: Iterable, prior: GaussianPrior, y_scale
         G = np.zeros_like(Phi)
         logp = np.empty(T, dtype=np.float64)
         status = np.empty(T, dtype=np.intc)
-        _bayes.grad_design(Phi, y, chunk.support_offsets, mu, Sigma, Sinv, h, logdet, s2, sigma_diag,
-                           n_threads, G, logp, status)
+        _bayes.grad_design(
+            Phi, y, chunk.support_offsets, mu, Sigma, Sinv, h, logdet, s2, sigma_diag, n_threads, G, logp, status
+        )
         if (status < 0).any():
             return -np.inf, {}, T
         total += float(logp.sum())
@@ -79,7 +80,7 @@ def minimise_over_basis(basis, evaluate: Callable, max_iter: int) -> tuple[objec
     Returns (new basis, value before, after); the old basis is kept when L-BFGS does not improve.
     """
     x0, layout = _flatten(check_learnable(basis))
-    last: dict = {}          # L-BFGS evaluates x0 again first: one evaluation serves both
+    last: dict = {}  # L-BFGS evaluates x0 again first: one evaluation serves both
 
     def objective(x):
         key = x.tobytes()
@@ -107,8 +108,15 @@ def minimise_over_basis(basis, evaluate: Callable, max_iter: int) -> tuple[objec
     return basis, f0, f0
 
 
-def optimise_basis(basis, chunks_factory: Callable[[], Iterable], prior: GaussianPrior, y_scale: float,
-                   n_threads: int, max_iter: int, evidence: Callable | None = None) -> tuple[object, float, float]:
+def optimise_basis(
+    basis,
+    chunks_factory: Callable[[], Iterable],
+    prior: GaussianPrior,
+    y_scale: float,
+    n_threads: int,
+    max_iter: int,
+    evidence: Callable | None = None,
+) -> tuple[object, float, float]:
     """L-BFGS on the basis's learnable parameters for a fixed prior.
 
     Returns (new basis, summed log evidence before, after); the old basis is kept when L-BFGS
@@ -118,8 +126,11 @@ def optimise_basis(basis, chunks_factory: Callable[[], Iterable], prior: Gaussia
     n_tasks = [1]
 
     def evaluate(b):
-        val, grad, n_tasks[0] = (evidence(b, prior, y_scale, n_threads) if evidence is not None else
-                                 log_evidence_and_grad(b, chunks_factory(), prior, y_scale, n_threads))
+        val, grad, n_tasks[0] = (
+            evidence(b, prior, y_scale, n_threads)
+            if evidence is not None
+            else log_evidence_and_grad(b, chunks_factory(), prior, y_scale, n_threads)
+        )
         return -val / n_tasks[0], {k: -g / n_tasks[0] for k, g in grad.items()}
 
     new, f0, f1 = minimise_over_basis(basis, evaluate, max_iter)
@@ -129,8 +140,16 @@ def optimise_basis(basis, chunks_factory: Callable[[], Iterable], prior: Gaussia
 # ------------------------------------------------- the same evidence summed over Dask chunks
 def _flat_grad(basis, grads: dict) -> np.ndarray:
     params = basis.learnable_params()
-    return np.concatenate([np.ravel(np.asarray(grads[k], dtype=np.float64)) if k in grads
-                           else np.zeros(np.size(v)) for k, v in params.items()]) if params else np.zeros(0)
+    return (
+        np.concatenate(
+            [
+                np.ravel(np.asarray(grads[k], dtype=np.float64)) if k in grads else np.zeros(np.size(v))
+                for k, v in params.items()
+            ]
+        )
+        if params
+        else np.zeros(0)
+    )
 
 
 def _evidence_chunk(chunk: TaskSet, basis, prior, y_scale: float, n_threads: int) -> np.ndarray:
@@ -152,7 +171,7 @@ def evidence_on_workers(chunks):
             return -np.inf, {}, n_tasks
         grads, pos = {}, 0
         for k, v in basis.learnable_params().items():
-            grads[k] = flat[pos:pos + np.size(v)].reshape(np.shape(v))
+            grads[k] = flat[pos : pos + np.size(v)].reshape(np.shape(v))
             pos += np.size(v)
         return val, grads, n_tasks
 

@@ -23,8 +23,10 @@ from metafast.learners._base import check_tasks, iter_task_chunks
 from metafast.parallel import one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
-ONE_SHOT_ERROR = ("this fit needs several passes over the tasks, but 'tasks' is a one-shot iterator: pass a "
-                  "TaskSet or a re-iterable sequence of TaskSet chunks (e.g. a list)")
+ONE_SHOT_ERROR = (
+    "this fit needs several passes over the tasks, but 'tasks' is a one-shot iterator: pass a "
+    "TaskSet or a re-iterable sequence of TaskSet chunks (e.g. a list)"
+)
 
 
 class LocalChunks:
@@ -35,13 +37,19 @@ class LocalChunks:
     cache); ``one_shot_error`` is the message of a second pass over a one-shot iterator.
     """
 
-    def __init__(self, tasks: Any, n_threads: int = 1, on_release: Callable[[TaskSet], None] | None = None,
-                 one_shot_error: str = ONE_SHOT_ERROR):
+    def __init__(
+        self,
+        tasks: Any,
+        n_threads: int = 1,
+        on_release: Callable[[TaskSet], None] | None = None,
+        one_shot_error: str = ONE_SHOT_ERROR,
+    ):
         if isinstance(tasks, TaskSet):
             check_tasks(tasks)
         elif not hasattr(tasks, "__iter__"):
-            raise TypeError(f"argument 'tasks' must be a TaskSet or an iterable of TaskSet chunks; "
-                            f"got {type(tasks).__name__}")
+            raise TypeError(
+                f"argument 'tasks' must be a TaskSet or an iterable of TaskSet chunks; got {type(tasks).__name__}"
+            )
         self.tasks = tasks
         self.n_threads = n_threads
         self._on_release = on_release
@@ -128,8 +136,11 @@ class LocalChunks:
         """Drop what the held chunks keep (``on_release``); a stream's chunks are not held."""
         if self._on_release is None:
             return
-        held = [self.tasks] if isinstance(self.tasks, TaskSet) else (
-            list(self.tasks) if isinstance(self.tasks, (list, tuple)) else [])
+        held = (
+            [self.tasks]
+            if isinstance(self.tasks, TaskSet)
+            else (list(self.tasks) if isinstance(self.tasks, (list, tuple)) else [])
+        )
         for chunk in held:
             self._on_release(chunk)
 

@@ -42,11 +42,17 @@ class GaussianPrior:
         """Arguments the _bayes kernels take for this prior, in the computation dtype."""
         inv, logdet = self.factor()
         mu = np.ascontiguousarray(self.mean, dtype=dtype)
-        return (mu, np.ascontiguousarray(self.cov, dtype=dtype), np.ascontiguousarray(inv, dtype=dtype),
-                np.ascontiguousarray(inv @ self.mean, dtype=dtype), logdet, float(self.noise_var),
-                self.kind != "full")
+        return (
+            mu,
+            np.ascontiguousarray(self.cov, dtype=dtype),
+            np.ascontiguousarray(inv, dtype=dtype),
+            np.ascontiguousarray(inv @ self.mean, dtype=dtype),
+            logdet,
+            float(self.noise_var),
+            self.kind != "full",
+        )
 
-    def copy(self) -> "GaussianPrior":
+    def copy(self) -> GaussianPrior:
         return GaussianPrior(self.mean.copy(), self.cov.copy(), float(self.noise_var), self.kind, self.design_map)
 
 

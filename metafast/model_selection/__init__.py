@@ -16,5 +16,11 @@ from metafast.model_selection._search import TaskGridSearchCV, TaskRandomizedSea
 from metafast.model_selection._split import TaskKFold, task_splits
 from metafast.model_selection._validation import cross_validate_tasks
 
-__all__ = ["TaskKFold", "TaskGridSearchCV", "TaskRandomizedSearchCV", "cross_validate_tasks", "get_scorer",
-           "task_splits"]
+__all__ = [
+    "TaskKFold",
+    "TaskGridSearchCV",
+    "TaskRandomizedSearchCV",
+    "cross_validate_tasks",
+    "get_scorer",
+    "task_splits",
+]

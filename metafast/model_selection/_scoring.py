@@ -18,7 +18,8 @@ callable       scorer(estimator, tasks) -> float
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,9 @@ def check_scoring(scoring: Any, tasks: TaskSet) -> tuple[dict[str, Callable], bo
         if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
             raise ValueError(f"parameter 'scoring' must be a non-empty list of distinct metric names; got {scoring!r}")
         return {n: get_scorer(n) for n in names}, True
-    raise TypeError(f"parameter 'scoring' must be None, a name, a callable, a list or a dict; got {type(scoring).__name__}")
+    raise TypeError(
+        f"parameter 'scoring' must be None, a name, a callable, a list or a dict; got {type(scoring).__name__}"
+    )
 
 
 def score_all(estimator: Any, tasks: TaskSet, scorers: dict[str, Callable]) -> dict[str, float]:

@@ -43,7 +43,7 @@ class _TaskSearchCV(MetaEstimatorMixin, BaseEstimator):
             f"given (or be False); got {self.refit!r}"
         )
 
-    def fit(self, tasks: TaskSet, y: Any = None, groups: Any = None) -> "_TaskSearchCV":
+    def fit(self, tasks: TaskSet, y: Any = None, groups: Any = None) -> _TaskSearchCV:
         """Cross-validate every candidate over ``tasks`` and refit the best one on all of them.
 
         ``groups``: per-task labels or a key of ``tasks.info``; tasks sharing a label share a fold.
@@ -52,16 +52,24 @@ class _TaskSearchCV(MetaEstimatorMixin, BaseEstimator):
         scorers, multimetric = check_scoring(self.scoring, ts)
         refit_metric = self._refit_metric(scorers, multimetric)
         candidates = self._candidates()
-        for params in candidates:       # unknown keys fail now, in scikit-learn's words
+        for params in candidates:  # unknown keys fail now, in scikit-learn's words
             clone(self.estimator).set_params(**params)
         splits = task_splits(self.cv, ts, groups)
         folds = fold_tasksets(ts, splits)
         kwargs = dict(return_train_score=self.return_train_score, error_score=self.error_score)
-        calls = ((fit_and_score, (self.estimator, train, test, params, scorers), kwargs)
-                 for params in candidates for train, test in folds)
+        calls = (
+            (fit_and_score, (self.estimator, train, test, params, scorers), kwargs)
+            for params in candidates
+            for train, test in folds
+        )
         n_fits = len(candidates) * len(folds)
-        results = run_jobs(calls, n_fits, self.n_jobs, self.verbose,
-                           f"{type(self).__name__}: {len(candidates)} candidates x {len(folds)} folds")
+        results = run_jobs(
+            calls,
+            n_fits,
+            self.n_jobs,
+            self.verbose,
+            f"{type(self).__name__}: {len(candidates)} candidates x {len(folds)} folds",
+        )
         warn_or_raise_failures(results, self.error_score)
         self.cv_results_ = self._results(candidates, results, len(folds), scorers, multimetric)
         self.multimetric_ = multimetric
@@ -76,8 +84,7 @@ class _TaskSearchCV(MetaEstimatorMixin, BaseEstimator):
             self.refit_time_ = time.perf_counter() - start
         return self
 
-    def _results(self, candidates: list[dict], results: list, n_folds: int, scorers: dict,
-                 multimetric: bool) -> dict:
+    def _results(self, candidates: list[dict], results: list, n_folds: int, scorers: dict, multimetric: bool) -> dict:
         n = len(candidates)
         out: dict[str, Any] = {}
         for key in ("fit_time", "score_time"):
@@ -109,8 +116,10 @@ class _TaskSearchCV(MetaEstimatorMixin, BaseEstimator):
     # ------------------------------------------------------------------ the refitted best model
     def _best(self):
         if not hasattr(self, "best_estimator_"):
-            raise NotFittedError(f"This {type(self).__name__} has no refitted best_estimator_: call fit(tasks) "
-                                 "with refit=True (or a metric name) first")
+            raise NotFittedError(
+                f"This {type(self).__name__} has no refitted best_estimator_: call fit(tasks) "
+                "with refit=True (or a metric name) first"
+            )
         return self.best_estimator_
 
     def adapt(self, X, y):
@@ -157,8 +166,19 @@ class TaskGridSearchCV(_TaskSearchCV):
     refit_time_, n_splits_, scorer_, multimetric_.
     """
 
-    def __init__(self, estimator: Any, param_grid: Any, *, scoring: Any = None, cv: Any = 5, n_jobs: Any = None,
-                 refit: Any = True, verbose: int = 0, error_score: Any = np.nan, return_train_score: bool = False):
+    def __init__(
+        self,
+        estimator: Any,
+        param_grid: Any,
+        *,
+        scoring: Any = None,
+        cv: Any = 5,
+        n_jobs: Any = None,
+        refit: Any = True,
+        verbose: int = 0,
+        error_score: Any = np.nan,
+        return_train_score: bool = False,
+    ):
         self.estimator = estimator
         self.param_grid = param_grid
         self.scoring = scoring
@@ -179,9 +199,21 @@ class TaskRandomizedSearchCV(_TaskSearchCV):
     RandomizedSearchCV; reproducible with ``random_state``.  Other parameters as
     :class:`TaskGridSearchCV`."""
 
-    def __init__(self, estimator: Any, param_distributions: Any, *, n_iter: int = 10, scoring: Any = None,
-                 cv: Any = 5, n_jobs: Any = None, refit: Any = True, verbose: int = 0, random_state: Any = None,
-                 error_score: Any = np.nan, return_train_score: bool = False):
+    def __init__(
+        self,
+        estimator: Any,
+        param_distributions: Any,
+        *,
+        n_iter: int = 10,
+        scoring: Any = None,
+        cv: Any = 5,
+        n_jobs: Any = None,
+        refit: Any = True,
+        verbose: int = 0,
+        random_state: Any = None,
+        error_score: Any = np.nan,
+        return_train_score: bool = False,
+    ):
         self.estimator = estimator
         self.param_distributions = param_distributions
         self.n_iter = n_iter

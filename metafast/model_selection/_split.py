@@ -8,7 +8,8 @@ GroupKFold when tasks carry group labels); this module supplies the task-level c
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import GroupKFold, KFold
@@ -27,8 +28,10 @@ def task_groups(tasks: TaskSet, groups: Any) -> np.ndarray | None:
     if isinstance(groups, str):
         missing = [i for i, d in enumerate(tasks.info) if groups not in d]
         if missing:
-            raise ValueError(f"argument 'groups'={groups!r} is not a key of the info of task {missing[0]}; "
-                             f"its keys are {sorted(tasks.info[missing[0]])}")
+            raise ValueError(
+                f"argument 'groups'={groups!r} is not a key of the info of task {missing[0]}; "
+                f"its keys are {sorted(tasks.info[missing[0]])}"
+            )
         codes: dict = {}  # group keys may be tuples (several group columns): number them
         try:
             return np.array([codes.setdefault(d[groups], len(codes)) for d in tasks.info], dtype=np.intp)
@@ -62,8 +65,7 @@ class TaskKFold:
         self.random_state = random_state
 
     def __repr__(self) -> str:
-        return (f"TaskKFold(n_splits={self.n_splits!r}, shuffle={self.shuffle!r}, "
-                f"random_state={self.random_state!r})")
+        return f"TaskKFold(n_splits={self.n_splits!r}, shuffle={self.shuffle!r}, random_state={self.random_state!r})"
 
     def get_n_splits(self, tasks: Any = None, groups: Any = None) -> int:
         return self.n_splits
@@ -113,8 +115,10 @@ def task_splits(cv: Any, tasks: TaskSet, groups: Any = None) -> list[Split]:
     elif hasattr(cv, "__iter__"):
         pairs = cv
     else:
-        raise TypeError(f"parameter 'cv' must be None, an int, a TaskKFold, a scikit-learn splitter or "
-                        f"an iterable of (train, test) task indices; got {type(cv).__name__}")
+        raise TypeError(
+            f"parameter 'cv' must be None, an int, a TaskKFold, a scikit-learn splitter or "
+            f"an iterable of (train, test) task indices; got {type(cv).__name__}"
+        )
     out = [_check_split(pair, k, len(ts)) for k, pair in enumerate(pairs)]
     if not out:
         raise ValueError("parameter 'cv' produced no split")
@@ -130,12 +134,14 @@ def _check_split(pair: Any, k: int, n_tasks: int) -> Split:
     for name, idx in (("train", train), ("test", test)):
         if idx.dtype == bool:
             if idx.shape != (n_tasks,):
-                raise ValueError(f"parameter 'cv': split {k} has a {name} mask of shape {idx.shape}; "
-                                 f"expected ({n_tasks},)")
+                raise ValueError(
+                    f"parameter 'cv': split {k} has a {name} mask of shape {idx.shape}; expected ({n_tasks},)"
+                )
             continue
         if idx.ndim != 1 or (idx.size and (idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= n_tasks)):
-            raise ValueError(f"parameter 'cv': split {k} has {name} indices that are not task indices "
-                             f"in [0, {n_tasks})")
+            raise ValueError(
+                f"parameter 'cv': split {k} has {name} indices that are not task indices in [0, {n_tasks})"
+            )
     train = np.flatnonzero(train) if train.dtype == bool else train.astype(np.intp)
     test = np.flatnonzero(test) if test.dtype == bool else test.astype(np.intp)
     if train.size == 0 or test.size == 0:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -22,9 +23,17 @@ from metafast.model_selection._split import task_splits
 from metafast.tasks._taskset import TaskSet
 
 
-def fit_and_score(estimator: Any, train: TaskSet, test: TaskSet, params: dict, scorers: dict[str, Callable],
-                  *, return_train_score: bool = False, return_estimator: bool = False,
-                  error_score: Any = np.nan) -> dict:
+def fit_and_score(
+    estimator: Any,
+    train: TaskSet,
+    test: TaskSet,
+    params: dict,
+    scorers: dict[str, Callable],
+    *,
+    return_train_score: bool = False,
+    return_estimator: bool = False,
+    error_score: Any = np.nan,
+) -> dict:
     """Fit ``clone(estimator).set_params(**params)`` on ``train``; score it on ``test``.
 
     A failing fit gives ``error_score`` for every score (with the error text in "fit_error"),
@@ -68,8 +77,7 @@ def progress_bar(total: int, desc: str):
     return tqdm(total=total, desc=desc, disable=None, leave=False)
 
 
-def run_jobs(calls: Iterable[tuple[Callable, tuple, dict]], n_calls: int, n_jobs: Any, verbose: int,
-             desc: str) -> list:
+def run_jobs(calls: Iterable[tuple[Callable, tuple, dict]], n_calls: int, n_jobs: Any, verbose: int, desc: str) -> list:
     """Run ``fn(*args, **kwargs)`` for each call through joblib (``n_jobs`` workers, any joblib
     backend), in order, with a tqdm progress bar when ``verbose`` > 0 (off when stderr is not
     a terminal)."""
@@ -96,13 +104,24 @@ def warn_or_raise_failures(results: list, error_score: Any) -> None:
     warnings.warn(
         f"{len(errors)} of the {len(results)} fits failed and got error_score={error_score!r}; "
         f"errors: {'; '.join(distinct[:3])}{' ...' if len(distinct) > 3 else ''}",
-        FitFailedWarning, stacklevel=3,
+        FitFailedWarning,
+        stacklevel=3,
     )
 
 
-def cross_validate_tasks(model: Any, tasks: TaskSet, *, cv: Any = 5, groups: Any = None, scoring: Any = None,
-                         n_jobs: Any = None, verbose: int = 0, return_train_score: bool = False,
-                         return_estimator: bool = False, error_score: Any = np.nan) -> dict:
+def cross_validate_tasks(
+    model: Any,
+    tasks: TaskSet,
+    *,
+    cv: Any = 5,
+    groups: Any = None,
+    scoring: Any = None,
+    n_jobs: Any = None,
+    verbose: int = 0,
+    return_train_score: bool = False,
+    return_estimator: bool = False,
+    error_score: Any = np.nan,
+) -> dict:
     """Cross-validate a meta-learner over tasks.
 
     Parameters
@@ -129,8 +148,13 @@ def cross_validate_tasks(model: Any, tasks: TaskSet, *, cv: Any = 5, groups: Any
     splits = task_splits(cv, ts, groups)
     folds = fold_tasksets(ts, splits)
     kwargs = dict(return_train_score=return_train_score, return_estimator=return_estimator, error_score=error_score)
-    results = run_jobs(((fit_and_score, (model, train, test, {}, scorers), kwargs) for train, test in folds),
-                       len(folds), n_jobs, verbose, f"cross-validating {type(model).__name__}")
+    results = run_jobs(
+        ((fit_and_score, (model, train, test, {}, scorers), kwargs) for train, test in folds),
+        len(folds),
+        n_jobs,
+        verbose,
+        f"cross-validating {type(model).__name__}",
+    )
     warn_or_raise_failures(results, error_score)
     out: dict[str, Any] = {
         "fit_time": np.array([r["fit_time"] for r in results]),

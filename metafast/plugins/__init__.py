@@ -29,12 +29,26 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
-from metafast.plugins.host import (AUTOLOAD_ENV, DEFAULT_PLUGINS, DISABLE_ENV, GROUP, STRICT_ENV, PluginHost,
-                                   iter_entry_points, normalize_name)
-from metafast.plugins.registry import (MetafastPluginWarning, PluginError, PluginRecord, Registry, UnknownNameError,
-                                       set_validator)
+from metafast.plugins.host import (
+    AUTOLOAD_ENV,
+    DEFAULT_PLUGINS,
+    DISABLE_ENV,
+    GROUP,
+    STRICT_ENV,
+    PluginHost,
+    iter_entry_points,
+    normalize_name,
+)
+from metafast.plugins.registry import (
+    MetafastPluginWarning,
+    PluginError,
+    PluginRecord,
+    Registry,
+    UnknownNameError,
+    set_validator,
+)
 
 # ---------------------------------------------------------------------------------- module API
 _host_lock = threading.Lock()
@@ -101,14 +115,34 @@ def plugin_report() -> list[dict]:
     """
     return get_host().report()
 
+
 # the public classes are documented (and shown in tracebacks) as metafast.plugins.X
 for _cls in (MetafastPluginWarning, PluginError, PluginHost, PluginRecord, Registry, UnknownNameError):
     _cls.__module__ = __name__
 del _cls
 
 __all__ = [
-    "AUTOLOAD_ENV", "DEFAULT_PLUGINS", "DISABLE_ENV", "GROUP", "STRICT_ENV", "MetafastPluginWarning", "PluginError",
-    "PluginHost", "PluginRecord", "Registry", "UnknownNameError", "basis_registry", "get_host", "iter_entry_points",
-    "loader_registry", "normalize_name", "plugin_report", "register_plugin", "reload_plugins", "set_host",
-    "set_validator", "suite_registry", "using_host",
+    "AUTOLOAD_ENV",
+    "DEFAULT_PLUGINS",
+    "DISABLE_ENV",
+    "GROUP",
+    "STRICT_ENV",
+    "MetafastPluginWarning",
+    "PluginError",
+    "PluginHost",
+    "PluginRecord",
+    "Registry",
+    "UnknownNameError",
+    "basis_registry",
+    "get_host",
+    "iter_entry_points",
+    "loader_registry",
+    "normalize_name",
+    "plugin_report",
+    "register_plugin",
+    "reload_plugins",
+    "set_host",
+    "set_validator",
+    "suite_registry",
+    "using_host",
 ]

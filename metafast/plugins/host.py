@@ -10,14 +10,14 @@ import re
 import sys
 import threading
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pluggy
 
 from metafast import hookspecs
 from metafast.hookspecs import HOOK_KINDS
-from metafast.plugins.registry import (MetafastPluginWarning, PluginError, PluginRecord, Registry,
-                                       _RegistrationError)
+from metafast.plugins.registry import MetafastPluginWarning, PluginError, PluginRecord, Registry, _RegistrationError
 
 GROUP = "metafast"
 DEFAULT_PLUGINS = ("metafast.basis._builtins", "metafast.tasks._builtins", "metafast._model_types")
@@ -99,7 +99,7 @@ class PluginHost:
     def loaded(self) -> bool:
         return self._loaded
 
-    def load(self) -> "PluginHost":
+    def load(self) -> PluginHost:
         """Load every plugin now (idempotent and thread-safe)."""
         if self._loaded:
             return self
@@ -131,11 +131,17 @@ class PluginHost:
         """One dict per plugin (loaded, failed or disabled); see ``plugin_report``."""
         return [r.as_dict() for r in self.records()]
 
-    def lenient_copy(self) -> "PluginHost":
+    def lenient_copy(self) -> PluginHost:
         """A new host loading the same plugins with the same switches, except that a broken
         plugin is reported instead of raised (``metafast plugins`` lists them even when strict)."""
-        return PluginHost(builtins=self.builtins, entry_points=self.entry_points, plugins=self.plugins,
-                          strict=False, disabled=self._disabled, env=self._env)
+        return PluginHost(
+            builtins=self.builtins,
+            entry_points=self.entry_points,
+            plugins=self.plugins,
+            strict=False,
+            disabled=self._disabled,
+            env=self._env,
+        )
 
     def strict(self) -> bool:
         """Whether a broken plugin raises (``METAFAST_STRICT_PLUGINS`` or the ``strict`` argument)."""
@@ -282,7 +288,7 @@ class PluginHost:
 
 def _outside_metafast() -> int:
     """Stack level of the first caller outside the metafast package (where a warning points)."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep   # metafast/
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # metafast/
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1

@@ -7,8 +7,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from metafast.hookspecs import HOOK_KINDS
 
@@ -197,10 +198,7 @@ def _check_call_params(what: str, obj: Callable, params: Mapping[str, Any]) -> N
         return
     kinds = {p.kind for p in sig.parameters.values()}
     if inspect.Parameter.VAR_KEYWORD not in kinds:
-        accepted = [
-            n for n, p in sig.parameters.items()
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        ]
+        accepted = [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         unknown = [k for k in params if k not in accepted]
         if unknown:
             hints = []

@@ -12,8 +12,8 @@ from metafast.tasks._groups import split_groups
 from metafast.tasks._split import split_classes, split_tasks
 from metafast.tasks._stream import TaskStream, stream
 from metafast.tasks._taskset import Task, TaskSet
-from metafast.tasks.synthetic import noise_free, oracle, true_function
 from metafast.tasks.classes import oracle_proba
+from metafast.tasks.synthetic import noise_free, oracle, true_function
 
 
 def available() -> list[str]:
@@ -36,12 +36,15 @@ def load(name: str, **params) -> TaskSet:
     if isinstance(name, str) and name.endswith(".npz"):
         raise KeyError(f"{name!r} looks like a file: read saved tasks with metafast.tasks.TaskSet.load(path)")
     registry = loader_registry()
-    if name in registry.names():   # an absurd size is refused before the loader allocates it
+    if name in registry.names():  # an absurd size is refused before the loader allocates it
         from metafast._memory import check_allocation
 
         sizes = ", ".join(f"{k}={v}" for k, v in _size_arguments(name, params).items() if k in _SIZE_KEYS)
-        check_allocation(_load_nbytes(name, params), f"{registry.describe(name)} with {sizes}",
-                         "lower n_tasks or the rows per task, or stream the tasks in chunks (mf.tasks.stream)")
+        check_allocation(
+            _load_nbytes(name, params),
+            f"{registry.describe(name)} with {sizes}",
+            "lower n_tasks or the rows per task, or stream the tasks in chunks (mf.tasks.stream)",
+        )
     result = registry.call(name, **params)
     if isinstance(result, TaskSet):
         return result
@@ -102,7 +105,23 @@ def concatenate(tasksets) -> TaskSet:
 
 
 __all__ = [
-    "Task", "TaskSet", "TaskStream", "available", "load", "stream", "concatenate",
-    "from_frame", "from_csv", "episodes", "split_tasks", "split_classes", "split_groups",
-    "true_function", "oracle", "noise_free", "oracle_proba", "DIGITS_TRAIN_CLASSES", "DIGITS_TEST_CLASSES",
+    "Task",
+    "TaskSet",
+    "TaskStream",
+    "available",
+    "load",
+    "stream",
+    "concatenate",
+    "from_frame",
+    "from_csv",
+    "episodes",
+    "split_tasks",
+    "split_classes",
+    "split_groups",
+    "true_function",
+    "oracle",
+    "noise_free",
+    "oracle_proba",
+    "DIGITS_TRAIN_CLASSES",
+    "DIGITS_TEST_CLASSES",
 ]

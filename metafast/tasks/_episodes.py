@@ -20,7 +20,7 @@ from metafast.tasks._sampling import BlockSampler
 from metafast.tasks._seeds import resolve_seed
 from metafast.tasks._taskset import TaskSet
 
-_MAX_SORT_CELLS = 4_000_000   # bound on the random-key matrix drawn at once per class
+_MAX_SORT_CELLS = 4_000_000  # bound on the random-key matrix drawn at once per class
 
 
 def _prepare(X=None, y=None, n_way=5, k_shot=1, n_query=15, classes=None, dtype=None):
@@ -65,7 +65,7 @@ def _prepare(X=None, y=None, n_way=5, k_shot=1, n_query=15, classes=None, dtype=
 
 def _sample_block(task_rng, point_rng, n, *, X, labels, members, n_way, k_shot, n_query):
     C, per = labels.size, k_shot + n_query
-    chosen = np.argsort(task_rng.random((n, C)), axis=1)[:, :n_way]          # (n, n_way) class ids
+    chosen = np.argsort(task_rng.random((n, C)), axis=1)[:, :n_way]  # (n, n_way) class ids
     picks = np.empty((n, n_way, per), dtype=np.int64)
     for c in range(C):
         where_t, where_j = np.nonzero(chosen == c)
@@ -76,8 +76,7 @@ def _sample_block(task_rng, point_rng, n, *, X, labels, members, n_way, k_shot, 
         for a in range(0, m, step):
             b = min(a + step, m)
             keys = point_rng.random((b - a, pool.size))
-            pos = np.argpartition(keys, per - 1, axis=1)[:, :per] if per < pool.size else \
-                np.argsort(keys, axis=1)
+            pos = np.argpartition(keys, per - 1, axis=1)[:, :per] if per < pool.size else np.argsort(keys, axis=1)
             # order the picked examples by their key so the draw is a uniform random sequence
             pos = np.take_along_axis(pos, np.argsort(np.take_along_axis(keys, pos, 1), axis=1), 1)
             picks[where_t[a:b], where_j[a:b]] = pool[pos[:, :per]]
@@ -87,17 +86,32 @@ def _sample_block(task_rng, point_rng, n, *, X, labels, members, n_way, k_shot, 
     y_q = np.tile(np.repeat(np.arange(n_way, dtype=np.int64), n_query), n)
     names = labels[chosen].tolist()
     return TaskSet(
-        X[sup], y_s, np.arange(n + 1, dtype=np.int64) * (n_way * k_shot),
-        X[qry], y_q, np.arange(n + 1, dtype=np.int64) * (n_way * n_query),
-        info=[{"classes": c} for c in names], label_setting="episodic", _copy_info=False,
+        X[sup],
+        y_s,
+        np.arange(n + 1, dtype=np.int64) * (n_way * k_shot),
+        X[qry],
+        y_q,
+        np.arange(n + 1, dtype=np.int64) * (n_way * n_query),
+        info=[{"classes": c} for c in names],
+        label_setting="episodic",
+        _copy_info=False,
     )
 
 
 EPISODES = BlockSampler("episodes", _prepare, _sample_block)
 
 
-def episodes(X, y, n_way: int = 5, k_shot: int = 1, n_query: int = 15, n_tasks: int = 600,
-             classes=None, seed: Any = None, dtype=None) -> TaskSet:
+def episodes(
+    X,
+    y,
+    n_way: int = 5,
+    k_shot: int = 1,
+    n_query: int = 15,
+    n_tasks: int = 600,
+    classes=None,
+    seed: Any = None,
+    dtype=None,
+) -> TaskSet:
     """N-way K-shot episodes from a labelled data set (X (n, d), y (n,) of any label type).
 
     ``k_shot`` and ``n_query`` are per class.  ``classes`` restricts the classes episodes may
@@ -106,8 +120,7 @@ def episodes(X, y, n_way: int = 5, k_shot: int = 1, n_query: int = 15, n_tasks: 
     relabelled 0..n_way-1 per episode (original labels in ``info["classes"]``).
     """
     n_tasks = check_positive_int(n_tasks, "n_tasks")
-    prepared = EPISODES.prepare(X=X, y=y, n_way=n_way, k_shot=k_shot, n_query=n_query,
-                                classes=classes, dtype=dtype)
+    prepared = EPISODES.prepare(X=X, y=y, n_way=n_way, k_shot=k_shot, n_query=n_query, classes=classes, dtype=dtype)
     return EPISODES.generate(0, n_tasks, resolve_seed(seed), 0, **prepared)
 
 
@@ -115,8 +128,11 @@ def episodes(X, y, n_way: int = 5, k_shot: int = 1, n_query: int = 15, n_tasks: 
 
 DIGITS_TRAIN_CLASSES = (0, 1, 2, 3, 4, 5)
 DIGITS_TEST_CLASSES = (6, 7, 8, 9)
-_DIGIT_SPLITS = {"train": DIGITS_TRAIN_CLASSES, "test": DIGITS_TEST_CLASSES,
-                 "all": DIGITS_TRAIN_CLASSES + DIGITS_TEST_CLASSES}
+_DIGIT_SPLITS = {
+    "train": DIGITS_TRAIN_CLASSES,
+    "test": DIGITS_TEST_CLASSES,
+    "all": DIGITS_TRAIN_CLASSES + DIGITS_TEST_CLASSES,
+}
 
 
 def _shots(n_support, k_shot) -> int:
@@ -144,24 +160,32 @@ def _digit_classes(split: str, train_classes) -> tuple:
     return {"train": train, "test": test, "all": tuple(range(10))}[split]
 
 
-def _prepare_digits(n_support=None, n_query=15, n_way=4, split="train", dtype=np.float64, k_shot=None,
-                    train_classes=None):
+def _prepare_digits(
+    n_support=None, n_query=15, n_way=4, split="train", dtype=np.float64, k_shot=None, train_classes=None
+):
     n_support = _shots(n_support, k_shot)
     classes = _digit_classes(split, train_classes)
     from sklearn.datasets import load_digits
 
     data = load_digits()
     X = data.data / 16.0
-    return _prepare(X, data.target, n_way=n_way, k_shot=n_support, n_query=n_query,
-                    classes=classes, dtype=dtype)
+    return _prepare(X, data.target, n_way=n_way, k_shot=n_support, n_query=n_query, classes=classes, dtype=dtype)
 
 
 DIGITS = BlockSampler("digits", _prepare_digits, _sample_block)
 
 
-def load_digits_episodes(n_tasks: int = 600, n_support: int | None = None, n_query: int = 15, seed: Any = 0,
-                         n_way: int = 4, split: str = "train", dtype=np.float64,
-                         k_shot: int | None = None, train_classes=None) -> TaskSet:
+def load_digits_episodes(
+    n_tasks: int = 600,
+    n_support: int | None = None,
+    n_query: int = 15,
+    seed: Any = 0,
+    n_way: int = 4,
+    split: str = "train",
+    dtype=np.float64,
+    k_shot: int | None = None,
+    train_classes=None,
+) -> TaskSet:
     """Few-shot episodes over scikit-learn's bundled 8x8 digits (1,797 images, no download).
 
     Class split: meta-train digits ``train_classes`` (default 0-5, ``split="train"``), meta-test
@@ -174,8 +198,9 @@ def load_digits_episodes(n_tasks: int = 600, n_support: int | None = None, n_que
     """
     n_tasks = check_positive_int(n_tasks, "n_tasks")
     n_support = _shots(n_support, k_shot)
-    prepared = DIGITS.prepare(n_support=n_support, n_query=n_query, n_way=n_way, split=split, dtype=dtype,
-                              train_classes=train_classes)
+    prepared = DIGITS.prepare(
+        n_support=n_support, n_query=n_query, n_way=n_way, split=split, dtype=dtype, train_classes=train_classes
+    )
     return DIGITS.generate(0, n_tasks, resolve_seed(seed), 0, **prepared)
 
 

@@ -16,7 +16,8 @@ pandas is an optional dependency (the ``frames`` extra), imported only here.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,9 +57,19 @@ def _key(v):
     return tuple(_scalar(x) for x in v) if isinstance(v, tuple) else _scalar(v)
 
 
-def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], target: str,
-               n_support: int | None, n_query: int | None = None, seed: Any = 0, *,
-               drop_small: bool = False, dropna: bool = False, dtype=None) -> TaskSet:
+def from_frame(
+    df,
+    group: str | Sequence[str],
+    features: str | Sequence[str],
+    target: str,
+    n_support: int | None,
+    n_query: int | None = None,
+    seed: Any = 0,
+    *,
+    drop_small: bool = False,
+    dropna: bool = False,
+    dtype=None,
+) -> TaskSet:
     """One task per group of ``df``: features -> X, target -> y.
 
     Errors name the column, the group and the row: a missing column, a non-numeric feature or
@@ -89,14 +100,16 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
         raise ValueError(
             f"column {c!r} appears {n} times in the DataFrame, so which one to use is ambiguous"
             f"{' (also ' + ', '.join(map(repr, list(repeated)[1:])) + ')' if len(repeated) > 1 else ''}; "
-            "rename the copies or drop them, e.g. df.loc[:, ~df.columns.duplicated()]")
+            "rename the copies or drop them, e.g. df.loc[:, ~df.columns.duplicated()]"
+        )
     if target in feats or target in groups or set(feats) & set(groups):
         raise ValueError("the group, feature and target columns must be different columns")
     whole_groups = n_support is None
     if whole_groups:
         if n_query is not None:
-            raise ValueError("n_support=None puts every row of a group in the support: n_query "
-                             f"must then be None (got {n_query!r})")
+            raise ValueError(
+                f"n_support=None puts every row of a group in the support: n_query must then be None (got {n_query!r})"
+            )
         n_support = 0
     else:
         n_support = check_positive_int(n_support, "n_support")
@@ -123,9 +136,11 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
     for col in feats + [target]:
         s = df[col]
         if pd.api.types.is_complex_dtype(s):
-            raise TypeError(f"{'feature' if col in feats else 'target'} column {col!r} is complex "
-                            f"(dtype {s.dtype}): complex values are not supported; split it into real "
-                            "and imaginary columns if both matter")
+            raise TypeError(
+                f"{'feature' if col in feats else 'target'} column {col!r} is complex "
+                f"(dtype {s.dtype}): complex values are not supported; split it into real "
+                "and imaginary columns if both matter"
+            )
         if not pd.api.types.is_numeric_dtype(s):
             s = _numeric_or_raise(pd, s, col, "feature" if col in feats else "target", group_of)
         arrays[col] = s.to_numpy()
@@ -146,7 +161,9 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
         if not dropna:
             row = int(np.flatnonzero(bad_rows)[0])
             if bad_key[row]:
-                raise ValueError(f"row {row} has a missing group key (NaN in {groups}); pass dropna=True to drop such rows")
+                raise ValueError(
+                    f"row {row} has a missing group key (NaN in {groups}); pass dropna=True to drop such rows"
+                )
             cols = [c for j, c in enumerate(feats) if not np.isfinite(X[row, j])]
             if not classification and not np.isfinite(y[row]):
                 cols.append(target)
@@ -156,8 +173,11 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
                 "rows have NaN/inf in all; pass dropna=True to drop them"
             )
         keep &= ~bad_rows
-        warnings.warn(f"from_frame: dropped {int(bad_rows.sum())} rows with NaN/inf values or missing "
-                      "group keys (dropna=True)", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"from_frame: dropped {int(bad_rows.sum())} rows with NaN/inf values or missing group keys (dropna=True)",
+            UserWarning,
+            stacklevel=2,
+        )
 
     sizes = np.bincount(codes[keep], minlength=len(keys))
     need = 1 if whole_groups else n_support + (n_query if n_query is not None else 1)
@@ -172,8 +192,12 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
                 f"{listed}{more}; pass drop_small=True to drop them"
             )
         keep &= ~np.isin(codes, small)
-        warnings.warn(f"from_frame: dropped {small.size} groups with fewer than {need} rows "
-                      f"({int(sizes[small].sum())} rows; drop_small=True)", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"from_frame: dropped {small.size} groups with fewer than {need} rows "
+            f"({int(sizes[small].sum())} rows; drop_small=True)",
+            UserWarning,
+            stacklevel=2,
+        )
     pos = np.flatnonzero(keep)
     if pos.size == 0:
         raise ValueError("no rows are left to make tasks from")
@@ -196,23 +220,33 @@ def from_frame(df, group: str | Sequence[str], features: str | Sequence[str], ta
 
     def part(mask):
         sel = np.flatnonzero(mask)
-        sel = sel[np.lexsort((sel, g[sel]))]           # by group, frame order inside a group
+        sel = sel[np.lexsort((sel, g[sel]))]  # by group, frame order inside a group
         rows = pos[sel]
         return rows, _offsets_from_sizes(np.bincount(g[sel], minlength=alive.size))
 
     s_rows, s_off = part(in_support)
     q_rows, q_off = part(in_query)
     info = [
-        {"group": keys[k], "support_rows": s_rows[s_off[t]:s_off[t + 1]],
-         "query_rows": q_rows[q_off[t]:q_off[t + 1]]}
+        {
+            "group": keys[k],
+            "support_rows": s_rows[s_off[t] : s_off[t + 1]],
+            "query_rows": q_rows[q_off[t] : q_off[t + 1]],
+        }
         for t, k in enumerate(alive.tolist())
     ]
-    if n_query is not None:   # rows beyond n_support + n_query were left out on request: say which
+    if n_query is not None:  # rows beyond n_support + n_query were left out on request: say which
         u_rows, u_off = part(~in_support & ~in_query)
         for t, d in enumerate(info):
-            d["unused_rows"] = u_rows[u_off[t]:u_off[t + 1]]
-    return TaskSet(X[s_rows].astype(dtype, copy=False), y[s_rows], s_off,
-                   X[q_rows].astype(dtype, copy=False), y[q_rows], q_off, info=info)
+            d["unused_rows"] = u_rows[u_off[t] : u_off[t + 1]]
+    return TaskSet(
+        X[s_rows].astype(dtype, copy=False),
+        y[s_rows],
+        s_off,
+        X[q_rows].astype(dtype, copy=False),
+        y[q_rows],
+        q_off,
+        info=info,
+    )
 
 
 def _cell_kind(v) -> str:
@@ -232,9 +266,11 @@ def _cell_kind(v) -> str:
     return "bad"
 
 
-_KIND_HINT = {"bad": "it holds values that are not numbers",
-              "complex": "it holds complex values, which are not supported",
-              "text": "it holds numbers stored as text; convert them with pd.to_numeric first"}
+_KIND_HINT = {
+    "bad": "it holds values that are not numbers",
+    "complex": "it holds complex values, which are not supported",
+    "text": "it holds numbers stored as text; convert them with pd.to_numeric first",
+}
 
 
 def _numeric_or_raise(pd, s, col: str, what: str, group_of):
@@ -242,11 +278,11 @@ def _numeric_or_raise(pd, s, col: str, what: str, group_of):
     else is a TypeError naming the first cell that is not a number, else the first complex or
     textual number (text is never parsed silently)."""
     missing = s.isna().to_numpy()
-    kinds = np.array(["missing" if gone else _cell_kind(v) for v, gone in zip(s.to_numpy(dtype=object), missing)],
-                     dtype=object)
+    kinds = np.array(
+        ["missing" if gone else _cell_kind(v) for v, gone in zip(s.to_numpy(dtype=object), missing)], dtype=object
+    )
     if s.dtype == object and np.isin(kinds, ("real", "missing")).all():
-        return pd.Series(pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan),
-                         index=s.index)
+        return pd.Series(pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan), index=s.index)
     for kind in ("bad", "complex", "text"):
         hits = np.flatnonzero(kinds == kind)
         if hits.size:
@@ -260,8 +296,18 @@ def _numeric_or_raise(pd, s, col: str, what: str, group_of):
     )
 
 
-def from_csv(path, group, features, target, n_support: int | None, n_query: int | None = None,
-             seed: Any = 0, *, read_csv_kwargs: dict | None = None, **kwargs) -> TaskSet:
+def from_csv(
+    path,
+    group,
+    features,
+    target,
+    n_support: int | None,
+    n_query: int | None = None,
+    seed: Any = 0,
+    *,
+    read_csv_kwargs: dict | None = None,
+    **kwargs,
+) -> TaskSet:
     """:func:`from_frame` on ``pandas.read_csv(path, **read_csv_kwargs)``."""
     pd = _pandas()
     df = pd.read_csv(path, **(read_csv_kwargs or {}))
@@ -271,12 +317,34 @@ def from_csv(path, group, features, target, n_support: int | None, n_query: int 
 #: pandas' default missing-value markers (read_csv's na_values); ``metafast fit``/``predict`` apply
 #: them to every column but the group columns: there 'NA' is Namibia and 'None' a name, and only
 #: an empty cell is a missing key
-CSV_MISSING_MARKERS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+CSV_MISSING_MARKERS = (
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+)
 
 
 def is_real_numeric(series) -> bool:
     """A column of real numbers (int or float, any pandas dtype), not text, bool or complex."""
     pd = _pandas()
-    return (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-            and not pd.api.types.is_complex_dtype(series))
+    return (
+        pd.api.types.is_numeric_dtype(series)
+        and not pd.api.types.is_bool_dtype(series)
+        and not pd.api.types.is_complex_dtype(series)
+    )

@@ -16,8 +16,9 @@ from metafast.tasks._seeds import resolve_seed
 from metafast.tasks._taskset import TaskSet, _offsets_from_sizes
 
 
-def split_groups(tasks: TaskSet, test_size: float | int = 0.2, *, n_support: int,
-                 n_query: int | None = None, seed: Any = 0) -> tuple[TaskSet, TaskSet]:
+def split_groups(
+    tasks: TaskSet, test_size: float | int = 0.2, *, n_support: int, n_query: int | None = None, seed: Any = 0
+) -> tuple[TaskSet, TaskSet]:
     """(train, test): whole groups for training, held-out groups as few-shot test tasks.
 
     ``tasks`` holds one task per group; each task's support and query rows together are its
@@ -57,8 +58,10 @@ def _n_test(test_size, n: int) -> int:
             raise ValueError(f"parameter 'test_size' as a fraction must be in (0, 1); got {test_size!r}")
         k = int(round(frac * n))
     if not 1 <= k < n:
-        raise ValueError(f"parameter 'test_size'={test_size!r} leaves {k} of {n} groups for testing: "
-                         "both the train and the test part need at least one group")
+        raise ValueError(
+            f"parameter 'test_size'={test_size!r} leaves {k} of {n} groups for testing: "
+            "both the train and the test part need at least one group"
+        )
     return k
 
 
@@ -70,8 +73,7 @@ def _rows_info(tasks: TaskSet, t: int):
     return None
 
 
-def _few_shot(merged: TaskSet, ids: np.ndarray, rows: list, n_support: int, n_query: int | None,
-              seed: Any) -> TaskSet:
+def _few_shot(merged: TaskSet, ids: np.ndarray, rows: list, n_support: int, n_query: int | None, seed: Any) -> TaskSet:
     sizes = merged.support_sizes[ids]
     small = np.flatnonzero(sizes < n_support + 1)
     if small.size:
@@ -79,7 +81,8 @@ def _few_shot(merged: TaskSet, ids: np.ndarray, rows: list, n_support: int, n_qu
         raise ValueError(
             f"test group {merged.info[t].get('group', t)!r} (task {t}) has {int(sizes[small[0]])} labelled "
             f"rows, fewer than n_support + 1 = {n_support + 1}; {small.size} test group(s) are that small: "
-            "lower n_support or drop small groups first (from_frame(drop_small=True))")
+            "lower n_support or drop small groups first (from_frame(drop_small=True))"
+        )
     # a random rank of each row inside its task: the first n_support are its support
     rng = np.random.default_rng([resolve_seed(seed), 1])
     s_X, s_y, q_X, q_y, s_n, q_n, info = [], [], [], [], [], [], []
@@ -87,14 +90,24 @@ def _few_shot(merged: TaskSet, ids: np.ndarray, rows: list, n_support: int, n_qu
         task = merged[t]
         perm = rng.permutation(task.n_support)
         sup = np.sort(perm[:n_support])
-        qry = np.sort(perm[n_support:] if n_query is None else perm[n_support:n_support + n_query])
-        s_X.append(task.X_support[sup]); s_y.append(task.y_support[sup])
-        q_X.append(task.X_support[qry]); q_y.append(task.y_support[qry])
-        s_n.append(sup.size); q_n.append(qry.size)
+        qry = np.sort(perm[n_support:] if n_query is None else perm[n_support : n_support + n_query])
+        s_X.append(task.X_support[sup])
+        s_y.append(task.y_support[sup])
+        q_X.append(task.X_support[qry])
+        q_y.append(task.y_support[qry])
+        s_n.append(sup.size)
+        q_n.append(qry.size)
         d = dict(merged.info[t])
         if rows[t] is not None:
             d["support_rows"], d["query_rows"] = rows[t][sup], rows[t][qry]
         info.append(d)
-    return TaskSet(np.concatenate(s_X), np.concatenate(s_y), _offsets_from_sizes(s_n),
-                   np.concatenate(q_X), np.concatenate(q_y), _offsets_from_sizes(q_n), info=info,
-                   _copy_info=False)
+    return TaskSet(
+        np.concatenate(s_X),
+        np.concatenate(s_y),
+        _offsets_from_sizes(s_n),
+        np.concatenate(q_X),
+        np.concatenate(q_y),
+        _offsets_from_sizes(q_n),
+        info=info,
+        _copy_info=False,
+    )

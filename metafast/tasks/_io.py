@@ -36,7 +36,7 @@ def _encode(value, where: str):
     """JSON-safe form of an info value; raises TypeError naming the task and key."""
     if value is None or isinstance(value, (bool, str)):
         return value
-    if isinstance(value, np.generic) and value.dtype.kind in "biuf":   # before float: np.float64 is one
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":  # before float: np.float64 is one
         return {"__npscalar__": value.dtype.str, "v": _encode(value.item(), where)}
     if isinstance(value, int):
         return value
@@ -97,14 +97,14 @@ def save_taskset(path, arrays: dict, infos: list, fields: dict | None = None) ->
                 raise TypeError(f"info key {k!r} of task {t} is not a string; only string keys can be saved")
     columns = info_columns(infos)
     if columns is None:
-        info_fields = {"info": [{k: _encode(v, f"info key {k!r} of task {t}") for k, v in d.items()}
-                                for t, d in enumerate(infos)]}
+        info_fields = {
+            "info": [{k: _encode(v, f"info key {k!r} of task {t}") for k, v in d.items()} for t, d in enumerate(infos)]
+        }
         column_arrays = {}
     else:
         info_fields = {"info_columns": [spec for spec, _ in columns]}
         column_arrays = {f"{_COLUMN}{i}": arr for i, (_, arr) in enumerate(columns) if arr is not None}
-    header = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **info_fields, **(fields or {})},
-                        allow_nan=False)
+    header = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **info_fields, **(fields or {})}, allow_nan=False)
     np.savez(path, header=np.asarray(header), **{a: arrays[a] for a in ARRAYS}, **column_arrays)
 
 
@@ -135,10 +135,10 @@ def info_columns(infos: list) -> list | None:
             out.append(([k, "const", first], None))
             continue
         if kind not in _COLUMN_DTYPES or (kind is str and any(v.endswith("\x00") for v in values)):
-            return None                   # numpy strings drop trailing NULs: keep such text in JSON
+            return None  # numpy strings drop trailing NULs: keep such text in JSON
         try:
             arr = np.array(values, dtype=_COLUMN_DTYPES[kind])
-        except OverflowError:             # ints beyond int64
+        except OverflowError:  # ints beyond int64
             return None
         out.append(([k, _KIND_OF[_COLUMN_DTYPES[kind]]], arr))
     return out
@@ -161,8 +161,10 @@ def _columns_to_info(path: str, specs, data, n_tasks: int) -> list:
                 raise ValueError(f"{path!r} is damaged: info column {key!r} is missing")
             arr = data[name]
             if arr.ndim != 1 or arr.shape[0] != n_tasks or arr.dtype.kind != _DTYPE_KIND[kind]:
-                raise ValueError(f"{path!r} is damaged: info column {key!r} is not {n_tasks} {kind} values "
-                                 f"(shape {arr.shape}, dtype {arr.dtype})")
+                raise ValueError(
+                    f"{path!r} is damaged: info column {key!r} is not {n_tasks} {kind} values "
+                    f"(shape {arr.shape}, dtype {arr.dtype})"
+                )
             columns.append(arr.tolist())
         else:
             raise ValueError(f"{path!r} has a damaged header: info column {i} is {spec!r}")
@@ -180,7 +182,7 @@ def load_taskset(path) -> tuple[dict, list, dict]:
     FileNotFoundError.
     """
     path = os.fspath(path)
-    with open(path, "rb") as fh:          # FileNotFoundError / PermissionError as they are
+    with open(path, "rb") as fh:  # FileNotFoundError / PermissionError as they are
         magic = fh.read(4)
     if magic != _ZIP_MAGIC:
         raise ValueError(f"{path!r} is not a metafast TaskSet file: not an .npz (zip) archive")

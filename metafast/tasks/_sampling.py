@@ -16,7 +16,8 @@ block is vectorised over its tasks.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,9 +30,7 @@ _TASK_STREAM, _POINT_STREAM = 0, 1
 def block_rngs(seed: int, block: int, pass_index: int = 0) -> tuple[np.random.Generator, np.random.Generator]:
     """(task-level generator, point-level generator) for one block and pass."""
     task_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_TASK_STREAM, block)))
-    point_rng = np.random.default_rng(
-        np.random.SeedSequence(seed, spawn_key=(_POINT_STREAM, block, pass_index))
-    )
+    point_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_POINT_STREAM, block, pass_index)))
     return task_rng, point_rng
 
 
@@ -49,8 +48,7 @@ class BlockSampler:
         self.prepare = prepare
         self.sample_block = sample_block
 
-    def generate(self, start: int, stop: int, seed: int, pass_index: int = 0, *, cache: dict | None = None,
-                 **prepared):
+    def generate(self, start: int, stop: int, seed: int, pass_index: int = 0, *, cache: dict | None = None, **prepared):
         """Tasks ``start..stop-1`` of the sequence for ``seed`` (a TaskSet).
 
         ``cache`` (a dict owned by the caller) keeps the last block drawn, so consecutive small
@@ -87,9 +85,12 @@ def packed(X: np.ndarray, Y: np.ndarray, n_support: int, info: list[dict]):
     T, n, d = X.shape
     n_query = n - n_support
     return TaskSet(
-        X[:, :n_support].reshape(T * n_support, d), Y[:, :n_support].reshape(-1),
+        X[:, :n_support].reshape(T * n_support, d),
+        Y[:, :n_support].reshape(-1),
         np.arange(T + 1, dtype=np.int64) * n_support,
-        X[:, n_support:].reshape(T * n_query, d), Y[:, n_support:].reshape(-1),
+        X[:, n_support:].reshape(T * n_query, d),
+        Y[:, n_support:].reshape(-1),
         np.arange(T + 1, dtype=np.int64) * n_query,
-        info=info, _copy_info=False,
+        info=info,
+        _copy_info=False,
     )

@@ -14,9 +14,7 @@ def resolve_seed(seed: Any) -> int:
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 2**63 - 1))
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(
-            f"parameter 'seed' must be a non-negative integer, None or a numpy Generator; got {seed!r}"
-        )
+        raise TypeError(f"parameter 'seed' must be a non-negative integer, None or a numpy Generator; got {seed!r}")
     if seed < 0:
         raise ValueError(f"parameter 'seed' must be >= 0; got {seed}")
     return int(seed)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,20 +24,19 @@ def _part_sizes(n: int, sizes: Sequence[float | int], what: str) -> list[int]:
         if not np.all(np.isfinite(fr)) or np.any(fr < 0) or fr.sum() > 1 + 1e-9:
             raise ValueError(f"parameter 'sizes' fractions must be >= 0 and sum to <= 1; got {sizes}")
         counts = np.floor(fr * n + 1e-9).astype(int)
-        if abs(fr.sum() - 1) <= 1e-9:      # fractions of everything: hand the remainder out in order
+        if abs(fr.sum() - 1) <= 1e-9:  # fractions of everything: hand the remainder out in order
             for i in range(n - counts.sum()):
                 counts[i % len(counts)] += 1
         counts = counts.tolist()
     for i, c in enumerate(counts):
         if c <= 0:
-            raise ValueError(
-                f"part {i} of the split would hold {c} {what} (sizes={list(sizes)}, {n} {what} in all)"
-            )
+            raise ValueError(f"part {i} of the split would hold {c} {what} (sizes={list(sizes)}, {n} {what} in all)")
     return counts
 
 
-def split_indices(n: int, sizes: Sequence[float | int] = (0.8, 0.1, 0.1), *, seed: Any = None,
-                  shuffle: bool = True) -> tuple[np.ndarray, ...]:
+def split_indices(
+    n: int, sizes: Sequence[float | int] = (0.8, 0.1, 0.1), *, seed: Any = None, shuffle: bool = True
+) -> tuple[np.ndarray, ...]:
     """Disjoint index arrays into ``n`` tasks, one per part of ``sizes`` (see :func:`split_tasks`)."""
     counts = _part_sizes(n, sizes, "tasks")
     order = np.random.default_rng(resolve_seed(seed)).permutation(n) if shuffle else np.arange(n)
@@ -44,8 +44,9 @@ def split_indices(n: int, sizes: Sequence[float | int] = (0.8, 0.1, 0.1), *, see
     return tuple(order[a:b] for a, b in zip(bounds[:-1], bounds[1:]))
 
 
-def split_tasks(tasks, sizes: Sequence[float | int] = (0.8, 0.1, 0.1), *, seed: Any = None,
-                shuffle: bool = True) -> tuple:
+def split_tasks(
+    tasks, sizes: Sequence[float | int] = (0.8, 0.1, 0.1), *, seed: Any = None, shuffle: bool = True
+) -> tuple:
     """Disjoint TaskSets by task, e.g. (meta-train, validation, test).
 
     ``sizes`` are fractions (summing to 1 puts every task in a part; less leaves the rest out)
@@ -55,8 +56,9 @@ def split_tasks(tasks, sizes: Sequence[float | int] = (0.8, 0.1, 0.1), *, seed: 
     return tuple(tasks.subset(idx) for idx in split_indices(len(tasks), sizes, seed=seed, shuffle=shuffle))
 
 
-def split_classes(classes, sizes: Sequence[float | int] = (0.6, 0.4), *, seed: Any = None,
-                  shuffle: bool = True) -> tuple[np.ndarray, ...]:
+def split_classes(
+    classes, sizes: Sequence[float | int] = (0.6, 0.4), *, seed: Any = None, shuffle: bool = True
+) -> tuple[np.ndarray, ...]:
     """Disjoint class sets (e.g. meta-train and meta-test classes) for :func:`episodes`.
 
     ``classes`` is a label vector y (its unique values are split) or the class list itself.

@@ -9,7 +9,8 @@ Torchmeta users asked for (tristandeleu/pytorch-meta#69, #112).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -21,8 +22,15 @@ from metafast.tasks._taskset import TaskSet
 class TaskStream:
     """Re-iterable TaskSet chunks of a loader; see :func:`stream`."""
 
-    def __init__(self, loader: str | Callable, n_tasks: int | None, chunk_size: int, seed: Any = 0,
-                 resample: bool = False, **params):
+    def __init__(
+        self,
+        loader: str | Callable,
+        n_tasks: int | None,
+        chunk_size: int,
+        seed: Any = 0,
+        resample: bool = False,
+        **params,
+    ):
         if isinstance(loader, str):
             from metafast.plugins import loader_registry
 
@@ -40,7 +48,7 @@ class TaskStream:
         self.params = params
         self.sampler = getattr(loader, "sampler", None)
         if self.sampler is not None:
-            self._prepared = self.sampler.prepare(**params)   # validate once, up front
+            self._prepared = self.sampler.prepare(**params)  # validate once, up front
         else:
             if self.resample:
                 raise ValueError(
@@ -87,12 +95,20 @@ class TaskStream:
         return self.iter_pass(p)
 
     def __repr__(self) -> str:
-        return (f"TaskStream({self.name!r}, n_tasks={self.n_tasks}, chunk_size={self.chunk_size}, "
-                f"seed={self.seed}, resample={self.resample})")
+        return (
+            f"TaskStream({self.name!r}, n_tasks={self.n_tasks}, chunk_size={self.chunk_size}, "
+            f"seed={self.seed}, resample={self.resample})"
+        )
 
 
-def stream(name: str | Callable, n_tasks: int | None = 10_000, chunk_size: int = 1000, seed: Any = 0,
-           resample: bool = False, **params) -> TaskStream:
+def stream(
+    name: str | Callable,
+    n_tasks: int | None = 10_000,
+    chunk_size: int = 1000,
+    seed: Any = 0,
+    resample: bool = False,
+    **params,
+) -> TaskStream:
     """Stream a loader's tasks as TaskSet chunks of at most ``chunk_size`` tasks.
 
     ``name`` is a registered loader name (or a loader callable); ``params`` are its keyword

@@ -8,8 +8,9 @@ targets from that ``info``.  The input checks the loaders share are here too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import repeat
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class _Family:
     """One generating process.  Subclasses define the draws and the row-wise function."""
 
     name: str
-    keys: tuple[str, ...]          # per-task parameters recorded in info (scalars)
+    keys: tuple[str, ...]  # per-task parameters recorded in info (scalars)
 
     def draw_tasks(self, rng, n, **opts) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -139,8 +140,23 @@ class _Modal(_Family):
     name = "multimodal"
     keys = _MODE_KEYS
 
-    def draw_tasks(self, rng, n, *, modes, mode_weights=None, amplitude, phase, slope, intercept,
-                   center, bias, quadratic_scale, cubic_scale, **_):
+    def draw_tasks(
+        self,
+        rng,
+        n,
+        *,
+        modes,
+        mode_weights=None,
+        amplitude,
+        phase,
+        slope,
+        intercept,
+        center,
+        bias,
+        quadratic_scale,
+        cubic_scale,
+        **_,
+    ):
         codes = np.asarray([_MODE_NAMES.index(m) for m in modes])
         mode = codes[rng.choice(len(codes), size=n, p=mode_weights)]
         # every parameter is drawn for every task so the random stream never depends on the modes
@@ -182,8 +198,7 @@ class _Modal(_Family):
         out = []
         for t, code in enumerate(theta["mode"].tolist()):
             mode = _MODE_NAMES[code]
-            out.append({"family": self.name, "mode": mode,
-                        **{k: cols[k][t] for k in MODES[mode]}, "noise": noise})
+            out.append({"family": self.name, "mode": mode, **{k: cols[k][t] for k in MODES[mode]}, "noise": noise})
         return out
 
     def from_info(self, infos):
@@ -199,8 +214,7 @@ class _SinusoidLine(_Modal):
 
     def to_info(self, theta, noise):
         out = super().to_info(theta, noise)
-        return [{"family": d.pop("family"), "kind": "sine" if d.pop("mode") == "sine" else "line", **d}
-                for d in out]
+        return [{"family": d.pop("family"), "kind": "sine" if d.pop("mode") == "sine" else "line", **d} for d in out]
 
     def from_info(self, infos):
         infos = [{**d, "mode": "sine" if d["kind"] == "sine" else "linear"} for d in infos]
@@ -219,13 +233,15 @@ class _Friedman(_Family):
         return rng.uniform(0.0, 1.0, (n, n_points, n_features))
 
     def value(self, rows, X):
-        return (rows["c1"] * np.sin(np.pi * X[:, 0] * X[:, 1]) + rows["c2"] * (X[:, 2] - 0.5) ** 2
-                + rows["c3"] * X[:, 3] + rows["c4"] * X[:, 4])
+        return (
+            rows["c1"] * np.sin(np.pi * X[:, 0] * X[:, 1])
+            + rows["c2"] * (X[:, 2] - 0.5) ** 2
+            + rows["c3"] * X[:, 3]
+            + rows["c4"] * X[:, 4]
+        )
 
 
-FAMILIES: dict[str, _Family] = {
-    f.name: f for f in (_Sinusoid(), _Harmonic(), _SinusoidLine(), _Modal(), _Friedman())
-}
+FAMILIES: dict[str, _Family] = {f.name: f for f in (_Sinusoid(), _Harmonic(), _SinusoidLine(), _Modal(), _Friedman())}
 
 
 # ---------------------------------------------------------------------------- oracle

@@ -24,8 +24,9 @@ Regression TaskSets have ``label_setting = None``.  Slicing, ``all_rows``, ``ast
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,7 @@ class TaskSet:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_list(cls, tasks: Iterable[Task], dtype: Any = None, label_setting: str | None = None) -> "TaskSet":
+    def from_list(cls, tasks: Iterable[Task], dtype: Any = None, label_setting: str | None = None) -> TaskSet:
         """Pack a list of Task objects (sizes may differ; all must have the same features).
 
         ``label_setting`` ("shared", the default for class labels, or "episodic"): see the
@@ -135,7 +136,8 @@ class TaskSet:
             np.concatenate(Xq).astype(dtype, copy=False),
             np.concatenate(yq),
             _offsets_from_sizes([x.shape[0] for x in Xq]),
-            info=[dict(t.info) for t in tasks], label_setting=label_setting,
+            info=[dict(t.info) for t in tasks],
+            label_setting=label_setting,
         )
 
     # ------------------------------------------------------------------ access
@@ -173,8 +175,11 @@ class TaskSet:
             s0, s1 = self.support_offsets[i], self.support_offsets[i + 1]
             q0, q1 = self.query_offsets[i], self.query_offsets[i + 1]
             return Task(
-                self.X_support[s0:s1], self.y_support[s0:s1],
-                self.X_query[q0:q1], self.y_query[q0:q1], self.info[i],
+                self.X_support[s0:s1],
+                self.y_support[s0:s1],
+                self.X_query[q0:q1],
+                self.y_query[q0:q1],
+                self.info[i],
             )
         return self.subset(index)
 
@@ -182,7 +187,7 @@ class TaskSet:
         for i in range(len(self)):
             yield self[i]
 
-    def subset(self, index) -> "TaskSet":
+    def subset(self, index) -> TaskSet:
         """A new TaskSet of the selected tasks (slice, integer array or boolean mask), copied.
 
         Tasks come out in the order of ``index`` (repeats allowed); rows are gathered in one
@@ -194,13 +199,18 @@ class TaskSet:
         s_rows, s_off = gather_task_rows(self.support_offsets, ids)
         q_rows, q_off = gather_task_rows(self.query_offsets, ids)
         return TaskSet(
-            self.X_support[s_rows], self.y_support[s_rows], s_off,
-            self.X_query[q_rows], self.y_query[q_rows], q_off,
-            info=[self.info[int(i)] for i in ids], label_setting=self.label_setting,
+            self.X_support[s_rows],
+            self.y_support[s_rows],
+            s_off,
+            self.X_query[q_rows],
+            self.y_query[q_rows],
+            q_off,
+            info=[self.info[int(i)] for i in ids],
+            label_setting=self.label_setting,
         )
 
     @classmethod
-    def concatenate(cls, tasksets: Iterable["TaskSet"], *, _copy_info: bool = True) -> "TaskSet":
+    def concatenate(cls, tasksets: Iterable[TaskSet], *, _copy_info: bool = True) -> TaskSet:
         """One TaskSet holding the tasks of every given TaskSet, in order.
 
         All must have the same number of features and label setting; X is float32 only if every
@@ -214,8 +224,7 @@ class TaskSet:
                 raise TypeError(f"argument 'tasksets' item {i} is a {type(p).__name__}, not a TaskSet")
             if p.n_features != parts[0].n_features:
                 raise ValueError(
-                    f"argument 'tasksets' item {i} has {p.n_features} features but item 0 has "
-                    f"{parts[0].n_features}"
+                    f"argument 'tasksets' item {i} has {p.n_features} features but item 0 has {parts[0].n_features}"
                 )
         settings = {p.label_setting for p in parts}
         if len(settings) > 1:
@@ -233,11 +242,12 @@ class TaskSet:
             np.concatenate([p.X_query for p in parts]).astype(dtype, copy=False),
             _concat_targets([p.y_query for p in parts]),
             _concat_offsets([p.query_offsets for p in parts]),
-            info=[d for p in parts for d in p.info], label_setting=parts[0].label_setting,
+            info=[d for p in parts for d in p.info],
+            label_setting=parts[0].label_setting,
             _copy_info=_copy_info,
         )
 
-    def split(self, sizes=(0.8, 0.1, 0.1), *, seed=None, shuffle: bool = True) -> tuple["TaskSet", ...]:
+    def split(self, sizes=(0.8, 0.1, 0.1), *, seed=None, shuffle: bool = True) -> tuple[TaskSet, ...]:
         """Split by task into disjoint parts (e.g. meta-train / validation / test).
 
         See :func:`metafast.tasks.split_tasks`; every task lands in exactly one part, so no
@@ -245,18 +255,23 @@ class TaskSet:
         """
         return tuple(self.subset(idx) for idx in split_indices(len(self), sizes, seed=seed, shuffle=shuffle))
 
-    def astype(self, dtype) -> "TaskSet":
+    def astype(self, dtype) -> TaskSet:
         """A copy with X (and float y) in ``dtype`` (float32 or float64); integer labels stay int64."""
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"parameter 'dtype' must be float32 or float64; got {dtype}")
         return TaskSet(
-            self.X_support.astype(dtype), self.y_support.copy(), self.support_offsets.copy(),
-            self.X_query.astype(dtype), self.y_query.copy(), self.query_offsets.copy(), info=self.info,
+            self.X_support.astype(dtype),
+            self.y_support.copy(),
+            self.support_offsets.copy(),
+            self.X_query.astype(dtype),
+            self.y_query.copy(),
+            self.query_offsets.copy(),
+            info=self.info,
             label_setting=self.label_setting,
         )
 
-    def all_rows(self) -> "TaskSet":
+    def all_rows(self) -> TaskSet:
         """Every labelled row of each task as its support, with an empty query.
 
         Task t's support becomes its support rows followed by its query rows, so a learner that
@@ -268,32 +283,47 @@ class TaskSet:
         s_sizes, q_sizes = self.support_sizes, self.query_sizes
         off = _offsets_from_sizes(s_sizes + q_sizes)
         # row r of the merged task t: support row if r - off[t] < s_sizes[t], else a query row
-        s_pos = np.repeat(off[:-1], s_sizes) + (np.arange(self.X_support.shape[0]) -
-                                                np.repeat(self.support_offsets[:-1], s_sizes))
-        q_pos = np.repeat(off[:-1] + s_sizes, q_sizes) + (np.arange(self.X_query.shape[0]) -
-                                                          np.repeat(self.query_offsets[:-1], q_sizes))
+        s_pos = np.repeat(off[:-1], s_sizes) + (
+            np.arange(self.X_support.shape[0]) - np.repeat(self.support_offsets[:-1], s_sizes)
+        )
+        q_pos = np.repeat(off[:-1] + s_sizes, q_sizes) + (
+            np.arange(self.X_query.shape[0]) - np.repeat(self.query_offsets[:-1], q_sizes)
+        )
         n, d = int(off[-1]), self.n_features
         X = np.empty((n, d), dtype=self.dtype)
         X[s_pos], X[q_pos] = self.X_support, self.X_query
         y = np.empty(n, dtype=self.y_support.dtype)
         y[s_pos], y[q_pos] = self.y_support, self.y_query
-        return TaskSet(X, y, off, X[:0], y[:0], np.zeros_like(off), info=self.info,
-                       label_setting=self.label_setting, _copy_info=False)
+        return TaskSet(
+            X,
+            y,
+            off,
+            X[:0],
+            y[:0],
+            np.zeros_like(off),
+            info=self.info,
+            label_setting=self.label_setting,
+            _copy_info=False,
+        )
 
-    def check_finite(self, name: str = "tasks") -> "TaskSet":
+    def check_finite(self, name: str = "tasks") -> TaskSet:
         """Raise ValueError naming the array, the task and the row of the first NaN or inf.
 
         The constructor checks this; learners check it again on what they are given, because the
         arrays are ordinary numpy arrays that may be changed after construction.  Cost: one sum
         per array (an exact scan only when the sum is not finite).
         """
-        for a, off in (("X_support", self.support_offsets), ("y_support", self.support_offsets),
-                       ("X_query", self.query_offsets), ("y_query", self.query_offsets)):
+        for a, off in (
+            ("X_support", self.support_offsets),
+            ("y_support", self.support_offsets),
+            ("X_query", self.query_offsets),
+            ("y_query", self.query_offsets),
+        ):
             arr = getattr(self, a)
             if arr.dtype.kind != "f" or np.isfinite(np.sum(arr)):
                 continue
             ok = np.isfinite(arr) if arr.ndim == 1 else np.isfinite(arr).all(axis=1)
-            if ok.all():        # the sum overflowed: large but finite values
+            if ok.all():  # the sum overflowed: large but finite values
                 continue
             row = int(np.argmin(ok))
             task = int(np.searchsorted(off, row, side="right") - 1)
@@ -309,7 +339,7 @@ class TaskSet:
         """True when the targets are integer class labels."""
         return self.y_support.dtype.kind in "iu"
 
-    def equals(self, other: "TaskSet") -> bool:
+    def equals(self, other: TaskSet) -> bool:
         """Exact equality of every array, offset and info entry (dtype included)."""
         if not isinstance(other, TaskSet):
             return False
@@ -333,14 +363,14 @@ class TaskSet:
         save_taskset(path, {a: getattr(self, a) for a in ARRAYS}, self.info, {"label_setting": self.label_setting})
 
     @classmethod
-    def load(cls, path) -> "TaskSet":
+    def load(cls, path) -> TaskSet:
         """Read a TaskSet written by :meth:`save` (no pickle is ever loaded).
 
         A file that is not one (not a zip archive, damaged, a header or arrays that do not make a
         TaskSet) is a ValueError naming the file and the problem."""
         path = os.fspath(path)
         arrays, info, fields = load_taskset(path)
-        try:   # files written before label settings existed have none: the default applies
+        try:  # files written before label settings existed have none: the default applies
             return cls(**arrays, info=info, label_setting=fields.get("label_setting"))
         except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"{path!r} holds arrays that do not make a TaskSet: {exc}") from None
@@ -393,9 +423,7 @@ def _concat_offsets(parts: Sequence[np.ndarray]) -> np.ndarray:
 def _concat_targets(parts: Sequence[np.ndarray]) -> np.ndarray:
     kinds = {p.dtype.kind for p in parts}
     if len(kinds) > 1 and kinds & {"i", "u"}:
-        raise ValueError(
-            "cannot concatenate TaskSets with integer class labels and TaskSets with float targets"
-        )
+        raise ValueError("cannot concatenate TaskSets with integer class labels and TaskSets with float targets")
     return np.concatenate(parts)
 
 
@@ -408,8 +436,11 @@ def _info_equal(a: Sequence[dict], b: Sequence[dict]) -> bool:
 def _value_equal(x, y) -> bool:
     if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
         return (
-            isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
-            and x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind in "fc")
+            isinstance(x, np.ndarray)
+            and isinstance(y, np.ndarray)
+            and x.dtype == y.dtype
+            and x.shape == y.shape
+            and np.array_equal(x, y, equal_nan=x.dtype.kind in "fc")
         )
     if isinstance(x, dict) and isinstance(y, dict):
         return x.keys() == y.keys() and all(_value_equal(x[k], y[k]) for k in x)

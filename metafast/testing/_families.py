@@ -5,7 +5,8 @@ check, the family and what is wrong."""
 from __future__ import annotations
 
 import pickle
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 from sklearn.base import clone
@@ -24,9 +25,7 @@ class _FamilyCase:
                 raise TypeError(f"{family.__qualname__} is not a metafast.basis.BasisFamily subclass")
             family = family()
         if not isinstance(family, BasisFamily):
-            raise TypeError(
-                f"check_basis_family needs a BasisFamily instance or subclass; got {type(family).__name__}"
-            )
+            raise TypeError(f"check_basis_family needs a BasisFamily instance or subclass; got {type(family).__name__}")
         self.family = family
         self.seed = seed
         rng = np.random.default_rng(seed)
@@ -69,8 +68,12 @@ def check_family_params(case: _FamilyCase) -> None:
     elif getattr(case.family, "_n_basis_from_fit", False):  # e.g. a wrapped transformer: known once fitted
         m = case.fitted(case.datasets[0]).n_basis
     else:
-        _fail(case, name, "has no n_basis constructor parameter (every family must have one, or "
-                          "declare _n_basis_from_fit = True and set n_basis in fit)")
+        _fail(
+            case,
+            name,
+            "has no n_basis constructor parameter (every family must have one, or "
+            "declare _n_basis_from_fit = True and set n_basis in fit)",
+        )
     if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m < 1:
         _fail(case, name, f"n_basis must be a positive integer; got {m!r}")
     try:
@@ -117,10 +120,14 @@ def check_family_design(case: _FamilyCase) -> None:
         m = fam.n_basis
         try:
             Phi = fam.design(X)
-        except NonFiniteDesignError as exc:   # the base class's own check (issue 23 D13)
+        except NonFiniteDesignError as exc:  # the base class's own check (issue 23 D13)
             _fail(case, name, f"design(X) contains NaN or inf on ordinary input: {exc}")
         if not isinstance(Phi, np.ndarray) or Phi.shape != (X.shape[0], m):
-            _fail(case, name, f"design(X) of shape {X.shape} gave {getattr(Phi, 'shape', Phi)}; expected {(X.shape[0], m)}")
+            _fail(
+                case,
+                name,
+                f"design(X) of shape {X.shape} gave {getattr(Phi, 'shape', Phi)}; expected {(X.shape[0], m)}",
+            )
         if Phi.dtype != np.float64:
             _fail(case, name, f"design of float64 X has dtype {Phi.dtype}")
         if not np.all(np.isfinite(Phi)):
@@ -172,7 +179,11 @@ def check_family_weighted_sum(case: _FamilyCase) -> None:
             for w in (case.rng.standard_normal(m), case.rng.standard_normal((m, 3))):
                 out = fam.weighted_sum(Xd, w.astype(dtype))
                 if out.shape != (Xd.shape[0],) + w.shape[1:] or out.dtype != dtype:
-                    _fail(case, name, f"weighted_sum gave {out.shape} {out.dtype}; expected {(Xd.shape[0],) + w.shape[1:]} {np.dtype(dtype)}")
+                    _fail(
+                        case,
+                        name,
+                        f"weighted_sum gave {out.shape} {out.dtype}; expected {(Xd.shape[0],) + w.shape[1:]} {np.dtype(dtype)}",
+                    )
                 ref = Phi @ w.astype(dtype).astype(np.float64)
                 if not _close(out.astype(np.float64), ref, np.dtype(dtype)):
                     _fail(case, name, f"weighted_sum(X, w) != design(X) @ w ({np.dtype(dtype)}, w {w.shape})")
@@ -223,7 +234,11 @@ def _expect_error(case: _FamilyCase, name: str, what: str, fn: Callable, errors:
             _fail(case, name, f"{what}: the error does not name the argument {mention!r}: {exc}")
         return
     except Exception as exc:
-        _fail(case, name, f"{what}: raised {type(exc).__name__} ({exc}); expected {' or '.join(e.__name__ for e in errors)}")
+        _fail(
+            case,
+            name,
+            f"{what}: raised {type(exc).__name__} ({exc}); expected {' or '.join(e.__name__ for e in errors)}",
+        )
     _fail(case, name, f"{what}: no error was raised")
 
 
@@ -242,11 +257,18 @@ def check_family_bad_input(case: _FamilyCase) -> None:
     _expect_error(case, name, "design of X with inf", lambda: fitted.design(bad), (ValueError,), "X")
     _expect_error(case, name, "design of 1-D X", lambda: fitted.design(X[:, 0]), (ValueError,), "X")
     _expect_error(case, name, "design of 3-D X", lambda: fitted.design(X[None]), (ValueError,), "X")
-    _expect_error(case, name, "design with another feature count",
-                  lambda: fitted.design(np.zeros((3, d + 1))), (ValueError,), "X")
+    _expect_error(
+        case, name, "design with another feature count", lambda: fitted.design(np.zeros((3, d + 1))), (ValueError,), "X"
+    )
     _expect_error(case, name, "fit on text", lambda: case.new().fit(np.full((3, d), "a")), (TypeError, ValueError), "X")
-    _expect_error(case, name, "weighted_sum with a w of the wrong length",
-                  lambda: fitted.weighted_sum(X, np.ones(fitted.n_basis + 1)), (ValueError,), "w")
+    _expect_error(
+        case,
+        name,
+        "weighted_sum with a w of the wrong length",
+        lambda: fitted.weighted_sum(X, np.ones(fitted.n_basis + 1)),
+        (ValueError,),
+        "w",
+    )
 
 
 def check_family_learnable_params(case: _FamilyCase) -> None:
@@ -275,7 +297,8 @@ def check_family_learnable_params(case: _FamilyCase) -> None:
         eps = 1e-6 * max(1.0, float(np.max(np.abs(value), initial=0.0)))
 
         def objective(sign: float) -> float:
-            moved = fam.with_params(**{key: value + sign * eps * direction})
+            # called right here, inside this iteration: the late binding B023 warns of cannot bite
+            moved = fam.with_params(**{key: value + sign * eps * direction})  # noqa: B023
             return float(np.sum(G * moved.design(X)))
 
         numeric = (objective(1.0) - objective(-1.0)) / (2 * eps)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import inspect
 import pickle
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,9 @@ class _LoaderCase:
             chunks = list(result)
             for i, chunk in enumerate(chunks):
                 if not isinstance(chunk, TaskSet):
-                    _lfail(self, "check_loader_returns_taskset", f"chunk {i} is a {type(chunk).__name__}, not a TaskSet")
+                    _lfail(
+                        self, "check_loader_returns_taskset", f"chunk {i} is a {type(chunk).__name__}, not a TaskSet"
+                    )
             if not chunks:
                 _lfail(self, "check_loader_returns_taskset", "the stream yielded no chunk")
             return chunks
@@ -87,7 +90,7 @@ def check_loader_returns_taskset(case: _LoaderCase) -> None:
         if len(ts.info) != len(ts):
             _lfail(case, name, f"info has {len(ts.info)} entries for {len(ts)} tasks")
         last = ts[len(ts) - 1]
-        if not np.array_equal(last.X_support, ts.X_support[ts.support_offsets[-2]:]):
+        if not np.array_equal(last.X_support, ts.X_support[ts.support_offsets[-2] :]):
             _lfail(case, name, "tasks[-1] does not match the packed arrays")
 
 
@@ -114,8 +117,7 @@ def check_loader_deterministic(case: _LoaderCase) -> None:
     name = "check_loader_deterministic"
     a, b = case.call(), case.call()
     if len(a) != len(b) or not all(
-        all(np.array_equal(x, y) for x, y in zip(_taskset_arrays(ta), _taskset_arrays(tb)))
-        for ta, tb in zip(a, b)
+        all(np.array_equal(x, y) for x, y in zip(_taskset_arrays(ta), _taskset_arrays(tb))) for ta, tb in zip(a, b)
     ):
         seeded = " (pass seed=... explicitly)" if case.accepts("seed") and "seed" not in case.params else ""
         _lfail(case, name, f"two calls with the same parameters gave different tasks{seeded}")
@@ -129,7 +131,10 @@ def check_loader_pickle(case: _LoaderCase) -> None:
         back = pickle.loads(pickle.dumps(ts))
     except Exception as exc:
         _lfail(case, name, f"the TaskSet does not pickle: {type(exc).__name__}: {exc}")
-    if not all(np.array_equal(x, y) for x, y in zip(_taskset_arrays(ts), _taskset_arrays(back))) or back.info != ts.info:
+    if (
+        not all(np.array_equal(x, y) for x, y in zip(_taskset_arrays(ts), _taskset_arrays(back)))
+        or back.info != ts.info
+    ):
         _lfail(case, name, "the unpickled TaskSet differs")
 
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from metafast.learners.bayes._em import GaussianPrior, Stats, mstep
 
-STEP_GROWTH = 4.0        # a_max multiplier after a kept step at a_max (and divisor after a rejection)
-STEP_MAX_START = 1.0     # the first pair is a plain EM pair; a_max grows from there
+STEP_GROWTH = 4.0  # a_max multiplier after a kept step at a_max (and divisor after a rejection)
+STEP_MAX_START = 1.0  # the first pair is a plain EM pair; a_max grows from there
 
 
 def _cov_part(prior: GaussianPrior) -> np.ndarray:
@@ -38,7 +38,7 @@ def _unit_weights(prior: GaussianPrior) -> np.ndarray:
     (mean_i in prior standard deviations, Sigma_ij in sd_i sd_j), so rescaling a basis function
     or the targets leaves the EM path unchanged."""
     sd = np.sqrt(np.maximum(np.diag(prior.cov), np.finfo(np.float64).tiny))
-    cov_w = 1.0 / np.outer(sd, sd) if prior.kind == "full" else 1.0 / sd ** 2
+    cov_w = 1.0 / np.outer(sd, sd) if prior.kind == "full" else 1.0 / sd**2
     return np.concatenate((1.0 / sd, cov_w.ravel(), [1.0]))
 
 
@@ -57,10 +57,10 @@ def _prior_at(theta: np.ndarray, like: GaussianPrior, noise_floor: float) -> Gau
     m = like.mean.shape[0]
     mean = theta[:m].copy()
     if like.kind == "full":
-        cov = theta[m:m + m * m].reshape(m, m)
+        cov = theta[m : m + m * m].reshape(m, m)
         cov = 0.5 * (cov + cov.T)
     else:
-        d = theta[m:2 * m]
+        d = theta[m : 2 * m]
         if like.kind == "iso":
             d = np.full(m, d.mean())
         cov = np.diag(d)
@@ -70,8 +70,9 @@ def _prior_at(theta: np.ndarray, like: GaussianPrior, noise_floor: float) -> Gau
     return GaussianPrior(mean, cov, max(noise, noise_floor), like.kind, like.design_map)
 
 
-def squarem_step(theta0: GaussianPrior, theta1: GaussianPrior, theta2: GaussianPrior, step_max: float,
-                 noise_floor: float) -> tuple[GaussianPrior, float]:
+def squarem_step(
+    theta0: GaussianPrior, theta1: GaussianPrior, theta2: GaussianPrior, step_max: float, noise_floor: float
+) -> tuple[GaussianPrior, float]:
     """(theta', a): the SQUAREM point from three successive EM iterates and the step length used.
 
     a = 1 returns theta2 itself (nothing to gain: the caller can skip evaluating it).
@@ -109,8 +110,9 @@ def overrelaxed(old: GaussianPrior, new: GaussianPrior, eta: float, noise_floor:
     if not _is_positive_definite(cov):
         return None
     noise = old.noise_var * (new.noise_var / old.noise_var) ** eta
-    return GaussianPrior(old.mean + eta * (new.mean - old.mean), cov, max(float(noise), noise_floor), new.kind,
-                         new.design_map)
+    return GaussianPrior(
+        old.mean + eta * (new.mean - old.mean), cov, max(float(noise), noise_floor), new.kind, new.design_map
+    )
 
 
 class EMRun:
@@ -129,7 +131,7 @@ class EMRun:
         self.budget = learner.max_iter
         self.converged = False
         self.reason = None
-        self.change_rule = True          # stop on the objective's change (L-BFGS stops on its gradient)
+        self.change_rule = True  # stop on the objective's change (L-BFGS stops on its gradient)
         self.bar = None
 
     # ------------------------------------------------------------------ pieces
@@ -175,8 +177,9 @@ class EMRun:
             em_prior = self.mstep(stats, prior)
             cand = overrelaxed(prior, em_prior, eta, self.learner._noise_floor) if eta > 1 else em_prior
             cand_stats = self.estep(cand) if cand is not None else None
-            if cand is not em_prior and (cand is None or
-                                         self.objective(cand_stats, cand) < self.learner._objective[-1]):
+            if cand is not em_prior and (
+                cand is None or self.objective(cand_stats, cand) < self.learner._objective[-1]
+            ):
                 cand, cand_stats, eta = em_prior, self.estep(em_prior), 1.0
             else:
                 eta = min(eta * 1.5, 16.0)
@@ -210,7 +213,7 @@ class EMRun:
                 cand_stats = self.estep(cand)
                 accepted = self.objective(cand_stats, cand) >= self.learner._objective[-1]
                 step_max = next_step_max(step_max, a, accepted)
-            elif a >= step_max:                  # a plain pair at the current cap: let it grow
+            elif a >= step_max:  # a plain pair at the current cap: let it grow
                 step_max = next_step_max(step_max, a, True)
             if not accepted:
                 cand, cand_stats = p2, self.estep(p2)

@@ -20,8 +20,8 @@ from metafast.learners._base import check_regression
 from metafast.learners.bayes._em import GaussianPrior, Stats, estep
 from metafast.tasks._taskset import TaskSet
 
-BLOCK_BYTES = 32 * 2 ** 20          # design matrix bytes per block (32 MiB)
-CACHE_BYTES = 1 * 2 ** 30           # default budget of the designs kept between EM passes (1 GiB)
+BLOCK_BYTES = 32 * 2**20  # design matrix bytes per block (32 MiB)
+CACHE_BYTES = 1 * 2**30  # default budget of the designs kept between EM passes (1 GiB)
 
 
 class DesignCache:
@@ -46,7 +46,7 @@ class DesignCache:
         self.used = 0
 
 
-_WORKER_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_WORKER_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _WORKER_LOCK = threading.Lock()
 
 
@@ -100,8 +100,16 @@ def _design(basis, X, y, off, y_scale):
     return Phi, ys, off
 
 
-def chunk_stats(basis, chunk: TaskSet, y_scale: float, prior: GaussianPrior, n_threads: int,
-                cache: DesignCache | None = None, key=None, block_bytes: int = BLOCK_BYTES) -> Stats:
+def chunk_stats(
+    basis,
+    chunk: TaskSet,
+    y_scale: float,
+    prior: GaussianPrior,
+    n_threads: int,
+    cache: DesignCache | None = None,
+    key=None,
+    block_bytes: int = BLOCK_BYTES,
+) -> Stats:
     """E-step statistics of one chunk, summed over its blocks of tasks in order."""
     _check_features(basis, chunk.X_support)
     itemsize = np.dtype(chunk.dtype).itemsize
@@ -111,7 +119,7 @@ def chunk_stats(basis, chunk: TaskSet, y_scale: float, prior: GaussianPrior, n_t
         entry = cache.get((key, a)) if cache is not None else None
         if entry is None:
             s0, s1 = int(off[a]), int(off[b])
-            entry = _design(basis, chunk.X_support[s0:s1], chunk.y_support[s0:s1], off[a:b + 1] - s0, y_scale)
+            entry = _design(basis, chunk.X_support[s0:s1], chunk.y_support[s0:s1], off[a : b + 1] - s0, y_scale)
             if cache is not None:
                 cache.put((key, a), entry)
         total += estep(*entry, prior, n_threads, with_means=False)[0]
@@ -138,8 +146,8 @@ def scale_sums(chunk: TaskSet, basis, n_threads: int = 1) -> np.ndarray:
     y = np.asarray(chunk.y_support, dtype=np.float64)
     m = basis.n_basis
     gram = np.zeros((m, m))
-    rows = max(8192, BLOCK_BYTES // (8 * m))     # few design calls: each one wakes the kernel's threads
+    rows = max(8192, BLOCK_BYTES // (8 * m))  # few design calls: each one wakes the kernel's threads
     for start in range(0, chunk.X_support.shape[0], rows):
-        Phi = np.asarray(basis.design(chunk.X_support[start:start + rows]), dtype=np.float64)
+        Phi = np.asarray(basis.design(chunk.X_support[start : start + rows]), dtype=np.float64)
         gram += Phi.T @ Phi
     return np.concatenate(([float(np.dot(y, y)), float(np.trace(gram)), float(y.size)], gram.ravel()))

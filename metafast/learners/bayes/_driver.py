@@ -12,8 +12,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from metafast.distributed import DaskChunks
 from metafast.learners._base import iter_task_chunks
-from metafast.learners._chunks import LocalChunks
 from metafast.learners._basis_opt import evidence_on_workers
+from metafast.learners._chunks import LocalChunks
 from metafast.learners.bayes._accel import EMRun
 from metafast.learners.bayes._em import GaussianPrior, Stats, log_prior
 from metafast.learners.bayes._lbfgs import gradient_norm
@@ -90,7 +90,10 @@ class EMDriverMixin:
                 f"MetaBayes EM did not converge in max_iter={self.max_iter} iterations (last change "
                 f"{abs(self._objective[-1] - self._objective[-2]) / T:.3g} per task > tol={self.tol}, gradient "
                 f"per task {rep['gradient_norm']:.3g}{'; ' + rep['boundary'] if rep['boundary'] else ''}); "
-                f"increase max_iter or tol, or try {other}", ConvergenceWarning, stacklevel=4)
+                f"increase max_iter or tol, or try {other}",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
         return prior, run.converged, stats
 
     def _report(self, run, prior: GaussianPrior, stats: Stats, mode: str, max_iter: int) -> None:
@@ -108,10 +111,15 @@ class EMDriverMixin:
         if prior.noise_var <= self._noise_floor * (1 + 1e-9):
             notes.append(f"noise variance at its floor ({self._noise_floor:g} of the target variance)")
         if small:
-            notes.append(f"prior covariance near singular ({small} of {cov.shape[0]} eigenvalues < 1e-8 of the largest)")
+            notes.append(
+                f"prior covariance near singular ({small} of {cov.shape[0]} eigenvalues < 1e-8 of the largest)"
+            )
         self.convergence_ = {
-            "converged": bool(run.converged), "reason": reason, "method": mode,
-            "objective": np.asarray(self._objective), "n_passes": int(self.n_passes_),
+            "converged": bool(run.converged),
+            "reason": reason,
+            "method": mode,
+            "objective": np.asarray(self._objective),
+            "n_passes": int(self.n_passes_),
             "gradient_norm": gradient_norm(stats, prior, self._nu, self._psi),
             "boundary": "; ".join(notes),
         }
@@ -121,7 +129,7 @@ class EMDriverMixin:
         return ll + log_prior(prior, self._nu, self._psi)
 
     def _record(self, stats: Stats, prior: GaussianPrior) -> None:
-        ll = stats.log_evidence - stats.n_points * np.log(self._y_scale)   # in the units of y
+        ll = stats.log_evidence - stats.n_points * np.log(self._y_scale)  # in the units of y
         self._history.append(ll)
         self._objective.append(ll + log_prior(prior, self._nu, self._psi))
 
@@ -134,23 +142,27 @@ class EMDriverMixin:
         T = stats.n_tasks
         self.basis_log_evidence_ = [self._history[-1]]
         partial = self.basis_em_iter is not None
-        settled = True                      # is the prior converged for the current basis?
+        settled = True  # is the prior converged for the current basis?
         for _ in range(self.basis_rounds):
-            new_basis, before, after = optimise_basis(self.basis_, chunks, self._user(prior), self._y_scale,
-                                                      self._n_threads, self.basis_max_iter,
-                                                      evidence_on_workers(source if isinstance(source, DaskChunks)
-                                                                          else LocalChunks(source, self._n_threads)))
+            new_basis, before, after = optimise_basis(
+                self.basis_,
+                chunks,
+                self._user(prior),
+                self._y_scale,
+                self._n_threads,
+                self.basis_max_iter,
+                evidence_on_workers(source if isinstance(source, DaskChunks) else LocalChunks(source, self._n_threads)),
+            )
             if new_basis is self.basis_:
                 break
             self.basis_ = new_basis
             if cache is not None:
                 cache.clear()
-            prior, settled, stats = self._em(source, prior, cache,
-                                             max_iter=self.basis_em_iter if partial else None)
+            prior, settled, stats = self._em(source, prior, cache, max_iter=self.basis_em_iter if partial else None)
             self.basis_log_evidence_.append(self._history[-1])
             if self.basis_log_evidence_[-1] - self.basis_log_evidence_[-2] <= self.tol * T:
                 break
-        if not settled:                     # the last partial EM run: finish it
+        if not settled:  # the last partial EM run: finish it
             prior, settled, stats = self._em(source, prior, cache)
             self.basis_log_evidence_[-1] = self._history[-1]
         self.converged_ = settled

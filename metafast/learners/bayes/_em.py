@@ -38,15 +38,15 @@ class Stats:
 
     n_tasks: int = 0
     n_points: int = 0
-    sum_mean: np.ndarray | None = None        # sum_t m_t
-    second_moment: np.ndarray | None = None   # sum_t S_t + m_t m_t^T
-    noise: float = 0.0                        # sum_t ||y_t - Phi_t m_t||^2 + tr(Phi_t S_t Phi_t^T)
-    log_evidence: float = 0.0                 # sum_t log p(y_t)
+    sum_mean: np.ndarray | None = None  # sum_t m_t
+    second_moment: np.ndarray | None = None  # sum_t S_t + m_t m_t^T
+    noise: float = 0.0  # sum_t ||y_t - Phi_t m_t||^2 + tr(Phi_t S_t Phi_t^T)
+    log_evidence: float = 0.0  # sum_t log p(y_t)
     n_jittered: int = 0
     n_failed: int = 0
     task_log_evidence: list = field(default_factory=list)
 
-    def __iadd__(self, other: "Stats") -> "Stats":
+    def __iadd__(self, other: Stats) -> Stats:
         if self.sum_mean is None:
             self.sum_mean = np.zeros_like(other.sum_mean)
             self.second_moment = np.zeros_like(other.second_moment)
@@ -60,20 +60,35 @@ class Stats:
         self.n_failed += other.n_failed
         return self
 
-    def __add__(self, other: "Stats") -> "Stats":
+    def __add__(self, other: Stats) -> Stats:
         out = Stats()
         out += self
         out += other
         return out
 
-    def without_tasks(self) -> "Stats":
+    def without_tasks(self) -> Stats:
         """A copy without the per-task log evidence list (what is kept between partial_fit calls)."""
-        return Stats(self.n_tasks, self.n_points, self.sum_mean.copy(), self.second_moment.copy(),
-                     self.noise, self.log_evidence, self.n_jittered, self.n_failed)
+        return Stats(
+            self.n_tasks,
+            self.n_points,
+            self.sum_mean.copy(),
+            self.second_moment.copy(),
+            self.noise,
+            self.log_evidence,
+            self.n_jittered,
+            self.n_failed,
+        )
 
 
-def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPrior,
-          n_threads: int, keep_task_values: bool = False, with_means: bool = True) -> tuple[Stats, np.ndarray | None]:
+def estep(
+    Phi: np.ndarray,
+    y: np.ndarray,
+    offsets: np.ndarray,
+    prior: GaussianPrior,
+    n_threads: int,
+    keep_task_values: bool = False,
+    with_means: bool = True,
+) -> tuple[Stats, np.ndarray | None]:
     """E-step over packed tasks: (summed statistics, posterior means (T, m), or None when
     ``with_means`` is False: the EM passes need only the sums, and the means cost a T x m x m
     product).
@@ -87,13 +102,13 @@ def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPr
     m = Phi.shape[1]
     mu = np.asarray(prior.mean, dtype=np.float64)
     U = whitening(prior)
-    A = prior.design_map                   # w = A v: the statistics stay in v's coordinates
+    A = prior.design_map  # w = A v: the statistics stay in v's coordinates
     mu_w, U_w = (mu, U) if A is None else (A @ mu, A @ U)
     Phi = np.ascontiguousarray(Phi)
     r = np.ascontiguousarray(np.asarray(y, dtype=dtype) - Phi @ mu_w.astype(dtype), dtype=dtype)
     diag_stats = prior.kind != "full"
     if m <= SMALL_M and not (keep_task_values or with_means) and T > 0 and offsets[0] == 0:
-        E, sum_v, s = small_em_stats(Phi, U_w, r, offsets, prior.noise_var)   # batched, no kernel
+        E, sum_v, s = small_em_stats(Phi, U_w, r, offsets, prior.noise_var)  # batched, no kernel
         return _mapped_back(T, mu, U, E, sum_v, s, diag_stats, 0, 0), None
     block = max(1, -(-T // N_BLOCKS))
     n_blocks = -(-T // block)
@@ -103,15 +118,30 @@ def estep(Phi: np.ndarray, y: np.ndarray, offsets: np.ndarray, prior: GaussianPr
     acc_D = np.empty((n_blocks, m, m), dtype=np.float64)
     acc_m = np.empty((n_blocks, m), dtype=np.float64)
     acc_s = np.empty((n_blocks, 4), dtype=np.float64)
-    _bayes.em_stats(Phi, np.ascontiguousarray(U_w, dtype=dtype), prior.kind != "full", r, offsets,
-                    float(prior.noise_var), diag_stats, block, kernel_threads(Phi.shape[0], T, m, n_threads),
-                    V, logp, status, acc_D, acc_m, acc_s)
+    _bayes.em_stats(
+        Phi,
+        np.ascontiguousarray(U_w, dtype=dtype),
+        prior.kind != "full",
+        r,
+        offsets,
+        float(prior.noise_var),
+        diag_stats,
+        block,
+        kernel_threads(Phi.shape[0], T, m, n_threads),
+        V,
+        logp,
+        status,
+        acc_D,
+        acc_m,
+        acc_s,
+    )
     D = acc_D.sum(axis=0)
     D = np.triu(D) + np.triu(D, 1).T
     s = acc_s.sum(axis=0)
-    E = D + s[2] * np.eye(m)                  # sum_t S'_t + v_t v_t^T in whitened coordinates
-    stats = _mapped_back(T, mu, U, E, acc_m.sum(axis=0), s, diag_stats,
-                         int((status > 0).sum()), int((status < 0).sum()))
+    E = D + s[2] * np.eye(m)  # sum_t S'_t + v_t v_t^T in whitened coordinates
+    stats = _mapped_back(
+        T, mu, U, E, acc_m.sum(axis=0), s, diag_stats, int((status > 0).sum()), int((status < 0).sum())
+    )
     means = (mu_w + V.astype(np.float64) @ U_w.T).astype(dtype) if with_means else None
     if keep_task_values:
         stats.task_log_evidence = [logp]
@@ -134,7 +164,7 @@ def kernel_threads(n_rows: int, n_tasks: int, m: int, n_threads: int) -> int:
     """Threads worth starting for one E-step call: one below ``SMALL_WORK`` flops, where waking
     a thread team costs more than the arithmetic (q = 2, 2,000 groups: 2.6 ms on one thread,
     20 ms on two on a busy machine)."""
-    return 1 if n_rows * m * m + n_tasks * m ** 3 < SMALL_WORK else n_threads
+    return 1 if n_rows * m * m + n_tasks * m**3 < SMALL_WORK else n_threads
 
 
 def log_prior(prior: GaussianPrior, nu: float, psi) -> float:
@@ -157,7 +187,7 @@ def mstep(stats: Stats, prior: GaussianPrior, nu: float, psi, noise_floor: float
     T = stats.n_tasks
     m = stats.sum_mean.shape[0]
     mu = stats.sum_mean / T
-    scatter = stats.second_moment - T * np.outer(mu, mu)   # sum_t S_t + (m_t - mu)(m_t - mu)^T
+    scatter = stats.second_moment - T * np.outer(mu, mu)  # sum_t S_t + (m_t - mu)(m_t - mu)^T
     target = psi if np.ndim(psi) == 2 else psi * np.eye(m)
     if prior.kind == "full":
         cov = (scatter + nu * target) / (T + nu)

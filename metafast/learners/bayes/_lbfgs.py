@@ -89,7 +89,7 @@ class Coordinates:
         inv, _ = prior.factor()
         g_mu = inv @ (sm - T * mu)
         G = 0.5 * inv @ (scatter + nu * target - (T + nu) * prior.cov) @ inv
-        Gc = self.U0.T @ (0.5 * (G + G.T)) @ self.U0             # dF/d(K K^T)
+        Gc = self.U0.T @ (0.5 * (G + G.T)) @ self.U0  # dF/d(K K^T)
         if kind == "full":
             dK = np.tril(2.0 * Gc @ K)
             rows, cols = np.tril_indices(m)
@@ -156,7 +156,7 @@ def lbfgs(run, prior: GaussianPrior, stats: Stats):
         evaluated.clear()
         evaluated[x.tobytes()] = kept
         g = kept[2].copy()
-        if x[-1] <= low + 1e-12 and g[-1] < 0:   # the noise floor holds: no ascent left there
+        if x[-1] <= low + 1e-12 and g[-1] < 0:  # the noise floor holds: no ascent left there
             g[-1] = 0.0
         run.gradient_norm = float(np.abs(g).max()) / T
         run.converged = run.gradient_norm <= gtol
@@ -165,14 +165,20 @@ def lbfgs(run, prior: GaussianPrior, stats: Stats):
 
     bounds = [(None, None)] * (n - 1) + [(coords.log_noise_bound(lr._noise_floor), None)]
     budget = max(run.budget, 1)
-    res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
-                   options={"maxiter": budget, "maxfun": 3 * budget, "ftol": 0.0, "gtol": 0.0,
-                            "maxcor": 20})
+    res = minimize(
+        fun,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        callback=callback,
+        options={"maxiter": budget, "maxfun": 3 * budget, "ftol": 0.0, "gtol": 0.0, "maxcor": 20},
+    )
     prior, stats = best["prior"], best["stats"]
     run.change_rule = True
     if run.converged:
         return prior, stats, f"gradient per task {run.gradient_norm:.2g} <= {gtol:.2g}"
-    if lr._objective[-1] < -best["f"]:           # the best point was a trial point: keep it
+    if lr._objective[-1] < -best["f"]:  # the best point was a trial point: keep it
         run.keep(prior, stats)
     if run.converged:
         return prior, stats, "objective change per task below tol"

@@ -11,9 +11,9 @@ import numpy as np
 
 from metafast._kernels import _bayes
 from metafast._validation import check_X, check_y
+from metafast.learners._arrays import as_f64, fast_y
 from metafast.learners._base import check_tasks
 from metafast.learners.bayes._blocks import chunk_design as _chunk_design
-from metafast.learners._arrays import as_f64, fast_y
 from metafast.learners.bayes._task import BayesTaskRegressor
 from metafast.parallel import effective_n_threads, with_one_blas_thread
 from metafast.tasks._taskset import TaskSet
@@ -41,8 +41,9 @@ class BayesPredictMixin:
         m = Phi.shape[1]
         coef, cov = np.empty(m), np.empty((m, m))
         _check_status(_bayes.adapt_one(self._one_task_prior(), Phi, yc, coef, cov), yc)
-        reg = BayesTaskRegressor(basis=self.basis_, prior_mean=self.mean_, prior_covariance=self.covariance_,
-                                 noise_var=self.noise_var_)
+        reg = BayesTaskRegressor(
+            basis=self.basis_, prior_mean=self.mean_, prior_covariance=self.covariance_, noise_var=self.noise_var_
+        )
         return reg._set_posterior(coef, cov, Phi.shape[0])
 
     def adapt_predict(self, X, y, X_query, return_std: bool = False):
@@ -61,8 +62,12 @@ class BayesPredictMixin:
         yc = fast_y(y, Phi.shape[0], finite_checked_by_caller=True)
         nq = Phi_q.shape[0]
         mean, std = np.empty(nq), np.empty(nq if return_std else 0)
-        _check_status(_bayes.adapt_predict(self._one_task_prior(), Phi, yc, Phi_q, bool(return_std),
-                                           np.empty(Phi.shape[1]), mean, std), yc)
+        _check_status(
+            _bayes.adapt_predict(
+                self._one_task_prior(), Phi, yc, Phi_q, bool(return_std), np.empty(Phi.shape[1]), mean, std
+            ),
+            yc,
+        )
         return (mean, std) if return_std else mean
 
     def _support_query_design(self, X, X_query) -> tuple[np.ndarray, np.ndarray]:
@@ -70,12 +75,19 @@ class BayesPredictMixin:
         float64 arrays of the same width go through one basis call (its fixed cost is a good part
         of a one-task adapt); anything else, or an input the basis rejects, takes two calls, so
         errors name the rows of the argument they are in."""
-        if (type(X) is np.ndarray and type(X_query) is np.ndarray and X.ndim == 2 and X_query.ndim == 2
-                and X.dtype == np.float64 and X_query.dtype == np.float64 and X.shape[1] == X_query.shape[1]):
+        if (
+            type(X) is np.ndarray
+            and type(X_query) is np.ndarray
+            and X.ndim == 2
+            and X_query.ndim == 2
+            and X.dtype == np.float64
+            and X_query.dtype == np.float64
+            and X.shape[1] == X_query.shape[1]
+        ):
             try:
                 Phi = as_f64(self.basis_.design(np.concatenate((X, X_query))))
             except ValueError:
-                pass    # redone below, argument by argument, for the error message
+                pass  # redone below, argument by argument, for the error message
             else:
                 n = X.shape[0]
                 return Phi[:n], Phi[n:]
@@ -83,15 +95,15 @@ class BayesPredictMixin:
 
     def __getstate__(self):
         state = super().__getstate__()
-        state.pop("_one_task_cache", None)   # derived from _prior; rebuilt on first use
+        state.pop("_one_task_cache", None)  # derived from _prior; rebuilt on first use
         return state
 
-    def _fitted_view(self) -> "BayesPredictMixin":
+    def _fitted_view(self) -> BayesPredictMixin:
         # the views share one slot caching the one-task prior (see _one_task_prior)
         self.__dict__.setdefault("_one_task_cache", [None])
         return super()._fitted_view()
 
-    def _one_task_prior(self) -> "_bayes.OneTaskPrior":
+    def _one_task_prior(self) -> _bayes.OneTaskPrior:
         """The fitted prior in float64 for the one-task kernels (mu, Sigma, Sigma^{-1},
         Sigma^{-1} mu, noise variance, y scale); built once per fitted prior (O(m^3)).
 
@@ -113,9 +125,10 @@ class BayesPredictMixin:
         """Predictive mean and std at every query row, each task conditioned on its support."""
         if hasattr(self, "mixture_"):
             Phi_s, Phi_q = self.basis_.design(tasks.X_support), self.basis_.design(tasks.X_query)
-            return self.mixture_.predict_tasks(Phi_s, np.asarray(tasks.y_support, dtype=np.float64),
-                                               tasks.support_offsets, Phi_q, tasks.query_offsets)
-        n_threads = effective_n_threads(self.n_jobs)   # local: concurrent predict calls share nothing
+            return self.mixture_.predict_tasks(
+                Phi_s, np.asarray(tasks.y_support, dtype=np.float64), tasks.support_offsets, Phi_q, tasks.query_offsets
+            )
+        n_threads = effective_n_threads(self.n_jobs)  # local: concurrent predict calls share nothing
         Phi, ys, off = _chunk_design(self.basis_, tasks, self._y_scale)
         Phi_q = np.ascontiguousarray(self.basis_.design(tasks.X_query), dtype=Phi.dtype)
         mu, Sigma, Sinv, h, _, s2, sigma_diag = self._prior.kernel_args(Phi.dtype)
@@ -124,8 +137,24 @@ class BayesPredictMixin:
         pmean = np.empty(Phi_q.shape[0], dtype=Phi.dtype)
         pvar = np.empty(Phi_q.shape[0], dtype=Phi.dtype)
         status = np.empty(T, dtype=np.intc)
-        _bayes.predict_tasks(Phi, ys, off, Phi_q, tasks.query_offsets, mu, Sigma, Sinv, h, s2, sigma_diag,
-                             n_threads, means, pmean, pvar, status)
+        _bayes.predict_tasks(
+            Phi,
+            ys,
+            off,
+            Phi_q,
+            tasks.query_offsets,
+            mu,
+            Sigma,
+            Sinv,
+            h,
+            s2,
+            sigma_diag,
+            n_threads,
+            means,
+            pmean,
+            pvar,
+            status,
+        )
         if (status < 0).any():
             raise FloatingPointError(f"{int((status < 0).sum())} task(s) had a singular posterior")
         c = self._y_scale
@@ -143,4 +172,5 @@ def _check_status(status: int, y: np.ndarray) -> None:
     if status < 0:
         raise FloatingPointError(
             "the task's posterior is singular even after jitter: the basis or the targets are "
-            "degenerate (check for huge magnitudes)")
+            "degenerate (check for huge magnitudes)"
+        )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SMALL_M = 2          # basis functions up to which the closed-form path is used
+SMALL_M = 2  # basis functions up to which the closed-form path is used
 
 
 def _posterior(G: np.ndarray, b: np.ndarray, s2: float):
@@ -27,15 +27,16 @@ def _posterior(G: np.ndarray, b: np.ndarray, s2: float):
         p = 1.0 + G[:, 0, 0] / s2
         return (1.0 / p)[:, None, None], np.log(p)
     p11, p12, p22 = 1.0 + G[:, 0, 0] / s2, G[:, 0, 1] / s2, 1.0 + G[:, 1, 1] / s2
-    det = p11 * p22 - p12 * p12          # > 0: P is I plus a PSD matrix
+    det = p11 * p22 - p12 * p12  # > 0: P is I plus a PSD matrix
     Sp = np.empty_like(G)
     Sp[:, 0, 0], Sp[:, 1, 1] = p22 / det, p11 / det
     Sp[:, 0, 1] = Sp[:, 1, 0] = -p12 / det
     return Sp, np.log(det)
 
 
-def small_em_stats(Phi: np.ndarray, U: np.ndarray, r: np.ndarray, offsets: np.ndarray,
-                   noise_var: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def small_em_stats(
+    Phi: np.ndarray, U: np.ndarray, r: np.ndarray, offsets: np.ndarray, noise_var: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(E, sum_v, [sum log p, noise stat, 0, rows]) with E = sum_t S'_t + v_t v_t^T.
 
     Per task only G_t = Pw_t^T Pw_t, b_t and r_t^T r_t are formed (segment sums of row
@@ -51,7 +52,7 @@ def small_em_stats(Phi: np.ndarray, U: np.ndarray, r: np.ndarray, offsets: np.nd
     idx = starts[nonempty]
     T1 = idx.size
 
-    def seg(x):                           # per-task sums of a per-row quantity
+    def seg(x):  # per-task sums of a per-row quantity
         return np.add.reduceat(x, idx) if T1 else np.zeros(0)
 
     G = np.empty((T1, m, m))
@@ -67,5 +68,5 @@ def small_em_stats(Phi: np.ndarray, U: np.ndarray, r: np.ndarray, offsets: np.nd
     n_rows = float(offsets[-1] - offsets[0])
     logp = -0.5 * (n_rows * np.log(2 * np.pi * s2) + logdet.sum() + (rr - bv).sum() / s2)
     noise = float((rr - bv - s2 * vv + s2 * (m - tr)).sum())
-    E = Sp.sum(axis=0) + v.T @ v + (sizes.size - T1) * np.eye(m)     # empty tasks: S' = I, v = 0
+    E = Sp.sum(axis=0) + v.T @ v + (sizes.size - T1) * np.eye(m)  # empty tasks: S' = I, v = 0
     return E, v.sum(axis=0), np.array([float(logp), noise, 0.0, n_rows])

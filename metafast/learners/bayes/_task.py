@@ -12,8 +12,7 @@ import copy
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
-from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import NotFittedError
 
 from metafast._kernels import _bayes
@@ -22,8 +21,9 @@ from metafast._validation import check_positive_float, check_positive_int, check
 from metafast.learners._arrays import as_f64, check_task_y
 
 
-def gaussian_condition(Phi: np.ndarray, y: np.ndarray, mean: np.ndarray, cov: np.ndarray,
-                       noise_var: float) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_condition(
+    Phi: np.ndarray, y: np.ndarray, mean: np.ndarray, cov: np.ndarray, noise_var: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Posterior (mean, cov) of w ~ N(mean, cov) after y = Phi w + N(0, noise_var I), in float64.
 
     Uses the k x k innovation covariance Phi cov Phi^T + noise_var I, so the cost is
@@ -32,7 +32,7 @@ def gaussian_condition(Phi: np.ndarray, y: np.ndarray, mean: np.ndarray, cov: np
     k = Phi.shape[0]
     if k == 0:
         return mean.copy(), cov.copy()
-    B = Phi @ cov                                       # (k, m)
+    B = Phi @ cov  # (k, m)
     C = B @ Phi.T
     C[np.diag_indices(k)] += noise_var
     jitter = 0.0
@@ -45,7 +45,7 @@ def gaussian_condition(Phi: np.ndarray, y: np.ndarray, mean: np.ndarray, cov: np
             jitter = scale * 1e-12 if jitter == 0 else jitter * 100
     else:  # pragma: no cover - noise_var > 0 makes C positive definite
         raise np.linalg.LinAlgError("innovation covariance is not positive definite")
-    gain = cho_solve(factor, B).T                       # (m, k) = cov Phi^T C^{-1}
+    gain = cho_solve(factor, B).T  # (m, k) = cov Phi^T C^{-1}
     new_mean = mean + gain @ (y - Phi @ mean)
     new_cov = cov - gain @ B
     new_cov = 0.5 * (new_cov + new_cov.T)
@@ -108,7 +108,7 @@ class BayesTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
             raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit(X, y) first")
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, y) -> "BayesTaskRegressor":
+    def fit(self, X, y) -> BayesTaskRegressor:
         """Condition the prior on (X, y); X may have zero rows (the posterior is then the prior)."""
         if not hasattr(self.basis, "__sklearn_is_fitted__"):
             raise TypeError(f"parameter 'basis' must be a metafast BasisFamily; got {type(self.basis).__name__}")
@@ -122,7 +122,7 @@ class BayesTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
         self.n_samples_seen_ = int(Phi.shape[0])
         return self
 
-    def _set_posterior(self, coef: np.ndarray, covariance: np.ndarray, n_samples: int) -> "BayesTaskRegressor":
+    def _set_posterior(self, coef: np.ndarray, covariance: np.ndarray, n_samples: int) -> BayesTaskRegressor:
         """Install a posterior computed elsewhere (MetaBayes.adapt's kernel) as the fitted state.
 
         The caller guarantees what ``fit`` would check: a fitted basis and a prior of the right
@@ -136,7 +136,7 @@ class BayesTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
         self.n_samples_seen_ = int(n_samples)
         return self
 
-    def update(self, X, y) -> "BayesTaskRegressor":
+    def update(self, X, y) -> BayesTaskRegressor:
         """Refine the posterior with new points (rank-k update, O(m^2) per single point).
 
         Equal (to round-off) to refitting on all points seen so far.
@@ -154,8 +154,9 @@ class BayesTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
         Phi = self._design(X)
         mean = np.empty(Phi.shape[0])
         std = np.empty(Phi.shape[0] if return_std else 0)
-        _bayes.predict_one(Phi, as_f64(self.coef_), as_f64(self.covariance_), self.noise_var_, bool(return_std),
-                           mean, std)
+        _bayes.predict_one(
+            Phi, as_f64(self.coef_), as_f64(self.covariance_), self.noise_var_, bool(return_std), mean, std
+        )
         return (mean, std) if return_std else mean
 
     def sample_weights(self, n_samples: int = 1, random_state=None) -> np.ndarray:
@@ -169,6 +170,8 @@ class BayesTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
         try:
             rng = np.random.default_rng(random_state)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"parameter 'random_state' must be None, a non-negative int, a SeedSequence "
-                             f"or a Generator; got {random_state!r} ({exc})") from None
+            raise ValueError(
+                f"parameter 'random_state' must be None, a non-negative int, a SeedSequence "
+                f"or a Generator; got {random_state!r} ({exc})"
+            ) from None
         return rng.multivariate_normal(self.coef_, self.covariance_, size=n_samples, method="eigh")

@@ -22,14 +22,13 @@ the start already has the data's scale).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import qr
 
-RANK_TOL = {np.dtype(np.float64): 1e-13, np.dtype(np.float32): 1e-6}   # relative eigenvalue cut
+RANK_TOL = {np.dtype(np.float64): 1e-13, np.dtype(np.float32): 1e-6}  # relative eigenvalue cut
 
 
 @dataclass
@@ -75,7 +74,10 @@ def warn_dependent(dropped: list, m: int, what: str = "MetaBayes") -> None:
         f"{what}: the training design has rank {m - len(dropped)} < {m} basis functions; basis "
         f"column(s) {shown} are zero or linear combinations of the others in the training rows. EM "
         "runs on the range of the design (the prior is not learned in the other directions); use "
-        "fewer basis functions or remove duplicate columns", UserWarning, stacklevel=5)
+        "fewer basis functions or remove duplicate columns",
+        UserWarning,
+        stacklevel=5,
+    )
 
 
 def whitening_map(gram: np.ndarray, n_rows: int, kind: str, dtype) -> WhiteningMap | None:
@@ -91,7 +93,7 @@ def whitening_map(gram: np.ndarray, n_rows: int, kind: str, dtype) -> WhiteningM
     lam, V = np.linalg.eigh(C)
     top = float(lam.max(initial=0.0))
     if not np.isfinite(top) or top <= 0:
-        return None                       # no information at all: stay in the user's coordinates
+        return None  # no information at all: stay in the user's coordinates
     keep = lam > tol * top
     rank = int(keep.sum())
     dropped = dependent_columns(C, rank)

@@ -18,26 +18,36 @@ import warnings
 
 import numpy as np
 
+from metafast._memory import check_allocation
 from metafast._validation import check_positive_float, check_positive_int
-from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows, iter_task_chunks,
-                                     training_source, training_view)
-from metafast.learners.bayes._em import COVARIANCE_TYPES, GaussianPrior, Stats
-from metafast.learners.bayes._blocks import DesignCache, chunk_estep as _chunk_estep, scale_sums as _scale_sums
+from metafast.distributed import DaskChunks
+from metafast.learners._base import (
+    MetaLearner,
+    check_regression,
+    check_tasks,
+    check_train_rows,
+    iter_task_chunks,
+    training_source,
+    training_view,
+)
 from metafast.learners._chunks import LocalChunks
 from metafast.learners.bayes._accel import combined
+from metafast.learners.bayes._blocks import DesignCache
+from metafast.learners.bayes._blocks import chunk_estep as _chunk_estep
+from metafast.learners.bayes._blocks import scale_sums as _scale_sums
 from metafast.learners.bayes._driver import EMDriverMixin, _FromMixture
-from metafast.learners.bayes._whiten import missing_columns, to_user, warn_dependent, whitening_map
-from metafast.learners.bayes.mixture.prior import MixturePrior
-from metafast.learners.bayes.mixture._dask import mixture_on_workers
-from metafast.distributed import DaskChunks
+from metafast.learners.bayes._em import COVARIANCE_TYPES, GaussianPrior, Stats
 from metafast.learners.bayes._predict import BayesPredictMixin
 from metafast.learners.bayes._task import BayesTaskRegressor  # noqa: F401 (public name of this module)
-from metafast._memory import check_allocation
+from metafast.learners.bayes._whiten import missing_columns, to_user, warn_dependent, whitening_map
+from metafast.learners.bayes.mixture._dask import mixture_on_workers
+from metafast.learners.bayes.mixture.prior import MixturePrior
 from metafast.parallel import effective_n_threads, with_one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
-_NO_ROWS = ("argument 'tasks' has no labelled rows to meta-train on (train_rows={!r}): every task's "
-            "training rows are empty")
+_NO_ROWS = (
+    "argument 'tasks' has no labelled rows to meta-train on (train_rows={!r}): every task's training rows are empty"
+)
 
 # smallest noise variance EM may reach, in units of the (standardised) target variance
 ACCELERATIONS = ("lbfgs", "squarem", "overrelax", "none")
@@ -173,11 +183,29 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
     objective_ = _FromMixture()
     n_iter_ = _FromMixture()
 
-    def __init__(self, basis=None, covariance: str = "full", n_components=1, max_iter: int = 200,
-                 tol: float = 1e-5, prior_weight: float = 1.0, prior_scale="auto", learn_basis: bool = False,
-                 basis_max_iter: int = 10, basis_rounds: int = 10, basis_em_iter=3, n_init: int = 1, n_jobs=None,
-                 backend: str = "threads", acceleration: str = "squarem", overrelax=None, train_rows: str = "all",
-                 random_state=None, verbose: int = 0, whiten: bool = True):
+    def __init__(
+        self,
+        basis=None,
+        covariance: str = "full",
+        n_components=1,
+        max_iter: int = 200,
+        tol: float = 1e-5,
+        prior_weight: float = 1.0,
+        prior_scale="auto",
+        learn_basis: bool = False,
+        basis_max_iter: int = 10,
+        basis_rounds: int = 10,
+        basis_em_iter=3,
+        n_init: int = 1,
+        n_jobs=None,
+        backend: str = "threads",
+        acceleration: str = "squarem",
+        overrelax=None,
+        train_rows: str = "all",
+        random_state=None,
+        verbose: int = 0,
+        whiten: bool = True,
+    ):
         self.basis = basis
         self.covariance = covariance
         self.n_components = n_components
@@ -232,8 +260,9 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
             return self.acceleration
         if not isinstance(self.overrelax, (bool, np.bool_)):
             raise ValueError(f"parameter 'overrelax' must be True, False or None; got {self.overrelax!r}")
-        warnings.warn("parameter 'overrelax' is deprecated: use acceleration='overrelax' or 'none'",
-                      FutureWarning, stacklevel=4)
+        warnings.warn(
+            "parameter 'overrelax' is deprecated: use acceleration='overrelax' or 'none'", FutureWarning, stacklevel=4
+        )
         return "overrelax" if self.overrelax else "none"
 
     def _chunk_source(self, tasks):
@@ -284,7 +313,7 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
         return total
 
     # ================================================================== fit
-    def fit(self, tasks, y=None) -> "MetaBayes":
+    def fit(self, tasks, y=None) -> MetaBayes:
         """Learn the prior (and, with learn_basis, the basis) from training tasks.
 
         ``tasks`` is a TaskSet or a re-iterable of TaskSet chunks (a stream); for a stream the
@@ -298,7 +327,7 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
         return self
 
     @with_one_blas_thread
-    def _fit_aside(self, tasks) -> "MetaBayes":
+    def _fit_aside(self, tasks) -> MetaBayes:
         self._check_params()
         for attr in ("mixture_", "_stats"):
             self.__dict__.pop(attr, None)
@@ -311,14 +340,17 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
             raise ValueError(_NO_ROWS.format(self.train_rows) + " (the first chunk, which fits the basis)")
         try:
             self.basis_ = self._init_basis(first, default="rbf", n_basis=40)
-            m = self.basis_.n_basis   # prior, its inverse, statistics, EM copies; m x m scratch per thread
-            check_allocation(8.0 * m * m * (10 + self._n_threads), f"MetaBayes with {m} basis functions",
-                             "use fewer basis functions or covariance='diag'")
+            m = self.basis_.n_basis  # prior, its inverse, statistics, EM copies; m x m scratch per thread
+            check_allocation(
+                8.0 * m * m * (10 + self._n_threads),
+                f"MetaBayes with {m} basis functions",
+                "use fewer basis functions or covariance='diag'",
+            )
             self._set_scale_and_init(source, first.dtype)
             cache = DesignCache() if isinstance(source, list) else None
             self._n_jittered = 0
             self._history, self._objective, self.n_iter_, self.n_passes_ = [], [], 0, 0
-            self._passes_at = []     # n_passes_ when each history entry was recorded
+            self._passes_at = []  # n_passes_ when each history entry was recorded
             prior, self.converged_, stats = self._em(source, self._prior, cache)
             if self.learn_basis:
                 prior, stats = self._learn_basis(source, prior, stats, cache)
@@ -326,7 +358,7 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
             if isinstance(source, DaskChunks):
                 source.release()
         self._finish(prior)
-        self._stats = stats.without_tasks()      # kept (O(m^2)) for partial_fit
+        self._stats = stats.without_tasks()  # kept (O(m^2)) for partial_fit
         self.n_tasks_seen_ = self._stats.n_tasks
         self._mf_fitted = True
         return self
@@ -347,14 +379,16 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
         row_norm = sum_phi2 / n_rows if n_rows else 0.0
         s0 = 1.0 / row_norm if np.isfinite(row_norm) and row_norm > 0 else 1.0
         m = self.basis_.n_basis
-        psi = s0 if isinstance(self.prior_scale, str) else float(self.prior_scale) / self._y_scale ** 2
+        psi = s0 if isinstance(self.prior_scale, str) else float(self.prior_scale) / self._y_scale**2
         self._nu = float(self.prior_weight)
         self._noise_floor = _NOISE_FLOOR[np.dtype(dtype)]
         gram = np.asarray(sums[3:]).reshape(m, m)
-        self._wmap = whitening_map(gram, n_rows, self.covariance, dtype) if self.whiten and not self.learn_basis else None
+        self._wmap = (
+            whitening_map(gram, n_rows, self.covariance, dtype) if self.whiten and not self.learn_basis else None
+        )
         warn_dependent(missing_columns(gram, n_rows, dtype), m)
         A = None if self._wmap is None else self._wmap.A
-        if A is not None:                   # the isotropic start of the whitened coordinates
+        if A is not None:  # the isotropic start of the whitened coordinates
             white_norm = float(np.sum((A.T @ gram) * A.T)) / n_rows
             s0 = 1.0 / white_norm if np.isfinite(white_norm) and white_norm > 0 else 1.0
         self._psi = psi if self._wmap is None else self._wmap.target(psi)
@@ -363,23 +397,28 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
     def _finish(self, prior: GaussianPrior) -> None:
         """Store the prior and the public attributes (in the units of y)."""
         if not (np.isfinite(prior.mean).all() and np.isfinite(prior.cov).all() and np.isfinite(prior.noise_var)):
-            raise FloatingPointError("MetaBayes EM reached a non-finite prior: the tasks or the basis "
-                                     "hold values too large to represent (check for huge magnitudes)")
+            raise FloatingPointError(
+                "MetaBayes EM reached a non-finite prior: the tasks or the basis "
+                "hold values too large to represent (check for huge magnitudes)"
+            )
         mean, cov = to_user(prior.mean, prior.cov, getattr(self, "_wmap", None))
-        self._prior = GaussianPrior(mean, cov, prior.noise_var, prior.kind)    # what adapt/predict use
+        self._prior = GaussianPrior(mean, cov, prior.noise_var, prior.kind)  # what adapt/predict use
         c = self._y_scale
         self.mean_ = mean * c
-        self.covariance_ = cov * c ** 2
-        self.noise_var_ = float(prior.noise_var * c ** 2)
+        self.covariance_ = cov * c**2
+        self.noise_var_ = float(prior.noise_var * c**2)
         self.log_evidence_ = np.asarray(self._history)
         self.objective_ = np.asarray(self._objective)
         if self._n_jittered:
             warnings.warn(
                 f"MetaBayes: {self._n_jittered} per-task factorisations needed diagonal jitter "
-                "(near-singular design or noise variance at its floor)", RuntimeWarning, stacklevel=3)
+                "(near-singular design or noise variance at its floor)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     # ================================================================== partial_fit
-    def partial_fit(self, tasks) -> "MetaBayes":
+    def partial_fit(self, tasks) -> MetaBayes:
         """Keep meta-learning as new tasks arrive (incremental EM with frozen old statistics).
 
         The E-step statistics of earlier tasks are kept, summed, as computed at the prior of their
@@ -396,14 +435,14 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
         return self
 
     @with_one_blas_thread
-    def _partial_fit_aside(self, tasks) -> "MetaBayes":
+    def _partial_fit_aside(self, tasks) -> MetaBayes:
         self._check_params()
         if self.n_components != 1:
             raise NotImplementedError("partial_fit is only available with n_components=1")
         source, _ = self._chunk_source(tasks)
         cache = DesignCache() if isinstance(source, list) else None
         self._n_jittered = 0
-        self._history, self._objective, self._passes_at = [], [], []   # this call's (new tasks only)
+        self._history, self._objective, self._passes_at = [], [], []  # this call's (new tasks only)
         self.n_passes_ = getattr(self, "n_passes_", 0)
         try:
             prior, self.converged_, new = self._em(source, self._whitened(self._prior), cache, fixed=self._stats)
@@ -420,12 +459,20 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
         """The unfitted MixturePrior this model's parameters describe (MetaBayes says "iso" where
         the mixture module says "spherical": one variance per component)."""
         covariance = "spherical" if self.covariance == "iso" else self.covariance
-        return MixturePrior(self.n_components, covariance=covariance, max_iter=self.max_iter, tol=self.tol,
-                            n_init=self.n_init, random_state=self.random_state, n_threads=self._n_threads,
-                            verbose=self.verbose, prior_weight=self.prior_weight)
+        return MixturePrior(
+            self.n_components,
+            covariance=covariance,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            n_init=self.n_init,
+            random_state=self.random_state,
+            n_threads=self._n_threads,
+            verbose=self.verbose,
+            prior_weight=self.prior_weight,
+        )
 
-    def _fit_mixture(self, tasks) -> "MetaBayes":
-        if self.backend == "dask":             # statistics summed on the Dask workers
+    def _fit_mixture(self, tasks) -> MetaBayes:
+        if self.backend == "dask":  # statistics summed on the Dask workers
             return self._set_mixture(*mixture_on_workers(self, tasks))
         ts = training_view(check_tasks(tasks), self.train_rows)
         check_regression(ts, "MetaBayes")
@@ -437,8 +484,8 @@ class MetaBayes(EMDriverMixin, BayesPredictMixin, MetaLearner):
         prior = self._mixture_prior().fit(Phi, y, ts.support_offsets)
         return self._set_mixture(prior, len(ts))
 
-    def _set_mixture(self, prior, n_tasks: int) -> "MetaBayes":
-        self.mixture_ = prior              # the mixture's fitted attributes are read from it (_FromMixture)
+    def _set_mixture(self, prior, n_tasks: int) -> MetaBayes:
+        self.mixture_ = prior  # the mixture's fitted attributes are read from it (_FromMixture)
         self.n_tasks_seen_ = n_tasks
         self._mf_fitted = True
         return self

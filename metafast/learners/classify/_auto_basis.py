@@ -20,8 +20,8 @@ import numpy as np
 
 from metafast.tasks._taskset import TaskSet
 
-MAX_TASKS = 200        # training tasks used to choose (a random subset: choosing must stay cheap)
-MIN_TASKS = 6          # fewer: no held-out split is worth having
+MAX_TASKS = 200  # training tasks used to choose (a random subset: choosing must stay cheap)
+MIN_TASKS = 6  # fewer: no held-out split is worth having
 MAX_ITER = 15
 RFF_FEATURES = 128
 RFF_SCALES = (0.5, 1.0, 2.0)
@@ -53,8 +53,9 @@ def candidates(X: np.ndarray) -> dict:
     out = {"linear": Standardized(make("linear"))}
     for c in RFF_SCALES:
         out[f"rff({c:g})"] = Standardized(make("rff", n_basis=RFF_FEATURES, length_scale=c * med, random_state=0))
-    out["linear+rff(1)"] = Standardized(Union([make("linear"), make("rff", n_basis=RFF_FEATURES, length_scale=med,
-                                                                      random_state=0)]))
+    out["linear+rff(1)"] = Standardized(
+        Union([make("linear"), make("rff", n_basis=RFF_FEATURES, length_scale=med, random_state=0)])
+    )
     return out
 
 
@@ -63,8 +64,11 @@ def _fallback(reason: str) -> tuple[str, object, dict]:
     from metafast.basis.standardized import Standardized
 
     warnings.warn(f"basis='auto': {reason}; using the linear family", UserWarning, stacklevel=4)
-    return "linear", Standardized(make("linear")), {"candidate": [], "nll": [], "accuracy": [], "seconds": [],
-                                                    "status": []}
+    return (
+        "linear",
+        Standardized(make("linear")),
+        {"candidate": [], "nll": [], "accuracy": [], "seconds": [], "status": []},
+    )
 
 
 def choose_basis(learner, tasks: TaskSet, budget: float, candidate_set: dict | None = None):
@@ -89,8 +93,15 @@ def choose_basis(learner, tasks: TaskSet, budget: float, candidate_set: dict | N
         if results["candidate"] and time.perf_counter() - start > budget:
             break
         t0 = time.perf_counter()
-        params = dict(learner.get_params(deep=False), basis=basis, learn_basis=False, backend="threads",
-                      max_iter=min(learner.max_iter, MAX_ITER), verbose=0, standardize=False)
+        params = dict(
+            learner.get_params(deep=False),
+            basis=basis,
+            learn_basis=False,
+            backend="threads",
+            max_iter=min(learner.max_iter, MAX_ITER),
+            verbose=0,
+            standardize=False,
+        )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -100,15 +111,23 @@ def choose_basis(learner, tasks: TaskSet, budget: float, candidate_set: dict | N
         except Exception as exc:  # noqa: BLE001 - a broken candidate (e.g. a plugin family) is skipped
             nll, acc, status = np.nan, np.nan, f"{type(exc).__name__}: {exc}"
         if status != "ok":
-            warnings.warn(f"basis='auto': candidate {name!r} failed and is skipped ({status})", UserWarning,
-                          stacklevel=3)
-        for key, value in (("candidate", name), ("nll", nll), ("accuracy", acc),
-                           ("seconds", time.perf_counter() - t0), ("status", status)):
+            warnings.warn(
+                f"basis='auto': candidate {name!r} failed and is skipped ({status})", UserWarning, stacklevel=3
+            )
+        for key, value in (
+            ("candidate", name),
+            ("nll", nll),
+            ("accuracy", acc),
+            ("seconds", time.perf_counter() - t0),
+            ("status", status),
+        ):
             results[key].append(value)
     ok = [i for i, s in enumerate(results["status"]) if s == "ok"]
     if not ok:
-        raise ValueError("basis='auto': every candidate basis failed: " + "; ".join(
-            f"{n}: {s}" for n, s in zip(results["candidate"], results["status"])))
+        raise ValueError(
+            "basis='auto': every candidate basis failed: "
+            + "; ".join(f"{n}: {s}" for n, s in zip(results["candidate"], results["status"]))
+        )
     best = min(ok, key=lambda i: results["nll"][i])
     name = results["candidate"][best]
     return name, candidate_set[name], results

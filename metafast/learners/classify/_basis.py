@@ -57,7 +57,7 @@ def _hessian_solve(Psw: np.ndarray, P: np.ndarray, g: np.ndarray) -> np.ndarray:
     k, n, m = Psw.shape
     C = P.shape[2]
     J = np.einsum("kic,cd->kicd", P, np.eye(C)) - P[:, :, :, None] * P[:, :, None, :]
-    if m < n:      # primal: (mC x mC), class-major blocks
+    if m < n:  # primal: (mC x mC), class-major blocks
         H = np.einsum("kicd,kia,kib->kcadb", J, Psw, Psw).reshape(k, C * m, C * m)
         H += np.eye(C * m)
         rhs = np.swapaxes(g, 1, 2).reshape(k, C * m, 1)
@@ -85,8 +85,9 @@ def _query_part(Pq, cq, Wf, U, n_rows: int, dQ, rows_q, g) -> float:
     return float((lse - own).sum())
 
 
-def logistic_query_loss(prior, Phi_s, codes_s, s_off, n_classes, Phi_q, codes_q, q_off, n_threads: int,
-                        total: float | None = None):
+def logistic_query_loss(
+    prior, Phi_s, codes_s, s_off, n_classes, Phi_q, codes_q, q_off, n_threads: int, total: float | None = None
+):
     """(mean query log loss, dL/dPhi_s, dL/dPhi_q) of every training task adapted on its support
     under ``prior`` (a ``_logistic.ClassPrior``); see the module docstring.  ``total``: divide by
     this many rows instead (a chunk's share of the mean over all chunks)."""
@@ -107,45 +108,49 @@ def logistic_query_loss(prior, Phi_s, codes_s, s_off, n_classes, Phi_q, codes_q,
         return 0.0, dS, dQ
     n_rows = n_rows if total is None else total
     if n_rows == 0:
-        raise ValueError("learn_basis=True with the logistic head needs training tasks with query rows and "
-                         "two or more classes: its objective is the query log loss after adapting on the support")
+        raise ValueError(
+            "learn_basis=True with the logistic head needs training tasks with query rows and "
+            "two or more classes: its objective is the query log loss after adapting on the support"
+        )
     loss = 0.0
-    for (n, C), members in _grouped_tasks(s_off, n_classes).items():
+    for (_n, C), members in _grouped_tasks(s_off, n_classes).items():
         members = [t for t in members if use[t]]
         if not members:
             continue
-        rows_s = np.stack([np.arange(s_off[t], s_off[t + 1]) for t in members])        # (k, n)
-        Pw = Psw[rows_s]                                                                # (k, n, m)
-        V = np.swapaxes(Pw, 1, 2) @ fit.A[rows_s][:, :, :C].astype(np.float64)          # (k, m, C)
+        rows_s = np.stack([np.arange(s_off[t], s_off[t + 1]) for t in members])  # (k, n)
+        Pw = Psw[rows_s]  # (k, n, m)
+        V = np.swapaxes(Pw, 1, 2) @ fit.A[rows_s][:, :, :C].astype(np.float64)  # (k, m, C)
         Ys = np.eye(C)[codes_s[rows_s]]
         B0 = 0.0 if M is None else Phi_s64[rows_s] @ M.T[:, :C]
         Ps = _softmax(Pw @ V + B0)
         # one Newton step polishes the kernel's MAP (it stops on the objective: |grad| ~ 1e-9)
         V = V - _hessian_solve(Pw, Ps, V + np.swapaxes(Pw, 1, 2) @ (Ps - Ys))
         Ps = _softmax(Pw @ V + B0)
-        Wf = U @ V                                                                      # (k, m, C)
+        Wf = U @ V  # (k, m, C)
         if M is not None:
             Wf = Wf + M.T[None, :, :C]
         g = np.zeros_like(V)
         nq = q_sizes[members]
-        if np.all(nq == nq[0]):                 # the usual case (episodes): one batched product
-            rows_q = q_off[members][:, None] + np.arange(nq[0])[None, :]                # (k, nq)
+        if np.all(nq == nq[0]):  # the usual case (episodes): one batched product
+            rows_q = q_off[members][:, None] + np.arange(nq[0])[None, :]  # (k, nq)
             loss += _query_part(Phi_q64[rows_q], codes_q[rows_q], Wf, U, n_rows, dQ, rows_q, g)
         else:
             for j, t in enumerate(members):
                 rows_q = np.arange(q_off[t], q_off[t + 1])[None, :]
-                loss += _query_part(Phi_q64[rows_q], codes_q[rows_q], Wf[j:j + 1], U, n_rows, dQ, rows_q,
-                                    g[j:j + 1])
-        u = _hessian_solve(Pw, Ps, g)                                                   # (k, m, C)
-        R = Pw @ u                                                                      # (k, n, C)
+                loss += _query_part(
+                    Phi_q64[rows_q], codes_q[rows_q], Wf[j : j + 1], U, n_rows, dQ, rows_q, g[j : j + 1]
+                )
+        u = _hessian_solve(Pw, Ps, g)  # (k, m, C)
+        R = Pw @ u  # (k, n, C)
         JR = Ps * R - Ps * (Ps * R).sum(axis=2, keepdims=True)
         dS[rows_s] = -((Ps - Ys) @ np.swapaxes(U @ u, 1, 2) + JR @ np.swapaxes(Wf, 1, 2))
     return loss / n_rows, dS, dQ
 
 
 # ---------------------------------------------------------------------------- ridge head
-def ridge_neg_evidence(prior, noise_var: float, Phi, codes, offsets, n_classes, n_threads: int,
-                       total: float | None = None):
+def ridge_neg_evidence(
+    prior, noise_var: float, Phi, codes, offsets, n_classes, n_threads: int, total: float | None = None
+):
     """(-sum_t log p(Y_t) / T, its gradient with respect to Phi) of the one-hot targets (T: the
     tasks, or ``total``)."""
     from metafast.learners.classify._ridge_head import ridge_estep
@@ -153,14 +158,15 @@ def ridge_neg_evidence(prior, noise_var: float, Phi, codes, offsets, n_classes, 
     A, G, _, logp, _, _, _, U = ridge_estep(Phi, codes, offsets, n_classes, prior, noise_var, n_threads)
     dPhi = G.astype(np.float64) @ U.T
     if prior.means is not None:
-        dPhi += A[:, :prior.means.shape[0]].astype(np.float64) @ prior.means
+        dPhi += A[:, : prior.means.shape[0]].astype(np.float64) @ prior.means
     T = max(offsets.shape[0] - 1, 1) if total is None else total
     return -float(logp.sum()) / T, -dPhi / T
 
 
 # ---------------------------------------------------------------------------- prototype head
-def prototype_loo_loss(metric: np.ndarray, shared: bool, Phi, codes, offsets, n_classes, n_threads: int,
-                       total: float | None = None):
+def prototype_loo_loss(
+    metric: np.ndarray, shared: bool, Phi, codes, offsets, n_classes, n_threads: int, total: float | None = None
+):
     """(mean leave-one-out log loss, its gradient with respect to Phi) under a fixed metric; the
     prototypes (and shared-setting global means, from these rows) are recomputed from Phi (see
     ``_prototype``).  ``total``: divide by this many rows instead."""
@@ -175,8 +181,16 @@ def prototype_loo_loss(metric: np.ndarray, shared: bool, Phi, codes, offsets, n_
     return val, d_phi + (d_g / n_cls[:, None])[codes]
 
 
-def prototype_loo_terms(metric: np.ndarray, Phi, codes, offsets, n_classes, n_threads: int,
-                        total: float | None = None, global_means: np.ndarray | None = None):
+def prototype_loo_terms(
+    metric: np.ndarray,
+    Phi,
+    codes,
+    offsets,
+    n_classes,
+    n_threads: int,
+    total: float | None = None,
+    global_means: np.ndarray | None = None,
+):
     """(LOO loss, its gradient in Phi for fixed ``global_means``, its gradient in the global means
     (shared setting; else None)): the global means' own dependence on Phi is the caller's (a sum
     over every chunk's rows)."""
@@ -189,8 +203,10 @@ def prototype_loo_terms(metric: np.ndarray, Phi, codes, offsets, n_classes, n_th
         L.n_used = total
     val, h = L.value_and_dscores(np.log(metric))
     cand, rows = L.cand, L.rows
-    Hm = sparse.csr_matrix((h[cand], (L.key_of[cand], np.broadcast_to(rows[:, None], cand.shape)[cand])),
-                           shape=(L.P.shape[0], Phi.shape[0]))
+    Hm = sparse.csr_matrix(
+        (h[cand], (L.key_of[cand], np.broadcast_to(rows[:, None], cand.shape)[cand])),
+        shape=(L.P.shape[0], Phi.shape[0]),
+    )
     # D_ic = sum_j d_j (phi_ij - p_kj)^2 with dL/dD = h / n_used
     scale = 2.0 * metric / L.n_used
     d_phi = scale * (Phi * h.sum(axis=1)[:, None] - Hm.T @ L.P)
@@ -246,9 +262,18 @@ def objective_terms(chunk, spec, head_state, basis, total: float, global_means, 
             val, X, G = 0.0, chunk.X_support[:0], np.zeros((0, basis.n_basis + 1))
         else:
             _, codes_s, s_off, ncls, _, codes_q, q_off = d.calib
-            val, dS, dQ = logistic_query_loss(head_state, design_with_bias(basis, chunk.X_support), codes_s, s_off,
-                                              ncls, design_with_bias(basis, chunk.X_query), codes_q, q_off,
-                                              n_threads, total)
+            val, dS, dQ = logistic_query_loss(
+                head_state,
+                design_with_bias(basis, chunk.X_support),
+                codes_s,
+                s_off,
+                ncls,
+                design_with_bias(basis, chunk.X_query),
+                codes_q,
+                q_off,
+                n_threads,
+                total,
+            )
             X, G = np.concatenate([chunk.X_support, chunk.X_query]), np.concatenate([dS, dQ])
     else:
         X = training_view(chunk, spec.train_rows).X_support
@@ -256,8 +281,9 @@ def objective_terms(chunk, spec, head_state, basis, total: float, global_means, 
         if spec.head == "ridge":
             val, G = ridge_neg_evidence(*head_state, Phi, d.codes, d.offsets, d.n_classes, n_threads, total)
         else:
-            val, G, d_g = prototype_loo_terms(head_state, Phi, d.codes, d.offsets, d.n_classes, n_threads, total,
-                                              global_means)
+            val, G, d_g = prototype_loo_terms(
+                head_state, Phi, d.codes, d.offsets, d.n_classes, n_threads, total, global_means
+            )
             extra = [] if d_g is None else [np.ravel(d_g)]
     return np.concatenate([[val]] + _pull_back(basis, X, G) + extra)
 
@@ -294,8 +320,10 @@ class ChunkedObjective:
         self.total = source.map_sum(objective_rows, spec)
         if self.total == 0:
             if spec.head == "logistic":
-                raise ValueError("learn_basis=True with head='logistic' needs training tasks with query rows: "
-                                 "its objective is the query log loss after adapting on the support")
+                raise ValueError(
+                    "learn_basis=True with head='logistic' needs training tasks with query rows: "
+                    "its objective is the query log loss after adapting on the support"
+                )
             raise ValueError("learn_basis=True: no training row enters the head's objective")
 
     def evaluate(self, basis):
@@ -308,13 +336,13 @@ class ChunkedObjective:
             counts = np.maximum(sums[-K:], 1)
             means = sums[:-K].reshape(K, -1) / counts[:, None]
         out = self.source.map_sum(objective_terms, self.spec, self.head_state, basis, self.total, means)
-        flat = out[1:1 + n_params]
+        flat = out[1 : 1 + n_params]
         if means is not None:
-            dmeans = out[1 + n_params:].reshape(means.shape) / counts[:, None]
+            dmeans = out[1 + n_params :].reshape(means.shape) / counts[:, None]
             flat = flat + self.source.map_sum(class_mean_path_terms, self.spec, basis, dmeans)
         grads, pos = {}, 0
         for k in sorted(params):
-            grads[k] = flat[pos:pos + np.size(params[k])].reshape(np.shape(params[k]))
+            grads[k] = flat[pos : pos + np.size(params[k])].reshape(np.shape(params[k]))
             pos += np.size(params[k])
         return float(out[0]), grads
 
@@ -332,5 +360,11 @@ def optimise_basis(basis, objective: ChunkedObjective, max_iter: int):
     return new, f0, f1
 
 
-__all__ = ["logistic_query_loss", "ridge_neg_evidence", "prototype_loo_loss", "check_learnable", "optimise_basis",
-           "ChunkedObjective"]
+__all__ = [
+    "logistic_query_loss",
+    "ridge_neg_evidence",
+    "prototype_loo_loss",
+    "check_learnable",
+    "optimise_basis",
+    "ChunkedObjective",
+]

@@ -25,7 +25,11 @@ import numpy as np
 from metafast.learners._base import training_view
 from metafast.learners._chunks import LocalChunks as InProcessChunks
 from metafast.learners.classify._labels import (
-    check_classification_tasks, check_n_classes, encode_episodic, encode_query_episodic, encode_shared,
+    check_classification_tasks,
+    check_n_classes,
+    encode_episodic,
+    encode_query_episodic,
+    encode_shared,
 )
 from metafast.tasks._taskset import TaskSet
 
@@ -82,13 +86,20 @@ class ChunkData:
         self.calib = None
         if spec.head == "logistic" and chunk.X_query.shape[0]:
             codes_s, ncls, codes_q = split_codes(spec.setting, spec.classes, chunk, spec.max_classes)
-            self.calib = (design_with_bias(spec.basis, chunk.X_support), codes_s, chunk.support_offsets, ncls,
-                          design_with_bias(spec.basis, chunk.X_query), codes_q, chunk.query_offsets)
+            self.calib = (
+                design_with_bias(spec.basis, chunk.X_support),
+                codes_s,
+                chunk.support_offsets,
+                ncls,
+                design_with_bias(spec.basis, chunk.X_query),
+                codes_q,
+                chunk.query_offsets,
+            )
         self.n_query = chunk.X_query.shape[0]
         self.state: dict = {}
 
 
-_DATA: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_DATA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
@@ -111,8 +122,9 @@ def chunk_labels(chunk: TaskSet, train_rows: str, n_features: int, n_threads: in
     try:
         check_classification_tasks(chunk)
         if chunk.n_features != n_features:
-            raise ValueError(f"argument 'tasks' has {chunk.n_features} features, but the basis was fitted on "
-                             f"{n_features}")
+            raise ValueError(
+                f"argument 'tasks' has {chunk.n_features} features, but the basis was fitted on {n_features}"
+            )
         train = training_view(chunk, train_rows)
         return np.unique(np.concatenate([train.y_support, train.y_query]))
     except (TypeError, ValueError) as exc:
@@ -129,11 +141,17 @@ def chunk_summary(chunk: TaskSet, spec: Spec, n_threads: int):
         return exc
     Phi = d.Phi.astype(np.float64, copy=False)
     active = d.n_classes >= 2
-    return {"n_tasks": float(d.n_classes.shape[0]), "n_rows": float(Phi.shape[0]),
-            "phi2": float(np.einsum("ij,ij->", Phi, Phi)), "col_sum": Phi.sum(axis=0),
-            "tc": float(d.n_classes.sum()), "tc_active": float(d.n_classes[active].sum()),
-            "n_active": float(active.sum()), "n_points": float((np.diff(d.offsets) * d.n_classes).sum()),
-            "n_query": float(d.n_query)}
+    return {
+        "n_tasks": float(d.n_classes.shape[0]),
+        "n_rows": float(Phi.shape[0]),
+        "phi2": float(np.einsum("ij,ij->", Phi, Phi)),
+        "col_sum": Phi.sum(axis=0),
+        "tc": float(d.n_classes.sum()),
+        "tc_active": float(d.n_classes[active].sum()),
+        "n_active": float(active.sum()),
+        "n_points": float((np.diff(d.offsets) * d.n_classes).sum()),
+        "n_query": float(d.n_query),
+    }
 
 
 def gather_checked(source, fn, *args) -> list:

@@ -64,16 +64,23 @@ def _check_object_labels(arr: np.ndarray, name: str, task: Any) -> None:
     so that they can be sorted into the task's classes."""
     kinds: dict[str, str] = {}
     for i, v in enumerate(arr):
-        missing = (v is None or type(v).__name__ in ("NAType", "NaTType")
-                   or (isinstance(v, (float, np.floating)) and np.isnan(v)))
+        missing = (
+            v is None
+            or type(v).__name__ in ("NAType", "NaTType")
+            or (isinstance(v, (float, np.floating)) and np.isnan(v))
+        )
         if missing:
-            raise ValueError(f"{where(name, task)} contains {v!r} at index {i}; every class label must be "
-                             "present (drop the unlabelled rows or give them a label)")
+            raise ValueError(
+                f"{where(name, task)} contains {v!r} at index {i}; every class label must be "
+                "present (drop the unlabelled rows or give them a label)"
+            )
         kinds.setdefault(_label_kind(v), type(v).__name__)
     if len(kinds) > 1:
-        raise TypeError(f"{where(name, task)} mixes label types ({', '.join(sorted(kinds.values()))}), which "
-                        "cannot be ordered into classes; give labels of one type (e.g. all strings: "
-                        "np.asarray(y).astype(str))")
+        raise TypeError(
+            f"{where(name, task)} mixes label types ({', '.join(sorted(kinds.values()))}), which "
+            "cannot be ordered into classes; give labels of one type (e.g. all strings: "
+            "np.asarray(y).astype(str))"
+        )
 
 
 def check_classification_tasks(tasks: TaskSet, name: str = "tasks") -> None:
@@ -81,11 +88,16 @@ def check_classification_tasks(tasks: TaskSet, name: str = "tasks") -> None:
     if not tasks.is_classification:
         y = np.concatenate([tasks.y_support[:1000], tasks.y_query[:1000]])
         whole = bool(np.all(y == np.round(y)))
-        hint = ("their values are whole numbers: if they are class labels, build the TaskSet from integer "
-                "labels (y.astype(int))") if whole else "use mf.MetaBayes or mf.MetaRidge for regression"
+        hint = (
+            (
+                "their values are whole numbers: if they are class labels, build the TaskSet from integer "
+                "labels (y.astype(int))"
+            )
+            if whole
+            else "use mf.MetaBayes or mf.MetaRidge for regression"
+        )
         raise TypeError(
-            f"argument {name!r} holds float (regression) targets, but MetaClassifier needs integer class "
-            f"labels; {hint}"
+            f"argument {name!r} holds float (regression) targets, but MetaClassifier needs integer class labels; {hint}"
         )
 
 
@@ -103,25 +115,31 @@ def encode_episodic(y: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
     keys = np.stack([tid, y.astype(np.int64)], axis=1) if y.size else np.zeros((0, 2), np.int64)
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
     inv = inv.reshape(-1)
-    per_task = np.bincount(uniq[:, 0], minlength=len(offsets) - 1) if uniq.size else np.zeros(len(offsets) - 1, np.int64)
+    per_task = (
+        np.bincount(uniq[:, 0], minlength=len(offsets) - 1) if uniq.size else np.zeros(len(offsets) - 1, np.int64)
+    )
     label_offsets = np.zeros(len(offsets), dtype=np.int64)
     np.cumsum(per_task, out=label_offsets[1:])
     codes = (inv - label_offsets[tid]).astype(np.int64)
     return codes, per_task.astype(np.int64), uniq[:, 1].astype(np.int64), label_offsets
 
 
-def encode_query_episodic(y_q: np.ndarray, q_offsets: np.ndarray, labels: np.ndarray,
-                          label_offsets: np.ndarray) -> np.ndarray:
+def encode_query_episodic(
+    y_q: np.ndarray, q_offsets: np.ndarray, labels: np.ndarray, label_offsets: np.ndarray
+) -> np.ndarray:
     """Codes of query labels against each task's support classes; a label absent from the task's
     support is an error naming the task."""
     tid = task_ids(q_offsets)
     codes = np.empty(y_q.shape[0], dtype=np.int64)
     for t in np.unique(tid):
         rows = slice(q_offsets[t], q_offsets[t + 1])
-        cls = labels[label_offsets[t]:label_offsets[t + 1]]
+        cls = labels[label_offsets[t] : label_offsets[t + 1]]
         pos = np.searchsorted(cls, y_q[rows])
-        ok = (pos < cls.size) & (cls[np.minimum(pos, max(cls.size - 1, 0))] == y_q[rows]) if cls.size else \
-            np.zeros(pos.shape, bool)
+        ok = (
+            (pos < cls.size) & (cls[np.minimum(pos, max(cls.size - 1, 0))] == y_q[rows])
+            if cls.size
+            else np.zeros(pos.shape, bool)
+        )
         if not ok.all():
             bad = y_q[rows][~ok][0]
             bad = bad.item() if isinstance(bad, np.generic) else bad
@@ -134,8 +152,9 @@ def encode_query_episodic(y_q: np.ndarray, q_offsets: np.ndarray, labels: np.nda
     return codes
 
 
-def encode_shared(y: np.ndarray, classes: np.ndarray, offsets: np.ndarray | None = None,
-                  name: str = "tasks") -> np.ndarray:
+def encode_shared(
+    y: np.ndarray, classes: np.ndarray, offsets: np.ndarray | None = None, name: str = "tasks"
+) -> np.ndarray:
     """Codes of labels against the meta-training classes; an unseen label is an error naming the
     task (when ``offsets`` is given) or the argument."""
     pos = np.searchsorted(classes, y)

@@ -73,7 +73,7 @@ def solve_paths(sizes: np.ndarray, n_classes: np.ndarray, m: int, path: str = "a
     n = sizes.astype(np.float64, copy=False)
     C = n_classes.astype(np.float64, copy=False)
     if path == "auto":
-        use = C * (C + 1) * n * m * m + (C * m) ** 3 / 3 < PRIMAL_FLOP_ADVANTAGE * (C + 1 / 3) * n ** 3
+        use = C * (C + 1) * n * m * m + (C * m) ** 3 / 3 < PRIMAL_FLOP_ADVANTAGE * (C + 1 / 3) * n**3
     else:
         use = np.full(sizes.shape, path == "primal")
     use &= (n_classes >= 2) & (sizes > 0)
@@ -86,22 +86,33 @@ def solve_paths(sizes: np.ndarray, n_classes: np.ndarray, m: int, path: str = "a
 class LaplaceFit:
     """What the kernel returns for packed tasks (see ``_classify.logistic_laplace``)."""
 
-    A: np.ndarray           # (N, Cmax) dual coefficients
-    G: np.ndarray           # (N, m) EM statistic rows (empty unless requested)
+    A: np.ndarray  # (N, Cmax) dual coefficients
+    G: np.ndarray  # (N, m) EM statistic rows (empty unless requested)
     log_evidence: np.ndarray  # (T,)
-    status: np.ndarray      # (T,) Newton steps, < 0 on failure
-    Phi_w: np.ndarray       # (N, m) whitened design
-    U: np.ndarray           # (m, m)
-    Q_primal: np.ndarray | float = 0.0   # (m, m) sum of the primal tasks' second-moment statistics
+    status: np.ndarray  # (T,) Newton steps, < 0 on failure
+    Phi_w: np.ndarray  # (N, m) whitened design
+    U: np.ndarray  # (m, m)
+    Q_primal: np.ndarray | float = 0.0  # (m, m) sum of the primal tasks' second-moment statistics
 
     def second_moment(self) -> np.ndarray:
         """sum_t sum_c E[v_tc v_tc^T] - C_t I over all tasks (needs want_stats)."""
         return self.Phi_w.T.astype(np.float64, copy=False) @ self.G.astype(np.float64, copy=False) + self.Q_primal
 
 
-def laplace(Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: np.ndarray, prior: ClassPrior,
-            *, n_threads: int, want_stats: bool = False, warm: np.ndarray | None = None,
-            max_iter: int = 100, tol: float = 1e-10, path: str = "auto") -> LaplaceFit:
+def laplace(
+    Phi: np.ndarray,
+    codes: np.ndarray,
+    offsets: np.ndarray,
+    n_classes: np.ndarray,
+    prior: ClassPrior,
+    *,
+    n_threads: int,
+    want_stats: bool = False,
+    warm: np.ndarray | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-10,
+    path: str = "auto",
+) -> LaplaceFit:
     """MAP and Laplace evidence of every packed task under ``prior`` (``path``: see ``solve_paths``)."""
     dtype = Phi.dtype
     U = prior.factor()
@@ -120,15 +131,31 @@ def laplace(Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: 
     Qp = np.empty((n_primal if want_stats else 0, Phi.shape[1], Phi.shape[1]), dtype=dtype)
     logq = np.empty(T, dtype=np.float64)
     status = np.empty(T, dtype=np.intc)
-    _classify.logistic_laplace(Phi_w, B0, np.ascontiguousarray(codes, dtype=np.int64), offsets, n_classes, primal,
-                               int(max_iter), float(tol), warm is not None, bool(want_stats), int(n_threads), A, G,
-                               Qp, logq, status)
+    _classify.logistic_laplace(
+        Phi_w,
+        B0,
+        np.ascontiguousarray(codes, dtype=np.int64),
+        offsets,
+        n_classes,
+        primal,
+        int(max_iter),
+        float(tol),
+        warm is not None,
+        bool(want_stats),
+        int(n_threads),
+        A,
+        G,
+        Qp,
+        logq,
+        status,
+    )
     if (status < 0).any():
         t = int(np.flatnonzero(status < 0)[0])
         raise FloatingPointError(
             f"the logistic MAP failed for {int((status < 0).sum())} task(s) (first: task {t}): non-finite "
-            "design values (check the basis and the inputs for huge magnitudes)")
-    Q_primal = Qp.astype(np.float64, copy=False).sum(axis=0) if Qp.shape[0] else 0.0     # fixed order: thread-invariant
+            "design values (check the basis and the inputs for huge magnitudes)"
+        )
+    Q_primal = Qp.astype(np.float64, copy=False).sum(axis=0) if Qp.shape[0] else 0.0  # fixed order: thread-invariant
     return LaplaceFit(A, G, logq, status, Phi_w, U, Q_primal)
 
 
@@ -140,14 +167,23 @@ def weights(fit: LaplaceFit, prior: ClassPrior, n_classes: int) -> np.ndarray:
     return W
 
 
-def query_logits(Phi_s: np.ndarray, codes: np.ndarray, s_off: np.ndarray, n_classes: np.ndarray,
-                 Phi_q: np.ndarray, q_off: np.ndarray, prior: ClassPrior, n_threads: int) -> np.ndarray:
+def query_logits(
+    Phi_s: np.ndarray,
+    codes: np.ndarray,
+    s_off: np.ndarray,
+    n_classes: np.ndarray,
+    Phi_q: np.ndarray,
+    q_off: np.ndarray,
+    prior: ClassPrior,
+    n_threads: int,
+) -> np.ndarray:
     """Class scores (Nq, Cmax) of every query row, each task fitted on its support rows."""
     fit = laplace(Phi_s, codes, s_off, n_classes, prior, n_threads=n_threads)
     Phi_wq = np.ascontiguousarray(Phi_q @ fit.U.astype(Phi_q.dtype, copy=False))
     out = np.empty((Phi_q.shape[0], fit.A.shape[1]), dtype=Phi_s.dtype)
-    _classify.task_logits(fit.Phi_w, fit.A, s_off, np.ascontiguousarray(n_classes, dtype=np.int64), Phi_wq,
-                          q_off, int(n_threads), out)
+    _classify.task_logits(
+        fit.Phi_w, fit.A, s_off, np.ascontiguousarray(n_classes, dtype=np.int64), Phi_wq, q_off, int(n_threads), out
+    )
     out = out.astype(np.float64, copy=False)
     if prior.means is not None:
         out += Phi_q.astype(np.float64, copy=False) @ prior.means.T
@@ -158,15 +194,25 @@ def estep_terms(chunk, spec, prior: ClassPrior, want_stats: bool, n_threads: int
     """[sum_t log evidence, sum_t,c E[v v^T] - C_t I (m*m), shared: Phi_w^T A (m*K)] of one chunk's
     training tasks (see ``_classify_chunks``); the MAP is warm-started from the chunk's last pass."""
     d = chunk_data(chunk, spec)
-    fit = laplace(d.Phi, d.codes, d.offsets, d.n_classes, prior, n_threads=n_threads, want_stats=want_stats,
-                  warm=d.state.get("warm"))
+    fit = laplace(
+        d.Phi,
+        d.codes,
+        d.offsets,
+        d.n_classes,
+        prior,
+        n_threads=n_threads,
+        want_stats=want_stats,
+        warm=d.state.get("warm"),
+    )
     d.state["warm"] = fit.A
     out = [[float(fit.log_evidence.sum())]]
     if want_stats:
         out.append(np.ravel(fit.second_moment()))
         if prior.means is not None:
             K = prior.means.shape[0]
-            out.append(np.ravel(fit.Phi_w.T.astype(np.float64, copy=False) @ fit.A[:, :K].astype(np.float64, copy=False)))
+            out.append(
+                np.ravel(fit.Phi_w.T.astype(np.float64, copy=False) @ fit.A[:, :K].astype(np.float64, copy=False))
+            )
     return np.concatenate(out)
 
 
@@ -190,8 +236,9 @@ class LogisticEM:
     keep Sigma positive definite when the tasks carry little information.
     """
 
-    def __init__(self, n_shared: int | None, max_iter: int, tol: float, prior_weight: float,
-                 n_threads: int, verbose: int = 0):
+    def __init__(
+        self, n_shared: int | None, max_iter: int, tol: float, prior_weight: float, n_threads: int, verbose: int = 0
+    ):
         self.n_shared = n_shared
         self.max_iter = max_iter
         self.tol = tol
@@ -227,7 +274,7 @@ class LogisticEM:
         nu = self.resolve_prior_weight(tc)
         with tqdm(total=self.max_iter, desc="MetaClassifier EM", disable=not self.verbose, leave=False) as bar:
             for it in range(self.max_iter + 1):
-                U = prior.factor()             # computed here, so the workers use the same factor
+                U = prior.factor()  # computed here, so the workers use the same factor
                 out = source.map_sum(estep_terms, spec, prior, it < self.max_iter)
                 self.log_evidence_.append(float(out[0]))
                 if it > 0 and abs(self.log_evidence_[-1] - self.log_evidence_[-2]) < self.tol * n_active:
@@ -235,11 +282,11 @@ class LogisticEM:
                     break
                 if it == self.max_iter:
                     break
-                Q = out[1:1 + m * m].reshape(m, m)
-                S = np.eye(m) + (0.5 * (Q + Q.T)) / tc      # mean whitened second moment per class
+                Q = out[1 : 1 + m * m].reshape(m, m)
+                S = np.eye(m) + (0.5 * (Q + Q.T)) / tc  # mean whitened second moment per class
                 means = prior.means
                 if prior.means is not None:
-                    dv = out[1 + m * m:].reshape(m, self.n_shared) / n_active
+                    dv = out[1 + m * m :].reshape(m, self.n_shared) / n_active
                     means = prior.means + (U @ dv).T
                     S -= dv @ dv.T / self.n_shared
                 cov = U @ S @ U.T
@@ -264,7 +311,7 @@ class LogisticHead:
         self.em = LogisticEM(n_shared, max_iter, tol, prior_weight, n_threads, verbose)
         self.n_threads = n_threads
 
-    def fit(self, source, spec, summary: dict) -> "LogisticHead":
+    def fit(self, source, spec, summary: dict) -> LogisticHead:
         self.prior_ = self.em.fit(source, spec, summary)
         self.log_evidence_ = np.asarray(self.em.log_evidence_)
         self.n_iter_, self.converged_ = self.em.n_iter_, self.em.converged_
@@ -285,7 +332,7 @@ class LogisticHead:
             return total / count if count else None
 
         start = loss(0.0)
-        if start is None:          # no query row of a task with two classes: nothing to calibrate on
+        if start is None:  # no query row of a task with two classes: nothing to calibrate on
             return self.prior_
         res = minimize_scalar(loss, bounds=(np.log(1e-2), np.log(1e4)), method="bounded", options={"xatol": 0.05})
         gamma = float(np.exp(res.x)) if res.fun <= start else 1.0

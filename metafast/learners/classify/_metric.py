@@ -28,7 +28,7 @@ from metafast.learners.classify._labels import task_ids
 
 MASS = 0.95
 MAX_RANK = 64
-RIDGE = 1e-3      # eps = RIDGE x mean diagonal of S_w: the eigenproblem stays defined
+RIDGE = 1e-3  # eps = RIDGE x mean diagonal of S_w: the eigenproblem stays defined
 
 
 def episode_scatter(Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_classes: np.ndarray):
@@ -55,8 +55,9 @@ def episode_scatter(Phi: np.ndarray, codes: np.ndarray, offsets: np.ndarray, n_c
     return S_w, D.T @ D, shrink
 
 
-def lda_map(S_w: np.ndarray, S_b: np.ndarray, rank: int | None = None,
-            shrinkage: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def lda_map(
+    S_w: np.ndarray, S_b: np.ndarray, rank: int | None = None, shrinkage: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(L (m, r), eigenvalues (m,) in decreasing order) of the discriminant map (module docstring);
     S_w is shrunk toward its mean diagonal by ``shrinkage`` (plus a ``RIDGE`` floor)."""
     m = S_w.shape[0]
@@ -119,8 +120,6 @@ def project_basis(basis: BasisFamily, ts, encode_split, rank: int | None = None,
     return Projected(basis, L).fit(X[:1]), lam
 
 
-
-
 def class_rows(ts):
     """(X, labels) of every distinct labelled row of episodes that record their classes
     (``info["classes"]``, as ``mf.tasks.episodes`` does), or None."""
@@ -129,9 +128,12 @@ def class_rows(ts):
     X, labels = [], []
     for t in range(len(ts)):
         names = np.asarray(ts.info[t]["classes"]).astype(str)
-        for Xp, yp, off in ((ts.X_support, ts.y_support, ts.support_offsets), (ts.X_query, ts.y_query, ts.query_offsets)):
-            X.append(Xp[off[t]:off[t + 1]])
-            labels.append(names[np.asarray(yp[off[t]:off[t + 1]], dtype=np.int64)])
+        for Xp, yp, off in (
+            (ts.X_support, ts.y_support, ts.support_offsets),
+            (ts.X_query, ts.y_query, ts.query_offsets),
+        ):
+            X.append(Xp[off[t] : off[t + 1]])
+            labels.append(names[np.asarray(yp[off[t] : off[t + 1]], dtype=np.int64)])
     X, idx = np.unique(np.concatenate(X).astype(np.float64), axis=0, return_index=True)
     return X, np.concatenate(labels)[idx]
 
@@ -153,7 +155,7 @@ def choose_metric(learner, ts, n_tasks: int = 100) -> tuple[str, dict]:
     q = 5
     classes = classes[counts >= k + q]
     perm = classes[np.random.default_rng(0).permutation(classes.size)]
-    a, b = perm[: perm.size // 2], perm[perm.size // 2:]
+    a, b = perm[: perm.size // 2], perm[perm.size // 2 :]
     way = min(n_cls, a.size, b.size)
     if way < 2:
         return "none", {"reason": f"{classes.size} meta-train classes are too few to split"}
@@ -161,8 +163,16 @@ def choose_metric(learner, ts, n_tasks: int = 100) -> tuple[str, dict]:
     held = mf.tasks.episodes(X, y, n_way=way, k_shot=k, n_query=q, n_tasks=n_tasks, classes=list(b), seed=1)
     scores = {}
     for metric in ("none", "lda", "lda-refined"):
-        params = dict(learner.get_params(deep=False), basis=learner.basis_, metric=metric, standardize=False,
-                      learn_basis=False, backend="threads", max_iter=min(learner.max_iter, 15), verbose=0)
+        params = dict(
+            learner.get_params(deep=False),
+            basis=learner.basis_,
+            metric=metric,
+            standardize=False,
+            learn_basis=False,
+            backend="threads",
+            max_iter=min(learner.max_iter, 15),
+            verbose=0,
+        )
         scores[metric] = float(type(learner)(**params).fit(fit_eps).evaluate(held)["nll"])
     return min(scores, key=scores.get), scores
 

@@ -30,7 +30,7 @@ class MapLoss:
         self.Phi = np.ascontiguousarray(Phi, dtype=np.float64)
         self.codes, self.offsets, self.n_classes, self.rank = codes, offsets, n_classes, rank
         self.n_threads = n_threads
-        self.base = LooLoss(self.Phi, codes, offsets, n_classes, None, n_threads)   # prototypes in basis space
+        self.base = LooLoss(self.Phi, codes, offsets, n_classes, None, n_threads)  # prototypes in basis space
 
     def __call__(self, flat: np.ndarray):
         m = self.Phi.shape[1]
@@ -39,13 +39,19 @@ class MapLoss:
         total, h = loss._sum_and_dscores(np.zeros(self.rank))
         b = self.base
         cand = b.cand
-        H = sparse.csr_matrix((h[cand], (b.key_of[cand], np.broadcast_to(b.rows[:, None], cand.shape)[cand])),
-                              shape=(b.P.shape[0], self.Phi.shape[0]))
+        H = sparse.csr_matrix(
+            (h[cand], (b.key_of[cand], np.broadcast_to(b.rows[:, None], cand.shape)[cand])),
+            shape=(b.P.shape[0], self.Phi.shape[0]),
+        )
         HPhi = H @ self.Phi
         P = b.P
         cross = HPhi.T @ P
-        M = (self.Phi * h.sum(axis=1)[:, None]).T @ self.Phi - cross - cross.T + \
-            (P * np.asarray(H.sum(axis=1)).ravel()[:, None]).T @ P
+        M = (
+            (self.Phi * h.sum(axis=1)[:, None]).T @ self.Phi
+            - cross
+            - cross.T
+            + (P * np.asarray(H.sum(axis=1)).ravel()[:, None]).T @ P
+        )
         n = loss.n_used
         return total / n, (2.0 * M @ L).ravel() / n
 

@@ -56,9 +56,15 @@ def prototypes(Phi, codes, offsets, n_classes, global_means):
 
 def sqdist(Phi, offsets, P, p_off, metric, c_max, n_threads):
     out = np.empty((Phi.shape[0], c_max), dtype=np.float64)
-    _classify.prototype_sqdist(np.ascontiguousarray(Phi, dtype=np.float64), offsets,
-                               np.ascontiguousarray(P, dtype=np.float64), p_off,
-                               np.ascontiguousarray(metric, dtype=np.float64), int(n_threads), out)
+    _classify.prototype_sqdist(
+        np.ascontiguousarray(Phi, dtype=np.float64),
+        offsets,
+        np.ascontiguousarray(P, dtype=np.float64),
+        p_off,
+        np.ascontiguousarray(metric, dtype=np.float64),
+        int(n_threads),
+        out,
+    )
     return out
 
 
@@ -103,7 +109,7 @@ class LooLoss:
         total = -lp[rows[keep], codes[keep]].sum()
         pi = np.exp(lp)
         pi[~cand] = 0.0
-        h = -pi                                      # dL/dZ = pi - y and Z = -r D: h = (y - pi) r
+        h = -pi  # dL/dZ = pi - y and Z = -r D: h = (y - pi) r
         h[rows, codes] += 1.0
         h[rows, codes] *= self.loo
         h[~keep] = 0.0
@@ -114,10 +120,15 @@ class LooLoss:
         d = np.exp(theta)
         rows, cand, P, Phi = self.rows, self.cand, self.P, self.Phi
         total, h = self._sum_and_dscores(theta)
-        H = sparse.csr_matrix((h[cand], (self.key_of[cand], np.broadcast_to(rows[:, None], cand.shape)[cand])),
-                              shape=(P.shape[0], Phi.shape[0]))
-        grad = (Phi ** 2).T @ h.sum(axis=1) - 2 * np.einsum("kj,kj->j", P, H @ Phi) + \
-            np.einsum("kj,k->j", P ** 2, np.asarray(H.sum(axis=1)).ravel())
+        H = sparse.csr_matrix(
+            (h[cand], (self.key_of[cand], np.broadcast_to(rows[:, None], cand.shape)[cand])),
+            shape=(P.shape[0], Phi.shape[0]),
+        )
+        grad = (
+            (Phi**2).T @ h.sum(axis=1)
+            - 2 * np.einsum("kj,kj->j", P, H @ Phi)
+            + np.einsum("kj,k->j", P**2, np.asarray(H.sum(axis=1)).ravel())
+        )
         return total, grad * d, int(self.keep.sum())
 
     def __call__(self, theta):
@@ -153,8 +164,9 @@ def loo_terms(chunk, spec, global_means, theta: np.ndarray, n_threads: int) -> n
     d = chunk_data(chunk, spec)
     loss = d.state.get("loo_loss")
     if loss is None:
-        loss = d.state["loo_loss"] = LooLoss(d.Phi.astype(np.float64, copy=False), d.codes, d.offsets,
-                                             d.n_classes, global_means, n_threads)
+        loss = d.state["loo_loss"] = LooLoss(
+            d.Phi.astype(np.float64, copy=False), d.codes, d.offsets, d.n_classes, global_means, n_threads
+        )
     loss.n_threads = n_threads
     total, grad, n_used = loss.sums(theta)
     return np.concatenate([[total], grad, [n_used]])
@@ -170,12 +182,12 @@ class PrototypeHead:
         self.n_threads = n_threads
         self.metric_penalty = METRIC_PENALTY if n_shared is None else 0.0
 
-    def fit(self, source, spec, summary: dict) -> "PrototypeHead":
+    def fit(self, source, spec, summary: dict) -> PrototypeHead:
         m, N = summary["col_sum"].shape[0], max(summary["n_rows"], 1.0)
         self.global_means_ = None
         if self.n_shared is not None:
             out = source.map_sum(class_mean_terms, spec, self.n_shared)
-            g, counts = out[:-self.n_shared].reshape(self.n_shared, m), out[-self.n_shared:]
+            g, counts = out[: -self.n_shared].reshape(self.n_shared, m), out[-self.n_shared :]
             self.global_means_ = g / np.maximum(counts, 1)[:, None]
         lam = self.metric_penalty
 
@@ -186,25 +198,27 @@ class PrototypeHead:
             val, grad = out[0] / n_used, out[1:-1] / n_used
             dev = theta - theta.mean()
             return val + lam * np.dot(dev, dev) / dev.size, grad + 2 * lam * dev / dev.size
+
         mean = summary["col_sum"] / N
         var = source.map_sum(centred_square_terms, spec, mean) / N
-        spread = np.maximum(var, 1e-3 * var.mean()) + 1e-12       # constant columns: a finite start
+        spread = np.maximum(var, 1e-3 * var.mean()) + 1e-12  # constant columns: a finite start
         theta0 = -np.log(2 * spread * m)
-        res = minimize(loss, theta0, jac=True, method="L-BFGS-B",
-                       options={"maxiter": self.max_iter, "ftol": self.tol * 1e-3})
+        res = minimize(
+            loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": self.max_iter, "ftol": self.tol * 1e-3}
+        )
         self.metric_ = np.exp(res.x)
         self.loss_, self.n_iter_, self.converged_ = float(res.fun), int(res.nit), bool(res.success)
         return self
 
     def logits(self, Phi_s, codes, s_off, n_classes, Phi_q, q_off):
-        P, _, p_off, _ = prototypes(np.asarray(Phi_s, dtype=np.float64), codes, s_off, n_classes,
-                                    self.global_means_)
+        P, _, p_off, _ = prototypes(np.asarray(Phi_s, dtype=np.float64), codes, s_off, n_classes, self.global_means_)
         return -sqdist(Phi_q, q_off, P, p_off, self.metric_, int(max(n_classes.max(initial=0), 1)), self.n_threads)
 
     def task_weights(self, Phi, codes, n_classes: int):
         """-d.(phi - p_c)^2 = 2 (d p_c).phi - d.p_c^2 - d.phi^2; the last term is the same for every
         class and dropped: linear scores W (m, C), b (C,)."""
         off = np.array([0, Phi.shape[0]], dtype=np.int64)
-        P, _, _, _ = prototypes(np.asarray(Phi, dtype=np.float64), codes, off, np.array([n_classes]),
-                                self.global_means_)
-        return (2 * self.metric_[:, None] * P.T), -(P ** 2) @ self.metric_
+        P, _, _, _ = prototypes(
+            np.asarray(Phi, dtype=np.float64), codes, off, np.array([n_classes]), self.global_means_
+        )
+        return (2 * self.metric_[:, None] * P.T), -(P**2) @ self.metric_

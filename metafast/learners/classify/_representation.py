@@ -11,13 +11,15 @@ from metafast.tasks._taskset import TaskSet
 def fit_representation(self, tasks: TaskSet):
     """The fitted basis_ of learner ``self`` on its first training chunk ``tasks``."""
     if self.learn_basis and (self.metric not in ("auto", "none") or self.normalize not in ("auto", "none")):
-        raise ValueError("learn_basis=True tunes the basis through its own parameters: it needs metric and "
-                         f"normalize 'auto' or 'none' (got metric={self.metric!r}, normalize={self.normalize!r})")
+        raise ValueError(
+            "learn_basis=True tunes the basis through its own parameters: it needs metric and "
+            f"normalize 'auto' or 'none' (got metric={self.metric!r}, normalize={self.normalize!r})"
+        )
     self.basis_ = fit_basis(self, tasks)
     if self.basis_.n_features_in_ == tasks.n_features and not self.learn_basis:
         learn_metric(self, tasks)
     self.normalize_ = self.normalize
-    if self.normalize == "auto":   # measured: l2 helps episodes on average (docs/classification.md), but
+    if self.normalize == "auto":  # measured: l2 helps episodes on average (docs/classification.md), but
         # not after a low-rank metric map (r axes on the unit sphere lose the radius)
         plain = getattr(self, "metric_eigenvalues_", None) is None
         self.normalize_ = "l2" if self.setting_ == "episodic" and not self.learn_basis and plain else "none"
@@ -44,10 +46,12 @@ def fit_basis(self, tasks: TaskSet):
 
         self.basis_choice_, chosen, self.cv_results_ = choose_basis(self, tasks, float(self.auto_budget))
         return clone(chosen).fit_tasks(tasks)
-    if self.standardize and (isinstance(spec, str) or (isinstance(spec, BasisFamily)
-                                                       and not spec.__sklearn_is_fitted__())):
+    if self.standardize and (
+        isinstance(spec, str) or (isinstance(spec, BasisFamily) and not spec.__sklearn_is_fitted__())
+    ):
         return Standardized(make(spec) if isinstance(spec, str) else clone(spec)).fit_tasks(tasks)
     return self._init_basis(tasks, default="linear")
+
 
 def learn_metric(self, tasks: TaskSet) -> None:
     """metric="lda", or "auto" on episodes in process when a class-disjoint held-out split
@@ -68,5 +72,9 @@ def learn_metric(self, tasks: TaskSet) -> None:
         if metric == "none":
             return
     self.basis_, self.metric_eigenvalues_ = _metric.project_basis(
-        self.basis_, tasks, lambda ts: split_codes("episodic", None, ts, self.max_classes), self.metric_rank,
-        refine=metric == "lda-refined")
+        self.basis_,
+        tasks,
+        lambda ts: split_codes("episodic", None, ts, self.max_classes),
+        self.metric_rank,
+        refine=metric == "lda-refined",
+    )

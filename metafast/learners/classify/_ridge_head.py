@@ -47,8 +47,20 @@ def ridge_estep(Phi, codes, offsets, n_classes, prior: ClassPrior, noise_var: fl
     cinv = np.empty(N, dtype=dtype)
     logp, noise = np.empty(T), np.empty(T)
     status = np.empty(T, dtype=np.intc)
-    _classify.ridge_estep(Phi_w, R, offsets, np.ascontiguousarray(n_classes, dtype=np.int64), float(noise_var),
-                          int(n_threads), A, G, cinv, logp, noise, status)
+    _classify.ridge_estep(
+        Phi_w,
+        R,
+        offsets,
+        np.ascontiguousarray(n_classes, dtype=np.int64),
+        float(noise_var),
+        int(n_threads),
+        A,
+        G,
+        cinv,
+        logp,
+        noise,
+        status,
+    )
     if (status < 0).any():
         raise FloatingPointError(f"{int((status < 0).sum())} task(s) had a singular ridge system even after jitter")
     return A, G, cinv, logp, noise, R, Phi_w, U
@@ -59,18 +71,20 @@ def estep_terms(chunk, spec, prior: ClassPrior, noise_var: float, it: int, n_thr
     chunk's training tasks (see ``_classify_chunks``).  The E-step is kept with the chunk, tagged
     with the pass ``it``, for the leave-one-out scores of the last one."""
     d = chunk_data(chunk, spec)
-    A, G, cinv, logp, noise, R, Phi_w, _ = ridge_estep(d.Phi, d.codes, d.offsets, d.n_classes, prior, noise_var,
-                                                      n_threads)
+    A, G, cinv, logp, noise, R, Phi_w, _ = ridge_estep(
+        d.Phi, d.codes, d.offsets, d.n_classes, prior, noise_var, n_threads
+    )
     d.state["last_estep"] = (it, A, cinv, R)
     Pw = Phi_w.T.astype(np.float64, copy=False)
     out = [[float(logp.sum()), float(noise.sum())], np.ravel(Pw @ G.astype(np.float64, copy=False))]
     if prior.means is not None:
-        out.append(np.ravel(Pw @ A[:, :prior.means.shape[0]].astype(np.float64, copy=False)))
+        out.append(np.ravel(Pw @ A[:, : prior.means.shape[0]].astype(np.float64, copy=False)))
     return np.concatenate(out)
 
 
-def loo_loss_terms(chunk, spec, prior: ClassPrior, noise_var: float, it: int, temperature: float,
-                   n_threads: int) -> np.ndarray:
+def loo_loss_terms(
+    chunk, spec, prior: ClassPrior, noise_var: float, it: int, temperature: float, n_threads: int
+) -> np.ndarray:
     """[summed leave-one-out log loss of the training rows at this temperature, rows counted],
     from the E-step of pass ``it`` (recomputed when the chunk lost it, e.g. rebuilt on another
     worker)."""
@@ -100,7 +114,7 @@ class RidgeHead:
         self.prior_weight = prior_weight
         self.n_threads = n_threads
 
-    def fit(self, source, spec, summary: dict) -> "RidgeHead":
+    def fit(self, source, spec, summary: dict) -> RidgeHead:
         m = summary["col_sum"].shape[0]
         T = summary["n_tasks"]
         row = summary["phi2"] / max(summary["n_rows"], 1.0)
@@ -108,11 +122,14 @@ class RidgeHead:
         prior = ClassPrior(psi * np.eye(m), np.zeros((self.n_shared, m)) if self.n_shared else None)
         s2 = 0.25
         n_points, tc = summary["n_points"], summary["tc"]
-        nu = (9.0 * tc if self.n_shared is None else 1.0) if isinstance(self.prior_weight, str) \
+        nu = (
+            (9.0 * tc if self.n_shared is None else 1.0)
+            if isinstance(self.prior_weight, str)
             else float(self.prior_weight)
+        )
         self.log_evidence_, self.n_iter_, self.converged_ = [], 0, False
         for it in range(self.max_iter + 1):
-            U = prior.factor()             # computed here, so the workers use the same factor
+            U = prior.factor()  # computed here, so the workers use the same factor
             out = source.map_sum(estep_terms, spec, prior, s2, it)
             self.log_evidence_.append(float(out[0]))
             if it > 0 and abs(self.log_evidence_[-1] - self.log_evidence_[-2]) < self.tol * T:
@@ -120,11 +137,11 @@ class RidgeHead:
                 break
             if it == self.max_iter:
                 break
-            Q = out[2:2 + m * m].reshape(m, m)
+            Q = out[2 : 2 + m * m].reshape(m, m)
             S = np.eye(m) + 0.5 * (Q + Q.T) / tc
             means = prior.means
             if means is not None:
-                dv = out[2 + m * m:].reshape(m, self.n_shared) / T
+                dv = out[2 + m * m :].reshape(m, self.n_shared) / T
                 means = means + (U @ dv).T
                 S -= dv @ dv.T / self.n_shared
             cov = U @ S @ U.T
@@ -140,6 +157,7 @@ class RidgeHead:
     @staticmethod
     def _temperature(source, spec, prior, s2, it) -> float:
         """tau minimising the leave-one-out log loss of every training row, from the last E-step."""
+
         def loss(log_tau):
             total, count = source.map_sum(loo_loss_terms, spec, prior, s2, it, float(np.exp(log_tau)))
             return total / count if count else 0.0
@@ -148,12 +166,14 @@ class RidgeHead:
         return float(np.exp(res.x))
 
     def _scores(self, Phi_s, codes, s_off, n_classes, Phi_q, q_off):
-        A, _, _, _, _, _, Phi_w, U = ridge_estep(Phi_s, codes, s_off, n_classes, self.prior_, self.noise_var_,
-                                                 self.n_threads)
+        A, _, _, _, _, _, Phi_w, U = ridge_estep(
+            Phi_s, codes, s_off, n_classes, self.prior_, self.noise_var_, self.n_threads
+        )
         Phi_wq = np.ascontiguousarray(Phi_q @ U.astype(Phi_q.dtype, copy=False))
         out = np.empty((Phi_q.shape[0], A.shape[1]), dtype=Phi_s.dtype)
-        _classify.task_logits(Phi_w, A, s_off, np.ascontiguousarray(n_classes, dtype=np.int64), Phi_wq, q_off,
-                              int(self.n_threads), out)
+        _classify.task_logits(
+            Phi_w, A, s_off, np.ascontiguousarray(n_classes, dtype=np.int64), Phi_wq, q_off, int(self.n_threads), out
+        )
         out = out.astype(np.float64, copy=False)
         if self.prior_.means is not None:
             out += Phi_q.astype(np.float64, copy=False) @ self.prior_.means.T

@@ -44,7 +44,7 @@ class BasisClassifier(ClassifierMixin, BaseEstimator):
         params["basis"] = copy.deepcopy(self.basis)
         return type(self)(**params)
 
-    def fit(self, X=None, y=None) -> "BasisClassifier":
+    def fit(self, X=None, y=None) -> BasisClassifier:
         """Install the given scores (nothing is learned here: MetaClassifier.adapt learned them)."""
         if self.basis is None or not self.basis.__sklearn_is_fitted__():
             raise ValueError("parameter 'basis' must be a fitted BasisFamily (as MetaClassifier.adapt passes it)")

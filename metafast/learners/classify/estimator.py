@@ -23,18 +23,24 @@ import numpy as np
 from metafast._validation import check_positive_float, check_positive_int, check_X
 from metafast.learners._base import MetaLearner, check_train_rows, iter_task_chunks
 from metafast.learners.classify._chunks import (
-    LocalChunks, Spec, chunk_labels, design_with_bias, encode, gather_checked, split_codes, summarise,
+    LocalChunks,
+    Spec,
+    chunk_labels,
+    design_with_bias,
+    encode,
+    gather_checked,
+    split_codes,
+    summarise,
 )
-from metafast.learners.classify._scores import ECE_BINS, classification_metrics, expected_calibration_error
-from metafast.learners.classify._task import BasisClassifier, softmax
 from metafast.learners.classify._labels import check_classification_tasks, check_labels, encode_shared
 from metafast.learners.classify._logistic import LogisticHead, masked_log_softmax
-from metafast.learners.classify._representation import fit_representation
 from metafast.learners.classify._prototype import PrototypeHead
+from metafast.learners.classify._representation import fit_representation
 from metafast.learners.classify._ridge_head import RidgeHead
+from metafast.learners.classify._scores import ECE_BINS, classification_metrics, expected_calibration_error
+from metafast.learners.classify._task import BasisClassifier, softmax
 from metafast.parallel import effective_n_threads, with_one_blas_thread
 from metafast.tasks._taskset import TaskSet
-
 
 HEADS = {"logistic": LogisticHead, "ridge": RidgeHead, "prototype": PrototypeHead}
 SETTINGS = ("auto", "episodic", "shared")
@@ -119,12 +125,29 @@ class MetaClassifier(MetaLearner):
     those of the lowest).
     """
 
-    def __init__(self, basis="auto", head: str = "logistic", setting: str = "auto", train_rows: str = "all",
-                 max_iter: int = 100, tol: float = 1e-4, prior_weight="auto", max_classes: int = 50,
-                 learn_basis: bool = False, basis_rounds: int = 3, basis_max_iter: int = 20,
-                 backend: str = "threads", n_jobs=None, random_state=None, verbose: int = 0,
-                 standardize: bool = True, metric: str = "auto", metric_rank=None, normalize: str = "auto",
-                 auto_budget: float = 30.0):
+    def __init__(
+        self,
+        basis="auto",
+        head: str = "logistic",
+        setting: str = "auto",
+        train_rows: str = "all",
+        max_iter: int = 100,
+        tol: float = 1e-4,
+        prior_weight="auto",
+        max_classes: int = 50,
+        learn_basis: bool = False,
+        basis_rounds: int = 3,
+        basis_max_iter: int = 20,
+        backend: str = "threads",
+        n_jobs=None,
+        random_state=None,
+        verbose: int = 0,
+        standardize: bool = True,
+        metric: str = "auto",
+        metric_rank=None,
+        normalize: str = "auto",
+        auto_budget: float = 30.0,
+    ):
         self.basis = basis
         self.normalize = normalize
         self.metric = metric
@@ -168,8 +191,9 @@ class MetaClassifier(MetaLearner):
         if self.metric not in METRICS:
             raise ValueError(f"parameter 'metric' must be one of {METRICS}; got {self.metric!r}")
         if self.normalize not in ("auto", "none", "l2", "center-l2"):
-            raise ValueError("parameter 'normalize' must be one of ('auto', 'none', 'l2', 'center-l2'); "
-                             f"got {self.normalize!r}")
+            raise ValueError(
+                f"parameter 'normalize' must be one of ('auto', 'none', 'l2', 'center-l2'); got {self.normalize!r}"
+            )
         if self.metric_rank is not None:
             check_positive_int(self.metric_rank, "metric_rank")
         if self.backend not in BACKENDS:
@@ -184,14 +208,15 @@ class MetaClassifier(MetaLearner):
         if ts.n_features != self.basis_.n_features_in_:
             raise ValueError(
                 f"argument 'tasks' has {ts.n_features} features, but the model was fitted on "
-                f"{self.basis_.n_features_in_}")
+                f"{self.basis_.n_features_in_}"
+            )
 
     def _encode(self, y: np.ndarray, offsets: np.ndarray):
         """(codes, n_classes per task) of packed labels in the model's setting."""
         return encode(self.setting_, getattr(self, "classes_", None), y, offsets)
 
     # ================================================================== fit
-    def fit(self, tasks, y=None) -> "MetaClassifier":
+    def fit(self, tasks, y=None) -> MetaClassifier:
         """Learn the head's prior or metric (and fit the basis) from training tasks.
 
         ``tasks`` is a TaskSet or an iterable of TaskSet chunks (packed together once: the heads
@@ -205,7 +230,7 @@ class MetaClassifier(MetaLearner):
         return self
 
     @with_one_blas_thread
-    def _fit_aside(self, tasks) -> "MetaClassifier":
+    def _fit_aside(self, tasks) -> MetaClassifier:
         self._check_params()
         source = self._chunk_source(tasks)
         try:
@@ -221,9 +246,11 @@ class MetaClassifier(MetaLearner):
                 if self.classes_.shape[0] < 2:
                     raise ValueError(
                         f"argument 'tasks' holds a single class ({self.classes_.tolist()}) over all tasks: "
-                        "nothing to classify")
+                        "nothing to classify"
+                    )
             if self.learn_basis:
                 from metafast.learners._basis_opt import check_learnable
+
                 check_learnable(self.basis_)
             spec, self.n_tasks_seen_ = self._fit_head(source)
             if self.learn_basis:
@@ -238,6 +265,7 @@ class MetaClassifier(MetaLearner):
         (``LocalChunks``), with backend="dask" chunks built and kept on the workers."""
         if self.backend == "dask":
             from metafast.distributed import DaskChunks
+
             return DaskChunks(tasks, "support")
         chunks = list(iter_task_chunks(tasks))
         if not chunks:
@@ -246,12 +274,14 @@ class MetaClassifier(MetaLearner):
 
     def _fit_head(self, source):
         """Fit a new head by passes over ``source``; returns (its Spec, the number of training tasks)."""
-        spec = Spec(self.basis_, self.setting_, getattr(self, "classes_", None), self.train_rows, self.max_classes,
-                    self.head)
+        spec = Spec(
+            self.basis_, self.setting_, getattr(self, "classes_", None), self.train_rows, self.max_classes, self.head
+        )
         summary = summarise(source, spec)
         n_shared = self.classes_.shape[0] if self.setting_ == "shared" else None
-        self.head_ = HEADS[self.head](n_shared, self.max_iter, self.tol, self.prior_weight, self._n_threads,
-                                      self.verbose)
+        self.head_ = HEADS[self.head](
+            n_shared, self.max_iter, self.tol, self.prior_weight, self._n_threads, self.verbose
+        )
         self.head_.fit(source, spec, summary)
         for attr in ("log_evidence_", "n_iter_", "converged_"):
             if hasattr(self.head_, attr):
@@ -265,8 +295,11 @@ class MetaClassifier(MetaLearner):
         from metafast.learners.classify._basis import ChunkedObjective
 
         head = self.head_
-        state = {"logistic": lambda: head.prior_, "ridge": lambda: (head.prior_, head.noise_var_),
-                 "prototype": lambda: head.metric_}[self.head]()
+        state = {
+            "logistic": lambda: head.prior_,
+            "ridge": lambda: (head.prior_, head.noise_var_),
+            "prototype": lambda: head.metric_,
+        }[self.head]()
         return ChunkedObjective(source, spec, state)
 
     def _learn_basis(self, source, spec) -> None:
@@ -278,8 +311,9 @@ class MetaClassifier(MetaLearner):
         self.basis_objective_ = []
         best = None
         for _ in range(self.basis_rounds):
-            new_basis, before, after = optimise_basis(self.basis_, self.basis_objective(source, spec),
-                                                      self.basis_max_iter)
+            new_basis, before, after = optimise_basis(
+                self.basis_, self.basis_objective(source, spec), self.basis_max_iter
+            )
             if not self.basis_objective_:
                 self.basis_objective_.append(before)
                 best = (before, self._head_state())
@@ -297,8 +331,11 @@ class MetaClassifier(MetaLearner):
                 setattr(self, key, value)
 
     def _head_state(self) -> dict:
-        return {k: getattr(self, k) for k in ("basis_", "head_", "log_evidence_", "n_iter_", "converged_")
-                if hasattr(self, k)}
+        return {
+            k: getattr(self, k)
+            for k in ("basis_", "head_", "log_evidence_", "n_iter_", "converged_")
+            if hasattr(self, k)
+        }
 
     def _split_codes(self, ts: TaskSet):
         """(support codes, classes per task, query codes) of a TaskSet's support/query split."""
@@ -306,8 +343,15 @@ class MetaClassifier(MetaLearner):
 
     def _split_arrays(self, ts: TaskSet):
         codes_s, ncls, codes_q = self._split_codes(ts)
-        return (self._design(ts.X_support), codes_s, ts.support_offsets, ncls, self._design(ts.X_query), codes_q,
-                ts.query_offsets)
+        return (
+            self._design(ts.X_support),
+            codes_s,
+            ts.support_offsets,
+            ncls,
+            self._design(ts.X_query),
+            codes_q,
+            ts.query_offsets,
+        )
 
     # ================================================================== evaluate
     @MetaLearner._reads_fitted_view
@@ -365,8 +409,7 @@ class MetaClassifier(MetaLearner):
             mean_conf = np.bincount(bins, weights=conf, minlength=n_bins) / count
             acc = np.bincount(bins, weights=(pred == codes_q).astype(np.float64, copy=False), minlength=n_bins) / count
         keep = count > 0
-        return {"confidence": mean_conf[keep].tolist(), "accuracy": acc[keep].tolist(),
-                "count": count[keep].tolist()}
+        return {"confidence": mean_conf[keep].tolist(), "accuracy": acc[keep].tolist(), "count": count[keep].tolist()}
 
     # ================================================================== adapt
     def _task_codes(self, y, n: int):
@@ -408,8 +451,8 @@ class MetaClassifier(MetaLearner):
         Xq = check_X(X_query, "X_query", n_features=d, estimator=type(self).__name__, dtype=X.dtype)
         classes, codes = self._task_codes(y, X.shape[0])
         Phi = self._design(np.concatenate([X, Xq]))
-        W, b = self.head_.task_weights(Phi[:X.shape[0]], codes, int(classes.shape[0]))
-        return classes, Phi[X.shape[0]:].astype(np.float64, copy=False) @ W + b
+        W, b = self.head_.task_weights(Phi[: X.shape[0]], codes, int(classes.shape[0]))
+        return classes, Phi[X.shape[0] :].astype(np.float64, copy=False) @ W + b
 
     def adapt_predict(self, X, y, X_query) -> np.ndarray:
         """Labels of X_query after adapting to (X, y) (same as adapt(X, y).predict(X_query))."""

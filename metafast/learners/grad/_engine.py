@@ -18,9 +18,13 @@ from metafast._kernels import _metagrad
 from metafast.learners.grad._scales import target_scale
 from metafast.tasks._taskset import TaskSet
 
-METHOD_CODES = {"maml": _metagrad.METHOD_MAML, "metasgd": _metagrad.METHOD_MAML,
-                "fomaml": _metagrad.METHOD_FOMAML, "reptile": _metagrad.METHOD_REPTILE,
-                "imaml": _metagrad.METHOD_IMAML}
+METHOD_CODES = {
+    "maml": _metagrad.METHOD_MAML,
+    "metasgd": _metagrad.METHOD_MAML,
+    "fomaml": _metagrad.METHOD_FOMAML,
+    "reptile": _metagrad.METHOD_REPTILE,
+    "imaml": _metagrad.METHOD_IMAML,
+}
 METHODS = tuple(METHOD_CODES)
 
 
@@ -36,7 +40,7 @@ class Adam:
     def step(self, params: dict, grads: dict, lr: dict | None = None) -> dict:
         """One descent step; ``lr`` optionally gives a per-key learning rate."""
         self.t += 1
-        c1, c2 = 1.0 - self.beta1 ** self.t, 1.0 - self.beta2 ** self.t
+        c1, c2 = 1.0 - self.beta1**self.t, 1.0 - self.beta2**self.t
         out = {}
         for key, p in params.items():
             g = grads.get(key)
@@ -99,7 +103,7 @@ def split_batch(rows: TrainingRows, tasks: np.ndarray, mode: str, rng: np.random
     starts = rows.offsets[tasks]
     sizes = rows.offsets[tasks + 1] - starts
     first = _offsets(sizes)[:-1]
-    local = np.arange(int(sizes.sum())) - np.repeat(first, sizes)   # row number inside its task
+    local = np.arange(int(sizes.sum())) - np.repeat(first, sizes)  # row number inside its task
     idx = np.repeat(starts, sizes) + local
     if mode == "inner-only":
         return Batch(tasks, idx, _offsets(sizes), idx[:0], np.zeros(len(tasks) + 1, dtype=np.int64))
@@ -116,19 +120,29 @@ def split_batch(rows: TrainingRows, tasks: np.ndarray, mode: str, rng: np.random
 
 @dataclass
 class MetaGradResult:
-    loss: float                      # mean meta-loss over the batch's tasks
-    grad_w: np.ndarray               # (m,) mean gradient w.r.t. w0 (Reptile: mean of w0 - w_k)
-    grad_rates: np.ndarray           # (m,) mean gradient w.r.t. the inner rates
-    grad_basis: dict | None          # mean gradient w.r.t. the basis's learnable parameters
-    bad_tasks: np.ndarray            # tasks (indices into the chunk) with a non-finite loss
-    grad_log_reg: float = 0.0        # iMAML: mean gradient w.r.t. log(lam)
+    loss: float  # mean meta-loss over the batch's tasks
+    grad_w: np.ndarray  # (m,) mean gradient w.r.t. w0 (Reptile: mean of w0 - w_k)
+    grad_rates: np.ndarray  # (m,) mean gradient w.r.t. the inner rates
+    grad_basis: dict | None  # mean gradient w.r.t. the basis's learnable parameters
+    bad_tasks: np.ndarray  # tasks (indices into the chunk) with a non-finite loss
+    grad_log_reg: float = 0.0  # iMAML: mean gradient w.r.t. log(lam)
 
 
-def batch_meta_grad(method: str, inner_steps: int, lam: float, basis, rows: TrainingRows, batch: Batch,
-                    w0: np.ndarray, rates: np.ndarray, learn_basis: bool, n_threads: int) -> MetaGradResult:
+def batch_meta_grad(
+    method: str,
+    inner_steps: int,
+    lam: float,
+    basis,
+    rows: TrainingRows,
+    batch: Batch,
+    w0: np.ndarray,
+    rates: np.ndarray,
+    learn_basis: bool,
+    n_threads: int,
+) -> MetaGradResult:
     """Mean meta-loss and meta-gradients of one meta-batch (kernel: ``_metagrad.meta_grad``)."""
     n_in = batch.inner.shape[0]
-    Phi_all = rows.design(basis, np.concatenate([batch.inner, batch.outer]))    # one basis call
+    Phi_all = rows.design(basis, np.concatenate([batch.inner, batch.outer]))  # one basis call
     Phi, Phiq = np.ascontiguousarray(Phi_all[:n_in]), np.ascontiguousarray(Phi_all[n_in:])
     dtype = Phi.dtype
     T, m = len(batch.tasks), Phi.shape[1]
@@ -140,30 +154,68 @@ def batch_meta_grad(method: str, inner_steps: int, lam: float, basis, rows: Trai
     Gq = np.empty((Phiq.shape[0] if learn_basis else 0, m), dtype)
     status = np.empty(T, np.intc)
     with np.errstate(all="ignore"):
-        _metagrad.meta_grad(METHOD_CODES[method], inner_steps, lam, Phi, y, batch.inner_offsets,
-                            Phiq, yq, batch.outer_offsets, np.ascontiguousarray(w0, dtype=dtype),
-                            np.ascontiguousarray(rates, dtype=dtype), loss, gw, ga, G, Gq, status, n_threads)
+        _metagrad.meta_grad(
+            METHOD_CODES[method],
+            inner_steps,
+            lam,
+            Phi,
+            y,
+            batch.inner_offsets,
+            Phiq,
+            yq,
+            batch.outer_offsets,
+            np.ascontiguousarray(w0, dtype=dtype),
+            np.ascontiguousarray(rates, dtype=dtype),
+            loss,
+            gw,
+            ga,
+            G,
+            Gq,
+            status,
+            n_threads,
+        )
     if (status == _metagrad.STATUS_NO_MEMORY).any():
         raise MemoryError("MetaGrad: could not allocate the meta-gradient kernel's scratch memory")
     bad = ~np.isfinite(loss) | (status != 0) | ~np.isfinite(gw).all(axis=1)
     if bad.any():
         return MetaGradResult(np.inf, gw[0], ga[0], None, batch.tasks[bad])
     grad_log_reg = 0.0
-    if method == "imaml":   # dL/dlog(lam) = lam z.(w0 - w*) = (kernel's w0-gradient).(w0 - w*), z = (A + lam I)^-1 g
+    if method == "imaml":  # dL/dlog(lam) = lam z.(w0 - w*) = (kernel's w0-gradient).(w0 - w*), z = (A + lam I)^-1 g
         W = adapt_weights(method, inner_steps, lam, Phi, y, batch.inner_offsets, w0, rates, n_threads)
-        grad_log_reg = float(np.mean(np.einsum("tm,tm->t", gw.astype(np.float64),
-                                               np.asarray(w0, dtype=np.float64)[None] - W.astype(np.float64))))
+        grad_log_reg = float(
+            np.mean(
+                np.einsum(
+                    "tm,tm->t", gw.astype(np.float64), np.asarray(w0, dtype=np.float64)[None] - W.astype(np.float64)
+                )
+            )
+        )
     grad_basis = None
     if learn_basis:
         X = np.concatenate([rows.X[batch.inner], rows.X[batch.outer]])
-        grad_basis = {k: np.asarray(v, dtype=np.float64) / T
-                      for k, v in basis.design_vjp(X, np.concatenate([G, Gq])).items()}
-    return MetaGradResult(float(loss.astype(np.float64).mean()), gw.astype(np.float64).mean(axis=0),
-                          ga.astype(np.float64).mean(axis=0), grad_basis, batch.tasks[:0], grad_log_reg)
+        grad_basis = {
+            k: np.asarray(v, dtype=np.float64) / T for k, v in basis.design_vjp(X, np.concatenate([G, Gq])).items()
+        }
+    return MetaGradResult(
+        float(loss.astype(np.float64).mean()),
+        gw.astype(np.float64).mean(axis=0),
+        ga.astype(np.float64).mean(axis=0),
+        grad_basis,
+        batch.tasks[:0],
+        grad_log_reg,
+    )
 
 
-def adapt_weights(method: str, inner_steps: int, lam: float, Phi: np.ndarray, y: np.ndarray,
-                  offsets: np.ndarray, w0: np.ndarray, rates: np.ndarray, n_threads: int) -> np.ndarray:
+def adapt_weights(
+    method: str,
+    inner_steps: int,
+    lam: float,
+    Phi: np.ndarray,
+    y: np.ndarray,
+    offsets: np.ndarray,
+    w0: np.ndarray,
+    rates: np.ndarray,
+    n_threads: int,
+) -> np.ndarray:
     """(T, m) adapted weights of packed tasks (kernel: ``_metagrad.adapt_tasks``), in Phi's dtype.
 
     The inner loop is linear in (w0, y), so it runs on y / c and w0 / c (c the RMS of both) and the
@@ -177,15 +229,25 @@ def adapt_weights(method: str, inner_steps: int, lam: float, Phi: np.ndarray, y:
     W = np.empty((T, Phi.shape[1]), dtype)
     status = np.empty(T, np.intc)
     with np.errstate(all="ignore"):
-        _metagrad.adapt_tasks(METHOD_CODES[method], inner_steps, lam, Phi,
-                              np.ascontiguousarray(y, dtype=dtype), np.ascontiguousarray(offsets, dtype=np.int64),
-                              np.ascontiguousarray(w0, dtype=dtype), np.ascontiguousarray(rates, dtype=dtype),
-                              W, status, n_threads)
+        _metagrad.adapt_tasks(
+            METHOD_CODES[method],
+            inner_steps,
+            lam,
+            Phi,
+            np.ascontiguousarray(y, dtype=dtype),
+            np.ascontiguousarray(offsets, dtype=np.int64),
+            np.ascontiguousarray(w0, dtype=dtype),
+            np.ascontiguousarray(rates, dtype=dtype),
+            W,
+            status,
+            n_threads,
+        )
     if (status == _metagrad.STATUS_NO_MEMORY).any():
         raise MemoryError("MetaGrad: could not allocate the adaptation kernel's scratch memory")
     bad = (status != 0) | ~np.isfinite(W).all(axis=1)
     if bad.any():
         raise FloatingPointError(
             f"MetaGrad: adaptation diverged or was singular on task(s) {np.flatnonzero(bad)[:10].tolist()}: "
-            "the inner learning rate is too large for these inputs (or the targets are huge)")
+            "the inner learning rate is too large for these inputs (or the targets are huge)"
+        )
     return W * np.asarray(c, dtype=dtype) if c != 1.0 else W

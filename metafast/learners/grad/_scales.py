@@ -16,8 +16,8 @@ import numpy as np
 
 from metafast.tasks._taskset import TaskSet
 
-SCALE_ROWS = 16384          # training rows (a seeded sample) that set the design-row scale
-LR_TASKS = 512              # training tasks (a seeded sample) that set the inner rate
+SCALE_ROWS = 16384  # training rows (a seeded sample) that set the design-row scale
+LR_TASKS = 512  # training tasks (a seeded sample) that set the inner rate
 
 
 def target_scale(y: np.ndarray) -> float:
@@ -57,7 +57,7 @@ def stable_inner_lr(basis, ts: TaskSet, rng: np.random.Generator, fallback: floa
     sizes = np.diff(off)[tasks]
     top, start = 0.0, 0
     for n in sizes:
-        P = Phi[start:start + n]
+        P = Phi[start : start + n]
         start += n
         if n == 0:
             continue

@@ -26,38 +26,39 @@ from metafast.learners.grad._engine import (
 )
 from metafast.tasks._taskset import TaskSet
 
-EVAL_EVERY = 50          # meta-iterations between two validation losses
-WARMUP = 100             # meta-iterations of linear warm-up of the step size
-REL_TOL = 1e-4           # a validation loss must fall by this fraction to count as an improvement
-MAX_BACKOFFS = 8         # diverged meta-batches tolerated (each halves the step size) before raising
+EVAL_EVERY = 50  # meta-iterations between two validation losses
+WARMUP = 100  # meta-iterations of linear warm-up of the step size
+REL_TOL = 1e-4  # a validation loss must fall by this fraction to count as an improvement
+MAX_BACKOFFS = 8  # diverged meta-batches tolerated (each halves the step size) before raising
 
 
 class ValidationSet:
     """Held-out tasks, split once (inner rows adapt, outer rows score), for the validation loss."""
 
-    def __init__(self, tasks: TaskSet, basis, y_scale: float, mode: str, rng: np.random.Generator,
-                 cache_design: bool):
+    def __init__(self, tasks: TaskSet, basis, y_scale: float, mode: str, rng: np.random.Generator, cache_design: bool):
         self.rows = TrainingRows(tasks, basis, y_scale, cache_design)
         split_mode = "resplit" if mode == "inner-only" else mode
         self.batch = split_batch(self.rows, np.arange(self.rows.n_tasks), split_mode, rng)
         self.y_scale = y_scale
 
-    def loss(self, method: str, inner_steps: int, lam: float, basis, w0: np.ndarray, rates: np.ndarray,
-             n_threads: int) -> float:
+    def loss(
+        self, method: str, inner_steps: int, lam: float, basis, w0: np.ndarray, rates: np.ndarray, n_threads: int
+    ) -> float:
         """Mean over tasks of the outer-row MSE after adaptation, in units of the scaled targets
         (multiply by y_scale**2 for units of y; inf if diverged)."""
         b = self.batch
         Phi = np.ascontiguousarray(self.rows.design(basis, b.inner), dtype=np.float64)
         Phiq = np.asarray(self.rows.design(basis, b.outer), dtype=np.float64)
         try:
-            W = adapt_weights(method, inner_steps, lam, Phi, self.rows.y[b.inner], b.inner_offsets, w0, rates,
-                              n_threads)
+            W = adapt_weights(
+                method, inner_steps, lam, Phi, self.rows.y[b.inner], b.inner_offsets, w0, rates, n_threads
+            )
         except FloatingPointError:
             return float("inf")
         task = np.repeat(np.arange(len(b.tasks)), np.diff(b.outer_offsets))
         with np.errstate(all="ignore"):
             resid = np.einsum("ij,ij->i", Phiq, W[task]) - self.rows.y[b.outer]
-            sums = np.bincount(task, resid ** 2, minlength=len(b.tasks))
+            sums = np.bincount(task, resid**2, minlength=len(b.tasks))
         counts = np.diff(b.outer_offsets)
         keep = counts > 0
         value = float(np.mean(sums[keep] / counts[keep])) if keep.any() else float("inf")
@@ -84,7 +85,7 @@ def meta_batches(rng: np.random.Generator, T: int, B: int, n_iter: int, epochs: 
     """Task indices of the meta-batches: ``n_iter`` random draws, or ``epochs`` shuffled passes."""
     if epochs is None:
         return (rng.choice(T, B, replace=False) for _ in range(n_iter)), n_iter
-    batches = (order[i:i + B] for _ in range(epochs) for order in [rng.permutation(T)] for i in range(0, T, B))
+    batches = (order[i : i + B] for _ in range(epochs) for order in [rng.permutation(T)] for i in range(0, T, B))
     return batches, epochs * ((T + B - 1) // B)
 
 
@@ -103,18 +104,27 @@ def train(model, ts: TaskSet, epochs: int | None, valid: ValidationSet | None) -
     best = (np.inf, dict(model._params), model.basis_)
     n_bad, backoffs, recent = 0, 0, []
     model.stop_reason_ = "n_iter" if epochs is None else "epochs"
-    for it, tasks in enumerate(tqdm(schedule, total=total, desc=f"MetaGrad {method}", disable=not show,
-                                    leave=False)):
+    for it, tasks in enumerate(tqdm(schedule, total=total, desc=f"MetaGrad {method}", disable=not show, leave=False)):
         batch = split_batch(rows, np.sort(tasks), mode, model._rng)
-        res = batch_meta_grad(method, k, float(model.inner_reg_), model.basis_, rows, batch, *model._weights(),
-                              model.learn_basis_, model._batch_threads(batch))
+        res = batch_meta_grad(
+            method,
+            k,
+            float(model.inner_reg_),
+            model.basis_,
+            rows,
+            batch,
+            *model._weights(),
+            model.learn_basis_,
+            model._batch_threads(batch),
+        )
         if res.bad_tasks.size:
             if model.n_iter_ == 0 or backoffs >= MAX_BACKOFFS:
                 raise FloatingPointError(
                     f"MetaGrad: the meta-loss of training task(s) {res.bad_tasks[:10].tolist()} is not finite at "
                     f"meta-iteration {model.n_iter_}: the inner loop diverges (inner_lr={model._lr0:.3g} is too "
-                    "large for this basis, or meta_lr / basis_lr move the parameters too fast); lower them")
-            backoffs += 1                      # a step went too far: back to the best point, smaller steps
+                    "large for this basis, or meta_lr / basis_lr move the parameters too fast); lower them"
+                )
+            backoffs += 1  # a step went too far: back to the best point, smaller steps
             steps.scale *= 0.5
             if np.isfinite(best[0]):
                 model._params, model.basis_ = dict(best[1]), best[2]
@@ -128,8 +138,9 @@ def train(model, ts: TaskSet, epochs: int | None, valid: ValidationSet | None) -
         if res.grad_basis is not None:
             grads["basis"] = _flatten({key: res.grad_basis[key] for key, _ in model._basis_layout})[0]
         lr = steps.rate(model.n_iter_)
-        model._params = model._adam.step(model._params, grads,
-                                         {"w0": lr, "rates": lr, "log_reg": lr, "basis": lr * (basis_ratio or 1.0)})
+        model._params = model._adam.step(
+            model._params, grads, {"w0": lr, "rates": lr, "log_reg": lr, "basis": lr * (basis_ratio or 1.0)}
+        )
         model._publish()
         if model.learn_basis_:
             model.basis_ = base_basis.with_params(**_unflatten(model._params["basis"], model._basis_layout))

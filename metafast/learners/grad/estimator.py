@@ -20,18 +20,17 @@ from sklearn.exceptions import NotFittedError
 
 from metafast._validation import check_positive_float, check_positive_int, check_y
 from metafast.basis._base import BasisFamily
+from metafast.learners._arrays import as_f64
 from metafast.learners._base import MetaLearner, check_tasks, check_train_rows, iter_task_chunks
 from metafast.learners._basis_opt import _flatten
-from metafast.learners._arrays import as_f64
 from metafast.learners.grad import _training
 from metafast.learners.grad._engine import METHODS, Adam, adapt_weights
 from metafast.learners.grad._scales import row_scale, stable_inner_lr, target_scale
-from metafast.parallel import threads_for_work, with_one_blas_thread
-from metafast.parallel import effective_n_threads
+from metafast.parallel import effective_n_threads, threads_for_work, with_one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
 DEFAULT_NETWORK = {"n_basis": 40, "hidden_layers": 2, "width": 40, "activation": "tanh"}
-MAX_INNER_STEPS = 1000     # each step costs two matrix-vector products per task and row block
+MAX_INNER_STEPS = 1000  # each step costs two matrix-vector products per task and row block
 
 
 def check_inner_steps(value, minimum: int) -> None:
@@ -39,9 +38,11 @@ def check_inner_steps(value, minimum: int) -> None:
     minutes and took gigabytes before anything was reported)."""
     check_positive_int(value, "inner_steps", minimum=minimum)
     if int(value) > MAX_INNER_STEPS:
-        raise ValueError(f"parameter 'inner_steps' must be at most {MAX_INNER_STEPS}; got {value}: the inner loop "
-                         "costs time (and for meta-training memory) in proportion to it, and a few to a few "
-                         "dozen steps is the useful range; for a converged inner problem use method='imaml'")
+        raise ValueError(
+            f"parameter 'inner_steps' must be at most {MAX_INNER_STEPS}; got {value}: the inner loop "
+            "costs time (and for meta-training memory) in proportion to it, and a few to a few "
+            "dozen steps is the useful range; for a converged inner problem use method='imaml'"
+        )
 
 
 # ---------------------------------------------------------------------------- per-task regressor
@@ -54,8 +55,15 @@ class GradTaskRegressor(RegressorMixin, BaseEstimator):
     ``MetaGrad.adapt`` returns one already fitted; ``clone`` keeps the (fitted) basis.
     """
 
-    def __init__(self, basis=None, init_coef=None, inner_lr=0.1, inner_steps: int = 5,
-                 method: str = "maml", inner_reg: float = 1.0):
+    def __init__(
+        self,
+        basis=None,
+        init_coef=None,
+        inner_lr=0.1,
+        inner_steps: int = 5,
+        method: str = "maml",
+        inner_reg: float = 1.0,
+    ):
         self.basis = basis
         self.init_coef = init_coef
         self.inner_lr = inner_lr
@@ -75,24 +83,38 @@ class GradTaskRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"parameter 'method' must be one of {METHODS}; got {self.method!r}")
         m = self.basis.n_basis
         w0 = np.zeros(m) if self.init_coef is None else np.asarray(self.init_coef, dtype=np.float64)
-        rates = np.broadcast_to(np.asarray(self.inner_lr, dtype=np.float64), (m,)) \
-            if np.ndim(self.inner_lr) == 0 else np.asarray(self.inner_lr, dtype=np.float64)
+        rates = (
+            np.broadcast_to(np.asarray(self.inner_lr, dtype=np.float64), (m,))
+            if np.ndim(self.inner_lr) == 0
+            else np.asarray(self.inner_lr, dtype=np.float64)
+        )
         if w0.shape != (m,) or rates.shape != (m,):
-            raise ValueError(f"parameters 'init_coef' and 'inner_lr' must have shape ({m},) for a basis of {m} "
-                             f"functions (inner_lr may be a float); got {w0.shape} and {rates.shape}")
+            raise ValueError(
+                f"parameters 'init_coef' and 'inner_lr' must have shape ({m},) for a basis of {m} "
+                f"functions (inner_lr may be a float); got {w0.shape} and {rates.shape}"
+            )
         if not (np.isfinite(w0).all() and np.isfinite(rates).all()):
             raise ValueError("parameters 'init_coef' and 'inner_lr' must be finite")
         check_inner_steps(self.inner_steps, minimum=0)
         check_positive_float(self.inner_reg, "inner_reg")
         return w0, np.ascontiguousarray(rates)
 
-    def fit(self, X, y) -> "GradTaskRegressor":
+    def fit(self, X, y) -> GradTaskRegressor:
         """Adapt to (X, y); X may have zero rows (the model is then ``init_coef``)."""
         w0, rates = self._settings()
         Phi = as_f64(self.basis.design(X))
         yc = check_y(y, "y", n_samples=Phi.shape[0])
-        self.coef_ = adapt_weights(self.method, int(self.inner_steps), float(self.inner_reg), Phi, yc,
-                                   np.array([0, Phi.shape[0]]), w0, rates, 1)[0]
+        self.coef_ = adapt_weights(
+            self.method,
+            int(self.inner_steps),
+            float(self.inner_reg),
+            Phi,
+            yc,
+            np.array([0, Phi.shape[0]]),
+            w0,
+            rates,
+            1,
+        )[0]
         self.n_features_in_ = self.basis.n_features_in_
         return self
 
@@ -181,10 +203,26 @@ class MetaGrad(MetaLearner):
     "max_time", "n_iter" or "epochs"), learn_basis_, n_iter_, n_tasks_seen_.
     """
 
-    def __init__(self, basis=None, method: str = "maml", inner_steps: int = 5, inner_lr="auto",
-                 inner_reg="auto", meta_lr: float = 0.003, basis_lr=None, meta_batch: int = 32,
-                 n_iter: int = 100_000, max_time=50.0, validation_fraction=0.1, patience: int = 20,
-                 learn_basis="auto", train_rows: str = "all", n_jobs=None, random_state=None, verbose: int = 0):
+    def __init__(
+        self,
+        basis=None,
+        method: str = "maml",
+        inner_steps: int = 5,
+        inner_lr="auto",
+        inner_reg="auto",
+        meta_lr: float = 0.003,
+        basis_lr=None,
+        meta_batch: int = 32,
+        n_iter: int = 100_000,
+        max_time=50.0,
+        validation_fraction=0.1,
+        patience: int = 20,
+        learn_basis="auto",
+        train_rows: str = "all",
+        n_jobs=None,
+        random_state=None,
+        verbose: int = 0,
+    ):
         self.basis = basis
         self.method = method
         self.inner_steps = inner_steps
@@ -222,8 +260,9 @@ class MetaGrad(MetaLearner):
         if not (isinstance(self.learn_basis, (bool, np.bool_)) or self.learn_basis == "auto"):
             raise ValueError(f"parameter 'learn_basis' must be True, False or 'auto'; got {self.learn_basis!r}")
         frac = self.validation_fraction
-        if frac is not None and not (isinstance(frac, (int, float)) and not isinstance(frac, bool)
-                                     and 0.0 <= frac < 1.0):
+        if frac is not None and not (
+            isinstance(frac, (int, float)) and not isinstance(frac, bool) and 0.0 <= frac < 1.0
+        ):
             raise ValueError(f"parameter 'validation_fraction' must be None or a number in [0, 1); got {frac!r}")
         check_positive_int(self.patience, "patience")
         check_train_rows(self.train_rows)
@@ -237,13 +276,15 @@ class MetaGrad(MetaLearner):
     @staticmethod
     def _check_regression(ts: TaskSet) -> TaskSet:
         if ts.is_classification:
-            raise TypeError("argument 'tasks' holds integer class labels: MetaGrad does regression "
-                            "(squared loss); use mf.MetaClassifier for classification")
+            raise TypeError(
+                "argument 'tasks' holds integer class labels: MetaGrad does regression "
+                "(squared loss); use mf.MetaClassifier for classification"
+            )
         return ts
 
     # ================================================================== fit
     @with_one_blas_thread
-    def fit(self, tasks, y=None) -> "MetaGrad":
+    def fit(self, tasks, y=None) -> MetaGrad:
         """Meta-train from scratch on a TaskSet (meta-batches until the validation loss stops
         improving, ``n_iter`` or ``max_time``), or one pass of ``partial_fit`` over each chunk of a
         stream (an iterable of TaskSets).
@@ -267,12 +308,12 @@ class MetaGrad(MetaLearner):
         return self
 
     @with_one_blas_thread
-    def partial_fit(self, tasks) -> "MetaGrad":
+    def partial_fit(self, tasks) -> MetaGrad:
         """One more pass (each task once, in meta-batches, freshly split) over new tasks, continuing
         the same Adam state; the first call sets up the basis and scales from these tasks.  Built
         aside and swapped in at the end, like ``fit``."""
         work = self._work_copy(keep_fitted=True)
-        for name in ("_adam", "_rng", "loss_curve_", "history_"):     # the fit mutates these
+        for name in ("_adam", "_rng", "loss_curve_", "history_"):  # the fit mutates these
             if name in work.__dict__:
                 work.__dict__[name] = copy.deepcopy(work.__dict__[name])
         work._check_params()
@@ -281,13 +322,15 @@ class MetaGrad(MetaLearner):
         self._swap_in(work)
         return self
 
-    def _partial_fit(self, tasks) -> "MetaGrad":
+    def _partial_fit(self, tasks) -> MetaGrad:
         ts = self._check_regression(check_tasks(tasks))
         if not getattr(self, "_mf_fitted", False):
             self._setup(ts, hold_out=False)
         elif ts.n_features != self.basis_.n_features_in_:
-            raise ValueError(f"argument 'tasks' has {ts.n_features} features, but the model was fitted on "
-                             f"{self.basis_.n_features_in_}")
+            raise ValueError(
+                f"argument 'tasks' has {ts.n_features} features, but the model was fitted on "
+                f"{self.basis_.n_features_in_}"
+            )
         _training.train(self, ts, epochs=1, valid=None)
         return self
 
@@ -301,24 +344,31 @@ class MetaGrad(MetaLearner):
         learn = self.learn_basis
         self.learn_basis_ = (self.basis is None and self.method != "reptile") if learn == "auto" else bool(learn)
         if self.learn_basis_ and self.method == "reptile":
-            raise ValueError("learn_basis=True is not available with method='reptile': Reptile's update is not "
-                             "the gradient of a meta-loss, so there is nothing to carry through the basis; "
-                             "use 'fomaml' or 'maml'")
+            raise ValueError(
+                "learn_basis=True is not available with method='reptile': Reptile's update is not "
+                "the gradient of a meta-loss, so there is nothing to carry through the basis; "
+                "use 'fomaml' or 'maml'"
+            )
         if self.learn_basis_ and not self.basis_.learnable_params():
-            raise ValueError(f"learn_basis=True, but the basis {type(self.basis_).__name__} has no learnable "
-                             "parameters (its learnable_params() is empty)")
+            raise ValueError(
+                f"learn_basis=True, but the basis {type(self.basis_).__name__} has no learnable "
+                "parameters (its learnable_params() is empty)"
+            )
         merged = ts.all_rows()
         rng = self._rng = np.random.default_rng(self.random_state)
         self._y_scale = target_scale(merged.y_support)
         self._row_scale = row_scale(self.basis_, merged.X_support, rng)
-        a = stable_inner_lr(self.basis_, ts, rng, 1.0 / self._row_scale ** 2) if self.inner_lr == "auto" \
+        a = (
+            stable_inner_lr(self.basis_, ts, rng, 1.0 / self._row_scale**2)
+            if self.inner_lr == "auto"
             else float(self.inner_lr)
+        )
         self._lr0 = a
         self._reg0 = 1.0 / (self.inner_steps * a) if self.inner_reg == "auto" else float(self.inner_reg)
         m = self.basis_.n_basis
-        self._params = {"w0": np.zeros(m), "rates": np.ones(m)}   # scale-free (see meta_lr)
+        self._params = {"w0": np.zeros(m), "rates": np.ones(m)}  # scale-free (see meta_lr)
         if self.method == "imaml" and self.inner_reg == "auto":
-            self._params["log_reg"] = np.zeros(1)                  # log(lam / its starting value)
+            self._params["log_reg"] = np.zeros(1)  # log(lam / its starting value)
         if self.learn_basis_:
             flat, self._basis_layout = _flatten(self.basis_.learnable_params())
             self._params["basis"] = flat
@@ -335,8 +385,9 @@ class MetaGrad(MetaLearner):
         if n_val >= 2 and len(ts) - n_val >= 2:
             order = rng.permutation(len(ts))
             held, ts = ts.subset(np.sort(order[:n_val])), ts.subset(np.sort(order[n_val:]))
-            valid = _training.ValidationSet(held, self.basis_, self._y_scale, self._mode(), rng,
-                                            cache_design=not self.learn_basis_)
+            valid = _training.ValidationSet(
+                held, self.basis_, self._y_scale, self._mode(), rng, cache_design=not self.learn_basis_
+            )
         return ts, valid
 
     def _weights(self) -> tuple[np.ndarray, np.ndarray]:
@@ -359,8 +410,14 @@ class MetaGrad(MetaLearner):
     def adapt(self, X, y) -> GradTaskRegressor:
         """The new task's model after the inner loop on its points (X, y), fitted."""
         model = self._fitted_view()
-        reg = GradTaskRegressor(basis=model.basis_, init_coef=model.init_coef_, inner_lr=model.inner_lr_,
-                                inner_steps=int(model.inner_steps), method=model.method, inner_reg=model.inner_reg_)
+        reg = GradTaskRegressor(
+            basis=model.basis_,
+            init_coef=model.init_coef_,
+            inner_lr=model.inner_lr_,
+            inner_steps=int(model.inner_steps),
+            method=model.method,
+            inner_reg=model.inner_reg_,
+        )
         return reg.fit(X, y)
 
     def adapt_predict(self, X, y, X_query) -> np.ndarray:
@@ -368,8 +425,17 @@ class MetaGrad(MetaLearner):
         model = self._fitted_view()
         Phi = as_f64(model.basis_.design(X))
         yc = check_y(y, "y", n_samples=Phi.shape[0])
-        w = adapt_weights(model.method, int(model.inner_steps), model.inner_reg_, Phi, yc,
-                          np.array([0, Phi.shape[0]]), model.init_coef_, model.inner_lr_, 1)[0]
+        w = adapt_weights(
+            model.method,
+            int(model.inner_steps),
+            model.inner_reg_,
+            Phi,
+            yc,
+            np.array([0, Phi.shape[0]]),
+            model.init_coef_,
+            model.inner_lr_,
+            1,
+        )[0]
         return np.asarray(model.basis_.weighted_sum(X_query, w), dtype=np.float64)
 
     def adapt_tasks(self, tasks: TaskSet) -> np.ndarray:
@@ -380,12 +446,22 @@ class MetaGrad(MetaLearner):
 
     def _adapt_tasks(self, ts: TaskSet) -> np.ndarray:
         if ts.n_features != self.basis_.n_features_in_:
-            raise ValueError(f"argument 'tasks' has {ts.n_features} features, but the model was fitted on "
-                             f"{self.basis_.n_features_in_}")
+            raise ValueError(
+                f"argument 'tasks' has {ts.n_features} features, but the model was fitted on "
+                f"{self.basis_.n_features_in_}"
+            )
         Phi = np.ascontiguousarray(self.basis_.design(ts.X_support))
-        return adapt_weights(self.method, int(self.inner_steps), self.inner_reg_, Phi,
-                             np.asarray(ts.y_support, dtype=np.float64), ts.support_offsets, self.init_coef_,
-                             self.inner_lr_, effective_n_threads(self.n_jobs))
+        return adapt_weights(
+            self.method,
+            int(self.inner_steps),
+            self.inner_reg_,
+            Phi,
+            np.asarray(ts.y_support, dtype=np.float64),
+            ts.support_offsets,
+            self.init_coef_,
+            self.inner_lr_,
+            effective_n_threads(self.n_jobs),
+        )
 
     @with_one_blas_thread
     def _predict_tasks(self, tasks: TaskSet):

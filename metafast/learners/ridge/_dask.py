@@ -22,8 +22,8 @@ import numpy as np
 
 from metafast._kernels import _ridge
 from metafast.distributed import DaskChunks
-from metafast.learners._base import check_regression, training_view
 from metafast.learners._arrays import as_f64
+from metafast.learners._base import check_regression, training_view
 from metafast.learners.ridge._source import _RidgeSplitPasses, _threads_for
 from metafast.tasks._taskset import TaskSet
 
@@ -41,8 +41,9 @@ def _ridge_stats_chunk(chunk: TaskSet, view: str, basis, alphas, s, with_loo: bo
     Mi, bi, Qi, qi, sqi = np.empty((m, m)), np.empty(m), np.empty((m, m)), np.empty(m), np.empty(1)
     per_alpha, jitter = [], 0
     for a in alphas:
-        jitter += _ridge.meta_stats(Phi, y, off, s, float(a), Mi, bi, Qi, qi, sqi,
-                                    _threads_for(n_threads, off), with_loo)
+        jitter += _ridge.meta_stats(
+            Phi, y, off, s, float(a), Mi, bi, Qi, qi, sqi, _threads_for(n_threads, off), with_loo
+        )
         per_alpha.append((Mi.copy(), bi.copy(), Qi.copy(), qi.copy(), sqi.copy()))
     cols = [np.concatenate([np.ravel(p[j]) for p in per_alpha]) for j in range(5)]
     return np.concatenate(cols + [[np.count_nonzero(np.diff(off)), jitter]])
@@ -53,8 +54,7 @@ def _envelope_chunk(chunk: TaskSet, view: str, basis, h, s, alpha: float, n_thre
     Phi, off = as_f64(basis.design(chunk.X_support)), chunk.support_offsets
     T, m = off.shape[0] - 1, s.size
     val, dd = np.empty(T), np.empty((T, m))
-    jitter = _ridge.envelope_grad(Phi, as_f64(chunk.y_support), off, h, s, alpha, val, dd,
-                                  _threads_for(n_threads, off))
+    jitter = _ridge.envelope_grad(Phi, as_f64(chunk.y_support), off, h, s, alpha, val, dd, _threads_for(n_threads, off))
     return np.concatenate(([val.sum()], dd.sum(axis=0), [np.count_nonzero(np.diff(off)), jitter]))
 
 
@@ -85,8 +85,7 @@ def ridge_meta_stats(source, model, alphas: np.ndarray, s: np.ndarray, with_loo:
     out = source.map_sum(_ridge_stats_chunk, source.view, model.basis_, alphas, s, with_loo)
     sizes = [k * m * m, k * m, k * m * m, k * m, k]
     parts = np.split(out[:-2], np.cumsum(sizes)[:-1])
-    M, b, Q, q, sq = (p.reshape(shape) for p, shape in
-                      zip(parts, [(k, m, m), (k, m), (k, m, m), (k, m), (k,)]))
+    M, b, Q, q, sq = (p.reshape(shape) for p, shape in zip(parts, [(k, m, m), (k, m), (k, m, m), (k, m), (k,)]))
     n_tasks, jitter = int(out[-2]), int(out[-1])
     model.n_jitter_ += jitter
     if n_tasks == 0:
@@ -99,6 +98,6 @@ def ridge_envelope(source, model, h: np.ndarray, s: np.ndarray, alpha: float):
     of ``_envelope_chunk`` over ``source`` (in process or on the Dask workers)."""
     out = source.map_sum(_envelope_chunk, source.view, model.basis_, h, s, float(alpha))
     m = s.size
-    total, grad, n_tasks, jitter = out[0], out[1:1 + m], out[1 + m], out[2 + m]
+    total, grad, n_tasks, jitter = out[0], out[1 : 1 + m], out[1 + m], out[2 + m]
     model.n_jitter_ += int(jitter)
     return float(total) / n_tasks, grad / n_tasks

@@ -23,21 +23,24 @@ class RidgeMetricBasisMixin:
     def _fit_metric(self, source, h, alpha, s):
         """Alternate: D by L-BFGS on the envelope objective (h fixed), then h in closed form."""
         m = s.size
-        z = np.log(np.maximum(s ** 2, _METRIC_MIN))
+        z = np.log(np.maximum(s**2, _METRIC_MIN))
         n_iter = 0
         prev = np.inf
         bar = _progress(self.verbose, None, "metric rounds")
         for _ in range(self.max_iter):
             if bar is not None:
                 bar.update(1)
+
             def objective(zv):
                 d = _softmax_scale(zv)
-                val, grad_d = self._envelope(source, h, np.sqrt(d), alpha)
+                val, grad_d = self._envelope(source, h, np.sqrt(d), alpha)  # noqa: B023 (used in this iteration)
                 # d = m softmax(z):  dd_j/dz_k = d_j (delta_jk - d_k / m)
                 gz = d * grad_d - d * (d @ grad_d) / m
                 return val, gz
-            res = minimize(objective, z, jac=True, method="L-BFGS-B",
-                           options={"maxiter": self.max_iter, "gtol": self.tol})
+
+            res = minimize(
+                objective, z, jac=True, method="L-BFGS-B", options={"maxiter": self.max_iter, "gtol": self.tol}
+            )
             z = res.x
             n_iter += int(res.nit)
             s = np.sqrt(np.maximum(_softmax_scale(z), _METRIC_MIN))
@@ -75,8 +78,15 @@ class RidgeMetricBasisMixin:
                 bar.update(1)
 
         try:
-            res = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
-                           options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": self.tol * 1e-3})
+            res = minimize(
+                objective,
+                x0,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                callback=callback,
+                options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": self.tol * 1e-3},
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -102,9 +112,9 @@ class RidgeMetricBasisMixin:
         def unpack(x):
             out, pos = {}, 0
             for k, sh, n in zip(keys, shapes, sizes):
-                out[k] = x[pos:pos + n].reshape(sh)
+                out[k] = x[pos : pos + n].reshape(sh)
                 pos += n
-            return out, x[pos], x[pos + 1:pos + 1 + m]
+            return out, x[pos], x[pos + 1 : pos + 1 + m]
 
         def objective(x):
             theta, log_lam, hv = unpack(x)
@@ -115,7 +125,6 @@ class RidgeMetricBasisMixin:
             return total, np.concatenate([g_flat, [g_lam * lam], g_h])
 
         def pack(theta, log_lam, hv):
-            return np.concatenate([np.ravel(np.asarray(theta[k], dtype=np.float64)) for k in keys]
-                                  + [[log_lam], hv])
+            return np.concatenate([np.ravel(np.asarray(theta[k], dtype=np.float64)) for k in keys] + [[log_lam], hv])
 
         return objective, pack, unpack

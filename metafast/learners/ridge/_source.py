@@ -4,22 +4,24 @@ passes, shared by the in-process source and the Dask one."""
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
-from metafast.parallel import threads_for_work
 from metafast._kernels import _ridge
 from metafast.learners._arrays import as_f64
 from metafast.learners._base import check_regression, check_train_rows, training_view
-from metafast.learners.ridge._math import gls_mean
 from metafast.learners._chunks import LocalChunks
+from metafast.learners.ridge._math import gls_mean
+from metafast.parallel import threads_for_work
 from metafast.tasks._taskset import TaskSet
 
-
-_ONE_SHOT = ("this fit needs several passes over the tasks (metric='diag', learn_basis=True or cv='query'), but "
-             "'tasks' is a one-shot iterator: pass a TaskSet or a re-iterable sequence of TaskSet chunks (e.g. a list)")
-_WORK_PER_ROW = 512   # multiply-adds per packed row of a ridge kernel (~m^2 / 3 at m = 40)
+_ONE_SHOT = (
+    "this fit needs several passes over the tasks (metric='diag', learn_basis=True or cv='query'), but "
+    "'tasks' is a one-shot iterator: pass a TaskSet or a re-iterable sequence of TaskSet chunks (e.g. a list)"
+)
+_WORK_PER_ROW = 512  # multiply-adds per packed row of a ridge kernel (~m^2 / 3 at m = 40)
 
 
 def _threads_for(n_threads: int, offsets: np.ndarray) -> int:
@@ -38,11 +40,10 @@ class _RidgeSplitPasses:
 
         m, k = model.basis_.n_basis, alphas.size
         out = self.map_sum(_split_chunk, model.basis_, alphas, s)
-        A, b = out[:k * m * m].reshape(k, m, m), out[k * m * m:k * m * (m + 1)].reshape(k, m)
+        A, b = out[: k * m * m].reshape(k, m, m), out[k * m * m : k * m * (m + 1)].reshape(k, m)
         model.n_jitter_ += int(out[-1])
         if out[-2] == 0:
-            raise ValueError("mean='split' needs training tasks with query points; none has any "
-                             "(use mean='envelope')")
+            raise ValueError("mean='split' needs training tasks with query points; none has any (use mean='envelope')")
         return np.stack([gls_mean(A[i], b[i]) for i in range(k)])
 
     def query_scores(self, model, alphas: np.ndarray, hs: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -50,9 +51,8 @@ class _RidgeSplitPasses:
         out = self.map_sum(_query_chunk, model.basis_, alphas, hs, s)
         model.n_jitter_ += int(out[-1])
         if out[-2] == 0:
-            raise ValueError("cv='query' needs training tasks with query points; none has any "
-                             "(use cv='loo')")
-        return out[:alphas.size] / out[-2]
+            raise ValueError("cv='query' needs training tasks with query points; none has any (use cv='loo')")
+        return out[: alphas.size] / out[-2]
 
     def all_have_queries(self) -> bool:
         return bool(self.map_sum(_missing_queries) == 0)
@@ -66,7 +66,7 @@ class _RidgeSplitPasses:
         out = self.map_sum(_heldout_chunk, basis, hv, s, lam, use_query, n_total)
         m = hv.size
         model.n_jitter_ += int(out[-1])
-        return float(out[0]), out[2 + m:-1], float(out[1]), out[2:2 + m]
+        return float(out[0]), out[2 + m : -1], float(out[1]), out[2 : 2 + m]
 
 
 def _split_chunk(chunk: TaskSet, basis, alphas, s, n_threads: int) -> np.ndarray:
@@ -76,9 +76,20 @@ def _split_chunk(chunk: TaskSet, basis, alphas, s, n_threads: int) -> np.ndarray
     Ai, bi, ci = np.empty((m, m)), np.empty(m), np.empty(1)
     As, bs, jitter = [], [], 0
     for a in alphas:
-        jitter += _ridge.split_stats(Phi, as_f64(chunk.y_support), chunk.support_offsets, Phiq,
-                                     as_f64(chunk.y_query), chunk.query_offsets, s, float(a), Ai, bi, ci,
-                                     _threads_for(n_threads, chunk.query_offsets))
+        jitter += _ridge.split_stats(
+            Phi,
+            as_f64(chunk.y_support),
+            chunk.support_offsets,
+            Phiq,
+            as_f64(chunk.y_query),
+            chunk.query_offsets,
+            s,
+            float(a),
+            Ai,
+            bi,
+            ci,
+            _threads_for(n_threads, chunk.query_offsets),
+        )
         As.append(Ai.ravel().copy()), bs.append(bi.copy())
     return np.concatenate(As + bs + [[np.count_nonzero(np.diff(chunk.query_offsets)), jitter]])
 
@@ -91,9 +102,24 @@ def _heldout_terms(chunk, basis, h, s, lam: float, scale: float, n_threads: int)
     T = off.shape[0] - 1
     G, Gq = np.empty_like(Phi), np.empty_like(Phiq)
     loss, dlam, dh = np.empty(T), np.empty(T), np.empty((T, Phi.shape[1]))
-    jitter = _ridge.heldout_grad(Phi, as_f64(chunk.y_support), off, Phiq, as_f64(chunk.y_query),
-                                 chunk.query_offsets, h, s, lam, scale, G, Gq, loss, dlam, dh,
-                                 _threads_for(n_threads, off))
+    jitter = _ridge.heldout_grad(
+        Phi,
+        as_f64(chunk.y_support),
+        off,
+        Phiq,
+        as_f64(chunk.y_query),
+        chunk.query_offsets,
+        h,
+        s,
+        lam,
+        scale,
+        G,
+        Gq,
+        loss,
+        dlam,
+        dh,
+        _threads_for(n_threads, off),
+    )
     return loss, G, Gq, dlam, dh, jitter
 
 
@@ -114,8 +140,9 @@ def _count_tasks(chunk: TaskSet, n_threads: int) -> int:
     return len(chunk)
 
 
-def _heldout_chunk(chunk: TaskSet, basis, hv, s, lam: float, use_query: bool, n_total: int,
-                   n_threads: int) -> np.ndarray:
+def _heldout_chunk(
+    chunk: TaskSet, basis, hv, s, lam: float, use_query: bool, n_total: int, n_threads: int
+) -> np.ndarray:
     """[loss, d/d lam, d/d h (m), d/d basis params (flat)..., jitter] of one chunk."""
 
     m = hv.size
@@ -125,8 +152,20 @@ def _heldout_chunk(chunk: TaskSet, basis, hv, s, lam: float, use_query: bool, n_
         Phi, off = as_f64(basis.design(chunk.X_support)), chunk.support_offsets
         T = off.shape[0] - 1
         G, loss, dlam, dh = np.empty_like(Phi), np.empty(T), np.empty(T), np.empty((T, m))
-        jitter = _ridge.loo_grad(Phi, as_f64(chunk.y_support), off, hv, s, lam, 1.0 / n_total, G, loss,
-                                 dlam, dh, _threads_for(n_threads, off))
+        jitter = _ridge.loo_grad(
+            Phi,
+            as_f64(chunk.y_support),
+            off,
+            hv,
+            s,
+            lam,
+            1.0 / n_total,
+            G,
+            loss,
+            dlam,
+            dh,
+            _threads_for(n_threads, off),
+        )
     g = {}
     if basis.learnable_params():
         g = basis.design_vjp(chunk.X_support, G)

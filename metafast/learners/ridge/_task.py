@@ -39,17 +39,20 @@ class BiasedRidgeRegressor(VersionTagged, RegressorMixin, BaseEstimator):
             )
         return np.ascontiguousarray(h), np.ascontiguousarray(s)
 
-    def fit(self, X, y) -> "BiasedRidgeRegressor":
+    def fit(self, X, y) -> BiasedRidgeRegressor:
         """Solve the biased ridge problem on (X, y); the basis must already be fitted."""
         basis = self.basis
         if not isinstance(basis, BasisFamily):
             raise TypeError(f"parameter 'basis' must be a metafast BasisFamily; got {type(basis).__name__}")
-        if not basis.__sklearn_is_fitted__():       # as in a Pipeline: fit an unfitted basis on X
+        if not basis.__sklearn_is_fitted__():  # as in a Pipeline: fit an unfitted basis on X
             basis = clone(basis).fit(X)
         self.basis_ = basis
         Phi = as_f64(basis.design(X))
-        yc = fast_y(y, Phi.shape[0]) if isinstance(y, np.ndarray) and y.ndim == 1 else \
-            check_task_y(y, Phi.shape[0], type(self).__name__)
+        yc = (
+            fast_y(y, Phi.shape[0])
+            if isinstance(y, np.ndarray) and y.ndim == 1
+            else check_task_y(y, Phi.shape[0], type(self).__name__)
+        )
         h, s = self._prior(Phi.shape[1])
         alpha = check_positive_float(self.alpha, "alpha")
         w = np.empty(Phi.shape[1])

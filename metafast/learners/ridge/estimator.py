@@ -17,16 +17,15 @@ from __future__ import annotations
 import numpy as np
 
 from metafast._kernels import _ridge
+from metafast._memory import check_allocation
 from metafast._validation import check_positive_float, check_positive_int
 from metafast.learners._arrays import as_f64, fast_y
+from metafast.learners._base import MetaLearner, check_regression, check_tasks, check_train_rows, training_view
+from metafast.learners.ridge._dask import RidgeChunks, ridge_meta_stats
 from metafast.learners.ridge._learn import RidgeMetricBasisMixin
 from metafast.learners.ridge._math import gls_mean
 from metafast.learners.ridge._source import _TaskSource, _threads_for
 from metafast.learners.ridge._task import _EMPTY_1D, BiasedRidgeRegressor
-from metafast.learners._base import (MetaLearner, check_regression, check_tasks, check_train_rows,
-                                     training_view)
-from metafast._memory import check_allocation
-from metafast.learners.ridge._dask import RidgeChunks, ridge_meta_stats
 from metafast.parallel import effective_n_threads, one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
@@ -81,11 +80,23 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
     basis_loss_ (held-out loss trace of the basis learning), n_jitter_.
     """
 
-    def __init__(self, basis=None, *, alphas=DEFAULT_ALPHAS, cv: str = "loo", mean: str = "envelope",
-                 metric: str | None = None,
-                 learn_basis: bool = False, max_iter: int = 100, tol: float = 1e-6,
-                 train_rows: str = "all", n_jobs: int | None = None, backend: str = "threads",
-                 random_state=None, verbose: int = 0):
+    def __init__(
+        self,
+        basis=None,
+        *,
+        alphas=DEFAULT_ALPHAS,
+        cv: str = "loo",
+        mean: str = "envelope",
+        metric: str | None = None,
+        learn_basis: bool = False,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        train_rows: str = "all",
+        n_jobs: int | None = None,
+        backend: str = "threads",
+        random_state=None,
+        verbose: int = 0,
+    ):
         self.basis = basis
         self.alphas = alphas
         self.cv = cv
@@ -101,7 +112,7 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
-    def fit(self, tasks, y=None) -> "MetaRidge":
+    def fit(self, tasks, y=None) -> MetaRidge:
         """Meta-train on a TaskSet or a stream (iterable) of TaskSet chunks.
 
         The new model is built aside and swapped in at the end: concurrent ``adapt`` /
@@ -115,9 +126,10 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
     def _fit_aside(self, tasks) -> None:
         alphas = self._check_params()
         self._n_threads = effective_n_threads(self.n_jobs)
-        dask = getattr(self, "backend", "threads") != "threads"   # older pickles have no backend
-        source = (RidgeChunks(self, tasks) if dask else
-                  _TaskSource(tasks, self.train_rows, self._n_threads, self.verbose))
+        dask = getattr(self, "backend", "threads") != "threads"  # older pickles have no backend
+        source = (
+            RidgeChunks(self, tasks) if dask else _TaskSource(tasks, self.train_rows, self._n_threads, self.verbose)
+        )
         first = source.first()
         check_regression(first, "MetaRidge")
         self.basis_ = self._init_basis(training_view(first, self.train_rows))
@@ -138,13 +150,15 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
             h, alpha, it = self._fit_basis(source, h, alpha, s)
             n_iter += it
         if not (np.all(np.isfinite(h)) and np.isfinite(alpha) and np.all(np.isfinite(s))):
-            raise FloatingPointError("MetaRidge reached a non-finite prior mean or metric: the tasks or "
-                                     "the basis hold values too large to represent")
+            raise FloatingPointError(
+                "MetaRidge reached a non-finite prior mean or metric: the tasks or "
+                "the basis hold values too large to represent"
+            )
         self.alphas_ = alphas
         self.prior_mean_ = h
         self.alpha_ = float(alpha)
         self.prior_scale_ = s
-        self.metric_ = s ** 2
+        self.metric_ = s**2
         self.n_iter_ = n_iter
         self._mf_fitted = True
 
@@ -152,8 +166,9 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
         try:
             alphas = np.atleast_1d(np.asarray(self.alphas, dtype=np.float64)).ravel()
         except (TypeError, ValueError):
-            raise TypeError(f"parameter 'alphas' must be a number or a sequence of numbers; "
-                            f"got {self.alphas!r}") from None
+            raise TypeError(
+                f"parameter 'alphas' must be a number or a sequence of numbers; got {self.alphas!r}"
+            ) from None
         if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
             raise ValueError(f"parameter 'alphas' must be positive finite numbers; got {self.alphas!r}")
         if self.cv not in ("loo", "query"):
@@ -163,8 +178,10 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
         if self.metric not in (None, "none", "diag"):
             raise ValueError(f"parameter 'metric' must be None or 'diag'; got {self.metric!r}")
         if self.metric == "diag" and self.mean == "split":
-            raise ValueError("metric='diag' is learned on the envelope objective together with its "
-                             "closed-form mean: use mean='envelope' with it")
+            raise ValueError(
+                "metric='diag' is learned on the envelope objective together with its "
+                "closed-form mean: use mean='envelope' with it"
+            )
         check_positive_int(self.max_iter, "max_iter")
         check_positive_float(self.tol, "tol")
         check_train_rows(self.train_rows)
@@ -174,13 +191,15 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
     def _design(self, basis, X) -> np.ndarray:
         return as_f64(basis.design(X))
 
-    def _stats(self, source: "_TaskSource", alphas: np.ndarray, s: np.ndarray, with_loo: bool = True):
+    def _stats(self, source: _TaskSource, alphas: np.ndarray, s: np.ndarray, with_loo: bool = True):
         """One pass: the GLS statistics (M, b) and the LOO quadratic (Q, q, sq) for each alpha."""
         m = self.basis_.n_basis
         k = alphas.size
-        check_allocation(8.0 * m * m * (2 * k + 2 + self._n_threads),
-                         f"MetaRidge statistics for {k} alphas and {m} basis functions",
-                         "use fewer basis functions or fewer alphas")
+        check_allocation(
+            8.0 * m * m * (2 * k + 2 + self._n_threads),
+            f"MetaRidge statistics for {k} alphas and {m} basis functions",
+            "use fewer basis functions or fewer alphas",
+        )
         return ridge_meta_stats(source, self, alphas, s, with_loo)
 
     def _select_alpha(self, source, alphas, s):
@@ -192,11 +211,10 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
             hs = self._split_means(source, alphas, s)
         else:
             hs = np.stack([gls_mean(M[i], b[i]) for i in range(alphas.size)])
-        if alphas.size == 1:                     # nothing to choose: no score computed
+        if alphas.size == 1:  # nothing to choose: no score computed
             return hs[0], float(alphas[0]), np.empty(0)
         if self.cv == "loo":
-            scores = np.array([(sq[i] - 2 * q[i] @ hs[i] + hs[i] @ Q[i] @ hs[i]) / n_tasks
-                               for i in range(alphas.size)])
+            scores = np.array([(sq[i] - 2 * q[i] @ hs[i] + hs[i] @ Q[i] @ hs[i]) / n_tasks for i in range(alphas.size)])
             scores = np.maximum(scores, 0.0)
         else:
             scores = self._query_scores(source, alphas, hs, s)
@@ -216,8 +234,9 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
     def adapt(self, X, y) -> BiasedRidgeRegressor:
         """A fitted BiasedRidgeRegressor for a new task's support points (X, y)."""
         model = self._fitted_view()
-        return BiasedRidgeRegressor(basis=model.basis_, prior_mean=model.prior_mean_, alpha=model.alpha_,
-                                    prior_scale=model.prior_scale_).fit(X, y)
+        return BiasedRidgeRegressor(
+            basis=model.basis_, prior_mean=model.prior_mean_, alpha=model.alpha_, prior_scale=model.prior_scale_
+        ).fit(X, y)
 
     def adapt_predict(self, X, y, X_query) -> np.ndarray:
         """Adapt to (X, y) and predict X_query in one kernel call (the fastest one-task path)."""
@@ -239,9 +258,17 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
         W = np.empty((len(ts), self.basis_.n_basis))
         n_threads = effective_n_threads(self.n_jobs)
         with one_blas_thread():
-            _ridge.solve_tasks(Phi, as_f64(ts.y_support), ts.support_offsets, self.prior_mean_,
-                               self.prior_scale_, self.alpha_, W, _EMPTY_1D,
-                               _threads_for(n_threads, ts.support_offsets))
+            _ridge.solve_tasks(
+                Phi,
+                as_f64(ts.y_support),
+                ts.support_offsets,
+                self.prior_mean_,
+                self.prior_scale_,
+                self.alpha_,
+                W,
+                _EMPTY_1D,
+                _threads_for(n_threads, ts.support_offsets),
+            )
         return W
 
     def _predict_tasks(self, tasks: TaskSet):
@@ -249,5 +276,3 @@ class MetaRidge(RidgeMetricBasisMixin, MetaLearner):
         Xq = tasks.X_query
         mean = self.basis_.weighted_sum_tasks(Xq, tasks.query_offsets, W.astype(Xq.dtype, copy=False))
         return np.asarray(mean, dtype=np.float64), None
-
-

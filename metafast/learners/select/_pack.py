@@ -17,8 +17,8 @@ from metafast._kernels import _group_lasso
 from metafast.learners._base import per_task_mean
 from metafast.parallel import threads_for_work
 
-DESIGN_ROWS = 8192     # rows of the design materialised at a time while packing
-_WORK_PER_ROW = 16     # multiply-adds per packed row and column sweep (parallel.threads_for_work)
+DESIGN_ROWS = 8192  # rows of the design materialised at a time while packing
+_WORK_PER_ROW = 16  # multiply-adds per packed row and column sweep (parallel.threads_for_work)
 
 
 @dataclass
@@ -45,8 +45,9 @@ class Packed:
         sizes = self.sizes
         scale = np.where(sizes > 0, 1.0 / np.maximum(sizes, 1), 0.0) if per_row_mean else np.ones(len(sizes))
         out = np.empty((self.PhiT.shape[0], self.n_tasks))
-        _group_lasso.task_correlations(self.PhiT, np.ascontiguousarray(r, dtype=np.float64), self.offsets,
-                                       scale, out, self.n_threads)
+        _group_lasso.task_correlations(
+            self.PhiT, np.ascontiguousarray(r, dtype=np.float64), self.offsets, scale, out, self.n_threads
+        )
         return out
 
     def shared_design(self) -> bool:
@@ -54,8 +55,11 @@ class Packed:
         if self._shared is None:
             sizes = self.sizes
             n = int(sizes[0]) if sizes.size else 0
-            self._shared = bool(n > 0 and np.all(sizes == n) and all(
-                np.array_equal(self.PhiT[:, :n], self.PhiT[:, o:o + n]) for o in self.offsets[1:-1]))
+            self._shared = bool(
+                n > 0
+                and np.all(sizes == n)
+                and all(np.array_equal(self.PhiT[:, :n], self.PhiT[:, o : o + n]) for o in self.offsets[1:-1])
+            )
         return self._shared
 
     def column_norms2(self) -> np.ndarray:
@@ -63,12 +67,13 @@ class Packed:
         if self._norms2 is None:
             sq = np.ascontiguousarray(self.PhiT * self.PhiT)
             out = np.empty((self.PhiT.shape[0], self.n_tasks))
-            _group_lasso.task_correlations(sq, np.ones(self.PhiT.shape[1]), self.offsets,
-                                           np.ones(self.n_tasks), out, self.n_threads)
+            _group_lasso.task_correlations(
+                sq, np.ones(self.PhiT.shape[1]), self.offsets, np.ones(self.n_tasks), out, self.n_threads
+            )
             self._norms2 = out
         return self._norms2
 
-    def reweighted(self, columns: np.ndarray, factor: np.ndarray) -> "Packed":
+    def reweighted(self, columns: np.ndarray, factor: np.ndarray) -> Packed:
         """The packed tasks on ``columns`` only, column i multiplied by ``factor[i]``."""
         PhiT = np.ascontiguousarray(self.PhiT[columns] * np.asarray(factor, dtype=self.PhiT.dtype)[:, None])
         return Packed(PhiT, self.y, self.offsets, self.n_threads)
@@ -81,14 +86,13 @@ class Packed:
         return np.einsum("jn,jn->n", self.PhiT[columns].astype(np.float64, copy=False), W[:, task])
 
 
-def pack(basis, X: np.ndarray, y: np.ndarray, offsets: np.ndarray, scale: np.ndarray | None,
-         n_threads: int) -> Packed:
+def pack(basis, X: np.ndarray, y: np.ndarray, offsets: np.ndarray, scale: np.ndarray | None, n_threads: int) -> Packed:
     """Design of X through ``basis``, transposed and divided by ``scale`` (None: no scaling)."""
     m, N = basis.n_basis, X.shape[0]
     PhiT = np.empty((m, N), dtype=X.dtype)
     for start in range(0, N, DESIGN_ROWS):
-        block = basis.design(X[start:start + DESIGN_ROWS])
-        PhiT[:, start:start + block.shape[0]] = block.T
+        block = basis.design(X[start : start + DESIGN_ROWS])
+        PhiT[:, start : start + block.shape[0]] = block.T
     if scale is not None:
         PhiT /= scale.astype(X.dtype)[:, None]
     threads = threads_for_work(n_threads, _WORK_PER_ROW * N)
@@ -106,7 +110,7 @@ def task_query_errors(packed_query: Packed, W: np.ndarray, columns: np.ndarray) 
     """Per-task query MSE of the tasks that have query rows."""
     resid = packed_query.y - packed_query.predict(W, columns)
     keep = packed_query.sizes > 0
-    return per_task_mean(resid ** 2, packed_query.offsets)[keep]
+    return per_task_mean(resid**2, packed_query.offsets)[keep]
 
 
 def validation_mse(packed_query: Packed, W: np.ndarray, columns: np.ndarray) -> float:
@@ -187,7 +191,7 @@ def check_target_magnitude(ts) -> None:
     """Refuse targets too large or too small for the selection's arithmetic, saying how to rescale."""
     y = np.concatenate([ts.y_support, ts.y_query]).astype(np.float64, copy=False)
     if y.size == 0 or not np.isfinite(y).all():
-        return                                    # empty or non-finite: the usual checks report it
+        return  # empty or non-finite: the usual checks report it
     peak = float(np.max(np.abs(y)))
     if peak == 0.0:
         return
@@ -197,4 +201,5 @@ def check_target_magnitude(ts) -> None:
         raise ValueError(
             f"argument 'tasks': the targets have magnitude {rms:.3g} (root mean square), outside the "
             f"range {low:g} to {high:g} that BasisSelector handles; rescale them (e.g. divide y by "
-            f"{rms:.3g}): which functions matter does not depend on the unit of y")
+            f"{rms:.3g}): which functions matter does not depend on the unit of y"
+        )

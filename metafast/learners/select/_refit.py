@@ -6,8 +6,8 @@ import numpy as np
 
 from metafast.learners.select._pack import Packed, task_query_errors
 
-EB_ITERATIONS = 30        # EM iterations of an empirical-Bayes refit from scratch (a third warm)
-EB_BLOCK_TASKS = 512      # tasks per batched block of an empirical-Bayes E-step
+EB_ITERATIONS = 30  # EM iterations of an empirical-Bayes refit from scratch (a third warm)
+EB_BLOCK_TASKS = 512  # tasks per batched block of an empirical-Bayes E-step
 
 
 class EmpiricalBayesRefit:
@@ -43,10 +43,11 @@ class EmpiricalBayesRefit:
         blocks = []
         for idx, n in self.groups:
             for lo in range(0, idx.size, EB_BLOCK_TASKS):
-                tasks = idx[lo:lo + EB_BLOCK_TASKS]
+                tasks = idx[lo : lo + EB_BLOCK_TASKS]
                 rows = train.offsets[tasks][:, None] + np.arange(n)[None, :]
-                blocks.append((tasks, np.ascontiguousarray(np.moveaxis(PhiT[:, rows], 0, -1), dtype=np.float64),
-                               train.y[rows]))
+                blocks.append(
+                    (tasks, np.ascontiguousarray(np.moveaxis(PhiT[:, rows], 0, -1), dtype=np.float64), train.y[rows])
+                )
         start = np.median([v for _, v in self.prior.values()]) if self.prior else None
         if start is None:
             power = np.mean(train.column_norms2()[columns].sum(axis=1)) / max(int(train.sizes.sum()), 1)
@@ -58,9 +59,9 @@ class EmpiricalBayesRefit:
         M = np.tile(mu, (T, 1))
         for _ in range(self.n_iter if not self.prior else max(1, self.n_iter // 3)):
             M = np.tile(mu, (T, 1))
-            post_var, sq = v * n_empty, 0.0                           # an empty task keeps its prior
+            post_var, sq = v * n_empty, 0.0  # an empty task keeps its prior
             for tasks, Phi, y in blocks:
-                PV = Phi * v                                           # (B, n, k)
+                PV = Phi * v  # (B, n, k)
                 K = PV @ np.swapaxes(Phi, 1, 2)
                 K[:, np.arange(K.shape[1]), np.arange(K.shape[1])] += self.s2
                 Kinv = np.linalg.inv(K)
@@ -69,8 +70,7 @@ class EmpiricalBayesRefit:
                 post_var += (v - np.einsum("bnk,bnk->bk", PV, Kinv @ PV)).sum(axis=0)
                 res = y - np.einsum("bnk,bk->bn", Phi, M[tasks])
                 # E||y - Phi w||^2 = ||y - Phi m||^2 + tr(Phi S Phi^T),  tr = s2 n - s2^2 tr(K^-1)
-                sq += float((res ** 2).sum() + self.s2 * res.size
-                            - self.s2 ** 2 * np.einsum("bnn->", Kinv))
+                sq += float((res**2).sum() + self.s2 * res.size - self.s2**2 * np.einsum("bnn->", Kinv))
             mu = M.mean(axis=0)
             v = np.maximum(((M - mu) ** 2).sum(axis=0) / T + post_var / T, 0.0)
             self.s2 = max(sq / N, self.s2_floor)

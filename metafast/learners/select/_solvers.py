@@ -10,15 +10,38 @@ from __future__ import annotations
 import numpy as np
 
 from metafast._kernels import _group_lasso
-from metafast.learners.select._pack import (Packed, column_scale, median_with_se, one_se_choice, pack,
-                                               refit_validation, ridge_solve, segment_sums, task_gram,
-                                               task_query_errors, validation_mse)
+from metafast.learners.select._pack import (
+    Packed,
+    column_scale,
+    median_with_se,
+    one_se_choice,
+    pack,
+    refit_validation,
+    ridge_solve,
+    segment_sums,
+    task_gram,
+    task_query_errors,
+    validation_mse,
+)
 from metafast.learners.select._refit import EmpiricalBayesRefit
 
-__all__ = ["EmpiricalBayesRefit", "GroupLasso", "Packed", "alpha_grid", "ard_posterior_variance", "column_scale",
-           "median_with_se", "one_se_choice", "pack", "refit_validation", "somp", "task_gram", "validation_mse"]
+__all__ = [
+    "EmpiricalBayesRefit",
+    "GroupLasso",
+    "Packed",
+    "alpha_grid",
+    "ard_posterior_variance",
+    "column_scale",
+    "median_with_se",
+    "one_se_choice",
+    "pack",
+    "refit_validation",
+    "somp",
+    "task_gram",
+    "validation_mse",
+]
 
-WORKING_SET_MIN = 10   # smallest working-set budget of the group-lasso solver
+WORKING_SET_MIN = 10  # smallest working-set budget of the group-lasso solver
 
 
 # ---------------------------------------------------------------------- group lasso
@@ -48,9 +71,9 @@ class GroupLasso:
         self.shared = packed.shared_design()
         if self.shared:
             n = int(sizes[0])
-            self.XT = np.ascontiguousarray(packed.PhiT[:, :n], dtype=np.float64)   # (m, n)
-            self.Y = np.ascontiguousarray(packed.y.reshape(T, n).T)                  # (n, T)
-            self.XtY = self.XT @ self.Y / n                                           # (m, T)
+            self.XT = np.ascontiguousarray(packed.PhiT[:, :n], dtype=np.float64)  # (m, n)
+            self.Y = np.ascontiguousarray(packed.y.reshape(T, n).T)  # (n, T)
+            self.XtY = self.XT @ self.Y / n  # (m, T)
             self._gram: dict[int, np.ndarray] = {}
             self.L = np.repeat(np.einsum("jn,jn->j", self.XT, self.XT)[:, None] / n, T, axis=1)
         else:
@@ -60,7 +83,7 @@ class GroupLasso:
         self.norms = self._corr_norms()
 
     @classmethod
-    def shared_design(cls, X: np.ndarray, Y: np.ndarray) -> "GroupLasso":
+    def shared_design(cls, X: np.ndarray, Y: np.ndarray) -> GroupLasso:
         """The solver for tasks that all share the design X (n, m), targets Y (n, T), without
         packing T copies of X (what scikit-learn's MultiTaskLasso takes)."""
         X = np.asarray(X, dtype=np.float64)
@@ -68,8 +91,9 @@ class GroupLasso:
         n, T = Y.shape
         if X.ndim != 2 or X.shape[0] != n:
             raise ValueError(f"argument 'X' must have shape (n, m) with n = {n} rows like Y; got {X.shape}")
-        packed = Packed(np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T).ravel(),
-                        np.arange(T + 1, dtype=np.int64) * n)
+        packed = Packed(
+            np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T).ravel(), np.arange(T + 1, dtype=np.int64) * n
+        )
         packed._shared = True
         return cls(packed)
 
@@ -133,14 +157,14 @@ class GroupLasso:
         r2 = self._task_sums(self.R, self.R)
         yr = self._task_sums(self.p.y, self.R)
         s = max(1.0, float(self.norms.max(initial=0.0)) / lam)
-        dual = float(np.dot(self.inv_n, yr)) / s - 0.5 * float(np.dot(self.inv_n, r2)) / s ** 2
+        dual = float(np.dot(self.inv_n, yr)) / s - 0.5 * float(np.dot(self.inv_n, r2)) / s**2
         primal = 0.5 * float(np.dot(self.inv_n, r2)) + lam * self._penalty()
         return primal - dual
 
     def _sweep(self, active: np.ndarray, lam: float, max_iter: int, inner_tol: float) -> int:
         """Block coordinate descent on the working set; refreshes R and the correlation norms."""
         if self.shared:
-            Gc = self._gram_columns(active)                                # (m, A)
+            Gc = self._gram_columns(active)  # (m, A)
             G_AA = np.ascontiguousarray(Gc[active])
             W_A = np.ascontiguousarray(self.W[active])
             H = np.ascontiguousarray(self.XtY[active] - G_AA @ W_A)
@@ -148,11 +172,22 @@ class GroupLasso:
             self.W[active] = W_A
             C = self.XtY - Gc @ W_A
             self.norms = np.sqrt(np.einsum("jt,jt->j", C, C))
-            self.R = (self.Y - self.XT[active].T @ W_A).T.ravel()     # task-major, as packed
+            self.R = (self.Y - self.XT[active].T @ W_A).T.ravel()  # task-major, as packed
             return done
         done, _, _ = _group_lasso.bcd_sweeps(
-            self.p.PhiT, self.p.offsets, self.inv_n, self.L, self.L_max, self.W, self.R,
-            np.ascontiguousarray(active), float(lam), int(max_iter), float(inner_tol), self.p.n_threads)
+            self.p.PhiT,
+            self.p.offsets,
+            self.inv_n,
+            self.L,
+            self.L_max,
+            self.W,
+            self.R,
+            np.ascontiguousarray(active),
+            float(lam),
+            int(max_iter),
+            float(inner_tol),
+            self.p.n_threads,
+        )
         self.norms = self._corr_norms()
         return done
 
@@ -183,8 +218,13 @@ class GroupLasso:
             if gap <= gap_tol or sweeps >= max_iter:
                 break
             inner_tol = max(inner_tol * 0.01, 1e-15)
-        return {"sweeps": sweeps, "gap": gap, "converged": gap <= gap_tol, "working_set": int(active.size),
-                "covariance_mode": self.shared}
+        return {
+            "sweeps": sweeps,
+            "gap": gap,
+            "converged": gap <= gap_tol,
+            "working_set": int(active.size),
+            "covariance_mode": self.shared,
+        }
 
     def _grow(self, active: np.ndarray, threshold: float, budget: int) -> np.ndarray:
         """``active`` plus the columns outside it whose correlation norm exceeds ``threshold``,
@@ -198,8 +238,7 @@ class GroupLasso:
         return np.union1d(active, cand).astype(np.int64)
 
 
-def ard_posterior_variance(basis, chunks, prior_var: np.ndarray, noise_var: float
-                           ) -> tuple[np.ndarray, np.ndarray]:
+def ard_posterior_variance(basis, chunks, prior_var: np.ndarray, noise_var: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean over tasks of each weight's posterior variance under the prior N(., diag(prior_var))
     and noise ``noise_var``, from every labelled row of each task (the rows the ARD EM used),
     and each column's mean square phi_j(x)^2 over those rows.
@@ -213,7 +252,7 @@ def ard_posterior_variance(basis, chunks, prior_var: np.ndarray, noise_var: floa
         full = chunk.all_rows()
         off = full.support_offsets
         for t in range(len(full)):
-            Phi = np.asarray(basis.design(full.X_support[off[t]:off[t + 1]]), dtype=np.float64)
+            Phi = np.asarray(basis.design(full.X_support[off[t] : off[t + 1]]), dtype=np.float64)
             PV = Phi * prior_var
             K = PV @ Phi.T
             K[np.diag_indices_from(K)] += s2
@@ -231,8 +270,9 @@ def alpha_grid(alpha_max: float, n_alphas: int, ratio: float) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- SOMP
-def somp(train: Packed, query: Packed, max_features: int, patience: int,
-         bayes: bool = True) -> tuple[list[dict], list[int]]:
+def somp(
+    train: Packed, query: Packed, max_features: int, patience: int, bayes: bool = True
+) -> tuple[list[dict], list[int]]:
     """Simultaneous OMP (Tropp, Gilbert and Strauss 2006) with per-task least-squares refits.
 
     Each step adds the column maximising sum_t |phi_tj . r_t| / ||phi_tj|| (tasks where the
@@ -261,8 +301,7 @@ def somp(train: Packed, query: Packed, max_features: int, patience: int,
         if not score[j] > 0:
             break
         col = np.ascontiguousarray(train.PhiT[j], dtype=np.float64)
-        cross = (train.correlations(col, per_row_mean=False)[order].T if order
-                 else np.zeros((T, 0)))                                   # (T, k)
+        cross = train.correlations(col, per_row_mean=False)[order].T if order else np.zeros((T, 0))  # (T, k)
         k = len(order)
         new = np.zeros((T, k + 1, k + 1))
         new[:, :k, :k] = gram
@@ -273,11 +312,10 @@ def somp(train: Packed, query: Packed, max_features: int, patience: int,
         rhs = np.concatenate([rhs, segment_sums(col * train.y, train.offsets)[:, None]], axis=1)
         order.append(j)
         cols = np.asarray(order)
-        Wt = eb.fit(cols) if bayes else ridge_solve(gram, rhs)           # (T, k + 1)
+        Wt = eb.fit(cols) if bayes else ridge_solve(gram, rhs)  # (T, k + 1)
         resid = train.y - train.predict(Wt.T, cols)
         val, se = median_with_se(task_query_errors(query, Wt.T, cols))
-        path.append({"column": j, "n_selected": len(order), "score": float(score[j]),
-                     "val_mse": val, "val_se": se})
+        path.append({"column": j, "n_selected": len(order), "score": float(score[j]), "val_mse": val, "val_se": se})
         if val < best * (1 - 1e-9):
             best, since_best = val, 0
         else:

@@ -71,9 +71,9 @@ from sklearn.exceptions import NotFittedError
 from metafast._validation import check_positive_int
 from metafast.basis._base import BasisFamily
 from metafast.basis.subset import restrict
+from metafast.learners._base import iter_task_chunks
 from metafast.learners.select import _solvers as solvers
 from metafast.learners.select._pack import check_target_magnitude
-from metafast.learners._base import iter_task_chunks
 from metafast.parallel import effective_n_threads
 from metafast.tasks._taskset import TaskSet
 
@@ -139,11 +139,28 @@ class BasisSelector(BaseEstimator):
     basis_ : the fitted dictionary.   selected_basis_ : ``basis_`` restricted to ``sorted(support_)``.
     """
 
-    def __init__(self, basis: Any = None, method: str = "group-lasso", *, alpha: float | None = None,
-                 alphas: Any = None, n_alphas: int = 30, alpha_min_ratio: float = 1e-3,
-                 patience: int = 5, max_features: int | None = None, normalize: bool = True,
-                 rule: str = "one-se", refit: str = "bayes", refit_rows: str = "all", adaptive: bool = True, tol: float = 1e-4, max_iter: int = 300,
-                 ard_threshold: float = 0.5, ard_params: dict | None = None, n_jobs: int | None = None):
+    def __init__(
+        self,
+        basis: Any = None,
+        method: str = "group-lasso",
+        *,
+        alpha: float | None = None,
+        alphas: Any = None,
+        n_alphas: int = 30,
+        alpha_min_ratio: float = 1e-3,
+        patience: int = 5,
+        max_features: int | None = None,
+        normalize: bool = True,
+        rule: str = "one-se",
+        refit: str = "bayes",
+        refit_rows: str = "all",
+        adaptive: bool = True,
+        tol: float = 1e-4,
+        max_iter: int = 300,
+        ard_threshold: float = 0.5,
+        ard_params: dict | None = None,
+        n_jobs: int | None = None,
+    ):
         self.basis = basis
         self.method = method
         self.alpha = alpha
@@ -178,8 +195,10 @@ class BasisSelector(BaseEstimator):
         if self.alphas is not None:
             a = np.asarray(self.alphas, dtype=np.float64)
             if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
-                raise ValueError("parameter 'alphas' (the lambda path) must be a non-empty 1-D array of "
-                                 f"finite numbers > 0; got {self.alphas!r}")
+                raise ValueError(
+                    "parameter 'alphas' (the lambda path) must be a non-empty 1-D array of "
+                    f"finite numbers > 0; got {self.alphas!r}"
+                )
         check_positive_int(self.n_alphas, "n_alphas")
         check_positive_int(self.patience, "patience")
         check_positive_int(self.max_iter, "max_iter")
@@ -198,12 +217,13 @@ class BasisSelector(BaseEstimator):
         b = self.basis if self.basis is not None else "rbf"
         b = basis_api.make(b) if isinstance(b, str) else b
         if not isinstance(b, BasisFamily):
-            raise TypeError(f"parameter 'basis' must be a metafast BasisFamily or a family name; "
-                            f"got {type(b).__name__}")
+            raise TypeError(
+                f"parameter 'basis' must be a metafast BasisFamily or a family name; got {type(b).__name__}"
+            )
         return copy.deepcopy(b) if b.__sklearn_is_fitted__() else clone(b).fit_tasks(tasks)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, tasks, y=None) -> "BasisSelector":
+    def fit(self, tasks, y=None) -> BasisSelector:
         """Choose the columns from the training ``tasks`` (a TaskSet or a stream of chunks)."""
         self._check_params()
         self._threads = effective_n_threads(self.n_jobs)
@@ -225,9 +245,11 @@ class BasisSelector(BaseEstimator):
                 raise ValueError(
                     f"argument 'tasks': no task has query points, but method={self.method!r} chooses "
                     "its stopping point on the tasks' query sets; give tasks with a support/query "
-                    "split" + (" or a fixed alpha=" if self.method == "group-lasso" else ""))
-            query = solvers.pack(self.basis_, ts.X_query, ts.y_query, ts.query_offsets,
-                                 self.column_scale_, self._threads)
+                    "split" + (" or a fixed alpha=" if self.method == "group-lasso" else "")
+                )
+            query = solvers.pack(
+                self.basis_, ts.X_query, ts.y_query, ts.query_offsets, self.column_scale_, self._threads
+            )
         m = self.basis_.n_basis
         max_features = min(self.max_features or m, m)
         if self.method == "somp":
@@ -260,16 +282,18 @@ class BasisSelector(BaseEstimator):
                 w[columns] = [np.hypot(*eb.prior[int(j)]) for j in columns]
                 columns = np.flatnonzero(w > 0)
             factor = w[columns]
-            path, W_sub, alpha = self._validated_path(train.reweighted(columns, factor),
-                                                      query.reweighted(columns, factor), max_features)
+            path, W_sub, alpha = self._validated_path(
+                train.reweighted(columns, factor), query.reweighted(columns, factor), max_features
+            )
         else:
             W_sub = W
         self.path_ = path
         self.alpha_ = alpha
         if self.refit_rows == "all":
             full = ts.all_rows()
-            packed = solvers.pack(self.basis_, full.X_support, full.y_support, full.support_offsets,
-                                  self.column_scale_, self._threads).reweighted(columns, factor)
+            packed = solvers.pack(
+                self.basis_, full.X_support, full.y_support, full.support_offsets, self.column_scale_, self._threads
+            ).reweighted(columns, factor)
             gl_all = solvers.GroupLasso(packed)
             gl_all.warm_start(W_sub)
             gl_all.solve(alpha, None, self.tol, self.max_iter)
@@ -300,11 +324,23 @@ class BasisSelector(BaseEstimator):
             prev = float(a)
             nz = np.flatnonzero(np.any(gl.W != 0, axis=1))
             lasso_val = solvers.validation_mse(query, gl.W[nz], nz) if query is not None else np.nan
-            val, se = (solvers.median_with_se(self._refit_errors(refit, train, query, nz))
-                       if query is not None else (np.nan, 0.0))
-            path.append({"alpha": float(a), "n_selected": int(nz.size), "val_mse": val, "val_se": se,
-                         "lasso_val_mse": lasso_val, "objective": gl.objective(float(a)), **stats})
-            weights.append((nz, gl.W[nz].copy()))             # non-zero rows only
+            val, se = (
+                solvers.median_with_se(self._refit_errors(refit, train, query, nz))
+                if query is not None
+                else (np.nan, 0.0)
+            )
+            path.append(
+                {
+                    "alpha": float(a),
+                    "n_selected": int(nz.size),
+                    "val_mse": val,
+                    "val_se": se,
+                    "lasso_val_mse": lasso_val,
+                    "objective": gl.objective(float(a)),
+                    **stats,
+                }
+            )
+            weights.append((nz, gl.W[nz].copy()))  # non-zero rows only
             if nz.size > max_features:
                 break
             if nz.size and (best is None or not val >= best["val_mse"]):
@@ -317,7 +353,8 @@ class BasisSelector(BaseEstimator):
             raise ValueError(
                 f"every point of the group-lasso path selected no column (smallest alpha tried: "
                 f"{path[-1]['alpha']:.4g}, while alpha_max = {gl.alpha_max:.4g} selects nothing): pass "
-                "a smaller alpha / alphas, lower alpha_min_ratio, or check that the targets vary")
+                "a smaller alpha / alphas, lower alpha_min_ratio, or check that the targets vary"
+            )
         chosen = path.index(best) if query is None or self.rule == "min" else solvers.one_se_choice(path)
         W = np.zeros_like(gl.W)
         W[weights[chosen][0]] = weights[chosen][1]
@@ -334,22 +371,25 @@ class BasisSelector(BaseEstimator):
         path, order = solvers.somp(train, query, max_features, self.patience, bayes=self.refit == "bayes")
         self.path_ = path
         if not path:
-            raise ValueError("somp selected no column: every column is zero on every task's support "
-                             "rows, or the targets are zero; check the dictionary and the tasks")
-        best = (int(np.argmin([p["val_mse"] for p in path])) if self.rule == "min"
-                else solvers.one_se_choice(path))
-        self.support_ = np.asarray(order[:path[best]["n_selected"]])
+            raise ValueError(
+                "somp selected no column: every column is zero on every task's support "
+                "rows, or the targets are zero; check the dictionary and the tasks"
+            )
+        best = int(np.argmin([p["val_mse"] for p in path])) if self.rule == "min" else solvers.one_se_choice(path)
+        self.support_ = np.asarray(order[: path[best]["n_selected"]])
         self.scores_ = np.zeros(self.basis_.n_basis)
         for p in path:
             self.scores_[p["column"]] = p["score"]
 
-    def _fit_ard(self, tasks) -> "BasisSelector":
+    def _fit_ard(self, tasks) -> BasisSelector:
         from metafast.learners.bayes.estimator import MetaBayes
 
         if not isinstance(tasks, TaskSet) and iter(tasks) is tasks:
-            raise TypeError("argument 'tasks': method='ard' runs EM, which passes over the tasks many "
-                            "times; give a TaskSet, a list of chunks or a re-iterable stream "
-                            "(mf.tasks.stream), not a one-shot iterator")
+            raise TypeError(
+                "argument 'tasks': method='ard' runs EM, which passes over the tasks many "
+                "times; give a TaskSet, a list of chunks or a re-iterable stream "
+                "(mf.tasks.stream), not a one-shot iterator"
+            )
         first = next(iter(iter_task_chunks(tasks)))
         if isinstance(tasks, TaskSet):
             self.basis_ = self._fitted_basis(tasks)
@@ -357,7 +397,7 @@ class BasisSelector(BaseEstimator):
             self.basis_ = self._fitted_basis(first)
         params = dict(self.ard_params or {})
         params.setdefault("n_jobs", self.n_jobs)
-        params.setdefault("prior_weight", 0.0)   # no MAP floor: EM may drive variances to zero
+        params.setdefault("prior_weight", 0.0)  # no MAP floor: EM may drive variances to zero
         model = MetaBayes(basis=self.basis_, covariance="diag", **params)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
@@ -365,22 +405,26 @@ class BasisSelector(BaseEstimator):
         self.ard_model_ = model
         mean = np.asarray(model.mean_, dtype=np.float64)
         var = np.clip(np.diag(model.covariance_), 0.0, None)
-        post_var, power = solvers.ard_posterior_variance(self.basis_, iter_task_chunks(tasks), var,
-                                                         float(model.noise_var_))
+        post_var, power = solvers.ard_posterior_variance(
+            self.basis_, iter_task_chunks(tasks), var, float(model.noise_var_)
+        )
         # MacKay's well-determinedness: 1 - (mean posterior variance) / (prior variance)
         gamma = np.where(var > 0, 1.0 - post_var / np.where(var > 0, var, 1.0), 0.0)
         self.scores_ = gamma
-        self.signal_power_ = (mean ** 2 + var) * power
+        self.signal_power_ = (mean**2 + var) * power
         order = np.argsort(-gamma, kind="stable")
         keep = order[gamma[order] >= self.ard_threshold]
         max_features = min(self.max_features or gamma.size, gamma.size)
         if keep.size == 0:
-            raise ValueError(f"ard kept no column: no column's per-task weight is determined by the tasks' "
-                             f"data (largest well-determinedness {gamma.max(initial=0.0):.3g} < ard_threshold="
-                             f"{self.ard_threshold}); are the targets constant, or the tasks too noisy?")
+            raise ValueError(
+                f"ard kept no column: no column's per-task weight is determined by the tasks' "
+                f"data (largest well-determinedness {gamma.max(initial=0.0):.3g} < ard_threshold="
+                f"{self.ard_threshold}); are the targets constant, or the tasks too noisy?"
+            )
         self.support_ = keep[:max_features].astype(np.int64)
-        self.path_ = [{"threshold": float(g), "n_selected": int(np.sum(gamma >= g))}
-                      for g in (0.9, 0.75, 0.5, 0.25, 0.1, 0.01)]
+        self.path_ = [
+            {"threshold": float(g), "n_selected": int(np.sum(gamma >= g))} for g in (0.9, 0.75, 0.5, 0.25, 0.1, 0.01)
+        ]
         self.selected_basis_ = restrict(self.basis_, np.sort(self.support_))
         self.n_features_in_ = first.n_features
         return self
@@ -399,4 +443,3 @@ class BasisSelector(BaseEstimator):
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the selected columns (importance order)."""
         return np.asarray(self.basis_.get_feature_names_out(), dtype=object)[self.get_support(indices=True)]
-

@@ -11,7 +11,6 @@ Installed, it registers three loaders through the ``metafast`` entry point ``csv
 from __future__ import annotations
 
 import metafast
-
 from metafast_csvtasks._loaders import DATA_DIR, load_csv_dir, load_csv_long, load_stations
 
 __version__ = "0.1.0"

@@ -13,8 +13,8 @@ import difflib
 import math
 import numbers
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -55,7 +55,9 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
                     header = [f.strip() for f in fields]
                     dup = sorted({h for h in header if header.count(h) > 1})
                     if dup or "" in header:
-                        raise ValueError(f"{path.name}, line {reader.line_num}: header has duplicate or empty column names {dup or ['']}")
+                        raise ValueError(
+                            f"{path.name}, line {reader.line_num}: header has duplicate or empty column names {dup or ['']}"
+                        )
                     continue
                 if len(fields) != len(header):
                     raise ValueError(
@@ -139,7 +141,7 @@ def _split(
     tasks = []
     for key, X, y in kept:
         order = rng.permutation(X.shape[0])
-        s, q = order[:n_support], order[n_support: None if n_query is None else n_support + n_query]
+        s, q = order[:n_support], order[n_support : None if n_query is None else n_support + n_query]
         tasks.append(metafast.tasks.Task(X[s], y[s], X[q], y[q], info={unit: key, "n_rows": int(X.shape[0])}))
     return metafast.tasks.TaskSet.from_list(tasks)
 
@@ -249,6 +251,10 @@ def load_stations(
     Features day_of_year and humidity_pct, target temperature_c; 12 stations, 48 rows each.
     """
     return load_csv_dir(
-        DATA_DIR / "stations", target="temperature_c", n_support=n_support, n_query=n_query,
-        n_tasks=n_tasks, seed=seed,
+        DATA_DIR / "stations",
+        target="temperature_c",
+        n_support=n_support,
+        n_query=n_query,
+        n_tasks=n_tasks,
+        seed=seed,
     )

@@ -10,7 +10,6 @@ Installed, it registers two families through the ``metafast`` entry point ``wave
 from __future__ import annotations
 
 import metafast
-
 from metafast_wavelets._families import MexicanHat, Morlet, dyadic_grid
 
 __version__ = "0.1.0"

@@ -19,8 +19,10 @@ def test_found_through_the_installed_entry_point():
     r = report["wavelets"]
     assert r["status"] == "loaded", r["error"]
     assert r["distribution"] == "metafast-wavelets" and r["version"] == wavelets.__version__
-    assert r["provides"] == {"basis family": ["mexican-hat", "morlet"],
-                             "model type": ["metafast_wavelets.MexicanHat", "metafast_wavelets.Morlet"]}
+    assert r["provides"] == {
+        "basis family": ["mexican-hat", "morlet"],
+        "model type": ["metafast_wavelets.MexicanHat", "metafast_wavelets.Morlet"],
+    }
     assert isinstance(mf.basis.make("mexican-hat", n_basis=5), MexicanHat)
     assert isinstance(mf.basis.make("morlet", n_basis=5, omega0=4.0), Morlet)
 
@@ -49,8 +51,8 @@ def test_design_matches_the_formulas():
     u = X[:, 0] / 2.0
     centres, scales = np.array([0.5, 0.25, 0.75]), np.array([0.5, 0.25, 0.25])
     t = (u[:, None] - centres) / scales
-    np.testing.assert_allclose(hat.design(X), (1 - t**2) * np.exp(-t**2 / 2), rtol=1e-12)
-    np.testing.assert_allclose(morlet.design(X), np.cos(5 * t) * np.exp(-t**2 / 2), rtol=1e-12)
+    np.testing.assert_allclose(hat.design(X), (1 - t**2) * np.exp(-(t**2) / 2), rtol=1e-12)
+    np.testing.assert_allclose(morlet.design(X), np.cos(5 * t) * np.exp(-(t**2) / 2), rtol=1e-12)
 
 
 def test_constant_feature_gives_finite_design():
@@ -74,8 +76,13 @@ def test_width_gradient_matches_finite_differences():
 
 @pytest.mark.parametrize(
     "params, match",
-    [({"n_basis": 0}, "n_basis"), ({"n_basis": 2.5}, "n_basis"), ({"width": -1.0}, "width"),
-     ({"width": float("nan")}, "width"), ({"omega0": -2.0}, "omega0")],
+    [
+        ({"n_basis": 0}, "n_basis"),
+        ({"n_basis": 2.5}, "n_basis"),
+        ({"width": -1.0}, "width"),
+        ({"width": float("nan")}, "width"),
+        ({"omega0": -2.0}, "omega0"),
+    ],
 )
 def test_bad_parameters_are_named(params, match):
     with pytest.raises(ValueError, match=match):

@@ -28,9 +28,9 @@ import numpy as np
 from metafast.distributed import DaskChunks
 from metafast.learners._base import check_regression
 from metafast.learners.bayes._blocks import worker_design_cache
+from metafast.learners.bayes.mixture._em import _EM, _Params, _take_tasks
 from metafast.learners.bayes.mixture._heldout import count_nominal, make_split, smallest_hashes
 from metafast.learners.bayes.mixture.prior import MixturePrior, packed_scale_sums, scales
-from metafast.learners.bayes.mixture._em import _EM, _Params, _take_tasks
 from metafast.parallel import effective_n_threads, one_blas_thread
 from metafast.tasks._taskset import TaskSet
 
@@ -72,8 +72,9 @@ def _packed(chunk: TaskSet, start: int, basis, y_scale: float, col_scale: np.nda
     return None if entry[0] is None else entry
 
 
-def _estep_chunk(chunk: TaskSet, start: int, basis, y_scale, col_scale, covariance, prior_weight, p: _Params,
-                 part, n_threads: int):
+def _estep_chunk(
+    chunk: TaskSet, start: int, basis, y_scale, col_scale, covariance, prior_weight, p: _Params, part, n_threads: int
+):
     """One chunk's E-step statistics, packed: [sum_r (C), sum_u (C m), sum_G (C m m), noise,
     log evidence, jitter rounds]."""
     packed = _packed(chunk, start, basis, y_scale, col_scale, part)
@@ -81,12 +82,17 @@ def _estep_chunk(chunk: TaskSet, start: int, basis, y_scale, col_scale, covarian
         return None
     em = _EM(*packed, covariance, n_threads, prior_weight)
     st = em.estep(p)
-    return np.concatenate([st["sum_r"].sum(axis=0).ravel(), st["sum_u"].sum(axis=0).ravel(),
-                           st["sum_G"].sum(axis=0).ravel(), [st["sum_noise"].sum(), st["total"], em.n_jitter]])
+    return np.concatenate(
+        [
+            st["sum_r"].sum(axis=0).ravel(),
+            st["sum_u"].sum(axis=0).ravel(),
+            st["sum_G"].sum(axis=0).ravel(),
+            [st["sum_noise"].sum(), st["total"], em.n_jitter],
+        ]
+    )
 
 
-def _log_evidence_chunk(chunk: TaskSet, start: int, basis, y_scale, col_scale, p: _Params, part,
-                        n_threads: int):
+def _log_evidence_chunk(chunk: TaskSet, start: int, basis, y_scale, col_scale, p: _Params, part, n_threads: int):
     """Summed log evidence (in the units of y) of the chunk's tasks in ``part``."""
     packed = _packed(chunk, start, basis, y_scale, col_scale, part)
     if packed is None:
@@ -141,15 +147,18 @@ class ChunkTasks:
 
         return make_split(seed, self.n_tasks, n_nominal, min_train, what, smallest)
 
-    def em(self, prior: MixturePrior, part) -> "ChunkedEM":
+    def em(self, prior: MixturePrior, part) -> ChunkedEM:
         """The EM engine on ``part`` of the tasks (the scales are set on ``prior``)."""
         sums = self.chunks.map_sum(_scale_sums, self.basis, part, each=self.starts)
         prior._y_scale, prior._col_scale = scales(sums)
         return ChunkedEM(self, part, sums, prior)
 
     def log_evidence(self, prior: MixturePrior, part) -> float:
-        return float(self.chunks.map_sum(_log_evidence_chunk, self.basis, prior._y_scale, prior._col_scale,
-                                         prior._params, part, each=self.starts))
+        return float(
+            self.chunks.map_sum(
+                _log_evidence_chunk, self.basis, prior._y_scale, prior._col_scale, prior._params, part, each=self.starts
+            )
+        )
 
 
 class ChunkedEM(_EM):
@@ -177,8 +186,14 @@ class ChunkedEM(_EM):
         r, u, G, rest = np.split(out, np.cumsum([C, C * m, C * m * m]))
         self.n_jitter += int(rest[2])
         total = float(rest[1])
-        return dict(sum_r=r[None], sum_u=u.reshape(1, C, m), sum_G=G.reshape(1, C, m, m),
-                    sum_noise=rest[:1], total=total, objective=total + self.log_prior(p))
+        return dict(
+            sum_r=r[None],
+            sum_u=u.reshape(1, C, m),
+            sum_G=G.reshape(1, C, m, m),
+            sum_noise=rest[:1],
+            total=total,
+            objective=total + self.log_prior(p),
+        )
 
     def posterior_means(self, p: _Params) -> np.ndarray:
         parts = self._map("map_list", _posterior_chunk, p, self.part)
@@ -193,8 +208,18 @@ class ChunkedEM(_EM):
         which = np.searchsorted(starts, idx, side="right") - 1
         Phis, ys, sizes_out = [], [], []
         for c in np.unique(which):
-            fut = t.chunks.client.submit(_rows_chunk, t.chunks.futures[c], t.starts[c], t.basis, self.y_scale,
-                                         self.col_scale, self.part, idx[which == c] - starts[c], 1, pure=False)
+            fut = t.chunks.client.submit(
+                _rows_chunk,
+                t.chunks.futures[c],
+                t.starts[c],
+                t.basis,
+                self.y_scale,
+                self.col_scale,
+                self.part,
+                idx[which == c] - starts[c],
+                1,
+                pure=False,
+            )
             Phi, y, off = fut.result()
             Phis.append(Phi), ys.append(y), sizes_out.append(np.diff(off))
         off = np.concatenate(([0], np.cumsum(np.concatenate(sizes_out)))).astype(np.int64)

@@ -18,14 +18,14 @@ from metafast._validation import check_offsets, check_X, check_y
 from metafast.parallel import one_blas_thread
 from metafast.tasks._taskset import gather_task_rows
 
-_RESP_FLOOR = 1e-10    # a task's component with a smaller responsibility adds no M-step statistics
-_MIN_WEIGHT = 0.5      # a component holding less than half a task's worth of responsibility collapsed
-_COVAR_FLOOR = 1e-9    # relative diagonal floor added to every Sigma_c (in the rescaled space)
-_NOISE_FLOOR = 1e-8    # smallest noise variance, as a fraction of the mean squared target (y has unit
-                       # RMS in the rescaled space): predictive std >= 1e-4 x RMS(y), noise-free tasks allowed
-_BLOCK_BYTES = 128 * 2**20   # memory budget of the per-block M-step statistics
+_RESP_FLOOR = 1e-10  # a task's component with a smaller responsibility adds no M-step statistics
+_MIN_WEIGHT = 0.5  # a component holding less than half a task's worth of responsibility collapsed
+_COVAR_FLOOR = 1e-9  # relative diagonal floor added to every Sigma_c (in the rescaled space)
+_NOISE_FLOOR = 1e-8  # smallest noise variance, as a fraction of the mean squared target (y has unit
+# RMS in the rescaled space): predictive std >= 1e-4 x RMS(y), noise-free tasks allowed
+_BLOCK_BYTES = 128 * 2**20  # memory budget of the per-block M-step statistics
 _MAX_BLOCKS = 64
-_CHUNK_ROWS = 512      # design rows per level-3 call in the EM kernel (at most)
+_CHUNK_ROWS = 512  # design rows per level-3 call in the EM kernel (at most)
 _CHUNK_BYTES = 16 * 2**20  # per-thread scratch budget of those calls
 
 
@@ -94,8 +94,9 @@ def _factor_covariances(covs: np.ndarray):
                 n_jitter += 1
                 jitter = 1e-8 * scale[c] if jitter == 0.0 else jitter * 10.0
                 if jitter > scale[c]:
-                    raise FloatingPointError("a component covariance is not positive definite "
-                                             "even with jitter") from None
+                    raise FloatingPointError(
+                        "a component covariance is not positive definite even with jitter"
+                    ) from None
         covs[c] += jitter * eye
     return covs, np.ascontiguousarray(chol), n_jitter
 
@@ -108,8 +109,22 @@ def posterior(Phi, y, offsets, p: _Params, post_means, post_covs, n_threads: int
     n_jitter = np.zeros(T, dtype=np.int32)
     covs = post_covs if post_covs is not None else np.empty((1, 1, 1, 1))
     with one_blas_thread():
-        _k.posterior(Phi, y, offsets, p.chol, p.means, p.log_weights, p.noise_var, resp, log_ev,
-                     post_means, covs, n_jitter, post_covs is not None, n_threads)
+        _k.posterior(
+            Phi,
+            y,
+            offsets,
+            p.chol,
+            p.means,
+            p.log_weights,
+            p.noise_var,
+            resp,
+            log_ev,
+            post_means,
+            covs,
+            n_jitter,
+            post_covs is not None,
+            n_threads,
+        )
     if np.any(n_jitter < 0):
         raise FloatingPointError("a task's marginal covariance could not be factored even with jitter")
     return resp, log_ev
@@ -129,7 +144,7 @@ class _EM:
         self.covariance = covariance
         self.n_threads = n_threads
         self.prior_weight = float(prior_weight)
-        self.psi = 1.0 / max(Phi.shape[1], 1)   # shrinkage target psi I: the isotropic start
+        self.psi = 1.0 / max(Phi.shape[1], 1)  # shrinkage target psi I: the isotropic start
         self.n_tasks = len(offsets) - 1
         self.n_points = int(offsets[-1])
         self.n_basis = Phi.shape[1]
@@ -152,20 +167,44 @@ class _EM:
         blocks = self._blocks(C) if accumulate else np.array([0, T], dtype=np.int64)
         B = len(blocks) - 1
         out = dict(
-            log_lik=np.empty((T, C)), resp=np.empty((T, C)), log_ev=np.empty(T),
+            log_lik=np.empty((T, C)),
+            resp=np.empty((T, C)),
+            log_ev=np.empty(T),
             n_jitter=np.zeros(T, dtype=np.int32),
-            sum_r=np.zeros((B, C)), sum_u=np.zeros((B, C, m) if accumulate else (1, 1, 1)),
-            sum_G=np.zeros((B, C, m, m) if accumulate else (1, 1, 1, 1)), sum_noise=np.zeros(B),
+            sum_r=np.zeros((B, C)),
+            sum_u=np.zeros((B, C, m) if accumulate else (1, 1, 1)),
+            sum_G=np.zeros((B, C, m, m) if accumulate else (1, 1, 1, 1)),
+            sum_noise=np.zeros(B),
         )
         with one_blas_thread():
-            _k.em_step(self.Phi, self.y, self.offsets, p.chol, p.means, p.log_weights, p.noise_var,
-                       blocks, out["log_lik"], out["resp"], out["log_ev"], out["n_jitter"],
-                       out["sum_r"], out["sum_u"], out["sum_G"], out["sum_noise"],
-                       _RESP_FLOOR, accumulate, self._chunk_rows(C), self.n_threads)
+            _k.em_step(
+                self.Phi,
+                self.y,
+                self.offsets,
+                p.chol,
+                p.means,
+                p.log_weights,
+                p.noise_var,
+                blocks,
+                out["log_lik"],
+                out["resp"],
+                out["log_ev"],
+                out["n_jitter"],
+                out["sum_r"],
+                out["sum_u"],
+                out["sum_G"],
+                out["sum_noise"],
+                _RESP_FLOOR,
+                accumulate,
+                self._chunk_rows(C),
+                self.n_threads,
+            )
         if np.any(out["n_jitter"] < 0):
             bad = int(np.flatnonzero(out["n_jitter"] < 0)[0])
-            raise FloatingPointError(f"the marginal covariance of task {bad} could not be factored even "
-                                     "with jitter: check the basis design for inf/huge values")
+            raise FloatingPointError(
+                f"the marginal covariance of task {bad} could not be factored even "
+                "with jitter: check the basis design for inf/huge values"
+            )
         self.n_jitter += int(out["n_jitter"].sum())
         out["total"] = float(out["log_ev"].sum())
         out["objective"] = out["total"] + self.log_prior(p)
@@ -177,10 +216,11 @@ class _EM:
         posterior(self.Phi, self.y, self.offsets, p, post, None, self.n_threads)
         return post[:, 0, :]
 
-    def take(self, idx: np.ndarray) -> "_EM":
+    def take(self, idx: np.ndarray) -> _EM:
         """The same EM on the tasks ``idx`` only."""
-        return _EM(*_take_tasks(self.Phi, self.y, self.offsets, idx), self.covariance, self.n_threads,
-                   self.prior_weight)
+        return _EM(
+            *_take_tasks(self.Phi, self.y, self.offsets, idx), self.covariance, self.n_threads, self.prior_weight
+        )
 
     def log_prior(self, p: _Params) -> float:
         """sum_c log p(Sigma_c) = -nu/2 sum_c [log|Sigma_c| + psi tr(Sigma_c^{-1})] (0 when nu = 0)."""
@@ -189,7 +229,7 @@ class _EM:
         L = p.chol
         logdet = 2.0 * np.log(np.einsum("cii->ci", L)).sum(axis=1)
         m = L.shape[-1]
-        Linv = np.linalg.solve(L, np.broadcast_to(np.eye(m), L.shape))   # tr(S^-1) = ||L^-1||_F^2
+        Linv = np.linalg.solve(L, np.broadcast_to(np.eye(m), L.shape))  # tr(S^-1) = ||L^-1||_F^2
         tr_inv = np.einsum("cij,cij->c", Linv, Linv)
         return float(-0.5 * self.prior_weight * np.sum(logdet + self.psi * tr_inv))
 
@@ -211,7 +251,7 @@ class _EM:
         elif self.covariance == "spherical":
             covs = (np.trace(covs, axis1=-2, axis2=-1) / covs.shape[-1])[:, None, None] * eye
         nu = self.prior_weight
-        if nu > 0.0:   # MAP: r_c tasks' scatter plus nu pseudo-tasks of covariance psi I
+        if nu > 0.0:  # MAP: r_c tasks' scatter plus nu pseudo-tasks of covariance psi I
             covs = (r[:, None, None] * covs + (nu * self.psi) * eye) / (r + nu)[:, None, None]
         noise = stats["sum_noise"].sum() / max(self.n_points, 1)
         noise = max(noise, _NOISE_FLOOR)  # y has unit RMS here: the floor is relative to its scale

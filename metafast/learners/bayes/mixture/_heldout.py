@@ -15,14 +15,14 @@ of each chunk, and only for tiny task sets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from sklearn.utils import check_random_state
 
 HELD_FRACTION = 0.2
-_NOMINAL = 2 ** 64 // 5                 # hash < this: held out (P = 0.2 up to 2^-64)
+_NOMINAL = 2**64 // 5  # hash < this: held out (P = 0.2 up to 2^-64)
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64 constants
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -40,12 +40,12 @@ def split_seed(random_state) -> int:
     if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
         if random_state < 0:
             raise ValueError(f"parameter 'random_state' must be >= 0; got {random_state}")
-        return int(random_state) % 2 ** 64
+        return int(random_state) % 2**64
     try:
         rng = check_random_state(random_state)
     except ValueError as exc:
         raise ValueError(f"parameter 'random_state' must be None, an int or a RandomState; {exc}") from None
-    return int(rng.randint(0, 2 ** 63, dtype=np.int64))
+    return int(rng.randint(0, 2**63, dtype=np.int64))
 
 
 def task_hashes(seed: int, start: int, n: int) -> np.ndarray:
@@ -83,14 +83,16 @@ def smallest_hashes(seed: int, start: int, n: int, k: int) -> np.ndarray:
     return np.sort(np.partition(h, k - 1)[:k]) if k else h[:0]
 
 
-def make_split(seed: int, n_tasks: int, n_nominal: int, min_train: int, what: str,
-               smallest: Callable[[int], np.ndarray]) -> tuple[Split, int]:
+def make_split(
+    seed: int, n_tasks: int, n_nominal: int, min_train: int, what: str, smallest: Callable[[int], np.ndarray]
+) -> tuple[Split, int]:
     """(Split, number held out) for ``n_tasks`` tasks of which the nominal cut holds out
     ``n_nominal``, clamped to >= 1 held out and >= ``min_train`` training tasks; ``smallest(k)``
     gives the k smallest hashes of all tasks, sorted (called only when the clamp applies)."""
     if n_tasks - 1 < min_train:
-        raise ValueError(f"{what} needs at least {min_train + 1} tasks ({min_train} to train on and 1 to "
-                         f"hold out); got {n_tasks}")
+        raise ValueError(
+            f"{what} needs at least {min_train + 1} tasks ({min_train} to train on and 1 to hold out); got {n_tasks}"
+        )
     k = min(max(n_nominal, 1), n_tasks - min_train)
     if k == n_nominal:
         return Split(seed, _NOMINAL - 1), k

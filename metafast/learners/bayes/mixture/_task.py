@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
 from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
 from metafast._pickle import VersionTagged
@@ -32,12 +32,13 @@ class MixtureTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
     def _design(self, X) -> np.ndarray:
         Phi = np.asarray(self.basis.design(X), dtype=np.float64)
         if Phi.shape[1] != self.prior.n_features_in_:
-            raise ValueError(f"the basis makes {Phi.shape[1]} columns but the prior was fitted on "
-                             f"{self.prior.n_features_in_}")
+            raise ValueError(
+                f"the basis makes {Phi.shape[1]} columns but the prior was fitted on {self.prior.n_features_in_}"
+            )
         return Phi
 
-    def fit(self, X, y) -> "MixtureTaskRegressor":
-        if not getattr(self.prior, "is_mixture_prior", False):   # MixturePrior (which imports this module)
+    def fit(self, X, y) -> MixtureTaskRegressor:
+        if not getattr(self.prior, "is_mixture_prior", False):  # MixturePrior (which imports this module)
             raise TypeError(f"parameter 'prior' must be a fitted MixturePrior; got {type(self.prior).__name__}")
         self.prior._check_fitted()
         if self.basis is None or not getattr(self.basis, "__sklearn_is_fitted__", lambda: False)():
@@ -61,7 +62,7 @@ class MixtureTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
         self.n_samples_seen_ = int(X.shape[0])
         return self
 
-    def update(self, X, y) -> "MixtureTaskRegressor":
+    def update(self, X, y) -> MixtureTaskRegressor:
         """Condition on more points of the same task: sequential Bayes, equal (to round-off) to
         refitting on all points seen so far.
 
@@ -80,10 +81,12 @@ class MixtureTaskRegressor(VersionTagged, RegressorMixin, BaseEstimator):
         means, covs = np.empty_like(self.component_means_), np.empty_like(self.component_covariances_)
         log_lik = np.empty(C)
         for c in range(C):
-            log_lik[c] = _gaussian_log_lik(Phi, y, self.component_means_[c], self.component_covariances_[c],
-                                           self.noise_var_)
-            means[c], covs[c] = gaussian_condition(Phi, y, self.component_means_[c],
-                                                   self.component_covariances_[c], self.noise_var_)
+            log_lik[c] = _gaussian_log_lik(
+                Phi, y, self.component_means_[c], self.component_covariances_[c], self.noise_var_
+            )
+            means[c], covs[c] = gaussian_condition(
+                Phi, y, self.component_means_[c], self.component_covariances_[c], self.noise_var_
+            )
         with np.errstate(divide="ignore"):
             joint = np.log(self.responsibilities_) + log_lik
         total = float(logsumexp(joint))

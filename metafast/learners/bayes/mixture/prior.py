@@ -26,7 +26,6 @@ Numerics: y is rescaled to unit root-mean-square and every design column to unit
 that fails is retried with growing diagonal jitter (counted in ``n_jitter_``).
 """
 
-
 from __future__ import annotations
 
 import sys
@@ -40,19 +39,27 @@ from sklearn.utils import check_random_state
 from metafast._kernels import _mixture as _k
 from metafast._pickle import VersionTagged
 from metafast._validation import check_positive_float, check_positive_int
+from metafast.learners.bayes.mixture._em import (
+    _EM,
+    _MIN_WEIGHT,
+    _check_packed,
+    _check_query,
+    _mixture_moments,
+    _Params,
+    _take_tasks,
+    posterior,
+)
 from metafast.learners.bayes.mixture._heldout import count_nominal, make_split, smallest_hashes, split_seed
-from metafast.learners.bayes.mixture._em import (_EM, _MIN_WEIGHT, _Params, _check_packed, _check_query, _mixture_moments,
-                                           _take_tasks, posterior)
 from metafast.learners.bayes.mixture._task import MixtureTaskRegressor
 from metafast.parallel import effective_n_threads, one_blas_thread
 
 __all__ = ["MixturePrior", "MixtureTaskRegressor"]
 
 _COVARIANCES = ("full", "diag", "spherical")
-_INIT_ITER = 10        # EM iterations of the single-Gaussian fit that seeds k-means
-_SCREEN_ITER = 5       # EM iterations every restart gets before the best one is continued
-_SCREEN_TASKS = 500    # restarts are screened on a random subset of this many tasks (if more)
-_ROW_BLOCK = 256       # query rows per kernel step in predict
+_INIT_ITER = 10  # EM iterations of the single-Gaussian fit that seeds k-means
+_SCREEN_ITER = 5  # EM iterations every restart gets before the best one is continued
+_SCREEN_TASKS = 500  # restarts are screened on a random subset of this many tasks (if more)
+_ROW_BLOCK = 256  # query rows per kernel step in predict
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -83,8 +90,7 @@ class PackedTasks:
     def split(self, seed: int, min_train: int, what: str):
         """(Split, number held out) of these tasks (``_heldout.make_split``)."""
         T = self.n_tasks
-        return make_split(seed, T, count_nominal(seed, 0, T), min_train, what,
-                          lambda k: smallest_hashes(seed, 0, T, k))
+        return make_split(seed, T, count_nominal(seed, 0, T), min_train, what, lambda k: smallest_hashes(seed, 0, T, k))
 
     def arrays(self, part):
         if part is None:
@@ -94,14 +100,14 @@ class PackedTasks:
             self._parts[part] = _take_tasks(self.Phi, self.y, self.offsets, split.tasks(0, self.n_tasks, held))
         return self._parts[part]
 
-    def em(self, prior: "MixturePrior", part) -> _EM:
+    def em(self, prior: MixturePrior, part) -> _EM:
         """The EM engine on ``part`` of the tasks, rescaled (the scales are set on ``prior``)."""
         Phi, y, offsets = self.arrays(part)
         prior._y_scale, prior._col_scale = scales(packed_scale_sums(Phi, y, len(offsets) - 1))
         Phi_s, y_s = prior._rescaled(Phi, y)
         return _EM(Phi_s, y_s, offsets, prior.covariance, prior.n_threads_, float(prior.prior_weight))
 
-    def log_evidence(self, prior: "MixturePrior", part) -> float:
+    def log_evidence(self, prior: MixturePrior, part) -> float:
         """Summed log evidence of ``part`` of the tasks under the fitted ``prior``."""
         return float(prior.score_tasks(*self.arrays(part)).sum())
 
@@ -160,10 +166,21 @@ class MixturePrior(VersionTagged):
     never decreases; equal to ``log_evidence_`` when prior_weight = 0).
     """
 
-    is_mixture_prior = True   # what MixtureTaskRegressor checks its ``prior`` for
+    is_mixture_prior = True  # what MixtureTaskRegressor checks its ``prior`` for
 
-    def __init__(self, n_components=2, covariance="full", max_iter=100, tol=1e-6, n_init=3,
-                 random_state=None, n_threads=1, verbose=0, component_range=(1, 8), prior_weight=1.0):
+    def __init__(
+        self,
+        n_components=2,
+        covariance="full",
+        max_iter=100,
+        tol=1e-6,
+        n_init=3,
+        random_state=None,
+        n_threads=1,
+        verbose=0,
+        component_range=(1, 8),
+        prior_weight=1.0,
+    ):
         self.n_components = n_components
         self.covariance = covariance
         self.max_iter = max_iter
@@ -185,8 +202,9 @@ class MixturePrior(VersionTagged):
         check_positive_float(self.prior_weight, "prior_weight", allow_zero=True)
         if isinstance(self.n_components, str):
             if self.n_components != "auto":
-                raise ValueError(f"parameter 'n_components' must be a positive int or 'auto'; "
-                                 f"got {self.n_components!r}")
+                raise ValueError(
+                    f"parameter 'n_components' must be a positive int or 'auto'; got {self.n_components!r}"
+                )
             self._component_range()
             return None
         return check_positive_int(self.n_components, "n_components")
@@ -196,13 +214,15 @@ class MixturePrior(VersionTagged):
             lo, hi = self.component_range
             lo, hi = check_positive_int(lo, "component_range[0]"), check_positive_int(hi, "component_range[1]")
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"parameter 'component_range' must be (low, high) positive ints with "
-                             f"low <= high; got {self.component_range!r} ({exc})") from None
+            raise ValueError(
+                f"parameter 'component_range' must be (low, high) positive ints with "
+                f"low <= high; got {self.component_range!r} ({exc})"
+            ) from None
         if lo > hi:
             raise ValueError(f"parameter 'component_range' must have low <= high; got {self.component_range!r}")
         return lo, hi
 
-    def fit(self, Phi, y, offsets) -> "MixturePrior":
+    def fit(self, Phi, y, offsets) -> MixturePrior:
         """Fit the mixture prior to the packed support design of all tasks.
 
         Phi (N, m): design rows of every task, one task after another; y (N,); offsets (T+1,)
@@ -213,7 +233,7 @@ class MixturePrior(VersionTagged):
         self.n_threads_ = effective_n_threads(self.n_threads)
         return self._fit_tasks(PackedTasks(Phi, y, offsets), n_comp)
 
-    def _fit_tasks(self, tasks, n_comp: int | None) -> "MixturePrior":
+    def _fit_tasks(self, tasks, n_comp: int | None) -> MixturePrior:
         """Fit on ``tasks``: ``PackedTasks`` in process, ``_mixture_dask.ChunkTasks`` on Dask
         workers (the same interface: split, em, log_evidence)."""
         if n_comp is not None and n_comp > tasks.n_tasks:
@@ -243,19 +263,26 @@ class MixturePrior(VersionTagged):
                 bar.update(len(hist1))
                 p, stats, history, dropped, converged = p1, stats1, hist1, [], conv1
                 if not conv1 and len(hist1) < self.max_iter:
-                    p, stats, more, dropped, converged = em.run(p1, self.max_iter - len(hist1), self.tol,
-                                                                stats1, bar)
+                    p, stats, more, dropped, converged = em.run(p1, self.max_iter - len(hist1), self.tol, stats1, bar)
                     history = hist1 + more
             else:
                 p, stats, history, dropped, converged = self._restarts(em, p1, n_comp, bar)
         if not converged:
-            warnings.warn(f"MixturePrior: EM did not converge in max_iter={self.max_iter} iterations "
-                          f"(last gain {history[-1][1] - history[-2][1] if len(history) > 1 else float('nan'):.3g});"
-                          " increase max_iter or tol", ConvergenceWarning, stacklevel=3)
+            warnings.warn(
+                f"MixturePrior: EM did not converge in max_iter={self.max_iter} iterations "
+                f"(last gain {history[-1][1] - history[-2][1] if len(history) > 1 else float('nan'):.3g});"
+                " increase max_iter or tol",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         if dropped:
-            warnings.warn(f"MixturePrior: {len(dropped)} component(s) collapsed (responsibility below "
-                          f"{_MIN_WEIGHT} tasks) and were dropped; {p.n_components} remain. See "
-                          "dropped_components_.", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"MixturePrior: {len(dropped)} component(s) collapsed (responsibility below "
+                f"{_MIN_WEIGHT} tasks) and were dropped; {p.n_components} remain. See "
+                "dropped_components_.",
+                UserWarning,
+                stacklevel=3,
+            )
         self._set_fitted(p, stats, history, dropped, em)
 
     def _restarts(self, em: _EM, p1: _Params, n_comp: int, bar):
@@ -289,8 +316,9 @@ class MixturePrior(VersionTagged):
             em.n_jitter += sub.n_jitter
             bar.update(len(history))
             dropped = [(it - len(history), c, w) for it, c, w in dropped]
-            p, stats, history, more_dropped, converged = em.run(p, max(1, self.max_iter - len(history)),
-                                                                self.tol, None, bar)
+            p, stats, history, more_dropped, converged = em.run(
+                p, max(1, self.max_iter - len(history)), self.tol, None, bar
+            )
             return p, stats, history, dropped + more_dropped, converged
         bar.update(len(history))
         if not converged and len(history) < self.max_iter:
@@ -315,7 +343,7 @@ class MixturePrior(VersionTagged):
         self.log_evidence_ = hist[:, 0] - shift
         self.objective_ = hist[:, 1] - shift
         self.n_iter_ = len(history)
-        if "resp" in stats:      # per-task values: not brought back from Dask workers
+        if "resp" in stats:  # per-task values: not brought back from Dask workers
             self.responsibilities_ = stats["resp"].copy()
             self.task_log_evidence_ = stats["log_ev"] - np.diff(em.offsets) * np.log(ys)
         self.dropped_components_ = dropped
@@ -327,8 +355,9 @@ class MixturePrior(VersionTagged):
         by the mean log evidence of the held-out part (``metafast.learners.bayes.mixture._heldout``: the same
         split in process and on Dask); the best C is refitted on every task."""
         lo, hi = self._component_range()
-        split, n_held = tasks.split(split_seed(self.random_state), hi,
-                                    f"n_components='auto' (candidates C = {lo}..{hi})")
+        split, n_held = tasks.split(
+            split_seed(self.random_state), hi, f"n_components='auto' (candidates C = {lo}..{hi})"
+        )
         n_train = tasks.n_tasks - n_held
         rows = []
         for C in range(lo, hi + 1):
@@ -339,20 +368,43 @@ class MixturePrior(VersionTagged):
                 sub._fit_fixed(tasks, C, (split, False))
             ho_ev = tasks.log_evidence(sub, (split, True)) / n_held
             k = sub._n_free_params()
-            rows.append((C, sub.n_components_, ho_ev, float(sub.log_evidence_[-1]),
-                         -2.0 * sub.log_evidence_[-1] + k * np.log(n_train), k))
-        table = {key: np.array([r[i] for r in rows]) for i, key in enumerate(
-            ["n_components", "n_components_fitted", "heldout_log_evidence", "train_log_evidence", "bic",
-             "n_params"])}
+            rows.append(
+                (
+                    C,
+                    sub.n_components_,
+                    ho_ev,
+                    float(sub.log_evidence_[-1]),
+                    -2.0 * sub.log_evidence_[-1] + k * np.log(n_train),
+                    k,
+                )
+            )
+        table = {
+            key: np.array([r[i] for r in rows])
+            for i, key in enumerate(
+                ["n_components", "n_components_fitted", "heldout_log_evidence", "train_log_evidence", "bic", "n_params"]
+            )
+        }
         best_C = int(table["n_components"][np.argmax(table["heldout_log_evidence"])])
         self._fit_fixed(tasks, best_C)
         self.component_scores_ = table
         self.n_heldout_ = n_held
 
-    def _clone(self, **changes) -> "MixturePrior":
-        params = {k: getattr(self, k) for k in ("n_components", "covariance", "max_iter", "tol", "n_init",
-                                                 "random_state", "n_threads", "verbose", "component_range",
-                                                 "prior_weight")}
+    def _clone(self, **changes) -> MixturePrior:
+        params = {
+            k: getattr(self, k)
+            for k in (
+                "n_components",
+                "covariance",
+                "max_iter",
+                "tol",
+                "n_init",
+                "random_state",
+                "n_threads",
+                "verbose",
+                "component_range",
+                "prior_weight",
+            )
+        }
         params.update(changes)
         return MixturePrior(**params)
 
@@ -398,8 +450,23 @@ class MixturePrior(VersionTagged):
         n_jitter = np.zeros(T, dtype=np.int32)
         Ps, ys = self._rescaled(Phi_s, y_s)
         with one_blas_thread():
-            _k.predict(Ps, ys, s_off, self._rescaled(Phi_q), q_off, p.chol, p.means, p.log_weights,
-                       p.noise_var, resp, cmean, cvar, n_jitter, _ROW_BLOCK, self.n_threads_)
+            _k.predict(
+                Ps,
+                ys,
+                s_off,
+                self._rescaled(Phi_q),
+                q_off,
+                p.chol,
+                p.means,
+                p.log_weights,
+                p.noise_var,
+                resp,
+                cmean,
+                cvar,
+                n_jitter,
+                _ROW_BLOCK,
+                self.n_threads_,
+            )
         if np.any(n_jitter < 0):
             raise FloatingPointError("a task's marginal covariance could not be factored even with jitter")
         row_resp = np.repeat(resp, np.diff(q_off), axis=0)
@@ -407,7 +474,7 @@ class MixturePrior(VersionTagged):
         ysc = self._y_scale
         return mean * ysc, np.sqrt(var) * ysc, resp, cmean * ysc, np.sqrt(cvar) * ysc
 
-    def task_regressor(self, basis, X_s, y_s) -> "MixtureTaskRegressor":
+    def task_regressor(self, basis, X_s, y_s) -> MixtureTaskRegressor:
         """A fitted scikit-learn regressor for one new task with support (X_s, y_s)."""
         self._check_fitted()
         return MixtureTaskRegressor(prior=self, basis=basis).fit(X_s, y_s)
