@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import metafast
 from metafast.cli import main
 from metafast.plugins import PluginHost, using_host
 
-PKG_ROOT = str(Path(__file__).resolve().parents[1])
+# the folder holding the metafast under test (site-packages when installed, else this checkout)
+PKG_ROOT = str(Path(metafast.__file__).resolve().parents[1])
 
 
 def make_tables(folder: Path, groups=None, text_column=True):
