@@ -409,6 +409,8 @@ class PooledClassifier(_ClassificationBaseline):
     """One LogisticRegression on every training row pooled, used unchanged for every task (shared
     label setting only: in episodes labels mean nothing across tasks)."""
 
+    _max_iter = 1000
+
     def __init__(self, basis=None, C: float = 1.0):
         self.basis = basis
         self.C = C
@@ -419,15 +421,24 @@ class PooledClassifier(_ClassificationBaseline):
         tasks = check_tasks(tasks)
         if tasks.label_setting != "shared":
             raise Unavailable("the pooled classifier needs shared labels (labels are re-drawn in episodes)")
+        self._fit_inputs(tasks)
         full = tasks.all_rows()
-        self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(full.X_support, full.y_support)
+        self.model_ = LogisticRegression(C=self.C, max_iter=self._max_iter).fit(
+            self._inputs(full.X_support), full.y_support
+        )
         return super().fit(tasks)
+
+    def _fit_inputs(self, tasks) -> None:
+        """Fit whatever maps raw rows to the model's inputs (nothing here: the raw rows)."""
+
+    def _inputs(self, X):
+        return X
 
     def _classes(self, task):
         return self.model_.classes_
 
     def _task_log_proba(self, task, classes):
-        return self.model_.predict_log_proba(task.X_query)
+        return self.model_.predict_log_proba(self._inputs(task.X_query))
 
 
 class OracleClassifier(_ClassificationBaseline):

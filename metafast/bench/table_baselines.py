@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.preprocessing import StandardScaler
 
 from metafast.bench._skip import Unavailable
-from metafast.bench.baselines import PerEpisodeLogistic, _ClassificationBaseline
+from metafast.bench.baselines import PerEpisodeLogistic, PooledClassifier, _ClassificationBaseline
 from metafast.learners._base import check_tasks
 
 
@@ -113,32 +113,17 @@ class TaskLogistic(PerEpisodeLogistic):
         return super()._task_log_proba(t, classes)
 
 
-class PooledLogistic(_ClassificationBaseline):
+class PooledLogistic(PooledClassifier):
     """One LogisticRegression (C = 1) on every standardised training row, the same for every task
-    (shared labels only)."""
+    (shared labels only): ``PooledClassifier`` on standardised inputs."""
 
-    def __init__(self, basis=None, C: float = 1.0):
-        self.basis = basis
-        self.C = C
+    _max_iter = 2000
 
-    def fit(self, tasks, y=None):
-        from sklearn.linear_model import LogisticRegression
-
-        tasks = check_tasks(tasks)
-        if tasks.label_setting != "shared":
-            raise Unavailable("the pooled classifier needs shared labels (labels are re-drawn in episodes)")
+    def _fit_inputs(self, tasks) -> None:
         self.scaler_ = _scaler(tasks)
-        full = tasks.all_rows()
-        self.model_ = LogisticRegression(C=self.C, max_iter=2000).fit(
-            self.scaler_.transform(full.X_support), full.y_support
-        )
-        return super().fit(tasks)
 
-    def _classes(self, task):
-        return self.model_.classes_
-
-    def _task_log_proba(self, task, classes):
-        return self.model_.predict_log_proba(self.scaler_.transform(task.X_query))
+    def _inputs(self, X):
+        return self.scaler_.transform(X)
 
 
 __all__ = ["LdaCentroid", "PooledLogistic", "StandardisedCentroid", "TaskLogistic"]
